@@ -1,0 +1,3 @@
+"""vllm-lock: reproducible, hashed locks for building vLLM from source."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,102 @@
+"""vllm-lock commands: each one parses, calls an action, prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vllm_lock.actions import resolve as resolve_action
+from vllm_lock.actions import show as show_action
+from vllm_lock.cli_app import app, command
+from vllm_lock.progress import Reporter
+from vllm_lock.shell import lockfiles
+
+
+@command()
+def resolve(
+    repo: Annotated[str, typer.Option(help="vLLM git repository URL")] = resolve_action.DEFAULT_REPO,
+    ref: Annotated[str, typer.Option(help="branch, tag or commit SHA")] = "main",
+    torch_channel: Annotated[str, typer.Option(help="nightly or release")] = "nightly",
+    torch_date: Annotated[str, typer.Option(help="nightly date YYYY-MM-DD or 'latest'")] = "latest",
+    torch_version: Annotated[Optional[str], typer.Option(help="release version, e.g. 2.9.1")] = None,
+    cuda: Annotated[str, typer.Option(help="CUDA variant of the torch index")] = "cu128",
+    torch_index: Annotated[Optional[str], typer.Option(help="torch index URL (default: PyTorch's for channel+cuda)")] = None,
+    index: Annotated[str, typer.Option(help="general package index (everything but the torch family)")] = resolve_action.DEFAULT_GENERAL_INDEX,
+    arch: Annotated[Optional[list[str]], typer.Option(help="CUDA arch to build, repeatable (default 12.0)")] = None,
+    python: Annotated[str, typer.Option(help="target Python")] = "3.12",
+    platform: Annotated[str, typer.Option(help="target platform, e.g. x86_64-manylinux_2_28")] = "x86_64-manylinux_2_28",
+    flash_attn_version: Annotated[str, typer.Option(help="VLLM_FLASH_ATTN_VERSION")] = "2",
+    target_device: Annotated[str, typer.Option(help="VLLM_TARGET_DEVICE")] = "cuda",
+    build_env: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE output-affecting build setting, repeatable")] = None,
+    no_editable: Annotated[bool, typer.Option("--no-editable", help="install vLLM as a built wheel")] = False,
+    name: Annotated[str, typer.Option(help="lock name: writes locks/<name>.lock.toml")] = "dev",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write the lock here instead")] = None,
+) -> None:
+    """Resolve a (vLLM commit, torch nightly, build deps) tuple into a hashed lock."""
+    request = resolve_action.ResolveRequest(
+        repo=repo,
+        ref=ref,
+        torch_channel=torch_channel,  # type: ignore[arg-type]
+        torch_date=torch_date,
+        torch_version=torch_version,
+        cuda=cuda,
+        torch_index=torch_index,
+        general_index=index,
+        archs=tuple(arch or ("12.0",)),
+        python=python,
+        platform=platform,
+        flash_attn_version=flash_attn_version,
+        target_device=target_device,
+        build_env=resolve_action.parse_build_env(build_env or []),
+        editable=not no_editable,
+        name=name,
+        output=output,
+    )
+    lock, path, changed = resolve_action.resolve(request, Reporter())
+    state = "written" if changed else "unchanged"
+    print(f"{path}: {state} ({lock.vllm.short_commit}, torch {lock.torch.version}, {len(lock.packages)} packages)")
+
+
+@command()
+def show(
+    lock: Annotated[str, typer.Argument(help="lock path or name in locks/")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Print a lock's tuple and a package summary."""
+    loaded, path = lockfiles.read(lock)
+    if as_json:
+        print(json.dumps(show_action.summary(loaded, path), indent=2))
+    else:
+        show_action.render(loaded, path)
+
+
+@command()
+def export(
+    lock: Annotated[str, typer.Argument(help="lock path or name in locks/")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="default: pylock.<name>.toml beside the lock")] = None,
+) -> None:
+    """Write the lock's Python layer as a PEP 751 pylock (uv pip sync accepts it)."""
+    path = show_action.export(lock, output)
+    print(path)
+
+
+@command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="where the test world and results go")] = Path(".demo"),
+) -> None:
+    """Build the bundled test world (loopback only), resolve a lock from it and show it."""
+    from vllm_lock.actions import demo as demo_action
+
+    demo_action.run(workdir.resolve(), Reporter())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""One exception hierarchy; each branch carries its exit code (the only mapping)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    DIFFERENT = 1  # verify found drift / diff found differences
+    USAGE = 2  # bad command-line input
+    LOCK_INVALID = 3  # malformed lock, unknown version, content hash mismatch
+    UNREACHABLE = 4  # repository or index unreachable after retries
+    RESOLUTION = 5  # unknown ref, no nightly, unknown torch version, companions mismatch
+    INSTALL = 6  # install or build failed
+    PREFLIGHT = 7  # machine does not match: platform, python, nvcc, disk
+    INTEGRITY = 8  # bytes do not match the lock
+    OUTPUT = 9  # cannot write the output
+
+
+class VllmLockError(Exception):
+    """Root of every error vllm-lock reports; str() is the one-line message."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+
+class UsageError(VllmLockError):
+    exit_code = ExitCode.USAGE
+
+
+class LockInvalidError(VllmLockError):
+    exit_code = ExitCode.LOCK_INVALID
+
+
+class UnreachableError(VllmLockError):
+    exit_code = ExitCode.UNREACHABLE
+
+
+class ResolutionError(VllmLockError):
+    exit_code = ExitCode.RESOLUTION
+
+
+class UnknownRefError(ResolutionError):
+    pass
+
+
+class NoNightlyError(ResolutionError):
+    pass
+
+
+class UnknownTorchVersionError(ResolutionError):
+    pass
+
+
+class CompanionMismatchError(ResolutionError):
+    pass
+
+
+class InstallError(VllmLockError):
+    exit_code = ExitCode.INSTALL
+
+
+class BuildError(InstallError):
+    pass
+
+
+class PreflightError(VllmLockError):
+    exit_code = ExitCode.PREFLIGHT
+
+
+class IntegrityError(VllmLockError):
+    exit_code = ExitCode.INTEGRITY
+
+
+class OutputError(VllmLockError):
+    exit_code = ExitCode.OUTPUT

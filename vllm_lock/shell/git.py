@@ -1,0 +1,150 @@
+"""git through gitpython: resolve refs without a checkout, a cached bare mirror, tree export.
+
+All git runs with a fixed, prompt-free environment, a timeout and bounded retries; failures
+become UnreachableError / UnknownRefError with one line of explanation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import git
+from git.exc import GitCommandError
+
+from vllm_lock.errors import UnknownRefError, UnreachableError
+from vllm_lock.model import is_commit_sha
+
+GIT_TIMEOUT_S = 300
+RETRIES = 3
+_UNREACHABLE_HINTS = (
+    "does not appear to be a git repository",
+    "could not read from remote",
+    "could not resolve host",
+    "connection refused",
+    "failed to connect",
+    "timed out",
+    "unable to access",
+    "not found",
+    "operation too slow",
+)
+
+
+def git_env() -> dict[str, str]:
+    env = {
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
+        "GIT_HTTP_LOW_SPEED_TIME": "30",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "LC_ALL": "C",
+    }
+    return env
+
+
+def _git(args: list[str], *, cwd: Path | None = None, what: str, url: str, retries: int = RETRIES) -> str:
+    command = git.Git(str(cwd) if cwd else None)
+    last = ""
+    for attempt in range(retries):
+        try:
+            result = command.execute(
+                ["git", *args], env=git_env(), kill_after_timeout=GIT_TIMEOUT_S, with_extended_output=False
+            )
+            return str(result)
+        except GitCommandError as exc:
+            last = (exc.stderr or str(exc)).strip().splitlines()[-1:] or [str(exc)]
+            last_line = last[0].strip().removeprefix("stderr: ").strip("'")
+            if not any(h in last_line.lower() for h in _UNREACHABLE_HINTS):
+                raise
+            last = last_line
+            if attempt + 1 < retries:
+                time.sleep(0.5 * 2**attempt)
+    raise UnreachableError(f"repository {url} unreachable while {what} ({retries} tries): {last}")
+
+
+def resolve_ref(url: str, ref: str) -> str:
+    """The commit a branch/tag name points at, by ls-remote (no clone). SHAs pass through."""
+    if is_commit_sha(ref):
+        return ref
+    out = _git(["ls-remote", url, ref, f"refs/tags/{ref}^{{}}"], what=f"resolving {ref!r}", url=url)
+    refs: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, name = line.partition("\t")
+        refs[name] = sha
+    for candidate in (f"refs/tags/{ref}^{{}}", f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
+        if candidate in refs:
+            return refs[candidate]
+    raise UnknownRefError(f"ref {ref!r} not found in {url} (no branch or tag of that name)")
+
+
+def mirror_path(cache: Path, url: str) -> Path:
+    return cache / "git" / (hashlib.sha256(url.encode()).hexdigest()[:16] + ".git")
+
+
+def update_mirror(cache: Path, url: str, commit: str) -> git.Repo:
+    """A bare mirror of url in the cache holding `commit` (fetched by SHA if no ref has it)."""
+    path = mirror_path(cache, url)
+    if (path / "HEAD").exists():
+        repo = git.Repo(path)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repo = git.Repo.init(path, bare=True)
+    if not _has_commit(repo, commit):
+        _git(
+            ["fetch", "--force", "--tags", "--prune", url, "+refs/heads/*:refs/heads/*"],
+            cwd=path,
+            what="fetching",
+            url=url,
+        )
+    if not _has_commit(repo, commit):
+        try:
+            _git(["fetch", url, commit], cwd=path, what=f"fetching {commit[:9]}", url=url)
+        except GitCommandError:
+            pass
+    if not _has_commit(repo, commit):
+        raise UnknownRefError(f"commit {commit} not found in {url}")
+    return repo
+
+
+def _has_commit(repo: git.Repo, commit: str) -> bool:
+    try:
+        repo.git.execute(["git", "cat-file", "-e", f"{commit}^{{commit}}"], env=git_env())
+        return True
+    except GitCommandError:
+        return False
+
+
+def commit_date(repo: git.Repo, commit: str) -> str:
+    """Committer date in ISO 8601 UTC (what SOURCE_DATE_EPOCH is derived from)."""
+    stamp = repo.commit(commit).committed_date
+    return dt.datetime.fromtimestamp(stamp, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def list_files(repo: git.Repo, commit: str) -> list[str]:
+    return repo.git.execute(["git", "ls-tree", "-r", "--name-only", commit], env=git_env()).splitlines()
+
+
+def read_blob(repo: git.Repo, commit: str, path: str) -> bytes:
+    blob = repo.commit(commit).tree / path
+    return bytes(blob.data_stream.read())
+
+
+def export_tree(repo: git.Repo, commit: str, dest: Path) -> None:
+    """The tree of commit, written to dest (no .git): what `git archive` gives."""
+    data = repo.git.execute(["git", "archive", "--format=tar", commit], env=git_env(), stdout_as_string=False)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+
+
+def commits_between(repo: git.Repo, old: str, new: str, limit: int) -> tuple[int, list[str]]:
+    """How many commits lie in old..new, and the subjects of the first `limit` of them."""
+    count = int(repo.git.execute(["git", "rev-list", "--count", f"{old}..{new}"], env=git_env()))
+    subjects = repo.git.execute(
+        ["git", "log", "--format=%h %s", f"-n{limit}", f"{old}..{new}"], env=git_env()
+    ).splitlines()
+    return count, subjects

@@ -1,0 +1,82 @@
+"""HTTP(S) GETs against package indexes: system trust store, timeouts, bounded retries."""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vllm_lock.errors import UnreachableError
+
+TIMEOUT_S = 20
+RETRIES = 3
+CHUNK = 1 << 20
+USER_AGENT = "vllm-lock"
+
+
+class NotFound(Exception):
+    """The server answered 404: the thing is not there (not a network failure)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Downloaded:
+    sha256: str
+    size: int
+
+
+def _ssl_context() -> ssl.SSLContext:
+    # The system trust store (honours SSL_CERT_FILE / SSL_CERT_DIR); verification always on.
+    return ssl.create_default_context()
+
+
+def _open(url: str, accept: str | None = None):  # type: ignore[no-untyped-def]
+    headers = {"User-Agent": USER_AGENT}
+    if accept:
+        headers["Accept"] = accept
+    request = urllib.request.Request(url, headers=headers)
+    last = ""
+    for attempt in range(RETRIES):
+        try:
+            return urllib.request.urlopen(request, timeout=TIMEOUT_S, context=_ssl_context())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise NotFound(url) from None
+            if exc.code < 500:
+                raise UnreachableError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+            last = f"HTTP {exc.code}"
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise UnreachableError(f"{url}: TLS certificate not trusted ({reason.verify_message})") from None
+            last = str(reason)
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            last = str(exc) or type(exc).__name__
+        if attempt + 1 < RETRIES:
+            time.sleep(0.3 * 2**attempt)
+    raise UnreachableError(f"{url} unreachable after {RETRIES} tries: {last}")
+
+
+def get_text(url: str, accept: str | None = None) -> str:
+    with _open(url, accept) as response:
+        return response.read().decode("utf-8", errors="replace")
+
+
+def download(url: str, dest: Path, on_progress: Callable[[int, int | None], None] | None = None) -> Downloaded:
+    """Stream url into dest (created or truncated), hashing as it goes."""
+    digest = hashlib.sha256()
+    size = 0
+    with _open(url) as response, dest.open("wb") as out:
+        total = response.headers.get("Content-Length")
+        total_size = int(total) if total and total.isdigit() else None
+        while chunk := response.read(CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+            if on_progress:
+                on_progress(size, total_size)
+    return Downloaded(sha256=digest.hexdigest(), size=size)

@@ -1,0 +1,91 @@
+"""Locks on disk: find by name or path, read with validation, write atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from vllm_lock import codec
+from vllm_lock.errors import LockInvalidError, OutputError, UsageError
+from vllm_lock.model import Lock, is_valid_lock_name
+
+SUFFIX = ".lock.toml"
+
+
+def locks_dir() -> Path:
+    return Path(os.environ.get("VLLM_LOCK_LOCKS_DIR") or Path.cwd() / "locks")
+
+
+def path_for_name(name: str) -> Path:
+    if not is_valid_lock_name(name):
+        raise UsageError(f"lock name {name!r} is invalid: use lower-case letters, digits, '.', '_', '-'")
+    return locks_dir() / f"{name}{SUFFIX}"
+
+
+def locate(name_or_path: str) -> Path:
+    """A path as given if it looks like one, else locks/<name>.lock.toml."""
+    if "/" in name_or_path or name_or_path.endswith(".toml"):
+        path = Path(name_or_path)
+    else:
+        path = path_for_name(name_or_path)
+    if not path.is_file():
+        raise UsageError(f"lock {name_or_path!r} not found ({path})")
+    return path
+
+
+def read(name_or_path: str) -> tuple[Lock, Path]:
+    path = locate(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockInvalidError(f"{path}: cannot read ({exc})") from None
+    return codec.loads(text, origin=str(path)), path
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any slow work if the output cannot be written."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputError(f"cannot write {path}: permission denied")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same directory and rename: never half a file."""
+    check_writable(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write(lock: Lock, path: Path) -> bool:
+    """Write the lock; an existing file that differs only in provenance time is kept
+    byte-identical. Returns whether the file changed."""
+    if path.is_file():
+        try:
+            old = codec.loads(path.read_text(encoding="utf-8"), origin=str(path))
+        except LockInvalidError:
+            old = None
+        if old is not None and _same_but_time(old, lock):
+            return False
+    atomic_write_text(path, codec.dumps(lock))
+    return True
+
+
+def _same_but_time(a: Lock, b: Lock) -> bool:
+    da, db = codec.to_data(a), codec.to_data(b)
+    da["provenance"].pop("resolved-at")
+    db["provenance"].pop("resolved-at")
+    return da == db
