@@ -94,6 +94,10 @@ def demo(
     demo_action.run(workdir.resolve(), Reporter())
 
 
+# Commands of the other areas register themselves on import.
+from vllm_lock import cli_install, cli_lifecycle  # noqa: E402,F401
+
+
 def main() -> None:
     app()
 

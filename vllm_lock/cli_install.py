@@ -1,0 +1,1 @@
+"""install / verify / rollback commands (installer area)."""

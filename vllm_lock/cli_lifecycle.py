@@ -1,0 +1,1 @@
+"""update / diff / test / promote commands (lifecycle area)."""
