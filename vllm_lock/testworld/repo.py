@@ -1,0 +1,147 @@
+"""Deterministic git history of the vLLM-shaped repository."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .repo_files import OLD, PREFIX, TOOLS, RepoState, repo_files
+
+AUTHOR = ("vLLM Test World", "testworld@vllm-lock.invalid")
+START = dt.datetime(2026, 11, 1, 9, 0, 0, tzinfo=dt.timezone.utc)
+
+FA_OLD = "1c2624e53c078854e0637ee566c72fe2107e75f4"
+FA_NEW = "4e1bb7c4cf4d7a8c9b1a6d1e8f3a2b5c6d7e8f90"
+FA_NEWEST = "8f2a1d0e3b4c5d6e7f8091a2b3c4d5e6f7081920"
+MLA_1 = "0e43e774597682284358ff2c54530757b654b8d1"
+MLA_2 = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
+
+
+def git_env(when: dt.datetime | None = None) -> dict[str, str]:
+    """A clean git environment (no user/system config), with fixed identity and dates."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(
+        GIT_CONFIG_GLOBAL="/dev/null",
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_AUTHOR_NAME=AUTHOR[0],
+        GIT_AUTHOR_EMAIL=AUTHOR[1],
+        GIT_COMMITTER_NAME=AUTHOR[0],
+        GIT_COMMITTER_EMAIL=AUTHOR[1],
+        GIT_TERMINAL_PROMPT="0",
+        LC_ALL="C",
+    )
+    if when is not None:
+        stamp = when.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        env["GIT_AUTHOR_DATE"] = stamp
+        env["GIT_COMMITTER_DATE"] = stamp
+    return env
+
+
+def git(repo: Path, *args: str, when: dt.datetime | None = None) -> str:
+    """Run git in repo with the clean environment; return stripped stdout."""
+    out = subprocess.run(["git", *args], cwd=repo, env=git_env(when), check=True,
+                         capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+@dataclass(frozen=True)
+class PlannedCommit:
+    """One commit of the scripted history."""
+
+    message: str
+    state: RepoState
+    tag: str | None = None
+    annotated: bool = False
+
+
+def history() -> list[PlannedCommit]:
+    """main: old layout (v0.10.0) -> prefix layout (v0.20.0) -> tools layout (v0.32.0) + 2."""
+    old = RepoState(OLD, "2.9.0", "0.24.0", "2.9.0", "v4.0.0", FA_OLD)
+    prefix = RepoState(PREFIX, "2.10.0", "0.25.0", "2.10.0", "v4.2.1", FA_OLD)
+    tools = RepoState(TOOLS, "2.10.0", "0.25.0", "2.10.0", "v4.2.1", FA_NEWEST, MLA_1)
+    return [
+        PlannedCommit("Initial import of the old layout", old, "v0.10.0"),
+        PlannedCommit("[Build] bump cutlass to v4.1.0", replace(old, cutlass_tag="v4.1.0")),
+        PlannedCommit("[Build] use_existing_torch.py --prefix, requirements/build/", prefix,
+                      "v0.20.0", annotated=True),
+        PlannedCommit("[Build] bump vllm-flash-attn", replace(prefix, flash_attn_tag=FA_NEW)),
+        PlannedCommit("[Build] move use_existing_torch.py to tools/, add FlashMLA", tools,
+                      "v0.32.0", annotated=True),
+        PlannedCommit("[Misc] runtime dependency update", replace(tools, revision=1)),
+        PlannedCommit("[Build] bump FlashMLA", replace(tools, revision=2, flashmla_tag=MLA_2)),
+    ]
+
+
+def commit_time(index: int) -> dt.datetime:
+    """Deterministic commit date of the index-th commit (one every ~11 hours)."""
+    return START + dt.timedelta(hours=11 * index)
+
+
+def write_tree(repo: Path, files: dict[str, str]) -> None:
+    """Make the work tree hold exactly files (besides .git)."""
+    tracked = set(git(repo, "ls-files").splitlines()) if (repo / ".git").exists() else set()
+    for path in tracked - set(files):
+        (repo / path).unlink(missing_ok=True)
+    for path, text in files.items():
+        target = repo / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        os.chmod(target, 0o644)
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    """Result of building the repository."""
+
+    path: Path
+    commits: tuple[str, ...]
+    tags: tuple[tuple[str, str], ...]
+    layout_commits: tuple[tuple[str, str], ...]
+    head_state: RepoState
+
+
+def build_repo(path: Path) -> RepoInfo:
+    """Create the non-bare repository at path (replacing anything there)."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "--initial-branch=main")
+    commits: list[str] = []
+    tags: dict[str, str] = {}
+    layouts: dict[str, str] = {}
+    for i, planned in enumerate(history()):
+        when = commit_time(i)
+        write_tree(path, repo_files(planned.state))
+        git(path, "add", "-A", when=when)
+        git(path, "commit", "-q", "-m", planned.message, when=when)
+        sha = git(path, "rev-parse", "HEAD")
+        commits.append(sha)
+        if planned.tag:
+            if planned.annotated:
+                git(path, "tag", "-a", planned.tag, "-m", f"vLLM {planned.tag}", when=when)
+            else:
+                git(path, "tag", planned.tag, when=when)
+            tags[planned.tag] = sha
+            layouts.setdefault(planned.state.layout, sha)
+    layouts[TOOLS] = commits[-1]
+    return RepoInfo(path, tuple(commits), tuple(sorted(tags.items())),
+                    tuple(sorted(layouts.items())), history()[-1].state)
+
+
+def add_commits(path: Path, state: RepoState, n: int, message: str,
+                start_index: int) -> tuple[RepoState, list[str]]:
+    """Append n deterministic commits to main (each bumps state.revision)."""
+    shas = []
+    for k in range(n):
+        state = replace(state, revision=state.revision + 1)
+        when = commit_time(start_index + k)
+        write_tree(path, repo_files(state))
+        git(path, "add", "-A", when=when)
+        git(path, "commit", "-q", "-m", message if n == 1 else f"{message} ({k + 1}/{n})",
+            when=when)
+        shas.append(git(path, "rev-parse", "HEAD"))
+    return state, shas

@@ -1,0 +1,509 @@
+"""File contents of the vLLM-shaped repository, per layout and revision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OLD, PREFIX, TOOLS = "old", "prefix", "tools"
+
+
+@dataclass(frozen=True)
+class RepoState:
+    """What varies between commits of the fake vLLM repository."""
+
+    layout: str
+    torch: str  # torch pin in requirements and pyproject
+    torchvision: str
+    torchaudio: str
+    cutlass_tag: str
+    flash_attn_tag: str
+    flashmla_tag: str | None = None
+    revision: int = 0  # bumped by commit_to_main
+
+
+OLD_SCRIPT = '''\
+import glob
+
+requires_files = glob.glob("requirements/*.txt")
+requires_files += ["pyproject.toml"]
+for file in requires_files:
+    print(f">>> cleaning {file}")
+    with open(file) as f:
+        lines = f.readlines()
+    if "torch" in "".join(lines).lower():
+        print("removed:")
+        with open(file, "w") as f:
+            for line in lines:
+                if "torch" not in line.lower():
+                    f.write(line)
+                else:
+                    print(line.strip())
+    print(f"<<< done cleaning {file}")
+    print()
+'''
+
+PREFIX_SCRIPT = '''\
+"""Remove torch pins so that an already installed torch is used."""
+import argparse
+import glob
+
+PREFIXES = ("torch=", "torchvision=", "torchaudio=", "torchcodec=")
+
+
+def _matches(line: str, prefix_mode: bool) -> bool:
+    if not prefix_mode:
+        return "torch" in line.lower()
+    text = "".join(line.split()).lower().lstrip("\\"'")
+    return text.startswith(PREFIXES)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--prefix",
+        action="store_true",
+        help="only remove lines that pin torch, torchvision, torchaudio or torchcodec",
+    )
+    args = parser.parse_args()
+    files = glob.glob("requirements/**/*.txt", recursive=True)
+    files += glob.glob("requirements/**/*.in", recursive=True)
+    files += ["pyproject.toml"]
+    for file in sorted(set(files)):
+        with open(file) as f:
+            lines = f.readlines()
+        if "torch" not in "".join(lines).lower():
+            continue
+        print(f">>> cleaning {file}")
+        with open(file, "w") as f:
+            for line in lines:
+                if _matches(line, args.prefix):
+                    print(f"removed: {line.strip()}")
+                else:
+                    f.write(line)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+SETUP_PY = r'''"""Build script of the vllm-lock test-world vLLM (shaped like vLLM's setup.py)."""
+import datetime
+import json
+import os
+import subprocess
+
+import torch  # noqa: F401  (module level, like vLLM: the build needs the installed torch)
+from setuptools import Extension, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _git(*args):
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _date_suffix():
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        when = datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc)
+    else:
+        when = datetime.datetime.now(datetime.timezone.utc)
+    return when.strftime("%Y%m%d")
+
+
+def get_version():
+    """setuptools-scm style version from git describe (no-guess-dev rules of vLLM)."""
+    override = os.environ.get("VLLM_VERSION_OVERRIDE")
+    if override:
+        return override
+    if not os.path.exists(os.path.join(ROOT, ".git")):
+        return "0.0.0+unknown"
+    try:
+        described = _git("describe", "--dirty", "--tags", "--long", "--abbrev=40",
+                         "--match", "v[0-9]*")
+    except (OSError, subprocess.CalledProcessError):
+        try:
+            sha = _git("rev-parse", "HEAD")
+            count = _git("rev-list", "--count", "HEAD")
+        except (OSError, subprocess.CalledProcessError):
+            return "0.0.0+unknown"
+        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+        local = "g" + sha[:9] + ("." + "d" + _date_suffix() if dirty else "")
+        return f"0.1.dev{count}+{local}"
+    dirty = described.endswith("-dirty")
+    if dirty:
+        described = described[: -len("-dirty")]
+    tag, distance, node = described.rsplit("-", 2)
+    base = tag[1:] if tag.startswith("v") else tag
+    distance = int(distance)
+    if distance == 0 and not dirty:
+        return base
+    parts = base.split(".")
+    parts[-1] = str(int(parts[-1]) + 1)
+    local = "g" + node[1:10] + ("." + "d" + _date_suffix() if dirty else "")
+    return ".".join(parts) + f".dev{distance}+{local}"
+
+
+def _read_requirements(name):
+    out = []
+    with open(os.path.join(ROOT, "requirements", name)) as f:
+        for raw in f:
+            line = raw.split(" #")[0].strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("-r "):
+                out += _read_requirements(line.split(None, 1)[1])
+            elif not line.startswith("-"):
+                out.append(line)
+    return out
+
+
+TARGET = os.environ.get("VLLM_TARGET_DEVICE", "cuda")
+CUDA_EXT = False
+if TARGET == "cuda":
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+        CUDA_EXT = True
+    except ImportError:  # the test world's fake torch has no cpp_extension
+        CUDA_EXT = False
+
+cmdclass = {}
+if TARGET == "empty":
+    ext_modules = []
+    EXT_KIND = "none"
+elif CUDA_EXT:
+    nvcc_threads = os.environ.get("NVCC_THREADS", "1")
+    ext_modules = [
+        CUDAExtension(
+            "vllm._C",
+            ["csrc/hello_kernel.cu"],
+            extra_compile_args={"cxx": ["-O2"], "nvcc": ["-O2", f"--threads={nvcc_threads}"]},
+        )
+    ]
+    cmdclass["build_ext"] = BuildExtension
+    EXT_KIND = "cuda"
+else:
+    ext_modules = [Extension("vllm._C", ["csrc/fake_ops.c"])]
+    EXT_KIND = "c"
+
+VERSION = get_version()
+BUILD_INFO = {
+    "version": VERSION,
+    "torch_version": torch.__version__,
+    "torch_cuda": getattr(getattr(torch, "version", None), "cuda", None),
+    "torch_git_version": getattr(getattr(torch, "version", None), "git_version", None),
+    "target_device": TARGET,
+    "extension": EXT_KIND,
+    "TORCH_CUDA_ARCH_LIST": os.environ.get("TORCH_CUDA_ARCH_LIST"),
+    "VLLM_FLASH_ATTN_VERSION": os.environ.get("VLLM_FLASH_ATTN_VERSION"),
+    "MAX_JOBS": os.environ.get("MAX_JOBS"),
+    "NVCC_THREADS": os.environ.get("NVCC_THREADS"),
+    "CMAKE_BUILD_TYPE": os.environ.get("CMAKE_BUILD_TYPE"),
+}
+with open(os.path.join(ROOT, "vllm", "_build_info.json"), "w") as f:
+    json.dump(BUILD_INFO, f, indent=2, sort_keys=True)
+    f.write("\n")
+
+requirements = _read_requirements("cuda.txt" if TARGET == "cuda" else "common.txt")
+
+setup(
+    version=VERSION,
+    install_requires=requirements,
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    package_data={"vllm": ["_build_info.json", "py.typed"]},
+)
+'''
+
+FAKE_OPS_C = r'''#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static PyObject *answer(PyObject *self, PyObject *args) {
+    return PyLong_FromLong(42);
+}
+
+static PyMethodDef methods[] = {
+    {"answer", answer, METH_NOARGS, "Return 42."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&module); }
+'''
+
+HELLO_KERNEL_CU = r'''#include <torch/extension.h>
+#include <c10/cuda/CUDAException.h>
+
+__global__ void fill_kernel(int* out, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = 42;
+}
+
+torch::Tensor hello(int64_t n) {
+  auto out = torch::empty({n}, torch::dtype(torch::kInt32).device(torch::kCUDA));
+  const int threads = 256;
+  const int blocks = static_cast<int>((n + threads - 1) / threads);
+  if (n > 0) {
+    fill_kernel<<<blocks, threads>>>(out.data_ptr<int>(), static_cast<int>(n));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  return out;
+}
+
+int64_t answer() { return 42; }
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("hello", &hello, "Fill a CUDA int32 tensor of length n with 42");
+  m.def("answer", &answer, "Return 42");
+}
+'''
+
+INIT_PY = '''"""vLLM (vllm-lock test world)."""
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("vllm")
+except PackageNotFoundError:  # not installed
+    __version__ = "0.0.0+unknown"
+'''
+
+SCRIPTS_PY = '''"""The `vllm` command."""
+import argparse
+import sys
+
+
+def main(argv=None):
+    from importlib.metadata import version
+
+    parser = argparse.ArgumentParser(prog="vllm")
+    parser.add_argument("--version", action="store_true", help="print the version")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="start the OpenAI-compatible server")
+    args = parser.parse_args(argv)
+    if args.version:
+        print(version("vllm"))
+        return 0
+    if args.command == "serve":
+        from vllm.entrypoints.openai.api_server import main as serve
+
+        return serve([])
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+API_SERVER_PY = '''"""OpenAI-compatible API server (stub of the test world)."""
+import argparse
+import sys
+
+
+def make_parser():
+    parser = argparse.ArgumentParser(
+        prog="vllm.entrypoints.openai.api_server",
+        description="vLLM OpenAI-compatible API server (test world stub)",
+    )
+    parser.add_argument("--model", default="facebook/opt-125m")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    return parser
+
+
+def main(argv=None):
+    args = make_parser().parse_args(argv)
+    print(f"api_server stub: model={args.model} host={args.host} port={args.port}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+GITIGNORE = """\
+/build/
+/dist/
+*.egg-info/
+*.so
+__pycache__/
+.deps/
+vllm/_build_info.json
+"""
+
+
+def _common_txt(rev: int) -> str:
+    return (
+        "# Common runtime dependencies (some are needed by torch.compile)\n"
+        "typing-extensions>=4.10\n"
+        "filelock>=3.16.1\n"
+        f"vllm-fake-dep-a>={'1.1' if rev else '1.0'}\n"
+        'vllm-fake-dep-b>=0.2; platform_system == "Linux"\n'
+        "open-clip-torch-fake>=1.0  # unrelated package whose name contains torch\n"
+    )
+
+
+def _cuda_txt(s: RepoState) -> str:
+    return (
+        "# Common dependencies\n"
+        "-r common.txt\n"
+        "\n"
+        "# Dependencies for NVIDIA GPUs\n"
+        f"torch=={s.torch}\n"
+        f"torchaudio=={s.torchaudio}\n"
+        "# These must be updated alongside torch\n"
+        f"torchvision=={s.torchvision}\n"
+    )
+
+
+def _build_txt(s: RepoState) -> str:
+    return (
+        "# Should be mirrored in pyproject.toml\n"
+        "packaging>=24.2\n"
+        "setuptools>=77.0.3,<80.0.0\n"
+        "setuptools-scm>=8\n"
+        f"torch=={s.torch}\n"
+        "wheel\n"
+    )
+
+
+def _pyproject(s: RepoState) -> str:
+    uv = '\n[tool.uv]\nno-build-isolation-package = ["torch"]\n' if s.layout == TOOLS else ""
+    return f'''[build-system]
+# Should be mirrored in requirements/build{"/cuda" if s.layout != OLD else ""}.txt
+requires = [
+    "packaging>=24.2",
+    "setuptools>=77.0.3,<80.0.0",
+    "setuptools-scm>=8.0",
+    "torch == {s.torch}",
+    "wheel",
+]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "vllm"
+authors = [{{name = "vLLM Team"}}]
+license = "Apache-2.0"
+readme = "README.md"
+description = "A high-throughput and memory-efficient inference and serving engine for LLMs (vllm-lock test world)"
+requires-python = ">=3.10,<3.14"
+dynamic = ["version", "dependencies"]
+
+[project.scripts]
+vllm = "vllm.scripts:main"
+
+[tool.setuptools.packages.find]
+where = ["."]
+include = ["vllm*"]
+{uv}'''
+
+
+def _cmakelists(s: RepoState) -> str:
+    mla = "include(cmake/external_projects/flashmla.cmake)\n" if s.flashmla_tag else ""
+    return f'''cmake_minimum_required(VERSION 3.26)
+project(vllm_extensions LANGUAGES CXX)
+# (test world: not used by setup.py, only parsed for its pins)
+include(FetchContent)
+
+if(DEFINED ENV{{VLLM_CUTLASS_SRC_DIR}})
+  set(VLLM_CUTLASS_SRC_DIR $ENV{{VLLM_CUTLASS_SRC_DIR}})
+endif()
+
+if(VLLM_CUTLASS_SRC_DIR)
+  FetchContent_Declare(cutlass SOURCE_DIR ${{VLLM_CUTLASS_SRC_DIR}})
+else()
+  FetchContent_Declare(
+        cutlass
+        GIT_REPOSITORY https://github.com/nvidia/cutlass.git
+        # Please keep this in sync with CUTLASS_REVISION line above.
+        GIT_TAG {s.cutlass_tag}
+        GIT_PROGRESS TRUE
+        GIT_SHALLOW TRUE
+  )
+endif()
+FetchContent_MakeAvailable(cutlass)
+
+include(cmake/external_projects/vllm_flash_attn.cmake)
+{mla}'''
+
+
+def _flash_attn_cmake(s: RepoState) -> str:
+    return f'''if(DEFINED ENV{{VLLM_FLASH_ATTN_SRC_DIR}})
+  set(VLLM_FLASH_ATTN_SRC_DIR $ENV{{VLLM_FLASH_ATTN_SRC_DIR}})
+endif()
+
+if(VLLM_FLASH_ATTN_SRC_DIR)
+  FetchContent_Declare(vllm-flash-attn SOURCE_DIR ${{VLLM_FLASH_ATTN_SRC_DIR}})
+else()
+  FetchContent_Declare(
+          vllm-flash-attn
+          GIT_REPOSITORY https://github.com/vllm-project/flash-attention.git
+          GIT_TAG {s.flash_attn_tag}
+          GIT_PROGRESS TRUE
+          # Don't share the vllm-flash-attn build between build types
+          BINARY_DIR ${{CMAKE_BINARY_DIR}}/vllm-flash-attn
+  )
+endif()
+FetchContent_MakeAvailable(vllm-flash-attn)
+'''
+
+
+def _flashmla_cmake(tag: str) -> str:
+    return f'''if(DEFINED ENV{{FLASH_MLA_SRC_DIR}})
+  set(FLASH_MLA_SRC_DIR $ENV{{FLASH_MLA_SRC_DIR}})
+endif()
+
+if(FLASH_MLA_SRC_DIR)
+  FetchContent_Declare(flashmla SOURCE_DIR ${{FLASH_MLA_SRC_DIR}})
+else()
+  FetchContent_Declare(
+        flashmla
+        GIT_REPOSITORY https://github.com/vllm-project/FlashMLA
+        GIT_TAG {tag}
+        GIT_PROGRESS TRUE
+        CONFIGURE_COMMAND ""
+        BUILD_COMMAND ""
+  )
+endif()
+FetchContent_MakeAvailable(flashmla)
+'''
+
+
+def repo_files(s: RepoState) -> dict[str, str]:
+    """All tracked files of one commit."""
+    files: dict[str, str] = {
+        ".gitignore": GITIGNORE,
+        "README.md": "# vLLM (vllm-lock test world)\n\nA tiny vLLM-shaped project.\n",
+        "setup.py": SETUP_PY,
+        "pyproject.toml": _pyproject(s),
+        "CMakeLists.txt": _cmakelists(s),
+        "cmake/external_projects/vllm_flash_attn.cmake": _flash_attn_cmake(s),
+        "csrc/fake_ops.c": FAKE_OPS_C,
+        "csrc/hello_kernel.cu": HELLO_KERNEL_CU,
+        "requirements/common.txt": _common_txt(s.revision),
+        "requirements/cuda.txt": _cuda_txt(s),
+        "requirements/cpu.txt": "-r common.txt\n",
+        "vllm/__init__.py": INIT_PY,
+        "vllm/py.typed": "",
+        "vllm/scripts.py": SCRIPTS_PY,
+        "vllm/entrypoints/__init__.py": "",
+        "vllm/entrypoints/openai/__init__.py": "",
+        "vllm/entrypoints/openai/api_server.py": API_SERVER_PY,
+    }
+    if s.layout == OLD:
+        files["use_existing_torch.py"] = OLD_SCRIPT
+        files["requirements/build.txt"] = _build_txt(s)
+    else:
+        files["use_existing_torch.py" if s.layout == PREFIX else "tools/use_existing_torch.py"] = (
+            PREFIX_SCRIPT
+        )
+        files["requirements/build/cuda.txt"] = _build_txt(s)
+        files["requirements/test/cuda.in"] = "-r ../common.txt\npytest\ntorch==" + s.torch + "\n"
+    if s.flashmla_tag:
+        files["cmake/external_projects/flashmla.cmake"] = _flashmla_cmake(s.flashmla_tag)
+    if s.revision:
+        files["docs/CHANGES.md"] = "".join(f"- change {i}\n" for i in range(1, s.revision + 1))
+    return files

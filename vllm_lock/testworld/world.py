@@ -1,0 +1,304 @@
+"""TestWorld: package indexes over HTTP/HTTPS plus a vLLM-shaped git repository."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from . import packages as pk
+from .certs import make_tls
+from .pypi import PYPI_WHEELS, fetch_pypi_wheels
+from .repo import RepoInfo, add_commits, build_repo, history
+from .repo_files import RepoState
+from .server import IndexConfig, IndexStore, Listener, start_listener
+from .wheels import WheelSpec, build_wheel, normalize
+
+NIGHTLY = "/whl/nightly/cu128"
+RELEASE = "/whl/cu128"
+GENERAL = "/pypi/simple"
+
+D = dt.date
+NIGHTLY_PLAN: tuple[pk.NightlyPlan, ...] = (
+    pk.NightlyPlan(D(2026, 11, 2), vision_pins=D(2026, 11, 2), audio_pins=D(2026, 11, 2)),
+    # broken: torch only, no companion pins it
+    pk.NightlyPlan(D(2026, 11, 3)),
+    pk.NightlyPlan(D(2026, 11, 5), vision_pins=D(2026, 11, 5), audio_pins=D(2026, 11, 5)),
+    # lagging: torchaudio same day, torchvision only in the next day's file
+    pk.NightlyPlan(D(2026, 11, 9), audio_pins=D(2026, 11, 9)),
+    pk.NightlyPlan(D(2026, 11, 10), torch=False, vision_pins=D(2026, 11, 9)),
+    # newest consistent date, also built for aarch64
+    pk.NightlyPlan(D(2026, 11, 12), vision_pins=D(2026, 11, 12), audio_pins=D(2026, 11, 12),
+                   aarch64=True),
+    # newest torch, but torchaudio not uploaded yet
+    pk.NightlyPlan(D(2026, 11, 13), vision_pins=D(2026, 11, 13)),
+)
+BROKEN_DATE = D(2026, 11, 3)
+LAGGING_DATE = D(2026, 11, 9)
+AARCH64_DATE = D(2026, 11, 12)
+
+
+@dataclass
+class _State:
+    """Mutable bookkeeping behind the frozen TestWorld."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    specs: dict[str, tuple[str, WheelSpec]] = field(default_factory=dict)  # filename -> (index, spec)
+    plans: list[pk.NightlyPlan] = field(default_factory=list)
+    tritons: set[str] = field(default_factory=set)
+    swaps: int = 0
+    repo_state: RepoState | None = None
+    commits: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TestWorld:
+    """A self-contained world of indexes and a git repo; see module docs for the scenarios."""
+
+    __test__ = False  # not a pytest test class
+
+    root: Path
+    repo_path: Path
+    ca_cert: Path
+    tags: dict[str, str]
+    layout_commits: dict[str, str]
+    broken_companion_date: dt.date
+    lagging_companion_date: dt.date
+    aarch64_date: dt.date
+    release_versions: list[str]
+    _store: IndexStore
+    _http: Listener
+    _https: Listener
+    _state: _State
+
+    # ---- construction -------------------------------------------------------------
+    @classmethod
+    def create(cls, root: Path, pypi_cache: Path | None = None) -> TestWorld:
+        """Build everything under root and start the HTTP and HTTPS listeners."""
+        root = Path(root).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        cache = fetch_pypi_wheels(pypi_cache)
+        store = IndexStore()
+        store.add_index(IndexConfig(NIGHTLY, "/r2" + NIGHTLY, hashes=False, json=False))
+        store.add_index(IndexConfig(RELEASE, "/r2" + RELEASE, hashes=True, json=False))
+        store.add_index(IndexConfig(GENERAL, "/pypi/files", hashes=True, json=True))
+        state = _State()
+        for wheel in PYPI_WHEELS:
+            project = wheel.filename.split("-")[0]
+            store.add_file(GENERAL, project, wheel.filename, (cache / wheel.filename).read_bytes(),
+                           wheel.requires_python)
+        for spec in pk.general_generated_wheels():
+            _publish(store, state, GENERAL, spec)
+        for spec in pk.release_wheels():
+            _publish(store, state, RELEASE, spec)
+        for spec in pk.decoy_wheels():
+            _publish(store, state, NIGHTLY, spec)
+        for plan in NIGHTLY_PLAN:
+            _publish_plan(store, state, plan)
+        info: RepoInfo = build_repo(root / "vllm")
+        state.repo_state = info.head_state
+        state.commits = list(info.commits)
+        tls = make_tls(root / "tls")
+        http = start_listener(store)
+        try:
+            https = start_listener(store, tls.server_cert, tls.server_key)
+        except Exception:
+            http.close()
+            raise
+        return cls(
+            root=root,
+            repo_path=info.path,
+            ca_cert=tls.ca_cert,
+            tags=dict(info.tags),
+            layout_commits=dict(info.layout_commits),
+            broken_companion_date=BROKEN_DATE,
+            lagging_companion_date=LAGGING_DATE,
+            aarch64_date=AARCH64_DATE,
+            release_versions=[r[0] for r in pk.RELEASES],
+            _store=store,
+            _http=http,
+            _https=https,
+            _state=state,
+        )
+
+    # ---- URLs ---------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return self._http.base
+
+    @property
+    def https_base_url(self) -> str:
+        return self._https.base
+
+    @property
+    def repo_url(self) -> str:
+        return "file://" + str(self.repo_path)
+
+    @property
+    def torch_nightly_index(self) -> str:
+        return self.base_url + NIGHTLY
+
+    @property
+    def torch_release_index(self) -> str:
+        return self.base_url + RELEASE
+
+    @property
+    def general_index(self) -> str:
+        return self.base_url + GENERAL
+
+    def https_url(self, url: str) -> str:
+        """The same URL on the HTTPS listener."""
+        if url.startswith(self.base_url):
+            return self.https_base_url + url[len(self.base_url):]
+        return url
+
+    def file_url(self, filename: str, https: bool = False) -> str:
+        """Direct download URL of any served generated or PyPI file."""
+        for prefix in (NIGHTLY, RELEASE, GENERAL):
+            for project in self._store.projects(prefix):
+                for e in self._store.entries(prefix, project) or []:
+                    if e.filename == filename:
+                        return (self.https_base_url if https else self.base_url) + e.path
+        raise KeyError(filename)
+
+    def file_sha256(self, filename: str) -> str:
+        """sha256 of the bytes currently served for filename."""
+        for prefix in (NIGHTLY, RELEASE, GENERAL):
+            for project in self._store.projects(prefix):
+                for e in self._store.entries(prefix, project) or []:
+                    if e.filename == filename:
+                        return e.sha256
+        raise KeyError(filename)
+
+    def filenames(self, index: str = "nightly", project: str | None = None) -> list[str]:
+        """Filenames served on an index ("nightly", "release", "general")."""
+        prefix = {"nightly": NIGHTLY, "release": RELEASE, "general": GENERAL}[index]
+        names = [project] if project else self._store.projects(prefix)
+        return sorted(e.filename for n in names
+                      for e in (self._store.entries(prefix, normalize(n)) or []))
+
+    # ---- nightly scenarios --------------------------------------------------------
+    @property
+    def nightly_dates(self) -> list[dt.date]:
+        with self._state.lock:
+            return sorted(p.date for p in self._state.plans if p.torch)
+
+    @property
+    def latest_consistent_date(self) -> dt.date:
+        """Newest torch date that torchvision and torchaudio (of any date) both pin."""
+        with self._state.lock:
+            plans = list(self._state.plans)
+        vision = {p.vision_pins for p in plans if p.vision_pins}
+        audio = {p.audio_pins for p in plans if p.audio_pins}
+        ok = [p.date for p in plans if p.torch and p.date in vision and p.date in audio]
+        return max(ok)
+
+    def nightly_versions(self, d: dt.date) -> dict[str, str]:
+        """torch/torchvision/torchaudio/pytorch-triton versions that resolve for torch date d."""
+        with self._state.lock:
+            plans = list(self._state.plans)
+        out = {"torch": pk.nightly_torch_version(d), "pytorch-triton": pk.triton_version(d)}
+        for p in plans:
+            if p.vision_pins == d:
+                out["torchvision"] = pk.nightly_vision_version(p.date)
+            if p.audio_pins == d:
+                out["torchaudio"] = pk.nightly_audio_version(p.date)
+        return out
+
+    def swap_nightly_file(self, filename: str) -> None:
+        """Serve different bytes under the same nightly filename from now on."""
+        with self._state.lock:
+            index, spec = self._state.specs[filename]
+            self._state.swaps += 1
+            top = spec.files[0][0].split("/")[0] if spec.files else "swap"
+            new = spec.with_extra(f"{top}/_rebuild.txt", f"rebuild {self._state.swaps}\n")
+            self._state.specs[filename] = (index, new)
+        self._store.replace_bytes(index, filename, build_wheel(new))
+
+    def publish_nightly(self, d: dt.date) -> None:
+        """Publish a consistent torch+torchvision+torchaudio(+pytorch-triton) nightly for d."""
+        plan = pk.NightlyPlan(d, vision_pins=d, audio_pins=d)
+        with self._state.lock:
+            clash = [s.filename for s in pk.nightly_wheels(plan) if s.filename in self._state.specs]
+        if clash:
+            raise ValueError(f"nightly files for {d} already published: {clash[0]}")
+        _publish_plan(self._store, self._state, plan)
+
+    # ---- git ----------------------------------------------------------------------
+    @property
+    def commits(self) -> list[str]:
+        with self._state.lock:
+            return list(self._state.commits)
+
+    def commit_to_main(self, n: int = 1, message: str = "[Misc] update on main") -> list[str]:
+        """Add n deterministic commits to main; return their SHAs (oldest first)."""
+        with self._state.lock:
+            assert self._state.repo_state is not None
+            start = len(self._state.commits)
+            state, shas = add_commits(self.repo_path, self._state.repo_state, n, message, start)
+            self._state.repo_state = state
+            self._state.commits.extend(shas)
+        return shas
+
+    # ---- request log / lifecycle --------------------------------------------------
+    @property
+    def requests(self) -> list[tuple[str, str]]:
+        return self._store.requests()
+
+    def clear_requests(self) -> None:
+        self._store.clear_requests()
+
+    def close(self) -> None:
+        """Stop both listeners."""
+        self._http.close()
+        self._https.close()
+
+    def __enter__(self) -> TestWorld:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def urls(self) -> dict[str, str]:
+        """Everything a client needs, as plain strings (for `serve` and the demo)."""
+        return {
+            "base_url": self.base_url,
+            "https_base_url": self.https_base_url,
+            "torch_nightly_index": self.torch_nightly_index,
+            "torch_release_index": self.torch_release_index,
+            "general_index": self.general_index,
+            "https_torch_nightly_index": self.https_url(self.torch_nightly_index),
+            "https_torch_release_index": self.https_url(self.torch_release_index),
+            "https_general_index": self.https_url(self.general_index),
+            "ca_cert": str(self.ca_cert),
+            "repo_url": self.repo_url,
+            "repo_path": str(self.repo_path),
+            "latest_consistent_date": self.latest_consistent_date.isoformat(),
+        }
+
+
+def _publish(store: IndexStore, state: _State, index: str, spec: WheelSpec) -> None:
+    with state.lock:
+        state.specs[spec.filename] = (index, spec)
+    store.add_file(index, spec.project, spec.filename, build_wheel(spec), spec.requires_python)
+
+
+def _publish_plan(store: IndexStore, state: _State, plan: pk.NightlyPlan) -> None:
+    specs = pk.nightly_wheels(plan)
+    if plan.torch:
+        tv = pk.triton_version(plan.date)
+        with state.lock:
+            new_triton = tv not in state.tritons
+            state.tritons.add(tv)
+        if new_triton:
+            specs += pk.triton_wheels({tv})
+    for spec in specs:
+        _publish(store, state, NIGHTLY, spec)
+    with state.lock:
+        state.plans.append(plan)
+
+
+_ = history  # re-exported for introspection
