@@ -307,3 +307,45 @@ def test_fake_vllm_builds_with_uv(world: TestWorld, tmp_path: Path) -> None:
     installed = run(uv_bin, "pip", "list", "--python", py, "--format", "json")
     names = {p["name"] for p in json.loads(installed)}
     assert {"vllm-fake-dep-a", "vllm-fake-dep-b", "open-clip-torch-fake", "filelock"} <= names
+
+
+def _strip(world: TestWorld, tmp_path: Path, ref: str, script: str, *args: str) -> dict[str, str]:
+    checkout = tmp_path / ref
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+    subprocess.run(["git", "clone", "-q", world.repo_url, str(checkout)], check=True, env=env)
+    subprocess.run(["git", "checkout", "-q", ref], cwd=checkout, check=True, env=env)
+    subprocess.run([sys.executable, script, *args], cwd=checkout, check=True,
+                   capture_output=True)
+    return {p: (checkout / p).read_text() for p in ("requirements/common.txt",
+                                                   "requirements/cuda.txt", "pyproject.toml")}
+
+
+def test_stripping_script_modes(world: TestWorld, tmp_path: Path) -> None:
+    old = _strip(world, tmp_path, "v0.10.0", "use_existing_torch.py")
+    assert "torch" not in "".join(old.values()).lower()
+    assert "vllm-fake-dep-a" in old["requirements/common.txt"]
+    tools = world.layout_commits["tools"]
+    default = _strip(world, tmp_path, tools, "tools/use_existing_torch.py")
+    assert "open-clip-torch-fake" not in default["requirements/common.txt"]
+    assert "no-build-isolation-package" not in default["pyproject.toml"]
+    prefix = _strip(world, tmp_path, "v0.20.0", "use_existing_torch.py", "--prefix")
+    assert "open-clip-torch-fake" in prefix["requirements/common.txt"]
+    assert "# Common runtime dependencies (some are needed by torch.compile)" in prefix[
+        "requirements/common.txt"]
+    assert "torch==" not in prefix["requirements/cuda.txt"]
+    assert '"torch == ' not in prefix["pyproject.toml"]
+
+
+def test_serve_command_prints_urls(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "vllm_lock.testworld", "serve",
+                             str(tmp_path / "served")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        urls = json.loads(proc.stdout.readline())
+        assert fetch(urls["torch_nightly_index"] + "/torch/")[0] == 200
+        ctx = ssl.create_default_context(cafile=urls["ca_cert"])
+        assert fetch(urls["https_general_index"] + "/wheel/", context=ctx)[0] == 200
+        assert urls["repo_url"].startswith("file://")
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0

@@ -139,7 +139,8 @@ def _project_json(project: str, entries: list[FileEntry], base: str, hashes: boo
         if e.requires_python:
             item["requires-python"] = e.requires_python
         files.append(item)
-    doc = {"meta": {"api-version": "1.1"}, "name": project, "files": files, "versions": []}
+    versions = sorted({e.filename.split("-")[1] for e in entries})
+    doc = {"meta": {"api-version": "1.1"}, "name": project, "files": files, "versions": versions}
     return json.dumps(doc, sort_keys=True)
 
 

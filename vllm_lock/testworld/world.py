@@ -53,7 +53,7 @@ class _State:
     commits: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TestWorld:
     """A self-contained world of indexes and a git repo; see module docs for the scenarios."""
 
@@ -206,6 +206,13 @@ class TestWorld:
             if p.audio_pins == d:
                 out["torchaudio"] = pk.nightly_audio_version(p.date)
         return out
+
+    def nightly_filename(self, project: str, d: dt.date, python: str = "cp312",
+                         platform: str = pk.X86) -> str:
+        """Filename of a torch/torchvision/torchaudio nightly dated d (whether published or not)."""
+        version = {"torch": pk.nightly_torch_version, "torchvision": pk.nightly_vision_version,
+                   "torchaudio": pk.nightly_audio_version}[project](d)
+        return f"{project}-{version}-{python}-{python}-{platform}.whl"
 
     def swap_nightly_file(self, filename: str) -> None:
         """Serve different bytes under the same nightly filename from now on."""
