@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 import tomllib
+from urllib.parse import unquote
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -132,10 +133,11 @@ def resolve(request: ResolveRequest, reporter: Reporter) -> tuple[Lock, Path, bo
     lockfiles.check_writable(output)
     with reporter.step("vLLM source"):
         source = read_source(request, reporter)
+    pages = IndexPages(request.torch_index_url)
     with reporter.step("torch and the package set"):
-        torch_input, pylock = resolve_packages(request, target, source, reporter)
+        torch_input, pylock = resolve_packages(request, target, source, pages, reporter)
     with reporter.step("hashes"):
-        packages = hash_packages(pylock, request, reporter)
+        packages = hash_packages(pylock, request, pages, reporter)
     lock = Lock(
         name=request.name,
         phase=request.phase,
@@ -245,20 +247,37 @@ def strip_and_read(tree: Path, detected: layout_rules.DetectedLayout, reporter: 
 # ---------------------------------------------------------------- torch + uv
 
 
-def _wheels(index: str, project: str) -> tuple[nightly.WheelLink, ...]:
-    url = f"{index}/{project}/"
-    try:
-        page = http.get_text(url)
-    except http.NotFound:
-        return ()
-    return nightly.wheel_links(nightly.parse_simple_page(page, url))
+class IndexPages:
+    """PEP 503 pages of one index, each fetched at most once per resolve."""
+
+    def __init__(self, index: str) -> None:
+        self.index = index
+        self._pages: dict[str, tuple[nightly.WheelLink, ...]] = {}
+
+    def wheels(self, project: str) -> tuple[nightly.WheelLink, ...]:
+        if project not in self._pages:
+            url = f"{self.index}/{project}/"
+            try:
+                page = http.get_text(url)
+            except http.NotFound:
+                self._pages[project] = ()
+            else:
+                self._pages[project] = nightly.wheel_links(nightly.parse_simple_page(page, url))
+        return self._pages[project]
+
+    def link(self, project: str, url: str) -> nightly.Link | None:
+        """The link with this URL on the project's page (pages already fetched only, for
+        packages outside the torch family)."""
+        if project not in self._pages and project not in TORCH_INDEX_PACKAGES:
+            return None
+        return next((w.link for w in self.wheels(project) if w.link.url == url), None)
 
 
 def resolve_packages(
-    request: ResolveRequest, target: Target, source: SourceFacts, reporter: Reporter
+    request: ResolveRequest, target: Target, source: SourceFacts, pages: IndexPages, reporter: Reporter
 ) -> tuple[TorchInput, str]:
     index = request.torch_index_url
-    torch_wheels = _wheels(index, "torch")
+    torch_wheels = pages.wheels("torch")
     if not torch_wheels:
         raise UnreachableError(f"torch index {index} lists no torch wheels")
     if request.torch_channel == "release":
@@ -267,7 +286,7 @@ def resolve_packages(
     if not builds:
         raise NoNightlyError(f"no torch nightly for {request.cuda}, Python {target.python}, {target.platform} on {index}")
     companion_builds = {
-        name: nightly.nightly_builds(_wheels(index, name), cuda=request.cuda, target=target) for name in COMPANIONS
+        name: nightly.nightly_builds(pages.wheels(name), cuda=request.cuda, target=target) for name in COMPANIONS
     }
     if request.torch_date == "latest":
         tried = []
@@ -414,9 +433,11 @@ def _uv_reason(lines: list[str]) -> str:
 # ---------------------------------------------------------------- hashes
 
 
-def hash_packages(pylock: str, request: ResolveRequest, reporter: Reporter) -> tuple[Package, ...]:
-    """Every artifact with URL, size and sha256: the index's where published, else downloaded
-    into the content-addressed cache (so install does not download it again) and hashed."""
+def hash_packages(pylock: str, request: ResolveRequest, pages: IndexPages, reporter: Reporter) -> tuple[Package, ...]:
+    """Every artifact with URL, size and sha256. The general index publishes hashes (uv reports
+    them); for torch-index files only a #sha256= on the page counts, otherwise the file is
+    downloaded into the content-addressed cache (so install does not download it again) and
+    hashed here, whatever uv may have computed on its own."""
     store = Store(request.cache)
     torch_index = request.torch_index_url
     packages = []
@@ -427,20 +448,24 @@ def hash_packages(pylock: str, request: ResolveRequest, reporter: Reporter) -> t
             raise ResolutionError(f"{name}: expected exactly one wheel for the target, uv gave {len(wheels)}")
         wheel = wheels[0]
         source = "torch" if name in TORCH_INDEX_PACKAGES else "general"
-        index_url = entry.get("index", "").rstrip("/")
-        expected_index = torch_index if source == "torch" else request.general_index.rstrip("/")
-        if index_url and index_url != expected_index:
-            raise ResolutionError(f"{name} came from {index_url}, not from {expected_index}: refusing (dependency confusion)")
         url = wheel["url"]
-        filename = wheel.get("name") or url.rsplit("/", 1)[-1]
-        sha256 = wheel.get("hashes", {}).get("sha256")
-        size = wheel.get("size")
-        origin = "index"
+        filename = unquote(wheel.get("name") or url.rsplit("/", 1)[-1])
+        if source == "torch":
+            link = pages.link(name, url)
+            if link is None:
+                raise ResolutionError(f"{name}: {url} is not listed on the torch index {torch_index}: refusing")
+            sha256 = link.sha256
+            size = wheel.get("size") if sha256 else None
+        else:
+            if pages.link(name, url) is not None:
+                raise ResolutionError(f"{name} was taken from the torch index, not the general index: refusing")
+            sha256, size = wheel.get("hashes", {}).get("sha256"), wheel.get("size")
+            if not sha256:
+                raise ResolutionError(f"{name}: the general index publishes no sha256 for {filename}")
+        origin = "index" if sha256 else "downloaded"
         if not sha256 or not size:
-            reporter.say(f"    hashing {filename} (the index publishes no {'hash' if not sha256 else 'size'})")
-            got_sha, size, downloaded = store.fetch(url, filename, expected_sha256=sha256, on_progress=_progress(reporter, filename))
-            origin = "index" if sha256 else "downloaded"
-            sha256 = got_sha
+            reporter.say(f"    downloading {filename} to hash it (the index publishes no {'hash' if not sha256 else 'size'})")
+            sha256, size, _ = store.fetch(url, filename, expected_sha256=sha256, on_progress=_progress(reporter, filename))
         packages.append(
             Package(
                 name=name,

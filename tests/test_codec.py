@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from sample_lock import make_lock
+
+from vllm_lock import codec
+from vllm_lock.errors import ExitCode, LockInvalidError
+from vllm_lock.model import BuildRecipe, Provenance
+
+
+def test_round_trip_is_identity() -> None:
+    lock = make_lock()
+    assert codec.loads(codec.dumps(lock)) == lock
+
+
+def test_dumps_is_deterministic_and_ordered() -> None:
+    text = codec.dumps(make_lock())
+    assert text == codec.dumps(make_lock())
+    order = [text.index(key) for key in ("\nlock-version", "\ncontent-hash", "[inputs.vllm.original]", "[target]",
+                                          "[build]", "[layout]", "[[external-sources]]", "[[packages]]", "[provenance]")]
+    assert order == sorted(order)
+
+
+def test_original_and_locked_kept_apart() -> None:
+    text = codec.dumps(make_lock())
+    assert '[inputs.vllm.original]\nurl = "https://github.com/vllm-project/vllm.git"\nref = "main"' in text
+    assert f'[inputs.vllm.locked]\ncommit = "{"a" * 40}"' in text
+    assert 'requested = "latest"' in text and 'version = "2.10.0.dev20261112+cu128"' in text
+
+
+def test_hand_edit_is_detected() -> None:
+    text = codec.dumps(make_lock()).replace('version = "3.16.1"', 'version = "3.16.2"')
+    with pytest.raises(LockInvalidError, match="content-hash mismatch") as err:
+        codec.loads(text, origin="dev.lock.toml")
+    assert err.value.exit_code == ExitCode.LOCK_INVALID
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t: t.replace("lock-version = 1", "lock-version = 99"), "unknown lock-version 99"),
+        (lambda t: t.replace("lock-version = 1", 'lock-version = "1"'), "unknown lock-version '1'"),
+        (lambda t: t + "\n[[[broken", "not valid TOML"),
+        (lambda t: t.replace('phase = "development"', 'phase = "development"\nsurprise = 1'), "unknown key surprise"),
+        (lambda t: t.replace("size = 16163", 'size = "big"'), r"packages\[0\].size must be int"),
+        (lambda t: t.replace(f'commit = "{"a" * 40}"', 'commit = "main"'), "not a 40-hex SHA"),
+        (lambda t: t.replace('[target]\npython = "3.12"\n', "[target]\n"), "missing key target.python"),
+    ],
+)
+def test_malformed_locks_name_the_problem(mutate, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(LockInvalidError, match=message):
+        codec.loads(mutate(codec.dumps(make_lock())), check_hash=False)
+
+
+def test_content_hash_covers_everything_but_itself() -> None:
+    base = codec.content_hash(make_lock())
+    later = make_lock(provenance=Provenance(tool_version="0.1.0", uv_version="0.13.9", resolved_at="2026-11-27T00:00:00Z"))
+    assert codec.content_hash(later) != base
+    assert base.startswith("sha256:") and len(base) == 7 + 64
+
+
+def test_build_identity_ignores_provenance_names_and_original_refs() -> None:
+    lock = make_lock()
+    same = make_lock(
+        name="stable",
+        phase="stable",
+        vllm=dataclasses.replace(lock.vllm, ref=lock.vllm.commit),
+        provenance=Provenance(tool_version="9", uv_version="9", resolved_at="2030-01-01T00:00:00Z"),
+    )
+    assert codec.build_identity(same) == codec.build_identity(lock)
+
+
+def test_build_identity_follows_archs_packages_and_commit() -> None:
+    lock = make_lock()
+    identity = codec.build_identity(lock)
+    assert codec.build_identity(make_lock(build=BuildRecipe(cuda_archs=("10.0", "12.0")))) != identity
+    assert codec.build_identity(make_lock(vllm=dataclasses.replace(lock.vllm, commit="b" * 40))) != identity
+    changed_pkg = dataclasses.replace(lock.packages[0], sha256="5" * 64)
+    assert codec.build_identity(make_lock(packages=(changed_pkg, lock.packages[1]))) != identity
+
+
+def test_max_jobs_cannot_enter_the_recipe() -> None:
+    with pytest.raises(ValueError, match="MAX_JOBS"):
+        BuildRecipe(cuda_archs=("12.0",), env=(("MAX_JOBS", "8"),))
