@@ -349,3 +349,37 @@ def test_serve_command_prints_urls(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_fake_vllm_regular_wheel_at_tag(world: TestWorld, tmp_path: Path) -> None:
+    """Non-editable build of the clean v0.32.0 checkout: version is the bare tag."""
+    uv_bin = uv.find_uv_bin()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_", "VIRTUAL_ENV"))}
+    env.update(UV_CACHE_DIR=str(tmp_path / "uv-cache"), UV_PYTHON_DOWNLOADS="never",
+               UV_NO_CONFIG="1", GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1",
+               VLLM_TARGET_DEVICE="empty")
+
+    def run(*args: object, cwd: Path | None = None) -> str:
+        proc = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    checkout = tmp_path / "vllm"
+    run("git", "clone", "-q", "--branch", "v0.32.0", world.repo_url, checkout)
+    venv = tmp_path / "venv"
+    py = venv / "bin" / "python"
+    run(uv_bin, "venv", "-q", "--python", sys.executable, venv)
+    torch = world.nightly_versions(world.latest_consistent_date)["torch"]
+    run(uv_bin, "pip", "install", "-q", "--python", py, "--index-url", world.general_index,
+        "setuptools", "wheel")
+    run(uv_bin, "pip", "install", "-q", "--python", py, "--no-deps",
+        "--index-url", world.torch_nightly_index, f"torch=={torch}")
+    run(uv_bin, "pip", "install", "-q", "--python", py, "--index-url", world.general_index,
+        "--no-build-isolation", checkout)
+    assert run(venv / "bin" / "vllm", "--version").strip() == "0.32.0"
+    code = ("import importlib.resources as r, json; "
+            "print(r.files('vllm').joinpath('_build_info.json').read_text())")
+    info = json.loads(run(py, "-c", code, cwd=tmp_path))
+    assert info["target_device"] == "empty" and info["extension"] == "none"
+    assert "site-packages" in run(py, "-c", "import vllm; print(vllm.__file__)", cwd=tmp_path)

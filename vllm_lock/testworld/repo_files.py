@@ -235,6 +235,7 @@ PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&module); }
 '''
 
 HELLO_KERNEL_CU = r'''#include <torch/extension.h>
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 
 __global__ void fill_kernel(int* out, int n) {
@@ -247,7 +248,8 @@ torch::Tensor hello(int64_t n) {
   const int threads = 256;
   const int blocks = static_cast<int>((n + threads - 1) / threads);
   if (n > 0) {
-    fill_kernel<<<blocks, threads>>>(out.data_ptr<int>(), static_cast<int>(n));
+    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+    fill_kernel<<<blocks, threads, 0, stream>>>(out.data_ptr<int>(), static_cast<int>(n));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   return out;

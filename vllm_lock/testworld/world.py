@@ -1,4 +1,16 @@
-"""TestWorld: package indexes over HTTP/HTTPS plus a vLLM-shaped git repository."""
+"""TestWorld: package indexes over HTTP/HTTPS plus a vLLM-shaped git repository.
+
+Nightly scenarios (torch 2.10.0.devYYYYMMDD+cu128, cp311/cp312, manylinux_2_28_x86_64):
+  2026-11-02  consistent (torchvision/torchaudio of the same date pin it)
+  2026-11-03  broken companions: torch only, nothing pins it
+  2026-11-05  consistent
+  2026-11-09  lagging: torchaudio same date; torchvision only as the 2026-11-10 file
+  2026-11-10  (no torch) torchvision pinning torch 2026-11-09
+  2026-11-12  consistent, also manylinux_2_28_aarch64  -> latest_consistent_date
+  2026-11-13  newest torch + torchvision, torchaudio missing -> not consistent
+pytorch-triton 3.5.0+git<8 hex> changes on 2026-11-07. The nightly index also mirrors a
+decoy typing-extensions 4.99.0 (dependency confusion). Releases: torch 2.9.0/2.9.1+cu128.
+"""
 
 from __future__ import annotations
 
