@@ -49,7 +49,7 @@ DEFAULT_REPO = "https://github.com/vllm-project/vllm.git"
 DEFAULT_GENERAL_INDEX = "https://pypi.org/simple"
 COMPANIONS = ("torchvision", "torchaudio")
 # Routed to the torch index only; everything else comes from the general index only.
-TORCH_INDEX_PACKAGES = ("torch", "torchvision", "torchaudio", "pytorch-triton")
+TORCH_INDEX_PACKAGES = ("torch", "torchvision", "torchaudio", "pytorch-triton", "triton")
 LATEST_MAX_TRIES = 10
 
 
@@ -383,16 +383,17 @@ def synthetic_project(requirements: list[str], torch_index: str) -> str:
     return tomlkit.dumps(doc)
 
 
-def compile_requirements(source: SourceFacts, torch_pins: list[str], torch_requires_triton: bool = True) -> list[str]:
+def compile_requirements(source: SourceFacts, torch_pins: list[str], triton: str) -> list[str]:
+    """The whole set. Triton is listed directly (unpinned, torch pins it) so that the
+    explicit-index source applies to it: nightlies use pytorch-triton, releases triton."""
     requirements = [*source.runtime, *source.build, *torch_pins]
-    if torch_requires_triton:
-        # Listed directly so that the explicit-index source applies to it; its version is torch's.
-        requirements.append("pytorch-triton; platform_system == 'Linux' and platform_machine == 'x86_64'")
+    requirements.append(f"{triton}; platform_system == 'Linux' and platform_machine == 'x86_64'")
     return list(dict.fromkeys(requirements))
 
 
 def compile_set(request, target, source, torch_pins, reporter) -> str:  # type: ignore[no-untyped-def]
-    requirements = compile_requirements(source, torch_pins, torch_requires_triton=request.torch_channel == "nightly")
+    triton = "pytorch-triton" if request.torch_channel == "nightly" else "triton"
+    requirements = compile_requirements(source, torch_pins, triton)
     with tempfile.TemporaryDirectory(prefix="vllm-lock-compile-") as tmp:
         project = Path(tmp) / "pyproject.toml"
         project.write_text(synthetic_project(requirements, request.torch_index_url))

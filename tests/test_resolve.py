@@ -1,0 +1,270 @@
+"""resolve against the test world: real git, a real index on loopback, real uv."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from vllm_lock import codec
+from vllm_lock.actions.resolve import ResolveRequest, resolve
+from vllm_lock.errors import (
+    CompanionMismatchError,
+    ExitCode,
+    NoNightlyError,
+    OutputError,
+    UnknownRefError,
+    UnknownTorchVersionError,
+    UnreachableError,
+    UsageError,
+)
+from vllm_lock.progress import QUIET
+from vllm_lock.testworld import TestWorld
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def request_for(world: TestWorld, out: Path, cache: Path, **overrides: object) -> ResolveRequest:
+    base = ResolveRequest(
+        repo=world.repo_url,
+        torch_index=world.torch_nightly_index,
+        general_index=world.general_index,
+        python="3.11",
+        output=out,
+        cache=cache,
+    )
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def latest(world: TestWorld, cache: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("locks") / "dev.lock.toml"
+    lock, path, changed = resolve(request_for(world, out, cache), QUIET)
+    assert changed
+    return lock, path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_latest_picks_newest_consistent_nightly(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+    lock, _ = latest
+    assert lock.torch.requested == "latest"
+    assert lock.torch.date == world.latest_consistent_date.isoformat()
+    assert world.latest_consistent_date < max(world.nightly_dates)  # the newest one is not consistent
+    versions = world.nightly_versions(world.latest_consistent_date)
+    assert lock.torch.version == versions["torch"]
+    assert {c.name: c.version for c in lock.torch.companions}["torchvision"] == versions["torchvision"]
+
+
+def test_lock_pins_commit_and_layout(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+    lock, _ = latest
+    assert lock.vllm.ref == "main"
+    assert lock.vllm.commit == world.commits[-1]
+    assert lock.layout.stripping_script == "tools/use_existing_torch.py"
+    assert lock.layout.stripping_mode == "prefix"
+    assert lock.layout.build_requirements == "requirements/build/cuda.txt"
+    assert not any(r.startswith(("torch==", "torchvision", "torchaudio")) for r in lock.layout.runtime_set)
+    assert {f.path for f in lock.layout.patched_files} >= {"requirements/cuda.txt", "pyproject.toml"}
+    assert {s.ref_kind for s in lock.external_sources} == {"tag", "commit"}
+
+
+def test_every_artifact_is_hashed_and_routed(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+    lock, _ = latest
+    for package in lock.packages:
+        assert package.size > 0 and len(package.sha256) == 64
+        if package.name in ("torch", "torchvision", "torchaudio", "pytorch-triton"):
+            assert package.source == "torch" and package.url.startswith(world.base_url + "/r2/")
+            assert package.hash_origin == "downloaded"  # the nightly page publishes no hash
+            assert package.sha256 == world.file_sha256(package.filename)
+        else:
+            assert package.source == "general" and "/pypi/files/" in package.url
+            assert package.hash_origin == "index"
+
+
+def test_no_dependency_confusion(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+    """The torch index also lists typing-extensions (higher version, other bytes)."""
+    lock, _ = latest
+    assert any("typing" in f for f in world.filenames("nightly"))
+    typing_ext = lock.package("typing-extensions")
+    assert typing_ext is not None and typing_ext.source == "general" and "/pypi/files/" in typing_ext.url
+
+
+def test_same_inputs_give_byte_identical_locks(world: TestWorld, cache: Path, latest, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    lock, path = latest
+    before = path.read_bytes()
+    _, _, changed = resolve(request_for(world, path, cache), QUIET)  # same output: kept
+    assert not changed and path.read_bytes() == before
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    first, second = tmp_path / "a.lock.toml", tmp_path / "b.lock.toml"
+    resolve(request_for(world, first, cache), QUIET)
+    resolve(request_for(world, second, tmp_path / "fresh-cache"), QUIET)
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_explicit_date_and_lagging_companion(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    date = world.lagging_companion_date
+    lock, _, _ = resolve(request_for(world, tmp_path / "l.lock.toml", cache, torch_date=date.isoformat()), QUIET)
+    vision = {c.name: c.version for c in lock.torch.companions}["torchvision"]
+    assert lock.torch.date == date.isoformat()
+    assert (date + dt.timedelta(days=1)).strftime("%Y%m%d") in vision
+
+
+def test_no_nightly_on_date_names_nearest(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.lock.toml"
+    missing = dt.date(2026, 11, 7)
+    assert missing not in world.nightly_dates
+    with pytest.raises(NoNightlyError, match=r"no torch nightly on 2026-11-07.*nearest: 2026-11-05, 2026-11-09") as err:
+        resolve(request_for(world, out, cache, torch_date=missing.isoformat()), QUIET)
+    assert err.value.exit_code == ExitCode.RESOLUTION and not out.exists()
+
+
+def test_companions_that_cannot_match(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.lock.toml"
+    with pytest.raises(CompanionMismatchError, match="torchvision"):
+        resolve(request_for(world, out, cache, torch_date=world.broken_companion_date.isoformat()), QUIET)
+    assert not out.exists()
+
+
+def test_release_channel_uses_published_hashes(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    lock, _, _ = resolve(
+        request_for(world, tmp_path / "r.lock.toml", cache, torch_channel="release", torch_version="2.9.1",
+                    torch_index=world.torch_release_index),
+        QUIET,
+    )
+    torch = lock.package("torch")
+    assert torch is not None and torch.version == "2.9.1+cu128" and torch.hash_origin == "index"
+    assert lock.torch.date is None and lock.torch.requested == "2.9.1"
+
+
+def test_unknown_torch_version(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    with pytest.raises(UnknownTorchVersionError, match=r"torch 2\.7\.3 does not exist.*2\.9\.1"):
+        resolve(request_for(world, tmp_path / "x.lock.toml", cache, torch_channel="release", torch_version="2.7.3",
+                            torch_index=world.torch_release_index), QUIET)
+
+
+@pytest.mark.parametrize("which", ["old", "prefix", "tools"])
+def test_each_layout_runs_its_own_stripping_script(world: TestWorld, cache: Path, tmp_path: Path, which: str) -> None:
+    commit = world.layout_commits[which]
+    lock, _, _ = resolve(request_for(world, tmp_path / "x.lock.toml", cache, ref=commit), QUIET)
+    expected = {
+        "old": ("use_existing_torch.py", "default", "requirements/build.txt"),
+        "prefix": ("use_existing_torch.py", "prefix", "requirements/build/cuda.txt"),
+        "tools": ("tools/use_existing_torch.py", "prefix", "requirements/build/cuda.txt"),
+    }[which]
+    assert (lock.layout.stripping_script, lock.layout.stripping_mode, lock.layout.build_requirements) == expected
+    assert lock.vllm.commit == commit and lock.vllm.ref == commit
+    names = {r.split(">")[0].split("=")[0].split(";")[0].strip() for r in lock.layout.runtime_set}
+    # default mode deletes every line containing "torch", unrelated packages included
+    assert ("open-clip-torch-fake" in names) == (which != "old")
+
+
+def test_tag_ref_resolves_to_tagged_commit(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    lock, _, _ = resolve(request_for(world, tmp_path / "t.lock.toml", cache, ref="v0.32.0"), QUIET)
+    assert lock.vllm.commit == world.tags["v0.32.0"] and lock.vllm.ref == "v0.32.0"
+
+
+def test_aarch64_target(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    lock, _, _ = resolve(
+        request_for(world, tmp_path / "a.lock.toml", cache, platform="aarch64-manylinux_2_28",
+                    torch_date=world.aarch64_date.isoformat()),
+        QUIET,
+    )
+    torch = lock.package("torch")
+    assert torch is not None and torch.filename.endswith("aarch64.whl")
+    assert lock.target.machine == "aarch64"
+
+
+# ---------------------------------------------------------------- bad input: one line, exit code, nothing written
+
+
+def test_unknown_ref(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.lock.toml"
+    with pytest.raises(UnknownRefError, match="ref 'no-such-branch' not found") as err:
+        resolve(request_for(world, out, cache, ref="no-such-branch"), QUIET)
+    assert err.value.exit_code == ExitCode.RESOLUTION and not out.exists()
+
+
+def test_unreachable_repository(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.lock.toml"
+    url = f"http://127.0.0.1:{free_port()}/vllm.git"
+    with pytest.raises(UnreachableError, match="unreachable") as err:
+        resolve(request_for(world, out, cache, repo=url), QUIET)
+    assert err.value.exit_code == ExitCode.UNREACHABLE and not out.exists()
+
+
+def test_unreachable_index(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.lock.toml"
+    with pytest.raises(UnreachableError, match="unreachable after 3 tries"):
+        resolve(request_for(world, out, cache, torch_index=f"http://127.0.0.1:{free_port()}/whl"), QUIET)
+    assert not out.exists()
+
+
+def test_https_index_needs_the_trusted_ca(world: TestWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    https = dict(torch_index=world.https_url(world.torch_nightly_index), general_index=world.https_url(world.general_index))
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with pytest.raises(UnreachableError, match="TLS certificate not trusted"):
+        resolve(request_for(world, tmp_path / "x.lock.toml", tmp_path / "c1", **https), QUIET)
+    monkeypatch.setenv("SSL_CERT_FILE", str(world.ca_cert))
+    lock, _, _ = resolve(request_for(world, tmp_path / "y.lock.toml", tmp_path / "c2", **https), QUIET)
+    assert lock.package("torch") is not None and lock.torch.index.startswith("https://")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"archs": ("12.0",), "cuda": "cu126"}, "sm_120 needs CUDA >= 12.8"),
+        ({"archs": ("10.0",), "cuda": "cu124"}, "sm_100 needs CUDA >= 12.8"),
+        ({"archs": ("13.7",)}, "unknown CUDA architecture"),
+        ({"python": "three"}, "target.python"),
+        ({"platform": "windows"}, "target.platform"),
+        ({"torch_date": "yesterday"}, "not YYYY-MM-DD"),
+        ({"torch_channel": "release"}, "needs --torch-version"),
+    ],
+)
+def test_bad_arguments_fail_before_any_work(world: TestWorld, tmp_path: Path, overrides, message) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "x.lock.toml"
+    world.clear_requests()
+    with pytest.raises(UsageError, match=message) as err:
+        resolve(request_for(world, out, tmp_path / "c", **overrides), QUIET)
+    assert err.value.exit_code == ExitCode.USAGE and "\n" not in str(err.value)
+    assert not out.exists() and world.requests == []
+
+
+def test_unwritable_output(world: TestWorld, tmp_path: Path) -> None:
+    locked_dir = tmp_path / "ro"
+    locked_dir.mkdir()
+    os.chmod(locked_dir, 0o500)
+    try:
+        for out, message in ((tmp_path / "missing" / "x.lock.toml", "does not exist"), (tmp_path, "is a directory")):
+            with pytest.raises(OutputError, match=message):
+                resolve(request_for(world, out, tmp_path / "c"), QUIET)
+        if os.geteuid() != 0:  # root may write anywhere
+            with pytest.raises(OutputError, match="permission denied"):
+                resolve(request_for(world, locked_dir / "x.lock.toml", tmp_path / "c"), QUIET)
+    finally:
+        os.chmod(locked_dir, 0o700)
+
+
+def test_swapped_nightly_changes_the_hash(tmp_path: Path) -> None:
+    """A nightly rebuilt under the same name: only the hash tells, and the lock records it."""
+    with TestWorld.create(tmp_path / "world") as own:
+        first, _, _ = resolve(request_for(own, tmp_path / "a.lock.toml", tmp_path / "c"), QUIET)
+        torch = first.package("torch")
+        assert torch is not None
+        own.swap_nightly_file(torch.filename)
+        second, _, _ = resolve(request_for(own, tmp_path / "b.lock.toml", tmp_path / "c2"), QUIET)
+        swapped = second.package("torch")
+        assert swapped is not None and swapped.filename == torch.filename and swapped.sha256 != torch.sha256
+        assert codec.build_identity(first) != codec.build_identity(second)
