@@ -383,3 +383,17 @@ def test_fake_vllm_regular_wheel_at_tag(world: TestWorld, tmp_path: Path) -> Non
     info = json.loads(run(py, "-c", code, cwd=tmp_path))
     assert info["target_device"] == "empty" and info["extension"] == "none"
     assert "site-packages" in run(py, "-c", "import vllm; print(vllm.__file__)", cwd=tmp_path)
+
+
+def test_fetch_pypi_wheels_cache_and_offline_error(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from vllm_lock.testworld import pypi
+
+    cache = pypi.fetch_pypi_wheels()  # already filled by the world: no download
+    for w in pypi.PYPI_WHEELS:
+        assert hashlib.sha256((cache / w.filename).read_bytes()).hexdigest() == w.sha256
+    missing = pypi.PypiWheel("nothing-1.0-py3-none-any.whl", "0" * 64,
+                             "http://127.0.0.1:9/nothing-1.0-py3-none-any.whl", None)
+    monkeypatch.setattr(pypi, "PYPI_WHEELS", (missing,))
+    with pytest.raises(pypi.PypiFetchError, match="nothing-1.0"):
+        pypi.fetch_pypi_wheels(tmp_path / "empty")
