@@ -1,0 +1,108 @@
+"""A cached Debian bookworm root filesystem for the Phoenix end-to-end test ("a bare container").
+
+debootstrap runs once per package list; the result is kept as a tarball under the vllm-lock cache
+(`phoenix-rootfs-<hash>.tar`) and every test extracts a fresh copy of it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+SUITE = "bookworm"
+VARIANT = "minbase"
+# What the feature script's apt step wants on a real container, preinstalled so the test needs no
+# apt network: python3 (3.11 on bookworm), venv + headers for the build, git, compilers, cmake, ninja.
+PACKAGES: tuple[str, ...] = (
+    "build-essential",
+    "ca-certificates",
+    "cmake",
+    "git",
+    "ninja-build",
+    "python3",
+    "python3-dev",
+    "python3-venv",
+)
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+
+class RootfsUnavailable(RuntimeError):
+    """debootstrap cannot run here (not root, tool missing, mirror unreachable)."""
+
+
+def cache_dir() -> Path:
+    if os.environ.get("VLLM_LOCK_CACHE"):
+        return Path(os.environ["VLLM_LOCK_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vllm-lock"
+
+
+def cache_key(packages: tuple[str, ...] = PACKAGES) -> str:
+    text = "\n".join([SUITE, VARIANT, *sorted(packages)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def tarball_path(packages: tuple[str, ...] = PACKAGES) -> Path:
+    return cache_dir() / f"phoenix-rootfs-{cache_key(packages)}.tar"
+
+
+def why_unavailable() -> str | None:
+    """A reason debootstrap cannot work on this machine, or None."""
+    if os.geteuid() != 0:
+        return "needs root (debootstrap + chroot)"
+    if not shutil.which("debootstrap"):
+        return "debootstrap is not installed (apt-get install debootstrap)"
+    if not shutil.which("chroot"):
+        return "chroot is not installed"
+    return None
+
+
+def ensure_tarball(packages: tuple[str, ...] = PACKAGES) -> Path:
+    """The cached rootfs tarball, building it with debootstrap on first use (under a file lock)."""
+    target = tarball_path(packages)
+    if target.exists():
+        return target
+    reason = why_unavailable()
+    if reason:
+        raise RootfsUnavailable(reason)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_suffix(".lock"), "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        if target.exists():
+            return target
+        work = Path(tempfile.mkdtemp(prefix="phoenix-rootfs-", dir=target.parent))
+        try:
+            tree = work / "rootfs"
+            mirror = os.environ.get("VLLM_LOCK_DEBIAN_MIRROR", DEFAULT_MIRROR)
+            argv = ["debootstrap", f"--variant={VARIANT}", "--include=" + ",".join(sorted(packages)),
+                    SUITE, str(tree), mirror]
+            proc = subprocess.run(argv, capture_output=True, text=True)
+            if proc.returncode != 0:
+                tail = (proc.stdout + proc.stderr)[-3000:]
+                raise RootfsUnavailable(f"debootstrap failed ({proc.returncode}):\n{tail}")
+            # apt caches are dead weight in the tarball
+            for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
+                for p in (tree / sub).glob("*.deb" if "archives" in sub else "*_*"):
+                    p.unlink()
+            partial = work / "rootfs.tar"
+            subprocess.run(["tar", "--numeric-owner", "-C", str(tree), "-cf", str(partial), "."], check=True)
+            os.replace(partial, target)
+        finally:
+            subprocess.run(["rm", "-rf", "--one-file-system", str(work)], check=False)
+    return target
+
+
+def extract(tarball: Path, dest: Path) -> Path:
+    """Unpack a fresh copy of the rootfs into dest (created) and return it."""
+    dest.mkdir(parents=True)
+    subprocess.run(["tar", "--numeric-owner", "-xpf", str(tarball), "-C", str(dest)], check=True)
+    return dest
+
+
+if __name__ == "__main__":  # build the cache ahead of a test run: python tests/phoenix/rootfs.py
+    print(ensure_tarball())
