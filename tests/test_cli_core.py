@@ -1,0 +1,103 @@
+"""The CLI as a user runs it: a real process, its output and exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vllm_lock.shell import uv as uv_shell
+from vllm_lock.testworld import TestWorld
+
+CLI = [sys.executable, "-m", "vllm_lock.cli"]
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def project(world: TestWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with locks/dev.lock.toml resolved through the CLI."""
+    root = tmp_path_factory.mktemp("project")
+    (root / "locks").mkdir()
+    result = run_cli("resolve", "--repo", world.repo_url, "--torch-index", world.torch_nightly_index,
+                     "--index", world.general_index, "--python", "3.11", "--name", "dev", cwd=root,
+                     env={"VLLM_LOCK_CACHE": str(root / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert "==> vLLM source" in result.stderr and "locks/dev.lock.toml: written" in result.stdout
+    return root
+
+
+def test_show_by_name(project: Path) -> None:
+    result = run_cli("show", "dev", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "torch" in result.stdout and "latest -> 2.10.0.dev" in result.stdout and "packages" in result.stdout
+
+
+def test_show_json(project: Path, world: TestWorld) -> None:
+    result = run_cli("show", "locks/dev.lock.toml", "--json", cwd=project)
+    data = json.loads(result.stdout)
+    assert data["vllm"]["commit"] == world.commits[-1]
+    assert data["torch"]["date"] == world.latest_consistent_date.isoformat()
+    assert data["packages"]["by-source"]["torch"] == 4 and data["content-hash"].startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace('version = "25.0"', 'version = "99.0"'), "content-hash mismatch"),
+        (lambda t: t.replace("lock-version = 1", "lock-version = 7"), "unknown lock-version 7"),
+        (lambda t: t[: len(t) // 2], "not valid TOML"),
+    ],
+)
+def test_bad_locks_exit_3_with_one_line(project: Path, tmp_path: Path, edit, message) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.lock.toml"
+    bad.write_text(edit((project / "locks/dev.lock.toml").read_text()))
+    result = run_cli("show", str(bad), cwd=project)
+    assert result.returncode == 3
+    assert message in result.stderr and result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+
+
+def test_missing_lock_is_a_usage_error(project: Path) -> None:
+    result = run_cli("show", "nope", cwd=project)
+    assert result.returncode == 2 and "lock 'nope' not found" in result.stderr
+
+
+def test_resolve_errors_map_to_exit_codes(project: Path, world: TestWorld, tmp_path: Path) -> None:
+    common = ["--repo", world.repo_url, "--torch-index", world.torch_nightly_index, "--index", world.general_index,
+              "--python", "3.11", "-o", str(tmp_path / "x.lock.toml")]
+    env = {"VLLM_LOCK_CACHE": str(project / "cache")}
+    assert run_cli("resolve", *common, "--ref", "nope", env=env).returncode == 5
+    assert run_cli("resolve", *common, "--torch-date", "2026-01-01", env=env).returncode == 5
+    result = run_cli("resolve", *common, "--arch", "12.0", "--cuda", "cu126", env=env)
+    assert result.returncode == 2 and "sm_120 needs CUDA >= 12.8" in result.stderr
+    result = run_cli("resolve", *[c if c != str(tmp_path / "x.lock.toml") else "/proc/x.lock.toml" for c in common], env=env)
+    assert result.returncode == 9 and "cannot write" in result.stderr
+    assert not (tmp_path / "x.lock.toml").exists()
+
+
+def test_export_is_a_pylock_uv_installs(project: Path, tmp_path: Path) -> None:
+    result = run_cli("export", "dev", cwd=project)
+    assert result.returncode == 0, result.stderr
+    pylock = project / "locks" / "pylock.dev.toml"
+    assert pylock.is_file() and 'lock-version = "1.0"' in pylock.read_text()
+    env = uv_shell.uv_env(tmp_path / "uvcache")
+    venv = tmp_path / "venv"
+    subprocess.run([uv_shell.uv_bin(), "venv", "--python", "3.11", str(venv)], env=env, check=True, capture_output=True)
+    sync = subprocess.run([uv_shell.uv_bin(), "pip", "sync", "--python", str(venv / "bin/python"), str(pylock)],
+                          env=env, capture_output=True, text=True)
+    assert sync.returncode == 0, sync.stderr
+    frozen = subprocess.run([uv_shell.uv_bin(), "pip", "freeze", "--python", str(venv / "bin/python")], env=env,
+                            capture_output=True, text=True).stdout
+    assert "torch==2.10.0.dev" in frozen and "setuptools==" in frozen
+
+
+def test_export_refuses_a_non_pep751_name(project: Path, tmp_path: Path) -> None:
+    result = run_cli("export", "dev", "-o", str(tmp_path / "requirements.toml"), cwd=project)
+    assert result.returncode == 2 and "pylock.<name>.toml" in result.stderr
