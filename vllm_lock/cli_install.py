@@ -1,1 +1,106 @@
-"""install / verify / rollback commands (installer area)."""
+"""install / verify / rollback / build-check commands (installer area)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vllm_lock.actions import install as install_action
+from vllm_lock.actions import verify as verify_action
+from vllm_lock.cli_app import command
+from vllm_lock.errors import ExitCode, UsageError, VllmLockError
+from vllm_lock.progress import Reporter
+from vllm_lock.shell.store import cache_root
+
+
+def _min_free_disk() -> int | None:
+    value = os.environ.get("VLLM_LOCK_MIN_FREE_DISK")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"VLLM_LOCK_MIN_FREE_DISK={value!r} is not a number of bytes") from None
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value and value.isdigit() else None
+
+
+@command()
+def install(
+    lock: Annotated[str, typer.Argument(help="lock path or name in locks/")],
+    venv: Annotated[Path, typer.Option(help="environment link (a symlink to the active generation's venv)")] = install_action.DEFAULT_VENV,
+    src: Annotated[Path, typer.Option(help="source link (a symlink to the active generation's checkout)")] = install_action.DEFAULT_SRC,
+    no_editable: Annotated[bool, typer.Option("--no-editable", help="install vLLM as a built wheel")] = False,
+    max_jobs: Annotated[Optional[int], typer.Option(help="MAX_JOBS (default: from CPUs and memory, or $MAX_JOBS)")] = None,
+    nvcc_threads: Annotated[Optional[int], typer.Option(help="NVCC_THREADS (default: the lock's, else 2)")] = None,
+    allow_python_download: Annotated[bool, typer.Option(help="let uv download the locked Python if missing")] = False,
+) -> None:
+    """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
+    result = install_action.install(
+        install_action.InstallRequest(
+            lock=lock,
+            venv=venv,
+            src=src,
+            editable=False if no_editable else None,
+            max_jobs=max_jobs if max_jobs is not None else _env_int("MAX_JOBS"),
+            nvcc_threads=nvcc_threads if nvcc_threads is not None else _env_int("NVCC_THREADS"),
+            allow_python_download=allow_python_download,
+            min_free_disk=_min_free_disk(),
+            cache=cache_root(),
+        ),
+        Reporter(),
+    )
+    print(f"{venv}: {result.state}, vllm {result.version} (generation {result.generation.name})")
+
+
+@command()
+def verify(
+    lock: Annotated[str, typer.Argument(help="lock path or name in locks/")],
+    venv: Annotated[Path, typer.Option(help="environment to check")] = install_action.DEFAULT_VENV,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> int:
+    """Compare an installed environment with its lock: exit 0 clean, 1 drift, 2 error."""
+    try:
+        report = verify_action.verify(lock, venv)
+    except VllmLockError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    print(report.to_json() if as_json else report.render())
+    return int(ExitCode.DIFFERENT) if report.drift else 0
+
+
+@command()
+def rollback(
+    venv: Annotated[Path, typer.Option(help="environment link")] = install_action.DEFAULT_VENV,
+    src: Annotated[Path, typer.Option(help="source link")] = install_action.DEFAULT_SRC,
+) -> None:
+    """Switch --venv/--src back to the generation that was active before the current one."""
+    target = install_action.rollback(venv, src, Reporter())
+    print(f"{venv}: rolled back to generation {target.name}")
+
+
+@command("build-check")
+def build_check(
+    src: Annotated[Path, typer.Argument(help="a vLLM-shaped source tree")],
+    python: Annotated[str, typer.Option(help="existing interpreter that already holds torch and setuptools")] = sys.executable,
+    arch: Annotated[Optional[list[str]], typer.Option(help="CUDA arch, repeatable (default 12.0)")] = None,
+    target_device: Annotated[str, typer.Option(help="VLLM_TARGET_DEVICE")] = "cuda",
+    max_jobs: Annotated[Optional[int], typer.Option(help="MAX_JOBS")] = None,
+    out: Annotated[Path, typer.Option(help="where the wheel, the log and the unpacked wheel go")] = Path("build-check"),
+) -> None:
+    """The install's build step and arch check on an existing environment (no venv, no lock)."""
+    wheel, found = install_action.build_check(
+        install_action.BuildCheckRequest(
+            src=src, python=python, archs=tuple(arch or ("12.0",)), target_device=target_device,
+            max_jobs=max_jobs, out=out.resolve(),
+        ),
+        Reporter(),
+    )
+    print(f"{wheel}: {', '.join(sorted(found)) or 'no cubins (not a CUDA build)'}")

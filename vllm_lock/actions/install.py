@@ -1,0 +1,363 @@
+"""install: a lock -> a verified generation, then an atomic switch of --venv/--src to it.
+
+Steps (each logged with its duration, the whole output also in <generation>/logs/*.log):
+preflight, python, environment, packages, source, strip, build, verify, receipt, switch.
+A generation without a receipt is unfinished: rerunning resumes it (every step is idempotent).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import vllm_lock
+from vllm_lock import codec, plan, pylock
+from vllm_lock import layout as layout_rules
+from vllm_lock import receipt as receipts
+from vllm_lock.actions import verify as verify_action
+from vllm_lock.actions.resolve import run_stripping_script, snapshot
+from vllm_lock.errors import InstallError, IntegrityError, PreflightError
+from vllm_lock.model import Lock
+from vllm_lock.progress import Reporter
+from vllm_lock.shell import build as build_shell
+from vllm_lock.shell import generations, lockfiles
+from vllm_lock.shell import uv as uv_shell
+from vllm_lock.shell.store import Store, cache_root
+
+DEFAULT_VENV = Path("/opt/vllm")
+DEFAULT_SRC = Path("/opt/vllm_repo")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallRequest:
+    lock: str
+    venv: Path = DEFAULT_VENV
+    src: Path = DEFAULT_SRC
+    editable: bool | None = None  # None: as the lock says
+    max_jobs: int | None = None
+    nvcc_threads: int | None = None
+    allow_python_download: bool = False
+    min_free_disk: int | None = None
+    cache: Path = field(default_factory=cache_root)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallResult:
+    generation: Path
+    state: str  # "unchanged", "switched", "installed"
+    version: str
+    log: Path | None
+
+
+def generation_id(lock: Lock, editable: bool) -> str:
+    identity = codec.build_identity(lock)
+    if editable == lock.build.editable:
+        return identity
+    return identity + ("-editable" if editable else "-wheel")
+
+
+def layout_for(venv: Path, src: Path) -> plan.Layout:
+    return plan.Layout(venv_link=Path(os.path.abspath(venv)), src_link=Path(os.path.abspath(src)))
+
+
+def install(request: InstallRequest, reporter: Reporter) -> InstallResult:
+    lock, _ = lockfiles.read(request.lock)
+    editable = lock.build.editable if request.editable is None else request.editable
+    layout = layout_for(request.venv, request.src)
+    generations.check_links(layout)
+    gen = layout.generation(generation_id(lock, editable))
+
+    done = receipts.read(gen)
+    if done is not None and generations.active(layout) == gen and _links_ok(layout, gen):
+        reporter.say(f"{layout.venv_link} already holds lock {lock.name} ({done.vllm_version}); nothing to do")
+        return InstallResult(generation=gen, state="unchanged", version=done.vllm_version, log=None)
+
+    layout.generations.mkdir(parents=True, exist_ok=True)
+    with _exclusive(layout.generations):
+        if done is not None and (gen / "venv" / "bin" / "vllm").exists():
+            generations.switch(layout, gen)
+            reporter.say(f"switched {layout.venv_link} to the existing generation {gen.name} ({done.vllm_version})")
+            return InstallResult(generation=gen, state="switched", version=done.vllm_version, log=None)
+        return _build_generation(request, lock, layout, gen, editable, reporter)
+
+
+def _links_ok(layout: plan.Layout, gen: Path) -> bool:
+    return (
+        layout.src_link.is_symlink()
+        and Path(os.readlink(layout.src_link)) == gen / "src"
+        and (layout.venv_link / "bin" / "python").exists()
+    )
+
+
+@contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """One install at a time per generations directory (released by the kernel on SIGKILL)."""
+    with open(directory / ".install.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InstallError(f"another vllm-lock install is running on {directory}") from None
+        yield
+
+
+def _build_generation(
+    request: InstallRequest, lock: Lock, layout: plan.Layout, gen: Path, editable: bool, reporter: Reporter
+) -> InstallResult:
+    resumed = gen.exists()
+    (gen / "logs").mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    log_path = gen / "logs" / f"install-{stamp}.log"
+    with log_path.open("w", encoding="utf-8") as log:
+        rep = Reporter(log=log, quiet=reporter.quiet)
+        rep.say(f"installing lock {lock.name} ({codec.content_hash(lock)}) into generation {gen}")
+        rep.say(f"full log: {log_path}")
+        if resumed:
+            rep.say("    resuming an unfinished generation")
+        result = _steps(request, lock, layout, gen, editable, rep, log, log_path)
+        reporter.timings.update(rep.timings)
+        return result
+
+
+def _steps(request, lock, layout, gen, editable, rep, log, log_path):  # type: ignore[no-untyped-def]
+    store = Store(request.cache)
+    venv = gen / "venv"
+    src = gen / "src"
+    python = venv / "bin" / "python"
+    on_line = rep.line
+
+    with rep.step("preflight"):
+        facts = build_shell.machine_facts(lock, layout.generations, request.cache, os.environ)
+        problems = plan.preflight_problems(lock, facts, min_free_disk=request.min_free_disk)
+        if facts.python_found is None and request.allow_python_download:
+            problems = [p for p in problems if not p.startswith("Python ")]
+        if problems:
+            raise PreflightError("; ".join(problems))
+        jobs = plan.choose_jobs(lock, facts, max_jobs=request.max_jobs, nvcc_threads=request.nvcc_threads)
+        rep.say(f"    MAX_JOBS={jobs.max_jobs} NVCC_THREADS={jobs.nvcc_threads} ({jobs.reason})")
+        if facts.nvcc:
+            rep.say(f"    nvcc {facts.nvcc_version} at {facts.nvcc}")
+
+    if facts.python_found is None:
+        with rep.step("python"):
+            build_shell.install_python(lock.target.python, request.cache, on_line)
+
+    uv_env = uv_shell.uv_env(request.cache, offline=True)
+    with rep.step("environment"):
+        build_shell.run_uv(
+            build_shell.venv_argv(lock.target.python, venv), env=uv_env, what="creating the venv", log=log, on_line=on_line
+        )
+
+    with rep.step("packages"):
+        staged = build_shell.stage_wheels(lock, store, gen / "wheels", rep.say)
+        local = replace(lock, packages=tuple(replace(p, filename=build_shell.staged_name(p)) for p in lock.packages))
+        pylock_path = gen / "pylock.toml"
+        pylock_path.write_text(pylock.to_pylock(local, local_path=lambda p: str(staged[p.name])), encoding="utf-8")
+        build_shell.run_uv(
+            build_shell.sync_argv(venv, pylock_path), env=uv_env, what="installing the locked packages", log=log,
+            on_line=on_line,
+        )
+
+    with rep.step("source"):
+        build_shell.checkout(lock, request.cache, src, rep.say)
+
+    with rep.step("strip"):
+        before = snapshot(src)
+        result = run_stripping_script(src, lock.layout.stripping_argv, python=str(python))
+        if not result.ok:
+            raise InstallError(f"{lock.layout.stripping_script} failed: {result.tail(1)}")
+        check_patched(lock, layout_rules.patched_files(before, snapshot(src)))
+
+    env = plan.build_env(lock, jobs, uv_env)
+    env.pop("UV_OFFLINE", None)
+    env["UV_OFFLINE"] = "1"
+    with rep.step("build"):
+        for key in ("VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "NVCC_THREADS", "SOURCE_DATE_EPOCH"):
+            rep.say(f"    {key}={env[key]}")
+        build_shell.build_vllm(
+            python=str(python), src=src, env=env, editable=editable, dist=gen / "dist", log=log,
+            on_line=build_shell.build_filter(on_line), log_path=log_path,
+        )
+
+    with rep.step("verify"):
+        version, found = verify_built(lock, venv, src, env)
+        rep.say(f"    vllm --version: {version}")
+        if found:
+            rep.say(f"    cubins: {', '.join(sorted(found))}")
+
+    with rep.step("receipt"):
+        receipts.write(gen, make_receipt(lock, gen, editable, version, env, jobs, rep.timings, log_path, found))
+
+    with rep.step("switch"):
+        generations.switch(layout, gen)
+        rep.say(f"    {layout.venv_link} -> {venv}")
+        rep.say(f"    {layout.src_link} -> {src}")
+    return InstallResult(generation=gen, state="installed", version=version, log=log_path)
+
+
+def check_patched(lock: Lock, got: tuple) -> None:  # type: ignore[type-arg]
+    want = {f.path: f.sha256_after for f in lock.layout.patched_files}
+    have = {f.path: f.sha256_after for f in got}
+    if want != have:
+        differing = sorted(set(want.items()) ^ set(have.items()))
+        path = differing[0][0] if differing else "?"
+        raise IntegrityError(
+            f"the stripping script's result differs from the lock at {path} "
+            f"(lock: {sorted(want)}, got: {sorted(have)})"
+        )
+
+
+def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tuple[str, set[str]]:
+    """vllm --version consistent with the commit; the exact package set; for CUDA, every arch."""
+    ok, version = build_shell.vllm_version(venv / "bin")
+    if not ok:
+        raise InstallError(f"{venv}/bin/vllm --version failed: {version}")
+    problem = plan.version_problem(version, lock.vllm.commit, build_shell.exact_tag(src))
+    if problem:
+        raise InstallError(problem)
+    report = verify_action.inspect_packages(lock, venv)
+    if report.drift:
+        raise InstallError(f"the installed environment does not match the lock: {report.summary()}")
+    found: set[str] = set()
+    if plan.is_cuda(lock):
+        libraries = build_shell.compiled_libraries(src) + build_shell.compiled_libraries(venv)
+        found = build_shell.cubins(libraries, env)
+        missing = plan.missing_archs(lock.build.cuda_archs, found)
+        if missing:
+            raise InstallError(f"the built libraries lack code for {', '.join(missing)} (found: {sorted(found)})")
+    return version, found
+
+
+def make_receipt(lock, gen, editable, version, env, jobs, timings, log_path, found):  # type: ignore[no-untyped-def]
+    keys = (
+        "VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "VLLM_FLASH_ATTN_VERSION", "SOURCE_DATE_EPOCH",
+        "CCACHE_NOHASHDIR", "TORCH_NIGHTLY", "CUDA_HOME", *dict(lock.build.env),
+    )
+    return receipts.Receipt(
+        lock_name=lock.name,
+        content_hash=codec.content_hash(lock),
+        identity=gen.name,
+        vllm_commit=lock.vllm.commit,
+        vllm_version=version,
+        torch_version=lock.torch.version,
+        python=lock.target.python,
+        target_device=lock.build.target_device,
+        cuda_archs=list(lock.build.cuda_archs),
+        editable=editable,
+        packages={p.name: p.version for p in lock.packages},
+        patched_files={f.path: f.sha256_after for f in lock.layout.patched_files},
+        build_env={k: env[k] for k in keys if k in env},
+        max_jobs=jobs.max_jobs,
+        nvcc_threads=jobs.nvcc_threads,
+        timings=dict(timings),
+        log=str(log_path),
+        venv=str(gen / "venv"),
+        src=str(gen / "src"),
+        installed_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        tool_version=vllm_lock.__version__,
+        cubins=sorted(found),
+    )
+
+
+def rollback(venv: Path, src: Path, reporter: Reporter) -> Path:
+    layout = layout_for(venv, src)
+    target = generations.rollback_target(layout)
+    layout.generations.mkdir(parents=True, exist_ok=True)
+    with _exclusive(layout.generations):
+        generations.switch(layout, target)
+    done = receipts.read(target)
+    reporter.say(f"{layout.venv_link} -> {target / 'venv'} ({done.lock_name if done else '?'}, {done.vllm_version if done else '?'})")
+    return target
+
+
+# ---------------------------------------------------------------- build-check (existing environment)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildCheckRequest:
+    src: Path
+    python: str
+    archs: tuple[str, ...]
+    target_device: str = "cuda"
+    max_jobs: int | None = None
+    nvcc_threads: int | None = None
+    out: Path = Path("build-check")
+
+
+def build_check(request: BuildCheckRequest, reporter: Reporter) -> tuple[Path, set[str]]:
+    """The build step and the arch check on an existing environment (its own Python with torch
+    installed): builds a vLLM-shaped source tree as a wheel (not installed) with the same
+    build settings, then lists the cubins of its libraries."""
+    import zipfile
+
+    request.out.mkdir(parents=True, exist_ok=True)
+    log_path = request.out / "build.log"
+    with log_path.open("w", encoding="utf-8") as log:
+        rep = Reporter(log=log, quiet=reporter.quiet)
+        rep.say(f"full log: {log_path}")
+        with rep.step("preflight"):
+            nvcc = build_shell.find_nvcc(os.environ)
+            if request.target_device == "cuda":
+                version = build_shell.nvcc_version(nvcc) if nvcc else None
+                if version is None:
+                    raise PreflightError("nvcc not found or unreadable ($CUDA_HOME/bin, /usr/local/cuda/bin, PATH)")
+                from vllm_lock import cuda as cuda_rules
+
+                for arch in request.archs:
+                    if problem := cuda_rules.arch_problem(arch, version):
+                        raise PreflightError(f"nvcc {version[0]}.{version[1]} cannot build arch {arch}: {problem}")
+                rep.say(f"    nvcc {version[0]}.{version[1]} at {nvcc}")
+            facts = plan.MachineFacts(
+                machine="", glibc=None, cpus=len(os.sched_getaffinity(0)), mem_available=build_shell.mem_available(),
+                free_disk=0, python_found=request.python,
+            )
+            jobs = _jobs_for_archs(request, facts)
+            rep.say(f"    MAX_JOBS={jobs.max_jobs} NVCC_THREADS={jobs.nvcc_threads} ({jobs.reason})")
+        env = plan.arch_build_env(
+            request.archs, jobs, uv_shell.uv_env(request.out / "cache", offline=True),
+            target_device=request.target_device, cuda_home=str(Path(nvcc).parent.parent) if nvcc else None,
+        )
+        with rep.step("build"):
+            wheel = build_shell.build_vllm(
+                python=request.python, src=request.src.resolve(), env=env, editable=False, dist=request.out / "dist",
+                log=log, on_line=build_shell.build_filter(rep.line), log_path=log_path, install=False,
+            )
+        assert wheel is not None
+        found: set[str] = set()
+        with rep.step("arch check"):
+            unpacked = request.out / "unpacked"
+            with zipfile.ZipFile(wheel) as zf:
+                zf.extractall(unpacked)
+            libraries = sorted(unpacked.rglob("*.so"))
+            rep.say(f"    libraries: {', '.join(str(p.relative_to(unpacked)) for p in libraries)}")
+            if request.target_device == "cuda":
+                found = build_shell.cubins(libraries, env)
+                rep.say(f"    cubins: {', '.join(sorted(found)) or 'none'}")
+                missing = plan.missing_archs(request.archs, found)
+                if missing:
+                    raise InstallError(f"{wheel.name} lacks code for {', '.join(missing)}")
+        return wheel, found
+
+
+def _jobs_for_archs(request: BuildCheckRequest, facts: plan.MachineFacts) -> plan.Jobs:
+    from vllm_lock.model import BuildRecipe
+
+    fake = replace_build(BuildRecipe(cuda_archs=request.archs, target_device=request.target_device))
+    return plan.choose_jobs(fake, facts, max_jobs=request.max_jobs, nvcc_threads=request.nvcc_threads)
+
+
+def replace_build(recipe):  # type: ignore[no-untyped-def]
+    """A minimal stand-in exposing .build for plan.choose_jobs (which reads only lock.build)."""
+
+    class _L:
+        build = recipe
+
+    return _L()
+
+
+__all__ = ["DEFAULT_SRC", "DEFAULT_VENV", "InstallRequest", "install", "rollback", "build_check", "sys"]

@@ -1,0 +1,196 @@
+"""verify: an installed environment against its lock. Missing, extra and different packages,
+files changed since install (RECORD hashes), the source commit and patched files, the receipt.
+Reads files only (dist-info directories, RECORD, git HEAD): no interpreter is started."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from email.parser import HeaderParser
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from vllm_lock import codec
+from vllm_lock import receipt as receipts
+from vllm_lock.errors import UsageError
+from vllm_lock.model import Lock
+from vllm_lock.shell import build as build_shell
+from vllm_lock.shell import lockfiles
+
+OWN = "vllm"  # built from source: present, any version, not in the lock's package list
+
+
+@dataclass
+class Report:
+    lock: str
+    venv: str
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    different: list[dict[str, str]] = field(default_factory=list)
+    modified_files: list[str] = field(default_factory=list)
+    source: list[str] = field(default_factory=list)
+    receipt: list[str] = field(default_factory=list)
+    vllm_version: str | None = None
+
+    @property
+    def drift(self) -> bool:
+        return bool(self.missing or self.extra or self.different or self.modified_files or self.source or self.receipt)
+
+    def summary(self) -> str:
+        parts = []
+        if self.missing:
+            parts.append("missing " + ", ".join(self.missing))
+        if self.extra:
+            parts.append("extra " + ", ".join(self.extra))
+        if self.different:
+            parts.append("different " + ", ".join(f"{d['name']} {d['installed']} (lock {d['locked']})" for d in self.different))
+        if self.modified_files:
+            parts.append(f"{len(self.modified_files)} files changed since install ({self.modified_files[0]}, ...)")
+        parts += self.source + self.receipt
+        return "; ".join(parts) or "clean"
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = asdict(self)
+        data["drift"] = self.drift
+        return json.dumps(data, indent=2)
+
+    def render(self) -> str:
+        lines = [f"verify {self.venv} against {self.lock}: {'DRIFT' if self.drift else 'clean'}"]
+        if self.vllm_version:
+            lines.append(f"  vllm {self.vllm_version}")
+        for name in self.missing:
+            lines.append(f"  missing    {name}")
+        for name in self.extra:
+            lines.append(f"  extra      {name}")
+        for d in self.different:
+            lines.append(f"  different  {d['name']}: installed {d['installed']}, lock {d['locked']}")
+        for path in self.modified_files:
+            lines.append(f"  changed    {path}")
+        for line in self.source:
+            lines.append(f"  source     {line}")
+        for line in self.receipt:
+            lines.append(f"  receipt    {line}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Dist:
+    name: str
+    version: str
+    dist_info: Path
+
+
+def site_packages(venv: Path) -> Path:
+    found = sorted((venv / "lib").glob("python3*/site-packages"))
+    if not found:
+        raise UsageError(f"{venv} is not a virtual environment (no lib/python3*/site-packages)")
+    return found[0]
+
+
+def installed(site: Path) -> dict[str, Dist]:
+    dists = {}
+    for info in site.glob("*.dist-info"):
+        try:
+            meta = HeaderParser().parsestr((info / "METADATA").read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue
+        name = canonicalize_name(meta.get("Name", info.name.split("-")[0]))
+        dists[name] = Dist(name=name, version=meta.get("Version", "?"), dist_info=info)
+    return dists
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def changed_files(site: Path, dist: Dist) -> list[str]:
+    """Files of a distribution whose bytes differ from its RECORD (or that are gone)."""
+    record = dist.dist_info / "RECORD"
+    out = []
+    try:
+        rows = record.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return [f"{dist.dist_info.name}/RECORD (missing)"]
+    for row in rows:
+        parts = row.rsplit(",", 2)
+        if len(parts) != 3 or not parts[1].startswith("sha256="):
+            continue
+        rel, digest = parts[0].strip('"'), parts[1].removeprefix("sha256=")
+        path = site / rel
+        try:
+            data = path.read_bytes()
+        except OSError:
+            out.append(f"{rel} (deleted)")
+            continue
+        got = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        if got != digest:
+            out.append(rel)
+    return out
+
+
+def inspect_packages(lock: Lock, venv: Path) -> Report:
+    site = site_packages(venv)
+    dists = installed(site)
+    report = Report(lock=lock.name, venv=str(venv))
+    locked = {p.name: p.version for p in lock.packages}
+    for name, version in sorted(locked.items()):
+        dist = dists.get(name)
+        if dist is None:
+            report.missing.append(f"{name}=={version}")
+        elif not _same_version(dist.version, version):
+            report.different.append({"name": name, "installed": dist.version, "locked": version})
+    for name in sorted(dists):
+        if name not in locked and name != OWN:
+            report.extra.append(f"{name}=={dists[name].version}")
+    if OWN not in dists:
+        report.missing.append(OWN)
+    else:
+        report.vllm_version = dists[OWN].version
+    for name in sorted(dists):
+        report.modified_files += changed_files(site, dists[name])
+    return report
+
+
+def verify(lock_ref: str, venv: Path) -> Report:
+    lock, path = lockfiles.read(lock_ref)
+    venv = Path(os.path.abspath(venv))
+    if not venv.exists():
+        raise UsageError(f"{venv} does not exist")
+    real = venv.resolve()
+    report = inspect_packages(lock, real)
+    report.lock = str(path)
+    generation = real.parent
+    done = receipts.read(generation)
+    if done is None:
+        report.receipt.append(f"no complete receipt in {generation}")
+        src = generation / "src"
+    else:
+        src = Path(done.src)
+        if done.content_hash != codec.content_hash(lock):
+            if done.identity.split("-")[0] == codec.build_identity(lock):
+                pass  # same build, other lock file (renamed, promoted): not drift
+            else:
+                report.receipt.append(
+                    f"installed from {done.lock_name} {done.content_hash}, not this lock {codec.content_hash(lock)}"
+                )
+    if src.is_dir():
+        head = build_shell.head_commit(src)
+        if head != lock.vllm.commit:
+            report.source.append(f"{src}: HEAD {head}, lock {lock.vllm.commit}")
+        for patched in lock.layout.patched_files:
+            file = src / patched.path
+            got = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
+            if got != patched.sha256_after:
+                report.source.append(f"{patched.path} differs from the lock's patched file")
+    else:
+        report.source.append(f"source checkout {src} is missing")
+    return report

@@ -1,0 +1,230 @@
+"""Lock + machine facts -> install plan: preflight problems, MAX_JOBS, the build environment,
+where a generation lives. Pure: no I/O, no subprocess, no clock (the shell gathers the facts).
+
+MAX_JOBS rule (printed by install, overridable with --max-jobs / $MAX_JOBS):
+  vLLM divides MAX_JOBS by NVCC_THREADS, so MAX_JOBS / NVCC_THREADS nvcc processes run at once,
+  each with NVCC_THREADS threads. Each such process is budgeted GIB_PER_NVCC_PROCESS of memory
+  (GIB_PER_NVCC_PROCESS_BLACKWELL when an arch >= 10.0 is locked: the CUTLASS FP4 templates).
+  processes = max(1, min(cpus // NVCC_THREADS, available_GiB // budget))
+  MAX_JOBS  = processes * NVCC_THREADS
+  Non-CUDA builds: MAX_JOBS = max(1, min(cpus, available_GiB // 1)), NVCC_THREADS = 1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from vllm_lock import cuda as cuda_rules
+from vllm_lock.model import Lock
+
+GIB = 1 << 30
+GIB_PER_NVCC_PROCESS = 4
+GIB_PER_NVCC_PROCESS_BLACKWELL = 8
+DEFAULT_NVCC_THREADS = 2
+# Disk needed besides the wheels (venv copies of them, source, build tree); MIN_FREE_DISK overrides.
+BUILD_DISK_CUDA = 20 * GIB
+BUILD_DISK_OTHER = 256 << 20
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MachineFacts:
+    """What the shell found out about this machine."""
+
+    machine: str  # platform.machine(): x86_64, aarch64
+    glibc: tuple[int, int] | None  # None: not glibc (musl, macOS)
+    cpus: int
+    mem_available: int  # bytes
+    free_disk: int  # bytes free where the generation is written
+    python_found: str | None  # interpreter for lock.target.python, or None
+    nvcc: str | None = None  # path of nvcc, or None
+    nvcc_version: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Jobs:
+    max_jobs: int
+    nvcc_threads: int
+    reason: str
+
+
+def is_cuda(lock: Lock) -> bool:
+    return lock.build.target_device == "cuda"
+
+
+def needed_disk(lock: Lock, override: int | None = None) -> int:
+    if override is not None:
+        return override
+    wheels = sum(p.size for p in lock.packages)
+    return 3 * wheels + (BUILD_DISK_CUDA if is_cuda(lock) else BUILD_DISK_OTHER)
+
+
+def preflight_problems(lock: Lock, facts: MachineFacts, *, min_free_disk: int | None = None) -> list[str]:
+    """Every reason this machine cannot build the lock, each one line; empty when fine."""
+    problems: list[str] = []
+    target = lock.target
+    if facts.machine != target.machine:
+        problems.append(f"this machine is {facts.machine}, the lock targets {target.platform}")
+    if facts.glibc is None:
+        problems.append(f"this machine has no glibc; the lock targets {target.platform}")
+    elif facts.glibc < target.glibc:
+        problems.append(
+            f"glibc {facts.glibc[0]}.{facts.glibc[1]} is older than the lock's target {target.platform}"
+        )
+    if facts.python_found is None:
+        problems.append(
+            f"Python {target.python} is not available (install it, e.g. `uv python install {target.python}`, "
+            f"or pass --allow-python-download)"
+        )
+    if is_cuda(lock):
+        if facts.nvcc is None:
+            problems.append("nvcc not found (looked in $CUDA_HOME/bin, /usr/local/cuda/bin, PATH); install the CUDA toolkit")
+        elif facts.nvcc_version is None:
+            problems.append(f"cannot read the version of {facts.nvcc}")
+        else:
+            for arch in lock.build.cuda_archs:
+                problem = cuda_rules.arch_problem(arch, facts.nvcc_version)
+                if problem:
+                    major, minor = facts.nvcc_version
+                    problems.append(f"nvcc {major}.{minor} ({facts.nvcc}) cannot build arch {arch}: {problem}")
+    need = needed_disk(lock, min_free_disk)
+    if facts.free_disk < need:
+        problems.append(f"not enough free disk: {facts.free_disk / GIB:.1f} GiB free, {need / GIB:.1f} GiB needed")
+    return problems
+
+
+def choose_jobs(
+    lock: Lock, facts: MachineFacts, *, max_jobs: int | None = None, nvcc_threads: int | None = None
+) -> Jobs:
+    """MAX_JOBS and NVCC_THREADS by the rule in the module docstring; user values win."""
+    env = dict(lock.build.env)
+    if nvcc_threads is None:
+        nvcc_threads = int(env.get("NVCC_THREADS", DEFAULT_NVCC_THREADS if is_cuda(lock) else 1))
+    nvcc_threads = max(1, nvcc_threads)
+    mem_gib = facts.mem_available // GIB
+    if max_jobs is not None:
+        return Jobs(max_jobs=max(1, max_jobs), nvcc_threads=nvcc_threads, reason="set by the user")
+    if is_cuda(lock):
+        blackwell = any(float(cuda_rules.base_arch(a)) >= 10.0 for a in lock.build.cuda_archs)
+        budget = GIB_PER_NVCC_PROCESS_BLACKWELL if blackwell else GIB_PER_NVCC_PROCESS
+        processes = max(1, min(facts.cpus // nvcc_threads, mem_gib // budget))
+        return Jobs(
+            max_jobs=processes * nvcc_threads,
+            nvcc_threads=nvcc_threads,
+            reason=(
+                f"{facts.cpus} CPUs, {mem_gib} GiB available, {budget} GiB per nvcc process, "
+                f"NVCC_THREADS={nvcc_threads}: {processes} nvcc processes"
+            ),
+        )
+    jobs = max(1, min(facts.cpus, mem_gib))
+    return Jobs(max_jobs=jobs, nvcc_threads=1, reason=f"{facts.cpus} CPUs, {mem_gib} GiB available")
+
+
+def source_date_epoch(commit_date: str) -> int:
+    moment = dt.datetime.strptime(commit_date, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    return int(moment.timestamp())
+
+
+def build_env(
+    lock: Lock, jobs: Jobs, base: Mapping[str, str], *, cuda_home: str | None = None
+) -> dict[str, str]:
+    """The environment of the vLLM build: `base` (the caller's) plus everything the lock fixes.
+    FETCHCONTENT_FULLY_DISCONNECTED is not set: external sources are not staged yet (docs/install.md)."""
+    env = {k: v for k, v in base.items() if k not in ("VLLM_USE_PRECOMPILED", "PIP_CONSTRAINT")}
+    env.update(
+        {
+            "VLLM_TARGET_DEVICE": lock.build.target_device,
+            "TORCH_CUDA_ARCH_LIST": lock.build.torch_cuda_arch_list,
+            "VLLM_FLASH_ATTN_VERSION": lock.build.flash_attn_version,
+            "MAX_JOBS": str(jobs.max_jobs),
+            "NVCC_THREADS": str(jobs.nvcc_threads),
+            "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs.max_jobs),
+            "SOURCE_DATE_EPOCH": str(source_date_epoch(lock.vllm.commit_date)),
+            "CCACHE_NOHASHDIR": "true",
+            "TORCH_NIGHTLY": "1" if lock.torch.channel == "nightly" else env.get("TORCH_NIGHTLY", "0"),
+        }
+    )
+    if cuda_home:
+        env["CUDA_HOME"] = cuda_home
+    for key, value in lock.build.env:
+        if key != "NVCC_THREADS":
+            env[key] = value
+    return env
+
+
+def arch_build_env(
+    archs: tuple[str, ...], jobs: Jobs, base: Mapping[str, str], *, target_device: str = "cuda",
+    cuda_home: str | None = None,
+) -> dict[str, str]:
+    """The same settings for a build without a lock (build-check on an existing environment)."""
+    env = dict(base)
+    env.update(
+        {
+            "VLLM_TARGET_DEVICE": target_device,
+            "TORCH_CUDA_ARCH_LIST": ";".join(archs),
+            "MAX_JOBS": str(jobs.max_jobs),
+            "NVCC_THREADS": str(jobs.nvcc_threads),
+            "CCACHE_NOHASHDIR": "true",
+        }
+    )
+    if cuda_home:
+        env["CUDA_HOME"] = cuda_home
+    return env
+
+
+_NVCC_RELEASE = re.compile(r"release (\d+)\.(\d+)")
+
+
+def parse_nvcc_version(text: str) -> tuple[int, int] | None:
+    """`nvcc --version` output -> (major, minor)."""
+    match = _NVCC_RELEASE.search(text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def version_problem(version: str, commit: str, exact_tag: str | None) -> str | None:
+    """Is `vllm --version` consistent with the locked commit? None when it is."""
+    if exact_tag is not None:
+        base = exact_tag.removeprefix("v")
+        if version.split("+")[0] == base or version.startswith(base):
+            return None
+        return f"vllm --version says {version}, the locked commit is tag {exact_tag}"
+    if f"g{commit[:9]}" in version:
+        return None
+    return f"vllm --version says {version}, which does not name the locked commit {commit[:9]}"
+
+
+_SM = re.compile(r"\bsm_(\d+)[af]?\b")
+
+
+def cubin_archs(cuobjdump_output: str) -> set[str]:
+    """`cuobjdump --list-elf` output -> {'sm_90', 'sm_120'}."""
+    return {f"sm_{m}" for m in _SM.findall(cuobjdump_output)}
+
+
+def missing_archs(archs: tuple[str, ...], found: set[str]) -> list[str]:
+    return [cuda_rules.sm_name(a) for a in archs if cuda_rules.sm_name(a) not in found]
+
+
+# ---------------------------------------------------------------- where things live
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Layout:
+    """--venv and --src are symlinks into <venv>.generations/<identity>/{venv,src}."""
+
+    venv_link: Path
+    src_link: Path
+
+    @property
+    def generations(self) -> Path:
+        return self.venv_link.with_name(self.venv_link.name + ".generations")
+
+    def generation(self, identity: str) -> Path:
+        return self.generations / identity
+
+    @property
+    def profile(self) -> Path:
+        return self.generations / "profile.json"
