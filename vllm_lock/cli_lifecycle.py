@@ -1,1 +1,84 @@
-"""update / diff / test / promote commands (lifecycle area)."""
+"""update / diff / test / promote commands (lifecycle area): parse, call one action, print."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vllm_lock import render_diff
+from vllm_lock.actions import diff as diff_action
+from vllm_lock.actions import promote as promote_action
+from vllm_lock.actions import smoke as smoke_action
+from vllm_lock.actions import update as update_action
+from vllm_lock.cli_app import command
+from vllm_lock.errors import ExitCode, UsageError, VllmLockError
+from vllm_lock.progress import Reporter
+
+
+@command()
+def update(
+    name: Annotated[str, typer.Argument(help="lock name in locks/ or a path")] = "dev",
+    vllm: Annotated[bool, typer.Option("--vllm", help="move only the vLLM ref")] = False,
+    torch: Annotated[bool, typer.Option("--torch", help="move only torch `latest`")] = False,
+) -> None:
+    """Re-resolve only the floating inputs (a branch ref, torch `latest`); print old -> new."""
+    result = update_action.update(name, vllm=vllm, torch=torch, reporter=Reporter())
+    for line in update_action.report_lines(result):
+        print(line)
+
+
+@command()
+def diff(
+    a: Annotated[str, typer.Argument(help="lock A (old): name in locks/ or a path")],
+    b: Annotated[str, typer.Argument(help="lock B (new): name in locks/ or a path")],
+    fmt: Annotated[str, typer.Option("--format", help="text, json or markdown")] = "text",
+    max_commits: Annotated[int, typer.Option(help="commit subjects to list")] = diff_action.MAX_SUBJECTS,
+) -> int:
+    """Semantic diff of two locks. Exit 0 equal, 1 different, 2 on any error."""
+    try:
+        if fmt not in render_diff.FORMATS:
+            raise UsageError(f"--format {fmt!r}: choose from {', '.join(render_diff.FORMATS)}")
+        result = diff_action.diff(a, b, max_subjects=max_commits)
+        sys.stdout.write(render_diff.render(result, fmt))
+    except VllmLockError as exc:
+        # diff is used in scripts and CI: any failure is exit 2, apart from 0 (equal) / 1 (different).
+        print(f"error: {exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    return int(ExitCode.OK if result.equal else ExitCode.DIFFERENT)
+
+
+@command("test")
+def smoke(
+    name: Annotated[str, typer.Argument(help="lock the environment was installed from")] = "dev",
+    venv: Annotated[Path, typer.Option(help="the installed environment")] = smoke_action.DEFAULT_VENV,
+) -> int:
+    """Smoke-test an installed environment and write a test receipt (promote needs a passing one)."""
+    result = smoke_action.smoke_test(name, venv=venv)
+    for check in result.checks:
+        print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+    if not result.data["gpu"]["present"]:
+        print("no GPU present: GPU visibility and arch coverage not checked")
+    print(f"{'passed' if result.passed else 'FAILED'}; receipt {result.receipt}")
+    return 0 if result.passed else int(ExitCode.DIFFERENT)
+
+
+@command()
+def promote(
+    source: Annotated[str, typer.Argument(help="lock to promote (name in locks/ or a path)")] = "dev",
+    to: Annotated[str, typer.Option("--to", help="name of the stable lock")] = "stable",
+    force: Annotated[bool, typer.Option("--force", help="promote without a passing test receipt (recorded)")] = False,
+    commit: Annotated[bool, typer.Option("--commit", help="git-commit the locks directory")] = False,
+) -> None:
+    """Promote a tested lock to stable without re-resolving; print the diff to the previous stable."""
+    result = promote_action.promote(source, to=to, force=force, commit=commit)
+    if result.forced:
+        print("warning: promoted WITHOUT a passing test receipt (--force); recorded as forced", file=sys.stderr)
+    if result.diff is not None:
+        sys.stdout.write(render_diff.text(result.diff))
+    else:
+        print(f"{to}: first stable lock ({result.lock.vllm.short_commit}, torch {result.lock.torch.version})")
+    state = "written" if result.written else "unchanged (already promoted)"
+    print(f"{result.path}: {state}" + (f"; committed {result.committed[:9]}" if result.committed else ""))

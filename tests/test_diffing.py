@@ -1,0 +1,266 @@
+"""Pure tests of diffing and render_diff, with hand-built locks (no I/O).
+
+make_lock here is also used by the other lifecycle tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import pytest
+
+from vllm_lock import diffing, render_diff
+from vllm_lock.diffing import CommitHistory, diff_locks
+
+from vllm_lock.model import (
+    BuildRecipe,
+    Layout,
+    Lock,
+    Package,
+    PatchedFile,
+    Pin,
+    Provenance,
+    Target,
+    TorchInput,
+    VllmInput,
+)
+
+REPO = "https://github.com/vllm-project/vllm.git"
+C1 = "1" * 40
+C2 = "2" * 40
+
+
+def sha(seed: str) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()
+
+
+def package(name: str, version: str, seed: str = "", source: str = "general") -> Package:
+    return Package(
+        name=name,
+        version=version,
+        source=source,  # type: ignore[arg-type]
+        filename=f"{name.replace('-', '_')}-{version}-py3-none-any.whl",
+        url=f"https://files.example/{name}-{version}.whl",
+        size=100,
+        sha256=sha(f"{name}-{version}-{seed}"),
+        hash_origin="index",
+    )
+
+
+def torch_packages(date: str) -> tuple[Package, ...]:
+    d = date.replace("-", "")
+    return (
+        package("pytorch-triton", "3.5.0+gitabcdef12", source="torch"),
+        package("torch", f"2.10.0.dev{d}+cu128", source="torch"),
+        package("torchaudio", f"2.10.0.dev{d}+cu128", source="torch"),
+        package("torchvision", f"0.25.0.dev{d}+cu128", source="torch"),
+    )
+
+
+def make_lock(
+    *,
+    name: str = "dev",
+    commit: str = C1,
+    commit_date: str = "2026-11-20T10:00:00Z",
+    ref: str = "main",
+    torch_date: str = "2026-11-05",
+    requested: str = "latest",
+    url: str = REPO,
+    extra: tuple[Package, ...] = (package("filelock", "3.20.0"), package("packaging", "25.0")),
+    archs: tuple[str, ...] = ("12.0",),
+) -> Lock:
+    d = torch_date.replace("-", "")
+    packages = tuple(sorted((*extra, *torch_packages(torch_date)), key=lambda p: p.name))
+    return Lock(
+        name=name,
+        phase="development",
+        vllm=VllmInput(url=url, ref=ref, commit=commit, commit_date=commit_date),
+        torch=TorchInput(
+            channel="nightly",
+            requested=requested,
+            cuda="cu128",
+            index="https://download.pytorch.org/whl/nightly/cu128",
+            version=f"2.10.0.dev{d}+cu128",
+            date=torch_date,
+            companions=(
+                Pin(name="torchvision", version=f"0.25.0.dev{d}+cu128"),
+                Pin(name="torchaudio", version=f"2.10.0.dev{d}+cu128"),
+                Pin(name="pytorch-triton", version="3.5.0+gitabcdef12"),
+            ),
+        ),
+        general_index="https://pypi.org/simple",
+        target=Target(python="3.12", platform="x86_64-manylinux_2_28"),
+        build=BuildRecipe(cuda_archs=archs),
+        layout=Layout(
+            stripping_script="use_existing_torch.py",
+            stripping_mode="default",
+            runtime_requirements="requirements/cuda.txt",
+            build_requirements="requirements/build.txt",
+            patched_files=(PatchedFile(path="requirements/cuda.txt", sha256_before=sha("a"), sha256_after=sha("b")),),
+            runtime_set=("filelock>=3",),
+            build_set=("packaging>=24",),
+        ),
+        external_sources=(),
+        packages=packages,
+        provenance=Provenance(tool_version="0.1.0", uv_version="0.9.0", resolved_at="2026-11-20T12:00:00Z"),
+    )
+
+
+
+
+# ---------------------------------------------------------------- equality and notes
+
+
+def test_identical_locks_are_equal() -> None:
+    d = diff_locks(make_lock(), make_lock())
+    assert d.equal
+    assert not d.identity.changed
+    assert d.packages == () and d.build == () and d.notes == ()
+
+
+def test_name_phase_refs_and_provenance_are_notes_not_differences() -> None:
+    a = make_lock()
+    b = dataclasses.replace(
+        make_lock(name="stable", ref=C1, requested="2026-11-05"),
+        phase="stable",
+        provenance=dataclasses.replace(a.provenance, resolved_at="2027-01-01T00:00:00Z"),
+    )
+    d = diff_locks(a, b)
+    assert d.equal
+    assert "phase: development -> stable" in d.notes
+    assert f"vLLM original ref: main -> {C1}" in d.notes
+    assert "torch requested: latest -> 2026-11-05" in d.notes
+
+
+# ---------------------------------------------------------------- what moved
+
+
+def test_vllm_and_torch_moves_need_a_rebuild_and_say_why() -> None:
+    a = make_lock()
+    b = make_lock(commit=C2, commit_date="2026-11-22T09:00:00Z", torch_date="2026-11-12")
+    d = diff_locks(a, b, history=CommitHistory(reachable=True, ahead=3, subjects=("2222222 fix", "1111111 feat")))
+    assert not d.equal
+    assert d.vllm.moved and d.vllm.short == (C1[:9], C2[:9])
+    assert d.vllm.compare_url == f"https://github.com/vllm-project/vllm/compare/{C1}...{C2}"
+    assert d.torch.days_apart == 7
+    assert {c.name for c in d.torch.companions} == {"torchvision", "torchaudio"}
+    assert {p.name: p.kind for p in d.packages} == {"torch": "changed", "torchaudio": "changed", "torchvision": "changed"}
+    assert d.identity.changed
+    reasons = " | ".join(d.identity.reasons)
+    assert f"vLLM commit {C1[:9]} -> {C2[:9]}" in reasons
+    assert "torch 2.10.0.dev20261105+cu128 -> 2.10.0.dev20261112+cu128" in reasons
+    assert d.headline() == f"vLLM {C1[:9]} -> {C2[:9]}, torch 2026-11-05 -> 2026-11-12, 3 package changes"
+
+
+def test_package_added_removed_changed_rebuilt() -> None:
+    a = make_lock(extra=(package("filelock", "3.20.0"), package("packaging", "25.0"), package("wheel", "0.45.1")))
+    b = make_lock(extra=(package("filelock", "3.20.1"), package("packaging", "25.0", seed="other bytes"),
+                         package("zipp", "3.0")))
+    d = diff_locks(a, b)
+    kinds = {(p.name, p.kind, p.old, p.new) for p in d.packages}
+    assert kinds == {
+        ("filelock", "changed", "3.20.0", "3.20.1"),
+        ("packaging", "rebuilt", "25.0", "25.0"),
+        ("wheel", "removed", "0.45.1", None),
+        ("zipp", "added", None, "3.0"),
+    }
+    assert d.identity.changed
+    assert any("locked packages (1 changed, 1 added, 1 removed, 1 rebuilt)" in r for r in d.identity.reasons)
+
+
+def test_build_recipe_change_names_the_setting() -> None:
+    d = diff_locks(make_lock(), make_lock(archs=("10.0", "12.0")))
+    assert [c.key for c in d.build] == ["build.cuda-archs"]
+    assert d.build[0].old == ["12.0"] and d.build[0].new == ["10.0", "12.0"]
+    assert d.identity.reasons == ("build recipe (cuda-archs)",)
+
+
+def test_mirror_change_is_a_difference_but_no_rebuild() -> None:
+    a = make_lock()
+    b = dataclasses.replace(a, general_index="https://mirror.example/simple")
+    d = diff_locks(a, b)
+    assert not d.equal
+    assert not d.identity.changed
+
+
+@pytest.mark.parametrize(
+    ("url", "slug"),
+    [
+        ("https://github.com/vllm-project/vllm.git", "vllm-project/vllm"),
+        ("https://github.com/vllm-project/vllm", "vllm-project/vllm"),
+        ("git@github.com:me/vllm.git", "me/vllm"),
+        ("ssh://git@github.com/me/vllm.git", "me/vllm"),
+        ("https://gitlab.com/me/vllm.git", None),
+        ("file:///tmp/vllm", None),
+    ],
+)
+def test_github_slug(url: str, slug: str | None) -> None:
+    assert diffing.github_slug(url) == slug
+
+
+def test_no_compare_url_off_github() -> None:
+    d = diff_locks(make_lock(url="file:///srv/vllm"), make_lock(url="file:///srv/vllm", commit=C2))
+    assert d.vllm.compare_url is None
+
+
+@pytest.mark.parametrize(("a", "b", "days"), [("2026-11-05", "2026-11-12", 7), ("2026-11-12", "2026-11-05", -7),
+                                              (None, "2026-11-05", None)])
+def test_days_apart(a: str | None, b: str | None, days: int | None) -> None:
+    assert diffing.days_apart(a, b) == days
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _moved() -> diffing.LockDiff:
+    return diff_locks(
+        make_lock(),
+        make_lock(name="stable", commit=C2, commit_date="2026-11-22T09:00:00Z", torch_date="2026-11-12"),
+        history=CommitHistory(reachable=True, ahead=2, subjects=("2222222 [Misc] two", "1111111 [Misc] one")),
+    )
+
+
+def test_text_render() -> None:
+    out = render_diff.text(_moved())
+    assert out.splitlines()[0] == "dev (development) -> stable (development): different"
+    assert f"vLLM      {C1[:9]} (2026-11-20) -> {C2[:9]} (2026-11-22)" in out
+    assert "2 new commits from dev to stable" in out
+    assert "2222222 [Misc] two" in out
+    assert "compare: https://github.com/vllm-project/vllm/compare/" in out
+    assert "(nightly 2026-11-05) -> 2.10.0.dev20261112+cu128 (nightly 2026-11-12), 7 days newer" in out
+    assert "build identity changed (" in out and "vLLM must be rebuilt" in out
+
+
+def test_text_render_unreachable_history() -> None:
+    d = diff_locks(make_lock(), make_lock(commit=C2), history=CommitHistory(reachable=False, note="offline"))
+    assert "history: repository not reachable (offline); commit counts unknown" in render_diff.text(d)
+
+
+def test_text_render_equal() -> None:
+    out = render_diff.text(diff_locks(make_lock(), make_lock()))
+    assert ": equal" in out.splitlines()[0]
+    assert "build identity unchanged" in out
+
+
+def test_markdown_render_reads_as_a_pr_comment() -> None:
+    out = render_diff.markdown(_moved())
+    assert out.startswith("### vllm-lock diff: `dev` → `stable`")
+    assert "**Rebuild needed**" in out
+    assert f"[`{C2[:9]}`](https://github.com/vllm-project/vllm/commit/{C2})" in out
+    assert "| torch | changed | `2.10.0.dev20261105+cu128` | `2.10.0.dev20261112+cu128` |" in out
+    assert "<details><summary>commits</summary>" in out
+
+
+def test_json_render_round_trips() -> None:
+    data = json.loads(render_diff.render(_moved(), "json"))
+    assert data["equal"] is False
+    assert data["identity"]["changed"] is True
+    assert data["vllm"]["history"]["ahead"] == 2
+    assert data["torch"]["days_apart"] == 7
+    assert {p["name"] for p in data["packages"]} == {"torch", "torchaudio", "torchvision"}
+
+
+def test_unknown_format() -> None:
+    with pytest.raises(ValueError):
+        render_diff.render(_moved(), "html")

@@ -1,0 +1,333 @@
+"""A semantic diff between two locks: what moved, and whether vLLM must be rebuilt. Pure.
+
+`diff_locks(a, b, history=...)` compares lock A (old) with lock B (new). Commit history between
+the two vLLM commits needs git, so the caller gathers it (actions/diff.py) and passes it in.
+
+Equality: two locks are *equal* when every locked value is the same. The lock's name, phase,
+provenance and the *original* references (vLLM ref, torch `requested`) are not locked values:
+differences there are reported as notes (`LockDiff.notes`) and leave the locks equal. That makes
+`diff dev stable` right after a promotion say "equal".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from vllm_lock import codec
+from vllm_lock.model import Lock, Pin
+
+ChangeKind = Literal["added", "removed", "changed", "rebuilt"]
+
+_GITHUB = re.compile(r"^(?:https?://|ssh://git@|git@)github\.com[/:]([^/]+)/([^/]+?)(?:\.git)?/?$")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FieldChange:
+    """One scalar setting that differs, by its key path in the lock (e.g. build.cuda-archs)."""
+
+    key: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PackageChange:
+    """added / removed / changed (version) / rebuilt (same version, other bytes)."""
+
+    name: str
+    kind: ChangeKind
+    old: str | None
+    new: str | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CommitHistory:
+    """What git knows about the commits between A and B (gathered by the caller).
+
+    ahead: commits in A..B (B has, A lacks); behind: commits in B..A. `subjects` are the first
+    lines of the newest commits of whichever side is non-empty (`ahead` first)."""
+
+    reachable: bool
+    ahead: int = 0
+    behind: int = 0
+    subjects: tuple[str, ...] = ()
+    note: str = ""  # why the history is missing, when not reachable
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VllmDiff:
+    url: tuple[str, str]
+    ref: tuple[str, str]
+    commit: tuple[str, str]
+    commit_date: tuple[str, str]
+    compare_url: str | None
+    history: CommitHistory | None
+
+    @property
+    def moved(self) -> bool:
+        return self.commit[0] != self.commit[1]
+
+    @property
+    def short(self) -> tuple[str, str]:
+        return self.commit[0][:9], self.commit[1][:9]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TorchDiff:
+    channel: tuple[str, str]
+    requested: tuple[str, str]
+    cuda: tuple[str, str]
+    index: tuple[str, str]
+    version: tuple[str, str]
+    date: tuple[str | None, str | None]
+    days_apart: int | None  # B's nightly date minus A's; None unless both are nightlies
+    companions: tuple[PackageChange, ...]
+
+    @property
+    def moved(self) -> bool:
+        return self.version[0] != self.version[1] or bool(self.companions)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Identity:
+    """Whether the build identity changed (vLLM must be rebuilt), and why."""
+
+    old: str
+    new: str
+    reasons: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LockDiff:
+    names: tuple[str, str]
+    phases: tuple[str, str]
+    content_hashes: tuple[str, str]
+    vllm: VllmDiff
+    torch: TorchDiff
+    packages: tuple[PackageChange, ...]
+    target: tuple[FieldChange, ...]
+    build: tuple[FieldChange, ...]
+    layout: tuple[FieldChange, ...]
+    external_sources: tuple[FieldChange, ...]
+    general_index: tuple[str, str]
+    identity: Identity
+    notes: tuple[str, ...]  # differences that do not make the locks different
+
+    @property
+    def equal(self) -> bool:
+        return not (
+            self.vllm.moved
+            or self.vllm.url[0] != self.vllm.url[1]
+            or self.torch.moved
+            or self.torch.channel[0] != self.torch.channel[1]
+            or self.torch.cuda[0] != self.torch.cuda[1]
+            or self.torch.index[0] != self.torch.index[1]
+            or self.packages
+            or self.target
+            or self.build
+            or self.layout
+            or self.external_sources
+            or self.general_index[0] != self.general_index[1]
+            or self.identity.changed
+        )
+
+    def count(self, kind: ChangeKind) -> int:
+        return sum(1 for p in self.packages if p.kind == kind)
+
+    def headline(self) -> str:
+        """One line: what moved (used by promote's commit message)."""
+        if self.equal:
+            return "no locked value changed"
+        parts = []
+        if self.vllm.moved:
+            parts.append(f"vLLM {self.vllm.short[0]} -> {self.vllm.short[1]}")
+        if self.torch.version[0] != self.torch.version[1]:
+            a, b = self.torch.date if all(self.torch.date) else self.torch.version
+            parts.append(f"torch {a} -> {b}")
+        if self.packages:
+            parts.append(f"{len(self.packages)} package changes")
+        if self.build or self.target:
+            parts.append("build settings")
+        if not parts:
+            parts.append("lock metadata")
+        return ", ".join(parts)
+
+
+# ---------------------------------------------------------------- the diff
+
+
+def diff_locks(a: Lock, b: Lock, *, history: CommitHistory | None = None) -> LockDiff:
+    """Compare lock A (old) with lock B (new)."""
+    da, db = codec.to_data(a), codec.to_data(b)
+    vllm = VllmDiff(
+        url=(a.vllm.url, b.vllm.url),
+        ref=(a.vllm.ref, b.vllm.ref),
+        commit=(a.vllm.commit, b.vllm.commit),
+        commit_date=(a.vllm.commit_date, b.vllm.commit_date),
+        compare_url=compare_url(b.vllm.url, a.vllm.commit, b.vllm.commit)
+        if a.vllm.commit != b.vllm.commit and same_repository(a.vllm.url, b.vllm.url)
+        else None,
+        history=history if a.vllm.commit != b.vllm.commit else None,
+    )
+    torch = TorchDiff(
+        channel=(a.torch.channel, b.torch.channel),
+        requested=(a.torch.requested, b.torch.requested),
+        cuda=(a.torch.cuda, b.torch.cuda),
+        index=(a.torch.index, b.torch.index),
+        version=(a.torch.version, b.torch.version),
+        date=(a.torch.date, b.torch.date),
+        days_apart=days_apart(a.torch.date, b.torch.date),
+        companions=pin_changes(a.torch.companions, b.torch.companions),
+    )
+    notes = []
+    if a.name != b.name:
+        notes.append(f"name: {a.name} -> {b.name}")
+    if a.phase != b.phase:
+        notes.append(f"phase: {a.phase} -> {b.phase}")
+    if a.vllm.ref != b.vllm.ref:
+        notes.append(f"vLLM original ref: {a.vllm.ref} -> {b.vllm.ref}")
+    if a.torch.requested != b.torch.requested:
+        notes.append(f"torch requested: {a.torch.requested} -> {b.torch.requested}")
+    return LockDiff(
+        names=(a.name, b.name),
+        phases=(a.phase, b.phase),
+        content_hashes=(codec.content_hash(a), codec.content_hash(b)),
+        vllm=vllm,
+        torch=torch,
+        packages=package_changes(a, b),
+        target=field_changes("target", da["target"], db["target"]),
+        build=field_changes("build", da["build"], db["build"]),
+        layout=field_changes("layout", da["layout"], db["layout"]),
+        external_sources=field_changes(
+            "external-sources",
+            {s["name"]: s for s in da["external-sources"]},
+            {s["name"]: s for s in db["external-sources"]},
+        ),
+        general_index=(a.general_index, b.general_index),
+        identity=identity_change(a, b),
+        notes=tuple(notes),
+    )
+
+
+def package_changes(a: Lock, b: Lock) -> tuple[PackageChange, ...]:
+    old = {p.name: p for p in a.packages}
+    new = {p.name: p for p in b.packages}
+    changes = []
+    for name in sorted(old.keys() | new.keys()):
+        pa, pb = old.get(name), new.get(name)
+        if pa is None and pb is not None:
+            changes.append(PackageChange(name=name, kind="added", old=None, new=pb.version))
+        elif pb is None and pa is not None:
+            changes.append(PackageChange(name=name, kind="removed", old=pa.version, new=None))
+        elif pa is not None and pb is not None:
+            if pa.version != pb.version:
+                changes.append(PackageChange(name=name, kind="changed", old=pa.version, new=pb.version))
+            elif pa.sha256 != pb.sha256:
+                changes.append(PackageChange(name=name, kind="rebuilt", old=pa.version, new=pb.version))
+    return tuple(changes)
+
+
+def pin_changes(a: tuple[Pin, ...], b: tuple[Pin, ...]) -> tuple[PackageChange, ...]:
+    old = {p.name: p.version for p in a}
+    new = {p.name: p.version for p in b}
+    changes = []
+    for name in sorted(old.keys() | new.keys()):
+        va, vb = old.get(name), new.get(name)
+        if va == vb:
+            continue
+        kind: ChangeKind = "added" if va is None else "removed" if vb is None else "changed"
+        changes.append(PackageChange(name=name, kind=kind, old=va, new=vb))
+    return tuple(changes)
+
+
+def field_changes(prefix: str, a: dict[str, Any], b: dict[str, Any]) -> tuple[FieldChange, ...]:
+    """Changed leaves of two nested mappings, by key path (lists compare whole)."""
+    fa, fb = _flatten(prefix, a), _flatten(prefix, b)
+    return tuple(
+        FieldChange(key=key, old=fa.get(key), new=fb.get(key))
+        for key in sorted(fa.keys() | fb.keys())
+        if fa.get(key) != fb.get(key)
+    )
+
+
+def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(_flatten(f"{prefix}.{key}", sub))
+        return out
+    return {prefix: value}
+
+
+def days_apart(a: str | None, b: str | None) -> int | None:
+    if a is None or b is None:
+        return None
+    return (dt.date.fromisoformat(b) - dt.date.fromisoformat(a)).days
+
+
+def identity_change(a: Lock, b: Lock) -> Identity:
+    """The build identities of both locks and, when they differ, the reasons in plain words."""
+    old, new = codec.build_identity(a), codec.build_identity(b)
+    reasons: list[str] = []
+    if old != new:
+        if a.vllm.commit != b.vllm.commit:
+            reasons.append(f"vLLM commit {a.vllm.commit[:9]} -> {b.vllm.commit[:9]}")
+        if a.target != b.target:
+            reasons.append(
+                f"target Python {a.target.python} {a.target.platform} -> Python {b.target.python} {b.target.platform}"
+            )
+        if a.build != b.build:
+            keys = ", ".join(c.key.removeprefix("build.") for c in field_changes("build", _build(a), _build(b)))
+            reasons.append(f"build recipe ({keys})")
+        if (a.layout.stripping_script, a.layout.stripping_mode) != (b.layout.stripping_script, b.layout.stripping_mode):
+            reasons.append("torch-stripping script or mode")
+        if sorted((f.path, f.sha256_after) for f in a.layout.patched_files) != sorted(
+            (f.path, f.sha256_after) for f in b.layout.patched_files
+        ):
+            reasons.append("files patched by the stripping script")
+        if a.torch.version != b.torch.version:
+            reasons.append(f"torch {a.torch.version} -> {b.torch.version} (vLLM compiles against torch)")
+        changes = package_changes(a, b)
+        others = [c for c in changes if c.name != "torch"]
+        if others:
+            counts = {k: sum(1 for c in others if c.kind == k) for k in ("changed", "added", "removed", "rebuilt")}
+            words = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+            reasons.append(f"locked packages ({words})")
+        elif any(c.name == "torch" and c.kind == "rebuilt" for c in changes):
+            reasons.append("torch wheel rebuilt with other bytes under the same version")
+        if not reasons:
+            reasons.append("build inputs differ")
+    return Identity(old=old, new=new, reasons=tuple(reasons))
+
+
+def _build(lock: Lock) -> dict[str, Any]:
+    return codec.to_data(lock)["build"]
+
+
+# ---------------------------------------------------------------- repositories
+
+
+def github_slug(url: str) -> str | None:
+    """'owner/repo' for a GitHub URL (https, ssh or scp form), else None."""
+    match = _GITHUB.match(url.strip())
+    return f"{match.group(1)}/{match.group(2)}" if match else None
+
+
+def same_repository(a: str, b: str) -> bool:
+    slug_a, slug_b = github_slug(a), github_slug(b)
+    if slug_a and slug_b:
+        return slug_a.lower() == slug_b.lower()
+    return a.rstrip("/").removesuffix(".git") == b.rstrip("/").removesuffix(".git")
+
+
+def compare_url(url: str, old: str, new: str) -> str | None:
+    """GitHub's compare page for two commits, when the repository is on GitHub."""
+    slug = github_slug(url)
+    return f"https://github.com/{slug}/compare/{old}...{new}" if slug else None
