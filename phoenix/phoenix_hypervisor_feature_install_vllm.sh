@@ -1,0 +1,306 @@
+#!/bin/bash
+#
+# File: phoenix_hypervisor_feature_install_vllm.sh
+# Description: Phoenix Hypervisor feature "vllm", built from a vllm-lock lock file.
+#              Drop-in replacement for Phoenix's script of the same name: install it as
+#              /usr/local/phoenix_hypervisor/bin/lxc_setup/phoenix_hypervisor_feature_install_vllm.sh.
+#
+#   phoenix_hypervisor_feature_install_vllm.sh <CTID> [bootstrap_ca_url]
+#
+# Runs on the Proxmox host. Chooses a lock (per-container key "vllm_lock" in
+# phoenix_lxc_configs.json, default "stable"), pushes the lock and an offline wheel bundle of
+# vllm-lock into the container, installs the OS packages the build needs, then runs
+# `vllm-lock install` into /opt/vllm (+ /opt/vllm_repo), streaming its output into Phoenix's log
+# line by line, and verifies with `vllm --version` and `vllm-lock verify`.
+#
+# Host layout (P = /usr/local/phoenix_hypervisor, found relative to this script):
+#   P/etc/vllm-locks/<name>.lock.toml             the locks ("stable", "dev", ...)
+#   P/share/vllm-lock/vllm-lock-bundle.tar        offline bundle (phoenix/build-vllm-lock-bundle.sh)
+#   P/etc/certs/proxy_ca.crt                      optional proxy CA, pushed into the container
+# Container layout:
+#   /opt/vllm-lock/{venv,bundle,locks}            vllm-lock itself and the pushed lock
+#   /opt/vllm-lock/installed                      "<lock sha256> <lock name>" after a verified install
+#   /opt/vllm, /opt/vllm_repo                     what the application runner uses (unchanged)
+#
+# Idempotent: a rerun after success checks the stamp + `vllm-lock verify` and exits; a rerun after
+# a failure runs `vllm-lock install` again, which resumes (no `git clone` here).
+# Security: CTID must be digits, the lock name must match ^[a-z0-9][a-z0-9._-]{0,63}$, and no
+# value from the config or the command line is ever interpolated into a shell string: everything
+# reaches the container as separate argv elements. TLS verification is never disabled: vllm-lock
+# uses the container's system trust store (uv with system certificates, git with the system bundle).
+
+set -e
+set -o pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" &>/dev/null && pwd)
+# shellcheck source=/dev/null
+source "${SCRIPT_DIR}/../phoenix_hypervisor_common_utils.sh"
+
+# --- Host side -----------------------------------------------------------------------------
+PHOENIX_ROOT=$(cd -- "${SCRIPT_DIR}/../.." &>/dev/null && pwd)
+VLLM_LOCK_DIR="${VLLM_LOCK_DIR:-${PHOENIX_ROOT}/etc/vllm-locks}"
+VLLM_LOCK_BUNDLE="${VLLM_LOCK_BUNDLE:-${PHOENIX_ROOT}/share/vllm-lock/vllm-lock-bundle.tar}"
+PROXY_CA_FILE="${PROXY_CA_FILE:-${PHOENIX_ROOT}/etc/certs/proxy_ca.crt}"
+DEFAULT_LOCK_NAME="stable"
+LOCK_NAME_RE='^[a-z0-9][a-z0-9._-]{0,63}$'
+CTID_RE='^[0-9]{1,9}$'
+
+# --- Container side ------------------------------------------------------------------------
+VENV_DIR="/opt/vllm"
+SRC_DIR="/opt/vllm_repo"
+TOOL_DIR="/opt/vllm-lock"
+TOOL_VENV="${TOOL_DIR}/venv"
+TOOL_BIN="${TOOL_VENV}/bin/vllm-lock"
+CT_LOCK_DIR="${TOOL_DIR}/locks"
+STAMP_FILE="${TOOL_DIR}/installed"
+BUNDLE_STAMP="${TOOL_DIR}/bundle.sha256"
+SYSTEM_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt"
+CT_PATH="/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What the build needs on Ubuntu 24.04 / Debian 12; only the missing ones are installed.
+OS_PACKAGES=(build-essential ca-certificates cmake git ninja-build python3 python3-dev python3-venv)
+
+CTID=""
+LOCK_NAME=""
+LOCK_FILE=""
+LOCK_SHA=""
+CT_LOCK=""
+STREAM_TAIL=""
+
+# =====================================================================================
+# Validation (before anything touches the container)
+# =====================================================================================
+validate_ctid() {
+    if [[ ! "$1" =~ $CTID_RE ]]; then
+        log_error "Refusing: CTID must be digits only, got $(printf '%q' "$1")."
+        exit_script 2
+    fi
+}
+
+# Sets LOCK_NAME / LOCK_FILE / LOCK_SHA from the per-container "vllm_lock" key (or the file
+# root's, via jq_get_value's fallback), default "stable".
+choose_lock() {
+    local name
+    name=$(jq_get_value "$CTID" '.vllm_lock' 2>/dev/null) || name="$DEFAULT_LOCK_NAME"
+    if [[ ! "$name" =~ $LOCK_NAME_RE ]]; then
+        log_error "Refusing: lock name $(printf '%q' "$name") from 'vllm_lock' does not match ${LOCK_NAME_RE}."
+        exit_script 2
+    fi
+    LOCK_NAME="$name"
+    LOCK_FILE="${VLLM_LOCK_DIR}/${LOCK_NAME}.lock.toml"
+    if [ ! -f "$LOCK_FILE" ]; then
+        log_fatal "Lock '${LOCK_NAME}' not found: ${LOCK_FILE} (put locks in ${VLLM_LOCK_DIR}/<name>.lock.toml)."
+    fi
+    LOCK_SHA=$(sha256sum <"$LOCK_FILE" | cut -d' ' -f1)
+    CT_LOCK="${CT_LOCK_DIR}/${LOCK_NAME}.lock.toml"
+    log_info "Using lock '${LOCK_NAME}' (${LOCK_FILE}, sha256 ${LOCK_SHA:0:12})."
+}
+
+# =====================================================================================
+# Container helpers
+# =====================================================================================
+# Quiet probe: runs argv in the container, no logging, exit status only.
+ct_probe() {
+    pct exec "$CTID" -- "$@" >/dev/null 2>&1
+}
+
+# Runs argv in the container and streams every output line into Phoenix's log as it arrives
+# (pct_exec would hold all of it until the command ends). The last lines are kept in
+# STREAM_TAIL for error diagnosis. Returns the command's exit status.
+run_streaming() {
+    local label="$1"
+    shift
+    local rc=0
+    log_info "[${label}] running in CTID ${CTID}: $*"
+    : >"$STREAM_TAIL"
+    pct exec "$CTID" -- "$@" 2>&1 | _log_lines "$label" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        log_error "[${label}] exited with code ${rc}."
+    fi
+    return "$rc"
+}
+
+_log_lines() {
+    local label="$1" line
+    while IFS= read -r line || [ -n "$line" ]; do
+        log_info "[${label}] ${line}"
+        printf '%s\n' "$line" >>"$STREAM_TAIL"
+    done
+    # keep the tail file small
+    tail -n 200 "$STREAM_TAIL" >"${STREAM_TAIL}.t" && mv -f "${STREAM_TAIL}.t" "$STREAM_TAIL"
+}
+
+explain_tls_failure() {
+    if grep -qiE 'certificate|ssl|tls|UnknownIssuer' "$STREAM_TAIL" 2>/dev/null; then
+        log_error "TLS verification failed: CTID ${CTID} does not trust the certificate of an index or repository in lock '${LOCK_NAME}'."
+        log_error "Install the issuing root CA into the container's system trust store (feature 'trusted_ca', or the host's proxy CA at ${PROXY_CA_FILE}); verification is never turned off."
+        grep -iE 'certificate|ssl|tls|UnknownIssuer' "$STREAM_TAIL" | tail -n 3 | while IFS= read -r line; do
+            log_error "  ${line}"
+        done
+        return 0
+    fi
+    return 1
+}
+
+# =====================================================================================
+# Steps
+# =====================================================================================
+install_proxy_ca_certificate() {
+    if [ -f "$PROXY_CA_FILE" ]; then
+        log_info "Installing the host's proxy CA into CTID ${CTID}'s trust store..."
+        pct_exec "$CTID" -- mkdir -p /usr/local/share/ca-certificates
+        run_pct_push "$CTID" "$PROXY_CA_FILE" /usr/local/share/ca-certificates/proxy_ca.crt
+        pct_exec "$CTID" -- update-ca-certificates >/dev/null
+    fi
+}
+
+require_nvidia() {
+    log_info "Verifying 'nvidia' feature dependency..."
+    if ! is_feature_present_on_container "$CTID" "nvidia"; then
+        log_fatal "The 'vllm' feature requires the 'nvidia' feature, which was not found for CTID ${CTID}."
+    fi
+    local gpus
+    if ! gpus=$(pct_exec "$CTID" -- nvidia-smi --query-gpu=name,driver_version --format=csv,noheader); then
+        log_fatal "'nvidia-smi' does not work in CTID ${CTID}; the 'vllm' feature needs a functional NVIDIA driver."
+    fi
+    log_info "GPU(s) in CTID ${CTID}: ${gpus//$'\n'/; }"
+}
+
+already_installed() {
+    local stamp
+    stamp=$(pct exec "$CTID" -- cat "$STAMP_FILE" 2>/dev/null) || return 1
+    [ "$stamp" == "${LOCK_SHA} ${LOCK_NAME}" ] || return 1
+    ct_probe "${VENV_DIR}/bin/vllm" --version || return 1
+    ct_probe "$TOOL_BIN" verify "$CT_LOCK" --venv "$VENV_DIR" || return 1
+    return 0
+}
+
+install_os_packages() {
+    local status missing=() pkg
+    status=$(pct exec "$CTID" -- dpkg-query -W -f='${db:Status-Status} ${Package}\n' "${OS_PACKAGES[@]}" 2>/dev/null) || true
+    for pkg in "${OS_PACKAGES[@]}"; do
+        if ! grep -qxF "installed ${pkg}" <<<"$status"; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        log_info "OS packages already present: ${OS_PACKAGES[*]}"
+        return 0
+    fi
+    log_info "Installing OS packages: ${missing[*]}"
+    run_streaming apt env DEBIAN_FRONTEND=noninteractive apt-get update -q ||
+        log_fatal "apt-get update failed in CTID ${CTID}."
+    run_streaming apt env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+        log_fatal "apt-get install ${missing[*]} failed in CTID ${CTID}."
+}
+
+install_vllm_lock_tool() {
+    pct_exec "$CTID" -- mkdir -p "$CT_LOCK_DIR" >/dev/null
+    run_pct_push "$CTID" "$LOCK_FILE" "$CT_LOCK"
+
+    if [ -f "$VLLM_LOCK_BUNDLE" ]; then
+        local bundle_sha current
+        bundle_sha=$(sha256sum <"$VLLM_LOCK_BUNDLE" | cut -d' ' -f1)
+        current=$(pct exec "$CTID" -- cat "$BUNDLE_STAMP" 2>/dev/null) || current=""
+        if [ "$current" == "$bundle_sha" ] && ct_probe "$TOOL_BIN" --help; then
+            log_info "vllm-lock already installed in CTID ${CTID} from this bundle."
+            return 0
+        fi
+        log_info "Installing vllm-lock into ${TOOL_VENV} from the offline bundle ${VLLM_LOCK_BUNDLE}..."
+        run_pct_push "$CTID" "$VLLM_LOCK_BUNDLE" "${TOOL_DIR}/bundle.tar"
+        # constant script; paths come in as positional arguments
+        pct_exec "$CTID" -- sh -euc 'rm -rf "$1/bundle" "$1/venv" && mkdir "$1/bundle" &&
+            tar -xf "$1/bundle.tar" -C "$1/bundle" && cd "$1/bundle" && sha256sum -c --quiet SHA256SUMS' \
+            sh "$TOOL_DIR" >/dev/null || log_fatal "The vllm-lock bundle failed its checksums in CTID ${CTID}."
+        pct_exec "$CTID" -- python3 -m venv "$TOOL_VENV" >/dev/null ||
+            log_fatal "python3 -m venv failed in CTID ${CTID} (is python3-venv installed?)."
+        run_streaming pip "${TOOL_VENV}/bin/pip" install --no-index --find-links "${TOOL_DIR}/bundle" \
+            --disable-pip-version-check --progress-bar off vllm-lock ||
+            log_fatal "Installing vllm-lock from the bundle failed in CTID ${CTID}."
+        pct_exec "$CTID" -- sh -euc 'printf "%s\n" "$1" >"$2"' sh "$bundle_sha" "$BUNDLE_STAMP" >/dev/null
+    else
+        local spec="${VLLM_LOCK_PIP_SPEC:-vllm-lock}"
+        log_warn "No offline bundle at ${VLLM_LOCK_BUNDLE}; installing '${spec}' from the container's package index."
+        pct_exec "$CTID" -- python3 -m venv "$TOOL_VENV" >/dev/null ||
+            log_fatal "python3 -m venv failed in CTID ${CTID} (is python3-venv installed?)."
+        run_streaming pip "${TOOL_VENV}/bin/pip" install --cert "$SYSTEM_CA_BUNDLE" \
+            --disable-pip-version-check --progress-bar off "$spec" || {
+            explain_tls_failure || true
+            log_fatal "Installing vllm-lock failed in CTID ${CTID}."
+        }
+    fi
+}
+
+# The lock's target Python must exist in the container (uv never downloads one here).
+ensure_target_python() {
+    local py
+    py=$(pct exec "$CTID" -- "$TOOL_BIN" show "$CT_LOCK" --json 2>/dev/null | jq -r '.target.python') ||
+        log_fatal "Lock '${LOCK_NAME}' is not readable by vllm-lock in CTID ${CTID}."
+    if [[ ! "$py" =~ ^3\.[0-9]{1,2}$ ]]; then
+        log_fatal "Lock '${LOCK_NAME}' has an unexpected target Python $(printf '%q' "$py")."
+    fi
+    if ct_probe "python${py}" --version; then
+        log_info "Target Python ${py} present in CTID ${CTID}."
+        return 0
+    fi
+    log_info "Target Python ${py} missing in CTID ${CTID}; installing python${py} from apt..."
+    run_streaming apt env DEBIAN_FRONTEND=noninteractive apt-get update -q || true
+    run_streaming apt env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "python${py}" "python${py}-dev" "python${py}-venv" ||
+        log_fatal "Python ${py} (target of lock '${LOCK_NAME}') is not installable in CTID ${CTID}; resolve a lock for the container's Python."
+}
+
+run_install() {
+    log_info "Building vLLM from lock '${LOCK_NAME}' into ${VENV_DIR} (source ${SRC_DIR}); this can take a while..."
+    if ! run_streaming vllm-lock env PATH="$CT_PATH" PYTHONUNBUFFERED=1 \
+        "$TOOL_BIN" install "$CT_LOCK" --venv "$VENV_DIR" --src "$SRC_DIR"; then
+        explain_tls_failure || true
+        log_fatal "vllm-lock install failed in CTID ${CTID}; fix the cause and rerun the feature to resume."
+    fi
+}
+
+verify_install() {
+    local version
+    version=$(pct_exec "$CTID" -- "${VENV_DIR}/bin/vllm" --version) ||
+        log_fatal "'${VENV_DIR}/bin/vllm --version' failed in CTID ${CTID}."
+    log_info "vllm --version: ${version}"
+    pct_exec "$CTID" -- "${VENV_DIR}/bin/python" -c \
+        'import importlib.util, sys; sys.exit(importlib.util.find_spec("vllm.entrypoints.openai.api_server") is None)' ||
+        log_fatal "vllm.entrypoints.openai.api_server does not resolve with ${VENV_DIR}/bin/python in CTID ${CTID}."
+    run_streaming verify "$TOOL_BIN" verify "$CT_LOCK" --venv "$VENV_DIR" ||
+        log_fatal "vllm-lock verify reports drift from lock '${LOCK_NAME}' in CTID ${CTID}."
+    pct_exec "$CTID" -- sh -euc 'printf "%s %s\n" "$1" "$2" >"$3"' sh "$LOCK_SHA" "$LOCK_NAME" "$STAMP_FILE" >/dev/null
+}
+
+main() {
+    if [ "$#" -lt 1 ]; then
+        log_error "Usage: $(basename "$0") <CTID> [bootstrap_ca_url]"
+        exit_script 2
+    fi
+    validate_ctid "$1"
+    CTID="$1"
+    # $2 (bootstrap_ca_url) is accepted and not used: trust comes from the trusted_ca feature.
+    choose_lock
+
+    STREAM_TAIL=$(mktemp)
+    trap 'rm -f -- "$STREAM_TAIL" "${STREAM_TAIL}.t"' EXIT
+
+    log_info "Starting vLLM installation in CTID ${CTID} from lock '${LOCK_NAME}'."
+    install_proxy_ca_certificate
+    require_nvidia
+    if already_installed; then
+        log_success "vLLM from lock '${LOCK_NAME}' is already installed and verified in CTID ${CTID}; nothing to do."
+        exit_script 0
+    fi
+    install_os_packages
+    install_vllm_lock_tool
+    ensure_target_python
+    run_install
+    verify_install
+    log_success "vLLM installed from lock '${LOCK_NAME}' in CTID ${CTID} and verified."
+    exit_script 0
+}
+
+# Sourcing the script (tests) defines the functions without running anything.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi
