@@ -52,7 +52,7 @@ def test_nightly_builds_filter_variant_python_and_platform() -> None:
         "torch-2.9.1+cu128-cp312-cp312-manylinux_2_28_x86_64.whl",
         "not-a-wheel.tar.gz",
     ]
-    wheels = nightly.wheel_links(nightly.parse_simple_page(page(*files), PAGE_URL))
+    wheels = nightly.parse_simple_page(page(*files), PAGE_URL)
     builds = nightly.nightly_builds(wheels, cuda="cu128", target=X86_312)
     assert sorted(builds) == [dt.date(2026, 11, 10), dt.date(2026, 11, 14)]
     aarch = nightly.nightly_builds(wheels, cuda="cu128", target=Target(python="3.12", platform="aarch64-manylinux_2_28"))
@@ -75,7 +75,7 @@ def test_nearest_dates_and_latest_order() -> None:
 
 def test_companion_window_includes_the_next_day() -> None:
     files = [f"torchvision-0.25.0.dev{d}+cu128-cp312-cp312-manylinux_2_28_x86_64.whl" for d in ("20261109", "20261110", "20261112")]
-    builds = nightly.nightly_builds(nightly.wheel_links(nightly.parse_simple_page(page(*files), PAGE_URL)),
+    builds = nightly.nightly_builds(nightly.parse_simple_page(page(*files), PAGE_URL),
                                     cuda="cu128", target=X86_312)
     got = nightly.companion_candidates(builds, dt.date(2026, 11, 9))
     assert [str(w.version) for w in got] == ["0.25.0.dev20261109+cu128", "0.25.0.dev20261110+cu128"]
@@ -85,7 +85,7 @@ def test_companion_window_includes_the_next_day() -> None:
 def test_release_versions_skip_nightlies() -> None:
     files = ["torch-2.9.1+cu128-cp312-cp312-manylinux_2_28_x86_64.whl", torch_wheel("20261112"),
              "torch-2.9.0+cu126-cp312-cp312-manylinux_2_28_x86_64.whl"]
-    wheels = nightly.wheel_links(nightly.parse_simple_page(page(*files), PAGE_URL))
+    wheels = nightly.parse_simple_page(page(*files), PAGE_URL)
     assert list(nightly.release_versions(wheels, cuda="cu128", target=X86_312)) == ["2.9.1"]
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import tomlkit
-from tomlkit.exceptions import TOMLKitError
 
 from vllm_lock.errors import LockInvalidError
 from vllm_lock.model import (
@@ -203,8 +203,8 @@ def _array_of_tables(rows: list[dict[str, Any]]) -> Any:
 def loads(text: str, *, origin: str = "lock", check_hash: bool = True) -> Lock:
     """Parse and validate a lock; every problem is a one-line LockInvalidError naming origin."""
     try:
-        raw = tomlkit.parse(text).unwrap()
-    except TOMLKitError as exc:
+        raw = tomllib.loads(text)  # reading needs no formatting: stdlib is ~20x faster than tomlkit
+    except tomllib.TOMLDecodeError as exc:
         raise LockInvalidError(f"{origin}: not valid TOML ({exc})") from None
     version = raw.get("lock-version")
     if version != LOCK_VERSION:

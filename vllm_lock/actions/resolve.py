@@ -252,9 +252,9 @@ class IndexPages:
 
     def __init__(self, index: str) -> None:
         self.index = index
-        self._pages: dict[str, tuple[nightly.WheelLink, ...]] = {}
+        self._pages: dict[str, tuple[nightly.Link, ...]] = {}
 
-    def wheels(self, project: str) -> tuple[nightly.WheelLink, ...]:
+    def links(self, project: str) -> tuple[nightly.Link, ...]:
         if project not in self._pages:
             url = f"{self.index}/{project}/"
             try:
@@ -262,7 +262,7 @@ class IndexPages:
             except http.NotFound:
                 self._pages[project] = ()
             else:
-                self._pages[project] = nightly.wheel_links(nightly.parse_simple_page(page, url))
+                self._pages[project] = nightly.parse_simple_page(page, url)
         return self._pages[project]
 
     def link(self, project: str, url: str) -> nightly.Link | None:
@@ -270,14 +270,14 @@ class IndexPages:
         packages outside the torch family)."""
         if project not in self._pages and project not in TORCH_INDEX_PACKAGES:
             return None
-        return next((w.link for w in self.wheels(project) if w.link.url == url), None)
+        return next((link for link in self.links(project) if link.url == url), None)
 
 
 def resolve_packages(
     request: ResolveRequest, target: Target, source: SourceFacts, pages: IndexPages, reporter: Reporter
 ) -> tuple[TorchInput, str]:
     index = request.torch_index_url
-    torch_wheels = pages.wheels("torch")
+    torch_wheels = pages.links("torch")
     if not torch_wheels:
         raise UnreachableError(f"torch index {index} lists no torch wheels")
     if request.torch_channel == "release":
@@ -286,7 +286,7 @@ def resolve_packages(
     if not builds:
         raise NoNightlyError(f"no torch nightly for {request.cuda}, Python {target.python}, {target.platform} on {index}")
     companion_builds = {
-        name: nightly.nightly_builds(pages.wheels(name), cuda=request.cuda, target=target) for name in COMPANIONS
+        name: nightly.nightly_builds(pages.links(name), cuda=request.cuda, target=target) for name in COMPANIONS
     }
     if request.torch_date == "latest":
         tried = []
@@ -306,7 +306,9 @@ def resolve_packages(
     return _resolve_nightly(request, target, source, wanted, builds, companion_builds, reporter)
 
 
-def _resolve_nightly(request, target, source, date, builds, companion_builds, reporter):  # type: ignore[no-untyped-def]
+def nightly_pins(date: dt.date, builds: dict, companion_builds: dict) -> list[str]:  # type: ignore[type-arg]
+    """uv requirements for the torch of `date`: torch exactly, each companion within the
+    nightlies built that day or the next (uv picks the one whose metadata pins this torch)."""
     torch_wheel = builds[date]
     pins = [f"torch=={torch_wheel.version}"]
     for name in COMPANIONS:
@@ -316,6 +318,12 @@ def _resolve_nightly(request, target, source, date, builds, companion_builds, re
         low = min(c.version for c in candidates)
         high = max(c.version for c in candidates)
         pins.append(f"{name}>={low.public},<={high.public}")
+    return pins
+
+
+def _resolve_nightly(request, target, source, date, builds, companion_builds, reporter):  # type: ignore[no-untyped-def]
+    torch_wheel = builds[date]
+    pins = nightly_pins(date, builds, companion_builds)
     reporter.say(f"    torch nightly {date}: {torch_wheel.version}")
     pylock = compile_set(request, target, source, pins, reporter)
     locked = _locked_versions(pylock)
