@@ -26,6 +26,7 @@ from typing import Any
 
 import vllm_lock
 from vllm_lock import codec
+from vllm_lock import receipt as install_receipts
 from vllm_lock.cuda import base_arch
 from vllm_lock.errors import PreflightError
 from vllm_lock.model import Lock
@@ -109,10 +110,26 @@ def coverage_problem(capability: tuple[int, int], archs: tuple[str, ...], gpu_na
     )
 
 
-def evaluate(lock: Lock, probe: dict[str, Any], version_run: tuple[bool, str], host_gpus: tuple[Gpu, ...]
-             ) -> tuple[Check, ...]:
-    """Every check from the facts gathered; pure."""
-    checks: list[Check] = []
+def installed_from(lock: Lock, installed: tuple[str, str] | None) -> Check:
+    """Whether the environment's install receipt (build identity, content hash) matches the lock."""
+    if installed is None:
+        return Check(name="installed from this lock", ok=True,
+                     detail="not checked: the environment has no vllm-lock install receipt")
+    identity, content = installed
+    want = codec.build_identity(lock)
+    if identity.split("-", 1)[0] != want:  # the generation id may carry an -editable/-wheel suffix
+        return Check(name="installed from this lock", ok=False,
+                     detail=f"the environment holds build {identity}, the lock's build identity is {want}")
+    same = content == codec.content_hash(lock)
+    return Check(name="installed from this lock", ok=True,
+                 detail=f"build {identity}" + ("" if same else " (installed from another lock with the same build)"))
+
+
+def evaluate(lock: Lock, probe: dict[str, Any], version_run: tuple[bool, str], host_gpus: tuple[Gpu, ...],
+             installed: tuple[str, str] | None = None) -> tuple[Check, ...]:
+    """Every check from the facts gathered; pure. `installed`: (build identity, content hash) from
+    the environment's install receipt, when it has one."""
+    checks: list[Check] = [installed_from(lock, installed)]
     errors = probe.get("errors", {})
     torch = probe.get("torch")
     if torch is None:
@@ -283,12 +300,19 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def smoke_test(name: str = "dev", *, venv: Path = DEFAULT_VENV) -> SmokeResult:
-    """Run the checks in `venv` against lock `name` and write the receipt (pass or fail)."""
-    lock, lock_path = lockfiles.read(name)
+def install_receipt(venv: Path) -> install_receipts.Receipt | None:
+    """The installer's receipt of the generation `venv` points into, if any."""
+    return install_receipts.read(venv.resolve().parent)
+
+
+def smoke_test(name: str | None = None, *, venv: Path = DEFAULT_VENV) -> SmokeResult:
+    """Run the checks in `venv` against lock `name` (default: the lock the environment was
+    installed from, else dev) and write the receipt (pass or fail)."""
     python = venv / "bin" / "python"
     if not python.is_file():
         raise PreflightError(f"{venv} is not a virtual environment (no bin/python): install the lock first")
+    installed = install_receipt(venv)
+    lock, lock_path = lockfiles.read(name or (installed.lock_name if installed else "dev"))
     companions = [p.name for p in lock.torch.companions if p.name in ("torchvision", "torchaudio")]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     done = proc.run([str(python), "-c", PROBE, *companions, "vllm"], env=env, timeout=600, cwd=venv)
@@ -303,7 +327,8 @@ def smoke_test(name: str = "dev", *, venv: Path = DEFAULT_VENV) -> SmokeResult:
     else:
         version_run = (False, f"{cli} does not exist")
     gpus = host_gpus()
-    checks = evaluate(lock, probe, version_run, gpus)
+    checks = evaluate(lock, probe, version_run, gpus,
+                      (installed.identity, installed.content_hash) if installed else None)
     data = receipt_data(lock=lock, lock_path=lock_path, venv=venv, checks=checks, probe=probe, host_gpus=gpus,
                         host=socket.gethostname() or platform.node() or "unknown", when=_now())
     receipt = write_receipt(lock_path, data)
