@@ -50,11 +50,12 @@ def free_disk(where: Path) -> int:
 
 
 def find_nvcc(env: Mapping[str, str]) -> str | None:
-    candidates = []
+    """$CUDA_HOME/bin/nvcc when CUDA_HOME is set (authoritative, as for torch's cpp_extension),
+    else /usr/local/cuda/bin/nvcc, else nvcc on PATH."""
     if env.get("CUDA_HOME"):
-        candidates.append(Path(env["CUDA_HOME"]) / "bin" / "nvcc")
-    candidates.append(Path("/usr/local/cuda/bin/nvcc"))
-    for candidate in candidates:
+        nvcc = Path(env["CUDA_HOME"]) / "bin" / "nvcc"
+        return str(nvcc) if nvcc.is_file() and os.access(nvcc, os.X_OK) else None
+    for candidate in (Path("/usr/local/cuda/bin/nvcc"),):
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     return shutil.which("nvcc", path=env.get("PATH"))
@@ -147,7 +148,7 @@ def editable_argv(python: str, src: Path) -> list[str]:
 
 def wheel_argv(python: str, src: Path, out: Path) -> list[str]:
     return [
-        uv_shell.uv_bin(), "build", "--wheel", "--python", python, "--no-build-isolation",
+        uv_shell.uv_bin(), "build", "-v", "--wheel", "--python", python, "--no-build-isolation",
         "--offline", "--no-index", "--out-dir", str(out), str(src),
     ]
 
@@ -204,9 +205,17 @@ def build_vllm(
 def build_filter(reporter_line: Callable[[str], None]) -> Callable[[str], None]:
     """Live build output without uv's own debug chatter (it stays in the full log)."""
 
+    backend = False
+
     def show(line: str) -> None:
+        nonlocal backend
         if line.startswith("DEBUG "):
+            if line.startswith("DEBUG Calling `"):
+                backend = True
+            elif backend:
+                reporter_line(line[len("DEBUG "):])
             return
+        backend = False
         reporter_line(line)
 
     return show

@@ -1,0 +1,222 @@
+"""install / rollback end to end on the test world: real uv, real git, real builds, real SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_install_support import CLI, cli, install_args, resolve_world_lock, vllm_version, write_variant
+
+from vllm_lock.model import Target
+from vllm_lock.testworld import TestWorld
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def base(world, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One resolved lock, one cache, and an installed generation at <opt>/vllm for the module."""
+    root = tmp_path_factory.mktemp("install")
+    cache = root / "cache"
+    lock, path = resolve_world_lock(world, root / "dev.lock.toml", cache)
+    opt = root / "opt"
+    result = cli(*install_args(path, opt), cache=cache)
+    assert result.returncode == 0, result.stderr
+    return {"lock": lock, "path": path, "cache": cache, "opt": opt, "root": root, "first": result}
+
+
+def _link(opt: Path) -> str:
+    return os.readlink(opt / "vllm")
+
+
+def test_install_builds_the_locked_commit(base) -> None:  # type: ignore[no-untyped-def]
+    lock, opt = base["lock"], base["opt"]
+    version = vllm_version(opt)
+    assert f"g{lock.vllm.commit[:9]}" in version
+    assert (opt / "vllm").is_symlink() and (opt / "vllm_repo").is_symlink()
+    gen = Path(_link(opt)).parent
+    assert gen.parent == opt / "vllm.generations"
+    receipt = json.loads((gen / "receipt.json").read_text())
+    assert receipt["vllm_commit"] == lock.vllm.commit
+    assert receipt["vllm_version"] == version
+    assert receipt["build_env"]["SOURCE_DATE_EPOCH"]
+    assert {"preflight", "packages", "build", "verify"} <= set(receipt["timings"])
+    stderr = base["first"].stderr
+    assert "full log: " in stderr and "MAX_JOBS=" in stderr
+    assert "building 'vllm._C' extension" in stderr  # the backend's output streams live
+    subprocess.run([str(opt / "vllm" / "bin" / "python"), "-c", "import vllm._C"], check=True)
+    clean = cli("verify", str(base["path"]), "--venv", str(opt / "vllm"), cache=base["cache"])
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+
+def test_rerun_is_a_fast_noop(base) -> None:  # type: ignore[no-untyped-def]
+    before = _link(base["opt"])
+    start = time.monotonic()
+    result = cli(*install_args(base["path"], base["opt"]), cache=base["cache"])
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, result.stderr
+    assert "unchanged" in result.stdout
+    assert elapsed < 2.0
+    assert _link(base["opt"]) == before
+
+
+def test_installs_nothing_that_resolve_already_cached(base, world) -> None:  # type: ignore[no-untyped-def]
+    gen = Path(_link(base["opt"])).parent
+    log = next((gen / "logs").glob("install-*.log")).read_text()
+    nightly = sum(1 for p in base["lock"].packages if p.source == "torch")
+    assert f"{len(base['lock'].packages) - nightly} downloaded, {nightly} from the cache" in log
+
+
+def _fails_and_keeps(base, result, code: int, words: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    assert result.returncode == code, (result.returncode, result.stderr[-2000:])
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert error, result.stderr
+    for word in words:
+        assert word in result.stderr, (word, result.stderr[-2000:])
+    assert f"g{base['lock'].vllm.commit[:9]}" in vllm_version(base["opt"])  # nothing lost
+
+
+def test_wrong_platform(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lock = write_variant(base["lock"], tmp_path / "arm.lock.toml", target=Target(python="3.11", platform="aarch64-manylinux_2_28"))
+    before = _link(base["opt"])
+    result = cli(*install_args(lock, base["opt"]), cache=base["cache"])
+    _fails_and_keeps(base, result, 7, ("aarch64-manylinux_2_28",))
+    assert _link(base["opt"]) == before
+
+
+def test_python_unavailable(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lock = write_variant(base["lock"], tmp_path / "py.lock.toml", target=Target(python="3.99", platform="x86_64-manylinux_2_28"))
+    result = cli(*install_args(lock, base["opt"]), cache=base["cache"])
+    _fails_and_keeps(base, result, 7, ("Python 3.99 is not available",))
+
+
+def _cuda_lock(base, path: Path) -> Path:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    build = dataclasses.replace(base["lock"].build, target_device="cuda", cuda_archs=("12.0",))
+    return write_variant(base["lock"], path, build=build)
+
+
+def test_nvcc_missing(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lock = _cuda_lock(base, tmp_path / "cuda.lock.toml")
+    env = {"CUDA_HOME": str(tmp_path / "no-cuda"), "PATH": "/usr/bin:/bin"}
+    result = cli(*install_args(lock, base["opt"]), cache=base["cache"], env=env)
+    _fails_and_keeps(base, result, 7, ("nvcc not found",))  # CUDA_HOME set: only it counts
+
+
+def test_nvcc_too_old(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lock = _cuda_lock(base, tmp_path / "cuda.lock.toml")
+    cuda_home = tmp_path / "cuda-12.4"
+    (cuda_home / "bin").mkdir(parents=True)
+    nvcc = cuda_home / "bin" / "nvcc"
+    nvcc.write_text("#!/bin/sh\necho 'Cuda compilation tools, release 12.4, V12.4.131'\n")
+    nvcc.chmod(0o755)
+    result = cli(*install_args(lock, base["opt"]), cache=base["cache"], env={"CUDA_HOME": str(cuda_home)})
+    _fails_and_keeps(base, result, 7, ("nvcc 12.4", "arch 12.0", "12.8"))
+
+
+def test_not_enough_disk(base) -> None:  # type: ignore[no-untyped-def]
+    result = cli(*install_args(base["path"], base["opt"].parent / "other-opt"), cache=base["cache"],
+                 env={"VLLM_LOCK_MIN_FREE_DISK": str(1 << 60)})
+    _fails_and_keeps(base, result, 7, ("not enough free disk",))
+
+
+def test_commit_gone_from_remote(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    vllm = dataclasses.replace(base["lock"].vllm, commit="0123456789abcdef0123456789abcdef01234567")
+    lock = write_variant(base["lock"], tmp_path / "gone.lock.toml", vllm=vllm)
+    result = cli(*install_args(lock, base["opt"]), cache=tmp_path / "fresh-cache")
+    _fails_and_keeps(base, result, 5, ("0123456789abcdef0123456789abcdef01234567",))
+
+
+def test_failing_build_shows_log_tail_and_keeps_current(base, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _, lock = resolve_world_lock(world, tmp_path / "broken.lock.toml", base["cache"],
+                                 build_env=(("CFLAGS", "-include /nonexistent/boom.h"),))
+    before = _link(base["opt"])
+    result = cli(*install_args(lock, base["opt"]), cache=base["cache"])
+    _fails_and_keeps(base, result, 6, ("building vLLM failed", "boom.h", "full log: "))
+    log = result.stderr.split("full log: ")[-1].splitlines()[0].strip()
+    assert Path(log).is_file()
+    assert _link(base["opt"]) == before
+
+
+def test_swapped_artifact_is_refused(tmp_path) -> None:
+    with TestWorld.create(tmp_path / "world") as own:
+        lock, path = resolve_world_lock(own, tmp_path / "dev.lock.toml", tmp_path / "cache")
+        torch = lock.package("torch")
+        assert torch is not None
+        own.swap_nightly_file(torch.filename)
+        result = cli(*install_args(path, tmp_path / "opt"), cache=tmp_path / "fresh-cache")
+    assert result.returncode == 8, result.stderr
+    assert torch.filename in result.stderr and "refusing" in result.stderr
+    assert not (tmp_path / "opt" / "vllm").exists()
+
+
+def test_other_lock_builds_beside_and_rollback(base, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    opt = base["opt"]
+    first = _link(opt)
+    _, other = resolve_world_lock(world, tmp_path / "other.lock.toml", base["cache"],
+                                  torch_date="2026-11-05", name="other")
+    result = cli(*install_args(other, opt), cache=base["cache"])
+    assert result.returncode == 0, result.stderr
+    second = _link(opt)
+    assert second != first and Path(first).is_dir()
+    site = next((opt / "vllm" / "lib").glob("python3*/site-packages"))
+    assert any(p.name.startswith("torch-2.10.0.dev20261105") for p in site.iterdir())
+    back = cli("rollback", "--venv", str(opt / "vllm"), "--src", str(opt / "vllm_repo"), cache=base["cache"])
+    assert back.returncode == 0, back.stderr
+    assert _link(opt) == first
+    assert f"g{base['lock'].vllm.commit[:9]}" in vllm_version(opt)
+    # installing the other lock again only switches (its generation is complete)
+    again = cli(*install_args(other, opt), cache=base["cache"])
+    assert again.returncode == 0 and "switched" in again.stdout, again.stderr
+    assert _link(opt) == second
+    back = cli("rollback", "--venv", str(opt / "vllm"), "--src", str(opt / "vllm_repo"), cache=base["cache"])
+    assert _link(opt) == first
+
+
+def test_real_directory_at_venv_is_refused(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    opt = tmp_path / "phoenix"
+    (opt / "vllm" / "bin").mkdir(parents=True)
+    (opt / "vllm" / "bin" / "vllm").write_text("old")
+    result = cli(*install_args(base["path"], opt), cache=base["cache"])
+    assert result.returncode == 7 and "real directory" in result.stderr
+    assert (opt / "vllm" / "bin" / "vllm").read_text() == "old"
+
+
+@pytest.mark.parametrize("step", ["packages", "build"])
+def test_sigkill_then_rerun_completes(base, tmp_path, step: str) -> None:  # type: ignore[no-untyped-def]
+    opt = tmp_path / "opt"
+    env = dict(os.environ, VLLM_LOCK_CACHE=str(base["cache"]), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([*CLI, *install_args(base["path"], opt)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(f"==> {step}"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    assert not (opt / "vllm").exists()  # nothing switched
+    result = cli(*install_args(base["path"], opt), cache=base["cache"])
+    assert result.returncode == 0, result.stderr
+    assert "resuming an unfinished generation" in result.stderr
+    assert f"g{base['lock'].vllm.commit[:9]}" in vllm_version(opt)
+
+
+def test_no_editable_installs_a_wheel(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    opt = tmp_path / "opt"
+    result = cli(*install_args(base["path"], opt), "--no-editable", cache=base["cache"])
+    assert result.returncode == 0, result.stderr
+    gen = Path(_link(opt)).parent
+    assert gen.name.endswith("-wheel") and list((gen / "dist").glob("vllm-*.whl"))
+    site = next((opt / "vllm" / "lib").glob("python3*/site-packages"))
+    assert list((site / "vllm").glob("_C*.so"))

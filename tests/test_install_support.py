@@ -1,0 +1,56 @@
+"""Helpers shared by the installer tests (no tests here): resolve a lock from the test world once,
+write variants of it, run the real CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from vllm_lock import codec
+from vllm_lock.actions.resolve import ResolveRequest, resolve
+from vllm_lock.model import Lock
+from vllm_lock.progress import QUIET
+
+CLI = [sys.executable, "-m", "vllm_lock.cli"]
+
+
+def resolve_world_lock(world, out: Path, cache: Path, **overrides) -> tuple[Lock, Path]:  # type: ignore[no-untyped-def]
+    """A lock of the test world for this host (Python 3.11) with a target device the fake torch
+    can build (cpu: a plain C extension)."""
+    settings = dict(
+        repo=world.repo_url,
+        torch_index=world.torch_nightly_index,
+        general_index=world.general_index,
+        python="3.11",
+        torch_date=world.latest_consistent_date.isoformat(),
+        target_device="cpu",
+        output=out,
+        cache=cache,
+        name="dev",
+    )
+    settings.update(overrides)
+    lock, path, _ = resolve(ResolveRequest(**settings), QUIET)
+    return lock, path
+
+
+def write_variant(lock: Lock, path: Path, **changes) -> Path:  # type: ignore[no-untyped-def]
+    path.write_text(codec.dumps(dataclasses.replace(lock, **changes)), encoding="utf-8")
+    return path
+
+
+def cli(*args: str, cache: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    full = dict(os.environ, VLLM_LOCK_CACHE=str(cache))
+    full.update(env or {})
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=full, timeout=timeout)
+
+
+def install_args(lock: Path, opt: Path) -> list[str]:
+    return ["install", str(lock), "--venv", str(opt / "vllm"), "--src", str(opt / "vllm_repo")]
+
+
+def vllm_version(opt: Path) -> str:
+    out = subprocess.run([str(opt / "vllm" / "bin" / "vllm"), "--version"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
