@@ -79,11 +79,17 @@ validate_ctid() {
 # Sets LOCK_NAME / LOCK_FILE / LOCK_SHA from the per-container "vllm_lock" key (or the file
 # root's, via jq_get_value's fallback), default "stable".
 choose_lock() {
-    local name
-    name=$(jq_get_value "$CTID" '.vllm_lock' 2>/dev/null) || name="$DEFAULT_LOCK_NAME"
-    if [[ ! "$name" =~ $LOCK_NAME_RE ]]; then
-        log_error "Refusing: lock name $(printf '%q' "$name") from 'vllm_lock' does not match ${LOCK_NAME_RE}."
-        exit_script 2
+    local raw name
+    # JSON-encoded, so that "" or a non-string is refused instead of silently meaning "absent"
+    if raw=$(jq_get_value "$CTID" '.vllm_lock | if . == null then null else tojson end' 2>/dev/null); then
+        name="${raw#\"}"
+        name="${name%\"}"
+        if [[ "$raw" != "\"${name}\"" || ! "$name" =~ $LOCK_NAME_RE ]]; then
+            log_error "Refusing: 'vllm_lock' must be a string matching ${LOCK_NAME_RE}, got ${raw}."
+            exit_script 2
+        fi
+    else
+        name="$DEFAULT_LOCK_NAME"
     fi
     LOCK_NAME="$name"
     LOCK_FILE="${VLLM_LOCK_DIR}/${LOCK_NAME}.lock.toml"

@@ -1,0 +1,138 @@
+"""The Phoenix vLLM feature script without a container: input validation, lock choice, contracts.
+
+Hostile CTIDs and lock names must be refused before anything reaches `pct` (the pct stand-in
+records every call) and nothing they smuggle in may run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "phoenix"))
+import harness as ph  # noqa: E402
+
+CTID = "801"
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> ph.Host:
+    host = ph.make_host(tmp_path / "host", ph.phoenix_config(CTID))
+    (host.lock_dir / "stable.lock.toml").write_text("# placeholder lock\n")
+    return host
+
+
+def _script_regex(name: str) -> str:
+    text = ph.FEATURE_SCRIPT.read_text()
+    m = re.search(rf"^{name}='([^']*)'$", text, re.M)
+    assert m, name
+    return m.group(1)
+
+
+HOSTILE_LOCK_NAMES = [
+    "dev; touch {pwned}",
+    "$(touch {pwned})",
+    "`touch {pwned}`",
+    "../../../../tmp/x",
+    "stable\ntouch {pwned}",
+    "Dev",
+    "-rf",
+    "",
+    "a" * 65,
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE_LOCK_NAMES)
+def test_hostile_lock_name_is_refused_and_nothing_runs(host: ph.Host, tmp_path: Path, value: str) -> None:
+    pwned = tmp_path / "pwned"
+    host.write_config(ph.phoenix_config(CTID, vllm_lock=value.format(pwned=pwned)))
+    proc = host.run(CTID, "https://172.16.100.11:9000")
+    assert proc.returncode != 0
+    assert proc.returncode == 2
+    assert "Refusing" in proc.stderr
+    assert host.pct_calls() == []
+    assert not pwned.exists()
+
+
+@pytest.mark.parametrize("value", [["dev"], {"name": "dev"}, 7])
+def test_non_string_lock_value_is_refused(host: ph.Host, value: object) -> None:
+    host.write_config(ph.phoenix_config(CTID, vllm_lock=value))
+    proc = host.run(CTID)
+    assert proc.returncode == 2
+    assert "Refusing" in proc.stderr
+    assert host.pct_calls() == []
+
+
+@pytest.mark.parametrize("ctid", ["101; rm -rf /tmp/x", "$(touch {pwned})", "101 ", "-1", "1e3", "", "abc",
+                                  "1234567890"])
+def test_hostile_ctid_is_refused_and_nothing_runs(host: ph.Host, tmp_path: Path, ctid: str) -> None:
+    pwned = tmp_path / "pwned"
+    proc = host.run(ctid.format(pwned=pwned))
+    assert proc.returncode == 2
+    assert "CTID must be digits only" in proc.stderr
+    assert host.pct_calls() == []
+    assert not pwned.exists()
+
+
+def test_missing_ctid_is_a_usage_error(host: ph.Host) -> None:
+    proc = host.run()
+    assert proc.returncode == 2
+    assert "Usage:" in proc.stderr
+
+
+def test_default_lock_is_stable_and_per_container_key_overrides(host: ph.Host) -> None:
+    # no container exists: the script gets as far as choosing the lock, then pct fails
+    proc = host.run(CTID)
+    assert "Using lock 'stable'" in proc.stderr
+    (host.lock_dir / "dev.lock.toml").write_text("# dev\n")
+    host.write_config(ph.phoenix_config(CTID, vllm_lock="dev"))
+    proc = host.run(CTID)
+    assert "Using lock 'dev'" in proc.stderr
+
+
+def test_fleet_default_at_file_root(host: ph.Host) -> None:
+    (host.lock_dir / "canary.lock.toml").write_text("# canary\n")
+    config = ph.phoenix_config(CTID)
+    config["vllm_lock"] = "canary"
+    host.write_config(config)
+    assert "Using lock 'canary'" in host.run(CTID).stderr
+
+
+def test_missing_lock_file_fails_before_touching_the_container(host: ph.Host) -> None:
+    host.write_config(ph.phoenix_config(CTID, vllm_lock="nosuch"))
+    proc = host.run(CTID)
+    assert proc.returncode == 1
+    assert "Lock 'nosuch' not found" in proc.stderr
+    assert host.pct_calls() == []
+
+
+def test_log_lines_follow_phoenix_format(host: ph.Host) -> None:
+    host.run(CTID)
+    first = host.log().splitlines()[0]
+    assert re.match(rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d \[INFO\] {ph.SCRIPT_NAME}: ", first), first
+
+
+def test_schema_snippet_matches_the_script() -> None:
+    snippet = json.loads((ph.REPO / "phoenix" / "phoenix_lxc_configs.schema.vllm_lock.json").read_text())
+    prop = snippet["vllm_lock"]
+    assert prop["pattern"] == _script_regex("LOCK_NAME_RE")
+    assert prop["default"] == "stable"
+    for good in ("stable", "dev", "2026-11-12", "a.b_c-d"):
+        assert re.fullmatch(prop["pattern"], good)
+
+
+def test_script_passes_bash_syntax_check() -> None:
+    for script in (ph.FEATURE_SCRIPT, ph.BUNDLE_BUILDER, ph.HERE / "pct", ph.HERE / "phoenix_hypervisor_common_utils.sh"):
+        subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_script_never_disables_tls_verification() -> None:
+    text = ph.FEATURE_SCRIPT.read_text()
+    for bad in ("--trusted-host", "GIT_SSL_NO_VERIFY", "sslVerify", "--allow-insecure-host", "UV_INSECURE_HOST",
+                "--no-check-certificate", "verify=False", "-k "):
+        assert bad not in text, bad
