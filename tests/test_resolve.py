@@ -211,6 +211,13 @@ def test_unreachable_index(world: TestWorld, cache: Path, tmp_path: Path) -> Non
     assert not out.exists()
 
 
+def test_unreachable_general_index(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.lock.toml"
+    with pytest.raises(UnreachableError, match="unreachable while resolving") as err:
+        resolve(request_for(world, out, tmp_path / "fresh", general_index=f"http://127.0.0.1:{free_port()}/simple"), QUIET)
+    assert err.value.exit_code == ExitCode.UNREACHABLE and not out.exists()
+
+
 def test_https_index_needs_the_trusted_ca(world: TestWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     https = dict(torch_index=world.https_url(world.torch_nightly_index), general_index=world.https_url(world.general_index))
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
