@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,19 +21,19 @@ def resolve(
     ref: Annotated[str, typer.Option(help="branch, tag or commit SHA")] = "main",
     torch_channel: Annotated[str, typer.Option(help="nightly or release")] = "nightly",
     torch_date: Annotated[str, typer.Option(help="nightly date YYYY-MM-DD or 'latest'")] = "latest",
-    torch_version: Annotated[Optional[str], typer.Option(help="release version, e.g. 2.9.1")] = None,
+    torch_version: Annotated[str | None, typer.Option(help="release version, e.g. 2.9.1")] = None,
     cuda: Annotated[str, typer.Option(help="CUDA variant of the torch index")] = "cu128",
-    torch_index: Annotated[Optional[str], typer.Option(help="torch index URL (default: PyTorch's for channel+cuda)")] = None,
+    torch_index: Annotated[str | None, typer.Option(help="torch index URL (default: PyTorch's for channel+cuda)")] = None,
     index: Annotated[str, typer.Option(help="general package index (everything but the torch family)")] = resolve_action.DEFAULT_GENERAL_INDEX,
-    arch: Annotated[Optional[list[str]], typer.Option(help="CUDA arch to build, repeatable (default 12.0)")] = None,
+    arch: Annotated[list[str] | None, typer.Option(help="CUDA arch to build, repeatable (default 12.0)")] = None,
     python: Annotated[str, typer.Option(help="target Python")] = "3.12",
     platform: Annotated[str, typer.Option(help="target platform, e.g. x86_64-manylinux_2_28")] = "x86_64-manylinux_2_28",
     flash_attn_version: Annotated[str, typer.Option(help="VLLM_FLASH_ATTN_VERSION")] = "2",
     target_device: Annotated[str, typer.Option(help="VLLM_TARGET_DEVICE")] = "cuda",
-    build_env: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE output-affecting build setting, repeatable")] = None,
+    build_env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE output-affecting build setting, repeatable")] = None,
     no_editable: Annotated[bool, typer.Option("--no-editable", help="install vLLM as a built wheel")] = False,
     name: Annotated[str, typer.Option(help="lock name: writes locks/<name>.lock.toml")] = "dev",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write the lock here instead")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the lock here instead")] = None,
 ) -> None:
     """Resolve a (vLLM commit, torch nightly, build deps) tuple into a hashed lock."""
     request = resolve_action.ResolveRequest(
@@ -77,7 +76,7 @@ def show(
 @command()
 def export(
     lock: Annotated[str, typer.Argument(help="lock path or name in locks/")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="default: pylock.<name>.toml beside the lock")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="default: pylock.<name>.toml beside the lock")] = None,
 ) -> None:
     """Write the lock's Python layer as a PEP 751 pylock (uv pip sync accepts it)."""
     path = show_action.export(lock, output)

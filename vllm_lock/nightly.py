@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-import re
 from html import unescape
-from urllib.parse import unquote, urljoin, urldefrag
+from urllib.parse import unquote, urldefrag, urljoin
 
 from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_filename

@@ -7,10 +7,10 @@ import os
 import sys
 import tempfile
 import tomllib
-from urllib.parse import unquote
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -160,7 +160,7 @@ def resolve(request: ResolveRequest, reporter: Reporter) -> tuple[Lock, Path, bo
 def _now() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     moment = (
-        dt.datetime.fromtimestamp(int(epoch), tz=dt.timezone.utc) if epoch else dt.datetime.now(dt.timezone.utc)
+        dt.datetime.fromtimestamp(int(epoch), tz=dt.UTC) if epoch else dt.datetime.now(dt.UTC)
     )
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -122,7 +122,7 @@ def _has_commit(repo: git.Repo, commit: str) -> bool:
 def commit_date(repo: git.Repo, commit: str) -> str:
     """Committer date in ISO 8601 UTC (what SOURCE_DATE_EPOCH is derived from)."""
     stamp = repo.commit(commit).committed_date
-    return dt.datetime.fromtimestamp(stamp, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(stamp, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def list_files(repo: git.Repo, commit: str) -> list[str]:
