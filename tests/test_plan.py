@@ -1,0 +1,112 @@
+"""plan: preflight, MAX_JOBS rule, build environment, version and arch checks. Pure."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from sample_lock import make_lock as sample_lock
+
+from vllm_lock import plan
+from vllm_lock.model import BuildRecipe, Target
+
+GIB = plan.GIB
+
+
+def facts(**changes) -> plan.MachineFacts:  # type: ignore[no-untyped-def]
+    base = dict(
+        machine="x86_64", glibc=(2, 39), cpus=16, mem_available=64 * GIB, free_disk=500 * GIB,
+        python_found="/usr/bin/python3.12", nvcc="/usr/local/cuda/bin/nvcc", nvcc_version=(12, 8),
+    )
+    base.update(changes)
+    return plan.MachineFacts(**base)  # type: ignore[arg-type]
+
+
+def lock(**build):  # type: ignore[no-untyped-def]
+    lk = sample_lock()
+    return dataclasses.replace(lk, build=dataclasses.replace(lk.build, **build)) if build else lk
+
+
+def test_fine_machine_has_no_problems() -> None:
+    assert plan.preflight_problems(lock(cuda_archs=("12.0",), target_device="cuda"), facts()) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"machine": "aarch64"}, "aarch64"),
+        ({"glibc": (2, 17)}, "glibc 2.17"),
+        ({"glibc": None}, "no glibc"),
+        ({"python_found": None}, "is not available"),
+        ({"nvcc": None, "nvcc_version": None}, "nvcc not found"),
+        ({"nvcc_version": (12, 4)}, "needs CUDA >= 12.8"),
+        ({"free_disk": 1 * GIB}, "not enough free disk"),
+    ],
+)
+def test_each_problem_is_one_clear_line(changes, words) -> None:  # type: ignore[no-untyped-def]
+    problems = plan.preflight_problems(lock(cuda_archs=("12.0",), target_device="cuda"), facts(**changes))
+    assert len(problems) == 1 and words in problems[0]
+
+
+def test_nvcc_is_not_needed_for_cpu_builds() -> None:
+    assert plan.preflight_problems(lock(target_device="cpu"), facts(nvcc=None, nvcc_version=None)) == []
+
+
+def test_min_free_disk_override() -> None:
+    assert plan.preflight_problems(lock(target_device="cpu"), facts(), min_free_disk=10**15)
+
+
+def test_max_jobs_rule() -> None:
+    blackwell = lock(cuda_archs=("12.0",), target_device="cuda")
+    hopper = lock(cuda_archs=("9.0",), target_device="cuda")
+    # 16 CPUs, 64 GiB, NVCC_THREADS 2: Blackwell 8 GiB/process -> 8 processes -> 16 jobs
+    assert plan.choose_jobs(blackwell, facts()).max_jobs == 16
+    # 16 GiB: 2 processes (Blackwell) vs 4 (Hopper)
+    assert plan.choose_jobs(blackwell, facts(mem_available=16 * GIB)).max_jobs == 4
+    assert plan.choose_jobs(hopper, facts(mem_available=16 * GIB)).max_jobs == 8
+    # tiny machine: at least one process
+    assert plan.choose_jobs(blackwell, facts(mem_available=2 * GIB, cpus=1)).max_jobs == 2
+    assert plan.choose_jobs(blackwell, facts(), max_jobs=3).max_jobs == 3
+    assert plan.choose_jobs(blackwell, facts(), nvcc_threads=8).max_jobs == 16  # 2 processes x 8
+    assert plan.choose_jobs(lock(target_device="cpu"), facts(cpus=2)).max_jobs == 2
+
+
+def test_build_env_from_the_lock() -> None:
+    lk = lock(cuda_archs=("10.0", "12.0"), env=(("CMAKE_BUILD_TYPE", "Release"),))
+    env = plan.build_env(lk, plan.Jobs(max_jobs=8, nvcc_threads=2, reason=""), {"PATH": "/bin", "VLLM_USE_PRECOMPILED": "1"})
+    assert env["TORCH_CUDA_ARCH_LIST"] == "10.0;12.0"
+    assert env["MAX_JOBS"] == "8" and env["NVCC_THREADS"] == "2"
+    assert env["CCACHE_NOHASHDIR"] == "true" and env["CMAKE_BUILD_TYPE"] == "Release"
+    assert env["SOURCE_DATE_EPOCH"] == str(plan.source_date_epoch(lk.vllm.commit_date))
+    assert "VLLM_USE_PRECOMPILED" not in env and env["PATH"] == "/bin"
+
+
+def test_nvcc_version_parsing() -> None:
+    text = "nvcc: NVIDIA (R) Cuda compiler driver\nCuda compilation tools, release 13.0, V13.0.88\n"
+    assert plan.parse_nvcc_version(text) == (13, 0)
+    assert plan.parse_nvcc_version("garbage") is None
+
+
+def test_version_consistency() -> None:
+    commit = "abc123def4" + "0" * 30
+    assert plan.version_problem("0.33.1.dev12+gabc123def.d20261126.cu128", commit, None) is None
+    assert plan.version_problem("0.33.1.dev12+g111111111", commit, None)
+    assert plan.version_problem("0.33.0", commit, "v0.33.0") is None
+    assert plan.version_problem("0.32.0", commit, "v0.33.0")
+
+
+def test_cubin_archs() -> None:
+    out = "ELF file    1: hello.1.sm_90.cubin\nELF file    2: hello.2.sm_120a.cubin\n"
+    found = plan.cubin_archs(out)
+    assert found == {"sm_90", "sm_120"}
+    assert plan.missing_archs(("9.0", "12.0", "10.0"), found) == ["sm_100"]
+
+
+def test_layout_places_generations_beside_the_link(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    layout = plan.Layout(venv_link=tmp_path / "vllm", src_link=tmp_path / "vllm_repo")
+    assert layout.generation("abc") == tmp_path / "vllm.generations" / "abc"
+
+
+def test_target_and_recipe_types_are_reused() -> None:
+    assert Target(python="3.11", platform="x86_64-manylinux_2_28").machine == "x86_64"
+    assert BuildRecipe(cuda_archs=("9.0",)).torch_cuda_arch_list == "9.0"

@@ -1,0 +1,99 @@
+"""verify: clean, then each kind of drift (extra, missing, different, changed file, source), JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_install_support import cli, install_args, resolve_world_lock
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def installed(world, tmp_path_factory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("verify")
+    cache = root / "cache"
+    lock, path = resolve_world_lock(world, root / "dev.lock.toml", cache)
+    opt = root / "opt"
+    result = cli(*install_args(path, opt), cache=cache)
+    assert result.returncode == 0, result.stderr
+    site = next((opt / "vllm" / "lib").glob("python3*/site-packages"))
+    return {"lock": lock, "path": path, "cache": cache, "opt": opt, "site": site}
+
+
+def _verify(installed, *extra: str):  # type: ignore[no-untyped-def]
+    return cli("verify", str(installed["path"]), "--venv", str(installed["opt"] / "vllm"), *extra, cache=installed["cache"])
+
+
+def test_clean(installed) -> None:  # type: ignore[no-untyped-def]
+    result = _verify(installed)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "clean" in result.stdout
+    data = json.loads(_verify(installed, "--json").stdout)
+    assert data["drift"] is False and data["vllm_version"]
+
+
+def test_drift_is_reported_then_repaired_state_is_clean(installed) -> None:  # type: ignore[no-untyped-def]
+    site: Path = installed["site"]
+    # extra: a foreign distribution
+    extra = site / "intruder-1.0.dist-info"
+    extra.mkdir()
+    (extra / "METADATA").write_text("Metadata-Version: 2.1\nName: intruder\nVersion: 1.0\n")
+    # missing: filelock's metadata moved away
+    filelock = next(site.glob("filelock-*.dist-info"))
+    hidden = filelock.with_name("hidden")
+    filelock.rename(hidden)
+    # changed: a file of typing_extensions edited after install
+    module = site / "typing_extensions.py"
+    original = module.read_bytes()
+    module.write_bytes(original + b"\n# edited\n")
+    # different: a version rewritten in METADATA
+    packaging = next(site.glob("packaging-*.dist-info")) / "METADATA"
+    meta = packaging.read_text()
+    packaging.write_text(meta.replace("Version: 25.0", "Version: 24.0", 1))
+    try:
+        result = _verify(installed)
+        assert result.returncode == 1, result.stdout + result.stderr
+        out = result.stdout
+        assert "extra      intruder==1.0" in out
+        assert "missing    filelock==" in out
+        assert "changed    typing_extensions.py" in out
+        assert "different  packaging: installed 24.0" in out
+        data = json.loads(_verify(installed, "--json").stdout)
+        assert data["drift"] and data["extra"] == ["intruder==1.0"]
+    finally:
+        shutil.rmtree(extra)
+        hidden.rename(filelock)
+        module.write_bytes(original)
+        packaging.write_text(meta)
+    assert _verify(installed).returncode == 0
+
+
+def test_source_drift(installed) -> None:  # type: ignore[no-untyped-def]
+    src = installed["opt"] / "vllm_repo"
+    patched = installed["lock"].layout.patched_files[0].path
+    target = src / patched
+    original = target.read_bytes()
+    target.write_bytes(original + b"torch==9.9\n")
+    try:
+        result = _verify(installed)
+        assert result.returncode == 1 and f"source     {patched} differs" in result.stdout
+    finally:
+        target.write_bytes(original)
+
+
+def test_other_lock_is_drift(installed, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _, other = resolve_world_lock(world, tmp_path / "other.lock.toml", installed["cache"], torch_date="2026-11-05")
+    result = cli("verify", str(other), "--venv", str(installed["opt"] / "vllm"), cache=installed["cache"])
+    assert result.returncode == 1
+    assert "different  torch" in result.stdout and "receipt" in result.stdout
+
+
+def test_error_exits_2(installed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("verify", str(installed["path"]), "--venv", str(tmp_path / "nothing"), cache=installed["cache"])
+    assert result.returncode == 2 and result.stderr.startswith("error:")
+    result = cli("verify", str(tmp_path / "missing.lock.toml"), cache=installed["cache"])
+    assert result.returncode == 2
