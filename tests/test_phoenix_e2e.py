@@ -1,0 +1,200 @@
+"""The Phoenix vLLM feature on a fresh container: a debootstrapped bookworm driven through the
+pct stand-in (chroot), with the test world's HTTPS index signed by a throwaway root CA.
+
+The rootfs is built once with debootstrap and cached (tests/phoenix/rootfs.py); each test gets a
+fresh copy. These tests skip only when debootstrap cannot run here, and never when
+VLLM_LOCK_REQUIRE_PHOENIX=1 (CI), where that is a failure instead.
+
+The test world's git repository is a file:// URL on the host; each container gets it bind-mounted
+read-only at the same path (what Phoenix's `mount_points` would do), so the lock's URL works
+unchanged inside. Everything else goes over loopback to the test world's index.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vllm_lock.testworld import TestWorld
+
+sys.path.insert(0, str(Path(__file__).parent / "phoenix"))
+import harness as ph  # noqa: E402
+import rootfs  # noqa: E402
+
+CTID = "801"
+REQUIRED = os.environ.get("VLLM_LOCK_REQUIRE_PHOENIX") == "1"
+
+pytestmark = pytest.mark.slow
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRED:
+        pytest.fail(f"Phoenix e2e required (VLLM_LOCK_REQUIRE_PHOENIX=1) but unavailable: {reason}")
+    pytest.skip(f"Phoenix e2e unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def phoenix_rootfs() -> Path:
+    try:
+        return rootfs.ensure_tarball()
+    except rootfs.RootfsUnavailable as exc:
+        _unavailable(str(exc))
+        raise
+
+
+@pytest.fixture(scope="session")
+def phoenix_bundle() -> Path:
+    try:
+        return ph.ensure_bundle(rootfs.cache_dir())
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        _unavailable(f"cannot build the offline vllm-lock bundle from PyPI: {exc}")
+        raise
+
+
+@pytest.fixture(scope="session")
+def phoenix_lock(world: TestWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lock for the container (Python 3.11, CPU build), every index URL on HTTPS."""
+    out = tmp_path_factory.mktemp("phoenix-lock") / "stable.lock.toml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env["SSL_CERT_FILE"] = str(world.ca_cert)  # the host side trusts the test CA
+    argv = [str(Path(sys.executable).parent / "vllm-lock"), "resolve", "--repo", world.repo_url,
+            "--torch-index", world.https_url(world.torch_nightly_index),
+            "--index", world.https_url(world.general_index),
+            "--python", "3.11", "--torch-date", world.latest_consistent_date.isoformat(),
+            "--target-device", "cpu", "-o", str(out)]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "https://" in out.read_text()
+    return out
+
+
+@pytest.fixture
+def host(tmp_path: Path, phoenix_rootfs: Path) -> ph.Host:
+    return ph.make_host(tmp_path / "host", ph.phoenix_config(CTID))
+
+
+@pytest.fixture
+def container(host: ph.Host, phoenix_rootfs: Path, world: TestWorld) -> Iterator[ph.Container]:
+    ct = ph.create_container(host, CTID, phoenix_rootfs, bind_mounts=[(world.repo_path, str(world.repo_path))])
+    try:
+        ct.install_nvidia_stub()
+        yield ct
+    finally:
+        ph.stop_container(ct)
+
+
+# ---- the pct stand-in ------------------------------------------------------------------------
+def test_pct_standin_exec_push_and_clean_environment(host: ph.Host, container: ph.Container) -> None:
+    src = host.root / "hello.txt"
+    src.write_text("hello\n")
+    assert host.pct("push", CTID, str(src), "/root/hello.txt").returncode == 0
+    proc = container.exec("cat", "/root/hello.txt")
+    assert proc.stdout == "hello\n"
+    assert container.exec("sh", "-c", "exit 7").returncode == 7
+    env = container.exec("env").stdout
+    assert "PCT_STANDIN_ROOT" not in env and "HOME=/root" in env
+    assert container.exec("python3", "-c", "import sys; print(sys.version_info[:2])").stdout.strip() == "(3, 11)"
+    # push refuses a missing parent directory, like pct
+    assert host.pct("push", CTID, str(src), "/nonexistent/x", check=False).returncode != 0
+    assert host.pct("status", CTID).stdout.strip() == "status: running"
+
+
+# ---- streaming -------------------------------------------------------------------------------
+SLOW_CMD = "echo first; sleep 3; echo second"
+
+
+def _bash(host: ph.Host, code: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(["bash", "-c", code], env=host.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_build_output_streams_into_the_log_while_pct_exec_holds_it(host: ph.Host, container: ph.Container) -> None:
+    # pct_exec (Phoenix's contract): nothing until the command has ended
+    start = time.monotonic()
+    proc = _bash(host, f'source "{host.phoenix}/bin/phoenix_hypervisor_common_utils.sh"; '
+                       f'pct_exec {CTID} -- sh -c "{SLOW_CMD}"')
+    assert proc.stdout is not None
+    first_line = proc.stdout.readline()
+    held_for = time.monotonic() - start
+    proc.communicate(timeout=30)
+    assert first_line == "first\n"
+    assert held_for >= 2.5, f"pct_exec printed after {held_for:.1f}s: it must capture-then-print"
+
+    # the feature script's run_streaming: each line reaches Phoenix's log as it is printed
+    host.log_file.write_text("")
+    proc = _bash(host, f'source "{host.script}"; CTID={CTID}; STREAM_TAIL=$(mktemp); '
+                       f'run_streaming demo sh -c "{SLOW_CMD}"')
+    assert ph.wait_for(lambda: "[demo] first" in host.log(), timeout=10)
+    seen_first = time.monotonic()
+    assert "[demo] second" not in host.log()
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert time.monotonic() - seen_first >= 2.0
+    assert "[demo] second" in host.log()
+
+
+# ---- hostile input against a real container --------------------------------------------------
+def test_hostile_lock_name_is_refused_in_a_real_container(host: ph.Host, container: ph.Container,
+                                                          phoenix_lock: Path, tmp_path: Path) -> None:
+    shutil.copy2(phoenix_lock, host.lock_dir / "stable.lock.toml")
+    host.write_config(ph.phoenix_config(CTID, vllm_lock="dev; touch /tmp/pwned"))
+    calls_before = host.pct_calls()
+    proc = host.run(CTID, "https://172.16.100.11:9000")
+    assert proc.returncode == 2
+    assert "Refusing" in proc.stderr
+    assert host.pct_calls() == calls_before
+    assert not container.path("/tmp/pwned").exists() and not Path("/tmp/pwned").exists()
+    assert not container.path("/opt/vllm-lock").exists()
+
+
+# ---- the whole feature -----------------------------------------------------------------------
+def test_fresh_container_tls_failure_then_install_then_noop(
+    host: ph.Host, container: ph.Container, phoenix_lock: Path, phoenix_bundle: Path, world: TestWorld
+) -> None:
+    shutil.copy2(phoenix_lock, host.lock_dir / "stable.lock.toml")
+    shutil.copy2(phoenix_bundle, host.bundle)
+
+    # 1. the container does not trust the test root CA yet: a clean TLS failure
+    t0 = time.monotonic()
+    proc = host.run(CTID, "https://172.16.100.11:9000")
+    t_fail = time.monotonic() - t0
+    assert proc.returncode != 0, proc.stderr
+    assert "TLS verification failed" in proc.stderr, proc.stderr[-4000:]
+    assert "Traceback" not in proc.stderr.split("TLS verification failed")[1]
+
+    # 2. trusted_ca installs the root; the rerun resumes and succeeds
+    container.install_root_ca(world.ca_cert)
+    t0 = time.monotonic()
+    proc = host.run(CTID, "https://172.16.100.11:9000")
+    t_install = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert "vLLM installed from lock 'stable'" in proc.stderr
+    build_lines = [line for line in host.log().splitlines() if "[vllm-lock] " in line]
+    assert len(build_lines) > 1, "vllm-lock install output was not streamed into the log"
+
+    version = container.exec("/opt/vllm/bin/vllm", "--version")
+    assert version.returncode == 0, version.stdout + version.stderr
+    runner = container.exec("/opt/vllm/bin/python", "-c", "import vllm.entrypoints.openai.api_server")
+    assert runner.returncode == 0, runner.stdout + runner.stderr
+    verify = container.exec("/opt/vllm-lock/venv/bin/vllm-lock", "verify",
+                            "/opt/vllm-lock/locks/stable.lock.toml", "--venv", "/opt/vllm")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    # 3. a second run is a quick no-op
+    calls_before = len(host.pct_calls())
+    t0 = time.monotonic()
+    proc = host.run(CTID, "https://172.16.100.11:9000")
+    t_noop = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "nothing to do" in proc.stderr
+    rerun_calls = host.pct_calls()[calls_before:]
+    assert not any(" install " in c for c in rerun_calls), rerun_calls
+    assert t_noop < 30, f"no-op rerun took {t_noop:.1f}s"
+    print(f"\nphoenix e2e timings: tls-failure {t_fail:.1f}s, install {t_install:.1f}s, no-op {t_noop:.1f}s")
