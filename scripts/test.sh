@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: virtualenv + dependencies, debootstrap for the Phoenix
+# container test (apt, when root), then lint, types and pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v debootstrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing debootstrap (apt)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+echo "== installing vllm-lock and test tools into .venv"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+echo "== ruff"
+.venv/bin/ruff check vllm_lock tests bench
+echo "== mypy"
+.venv/bin/mypy vllm_lock
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"
