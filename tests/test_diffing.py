@@ -12,7 +12,6 @@ import pytest
 
 from vllm_lock import diffing, render_diff
 from vllm_lock.diffing import CommitHistory, diff_locks
-
 from vllm_lock.model import (
     BuildRecipe,
     Layout,

@@ -197,4 +197,6 @@ def test_fresh_container_tls_failure_then_install_then_noop(
     rerun_calls = host.pct_calls()[calls_before:]
     assert not any(" install " in c for c in rerun_calls), rerun_calls
     assert t_noop < 30, f"no-op rerun took {t_noop:.1f}s"
+    if os.environ.get("PHOENIX_E2E_SHOW_LOG"):
+        print(host.log())
     print(f"\nphoenix e2e timings: tls-failure {t_fail:.1f}s, install {t_install:.1f}s, no-op {t_noop:.1f}s")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -52,7 +52,7 @@ def diff(
 
 @command("test")
 def smoke(
-    name: Annotated[Optional[str], typer.Argument(help="lock to test against (default: the one installed)")] = None,
+    name: Annotated[str | None, typer.Argument(help="lock to test against (default: the one installed)")] = None,
     venv: Annotated[Path, typer.Option(help="the installed environment")] = smoke_action.DEFAULT_VENV,
 ) -> int:
     """Smoke-test an installed environment and write a test receipt (promote needs a passing one)."""

@@ -308,7 +308,8 @@ def identity_change(a: Lock, b: Lock) -> Identity:
 
 
 def _build(lock: Lock) -> dict[str, Any]:
-    return codec.to_data(lock)["build"]
+    build: dict[str, Any] = codec.to_data(lock)["build"]
+    return build
 
 
 # ---------------------------------------------------------------- repositories

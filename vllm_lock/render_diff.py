@@ -139,8 +139,8 @@ def text(diff: LockDiff) -> str:
     settings = _settings(diff)
     if settings:
         out.append("settings")
-        for c in settings:
-            out.append(f"          {c.key}: {_value(c.old)} -> {_value(c.new)}")
+        for setting in settings:
+            out.append(f"          {setting.key}: {_value(setting.old)} -> {_value(setting.new)}")
     else:
         out.append("settings  build recipe, target and layout unchanged")
     out.append(f"build identity {_rebuild_line(diff)}")
@@ -222,7 +222,8 @@ def as_data(diff: LockDiff) -> dict[str, Any]:
     data["identity"]["changed"] = diff.identity.changed
     data["vllm"]["moved"] = diff.vllm.moved
     data["torch"]["moved"] = diff.torch.moved
-    return _lists(data)
+    result: dict[str, Any] = _lists(data)
+    return result
 
 
 def _lists(value: Any) -> Any:

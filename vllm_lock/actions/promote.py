@@ -88,7 +88,7 @@ def commit_message(source: str, to: str, source_hash: str, diff: LockDiff | None
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _git_repo(folder: Path) -> git.Repo:

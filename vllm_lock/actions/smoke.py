@@ -297,7 +297,7 @@ def host_gpus() -> tuple[Gpu, ...]:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def install_receipt(venv: Path) -> install_receipts.Receipt | None:
