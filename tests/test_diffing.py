@@ -165,7 +165,7 @@ def test_package_added_removed_changed_rebuilt() -> None:
         ("zipp", "added", None, "3.0"),
     }
     assert d.identity.changed
-    assert any("locked packages (1 changed, 1 added, 1 removed, 1 rebuilt)" in r for r in d.identity.reasons)
+    assert any("other locked packages (1 changed, 1 added, 1 removed, 1 rebuilt)" in r for r in d.identity.reasons)
 
 
 def test_build_recipe_change_names_the_setting() -> None:

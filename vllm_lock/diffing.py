@@ -299,7 +299,7 @@ def identity_change(a: Lock, b: Lock) -> Identity:
         if others:
             counts = {k: sum(1 for c in others if c.kind == k) for k in ("changed", "added", "removed", "rebuilt")}
             words = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
-            reasons.append(f"locked packages ({words})")
+            reasons.append(f"other locked packages ({words})")
         elif any(c.name == "torch" and c.kind == "rebuilt" for c in changes):
             reasons.append("torch wheel rebuilt with other bytes under the same version")
         if not reasons:
