@@ -1,0 +1,136 @@
+"""Benchmark `vllm-lock install` on the test world (loopback only), one run each, ratios printed.
+
+  ours       vllm-lock install LOCK (preflight, venv, CAS -> offline uv pip sync, clone, strip,
+             build, verify, receipt, switch)
+  uv-bare    uv venv + uv pip sync of the exported pylock (index URLs) + git clone + stripping
+             script + the same build command (uv pip install --no-build-isolation -e)
+  pip        the Phoenix flow: python -m venv, pip install torch torchvision torchaudio (torch
+             index), git clone, stripping script, pip install -r build requirements,
+             pip install --no-build-isolation -e . (PIP_CONFIG_FILE=/dev/null --isolated: only
+             the test world's indexes)
+
+Warm: the tool's own caches already filled by an earlier run of the same flow (another
+target directory). Cold: empty caches. Also the no-op rerun of ours.
+
+    .venv/bin/python bench/bench_install.py [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from vllm_lock import pylock
+from vllm_lock.actions.resolve import ResolveRequest, resolve
+from vllm_lock.progress import QUIET
+from vllm_lock.shell import uv as uv_shell
+from vllm_lock.testworld import TestWorld
+
+PY = "3.11"
+
+
+def sh(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(argv)}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+
+
+def timed(fn) -> float:  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    fn()
+    return time.monotonic() - start
+
+
+def ours(lock: Path, opt: Path, cache: Path) -> None:
+    env = dict(os.environ, VLLM_LOCK_CACHE=str(cache))
+    sh([sys.executable, "-m", "vllm_lock.cli", "install", str(lock), "--venv", str(opt / "vllm"),
+        "--src", str(opt / "vllm_repo")], env=env)
+
+
+def clone_and_strip(world: TestWorld, lock, src: Path, python: Path) -> None:  # type: ignore[no-untyped-def]
+    sh(["git", "clone", "-q", world.repo_url.removeprefix("file://"), str(src)])
+    sh(["git", "checkout", "-q", lock.vllm.commit], cwd=src)
+    sh([str(python), *lock.layout.stripping_argv], cwd=src)
+
+
+def uv_bare(world: TestWorld, lock, pylock_path: Path, dest: Path, uv_cache: Path) -> None:  # type: ignore[no-untyped-def]
+    env = uv_shell.uv_env(uv_cache)
+    uv = uv_shell.uv_bin()
+    venv = dest / "venv"
+    sh([uv, "venv", "--python", PY, str(venv)], env=env)
+    sh([uv, "pip", "sync", "--preview-features", "pylock", "--python", str(venv / "bin/python"), str(pylock_path)], env=env)
+    clone_and_strip(world, lock, dest / "src", venv / "bin/python")
+    build_env = dict(env, VLLM_TARGET_DEVICE=lock.build.target_device, MAX_JOBS="2")
+    sh([uv, "pip", "install", "--python", str(venv / "bin/python"), "--no-build-isolation", "--no-deps",
+        "-e", str(dest / "src")], env=build_env)
+
+
+def pip_flow(world: TestWorld, lock, dest: Path, pip_cache: Path | None) -> None:  # type: ignore[no-untyped-def]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1",
+               VLLM_TARGET_DEVICE=lock.build.target_device, MAX_JOBS="2")
+    cache = ["--cache-dir", str(pip_cache)] if pip_cache else ["--no-cache-dir"]
+    venv = dest / "venv"
+    sh([f"python{PY}", "-m", "venv", str(venv)], env=env)
+    pip = [str(venv / "bin/python"), "-m", "pip", "--isolated", *cache]
+    torch_family = [f"torch=={lock.torch.version}"] + [
+        f"{c.name}=={c.version}" for c in lock.torch.companions if c.name in ("torchvision", "torchaudio")
+    ]
+    sh([*pip, "install", "--pre", *torch_family, "--index-url", world.torch_nightly_index,
+        "--extra-index-url", world.general_index], env=env)  # download.pytorch.org mirrors torch's deps
+    clone_and_strip(world, lock, dest / "src", venv / "bin/python")
+    sh([*pip, "install", "-r", lock.layout.build_requirements, "--index-url", world.general_index],
+       env=env, cwd=dest / "src")
+    sh([*pip, "install", "--no-build-isolation", "-e", ".", "--index-url", world.general_index],
+       env=env, cwd=dest / "src")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-install-"))
+    work.mkdir(parents=True, exist_ok=True)
+    with TestWorld.create(work / "world") as world:
+        cache = work / "cache"
+        lock, lock_path, _ = resolve(
+            ResolveRequest(repo=world.repo_url, torch_index=world.torch_nightly_index,
+                           general_index=world.general_index, python=PY,
+                           torch_date=world.latest_consistent_date.isoformat(), target_device="cpu",
+                           output=work / "dev.lock.toml", cache=cache, name="dev"),
+            QUIET,
+        )
+        pylock_path = work / "pylock.dev.toml"
+        pylock_path.write_text(pylock.to_pylock(lock))
+        results: dict[str, float] = {}
+        # cold: empty caches (ours: an empty vllm-lock cache, so even the resolve downloads are redone)
+        results["ours cold"] = timed(lambda: ours(lock_path, work / "o-cold", work / "cache-cold"))
+        results["uv-bare cold"] = timed(lambda: uv_bare(world, lock, pylock_path, work / "u-cold", work / "uvc-cold"))
+        results["pip cold"] = timed(lambda: pip_flow(world, lock, work / "p-cold", None))
+        # warm: caches filled by a first run into another directory
+        ours(lock_path, work / "o-prime", cache)
+        results["ours warm"] = timed(lambda: ours(lock_path, work / "o-warm", cache))
+        uv_bare(world, lock, pylock_path, work / "u-prime", work / "uvc")
+        results["uv-bare warm"] = timed(lambda: uv_bare(world, lock, pylock_path, work / "u-warm", work / "uvc"))
+        pip_flow(world, lock, work / "p-prime", work / "pipc")
+        results["pip warm"] = timed(lambda: pip_flow(world, lock, work / "p-warm", work / "pipc"))
+        results["ours no-op rerun"] = timed(lambda: ours(lock_path, work / "o-warm", cache))
+
+    for name, seconds in results.items():
+        print(f"{name:18s} {seconds:7.2f} s")
+    for mode in ("warm", "cold"):
+        o, u, p = results[f"ours {mode}"], results[f"uv-bare {mode}"], results[f"pip {mode}"]
+        print(f"{mode}: ours / uv-bare = {o / u:.2f}x (target <= 1.2x); pip / ours = {p / o:.2f}x (target >= 3x)")
+    print(f"no-op rerun: {results['ours no-op rerun']:.2f} s (target < 2 s)")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
