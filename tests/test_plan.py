@@ -8,7 +8,7 @@ import pytest
 from sample_lock import make_lock as sample_lock
 
 from vllm_lock import plan
-from vllm_lock.model import BuildRecipe, Target
+from vllm_lock.model import BuildRecipe, Lock, Target
 
 GIB = plan.GIB
 
@@ -22,9 +22,9 @@ def facts(**changes) -> plan.MachineFacts:  # type: ignore[no-untyped-def]
     return plan.MachineFacts(**base)  # type: ignore[arg-type]
 
 
-def lock(**build):  # type: ignore[no-untyped-def]
+def lock(**build: object) -> Lock:
     lk = sample_lock()
-    return dataclasses.replace(lk, build=dataclasses.replace(lk.build, **build)) if build else lk
+    return dataclasses.replace(lk, build=dataclasses.replace(lk.build, **build)) if build else lk  # type: ignore[arg-type]
 
 
 def test_fine_machine_has_no_problems() -> None:
@@ -60,15 +60,15 @@ def test_max_jobs_rule() -> None:
     blackwell = lock(cuda_archs=("12.0",), target_device="cuda")
     hopper = lock(cuda_archs=("9.0",), target_device="cuda")
     # 16 CPUs, 64 GiB, NVCC_THREADS 2: Blackwell 8 GiB/process -> 8 processes -> 16 jobs
-    assert plan.choose_jobs(blackwell, facts()).max_jobs == 16
+    assert plan.choose_jobs(blackwell.build, facts()).max_jobs == 16
     # 16 GiB: 2 processes (Blackwell) vs 4 (Hopper)
-    assert plan.choose_jobs(blackwell, facts(mem_available=16 * GIB)).max_jobs == 4
-    assert plan.choose_jobs(hopper, facts(mem_available=16 * GIB)).max_jobs == 8
+    assert plan.choose_jobs(blackwell.build, facts(mem_available=16 * GIB)).max_jobs == 4
+    assert plan.choose_jobs(hopper.build, facts(mem_available=16 * GIB)).max_jobs == 8
     # tiny machine: at least one process
-    assert plan.choose_jobs(blackwell, facts(mem_available=2 * GIB, cpus=1)).max_jobs == 2
-    assert plan.choose_jobs(blackwell, facts(), max_jobs=3).max_jobs == 3
-    assert plan.choose_jobs(blackwell, facts(), nvcc_threads=8).max_jobs == 16  # 2 processes x 8
-    assert plan.choose_jobs(lock(target_device="cpu"), facts(cpus=2)).max_jobs == 2
+    assert plan.choose_jobs(blackwell.build, facts(mem_available=2 * GIB, cpus=1)).max_jobs == 2
+    assert plan.choose_jobs(blackwell.build, facts(), max_jobs=3).max_jobs == 3
+    assert plan.choose_jobs(blackwell.build, facts(), nvcc_threads=8).max_jobs == 16  # 2 processes x 8
+    assert plan.choose_jobs(lock(target_device="cpu").build, facts(cpus=2)).max_jobs == 2
 
 
 def test_build_env_from_the_lock() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -38,8 +38,8 @@ def install(
     venv: Annotated[Path, typer.Option(help="environment link (a symlink to the active generation's venv)")] = install_action.DEFAULT_VENV,
     src: Annotated[Path, typer.Option(help="source link (a symlink to the active generation's checkout)")] = install_action.DEFAULT_SRC,
     no_editable: Annotated[bool, typer.Option("--no-editable", help="install vLLM as a built wheel")] = False,
-    max_jobs: Annotated[Optional[int], typer.Option(help="MAX_JOBS (default: from CPUs and memory, or $MAX_JOBS)")] = None,
-    nvcc_threads: Annotated[Optional[int], typer.Option(help="NVCC_THREADS (default: the lock's, else 2)")] = None,
+    max_jobs: Annotated[int | None, typer.Option(help="MAX_JOBS (default: from CPUs and memory, or $MAX_JOBS)")] = None,
+    nvcc_threads: Annotated[int | None, typer.Option(help="NVCC_THREADS (default: the lock's, else 2)")] = None,
     allow_python_download: Annotated[bool, typer.Option(help="let uv download the locked Python if missing")] = False,
 ) -> None:
     """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
@@ -90,9 +90,9 @@ def rollback(
 def build_check(
     src: Annotated[Path, typer.Argument(help="a vLLM-shaped source tree")],
     python: Annotated[str, typer.Option(help="existing interpreter that already holds torch and setuptools")] = sys.executable,
-    arch: Annotated[Optional[list[str]], typer.Option(help="CUDA arch, repeatable (default 12.0)")] = None,
+    arch: Annotated[list[str] | None, typer.Option(help="CUDA arch, repeatable (default 12.0)")] = None,
     target_device: Annotated[str, typer.Option(help="VLLM_TARGET_DEVICE")] = "cuda",
-    max_jobs: Annotated[Optional[int], typer.Option(help="MAX_JOBS")] = None,
+    max_jobs: Annotated[int | None, typer.Option(help="MAX_JOBS")] = None,
     out: Annotated[Path, typer.Option(help="where the wheel, the log and the unpacked wheel go")] = Path("build-check"),
 ) -> None:
     """The install's build step and arch check on an existing environment (no venv, no lock)."""

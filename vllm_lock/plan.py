@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_lock import cuda as cuda_rules
-from vllm_lock.model import Lock
+from vllm_lock.model import BuildRecipe, Lock
 
 GIB = 1 << 30
 GIB_PER_NVCC_PROCESS = 4
@@ -97,18 +97,19 @@ def preflight_problems(lock: Lock, facts: MachineFacts, *, min_free_disk: int | 
 
 
 def choose_jobs(
-    lock: Lock, facts: MachineFacts, *, max_jobs: int | None = None, nvcc_threads: int | None = None
+    recipe: BuildRecipe, facts: MachineFacts, *, max_jobs: int | None = None, nvcc_threads: int | None = None
 ) -> Jobs:
     """MAX_JOBS and NVCC_THREADS by the rule in the module docstring; user values win."""
-    env = dict(lock.build.env)
+    env = dict(recipe.env)
+    cuda = recipe.target_device == "cuda"
     if nvcc_threads is None:
-        nvcc_threads = int(env.get("NVCC_THREADS", DEFAULT_NVCC_THREADS if is_cuda(lock) else 1))
+        nvcc_threads = int(env.get("NVCC_THREADS", DEFAULT_NVCC_THREADS if cuda else 1))
     nvcc_threads = max(1, nvcc_threads)
     mem_gib = facts.mem_available // GIB
     if max_jobs is not None:
         return Jobs(max_jobs=max(1, max_jobs), nvcc_threads=nvcc_threads, reason="set by the user")
-    if is_cuda(lock):
-        blackwell = any(float(cuda_rules.base_arch(a)) >= 10.0 for a in lock.build.cuda_archs)
+    if cuda:
+        blackwell = any(float(cuda_rules.base_arch(a)) >= 10.0 for a in recipe.cuda_archs)
         budget = GIB_PER_NVCC_PROCESS_BLACKWELL if blackwell else GIB_PER_NVCC_PROCESS
         processes = max(1, min(facts.cpus // nvcc_threads, mem_gib // budget))
         return Jobs(
@@ -124,7 +125,7 @@ def choose_jobs(
 
 
 def source_date_epoch(commit_date: str) -> int:
-    moment = dt.datetime.strptime(commit_date, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    moment = dt.datetime.strptime(commit_date, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     return int(moment.timestamp())
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import IO
 
 import vllm_lock
 from vllm_lock import codec, plan, pylock
@@ -23,7 +23,7 @@ from vllm_lock import receipt as receipts
 from vllm_lock.actions import verify as verify_action
 from vllm_lock.actions.resolve import run_stripping_script, snapshot
 from vllm_lock.errors import InstallError, IntegrityError, PreflightError
-from vllm_lock.model import Lock
+from vllm_lock.model import BuildRecipe, Lock, PatchedFile
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
 from vllm_lock.shell import generations, lockfiles
@@ -111,7 +111,7 @@ def _build_generation(
 ) -> InstallResult:
     resumed = gen.exists()
     (gen / "logs").mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     log_path = gen / "logs" / f"install-{stamp}.log"
     with log_path.open("w", encoding="utf-8") as log:
         rep = Reporter(log=log, quiet=reporter.quiet)
@@ -124,7 +124,10 @@ def _build_generation(
         return result
 
 
-def _steps(request, lock, layout, gen, editable, rep, log, log_path):  # type: ignore[no-untyped-def]
+def _steps(
+    request: InstallRequest, lock: Lock, layout: plan.Layout, gen: Path, editable: bool, rep: Reporter,
+    log: IO[str], log_path: Path,
+) -> InstallResult:
     store = Store(request.cache)
     venv = gen / "venv"
     src = gen / "src"
@@ -138,7 +141,7 @@ def _steps(request, lock, layout, gen, editable, rep, log, log_path):  # type: i
             problems = [p for p in problems if not p.startswith("Python ")]
         if problems:
             raise PreflightError("; ".join(problems))
-        jobs = plan.choose_jobs(lock, facts, max_jobs=request.max_jobs, nvcc_threads=request.nvcc_threads)
+        jobs = plan.choose_jobs(lock.build, facts, max_jobs=request.max_jobs, nvcc_threads=request.nvcc_threads)
         rep.say(f"    MAX_JOBS={jobs.max_jobs} NVCC_THREADS={jobs.nvcc_threads} ({jobs.reason})")
         if facts.nvcc:
             rep.say(f"    nvcc {facts.nvcc_version} at {facts.nvcc}")
@@ -200,7 +203,7 @@ def _steps(request, lock, layout, gen, editable, rep, log, log_path):  # type: i
     return InstallResult(generation=gen, state="installed", version=version, log=log_path)
 
 
-def check_patched(lock: Lock, got: tuple) -> None:  # type: ignore[type-arg]
+def check_patched(lock: Lock, got: tuple[PatchedFile, ...]) -> None:
     want = {f.path: f.sha256_after for f in lock.layout.patched_files}
     have = {f.path: f.sha256_after for f in got}
     if want != have:
@@ -233,7 +236,10 @@ def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tupl
     return version, found
 
 
-def make_receipt(lock, gen, editable, version, env, jobs, timings, log_path, found):  # type: ignore[no-untyped-def]
+def make_receipt(
+    lock: Lock, gen: Path, editable: bool, version: str, env: dict[str, str], jobs: plan.Jobs,
+    timings: dict[str, float], log_path: Path, found: set[str],
+) -> receipts.Receipt:
     keys = (
         "VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "VLLM_FLASH_ATTN_VERSION", "SOURCE_DATE_EPOCH",
         "CCACHE_NOHASHDIR", "TORCH_NIGHTLY", "CUDA_HOME", *dict(lock.build.env),
@@ -258,7 +264,7 @@ def make_receipt(lock, gen, editable, version, env, jobs, timings, log_path, fou
         log=str(log_path),
         venv=str(gen / "venv"),
         src=str(gen / "src"),
-        installed_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        installed_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         tool_version=vllm_lock.__version__,
         cubins=sorted(found),
     )
@@ -345,19 +351,8 @@ def build_check(request: BuildCheckRequest, reporter: Reporter) -> tuple[Path, s
 
 
 def _jobs_for_archs(request: BuildCheckRequest, facts: plan.MachineFacts) -> plan.Jobs:
-    from vllm_lock.model import BuildRecipe
-
-    fake = replace_build(BuildRecipe(cuda_archs=request.archs, target_device=request.target_device))
-    return plan.choose_jobs(fake, facts, max_jobs=request.max_jobs, nvcc_threads=request.nvcc_threads)
+    recipe = BuildRecipe(cuda_archs=request.archs, target_device=request.target_device)
+    return plan.choose_jobs(recipe, facts, max_jobs=request.max_jobs, nvcc_threads=request.nvcc_threads)
 
 
-def replace_build(recipe):  # type: ignore[no-untyped-def]
-    """A minimal stand-in exposing .build for plan.choose_jobs (which reads only lock.build)."""
-
-    class _L:
-        build = recipe
-
-    return _L()
-
-
-__all__ = ["DEFAULT_SRC", "DEFAULT_VENV", "InstallRequest", "install", "rollback", "build_check", "sys"]
+__all__ = ["DEFAULT_SRC", "DEFAULT_VENV", "InstallRequest", "build_check", "install", "rollback"]

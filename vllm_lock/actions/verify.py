@@ -94,7 +94,7 @@ def site_packages(venv: Path) -> Path:
 
 
 def installed(site: Path) -> dict[str, Dist]:
-    dists = {}
+    dists: dict[str, Dist] = {}
     for info in site.glob("*.dist-info"):
         try:
             meta = HeaderParser().parsestr((info / "METADATA").read_text(encoding="utf-8", errors="replace"))

@@ -8,6 +8,7 @@ import platform
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import IO
 from urllib.parse import unquote
 
 from vllm_lock import plan
@@ -160,7 +161,10 @@ def install_wheel_argv(python: str, wheel: Path) -> list[str]:
     ]
 
 
-def run_uv(argv: list[str], *, env: Mapping[str, str], what: str, log, on_line, timeout: float = 600) -> None:  # type: ignore[no-untyped-def]
+def run_uv(
+    argv: list[str], *, env: Mapping[str, str], what: str, log: IO[str], on_line: Callable[[str], None],
+    timeout: float = 600,
+) -> None:
     result = proc.run(argv, env=env, log=log, on_line=on_line, timeout=timeout)
     if not result.ok:
         detail = _last_error_line(result.output)
@@ -176,8 +180,8 @@ def _last_error_line(output: str) -> str:
 
 
 def build_vllm(
-    *, python: str, src: Path, env: Mapping[str, str], editable: bool, dist: Path, log, on_line,  # type: ignore[no-untyped-def]
-    log_path: Path, install: bool = True, timeout: float = 6 * 3600,
+    *, python: str, src: Path, env: Mapping[str, str], editable: bool, dist: Path, log: IO[str],
+    on_line: Callable[[str], None], log_path: Path, install: bool = True, timeout: float = 6 * 3600,
 ) -> Path | None:
     """Build vLLM from src with the given environment, no build isolation, nothing from an index.
     Editable: `uv pip install -e`. Otherwise a wheel into dist (`uv build`), then installed
