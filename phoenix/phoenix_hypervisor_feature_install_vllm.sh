@@ -135,11 +135,14 @@ _log_lines() {
     tail -n 200 "$STREAM_TAIL" >"${STREAM_TAIL}.t" && mv -f "${STREAM_TAIL}.t" "$STREAM_TAIL"
 }
 
+# What uv, git, pip and Python print when a certificate is not trusted.
+TLS_ERROR_RE='certificate verify failed|CERTIFICATE_VERIFY_FAILED|TLS certificate not trusted|invalid peer certificate|UnknownIssuer|SSL certificate problem|unable to get local issuer certificate|self[- ]signed certificate'
+
 explain_tls_failure() {
-    if grep -qiE 'certificate|ssl|tls|UnknownIssuer' "$STREAM_TAIL" 2>/dev/null; then
+    if grep -qiE "$TLS_ERROR_RE" "$STREAM_TAIL" 2>/dev/null; then
         log_error "TLS verification failed: CTID ${CTID} does not trust the certificate of an index or repository in lock '${LOCK_NAME}'."
         log_error "Install the issuing root CA into the container's system trust store (feature 'trusted_ca', or the host's proxy CA at ${PROXY_CA_FILE}); verification is never turned off."
-        grep -iE 'certificate|ssl|tls|UnknownIssuer' "$STREAM_TAIL" | tail -n 3 | while IFS= read -r line; do
+        grep -iE "$TLS_ERROR_RE" "$STREAM_TAIL" | tail -n 3 | while IFS= read -r line; do
             log_error "  ${line}"
         done
         return 0
@@ -284,6 +287,8 @@ main() {
     fi
     validate_ctid "$1"
     CTID="$1"
+    # without jq every config lookup would silently read as "absent"
+    command -v jq >/dev/null 2>&1 || log_fatal "jq is required on the host to read ${LXC_CONFIG_FILE:-phoenix_lxc_configs.json}."
     # $2 (bootstrap_ca_url) is accepted and not used: trust comes from the trusted_ca feature.
     choose_lock
 

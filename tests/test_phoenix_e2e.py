@@ -140,6 +140,23 @@ def test_build_output_streams_into_the_log_while_pct_exec_holds_it(host: ph.Host
     assert "[demo] second" in host.log()
 
 
+def test_host_proxy_ca_is_pushed_into_the_trust_store(host: ph.Host, container: ph.Container,
+                                                      world: TestWorld) -> None:
+    certs = host.phoenix / "etc" / "certs"
+    certs.mkdir(parents=True)
+    shutil.copy2(world.ca_cert, certs / "proxy_ca.crt")
+    proc = _bash(host, f'source "{host.script}"; CTID={CTID}; install_proxy_ca_certificate')
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert container.path("/usr/local/share/ca-certificates/proxy_ca.crt").read_bytes() == world.ca_cert.read_bytes()
+    assert container.path("/etc/ssl/certs/proxy_ca.pem").is_symlink()  # absolute link: read it inside
+    # the container now trusts the test world's HTTPS index through its system store
+    probe = container.exec("python3", "-c", "import urllib.request, sys; "
+                           "urllib.request.urlopen(sys.argv[1], timeout=10).read()",
+                           world.https_url(world.general_index) + "/")
+    assert probe.returncode == 0, probe.stderr
+
+
 # ---- hostile input against a real container --------------------------------------------------
 def test_hostile_lock_name_is_refused_in_a_real_container(host: ph.Host, container: ph.Container,
                                                           phoenix_lock: Path, tmp_path: Path) -> None:
@@ -169,8 +186,19 @@ def test_fresh_container_tls_failure_then_install_then_noop(
     assert "TLS verification failed" in proc.stderr, proc.stderr[-4000:]
     assert "Traceback" not in proc.stderr.split("TLS verification failed")[1]
 
-    # 2. trusted_ca installs the root; the rerun resumes and succeeds
+    # 2. trusted_ca installs the root CA; this time the build itself fails (compiler broken),
+    #    after the source checkout exists
     container.install_root_ca(world.ca_cert)
+    gcc = "/usr/bin/x86_64-linux-gnu-gcc-12"
+    assert container.exec("chmod", "a-x", gcc).returncode == 0
+    proc = host.run(CTID, "https://172.16.100.11:9000")
+    assert proc.returncode != 0
+    assert "vllm-lock install failed" in proc.stderr
+    assert "TLS verification failed" not in proc.stderr
+    assert container.exec("test", "-d", "/opt/vllm.generations").returncode == 0
+
+    # 3. the cause is fixed; the rerun resumes over what the failed run left and succeeds
+    assert container.exec("chmod", "a+x", gcc).returncode == 0
     t0 = time.monotonic()
     proc = host.run(CTID, "https://172.16.100.11:9000")
     t_install = time.monotonic() - t0
@@ -187,7 +215,7 @@ def test_fresh_container_tls_failure_then_install_then_noop(
                             "/opt/vllm-lock/locks/stable.lock.toml", "--venv", "/opt/vllm")
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
-    # 3. a second run is a quick no-op
+    # 4. a second run is a quick no-op
     calls_before = len(host.pct_calls())
     t0 = time.monotonic()
     proc = host.run(CTID, "https://172.16.100.11:9000")

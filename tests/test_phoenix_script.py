@@ -111,6 +111,16 @@ def test_missing_lock_file_fails_before_touching_the_container(host: ph.Host) ->
     assert host.pct_calls() == []
 
 
+def test_vllm_requires_the_nvidia_feature_through_templates(host: ph.Host) -> None:
+    config = ph.phoenix_config(CTID)
+    config["lxc_configs"]["911"]["features"] = []
+    host.write_config(config)
+    proc = host.run(CTID)
+    assert proc.returncode == 1
+    assert "requires the 'nvidia' feature" in proc.stderr
+    assert host.pct_calls() == []
+
+
 def test_log_lines_follow_phoenix_format(host: ph.Host) -> None:
     host.run(CTID)
     first = host.log().splitlines()[0]
