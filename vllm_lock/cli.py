@@ -87,10 +87,10 @@ def export(
 def demo(
     workdir: Annotated[Path, typer.Option(help="where the test world and results go")] = Path(".demo"),
 ) -> None:
-    """Build the bundled test world (loopback only), resolve a lock from it and show it."""
+    """On the bundled test world (loopback only): resolve -> install -> verify -> vllm --version."""
     from vllm_lock.actions import demo as demo_action
 
-    demo_action.run(workdir.resolve(), Reporter())
+    print(demo_action.run(workdir.resolve(), Reporter()))
 
 
 # Commands of the other areas register themselves on import.

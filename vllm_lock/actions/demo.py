@@ -6,9 +6,13 @@ import shutil
 import sys
 from pathlib import Path
 
+from vllm_lock.actions import install as install_action
 from vllm_lock.actions import show
+from vllm_lock.actions import verify as verify_action
 from vllm_lock.actions.resolve import ResolveRequest, resolve
+from vllm_lock.errors import InstallError
 from vllm_lock.progress import Reporter
+from vllm_lock.shell import proc
 from vllm_lock.testworld import TestWorld
 
 
@@ -16,9 +20,10 @@ def host_python() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def run(workdir: Path, reporter: Reporter) -> Path:
-    """Build a fresh test world under workdir, resolve locks/dev.lock.toml from it (target: this
-    machine's Python, so that it can be installed here) and show it."""
+def run(workdir: Path, reporter: Reporter) -> str:
+    """On a fresh test world under workdir: resolve locks/dev.lock.toml (target: this machine's
+    Python, so it installs here), show it, install it into workdir/opt/vllm (+ vllm_repo), verify
+    the environment against the lock and run `vllm --version` from it. Returns that version."""
     world_dir = workdir / "world"
     if world_dir.exists():
         shutil.rmtree(world_dir)
@@ -41,6 +46,21 @@ def run(workdir: Path, reporter: Reporter) -> Path:
         )
         lock, path, _ = resolve(request, reporter)
         show.render(lock, path)
-        return path
+        venv, src = workdir / "opt" / "vllm", workdir / "opt" / "vllm_repo"
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        install_action.install(
+            install_action.InstallRequest(lock=str(path), venv=venv, src=src, cache=request.cache), reporter
+        )
+        with reporter.step("verify"):
+            report = verify_action.verify(str(path), venv)
+            reporter.say(report.render())
+            if report.drift:
+                raise InstallError(f"{venv} does not match {path}: {report.summary()}")
+        result = proc.run([str(venv / "bin" / "vllm"), "--version"], timeout=60)
+        if not result.ok:
+            raise InstallError(f"{venv}/bin/vllm --version failed: {result.tail(3)}")
+        version = result.output.strip()
+        reporter.say(f"$ {venv}/bin/vllm --version\n{version}")
+        return version
     finally:
         world.close()
