@@ -106,7 +106,7 @@ choose_lock() {
 # =====================================================================================
 # Quiet probe: runs argv in the container, no logging, exit status only.
 ct_probe() {
-    pct exec "$CTID" -- "$@" >/dev/null 2>&1
+    pct exec "$CTID" -- "$@" </dev/null >/dev/null 2>&1
 }
 
 # Runs argv in the container and streams every output line into Phoenix's log as it arrives
@@ -118,7 +118,7 @@ run_streaming() {
     local rc=0
     log_info "[${label}] running in CTID ${CTID}: $*"
     : >"$STREAM_TAIL"
-    pct exec "$CTID" -- "$@" 2>&1 | _log_lines "$label" || rc=$?
+    pct exec "$CTID" -- "$@" </dev/null 2>&1 | _log_lines "$label" || rc=$?
     if [ "$rc" -ne 0 ]; then
         log_error "[${label}] exited with code ${rc}."
     fi
@@ -176,7 +176,7 @@ require_nvidia() {
 
 already_installed() {
     local stamp
-    stamp=$(pct exec "$CTID" -- cat "$STAMP_FILE" 2>/dev/null) || return 1
+    stamp=$(pct exec "$CTID" -- cat "$STAMP_FILE" </dev/null 2>/dev/null) || return 1
     [ "$stamp" == "${LOCK_SHA} ${LOCK_NAME}" ] || return 1
     ct_probe "${VENV_DIR}/bin/vllm" --version || return 1
     ct_probe "$TOOL_BIN" verify "$CT_LOCK" --venv "$VENV_DIR" || return 1
@@ -185,7 +185,7 @@ already_installed() {
 
 install_os_packages() {
     local status missing=() pkg
-    status=$(pct exec "$CTID" -- dpkg-query -W -f='${db:Status-Status} ${Package}\n' "${OS_PACKAGES[@]}" 2>/dev/null) || true
+    status=$(pct exec "$CTID" -- dpkg-query -W -f='${db:Status-Status} ${Package}\n' "${OS_PACKAGES[@]}" </dev/null 2>/dev/null) || true
     for pkg in "${OS_PACKAGES[@]}"; do
         if ! grep -qxF "installed ${pkg}" <<<"$status"; then
             missing+=("$pkg")
@@ -209,7 +209,7 @@ install_vllm_lock_tool() {
     if [ -f "$VLLM_LOCK_BUNDLE" ]; then
         local bundle_sha current
         bundle_sha=$(sha256sum <"$VLLM_LOCK_BUNDLE" | cut -d' ' -f1)
-        current=$(pct exec "$CTID" -- cat "$BUNDLE_STAMP" 2>/dev/null) || current=""
+        current=$(pct exec "$CTID" -- cat "$BUNDLE_STAMP" </dev/null 2>/dev/null) || current=""
         if [ "$current" == "$bundle_sha" ] && ct_probe "$TOOL_BIN" --help; then
             log_info "vllm-lock already installed in CTID ${CTID} from this bundle."
             return 0
@@ -242,7 +242,7 @@ install_vllm_lock_tool() {
 # The lock's target Python must exist in the container (uv never downloads one here).
 ensure_target_python() {
     local py
-    py=$(pct exec "$CTID" -- "$TOOL_BIN" show "$CT_LOCK" --json 2>/dev/null | jq -r '.target.python') ||
+    py=$(pct exec "$CTID" -- "$TOOL_BIN" show "$CT_LOCK" --json </dev/null 2>/dev/null | jq -r '.target.python') ||
         log_fatal "Lock '${LOCK_NAME}' is not readable by vllm-lock in CTID ${CTID}."
     if [[ ! "$py" =~ ^3\.[0-9]{1,2}$ ]]; then
         log_fatal "Lock '${LOCK_NAME}' has an unexpected target Python $(printf '%q' "$py")."

@@ -59,6 +59,8 @@ def why_unavailable() -> str | None:
         return "debootstrap is not installed (apt-get install debootstrap)"
     if not shutil.which("chroot"):
         return "chroot is not installed"
+    if not shutil.which("jq"):
+        return "jq is not installed (Phoenix's common utils need it on the host: apt-get install jq)"
     return None
 
 
