@@ -157,6 +157,30 @@ def test_host_proxy_ca_is_pushed_into_the_trust_store(host: ph.Host, container: 
     assert probe.returncode == 0, probe.stderr
 
 
+APT_STUB = """#!/bin/sh
+echo "apt-get $*" >>/root/apt-calls
+"""
+
+
+def test_only_missing_os_packages_are_installed(host: ph.Host, container: ph.Container) -> None:
+    stub = container.path("/usr/local/sbin/apt-get")  # first on the container's PATH; no network
+    stub.write_text(APT_STUB)
+    stub.chmod(0o755)
+    source = f'source "{host.script}"; CTID={CTID}; STREAM_TAIL=$(mktemp); install_os_packages'
+
+    out, err = _bash(host, source).communicate(timeout=60)
+    assert "OS packages already present" in err
+    assert not container.path("/root/apt-calls").exists()
+
+    assert container.exec("dpkg", "--purge", "--force-depends", "ninja-build").returncode == 0
+    proc = _bash(host, source)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    calls = container.path("/root/apt-calls").read_text().splitlines()
+    assert calls == ["apt-get update -q", "apt-get install -y -q --no-install-recommends ninja-build"]
+    assert "[apt] running in CTID" in host.log()
+
+
 # ---- hostile input against a real container --------------------------------------------------
 def test_hostile_lock_name_is_refused_in_a_real_container(host: ph.Host, container: ph.Container,
                                                           phoenix_lock: Path, tmp_path: Path) -> None:
@@ -204,6 +228,7 @@ def test_fresh_container_tls_failure_then_install_then_noop(
     t_install = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr[-6000:]
     assert "vLLM installed from lock 'stable'" in proc.stderr
+    assert not any("apt-get" in c for c in host.pct_calls()), "packages were preinstalled"
     build_lines = [line for line in host.log().splitlines() if "[vllm-lock] " in line]
     assert len(build_lines) > 1, "vllm-lock install output was not streamed into the log"
 
