@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,10 +30,14 @@ from vllm_lock.errors import (
 )
 from vllm_lock.model import (
     BuildRecipe,
+    ExternalSource,
+    HashOrigin,
     Layout,
     Lock,
     ModelError,
     Package,
+    PackageSource,
+    PatchedFile,
     Pin,
     Provenance,
     Target,
@@ -51,6 +56,7 @@ COMPANIONS = ("torchvision", "torchaudio")
 # Routed to the torch index only; everything else comes from the general index only.
 TORCH_INDEX_PACKAGES = ("torch", "torchvision", "torchaudio", "pytorch-triton", "triton")
 LATEST_MAX_TRIES = 10
+NightlyBuilds = dict[dt.date, nightly.WheelLink]
 
 
 def default_torch_index(channel: str, cuda: str) -> str:
@@ -121,7 +127,7 @@ def validate(request: ResolveRequest) -> tuple[Target, BuildRecipe]:
 class SourceFacts:
     vllm: VllmInput
     layout: Layout
-    external_sources: tuple
+    external_sources: tuple[ExternalSource, ...]
     runtime: tuple[str, ...]
     build: tuple[str, ...]
 
@@ -216,7 +222,9 @@ def run_stripping_script(tree: Path, argv: tuple[str, ...], python: str = sys.ex
     return proc.run([python, *argv], cwd=tree, timeout=120)
 
 
-def strip_and_read(tree: Path, detected: layout_rules.DetectedLayout, reporter: Reporter):  # type: ignore[no-untyped-def]
+def strip_and_read(
+    tree: Path, detected: layout_rules.DetectedLayout, reporter: Reporter
+) -> tuple[tuple[PatchedFile, ...], tuple[str, ...], tuple[str, ...]]:
     before = snapshot(tree)
     argv = (detected.stripping_script, "--prefix") if detected.stripping_mode == "prefix" else (detected.stripping_script,)
     result = run_stripping_script(tree, argv)
@@ -306,7 +314,9 @@ def resolve_packages(
     return _resolve_nightly(request, target, source, wanted, builds, companion_builds, reporter)
 
 
-def nightly_pins(date: dt.date, builds: dict, companion_builds: dict) -> list[str]:  # type: ignore[type-arg]
+def nightly_pins(
+    date: dt.date, builds: NightlyBuilds, companion_builds: dict[str, NightlyBuilds]
+) -> list[str]:
     """uv requirements for the torch of `date`: torch exactly, each companion within the
     nightlies built that day or the next (uv picks the one whose metadata pins this torch)."""
     torch_wheel = builds[date]
@@ -321,7 +331,15 @@ def nightly_pins(date: dt.date, builds: dict, companion_builds: dict) -> list[st
     return pins
 
 
-def _resolve_nightly(request, target, source, date, builds, companion_builds, reporter):  # type: ignore[no-untyped-def]
+def _resolve_nightly(
+    request: ResolveRequest,
+    target: Target,
+    source: SourceFacts,
+    date: dt.date,
+    builds: NightlyBuilds,
+    companion_builds: dict[str, NightlyBuilds],
+    reporter: Reporter,
+) -> tuple[TorchInput, str]:
     torch_wheel = builds[date]
     pins = nightly_pins(date, builds, companion_builds)
     reporter.say(f"    torch nightly {date}: {torch_wheel.version}")
@@ -345,9 +363,15 @@ def _resolve_nightly(request, target, source, date, builds, companion_builds, re
     return torch_input, pylock
 
 
-def _resolve_release(request, target, source, torch_wheels, reporter):  # type: ignore[no-untyped-def]
-    releases = nightly.release_versions(torch_wheels, cuda=request.cuda, target=target)
-    wanted = request.torch_version.split("+")[0]
+def _resolve_release(
+    request: ResolveRequest,
+    target: Target,
+    source: SourceFacts,
+    torch_links: tuple[nightly.Link, ...],
+    reporter: Reporter,
+) -> tuple[TorchInput, str]:
+    releases = nightly.release_versions(torch_links, cuda=request.cuda, target=target)
+    wanted = (request.torch_version or "").split("+")[0]
     if wanted not in releases:
         known = sorted(releases, key=Version)
         near = ", ".join(known[-5:]) or "none"
@@ -399,7 +423,9 @@ def compile_requirements(source: SourceFacts, torch_pins: list[str], triton: str
     return list(dict.fromkeys(requirements))
 
 
-def compile_set(request, target, source, torch_pins, reporter) -> str:  # type: ignore[no-untyped-def]
+def compile_set(
+    request: ResolveRequest, target: Target, source: SourceFacts, torch_pins: list[str], reporter: Reporter
+) -> str:
     triton = "pytorch-triton" if request.torch_channel == "nightly" else "triton"
     requirements = compile_requirements(source, torch_pins, triton)
     with tempfile.TemporaryDirectory(prefix="vllm-lock-compile-") as tmp:
@@ -456,7 +482,7 @@ def hash_packages(pylock: str, request: ResolveRequest, pages: IndexPages, repor
         if len(wheels) != 1:
             raise ResolutionError(f"{name}: expected exactly one wheel for the target, uv gave {len(wheels)}")
         wheel = wheels[0]
-        source = "torch" if name in TORCH_INDEX_PACKAGES else "general"
+        source: PackageSource = "torch" if name in TORCH_INDEX_PACKAGES else "general"
         url = wheel["url"]
         filename = unquote(wheel.get("name") or url.rsplit("/", 1)[-1])
         if source == "torch":
@@ -471,7 +497,7 @@ def hash_packages(pylock: str, request: ResolveRequest, pages: IndexPages, repor
             sha256, size = wheel.get("hashes", {}).get("sha256"), wheel.get("size")
             if not sha256:
                 raise ResolutionError(f"{name}: the general index publishes no sha256 for {filename}")
-        origin = "index" if sha256 else "downloaded"
+        origin: HashOrigin = "index" if sha256 else "downloaded"
         if not sha256 or not size:
             reporter.say(f"    downloading {filename} to hash it (the index publishes no {'hash' if not sha256 else 'size'})")
             sha256, size, _ = store.fetch(url, filename, expected_sha256=sha256, on_progress=_progress(reporter, filename))
@@ -490,7 +516,7 @@ def hash_packages(pylock: str, request: ResolveRequest, pages: IndexPages, repor
     return tuple(sorted(packages, key=lambda p: p.name))
 
 
-def _progress(reporter: Reporter, filename: str):  # type: ignore[no-untyped-def]
+def _progress(reporter: Reporter, filename: str) -> Callable[[int, int | None], None]:
     marks: set[int] = set()
 
     def show(done: int, total: int | None) -> None:

@@ -57,8 +57,8 @@ def _git(args: list[str], *, cwd: Path | None = None, what: str, url: str, retri
             )
             return str(result)
         except GitCommandError as exc:
-            last = (exc.stderr or str(exc)).strip().splitlines()[-1:] or [str(exc)]
-            last_line = last[0].strip().removeprefix("stderr: ").strip("'")
+            lines = (exc.stderr or str(exc)).strip().splitlines()[-1:] or [str(exc)]
+            last_line = lines[0].strip().removeprefix("stderr: ").strip("'")
             if not any(h in last_line.lower() for h in _UNREACHABLE_HINTS):
                 raise
             last = last_line

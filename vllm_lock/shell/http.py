@@ -71,7 +71,8 @@ def _open(url: str, accept: str | None = None):  # type: ignore[no-untyped-def]
 
 def get_text(url: str, accept: str | None = None) -> str:
     with _open(url, accept) as response:
-        return response.read().decode("utf-8", errors="replace")
+        body: bytes = response.read()
+    return body.decode("utf-8", errors="replace")
 
 
 def download(url: str, dest: Path, on_progress: Callable[[int, int | None], None] | None = None) -> Downloaded:

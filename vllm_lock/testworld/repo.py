@@ -12,7 +12,7 @@ from pathlib import Path
 from .repo_files import OLD, PREFIX, TOOLS, RepoState, repo_files
 
 AUTHOR = ("vLLM Test World", "testworld@vllm-lock.invalid")
-START = dt.datetime(2026, 11, 1, 9, 0, 0, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 11, 1, 9, 0, 0, tzinfo=dt.UTC)
 
 FA_OLD = "1c2624e53c078854e0637ee566c72fe2107e75f4"
 FA_NEW = "4e1bb7c4cf4d7a8c9b1a6d1e8f3a2b5c6d7e8f90"

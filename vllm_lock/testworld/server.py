@@ -174,7 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
         store = self.store
         store.log(self.command, self.path)
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-        host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
+        port = self.server.server_address[1]  # type: ignore[index]  # always (host, port) for AF_INET
+        host = self.headers.get("Host") or f"127.0.0.1:{port}"
         base = f"{self.scheme}://{host}"
         data = store.file_bytes(path)
         if data is not None:
