@@ -220,3 +220,13 @@ def test_no_editable_installs_a_wheel(base, tmp_path) -> None:  # type: ignore[n
     assert gen.name.endswith("-wheel") and list((gen / "dist").glob("vllm-*.whl"))
     site = next((opt / "vllm" / "lib").glob("python3*/site-packages"))
     assert list((site / "vllm").glob("_C*.so"))
+
+
+def test_damaged_generation_is_rebuilt_not_skipped(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    opt = tmp_path / "opt"
+    assert cli(*install_args(base["path"], opt), cache=base["cache"]).returncode == 0
+    (opt / "vllm" / "bin" / "vllm").unlink()
+    result = cli(*install_args(base["path"], opt), cache=base["cache"])
+    assert result.returncode == 0, result.stderr
+    assert "nothing to do" not in result.stderr
+    assert f"g{base['lock'].vllm.commit[:9]}" in vllm_version(opt)

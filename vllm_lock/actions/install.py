@@ -92,6 +92,7 @@ def _links_ok(layout: plan.Layout, gen: Path) -> bool:
         layout.src_link.is_symlink()
         and Path(os.readlink(layout.src_link)) == gen / "src"
         and (layout.venv_link / "bin" / "python").exists()
+        and (layout.venv_link / "bin" / "vllm").exists()  # a damaged generation is rebuilt, not skipped
     )
 
 
