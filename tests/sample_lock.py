@@ -1,13 +1,13 @@
-"""A hand-built Lock for pure tests of the core (no I/O). Not a fixture file for locks/."""
+"""Hand-built locks for the pure tests (no I/O). Never a lock for locks/."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any
 
 from vllm_lock.model import (
     BuildRecipe,
-    ExternalSource,
     Layout,
     Lock,
     Package,
@@ -19,72 +19,85 @@ from vllm_lock.model import (
     VllmInput,
 )
 
+REPO = "https://github.com/vllm-project/vllm.git"
+C1 = "1" * 40
+C2 = "2" * 40
 
-def make_lock(**overrides: Any) -> Lock:
+
+def sha(seed: str) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()
+
+
+def package(name: str, version: str, seed: str = "", source: str = "general") -> Package:
+    return Package(
+        name=name,
+        version=version,
+        source=source,  # type: ignore[arg-type]
+        filename=f"{name.replace('-', '_')}-{version}-py3-none-any.whl",
+        url=f"https://files.example/{name}-{version}.whl",
+        size=100,
+        sha256=sha(f"{name}-{version}-{seed}"),
+        hash_origin="index",
+    )
+
+
+def torch_packages(date: str) -> tuple[Package, ...]:
+    d = date.replace("-", "")
+    return (
+        package("pytorch-triton", "3.5.0+gitabcdef12", source="torch"),
+        package("torch", f"2.10.0.dev{d}+cu128", source="torch"),
+        package("torchaudio", f"2.10.0.dev{d}+cu128", source="torch"),
+        package("torchvision", f"0.25.0.dev{d}+cu128", source="torch"),
+    )
+
+
+def make_lock(
+    *,
+    name: str = "dev",
+    commit: str = C1,
+    commit_date: str = "2026-11-20T10:00:00Z",
+    ref: str = "main",
+    torch_date: str = "2026-11-05",
+    requested: str = "latest",
+    url: str = REPO,
+    extra: tuple[Package, ...] = (package("filelock", "3.20.0"), package("packaging", "25.0")),
+    archs: tuple[str, ...] = ("12.0",),
+    **overrides: Any,
+) -> Lock:
+    """A valid lock; keyword overrides replace whole fields (dataclasses.replace)."""
+    d = torch_date.replace("-", "")
+    packages = tuple(sorted((*extra, *torch_packages(torch_date)), key=lambda p: p.name))
     lock = Lock(
-        name="dev",
+        name=name,
         phase="development",
-        vllm=VllmInput(
-            url="https://github.com/vllm-project/vllm.git",
-            ref="main",
-            commit="a" * 40,
-            commit_date="2026-11-20T10:00:00Z",
-        ),
+        vllm=VllmInput(url=url, ref=ref, commit=commit, commit_date=commit_date),
         torch=TorchInput(
             channel="nightly",
-            requested="latest",
+            requested=requested,
             cuda="cu128",
             index="https://download.pytorch.org/whl/nightly/cu128",
-            version="2.10.0.dev20261112+cu128",
-            date="2026-11-12",
+            version=f"2.10.0.dev{d}+cu128",
+            date=torch_date,
             companions=(
-                Pin(name="torchvision", version="0.25.0.dev20261112+cu128"),
-                Pin(name="torchaudio", version="2.10.0.dev20261112+cu128"),
+                Pin(name="torchvision", version=f"0.25.0.dev{d}+cu128"),
+                Pin(name="torchaudio", version=f"2.10.0.dev{d}+cu128"),
+                Pin(name="pytorch-triton", version="3.5.0+gitabcdef12"),
             ),
         ),
         general_index="https://pypi.org/simple",
         target=Target(python="3.12", platform="x86_64-manylinux_2_28"),
-        build=BuildRecipe(cuda_archs=("12.0",), flash_attn_version="2"),
+        build=BuildRecipe(cuda_archs=archs),
         layout=Layout(
-            stripping_script="tools/use_existing_torch.py",
-            stripping_mode="prefix",
+            stripping_script="use_existing_torch.py",
+            stripping_mode="default",
             runtime_requirements="requirements/cuda.txt",
-            build_requirements="requirements/build/cuda.txt",
-            patched_files=(PatchedFile(path="requirements/cuda.txt", sha256_before="1" * 64, sha256_after="2" * 64),),
-            runtime_set=("filelock", "typing-extensions>=4.10"),
-            build_set=("setuptools<80,>=77", "wheel"),
+            build_requirements="requirements/build.txt",
+            patched_files=(PatchedFile(path="requirements/cuda.txt", sha256_before=sha("a"), sha256_after=sha("b")),),
+            runtime_set=("filelock>=3",),
+            build_set=("packaging>=24",),
         ),
-        external_sources=(
-            ExternalSource(
-                name="cutlass",
-                repository="https://github.com/nvidia/cutlass.git",
-                ref="v4.2.1",
-                ref_kind="tag",
-                declared_in="CMakeLists.txt",
-            ),
-        ),
-        packages=(
-            Package(
-                name="filelock",
-                version="3.16.1",
-                source="general",
-                filename="filelock-3.16.1-py3-none-any.whl",
-                url="https://files.pythonhosted.org/filelock-3.16.1-py3-none-any.whl",
-                size=16163,
-                sha256="3" * 64,
-                hash_origin="index",
-            ),
-            Package(
-                name="torch",
-                version="2.10.0.dev20261112+cu128",
-                source="torch",
-                filename="torch-2.10.0.dev20261112+cu128-cp312-cp312-manylinux_2_28_x86_64.whl",
-                url="https://download-r2.pytorch.org/whl/nightly/cu128/torch-2.10.0.dev20261112%2Bcu128-cp312-cp312-manylinux_2_28_x86_64.whl",
-                size=900_000_000,
-                sha256="4" * 64,
-                hash_origin="downloaded",
-            ),
-        ),
-        provenance=Provenance(tool_version="0.1.0", uv_version="0.13.9", resolved_at="2026-11-26T12:00:00Z"),
+        external_sources=(),
+        packages=packages,
+        provenance=Provenance(tool_version="0.1.0", uv_version="0.9.0", resolved_at="2026-11-20T12:00:00Z"),
     )
     return dataclasses.replace(lock, **overrides)

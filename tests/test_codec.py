@@ -3,21 +3,30 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from sample_lock import make_lock
+from sample_lock import C1, C2, make_lock
 
 from vllm_lock import codec
 from vllm_lock.errors import ExitCode, LockInvalidError
-from vllm_lock.model import BuildRecipe, Provenance
+from vllm_lock.model import BuildRecipe, ExternalSource, Provenance
+
+CUTLASS = ExternalSource(
+    name="cutlass", repository="https://github.com/nvidia/cutlass.git", ref="v4.2.1", ref_kind="tag",
+    declared_in="CMakeLists.txt",
+)
+
+
+def lock_with_sources():  # type: ignore[no-untyped-def]
+    return make_lock(external_sources=(CUTLASS,))
 
 
 def test_round_trip_is_identity() -> None:
-    lock = make_lock()
+    lock = lock_with_sources()
     assert codec.loads(codec.dumps(lock)) == lock
 
 
 def test_dumps_is_deterministic_and_ordered() -> None:
-    text = codec.dumps(make_lock())
-    assert text == codec.dumps(make_lock())
+    text = codec.dumps(lock_with_sources())
+    assert text == codec.dumps(lock_with_sources())
     order = [text.index(key) for key in ("\nlock-version", "\ncontent-hash", "[inputs.vllm.original]", "[target]",
                                           "[build]", "[layout]", "[[external-sources]]", "[[packages]]", "[provenance]")]
     assert order == sorted(order)
@@ -26,12 +35,12 @@ def test_dumps_is_deterministic_and_ordered() -> None:
 def test_original_and_locked_kept_apart() -> None:
     text = codec.dumps(make_lock())
     assert '[inputs.vllm.original]\nurl = "https://github.com/vllm-project/vllm.git"\nref = "main"' in text
-    assert f'[inputs.vllm.locked]\ncommit = "{"a" * 40}"' in text
-    assert 'requested = "latest"' in text and 'version = "2.10.0.dev20261112+cu128"' in text
+    assert f'[inputs.vllm.locked]\ncommit = "{C1}"' in text
+    assert 'requested = "latest"' in text and 'version = "2.10.0.dev20261105+cu128"' in text
 
 
 def test_hand_edit_is_detected() -> None:
-    text = codec.dumps(make_lock()).replace('version = "3.16.1"', 'version = "3.16.2"')
+    text = codec.dumps(make_lock()).replace('version = "25.0"', 'version = "25.1"')
     with pytest.raises(LockInvalidError, match="content-hash mismatch") as err:
         codec.loads(text, origin="dev.lock.toml")
     assert err.value.exit_code == ExitCode.LOCK_INVALID
@@ -45,8 +54,8 @@ def test_hand_edit_is_detected() -> None:
         (lambda t: t.replace("lock-version = 1", 'lock-version = "1"'), "unknown lock-version '1'"),
         (lambda t: t + "\n[[[broken", "not valid TOML"),
         (lambda t: t.replace('phase = "development"', 'phase = "development"\nsurprise = 1'), "unknown key surprise"),
-        (lambda t: t.replace("size = 16163", 'size = "big"'), r"packages\[0\].size must be int"),
-        (lambda t: t.replace(f'commit = "{"a" * 40}"', 'commit = "main"'), "not a 40-hex SHA"),
+        (lambda t: t.replace("size = 100", 'size = "big"', 1), r"packages\[0\].size must be int"),
+        (lambda t: t.replace(f'commit = "{C1}"', 'commit = "main"'), "not a 40-hex SHA"),
         (lambda t: t.replace('[target]\npython = "3.12"\n', "[target]\n"), "missing key target.python"),
     ],
 )
@@ -57,7 +66,7 @@ def test_malformed_locks_name_the_problem(mutate, message) -> None:  # type: ign
 
 def test_content_hash_covers_everything_but_itself() -> None:
     base = codec.content_hash(make_lock())
-    later = make_lock(provenance=Provenance(tool_version="0.1.0", uv_version="0.13.9", resolved_at="2026-11-27T00:00:00Z"))
+    later = make_lock(provenance=Provenance(tool_version="0.1.0", uv_version="0.9.0", resolved_at="2026-11-27T00:00:00Z"))
     assert codec.content_hash(later) != base
     assert base.startswith("sha256:") and len(base) == 7 + 64
 
@@ -77,9 +86,9 @@ def test_build_identity_follows_archs_packages_and_commit() -> None:
     lock = make_lock()
     identity = codec.build_identity(lock)
     assert codec.build_identity(make_lock(build=BuildRecipe(cuda_archs=("10.0", "12.0")))) != identity
-    assert codec.build_identity(make_lock(vllm=dataclasses.replace(lock.vllm, commit="b" * 40))) != identity
+    assert codec.build_identity(make_lock(commit=C2)) != identity
     changed_pkg = dataclasses.replace(lock.packages[0], sha256="5" * 64)
-    assert codec.build_identity(make_lock(packages=(changed_pkg, lock.packages[1]))) != identity
+    assert codec.build_identity(make_lock(packages=(changed_pkg, *lock.packages[1:]))) != identity
 
 
 def test_max_jobs_cannot_enter_the_recipe() -> None:

@@ -1,112 +1,15 @@
-"""Pure tests of diffing and render_diff, with hand-built locks (no I/O).
-
-make_lock here is also used by the other lifecycle tests."""
+"""Pure tests of diffing and render_diff, with hand-built locks (no I/O)."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 
 import pytest
+from sample_lock import C1, C2, make_lock, package
 
 from vllm_lock import diffing, render_diff
 from vllm_lock.diffing import CommitHistory, diff_locks
-from vllm_lock.model import (
-    BuildRecipe,
-    Layout,
-    Lock,
-    Package,
-    PatchedFile,
-    Pin,
-    Provenance,
-    Target,
-    TorchInput,
-    VllmInput,
-)
-
-REPO = "https://github.com/vllm-project/vllm.git"
-C1 = "1" * 40
-C2 = "2" * 40
-
-
-def sha(seed: str) -> str:
-    return hashlib.sha256(seed.encode()).hexdigest()
-
-
-def package(name: str, version: str, seed: str = "", source: str = "general") -> Package:
-    return Package(
-        name=name,
-        version=version,
-        source=source,  # type: ignore[arg-type]
-        filename=f"{name.replace('-', '_')}-{version}-py3-none-any.whl",
-        url=f"https://files.example/{name}-{version}.whl",
-        size=100,
-        sha256=sha(f"{name}-{version}-{seed}"),
-        hash_origin="index",
-    )
-
-
-def torch_packages(date: str) -> tuple[Package, ...]:
-    d = date.replace("-", "")
-    return (
-        package("pytorch-triton", "3.5.0+gitabcdef12", source="torch"),
-        package("torch", f"2.10.0.dev{d}+cu128", source="torch"),
-        package("torchaudio", f"2.10.0.dev{d}+cu128", source="torch"),
-        package("torchvision", f"0.25.0.dev{d}+cu128", source="torch"),
-    )
-
-
-def make_lock(
-    *,
-    name: str = "dev",
-    commit: str = C1,
-    commit_date: str = "2026-11-20T10:00:00Z",
-    ref: str = "main",
-    torch_date: str = "2026-11-05",
-    requested: str = "latest",
-    url: str = REPO,
-    extra: tuple[Package, ...] = (package("filelock", "3.20.0"), package("packaging", "25.0")),
-    archs: tuple[str, ...] = ("12.0",),
-) -> Lock:
-    d = torch_date.replace("-", "")
-    packages = tuple(sorted((*extra, *torch_packages(torch_date)), key=lambda p: p.name))
-    return Lock(
-        name=name,
-        phase="development",
-        vllm=VllmInput(url=url, ref=ref, commit=commit, commit_date=commit_date),
-        torch=TorchInput(
-            channel="nightly",
-            requested=requested,
-            cuda="cu128",
-            index="https://download.pytorch.org/whl/nightly/cu128",
-            version=f"2.10.0.dev{d}+cu128",
-            date=torch_date,
-            companions=(
-                Pin(name="torchvision", version=f"0.25.0.dev{d}+cu128"),
-                Pin(name="torchaudio", version=f"2.10.0.dev{d}+cu128"),
-                Pin(name="pytorch-triton", version="3.5.0+gitabcdef12"),
-            ),
-        ),
-        general_index="https://pypi.org/simple",
-        target=Target(python="3.12", platform="x86_64-manylinux_2_28"),
-        build=BuildRecipe(cuda_archs=archs),
-        layout=Layout(
-            stripping_script="use_existing_torch.py",
-            stripping_mode="default",
-            runtime_requirements="requirements/cuda.txt",
-            build_requirements="requirements/build.txt",
-            patched_files=(PatchedFile(path="requirements/cuda.txt", sha256_before=sha("a"), sha256_after=sha("b")),),
-            runtime_set=("filelock>=3",),
-            build_set=("packaging>=24",),
-        ),
-        external_sources=(),
-        packages=packages,
-        provenance=Provenance(tool_version="0.1.0", uv_version="0.9.0", resolved_at="2026-11-20T12:00:00Z"),
-    )
-
-
-
 
 # ---------------------------------------------------------------- equality and notes
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import git
 import pytest
-from test_diffing import C1, C2, make_lock
+from sample_lock import C1, C2, make_lock
 from typer.testing import CliRunner
 
 from vllm_lock import codec

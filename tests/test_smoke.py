@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_diffing import make_lock
+from sample_lock import make_lock
 from typer.testing import CliRunner
 
 from vllm_lock import codec

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_diffing import C1, make_lock
+from sample_lock import C1, make_lock
 from typer.testing import CliRunner
 
 from vllm_lock.actions import update as update_action
