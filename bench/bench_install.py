@@ -10,16 +10,19 @@
              the test world's indexes)
 
 Warm: the tool's own caches already filled by an earlier run of the same flow (another
-target directory). Cold: empty caches. Also the no-op rerun of ours.
+target directory); the median of --repeat runs, each into a new directory. Cold: empty caches,
+one run. Also the no-op rerun of ours (median).
 
-    .venv/bin/python bench/bench_install.py [--workdir DIR]
+    .venv/bin/python bench/bench_install.py [--workdir DIR] [--repeat N]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +48,11 @@ def timed(fn) -> float:  # type: ignore[no-untyped-def]
     start = time.monotonic()
     fn()
     return time.monotonic() - start
+
+
+def median_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
+    """fn(i) for i in range(repeat), timed; the median (one slow outlier does not decide a ratio)."""
+    return statistics.median(timed(functools.partial(fn, i)) for i in range(repeat))
 
 
 def ours(lock: Path, opt: Path, cache: Path) -> None:
@@ -94,6 +102,7 @@ def pip_flow(world: TestWorld, lock, dest: Path, pip_cache: Path | None) -> None
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--repeat", type=int, default=3, help="warm runs per flow (median reported)")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-install-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -114,19 +123,21 @@ def main() -> None:
         results["uv-bare cold"] = timed(lambda: uv_bare(world, lock, pylock_path, work / "u-cold", work / "uvc-cold"))
         results["pip cold"] = timed(lambda: pip_flow(world, lock, work / "p-cold", None))
         # warm: caches filled by a first run into another directory
+        n = args.repeat
         ours(lock_path, work / "o-prime", cache)
-        results["ours warm"] = timed(lambda: ours(lock_path, work / "o-warm", cache))
+        results["ours warm"] = median_of(n, lambda i: ours(lock_path, work / f"o-warm{i}", cache))
         uv_bare(world, lock, pylock_path, work / "u-prime", work / "uvc")
-        results["uv-bare warm"] = timed(lambda: uv_bare(world, lock, pylock_path, work / "u-warm", work / "uvc"))
+        results["uv-bare warm"] = median_of(n, lambda i: uv_bare(world, lock, pylock_path, work / f"u-warm{i}", work / "uvc"))
         pip_flow(world, lock, work / "p-prime", work / "pipc")
-        results["pip warm"] = timed(lambda: pip_flow(world, lock, work / "p-warm", work / "pipc"))
-        results["ours no-op rerun"] = timed(lambda: ours(lock_path, work / "o-warm", cache))
+        results["pip warm"] = median_of(n, lambda i: pip_flow(world, lock, work / f"p-warm{i}", work / "pipc"))
+        results["ours no-op rerun"] = median_of(n, lambda i: ours(lock_path, work / "o-warm0", cache))
 
     for name, seconds in results.items():
         print(f"{name:18s} {seconds:7.2f} s")
     for mode in ("warm", "cold"):
         o, u, p = results[f"ours {mode}"], results[f"uv-bare {mode}"], results[f"pip {mode}"]
         print(f"{mode}: ours / uv-bare = {o / u:.2f}x (target <= 1.2x); pip / ours = {p / o:.2f}x (target >= 3x)")
+    print(f"warm figures: median of {args.repeat} runs")
     print(f"no-op rerun: {results['ours no-op rerun']:.2f} s (target < 2 s)")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)

@@ -8,23 +8,23 @@ from typing import Annotated
 
 import typer
 
-from vllm_lock.actions import resolve as resolve_action
-from vllm_lock.actions import show as show_action
+from vllm_lock import defaults
 from vllm_lock.cli_app import app, command
 from vllm_lock.progress import Reporter
-from vllm_lock.shell import lockfiles
 
+# Actions are imported inside the commands: a command loads only what it runs (startup time
+# counts in every install, and a no-op install must stay well under 2 s).
 
 @command()
 def resolve(
-    repo: Annotated[str, typer.Option(help="vLLM git repository URL")] = resolve_action.DEFAULT_REPO,
+    repo: Annotated[str, typer.Option(help="vLLM git repository URL")] = defaults.DEFAULT_REPO,
     ref: Annotated[str, typer.Option(help="branch, tag or commit SHA")] = "main",
     torch_channel: Annotated[str, typer.Option(help="nightly or release")] = "nightly",
     torch_date: Annotated[str, typer.Option(help="nightly date YYYY-MM-DD or 'latest'")] = "latest",
     torch_version: Annotated[str | None, typer.Option(help="release version, e.g. 2.9.1")] = None,
     cuda: Annotated[str, typer.Option(help="CUDA variant of the torch index")] = "cu128",
     torch_index: Annotated[str | None, typer.Option(help="torch index URL (default: PyTorch's for channel+cuda)")] = None,
-    index: Annotated[str, typer.Option(help="general package index (everything but the torch family)")] = resolve_action.DEFAULT_GENERAL_INDEX,
+    index: Annotated[str, typer.Option(help="general package index (everything but the torch family)")] = defaults.DEFAULT_GENERAL_INDEX,
     arch: Annotated[list[str] | None, typer.Option(help="CUDA arch to build, repeatable (default 12.0)")] = None,
     python: Annotated[str, typer.Option(help="target Python")] = "3.12",
     platform: Annotated[str, typer.Option(help="target platform, e.g. x86_64-manylinux_2_28")] = "x86_64-manylinux_2_28",
@@ -36,6 +36,8 @@ def resolve(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the lock here instead")] = None,
 ) -> None:
     """Resolve a (vLLM commit, torch nightly, build deps) tuple into a hashed lock."""
+    from vllm_lock.actions import resolve as resolve_action
+
     request = resolve_action.ResolveRequest(
         repo=repo,
         ref=ref,
@@ -66,6 +68,9 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Print a lock's tuple and a package summary."""
+    from vllm_lock.actions import show as show_action
+    from vllm_lock.shell import lockfiles
+
     loaded, path = lockfiles.read(lock)
     if as_json:
         print(json.dumps(show_action.summary(loaded, path), indent=2))
@@ -79,6 +84,8 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="default: pylock.<name>.toml beside the lock")] = None,
 ) -> None:
     """Write the lock's Python layer as a PEP 751 pylock (uv pip sync accepts it)."""
+    from vllm_lock.actions import show as show_action
+
     path = show_action.export(lock, output)
     print(path)
 

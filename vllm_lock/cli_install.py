@@ -9,12 +9,10 @@ from typing import Annotated
 
 import typer
 
-from vllm_lock.actions import install as install_action
-from vllm_lock.actions import verify as verify_action
 from vllm_lock.cli_app import command
+from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import ExitCode, UsageError, VllmLockError
 from vllm_lock.progress import Reporter
-from vllm_lock.shell.store import cache_root
 
 
 def _min_free_disk() -> int | None:
@@ -35,14 +33,17 @@ def _env_int(name: str) -> int | None:
 @command()
 def install(
     lock: Annotated[str, typer.Argument(help="lock path or name in locks/")],
-    venv: Annotated[Path, typer.Option(help="environment link (a symlink to the active generation's venv)")] = install_action.DEFAULT_VENV,
-    src: Annotated[Path, typer.Option(help="source link (a symlink to the active generation's checkout)")] = install_action.DEFAULT_SRC,
+    venv: Annotated[Path, typer.Option(help="environment link (a symlink to the active generation's venv)")] = DEFAULT_VENV,
+    src: Annotated[Path, typer.Option(help="source link (a symlink to the active generation's checkout)")] = DEFAULT_SRC,
     no_editable: Annotated[bool, typer.Option("--no-editable", help="install vLLM as a built wheel")] = False,
     max_jobs: Annotated[int | None, typer.Option(help="MAX_JOBS (default: from CPUs and memory, or $MAX_JOBS)")] = None,
     nvcc_threads: Annotated[int | None, typer.Option(help="NVCC_THREADS (default: the lock's, else 2)")] = None,
     allow_python_download: Annotated[bool, typer.Option(help="let uv download the locked Python if missing")] = False,
 ) -> None:
     """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
+    from vllm_lock.actions import install as install_action
+    from vllm_lock.shell.store import cache_root
+
     result = install_action.install(
         install_action.InstallRequest(
             lock=lock,
@@ -63,10 +64,12 @@ def install(
 @command()
 def verify(
     lock: Annotated[str, typer.Argument(help="lock path or name in locks/")],
-    venv: Annotated[Path, typer.Option(help="environment to check")] = install_action.DEFAULT_VENV,
+    venv: Annotated[Path, typer.Option(help="environment to check")] = DEFAULT_VENV,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> int:
     """Compare an installed environment with its lock: exit 0 clean, 1 drift, 2 error."""
+    from vllm_lock.actions import verify as verify_action
+
     try:
         report = verify_action.verify(lock, venv)
     except VllmLockError as exc:
@@ -78,10 +81,12 @@ def verify(
 
 @command()
 def rollback(
-    venv: Annotated[Path, typer.Option(help="environment link")] = install_action.DEFAULT_VENV,
-    src: Annotated[Path, typer.Option(help="source link")] = install_action.DEFAULT_SRC,
+    venv: Annotated[Path, typer.Option(help="environment link")] = DEFAULT_VENV,
+    src: Annotated[Path, typer.Option(help="source link")] = DEFAULT_SRC,
 ) -> None:
     """Switch --venv/--src back to the generation that was active before the current one."""
+    from vllm_lock.actions import install as install_action
+
     target = install_action.rollback(venv, src, Reporter())
     print(f"{venv}: rolled back to generation {target.name}")
 
@@ -96,6 +101,8 @@ def build_check(
     out: Annotated[Path, typer.Option(help="where the wheel, the log and the unpacked wheel go")] = Path("build-check"),
 ) -> None:
     """The install's build step and arch check on an existing environment (no venv, no lock)."""
+    from vllm_lock.actions import install as install_action
+
     wheel, found = install_action.build_check(
         install_action.BuildCheckRequest(
             src=src, python=python, archs=tuple(arch or ("12.0",)), target_device=target_device,

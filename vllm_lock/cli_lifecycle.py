@@ -8,12 +8,8 @@ from typing import Annotated
 
 import typer
 
-from vllm_lock import render_diff
-from vllm_lock.actions import diff as diff_action
-from vllm_lock.actions import promote as promote_action
-from vllm_lock.actions import smoke as smoke_action
-from vllm_lock.actions import update as update_action
 from vllm_lock.cli_app import command
+from vllm_lock.defaults import DEFAULT_VENV, MAX_SUBJECTS
 from vllm_lock.errors import ExitCode, UsageError, VllmLockError
 from vllm_lock.progress import Reporter
 
@@ -25,6 +21,8 @@ def update(
     torch: Annotated[bool, typer.Option("--torch", help="move only torch `latest`")] = False,
 ) -> None:
     """Re-resolve only the floating inputs (a branch ref, torch `latest`); print old -> new."""
+    from vllm_lock.actions import update as update_action
+
     result = update_action.update(name, vllm=vllm, torch=torch, reporter=Reporter())
     for line in update_action.report_lines(result):
         print(line)
@@ -35,9 +33,12 @@ def diff(
     a: Annotated[str, typer.Argument(help="lock A (old): name in locks/ or a path")],
     b: Annotated[str, typer.Argument(help="lock B (new): name in locks/ or a path")],
     fmt: Annotated[str, typer.Option("--format", help="text, json or markdown")] = "text",
-    max_commits: Annotated[int, typer.Option(help="commit subjects to list")] = diff_action.MAX_SUBJECTS,
+    max_commits: Annotated[int, typer.Option(help="commit subjects to list")] = MAX_SUBJECTS,
 ) -> int:
     """Semantic diff of two locks. Exit 0 equal, 1 different, 2 on any error."""
+    from vllm_lock import render_diff
+    from vllm_lock.actions import diff as diff_action
+
     try:
         if fmt not in render_diff.FORMATS:
             raise UsageError(f"--format {fmt!r}: choose from {', '.join(render_diff.FORMATS)}")
@@ -53,9 +54,11 @@ def diff(
 @command("test")
 def smoke(
     name: Annotated[str | None, typer.Argument(help="lock to test against (default: the one installed)")] = None,
-    venv: Annotated[Path, typer.Option(help="the installed environment")] = smoke_action.DEFAULT_VENV,
+    venv: Annotated[Path, typer.Option(help="the installed environment")] = DEFAULT_VENV,
 ) -> int:
     """Smoke-test an installed environment and write a test receipt (promote needs a passing one)."""
+    from vllm_lock.actions import smoke as smoke_action
+
     result = smoke_action.smoke_test(name, venv=venv)
     for check in result.checks:
         print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
@@ -73,6 +76,9 @@ def promote(
     commit: Annotated[bool, typer.Option("--commit", help="git-commit the locks directory")] = False,
 ) -> None:
     """Promote a tested lock to stable without re-resolving; print the diff to the previous stable."""
+    from vllm_lock import render_diff
+    from vllm_lock.actions import promote as promote_action
+
     result = promote_action.promote(source, to=to, force=force, commit=commit)
     if result.forced:
         print("warning: promoted WITHOUT a passing test receipt (--force); recorded as forced", file=sys.stderr)

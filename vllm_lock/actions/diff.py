@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from vllm_lock import diffing
+from vllm_lock.defaults import MAX_SUBJECTS
 from vllm_lock.diffing import CommitHistory, LockDiff
 from vllm_lock.errors import VllmLockError
 from vllm_lock.model import Lock
 from vllm_lock.shell import git as git_shell
 from vllm_lock.shell import lockfiles
 from vllm_lock.shell.store import cache_root
-
-MAX_SUBJECTS = 10
 
 
 def diff(a: str, b: str, *, cache: Path | None = None, max_subjects: int = MAX_SUBJECTS,

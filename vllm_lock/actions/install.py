@@ -21,7 +21,7 @@ from vllm_lock import codec, plan, pylock
 from vllm_lock import layout as layout_rules
 from vllm_lock import receipt as receipts
 from vllm_lock.actions import verify as verify_action
-from vllm_lock.actions.resolve import run_stripping_script, snapshot
+from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import InstallError, IntegrityError, PreflightError
 from vllm_lock.model import BuildRecipe, Lock, PatchedFile
 from vllm_lock.progress import Reporter
@@ -29,9 +29,7 @@ from vllm_lock.shell import build as build_shell
 from vllm_lock.shell import generations, lockfiles
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
-
-DEFAULT_VENV = Path("/opt/vllm")
-DEFAULT_SRC = Path("/opt/vllm_repo")
+from vllm_lock.shell.stripping import run_stripping_script, snapshot
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 import tempfile
 import tomllib
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import vllm_lock
 from vllm_lock import cuda as cuda_rules
 from vllm_lock import layout as layout_rules
 from vllm_lock import nightly
+from vllm_lock.defaults import DEFAULT_GENERAL_INDEX, DEFAULT_REPO
 from vllm_lock.errors import (
     CompanionMismatchError,
     NoNightlyError,
@@ -49,9 +49,8 @@ from vllm_lock.shell import git as git_shell
 from vllm_lock.shell import http, lockfiles, proc
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
+from vllm_lock.shell.stripping import run_stripping_script, snapshot
 
-DEFAULT_REPO = "https://github.com/vllm-project/vllm.git"
-DEFAULT_GENERAL_INDEX = "https://pypi.org/simple"
 COMPANIONS = ("torchvision", "torchaudio")
 # Routed to the torch index only; everything else comes from the general index only.
 TORCH_INDEX_PACKAGES = ("torch", "torchvision", "torchaudio", "pytorch-triton", "triton")
@@ -206,20 +205,6 @@ def read_source(request: ResolveRequest, reporter: Reporter) -> SourceFacts:
     return SourceFacts(
         vllm=vllm, layout=layout, external_sources=layout_rules.external_sources(cmake), runtime=runtime, build=build
     )
-
-
-def snapshot(tree: Path) -> dict[str, bytes]:
-    found = {}
-    for path in tree.rglob("*"):
-        rel = path.relative_to(tree).as_posix()
-        if path.is_file() and layout_rules.is_strippable(rel):
-            found[rel] = path.read_bytes()
-    return found
-
-
-def run_stripping_script(tree: Path, argv: tuple[str, ...], python: str = sys.executable) -> proc.Completed:
-    """The commit's own script, run from the repository root as it requires."""
-    return proc.run([python, *argv], cwd=tree, timeout=120)
 
 
 def strip_and_read(

@@ -28,13 +28,13 @@ import vllm_lock
 from vllm_lock import codec
 from vllm_lock import receipt as install_receipts
 from vllm_lock.cuda import base_arch
+from vllm_lock.defaults import DEFAULT_VENV
 from vllm_lock.errors import PreflightError
 from vllm_lock.model import Lock
 from vllm_lock.shell import lockfiles, proc
 
 RECEIPT_VERSION = 1
 RECEIPTS_DIR = "receipts"
-DEFAULT_VENV = Path("/opt/vllm")
 
 # Runs inside the environment under test; prints one JSON object. Failures are data, not crashes.
 PROBE = r"""

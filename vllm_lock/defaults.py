@@ -1,0 +1,12 @@
+"""Default inputs and places, shared by the commands and the actions (kept import-light so the
+CLI can show them without loading the actions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_REPO = "https://github.com/vllm-project/vllm.git"
+DEFAULT_GENERAL_INDEX = "https://pypi.org/simple"
+DEFAULT_VENV = Path("/opt/vllm")  # Phoenix's environment path
+DEFAULT_SRC = Path("/opt/vllm_repo")  # Phoenix's source path
+MAX_SUBJECTS = 10  # commit subjects a diff lists

@@ -1,0 +1,24 @@
+"""Running a commit's own torch-stripping script on a checkout, and seeing what it changed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from vllm_lock import layout as layout_rules
+from vllm_lock.shell import proc
+
+
+def snapshot(tree: Path) -> dict[str, bytes]:
+    """The bytes of every file the stripping script may touch, by repository-relative path."""
+    found = {}
+    for path in tree.rglob("*"):
+        rel = path.relative_to(tree).as_posix()
+        if path.is_file() and layout_rules.is_strippable(rel):
+            found[rel] = path.read_bytes()
+    return found
+
+
+def run_stripping_script(tree: Path, argv: tuple[str, ...], python: str = sys.executable) -> proc.Completed:
+    """The commit's own script, run from the repository root as it requires."""
+    return proc.run([python, *argv], cwd=tree, timeout=120)
