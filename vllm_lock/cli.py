@@ -57,7 +57,7 @@ def resolve(
         name=name,
         output=output,
     )
-    lock, path, changed = resolve_action.resolve(request, Reporter())
+    lock, path, changed = resolve_action.resolve(request, Reporter.for_stderr())
     state = "written" if changed else "unchanged"
     print(f"{path}: {state} ({lock.vllm.short_commit}, torch {lock.torch.version}, {len(lock.packages)} packages)")
 
@@ -97,7 +97,7 @@ def demo(
     """On the bundled test world (loopback only): resolve -> install -> verify -> vllm --version."""
     from vllm_lock.actions import demo as demo_action
 
-    print(demo_action.run(workdir.resolve(), Reporter()))
+    print(demo_action.run(workdir.resolve(), Reporter.for_stderr()))
 
 
 # Commands of the other areas register themselves on import.

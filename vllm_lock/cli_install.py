@@ -56,7 +56,7 @@ def install(
             min_free_disk=_min_free_disk(),
             cache=cache_root(),
         ),
-        Reporter(),
+        Reporter.for_stderr(),
     )
     print(f"{venv}: {result.state}, vllm {result.version} (generation {result.generation.name})")
 
@@ -87,7 +87,7 @@ def rollback(
     """Switch --venv/--src back to the generation that was active before the current one."""
     from vllm_lock.actions import install as install_action
 
-    target = install_action.rollback(venv, src, Reporter())
+    target = install_action.rollback(venv, src, Reporter.for_stderr())
     print(f"{venv}: rolled back to generation {target.name}")
 
 
@@ -108,6 +108,6 @@ def build_check(
             src=src, python=python, archs=tuple(arch or ("12.0",)), target_device=target_device,
             max_jobs=max_jobs, out=out.resolve(),
         ),
-        Reporter(),
+        Reporter.for_stderr(),
     )
     print(f"{wheel}: {', '.join(sorted(found)) or 'no cubins (not a CUDA build)'}")

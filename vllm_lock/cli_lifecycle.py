@@ -23,7 +23,7 @@ def update(
     """Re-resolve only the floating inputs (a branch ref, torch `latest`); print old -> new."""
     from vllm_lock.actions import update as update_action
 
-    result = update_action.update(name, vllm=vllm, torch=torch, reporter=Reporter())
+    result = update_action.update(name, vllm=vllm, torch=torch, reporter=Reporter.for_stderr())
     for line in update_action.report_lines(result):
         print(line)
 

@@ -113,7 +113,7 @@ def _build_generation(
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     log_path = gen / "logs" / f"install-{stamp}.log"
     with log_path.open("w", encoding="utf-8") as log:
-        rep = Reporter(log=log, quiet=reporter.quiet)
+        rep = reporter.with_log(log)
         rep.say(f"installing lock {lock.name} ({codec.content_hash(lock)}) into generation {gen}")
         rep.say(f"full log: {log_path}")
         if resumed:
@@ -147,7 +147,7 @@ def _steps(
 
     if facts.python_found is None:
         with rep.step("python"):
-            build_shell.install_python(lock.target.python, request.cache, on_line)
+            build_shell.install_python(lock.target.python, request.cache, log, on_line)
 
     uv_env = uv_shell.uv_env(request.cache, offline=True)
     with rep.step("environment"):
@@ -303,7 +303,7 @@ def build_check(request: BuildCheckRequest, reporter: Reporter) -> tuple[Path, s
     request.out.mkdir(parents=True, exist_ok=True)
     log_path = request.out / "build.log"
     with log_path.open("w", encoding="utf-8") as log:
-        rep = Reporter(log=log, quiet=reporter.quiet)
+        rep = reporter.with_log(log)
         rep.say(f"full log: {log_path}")
         with rep.step("preflight"):
             nvcc = build_shell.find_nvcc(os.environ)

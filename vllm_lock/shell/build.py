@@ -73,9 +73,9 @@ def find_python(version: str, cache: Path) -> str | None:
     return result.output.strip().splitlines()[-1] if result.ok and result.output.strip() else None
 
 
-def install_python(version: str, cache: Path, on_line: Callable[[str], None]) -> None:
+def install_python(version: str, cache: Path, log: IO[str], on_line: Callable[[str], None]) -> None:
     env = uv_shell.uv_env(cache, extra={"UV_PYTHON_DOWNLOADS": "automatic"})
-    result = proc.run([uv_shell.uv_bin(), "python", "install", version], env=env, timeout=900, on_line=on_line)
+    result = proc.run([uv_shell.uv_bin(), "python", "install", version], env=env, timeout=900, log=log, on_line=on_line)
     if not result.ok:
         raise InstallError(f"cannot install Python {version} with uv: {result.tail(1)}")
 
