@@ -11,7 +11,7 @@ from vllm_lock.model import BuildRecipe, ExternalSource, Provenance
 
 CUTLASS = ExternalSource(
     name="cutlass", repository="https://github.com/nvidia/cutlass.git", ref="v4.2.1", ref_kind="tag",
-    declared_in="CMakeLists.txt",
+    commit="c" * 40, override="VLLM_CUTLASS_SRC_DIR", declared_in="CMakeLists.txt",
 )
 
 
@@ -50,8 +50,13 @@ def test_hand_edit_is_detected() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda t: t.replace("lock-version = 1", "lock-version = 99"), "unknown lock-version 99"),
-        (lambda t: t.replace("lock-version = 1", 'lock-version = "1"'), "unknown lock-version '1'"),
+        (lambda t: t.replace("lock-version = 2", "lock-version = 99"), "unknown lock-version 99"),
+        (lambda t: t.replace("lock-version = 2", 'lock-version = "1"'), "unknown lock-version '1'"),
+        (lambda t: t.replace("lock-version = 2", "lock-version = 1"), "older than this vllm-lock reads .2.; re-resolve"),
+        (lambda t: t.replace('ref-kind = "tag"\ncommit = "', 'ref-kind = "tag"\ncommit = "v4'),
+         "external source cutlass: commit 'v4"),
+        (lambda t: t.replace('override = "VLLM_CUTLASS_SRC_DIR"', 'override = "$(rm -rf /)"'),
+         "not an environment variable name"),
         (lambda t: t + "\n[[[broken", "not valid TOML"),
         (lambda t: t.replace('phase = "development"', 'phase = "development"\nsurprise = 1'), "unknown key surprise"),
         (lambda t: t.replace("size = 100", 'size = "big"', 1), r"packages\[0\].size must be int"),
@@ -61,7 +66,7 @@ def test_hand_edit_is_detected() -> None:
 )
 def test_malformed_locks_name_the_problem(mutate, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(LockInvalidError, match=message):
-        codec.loads(mutate(codec.dumps(make_lock())), check_hash=False)
+        codec.loads(mutate(codec.dumps(lock_with_sources())), check_hash=False)
 
 
 def test_content_hash_covers_everything_but_itself() -> None:
@@ -89,6 +94,12 @@ def test_build_identity_follows_archs_packages_and_commit() -> None:
     assert codec.build_identity(make_lock(commit=C2)) != identity
     changed_pkg = dataclasses.replace(lock.packages[0], sha256="5" * 64)
     assert codec.build_identity(make_lock(packages=(changed_pkg, *lock.packages[1:]))) != identity
+
+
+def test_build_identity_follows_a_moved_external_tag() -> None:
+    # same pin text (v4.2.1) in vLLM, but the tag now names another commit: another build
+    moved = dataclasses.replace(CUTLASS, commit="d" * 40)
+    assert codec.build_identity(make_lock(external_sources=(moved,))) != codec.build_identity(lock_with_sources())
 
 
 def test_max_jobs_cannot_enter_the_recipe() -> None:

@@ -10,6 +10,7 @@ from sample_lock import C1, C2, make_lock, package
 
 from vllm_lock import diffing, render_diff
 from vllm_lock.diffing import CommitHistory, diff_locks
+from vllm_lock.model import ExternalSource
 
 # ---------------------------------------------------------------- equality and notes
 
@@ -76,6 +77,19 @@ def test_build_recipe_change_names_the_setting() -> None:
     assert [c.key for c in d.build] == ["build.cuda-archs"]
     assert d.build[0].old == ["12.0"] and d.build[0].new == ["10.0", "12.0"]
     assert d.identity.reasons == ("build recipe (cuda-archs)",)
+
+
+def test_moved_external_tag_needs_a_rebuild_and_says_which() -> None:
+    cutlass = ExternalSource(name="cutlass", repository="https://github.com/nvidia/cutlass.git", ref="v4.2.1",
+                             ref_kind="tag", commit="c" * 40, override="VLLM_CUTLASS_SRC_DIR",
+                             declared_in="CMakeLists.txt")
+    moved = dataclasses.replace(cutlass, commit="d" * 40)
+    d = diff_locks(make_lock(external_sources=(cutlass,)), make_lock(external_sources=(moved,)))
+    assert [c.key for c in d.external_sources] == ["external-sources.cutlass.commit"]
+    assert d.identity.reasons == (f"external sources (cutlass v4.2.1 moved {'c' * 9} -> {'d' * 9})",)
+    bumped = dataclasses.replace(cutlass, ref="v4.3.0", commit="e" * 40)
+    d = diff_locks(make_lock(external_sources=(cutlass,)), make_lock(external_sources=(bumped,)))
+    assert d.identity.reasons == (f"external sources (cutlass v4.2.1 ({'c' * 9}) -> v4.3.0 ({'e' * 9}))",)
 
 
 def test_mirror_change_is_a_difference_but_no_rebuild() -> None:

@@ -11,7 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from test_install_support import CLI, cli, install_args, resolve_world_lock, vllm_version, write_variant
+from test_install_support import (
+    CLI,
+    build_info,
+    cli,
+    install_args,
+    resolve_world_lock,
+    vllm_version,
+    write_variant,
+)
 
 from vllm_lock.model import Target
 from vllm_lock.testworld import TestWorld
@@ -52,6 +60,13 @@ def test_install_builds_the_locked_commit(base) -> None:  # type: ignore[no-unty
     assert "building 'vllm._C' extension" in stderr  # the backend's output streams live
     assert "\x1b[" not in stderr  # not a terminal: plain lines, no live display
     subprocess.run([str(opt / "vllm" / "bin" / "python"), "-c", "import vllm._C"], check=True)
+    assert receipt["external_sources"] == {s.name: s.commit for s in lock.external_sources}
+    used = build_info(opt)["external_sources"]
+    # every external source came from the staged tree, none was fetched by the build
+    assert {name: u["from"] for name, u in used.items()} == dict.fromkeys(receipt["external_sources"], "override")
+    assert used["cutlass"]["source_id"] == "cutlass v4.2.1"
+    assert used["vllm-flash-attn"]["submodule_source_id"] == "cutlass v4.2.1"  # its git submodule, staged too
+    assert not (opt / "vllm_repo" / ".deps").exists()
     clean = cli("verify", str(base["path"]), "--venv", str(opt / "vllm"), cache=base["cache"])
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
@@ -169,6 +184,34 @@ def test_commit_gone_from_remote(base, tmp_path) -> None:  # type: ignore[no-unt
     lock = write_variant(base["lock"], tmp_path / "gone.lock.toml", vllm=vllm)
     result = cli(*install_args(lock, base["opt"]), cache=tmp_path / "fresh-cache")
     _fails_and_keeps(base, result, 5, ("0123456789abcdef0123456789abcdef01234567",))
+
+
+def test_external_commit_gone_from_remote(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    gone = "0123456789abcdef0123456789abcdef01234567"
+    sources = tuple(dataclasses.replace(s, commit=gone) if s.name == "cutlass" else s
+                    for s in base["lock"].external_sources)
+    lock = write_variant(base["lock"], tmp_path / "gone.lock.toml", external_sources=sources)
+    result = cli(*install_args(lock, base["opt"]), cache=base["cache"])
+    _fails_and_keeps(base, result, 5, ("external source cutlass", gone))
+
+
+def test_locked_external_commit_is_built_after_its_tag_moved(tmp_path) -> None:
+    with TestWorld.create(tmp_path / "world") as own:
+        lock, path = resolve_world_lock(own, tmp_path / "dev.lock.toml", tmp_path / "cache")
+        locked = next(s.commit for s in lock.external_sources if s.name == "cutlass")
+        assert own.move_external_tag("cutlass", "v4.2.1") != locked
+        result = cli(*install_args(path, tmp_path / "opt"), cache=tmp_path / "cache")
+        assert result.returncode == 0, result.stderr
+        assert build_info(tmp_path / "opt")["external_sources"]["cutlass"]["source_id"] == "cutlass v4.2.1"
+        clean = cli("verify", str(path), "--venv", str(tmp_path / "opt" / "vllm"), cache=tmp_path / "cache")
+        assert clean.returncode == 0, clean.stdout
+        # a staged tree that no longer matches the lock is drift
+        gen = Path(os.readlink(tmp_path / "opt" / "vllm")).parent
+        (gen / "external" / "cutlass.commit").write_text("f" * 40 + "\n")
+        drift = cli("verify", str(path), "--venv", str(tmp_path / "opt" / "vllm"), cache=tmp_path / "cache")
+        assert drift.returncode == 1 and "external source cutlass: staged ffffffffffff" in drift.stdout
 
 
 def test_failing_build_shows_log_tail_and_keeps_current(base, world, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ write variants of it, run the real CLI."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -54,3 +55,10 @@ def install_args(lock: Path, opt: Path) -> list[str]:
 def vllm_version(opt: Path) -> str:
     out = subprocess.run([str(opt / "vllm" / "bin" / "vllm"), "--version"], capture_output=True, text=True, check=True)
     return out.stdout.strip()
+
+
+def build_info(opt: Path) -> dict:  # type: ignore[type-arg]
+    """What the installed test-world vLLM recorded about its own build (vllm/_build_info.json)."""
+    code = "import importlib.resources as r; print(r.files('vllm').joinpath('_build_info.json').read_text())"
+    out = subprocess.run([str(opt / "vllm" / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]

@@ -66,17 +66,23 @@ def test_patched_files_lists_only_changes() -> None:
     assert patched.path == "a.txt" and patched.sha256_before != patched.sha256_after
 
 
-def test_external_sources_from_cmake() -> None:
+def test_external_pins_from_cmake() -> None:
     files = {
         "CMakeLists.txt": 'set(CUTLASS_REVISION "v4.2.1" CACHE STRING "CUTLASS revision")\n'
+        "if(CUTLASS_DIR)\n  FetchContent_Declare(cutlass SOURCE_DIR ${CUTLASS_DIR})\nelse()\n"
         "FetchContent_Declare(\n  cutlass\n  GIT_REPOSITORY https://github.com/nvidia/cutlass.git\n"
-        "  GIT_TAG ${CUTLASS_REVISION}\n  GIT_SHALLOW TRUE\n)\n",
+        "  GIT_TAG ${CUTLASS_REVISION}\n  GIT_SHALLOW TRUE\n)\nendif()\n",
         "cmake/external_projects/vllm_flash_attn.cmake": "FetchContent_Declare(\n vllm-flash-attn\n"
         " GIT_REPOSITORY https://github.com/vllm-project/flash-attention.git\n GIT_TAG " + "ab" * 20 + "\n)\n",
+        "cmake/external_projects/onednn.cmake": "FetchContent_Declare(oneDNN\n GIT_REPOSITORY "
+        "https://github.com/oneapi-src/oneDNN.git\n GIT_TAG v3.13\n)\n",
     }
-    cutlass, fa = layout.external_sources(files)
+    cutlass, onednn, fa = layout.external_pins(files)
     assert (cutlass.name, cutlass.ref, cutlass.ref_kind) == ("cutlass", "v4.2.1", "tag")
+    assert cutlass.override == "CUTLASS_DIR"  # what its own cmake file reads wins
     assert (fa.name, fa.ref_kind, fa.declared_in) == ("vllm-flash-attn", "commit", "cmake/external_projects/vllm_flash_attn.cmake")
+    assert fa.override == "VLLM_FLASH_ATTN_SRC_DIR"  # vLLM's documented variable
+    assert onednn.override == "FETCHCONTENT_SOURCE_DIR_ONEDNN"  # FetchContent's own
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,10 @@ The rootfs is built once with debootstrap and cached (tests/phoenix/rootfs.py); 
 fresh copy. These tests skip only when debootstrap cannot run here, and never when
 VLLM_LOCK_REQUIRE_PHOENIX=1 (CI), where that is a failure instead.
 
-The test world's git repository is a file:// URL on the host; each container gets it bind-mounted
-read-only at the same path (what Phoenix's `mount_points` would do), so the lock's URL works
-unchanged inside. Everything else goes over loopback to the test world's index.
+The test world's git repository and its external source repositories (CUTLASS, flash-attention,
+FlashMLA) are file:// URLs on the host; each container gets them bind-mounted read-only at the same
+paths (what Phoenix's `mount_points` would do), so the lock's URLs work unchanged inside.
+Everything else goes over loopback to the test world's index.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def host(tmp_path: Path, phoenix_rootfs: Path) -> ph.Host:
 
 @pytest.fixture
 def container(host: ph.Host, phoenix_rootfs: Path, world: TestWorld) -> Iterator[ph.Container]:
-    ct = ph.create_container(host, CTID, phoenix_rootfs, bind_mounts=[(world.repo_path, str(world.repo_path))])
+    mounts = [(world.repo_path, str(world.repo_path)), (world.external_root, str(world.external_root))]
+    ct = ph.create_container(host, CTID, phoenix_rootfs, bind_mounts=mounts)
     try:
         ct.install_nvidia_stub()
         yield ct

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import os
 import socket
 from pathlib import Path
 
 import pytest
 
-from vllm_lock import codec
+from vllm_lock import codec, diffing
 from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.errors import (
     CompanionMismatchError,
@@ -22,7 +23,8 @@ from vllm_lock.errors import (
     UnreachableError,
     UsageError,
 )
-from vllm_lock.progress import QUIET
+from vllm_lock.model import Lock
+from vllm_lock.progress import QUIET, Reporter
 from vllm_lock.testworld import TestWorld
 
 
@@ -77,6 +79,22 @@ def test_lock_pins_commit_and_layout(world: TestWorld, latest) -> None:  # type:
     assert not any(r.startswith(("torch==", "torchvision", "torchaudio")) for r in lock.layout.runtime_set)
     assert {f.path for f in lock.layout.patched_files} >= {"requirements/cuda.txt", "pyproject.toml"}
     assert {s.ref_kind for s in lock.external_sources} == {"tag", "commit"}
+
+
+def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+    lock, _ = latest
+    sources = {s.name: s for s in lock.external_sources}
+    assert set(sources) == {"cutlass", "vllm-flash-attn", "flashmla"}
+    cutlass = sources["cutlass"]
+    assert (cutlass.ref_kind, cutlass.ref) == ("tag", "v4.2.1")  # an annotated tag: peeled to its commit
+    assert cutlass.commit == world.external_commit("cutlass", "v4.2.1") != cutlass.ref
+    assert cutlass.repository == world.external_url("cutlass")
+    for source in sources.values():
+        if source.ref_kind == "commit":
+            assert source.commit == source.ref
+    assert {s.name: s.override for s in lock.external_sources} == {
+        "cutlass": "VLLM_CUTLASS_SRC_DIR", "vllm-flash-attn": "VLLM_FLASH_ATTN_SRC_DIR", "flashmla": "FLASH_MLA_SRC_DIR",
+    }
 
 
 def test_every_artifact_is_hashed_and_routed(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
@@ -262,6 +280,53 @@ def test_unwritable_output(world: TestWorld, tmp_path: Path) -> None:
                 resolve(request_for(world, locked_dir / "x.lock.toml", tmp_path / "c"), QUIET)
     finally:
         os.chmod(locked_dir, 0o700)
+
+
+def test_external_sources_moved_tag_and_unreachable_repository(tmp_path: Path) -> None:
+    """A tag that moves upstream gives another commit (and another build) in a new resolve; an
+    external repository that cannot be reached fails the resolve with nothing written."""
+    with TestWorld.create(tmp_path / "world") as own:
+        first, _, _ = resolve(request_for(own, tmp_path / "a.lock.toml", tmp_path / "c"), QUIET)
+        moved = own.move_external_tag("cutlass", "v4.2.1")
+        second, _, _ = resolve(request_for(own, tmp_path / "b.lock.toml", tmp_path / "c"), QUIET)
+        assert next(s.commit for s in second.external_sources if s.name == "cutlass") == moved
+        assert first.vllm.commit == second.vllm.commit
+        change = diffing.identity_change(first, second)
+        assert change.changed and any("cutlass v4.2.1 moved" in r for r in change.reasons)
+
+        cutlass = Path(own.external_url("cutlass").removeprefix("file://"))
+        cutlass.rename(cutlass.with_name("cutlass-gone"))
+        out = tmp_path / "x.lock.toml"
+        with pytest.raises(UnreachableError, match=r"external source cutlass \(CMakeLists.txt\)") as err:
+            resolve(request_for(own, out, tmp_path / "c"), QUIET)
+        assert err.value.exit_code == ExitCode.UNREACHABLE and not out.exists()
+
+
+def _resolve_said(world: TestWorld, out: Path, cache: Path, **overrides: object) -> tuple[Lock, str]:
+    said = io.StringIO()
+    lock, _, _ = resolve(request_for(world, out, cache, **overrides), Reporter(log=said, quiet=True))
+    return lock, said.getvalue()
+
+
+def test_unhashed_nightlies_are_downloaded_again_only_when_their_etag_changes(tmp_path: Path) -> None:
+    with TestWorld.create(tmp_path / "world") as own:
+        first, said = _resolve_said(own, tmp_path / "a.lock.toml", tmp_path / "c")
+        torch = first.package("torch")
+        assert torch is not None and f"downloading {torch.filename}" in said
+        own.clear_requests()
+        again, said = _resolve_said(own, tmp_path / "b.lock.toml", tmp_path / "c")
+        assert again.packages == first.packages
+        assert f"{torch.filename}: same ETag and size as when hashed" in said and "downloading" not in said
+        assert ("HEAD", torch.url.removeprefix(own.base_url)) in own.requests
+        # rebuilt under the same name: the server's ETag changes, so the file is fetched and hashed again
+        own.swap_nightly_file(torch.filename)
+        rebuilt, said = _resolve_said(own, tmp_path / "c.lock.toml", tmp_path / "c")
+        swapped = rebuilt.package("torch")
+        assert f"downloading {torch.filename}" in said
+        assert swapped is not None and swapped.sha256 == own.file_sha256(torch.filename) != torch.sha256
+        # --rehash: downloaded again even though nothing changed since
+        _, said = _resolve_said(own, tmp_path / "d.lock.toml", tmp_path / "c", rehash=True)
+        assert f"downloading {torch.filename}" in said
 
 
 def test_swapped_nightly_changes_the_hash(tmp_path: Path) -> None:

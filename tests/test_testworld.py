@@ -11,6 +11,7 @@ import os
 import ssl
 import subprocess
 import sys
+import tarfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -20,8 +21,8 @@ from pathlib import Path
 import pytest
 import uv
 
-from vllm_lock.testworld import TestWorld
-from vllm_lock.testworld.repo import git
+from vllm_lock.testworld import TestWorld, externals
+from vllm_lock.testworld.repo import git, git_env
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
 
@@ -223,6 +224,43 @@ def test_mutations_swap_publish_commit(tmp_path: Path) -> None:
         assert git(w.repo_path, "status", "--porcelain") == ""
         desc = git(w.repo_path, "describe", "--tags", "--long", "--match", "v[0-9]*")
         assert desc.startswith("v0.32.0-4-g")
+        _check_move_external_tag(w)
+
+
+def _check_move_external_tag(w: TestWorld) -> None:
+    cutlass = w.external_root / "nvidia" / "cutlass"
+    head = git(cutlass, "rev-parse", "HEAD")
+    for tag, kind in (("v4.2.1", "tag"), ("v4.0.0", "commit")):  # annotated stays annotated
+        before = w.external_commit("cutlass", tag)
+        sha = w.move_external_tag("cutlass", tag)
+        assert sha != before and w.external_commit("cutlass", tag) == sha
+        assert git(cutlass, "rev-parse", f"{sha}^") == before
+        assert git(cutlass, "cat-file", "-t", tag) == kind
+        assert git(cutlass, "show", f"{tag}:SOURCE_ID") == f"cutlass {tag} (retagged)"
+        remote = _ls_remote(w.external_url("cutlass"))
+        assert remote[f"refs/tags/{tag}" + ("^{}" if kind == "tag" else "")] == sha
+    assert git(cutlass, "rev-parse", "HEAD") == head  # no branch or work tree moved
+    assert git(cutlass, "status", "--porcelain") == ""
+
+
+def test_moved_external_tags_are_deterministic(tmp_path: Path) -> None:
+    a, b = (externals.build_externals(tmp_path / name / "external") for name in ("a", "b"))
+    assert a.commits == b.commits
+    for _ in range(2):  # a second move of the same tag also matches
+        assert externals.move_tag(a, "cutlass", "v4.1.0") == externals.move_tag(b, "cutlass", "v4.1.0")
+    moved = externals.move_tag(a, "flashmla", "v1")  # no such tag yet: created on HEAD
+    assert externals.tag_commit(a.path("flashmla"), "v1") == moved
+    assert git(a.path("flashmla"), "rev-parse", f"{moved}^") == a.commit("flashmla", "2")
+
+
+def _ls_remote(url: str) -> dict[str, str]:
+    out = git(Path.cwd(), "ls-remote", url)
+    return {ref: sha for sha, ref in (line.split("\t") for line in out.splitlines())}
+
+
+def _log(repo: Path, rev: str) -> list[str]:
+    return git(repo, "log", "--reverse", "--format=%s|%ad|%cd|%an|%ae", "--date=iso-strict",
+               rev).splitlines()
 
 
 def test_two_worlds_are_identical(world: TestWorld, tmp_path: Path) -> None:
@@ -231,9 +269,82 @@ def test_two_worlds_are_identical(world: TestWorld, tmp_path: Path) -> None:
             names = world.filenames(index)
             assert names == other.filenames(index)
             assert [world.file_sha256(n) for n in names] == [other.file_sha256(n) for n in names]
-        assert other.commits == world.commits[: len(other.commits)]
-        assert other.tags == world.tags and other.layout_commits == world.layout_commits
+        # external repositories: byte-identical histories, whatever the world's path
+        for name in ("cutlass", "vllm-flash-attn", "flashmla"):
+            assert _ls_remote(other.external_url(name)) == _ls_remote(world.external_url(name))
+        for name, role in (("vllm-flash-attn", "old"), ("vllm-flash-attn", "newest"),
+                           ("flashmla", "1"), ("flashmla", "2"), ("cutlass", "v4.2.1")):
+            assert other.external_commit(name, role) == world.external_commit(name, role)
+        # vLLM: its cmake files carry the world's path, so only subjects, dates and count match
+        n = len(other.commits)
+        assert len(world.commits) >= n
+        assert _log(other.repo_path, "HEAD") == _log(world.repo_path, world.commits[n - 1])
+        assert set(other.tags) == set(world.tags)
+        assert set(other.layout_commits) == set(world.layout_commits)
         assert other.nightly_dates == world.nightly_dates
+
+
+def test_external_repositories(world: TestWorld, tmp_path: Path) -> None:
+    root = world.external_root
+    assert root == world.root / "external" and world.urls()["external_root"] == str(root)
+    assert world.external_url("cutlass") == f"file://{root}/nvidia/cutlass"
+    assert world.external_url("vllm-flash-attn") == f"file://{root}/vllm-project/flash-attention"
+    assert world.external_url("flashmla") == f"file://{root}/vllm-project/FlashMLA"
+    cutlass = root / "nvidia" / "cutlass"
+    remote = _ls_remote(world.external_url("cutlass"))
+    tags = {r for r in remote if r.startswith("refs/tags/")}
+    assert tags == {"refs/tags/v4.0.0", "refs/tags/v4.1.0", "refs/tags/v4.2.1",
+                    "refs/tags/v4.2.1^{}"}
+    for tag in ("v4.0.0", "v4.1.0", "v4.2.1"):
+        sha = world.external_commit("cutlass", tag)
+        assert git(cutlass, "show", f"{sha}:SOURCE_ID") + "\n" == f"cutlass {tag}\n"
+        assert "#define CUTLASS_MAJOR 4" in git(cutlass, "show", f"{sha}:include/cutlass/version.h")
+    # lightweight tags name the commit; the annotated one peels to it
+    assert remote["refs/tags/v4.0.0"] == world.external_commit("cutlass", "v4.0.0")
+    assert git(cutlass, "cat-file", "-t", "refs/tags/v4.2.1") == "tag"
+    assert remote["refs/tags/v4.2.1"] != remote["refs/tags/v4.2.1^{}"]
+    assert remote["refs/tags/v4.2.1^{}"] == world.external_commit("cutlass", "v4.2.1")
+    fa = root / "vllm-project" / "flash-attention"
+    for role in ("old", "new", "newest"):
+        sha = world.external_commit("vllm-flash-attn", role)
+        assert git(fa, "show", f"{sha}:SOURCE_ID") == f"flash-attention {role}"
+        assert git(fa, "ls-tree", sha, "csrc/cutlass") == (
+            f"160000 commit {world.external_commit('cutlass', 'v4.2.1')}\tcsrc/cutlass")
+        assert git(fa, "config", "--blob", f"{sha}:.gitmodules", "--get",
+                   "submodule.csrc/cutlass.url") == "../../nvidia/cutlass"
+    mla = root / "vllm-project" / "FlashMLA"
+    for role in ("1", "2"):
+        assert git(mla, "show", f"{world.external_commit('flashmla', role)}:SOURCE_ID") == (
+            f"flashmla {role}")
+    with pytest.raises(KeyError):
+        world.external_commit("cutlass", "v9.9.9")
+    with pytest.raises(KeyError):
+        world.external_url("deepgemm")
+    # the relative submodule URL resolves next to the superproject, as on GitHub
+    clone = tmp_path / "fa"
+    git(tmp_path, "-c", "protocol.file.allow=always", "clone", "-q", "--recurse-submodules",
+        world.external_url("vllm-flash-attn"), str(clone))
+    assert (clone / "csrc" / "cutlass" / "SOURCE_ID").read_text() == "cutlass v4.2.1\n"
+
+
+def test_vllm_pins_the_external_repositories(world: TestWorld) -> None:
+    r = world.repo_path
+    fa_pins = [(world.tags["v0.10.0"], "old"), (world.commits[3], "new"), ("HEAD", "newest")]
+    for rev, role in fa_pins:
+        text = git(r, "show", f"{rev}:cmake/external_projects/vllm_flash_attn.cmake")
+        assert f"GIT_REPOSITORY {world.external_url('vllm-flash-attn')}\n" in text
+        assert f"GIT_TAG {world.external_commit('vllm-flash-attn', role)}\n" in text
+        assert "FetchContent_Declare(vllm-flash-attn SOURCE_DIR ${VLLM_FLASH_ATTN_SRC_DIR})" in text
+    for rev, role in ((world.tags["v0.32.0"], "1"), ("HEAD", "2")):
+        text = git(r, "show", f"{rev}:cmake/external_projects/flashmla.cmake")
+        assert f"GIT_REPOSITORY {world.external_url('flashmla')}\n" in text
+        assert f"GIT_TAG {world.external_commit('flashmla', role)}\n" in text
+        assert "FetchContent_Declare(flashmla SOURCE_DIR ${FLASH_MLA_SRC_DIR})" in text
+    cmake = git(r, "show", "HEAD:CMakeLists.txt")
+    assert f"GIT_REPOSITORY {world.external_url('cutlass')}\n" in cmake
+    assert "FetchContent_Declare(cutlass SOURCE_DIR ${VLLM_CUTLASS_SRC_DIR})" in cmake
+    for rev in world.commits:
+        assert "github.com" not in git(r, "grep", "-h", "GIT_REPOSITORY", rev)
 
 
 def test_repository_layouts(world: TestWorld) -> None:
@@ -307,6 +418,79 @@ def test_fake_vllm_builds_with_uv(world: TestWorld, tmp_path: Path) -> None:
     installed = run(uv_bin, "pip", "list", "--python", py, "--format", "json")
     names = {p["name"] for p in json.loads(installed)}
     assert {"vllm-fake-dep-a", "vllm-fake-dep-b", "open-clip-torch-fake", "filelock"} <= names
+    # no override variable: every pin fetched like FetchContent (file://, with the submodule)
+    assert info["external_sources"] == {
+        "cutlass": {"from": "fetched", "source_id": "cutlass v4.2.1"},
+        "vllm-flash-attn": {"from": "fetched", "source_id": "flash-attention newest",
+                            "submodule_source_id": "cutlass v4.2.1"},
+        "flashmla": {"from": "fetched", "source_id": "flashmla 2"},
+    }
+    fetched = checkout / ".deps" / "vllm-flash-attn-src"
+    assert git(fetched, "rev-parse", "HEAD") == world.external_commit("vllm-flash-attn", "newest")
+    assert git(checkout, "check-ignore", ".deps") == ".deps"
+    _check_external_overrides(world, tmp_path, py, checkout, {**env, **build_env})
+
+
+def _export_external_sources(world: TestWorld, into: Path) -> dict[str, str]:
+    """Stage sources the way an installer would: a cutlass tag checkout, a flash-attention commit
+    with its submodules, a FlashMLA `git archive` (no .git at all)."""
+    into.mkdir()
+    cutlass, fa, mla = into / "cutlass", into / "flash-attention", into / "FlashMLA"
+    git(into, "clone", "-q", "--branch", "v4.1.0", world.external_url("cutlass"), str(cutlass))
+    git(into, "clone", "-q", "--no-checkout", world.external_url("vllm-flash-attn"), str(fa))
+    git(fa, "checkout", "-q", world.external_commit("vllm-flash-attn", "new"))
+    git(fa, "-c", "protocol.file.allow=always", "submodule", "update", "-q", "--init", "--recursive")
+    archive = subprocess.run(["git", "archive", world.external_commit("flashmla", "1")],
+                             cwd=world.external_root / "vllm-project" / "FlashMLA", env=git_env(),
+                             check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4
+            tar.extractall(mla, filter="data")
+        else:
+            tar.extractall(mla)
+    return {"VLLM_CUTLASS_SRC_DIR": str(cutlass), "VLLM_FLASH_ATTN_SRC_DIR": str(fa),
+            "FLASH_MLA_SRC_DIR": str(mla)}
+
+
+def _check_external_overrides(world: TestWorld, tmp_path: Path, py: Path, checkout: Path,
+                              env: dict[str, str]) -> None:
+    """setup.py takes each pin from its override variable when set, and fails clearly on a
+    directory that is not a (complete) source tree."""
+
+    def setup_py(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(py), "setup.py", "--version"], cwd=checkout,
+                              env={**env, **extra}, capture_output=True, text=True, timeout=120)
+
+    staged = _export_external_sources(world, tmp_path / "staged")
+    proc = setup_py(staged)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    info = json.loads((checkout / "vllm" / "_build_info.json").read_text())
+    assert info["external_sources"] == {
+        "cutlass": {"from": "override", "source_id": "cutlass v4.1.0"},
+        "vllm-flash-attn": {"from": "override", "source_id": "flash-attention new",
+                            "submodule_source_id": "cutlass v4.2.1"},
+        "flashmla": {"from": "override", "source_id": "flashmla 1"},
+    }
+    # one override, the rest fetched (the .deps checkouts are reused); empty counts as unset
+    proc = setup_py({"FLASH_MLA_SRC_DIR": staged["FLASH_MLA_SRC_DIR"], "VLLM_CUTLASS_SRC_DIR": ""})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sources = json.loads((checkout / "vllm" / "_build_info.json").read_text())["external_sources"]
+    assert {k: v["from"] for k, v in sources.items()} == {
+        "cutlass": "fetched", "vllm-flash-attn": "fetched", "flashmla": "override"}
+    # flash-attention without its csrc/cutlass submodule (vLLM issue 13424)
+    no_sub = tmp_path / "fa-without-submodule"
+    git(tmp_path, "clone", "-q", world.external_url("vllm-flash-attn"), str(no_sub))
+    proc = setup_py({**staged, "VLLM_FLASH_ATTN_SRC_DIR": str(no_sub)})
+    assert proc.returncode != 0
+    assert "the git submodule csrc/cutlass is not checked out" in proc.stderr
+    assert "13424" in proc.stderr
+    # not a directory / not a source tree
+    proc = setup_py({**staged, "VLLM_CUTLASS_SRC_DIR": str(tmp_path / "missing")})
+    assert proc.returncode != 0 and "VLLM_CUTLASS_SRC_DIR=" in proc.stderr
+    assert "is not a directory" in proc.stderr
+    proc = setup_py({**staged, "FLASH_MLA_SRC_DIR": str(tmp_path / "staged")})
+    assert proc.returncode != 0 and "flashmla: FLASH_MLA_SRC_DIR=" in proc.stderr
+    assert "holds no SOURCE_ID" in proc.stderr
 
 
 def _strip(world: TestWorld, tmp_path: Path, ref: str, script: str, *args: str) -> dict[str, str]:
@@ -382,6 +566,11 @@ def test_fake_vllm_regular_wheel_at_tag(world: TestWorld, tmp_path: Path) -> Non
             "print(r.files('vllm').joinpath('_build_info.json').read_text())")
     info = json.loads(run(py, "-c", code, cwd=tmp_path))
     assert info["target_device"] == "empty" and info["extension"] == "none"
+    assert {k: (v["from"], v["source_id"]) for k, v in info["external_sources"].items()} == {
+        "cutlass": ("fetched", "cutlass v4.2.1"),
+        "vllm-flash-attn": ("fetched", "flash-attention newest"),
+        "flashmla": ("fetched", "flashmla 1"),
+    }
     assert "site-packages" in run(py, "-c", "import vllm; print(vllm.__file__)", cwd=tmp_path)
 
 

@@ -34,6 +34,7 @@ def resolve(
     no_editable: Annotated[bool, typer.Option("--no-editable", help="install vLLM as a built wheel")] = False,
     name: Annotated[str, typer.Option(help="lock name: writes locks/<name>.lock.toml")] = "dev",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the lock here instead")] = None,
+    rehash: Annotated[bool, typer.Option("--rehash", help="download unhashed nightlies again even if their ETag did not change")] = False,
 ) -> None:
     """Resolve a (vLLM commit, torch nightly, build deps) tuple into a hashed lock."""
     from vllm_lock.actions import resolve as resolve_action
@@ -56,6 +57,7 @@ def resolve(
         editable=not no_editable,
         name=name,
         output=output,
+        rehash=rehash,
     )
     lock, path, changed = resolve_action.resolve(request, Reporter.for_stderr())
     state = "written" if changed else "unchanged"

@@ -92,6 +92,8 @@ def to_data(lock: Lock) -> dict[str, Any]:
                 "repository": s.repository,
                 "ref": s.ref,
                 "ref-kind": s.ref_kind,
+                "commit": s.commit,
+                "override": s.override,
                 "declared-in": s.declared_in,
             }
             for s in lock.external_sources
@@ -151,6 +153,7 @@ def build_identity(lock: Lock) -> str:
         "stripping": [lock.layout.stripping_script, lock.layout.stripping_mode],
         "patched": sorted((f.path, f.sha256_after) for f in lock.layout.patched_files),
         "packages": [(p.name, p.version, p.sha256) for p in lock.packages],
+        "external-sources": [(s.name, s.commit) for s in lock.external_sources],
     }
     return hashlib.sha256(canonical_json(identity)).hexdigest()[:16]
 
@@ -207,6 +210,11 @@ def loads(text: str, *, origin: str = "lock", check_hash: bool = True) -> Lock:
     except tomllib.TOMLDecodeError as exc:
         raise LockInvalidError(f"{origin}: not valid TOML ({exc})") from None
     version = raw.get("lock-version")
+    if isinstance(version, int) and 0 < version < LOCK_VERSION:
+        raise LockInvalidError(
+            f"{origin}: lock-version {version} is older than this vllm-lock reads ({LOCK_VERSION}); "
+            "re-resolve it with vllm-lock resolve"
+        )
     if version != LOCK_VERSION:
         raise LockInvalidError(
             f"{origin}: unknown lock-version {version!r} (this vllm-lock reads version {LOCK_VERSION})"
@@ -380,6 +388,8 @@ def _external_source(r: _Reader) -> ExternalSource:
             repository=r.get("repository", str),
             ref=r.get("ref", str),
             ref_kind=r.get("ref-kind", str),  # type: ignore[arg-type]
+            commit=r.get("commit", str),
+            override=r.get("override", str),
             declared_in=r.get("declared-in", str),
         )
 

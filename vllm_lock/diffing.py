@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from vllm_lock import codec
-from vllm_lock.model import Lock, Pin
+from vllm_lock.model import ExternalSource, Lock, Pin
 
 ChangeKind = Literal["added", "removed", "changed", "rebuilt"]
 
@@ -294,6 +294,9 @@ def identity_change(a: Lock, b: Lock) -> Identity:
             reasons.append("files patched by the stripping script")
         if a.torch.version != b.torch.version:
             reasons.append(f"torch {a.torch.version} -> {b.torch.version} (vLLM compiles against torch)")
+        moved = _external_moves(a, b)
+        if moved:
+            reasons.append(f"external sources ({', '.join(moved)})")
         changes = package_changes(a, b)
         others = [c for c in changes if c.name != "torch"]
         if others:
@@ -305,6 +308,28 @@ def identity_change(a: Lock, b: Lock) -> Identity:
         if not reasons:
             reasons.append("build inputs differ")
     return Identity(old=old, new=new, reasons=tuple(reasons))
+
+
+def _external_moves(a: Lock, b: Lock) -> list[str]:
+    """`name ref sha -> ref sha` for every external source whose locked commit differs."""
+    old = {s.name: s for s in a.external_sources}
+    new = {s.name: s for s in b.external_sources}
+    moves = []
+    for name in sorted(old.keys() | new.keys()):
+        x, y = old.get(name), new.get(name)
+        if x is not None and y is not None and x.commit == y.commit:
+            continue
+        if x is not None and y is not None and x.ref == y.ref:
+            moves.append(f"{name} {x.ref} moved {x.commit[:9]} -> {y.commit[:9]}")
+        else:
+            moves.append(f"{name} {_pin(x)} -> {_pin(y)}")
+    return moves
+
+
+def _pin(source: ExternalSource | None) -> str:
+    if source is None:
+        return "none"
+    return source.commit[:9] if source.ref_kind == "commit" else f"{source.ref} ({source.commit[:9]})"
 
 
 def _build(lock: Lock) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from vllm_lock.model import ExternalSource, PatchedFile, is_commit_sha
+from vllm_lock.model import ExternalPin, PatchedFile, is_commit_sha
 
 SCRIPT_PATHS = ("tools/use_existing_torch.py", "use_existing_torch.py")
 BUILD_REQUIREMENT_PATHS = ("requirements/build/cuda.txt", "requirements/build.txt")
@@ -123,27 +123,58 @@ def patched_files(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> tu
 _SET = re.compile(r"set\(\s*([A-Za-z_][A-Za-z0-9_]*)\s+\"?([^\s\")]+)\"?", re.IGNORECASE)
 _DECLARE = re.compile(r"FetchContent_Declare\(\s*([A-Za-z0-9_\-]+)(.*?)\)", re.IGNORECASE | re.DOTALL)
 _KEY = r"{}\s+\"?([^\s\")]+)\"?"
+_SOURCE_DIR = re.compile(r"SOURCE_DIR\s+\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# vLLM's documented overrides (build facts, section 5), for pins whose cmake file does not show one.
+KNOWN_OVERRIDES = {
+    "cutlass": "VLLM_CUTLASS_SRC_DIR",
+    "vllm-flash-attn": "VLLM_FLASH_ATTN_SRC_DIR",
+    "flashmla": "FLASH_MLA_SRC_DIR",
+    "deepgemm": "DEEPGEMM_SRC_DIR",
+    "deepselect": "DEEPSELECT_SRC_DIR",
+    "flashkda": "FLASH_KDA_SRC_DIR",
+    "fmha_sm100": "FMHA_SM100_SRC_DIR",
+    "tml-fa4": "TML_FA4_SRC_DIR",
+    "qutlass": "QUTLASS_SRC_DIR",
+    "triton_kernels": "TRITON_KERNELS_SRC_DIR",
+}
 
 
-def external_sources(files: Mapping[str, str]) -> tuple[ExternalSource, ...]:
+def override_variable(name: str, declared: Mapping[str, str]) -> str:
+    """The variable that points CMake at a local tree for `name`: the one its cmake file reads in
+    `FetchContent_Declare(name SOURCE_DIR ${VAR})`, else vLLM's documented one, else FetchContent's
+    own FETCHCONTENT_SOURCE_DIR_<NAME>."""
+    if name in declared:
+        return declared[name]
+    if name in KNOWN_OVERRIDES:
+        return KNOWN_OVERRIDES[name]
+    return "FETCHCONTENT_SOURCE_DIR_" + re.sub(r"[^A-Z0-9_]", "_", name.upper())
+
+
+def external_pins(files: Mapping[str, str]) -> tuple[ExternalPin, ...]:
     """FetchContent GIT_REPOSITORY/GIT_TAG pins in CMakeLists.txt and cmake/external_projects/*.cmake."""
     found = []
     for path in sorted(files):
         text = files[path]
         variables = {m.group(1): m.group(2) for m in _SET.finditer(text)}
+        declared: dict[str, str] = {}
+        pins: list[tuple[str, str, str]] = []
         for match in _DECLARE.finditer(text):
-            body = match.group(2)
+            name, body = match.group(1).lower(), match.group(2)
+            if source_dir := _SOURCE_DIR.search(body):
+                declared[name] = source_dir.group(1)
             repo = re.search(_KEY.format("GIT_REPOSITORY"), body)
             tag = re.search(_KEY.format("GIT_TAG"), body)
-            if not repo or not tag:
-                continue
-            ref = _expand(tag.group(1), variables)
+            if repo and tag:
+                pins.append((name, _expand(repo.group(1), variables), _expand(tag.group(1), variables)))
+        for name, repository, ref in pins:
             found.append(
-                ExternalSource(
-                    name=match.group(1).lower(),
-                    repository=_expand(repo.group(1), variables),
+                ExternalPin(
+                    name=name,
+                    repository=repository,
                     ref=ref,
                     ref_kind="commit" if is_commit_sha(ref) else "tag",
+                    override=override_variable(name, declared),
                     declared_in=path,
                 )
             )

@@ -13,7 +13,7 @@ from typing import Literal
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-LOCK_VERSION = 1
+LOCK_VERSION = 2  # 2: external sources carry the commit a tag resolved to and their override variable
 
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -186,14 +186,42 @@ class Layout:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class ExternalSource:
-    """A CMake FetchContent pin at the locked commit."""
+class ExternalPin:
+    """A CMake FetchContent pin as written at a vLLM commit (a tag can still move)."""
 
     name: str
     repository: str
     ref: str
     ref_kind: Literal["commit", "tag"]
+    override: str  # the environment variable that points CMake at a local source tree
     declared_in: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExternalSource:
+    """A pin with the commit its ref resolved to: what install stages for the build."""
+
+    name: str
+    repository: str
+    ref: str
+    ref_kind: Literal["commit", "tag"]
+    commit: str
+    override: str
+    declared_in: str
+
+    def __post_init__(self) -> None:
+        _require(bool(re.match(r"^[a-z0-9][a-z0-9_\-]*$", self.name)), f"external source name {self.name!r} is not a plain name")
+        _require(is_commit_sha(self.commit), f"external source {self.name}: commit {self.commit!r} is not a 40-hex SHA")
+        _require(self.ref_kind in ("commit", "tag"), f"external source {self.name}: ref-kind {self.ref_kind!r}")
+        _require(self.ref_kind == "tag" or self.ref == self.commit,
+                 f"external source {self.name}: pinned commit {self.ref} but locked {self.commit}")
+        _require(bool(re.match(r"^[A-Z_][A-Z0-9_]*$", self.override)),
+                 f"external source {self.name}: override {self.override!r} is not an environment variable name")
+
+    @classmethod
+    def locked(cls, pin: ExternalPin, commit: str) -> ExternalSource:
+        return cls(name=pin.name, repository=pin.repository, ref=pin.ref, ref_kind=pin.ref_kind, commit=commit,
+                   override=pin.override, declared_in=pin.declared_in)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

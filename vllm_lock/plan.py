@@ -130,10 +130,12 @@ def source_date_epoch(commit_date: str) -> int:
 
 
 def build_env(
-    lock: Lock, jobs: Jobs, base: Mapping[str, str], *, cuda_home: str | None = None
+    lock: Lock, jobs: Jobs, base: Mapping[str, str], *, cuda_home: str | None = None,
+    external_dirs: Mapping[str, Path] | None = None,
 ) -> dict[str, str]:
-    """The environment of the vLLM build: `base` (the caller's) plus everything the lock fixes.
-    FETCHCONTENT_FULLY_DISCONNECTED is not set: external sources are not staged yet (docs/install.md)."""
+    """The environment of the vLLM build: `base` (the caller's) plus everything the lock fixes,
+    and each staged external source's override variable pointing at its tree (so CMake's
+    FetchContent uses it instead of cloning). A caller's own override of a locked source is dropped."""
     env = {k: v for k, v in base.items() if k not in ("VLLM_USE_PRECOMPILED", "PIP_CONSTRAINT")}
     env.update(
         {
@@ -153,6 +155,11 @@ def build_env(
     for key, value in lock.build.env:
         if key != "NVCC_THREADS":
             env[key] = value
+    staged = external_dirs or {}
+    for source in lock.external_sources:
+        env.pop(source.override, None)
+        if source.name in staged:
+            env[source.override] = str(staged[source.name])
     return env
 
 

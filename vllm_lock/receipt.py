@@ -38,6 +38,7 @@ class Receipt:
     installed_at: str
     tool_version: str
     cubins: list[str] = field(default_factory=list)
+    external_sources: dict[str, str] = field(default_factory=dict)  # name -> staged commit
     receipt_version: int = RECEIPT_VERSION
 
     def to_json(self) -> str:

@@ -26,7 +26,7 @@ from vllm_lock.errors import InstallError, IntegrityError, PreflightError
 from vllm_lock.model import BuildRecipe, Lock, PatchedFile
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
-from vllm_lock.shell import generations, lockfiles
+from vllm_lock.shell import generations, lockfiles, staging
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 from vllm_lock.shell.stripping import run_stripping_script, snapshot
@@ -168,6 +168,11 @@ def _steps(
     with rep.step("source"):
         build_shell.checkout(lock, request.cache, src, rep.say)
 
+    external_dirs: dict[str, Path] = {}
+    if lock.external_sources:
+        with rep.step("external sources"):
+            external_dirs = staging.stage(lock.external_sources, request.cache, gen / "external", rep.say)
+
     with rep.step("strip"):
         before = snapshot(src)
         result = run_stripping_script(src, lock.layout.stripping_argv, python=str(python))
@@ -175,11 +180,12 @@ def _steps(
             raise InstallError(f"{lock.layout.stripping_script} failed: {result.tail(1)}")
         check_patched(lock, layout_rules.patched_files(before, snapshot(src)))
 
-    env = plan.build_env(lock, jobs, uv_env)
+    env = plan.build_env(lock, jobs, uv_env, external_dirs=external_dirs)
     env.pop("UV_OFFLINE", None)
     env["UV_OFFLINE"] = "1"
     with rep.step("build"):
-        for key in ("VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "NVCC_THREADS", "SOURCE_DATE_EPOCH"):
+        shown = ("VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "NVCC_THREADS", "SOURCE_DATE_EPOCH")
+        for key in (*shown, *(s.override for s in lock.external_sources)):
             rep.say(f"    {key}={env[key]}")
         build_shell.build_vllm(
             python=str(python), src=src, env=env, editable=editable, dist=gen / "dist", log=log,
@@ -242,6 +248,7 @@ def make_receipt(
     keys = (
         "VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "VLLM_FLASH_ATTN_VERSION", "SOURCE_DATE_EPOCH",
         "CCACHE_NOHASHDIR", "TORCH_NIGHTLY", "CUDA_HOME", *dict(lock.build.env),
+        *(s.override for s in lock.external_sources),
     )
     return receipts.Receipt(
         lock_name=lock.name,
@@ -266,6 +273,7 @@ def make_receipt(
         installed_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         tool_version=vllm_lock.__version__,
         cubins=sorted(found),
+        external_sources={s.name: s.commit for s in lock.external_sources},
     )
 
 

@@ -24,12 +24,14 @@ from vllm_lock.errors import (
     CompanionMismatchError,
     NoNightlyError,
     ResolutionError,
+    UnknownRefError,
     UnknownTorchVersionError,
     UnreachableError,
     UsageError,
 )
 from vllm_lock.model import (
     BuildRecipe,
+    ExternalPin,
     ExternalSource,
     HashOrigin,
     Layout,
@@ -85,6 +87,7 @@ class ResolveRequest:
     phase: Literal["development", "stable"] = "development"
     output: Path | None = None
     cache: Path = field(default_factory=cache_root)
+    rehash: bool = False  # download unhashed files again even when the server's ETag did not change
 
     @property
     def torch_index_url(self) -> str:
@@ -202,9 +205,25 @@ def read_source(request: ResolveRequest, reporter: Reporter) -> SourceFacts:
         build_set=build,
     )
     vllm = VllmInput(url=request.repo, ref=request.ref, commit=commit, commit_date=git_shell.commit_date(repo, commit))
-    return SourceFacts(
-        vllm=vllm, layout=layout, external_sources=layout_rules.external_sources(cmake), runtime=runtime, build=build
-    )
+    externals = lock_external_sources(layout_rules.external_pins(cmake), reporter)
+    return SourceFacts(vllm=vllm, layout=layout, external_sources=externals, runtime=runtime, build=build)
+
+
+def lock_external_sources(pins: tuple[ExternalPin, ...], reporter: Reporter) -> tuple[ExternalSource, ...]:
+    """Each pin with the commit it names now: a tag is looked up in its repository (tags move;
+    the lock keeps the commit); a commit pin is its own commit."""
+    locked = []
+    for pin in pins:
+        if pin.ref_kind == "commit":
+            commit = pin.ref
+        else:
+            try:
+                commit = git_shell.resolve_ref(pin.repository, pin.ref)
+            except (UnknownRefError, UnreachableError) as exc:
+                raise type(exc)(f"external source {pin.name} ({pin.declared_in}): {exc}") from None
+        reporter.say(f"    external {pin.name}: {pin.ref} -> {commit[:12]} (via {pin.override})")
+        locked.append(ExternalSource.locked(pin, commit))
+    return tuple(locked)
 
 
 def strip_and_read(
@@ -483,7 +502,11 @@ def hash_packages(pylock: str, request: ResolveRequest, pages: IndexPages, repor
             if not sha256:
                 raise ResolutionError(f"{name}: the general index publishes no sha256 for {filename}")
         origin: HashOrigin = "index" if sha256 else "downloaded"
-        if not sha256 or not size:
+        known = None if sha256 or request.rehash else store.unchanged(url, filename)
+        if known is not None:
+            sha256, size = known
+            reporter.say(f"    {filename}: same ETag and size as when hashed, hash from the cache")
+        elif not sha256 or not size:
             reporter.say(f"    downloading {filename} to hash it (the index publishes no {'hash' if not sha256 else 'size'})")
             sha256, size, _ = store.fetch(url, filename, expected_sha256=sha256, on_progress=_progress(reporter, filename))
         packages.append(

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vllm_lock import codec, pylock
-from vllm_lock.model import Lock
+from vllm_lock.model import ExternalSource, Lock
 from vllm_lock.shell import lockfiles
 
 
@@ -41,7 +41,9 @@ def summary(lock: Lock, path: Path) -> dict[str, Any]:
             "env": dict(lock.build.env),
         },
         "layout": {"stripping-script": lock.layout.stripping_script, "mode": lock.layout.stripping_mode},
-        "external-sources": {s.name: s.ref for s in lock.external_sources},
+        "external-sources": {
+            s.name: {"ref": s.ref, "commit": s.commit, "override": s.override} for s in lock.external_sources
+        },
         "packages": {
             "count": len(lock.packages),
             "by-source": by_source,
@@ -70,7 +72,7 @@ def render(lock: Lock, path: Path, console: Console | None = None) -> None:
                         f"{lock.build.target_device}, {'editable' if lock.build.editable else 'wheel'}")
     tuple_table.add_row("layout", f"{lock.layout.stripping_script} ({lock.layout.stripping_mode}), "
                         f"{len(lock.layout.patched_files)} patched files")
-    tuple_table.add_row("external", ", ".join(f"{s.name}@{s.ref[:12]}" for s in lock.external_sources) or "-")
+    tuple_table.add_row("external", ", ".join(_external(s) for s in lock.external_sources) or "-")
     tuple_table.add_row("identity", f"content {info['content-hash'][:19]}..., build {info['build-identity']}")
     tuple_table.add_row("provenance", f"vllm-lock {lock.provenance.tool_version}, uv {lock.provenance.uv_version}, "
                         f"{lock.provenance.resolved_at}")
@@ -92,3 +94,9 @@ def export(name_or_path: str, output: Path | None) -> Path:
         raise UsageError(f"{target.name}: PEP 751 requires the name pylock.toml or pylock.<name>.toml")
     lockfiles.atomic_write_text(target, pylock.to_pylock(lock))
     return target
+
+
+def _external(source: ExternalSource) -> str:
+    if source.ref_kind == "commit":
+        return f"{source.name}@{source.commit[:9]}"
+    return f"{source.name}@{source.ref} ({source.commit[:9]})"

@@ -91,11 +91,14 @@ def request_for(lock: Lock, *, output: Path, cache: Path, move_vllm: bool, move_
 
 
 def restore_originals(old: Lock, new: Lock) -> Lock:
-    """Put back the original references the pinned request replaced."""
+    """Put back the original references the pinned request replaced. External sources follow the
+    vLLM commit: while it stays, their locked commits stay too, even if a tag moved upstream
+    (a fresh `resolve` picks that up)."""
     return dataclasses.replace(
         new,
         vllm=dataclasses.replace(new.vllm, ref=old.vllm.ref),
         torch=dataclasses.replace(new.torch, requested=old.torch.requested),
+        external_sources=old.external_sources if new.vllm.commit == old.vllm.commit else new.external_sources,
     )
 
 

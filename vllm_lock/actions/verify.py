@@ -193,4 +193,11 @@ def verify(lock_ref: str, venv: Path) -> Report:
                 report.source.append(f"{patched.path} differs from the lock's patched file")
     else:
         report.source.append(f"source checkout {src} is missing")
+    for source in lock.external_sources:
+        stamp = generation / "external" / f"{source.name}.commit"
+        staged = stamp.read_text().strip() if stamp.is_file() else None
+        if staged != source.commit:
+            report.source.append(
+                f"external source {source.name}: staged {staged[:12] if staged else 'nothing'}, lock {source.commit[:12]}"
+            )
     return report

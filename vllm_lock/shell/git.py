@@ -10,9 +10,10 @@ import datetime as dt
 import hashlib
 import io
 import os
+import posixpath
 import tarfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import git
 from git.exc import GitCommandError
@@ -57,11 +58,11 @@ def _git(args: list[str], *, cwd: Path | None = None, what: str, url: str, retri
             )
             return str(result)
         except GitCommandError as exc:
-            lines = (exc.stderr or str(exc)).strip().splitlines()[-1:] or [str(exc)]
-            last_line = lines[0].strip().removeprefix("stderr: ").strip("'")
-            if not any(h in last_line.lower() for h in _UNREACHABLE_HINTS):
+            stderr = (exc.stderr or str(exc)).strip().removeprefix("stderr: ").strip("'")
+            if not any(h in stderr.lower() for h in _UNREACHABLE_HINTS):
                 raise
-            last = last_line
+            lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+            last = next((line for line in lines if line.startswith("fatal:")), lines[-1] if lines else str(exc))
             if attempt + 1 < retries:
                 time.sleep(0.5 * 2**attempt)
     raise UnreachableError(f"repository {url} unreachable while {what} ({retries} tries): {last}")
@@ -138,7 +139,42 @@ def export_tree(repo: git.Repo, commit: str, dest: Path) -> None:
     """The tree of commit, written to dest (no .git): what `git archive` gives."""
     data = repo.git.execute(["git", "archive", "--format=tar", commit], env=git_env(), stdout_as_string=False)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(dest, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+        else:  # Python < 3.11.4 (Debian bookworm's 3.11.2): check what the data filter would
+            for member in tar.getmembers():
+                _check_member(member)
+            tar.extractall(dest)
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    """Refuse what the "data" extraction filter refuses: paths or links leaving the tree, devices."""
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"archive member {member.name!r} leaves the tree")
+    if member.issym() or member.islnk():
+        base = path.parent if member.issym() else PurePosixPath()
+        target = posixpath.normpath(str(base / member.linkname))
+        if PurePosixPath(member.linkname).is_absolute() or target == ".." or target.startswith("../"):
+            raise ValueError(f"archive link {member.name!r} -> {member.linkname!r} leaves the tree")
+    if member.isdev():
+        raise ValueError(f"archive member {member.name!r} is a device")
+
+
+def gitmodules_listing(repo: git.Repo, commit: str) -> tuple[str, str]:
+    """(`.gitmodules` as `git config --list` lines, the commit's gitlinks as ls-tree lines);
+    empty strings for a commit without submodules."""
+    links = "\n".join(
+        line for line in repo.git.execute(["git", "ls-tree", "-r", commit], env=git_env()).splitlines()
+        if line.startswith("160000 ")
+    )
+    if not links:
+        return "", ""
+    try:
+        config = repo.git.execute(["git", "config", "--blob", f"{commit}:.gitmodules", "--list"], env=git_env())
+    except GitCommandError:
+        config = ""
+    return str(config), links
 
 
 def commits_between(repo: git.Repo, old: str, new: str, limit: int) -> tuple[int, list[str]]:

@@ -29,6 +29,13 @@ class NotFound(Exception):
 class Downloaded:
     sha256: str
     size: int
+    etag: str | None  # the server's validator for these bytes, when it gave a strong one
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Validator:
+    etag: str | None
+    size: int | None
 
 
 def _ssl_context() -> ssl.SSLContext:
@@ -42,11 +49,11 @@ def _context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _open(url: str, accept: str | None = None):  # type: ignore[no-untyped-def]
+def _open(url: str, accept: str | None = None, method: str = "GET"):  # type: ignore[no-untyped-def]
     headers = {"User-Agent": USER_AGENT}
     if accept:
         headers["Accept"] = accept
-    request = urllib.request.Request(url, headers=headers)
+    request = urllib.request.Request(url, headers=headers, method=method)
     last = ""
     for attempt in range(RETRIES):
         try:
@@ -75,11 +82,24 @@ def get_text(url: str, accept: str | None = None) -> str:
     return body.decode("utf-8", errors="replace")
 
 
+def _strong_etag(headers) -> str | None:  # type: ignore[no-untyped-def]
+    etag = headers.get("ETag")
+    return etag if etag and not etag.startswith("W/") else None  # a weak ETag does not name bytes
+
+
+def head(url: str) -> Validator:
+    """The server's current validator for url (HEAD): ETag and size."""
+    with _open(url, method="HEAD") as response:
+        length = response.headers.get("Content-Length")
+        return Validator(etag=_strong_etag(response.headers), size=int(length) if length and length.isdigit() else None)
+
+
 def download(url: str, dest: Path, on_progress: Callable[[int, int | None], None] | None = None) -> Downloaded:
     """Stream url into dest (created or truncated), hashing as it goes."""
     digest = hashlib.sha256()
     size = 0
     with _open(url) as response, dest.open("wb") as out:
+        etag = _strong_etag(response.headers)
         total = response.headers.get("Content-Length")
         total_size = int(total) if total and total.isdigit() else None
         while chunk := response.read(CHUNK):
@@ -88,4 +108,4 @@ def download(url: str, dest: Path, on_progress: Callable[[int, int | None], None
             size += len(chunk)
             if on_progress:
                 on_progress(size, total_size)
-    return Downloaded(sha256=digest.hexdigest(), size=size)
+    return Downloaded(sha256=digest.hexdigest(), size=size, etag=etag)

@@ -4,13 +4,14 @@ through a download whose hash was computed on the way in; files are never overwr
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllm_lock.errors import IntegrityError
+from vllm_lock.errors import IntegrityError, VllmLockError
 from vllm_lock.shell import http
 
 
@@ -58,9 +59,41 @@ class Store:
             final = self.path(got.sha256, filename)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
+            if got.etag:
+                self._remember(url, got)
             return got.sha256, got.size, True
         finally:
             tmp.unlink(missing_ok=True)
+
+    def unchanged(self, url: str, filename: str) -> tuple[str, int] | None:
+        """(sha256, size) of url's bytes without downloading them again, when the server still
+        gives the ETag and size it gave for the bytes we hashed and the store still holds them.
+        None otherwise (no memo, no strong ETag, another ETag: a nightly rebuilt under its name)."""
+        try:
+            memo = json.loads(self._memo_path(url).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if memo.get("url") != url or not self.has(memo.get("sha256", ""), filename):
+            return None
+        try:
+            now = http.head(url)
+        except (http.NotFound, VllmLockError):
+            return None
+        if now.etag is None or now.etag != memo.get("etag") or now.size != memo.get("size"):
+            return None
+        return str(memo["sha256"]), int(memo["size"])
+
+    def _memo_path(self, url: str) -> Path:
+        return self.root / "etags" / (hashlib.sha256(url.encode()).hexdigest()[:32] + ".json")
+
+    def _remember(self, url: str, got: http.Downloaded) -> None:
+        target = self._memo_path(url)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        memo = {"url": url, "etag": got.etag, "size": got.size, "sha256": got.sha256}
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".memo.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(memo, handle)
+        os.replace(tmp, target)
 
     def verify(self, sha256: str, filename: str) -> bool:
         """Re-hash a stored file (guards against a corrupted cache)."""

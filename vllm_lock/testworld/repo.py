@@ -8,17 +8,15 @@ import shutil
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .repo_files import OLD, PREFIX, TOOLS, RepoState, repo_files
+from .repo_files import OLD, PREFIX, TOOLS, ExternalUrls, RepoState, repo_files
+
+if TYPE_CHECKING:  # externals imports git() from here
+    from .externals import ExternalsInfo
 
 AUTHOR = ("vLLM Test World", "testworld@vllm-lock.invalid")
 START = dt.datetime(2026, 11, 1, 9, 0, 0, tzinfo=dt.UTC)
-
-FA_OLD = "1c2624e53c078854e0637ee566c72fe2107e75f4"
-FA_NEW = "4e1bb7c4cf4d7a8c9b1a6d1e8f3a2b5c6d7e8f90"
-FA_NEWEST = "8f2a1d0e3b4c5d6e7f8091a2b3c4d5e6f7081920"
-MLA_1 = "0e43e774597682284358ff2c54530757b654b8d1"
-MLA_2 = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
 
 
 def git_env(when: dt.datetime | None = None) -> dict[str, str]:
@@ -58,21 +56,26 @@ class PlannedCommit:
     annotated: bool = False
 
 
-def history() -> list[PlannedCommit]:
-    """main: old layout (v0.10.0) -> prefix layout (v0.20.0) -> tools layout (v0.32.0) + 2."""
-    old = RepoState(OLD, "2.9.0", "0.24.0", "2.9.0", "v4.0.0", FA_OLD)
-    prefix = RepoState(PREFIX, "2.10.0", "0.25.0", "2.10.0", "v4.2.1", FA_OLD)
-    tools = RepoState(TOOLS, "2.10.0", "0.25.0", "2.10.0", "v4.2.1", FA_NEWEST, MLA_1)
+def history(ext: ExternalsInfo) -> list[PlannedCommit]:
+    """main: old layout (v0.10.0) -> prefix layout (v0.20.0) -> tools layout (v0.32.0) + 2.
+
+    cutlass is pinned by tag; flash-attention and FlashMLA by the real commits of ext's repos."""
+    urls = ExternalUrls(ext.url("cutlass"), ext.url("vllm-flash-attn"), ext.url("flashmla"))
+    fa = {role: ext.commit("vllm-flash-attn", role) for role in ("old", "new", "newest")}
+    mla = {role: ext.commit("flashmla", role) for role in ("1", "2")}
+    old = RepoState(OLD, "2.9.0", "0.24.0", "2.9.0", "v4.0.0", fa["old"], urls)
+    prefix = RepoState(PREFIX, "2.10.0", "0.25.0", "2.10.0", "v4.2.1", fa["old"], urls)
+    tools = RepoState(TOOLS, "2.10.0", "0.25.0", "2.10.0", "v4.2.1", fa["newest"], urls, mla["1"])
     return [
         PlannedCommit("Initial import of the old layout", old, "v0.10.0"),
         PlannedCommit("[Build] bump cutlass to v4.1.0", replace(old, cutlass_tag="v4.1.0")),
         PlannedCommit("[Build] use_existing_torch.py --prefix, requirements/build/", prefix,
                       "v0.20.0", annotated=True),
-        PlannedCommit("[Build] bump vllm-flash-attn", replace(prefix, flash_attn_tag=FA_NEW)),
+        PlannedCommit("[Build] bump vllm-flash-attn", replace(prefix, flash_attn_tag=fa["new"])),
         PlannedCommit("[Build] move use_existing_torch.py to tools/, add FlashMLA", tools,
                       "v0.32.0", annotated=True),
         PlannedCommit("[Misc] runtime dependency update", replace(tools, revision=1)),
-        PlannedCommit("[Build] bump FlashMLA", replace(tools, revision=2, flashmla_tag=MLA_2)),
+        PlannedCommit("[Build] bump FlashMLA", replace(tools, revision=2, flashmla_tag=mla["2"])),
     ]
 
 
@@ -104,8 +107,8 @@ class RepoInfo:
     head_state: RepoState
 
 
-def build_repo(path: Path) -> RepoInfo:
-    """Create the non-bare repository at path (replacing anything there)."""
+def build_repo(path: Path, ext: ExternalsInfo) -> RepoInfo:
+    """Create the non-bare repository at path (replacing anything there), pinning ext's repos."""
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
@@ -113,7 +116,8 @@ def build_repo(path: Path) -> RepoInfo:
     commits: list[str] = []
     tags: dict[str, str] = {}
     layouts: dict[str, str] = {}
-    for i, planned in enumerate(history()):
+    planned_commits = history(ext)
+    for i, planned in enumerate(planned_commits):
         when = commit_time(i)
         write_tree(path, repo_files(planned.state))
         git(path, "add", "-A", when=when)
@@ -129,7 +133,7 @@ def build_repo(path: Path) -> RepoInfo:
             layouts.setdefault(planned.state.layout, sha)
     layouts[TOOLS] = commits[-1]
     return RepoInfo(path, tuple(commits), tuple(sorted(tags.items())),
-                    tuple(sorted(layouts.items())), history()[-1].state)
+                    tuple(sorted(layouts.items())), planned_commits[-1].state)
 
 
 def add_commits(path: Path, state: RepoState, n: int, message: str,

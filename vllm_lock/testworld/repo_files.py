@@ -8,6 +8,15 @@ OLD, PREFIX, TOOLS = "old", "prefix", "tools"
 
 
 @dataclass(frozen=True)
+class ExternalUrls:
+    """GIT_REPOSITORY of each FetchContent pin (file:// URLs into the world's external/)."""
+
+    cutlass: str
+    flash_attn: str
+    flashmla: str
+
+
+@dataclass(frozen=True)
 class RepoState:
     """What varies between commits of the fake vLLM repository."""
 
@@ -16,8 +25,9 @@ class RepoState:
     torchvision: str
     torchaudio: str
     cutlass_tag: str
-    flash_attn_tag: str
-    flashmla_tag: str | None = None
+    flash_attn_tag: str  # a flash-attention commit SHA
+    urls: ExternalUrls
+    flashmla_tag: str | None = None  # a FlashMLA commit SHA
     revision: int = 0  # bumped by commit_to_main
 
 
@@ -88,9 +98,12 @@ if __name__ == "__main__":
 
 SETUP_PY = r'''"""Build script of the vllm-lock test-world vLLM (shaped like vLLM's setup.py)."""
 import datetime
+import glob
 import json
 import os
+import re
 import subprocess
+import sys
 
 import torch  # noqa: F401  (module level, like vLLM: the build needs the installed torch)
 from setuptools import Extension, setup
@@ -160,6 +173,107 @@ def _read_requirements(name):
     return out
 
 
+# ---- external sources, consumed the way vLLM's CMake (FetchContent) does -------------------
+_DECLARE = re.compile(r"FetchContent_Declare\(\s*([A-Za-z0-9_\-]+)(.*?)\)", re.DOTALL)
+_SOURCE_DIR = re.compile(r"SOURCE_DIR\s+\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+SUBMODULES = {"vllm-flash-attn": "csrc/cutlass"}  # must be checked out (vLLM issue 13424)
+
+
+def _fail(message):
+    sys.exit(f"error: {message}")
+
+
+def _cmake_value(body, key):
+    match = re.search(key + r'\s+"?([^\s")]+)"?', body)
+    return match.group(1) if match else None
+
+
+def external_pins():
+    """[(name, GIT_REPOSITORY, GIT_TAG, override variable or None)] from the cmake files."""
+    paths = [os.path.join(ROOT, "CMakeLists.txt")]
+    paths += sorted(glob.glob(os.path.join(ROOT, "cmake", "external_projects", "*.cmake")))
+    pins, overrides = [], {}
+    for path in paths:
+        with open(path) as f:
+            text = f.read()
+        for match in _DECLARE.finditer(text):
+            name, body = match.group(1), match.group(2)
+            source_dir = _SOURCE_DIR.search(body)
+            if source_dir:
+                overrides[name] = source_dir.group(1)
+            repo, tag = _cmake_value(body, "GIT_REPOSITORY"), _cmake_value(body, "GIT_TAG")
+            if repo and tag:
+                pins.append((name, repo, tag))
+    return [(name, repo, tag, overrides.get(name)) for name, repo, tag in pins]
+
+
+def _deps_git(name, *args, cwd):
+    proc = subprocess.run(
+        ["git", "-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false", *args],
+        cwd=cwd, capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        _fail(f"fetching {name}: git {' '.join(args)} failed:\n{proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def _has_commit(src, tag):
+    return subprocess.run(["git", "rev-parse", "--verify", "-q", tag + "^{commit}"], cwd=src,
+                          capture_output=True).returncode == 0
+
+
+def fetch_external(name, repo, tag):
+    """FetchContent: clone into .deps/<name>-src (reused if there), check out tag, submodules."""
+    src = os.path.join(ROOT, ".deps", name + "-src")
+    if not os.path.isdir(os.path.join(src, ".git")):
+        if os.path.exists(src):
+            _fail(f"{src} exists but is not a git checkout; remove it")
+        os.makedirs(os.path.dirname(src), exist_ok=True)
+        _deps_git(name, "clone", "-q", repo, src, cwd=ROOT)
+    elif not _has_commit(src, tag):
+        _deps_git(name, "fetch", "-q", "--tags", "--force", "origin", cwd=src)
+    _deps_git(name, "checkout", "-q", "--detach", tag, cwd=src)
+    _deps_git(name, "submodule", "update", "-q", "--init", "--recursive", cwd=src)
+    return src
+
+
+def _source_id(name, src, where):
+    path = os.path.join(src, "SOURCE_ID")
+    if not os.path.isfile(path):
+        _fail(f"{name}: {where} holds no SOURCE_ID: not a {name} source tree")
+    with open(path) as f:
+        return f.read().strip()
+
+
+def consume_external(name, repo, tag, variable):
+    """Where the build takes `name` from: the override directory if its variable is set (CMake:
+    `if(VAR)`, so an empty value counts as unset), else a FetchContent-style fetch."""
+    override = os.environ.get(variable) if variable else None
+    if override:
+        src, origin, where = os.path.abspath(override), "override", f"{variable}={override}"
+        if not os.path.isdir(src):
+            _fail(f"{name}: {where} is not a directory")
+    else:
+        src = fetch_external(name, repo, tag)
+        origin, where = "fetched", f"the checkout of {repo} at {tag} ({src})"
+    info = {"from": origin, "source_id": _source_id(name, src, where)}
+    if name in SUBMODULES:
+        sub = SUBMODULES[name]
+        sub_id = os.path.join(src, sub, "SOURCE_ID")
+        if not os.path.isfile(sub_id):
+            _fail(f"{name}: the git submodule {sub} is not checked out in {src} "
+                  f"({sub}/SOURCE_ID missing); an offline build needs the source tree with its "
+                  "submodules (git submodule update --init --recursive), see vLLM issue 13424")
+        with open(sub_id) as f:
+            info["submodule_source_id"] = f.read().strip()
+    return info
+
+
+def external_sources():
+    return {name: consume_external(name, repo, tag, variable)
+            for name, repo, tag, variable in external_pins()}
+
+
 TARGET = os.environ.get("VLLM_TARGET_DEVICE", "cuda")
 CUDA_EXT = False
 if TARGET == "cuda":
@@ -201,6 +315,7 @@ BUILD_INFO = {
     "MAX_JOBS": os.environ.get("MAX_JOBS"),
     "NVCC_THREADS": os.environ.get("NVCC_THREADS"),
     "CMAKE_BUILD_TYPE": os.environ.get("CMAKE_BUILD_TYPE"),
+    "external_sources": external_sources(),
 }
 with open(os.path.join(ROOT, "vllm", "_build_info.json"), "w") as f:
     json.dump(BUILD_INFO, f, indent=2, sort_keys=True)
@@ -407,7 +522,7 @@ def _cmakelists(s: RepoState) -> str:
     mla = "include(cmake/external_projects/flashmla.cmake)\n" if s.flashmla_tag else ""
     return f'''cmake_minimum_required(VERSION 3.26)
 project(vllm_extensions LANGUAGES CXX)
-# (test world: not used by setup.py, only parsed for its pins)
+# (test world: CMake never runs; setup.py reads these pins and fetches them itself)
 include(FetchContent)
 
 if(DEFINED ENV{{VLLM_CUTLASS_SRC_DIR}})
@@ -419,7 +534,7 @@ if(VLLM_CUTLASS_SRC_DIR)
 else()
   FetchContent_Declare(
         cutlass
-        GIT_REPOSITORY https://github.com/nvidia/cutlass.git
+        GIT_REPOSITORY {s.urls.cutlass}
         # Please keep this in sync with CUTLASS_REVISION line above.
         GIT_TAG {s.cutlass_tag}
         GIT_PROGRESS TRUE
@@ -442,7 +557,7 @@ if(VLLM_FLASH_ATTN_SRC_DIR)
 else()
   FetchContent_Declare(
           vllm-flash-attn
-          GIT_REPOSITORY https://github.com/vllm-project/flash-attention.git
+          GIT_REPOSITORY {s.urls.flash_attn}
           GIT_TAG {s.flash_attn_tag}
           GIT_PROGRESS TRUE
           # Don't share the vllm-flash-attn build between build types
@@ -453,7 +568,7 @@ FetchContent_MakeAvailable(vllm-flash-attn)
 '''
 
 
-def _flashmla_cmake(tag: str) -> str:
+def _flashmla_cmake(url: str, tag: str) -> str:
     return f'''if(DEFINED ENV{{FLASH_MLA_SRC_DIR}})
   set(FLASH_MLA_SRC_DIR $ENV{{FLASH_MLA_SRC_DIR}})
 endif()
@@ -463,7 +578,7 @@ if(FLASH_MLA_SRC_DIR)
 else()
   FetchContent_Declare(
         flashmla
-        GIT_REPOSITORY https://github.com/vllm-project/FlashMLA
+        GIT_REPOSITORY {url}
         GIT_TAG {tag}
         GIT_PROGRESS TRUE
         CONFIGURE_COMMAND ""
@@ -505,7 +620,7 @@ def repo_files(s: RepoState) -> dict[str, str]:
         files["requirements/build/cuda.txt"] = _build_txt(s)
         files["requirements/test/cuda.in"] = "-r ../common.txt\npytest\ntorch==" + s.torch + "\n"
     if s.flashmla_tag:
-        files["cmake/external_projects/flashmla.cmake"] = _flashmla_cmake(s.flashmla_tag)
+        files["cmake/external_projects/flashmla.cmake"] = _flashmla_cmake(s.urls.flashmla, s.flashmla_tag)
     if s.revision:
         files["docs/CHANGES.md"] = "".join(f"- change {i}\n" for i in range(1, s.revision + 1))
     return files

@@ -179,7 +179,9 @@ class _Handler(BaseHTTPRequestHandler):
         base = f"{self.scheme}://{host}"
         data = store.file_bytes(path)
         if data is not None:
-            self._send(200, data, "application/octet-stream", head)
+            # like S3 behind download.pytorch.org: the ETag is the MD5 of the bytes
+            etag = '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
+            self._send(200, data, "application/octet-stream", head, {"ETag": etag})
             return
         for prefix, cfg in store.indexes.items():
             if path == prefix or not path.startswith(prefix + "/"):

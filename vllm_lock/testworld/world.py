@@ -10,6 +10,10 @@ Nightly scenarios (torch 2.10.0.devYYYYMMDD+cu128, cp311/cp312, manylinux_2_28_x
   2026-11-13  newest torch + torchvision, torchaudio missing -> not consistent
 pytorch-triton 3.5.0+git<8 hex> changes on 2026-11-07. The nightly index also mirrors a
 decoy typing-extensions 4.99.0 (dependency confusion). Releases: torch 2.9.0/2.9.1+cu128.
+
+External sources (externals.py): real git repositories under <root>/external/ for CUTLASS
+(tags v4.0.0, v4.1.0, v4.2.1), flash-attention (roles old/new/newest, csrc/cutlass submodule)
+and FlashMLA (roles 1/2); the vLLM repository's cmake files pin them by file:// URL.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from . import externals
 from . import packages as pk
 from .certs import make_tls
 from .pypi import PYPI_WHEELS, fetch_pypi_wheels
@@ -73,6 +78,7 @@ class TestWorld:
 
     root: Path
     repo_path: Path
+    external_root: Path  # <root>/external: the external source repositories (bind-mount it)
     ca_cert: Path
     tags: dict[str, str]
     layout_commits: dict[str, str]
@@ -84,6 +90,7 @@ class TestWorld:
     _http: Listener
     _https: Listener
     _state: _State
+    _externals: externals.ExternalsInfo
 
     # ---- construction -------------------------------------------------------------
     @classmethod
@@ -109,7 +116,8 @@ class TestWorld:
             _publish(store, state, NIGHTLY, spec)
         for plan in NIGHTLY_PLAN:
             _publish_plan(store, state, plan)
-        info: RepoInfo = build_repo(root / "vllm")
+        ext = externals.build_externals(root / "external")
+        info: RepoInfo = build_repo(root / "vllm", ext)
         state.repo_state = info.head_state
         state.commits = list(info.commits)
         tls = make_tls(root / "tls")
@@ -122,6 +130,7 @@ class TestWorld:
         return cls(
             root=root,
             repo_path=info.path,
+            external_root=ext.root,
             ca_cert=tls.ca_cert,
             tags=dict(info.tags),
             layout_commits=dict(info.layout_commits),
@@ -133,6 +142,7 @@ class TestWorld:
             _http=http,
             _https=https,
             _state=state,
+            _externals=ext,
         )
 
     # ---- URLs ---------------------------------------------------------------------
@@ -261,6 +271,29 @@ class TestWorld:
             self._state.commits.extend(shas)
         return shas
 
+    # ---- external sources -----------------------------------------------------------
+    def external_url(self, name: str) -> str:
+        """GIT_REPOSITORY of FetchContent pin name ("cutlass", "vllm-flash-attn", "flashmla")."""
+        return self._externals.url(name)
+
+    def external_commit(self, name: str, ref: str) -> str:
+        """The commit of a role ("old"/"new"/"newest", "1"/"2") as built, or the commit a tag
+        points at now (after move_external_tag: the new one). KeyError if unknown."""
+        spec = externals.spec(name)
+        if not spec.tagged and ref in spec.refs:
+            return self._externals.commit(name, ref)
+        with self._state.lock:
+            sha = externals.tag_commit(self._externals.path(name), ref)
+        if sha is None:
+            raise KeyError(f"external source {name!r} has no tag or role {ref!r}")
+        return sha
+
+    def move_external_tag(self, name: str, tag: str) -> str:
+        """Add a commit (SOURCE_ID "<label> <tag> (retagged)") on top of tag's commit and
+        force-move tag to it (an annotated tag stays annotated); return the new SHA."""
+        with self._state.lock:
+            return externals.move_tag(self._externals, name, tag)
+
     # ---- request log / lifecycle --------------------------------------------------
     @property
     def requests(self) -> list[tuple[str, str]]:
@@ -295,6 +328,7 @@ class TestWorld:
             "ca_cert": str(self.ca_cert),
             "repo_url": self.repo_url,
             "repo_path": str(self.repo_path),
+            "external_root": str(self.external_root),
             "latest_consistent_date": self.latest_consistent_date.isoformat(),
         }
 

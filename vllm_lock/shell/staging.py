@@ -1,0 +1,61 @@
+"""External CMake sources staged for the build: each locked commit exported from a cached
+mirror (git submodules included) into one directory per source, so that CMake fetches nothing."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from vllm_lock import gitmodules
+from vllm_lock.errors import InstallError, UnknownRefError
+from vllm_lock.model import ExternalSource
+from vllm_lock.shell import git as git_shell
+
+MAX_SUBMODULE_DEPTH = 4
+
+
+def stage(
+    sources: tuple[ExternalSource, ...], cache: Path, root: Path, say: Callable[[str], None]
+) -> dict[str, Path]:
+    """{source name: its staged tree}. A tree already staged at the locked commit is kept (its
+    stamp file beside it is written last, so a killed staging is redone, never trusted)."""
+    root.mkdir(parents=True, exist_ok=True)
+    staged = {}
+    for source in sources:
+        dest = root / source.name
+        stamp = root / f"{source.name}.commit"
+        if dest.is_dir() and stamp.is_file() and stamp.read_text().strip() == source.commit:
+            say(f"    {source.name}: staged earlier at {source.commit[:12]}")
+        else:
+            stamp.unlink(missing_ok=True)
+            partial = root / f".{source.name}.partial"
+            for stale in (partial, dest):
+                shutil.rmtree(stale, ignore_errors=True)
+            try:
+                count = _export(source.repository, source.commit, cache, partial, depth=0)
+            except UnknownRefError as exc:
+                raise UnknownRefError(f"external source {source.name}: {exc}") from None
+            except gitmodules.SubmoduleError as exc:
+                raise InstallError(f"external source {source.name}: {exc}") from None
+            partial.rename(dest)
+            stamp.write_text(source.commit + "\n")
+            extra = f" with {count} submodule{'s' if count != 1 else ''}" if count else ""
+            say(f"    {source.name}: {source.ref} = {source.commit[:12]}{extra} -> {dest}")
+        staged[source.name] = dest
+    return staged
+
+
+def _export(url: str, commit: str, cache: Path, dest: Path, depth: int) -> int:
+    """The tree of url@commit into dest, submodules exported into their paths; returns how many."""
+    repo = git_shell.update_mirror(cache, url, commit)
+    git_shell.export_tree(repo, commit, dest)
+    config, links = git_shell.gitmodules_listing(repo, commit)
+    count = 0
+    for sub in gitmodules.submodules(url, gitmodules.parse_config(config), gitmodules.parse_gitlinks(links)):
+        if depth >= MAX_SUBMODULE_DEPTH:
+            raise gitmodules.SubmoduleError(f"submodules nested deeper than {MAX_SUBMODULE_DEPTH} at {sub.path}")
+        target = dest / sub.path
+        shutil.rmtree(target, ignore_errors=True)  # git archive leaves an empty directory for a gitlink
+        count += 1 + _export(sub.url, sub.commit, cache, target, depth + 1)
+    return count
