@@ -41,7 +41,8 @@ def stage(
             partial.rename(dest)
             stamp.write_text(source.commit + "\n")
             extra = f" with {count} submodule{'s' if count != 1 else ''}" if count else ""
-            say(f"    {source.name}: {source.ref} = {source.commit[:12]}{extra} -> {dest}")
+            pin = source.commit[:12] if source.ref_kind == "commit" else f"{source.ref} = {source.commit[:12]}"
+            say(f"    {source.name}: {pin}{extra} -> {dest}")
         staged[source.name] = dest
     return staged
 
