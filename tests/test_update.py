@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sample_lock import C1, make_lock
+from sample_lock import C1, C2, make_lock
 from typer.testing import CliRunner
 
 from vllm_lock.actions import update as update_action
 from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.cli import app
+from vllm_lock.model import ExternalSource
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import lockfiles
 from vllm_lock.testworld import TestWorld
@@ -197,3 +198,17 @@ def test_diff_goes_on_when_the_repository_is_unreachable(own_world: TestWorld, l
     result = CliRunner().invoke(app, ["diff", "old", "dev"])
     assert result.exit_code == 1, result.output
     assert "history: repository not reachable" in result.output
+
+
+def test_external_sources_stay_locked_while_the_vllm_commit_stays() -> None:
+    cutlass = ExternalSource(name="cutlass", repository="https://github.com/nvidia/cutlass.git", ref="v4.2.1",
+                             ref_kind="tag", commit="c" * 40, override="VLLM_CUTLASS_SRC_DIR",
+                             declared_in="CMakeLists.txt")
+    retagged = dataclasses.replace(cutlass, commit="d" * 40)
+    old = make_lock(external_sources=(cutlass,))
+    # torch moved, vLLM did not: the re-resolve saw the moved tag, the update keeps the locked commit
+    same_commit = update_action.restore_originals(old, make_lock(external_sources=(retagged,)))
+    assert same_commit.external_sources == (cutlass,)
+    # vLLM moved: its pins are read afresh, so the new commit of the tag is taken
+    moved = update_action.restore_originals(old, make_lock(commit=C2, external_sources=(retagged,)))
+    assert moved.external_sources == (retagged,)
