@@ -81,6 +81,17 @@ def test_lock_pins_commit_and_layout(world: TestWorld, latest) -> None:  # type:
     assert {s.ref_kind for s in lock.external_sources} == {"tag", "commit"}
 
 
+def test_a_full_log_is_kept(world: TestWorld, tmp_path: Path) -> None:
+    said = io.StringIO()
+    resolve(request_for(world, tmp_path / "l.lock.toml", tmp_path / "c", name="logged"), Reporter(log=said, quiet=True))
+    (log,) = (tmp_path / "c" / "logs").glob("resolve-logged-*.log")
+    text = log.read_text()
+    assert said.getvalue().startswith(f"full log: {log}")
+    assert any(line.startswith("$ ") and " pip compile " in line for line in text.splitlines())  # uv's command
+    assert "cleaning" in text or "removed" in text  # the stripping script's own output
+    assert "torch nightly" in text and "external cutlass" in text  # what resolve said
+
+
 def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
     lock, _ = latest
     sources = {s.name: s for s in lock.external_sources}

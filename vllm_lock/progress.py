@@ -78,6 +78,22 @@ class LiveArea:
         return Group(self._spinner, *lines)
 
 
+class _Tee:
+    """Writes to two text streams (a caller's log and a command's own log file)."""
+
+    def __init__(self, first: IO[str], second: IO[str]) -> None:
+        self.streams = (first, second)
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
 def stderr_is_terminal() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM", "") != "dumb"
 
@@ -97,8 +113,9 @@ class Reporter:
         return cls(live=LiveArea() if stderr_is_terminal() else None)
 
     def with_log(self, log: IO[str]) -> Reporter:
-        """The same display, also writing to `log` (timings are its own)."""
-        return Reporter(log=log, quiet=self.quiet, live=self.live)
+        """The same display, also writing to `log` (and to this reporter's own log; timings are its own)."""
+        both: IO[str] = log if self.log is None else _Tee(self.log, log)  # type: ignore[assignment]
+        return Reporter(log=both, quiet=self.quiet, live=self.live)
 
     def say(self, message: str) -> None:
         if not self.quiet:

@@ -175,7 +175,7 @@ def _steps(
 
     with rep.step("strip"):
         before = snapshot(src)
-        result = run_stripping_script(src, lock.layout.stripping_argv, python=str(python))
+        result = run_stripping_script(src, lock.layout.stripping_argv, python=str(python), log=log)
         if not result.ok:
             raise InstallError(f"{lock.layout.stripping_script} failed: {result.tail(1)}")
         check_patched(lock, layout_rules.patched_files(before, snapshot(src)))

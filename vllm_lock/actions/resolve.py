@@ -134,11 +134,33 @@ class SourceFacts:
     build: tuple[str, ...]
 
 
+LOGS_KEPT = 20
+
+
 def resolve(request: ResolveRequest, reporter: Reporter) -> tuple[Lock, Path, bool]:
-    """Resolve and write the lock; returns (lock, path, whether the file changed)."""
+    """Resolve and write the lock; returns (lock, path, whether the file changed). Everything it
+    says and uv's whole output go to a log file under <cache>/logs (the newest 20 are kept)."""
     target, recipe = validate(request)
     output = request.output_path
     lockfiles.check_writable(output)
+    logs = request.cache / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    log_path = logs / f"resolve-{request.name}-{stamp}.log"
+    with log_path.open("w", encoding="utf-8") as log:
+        rep = reporter.with_log(log)
+        rep.say(f"full log: {log_path}")
+        try:
+            return _resolve(request, target, recipe, output, rep)
+        finally:
+            reporter.timings.update(rep.timings)
+            for old in sorted(logs.glob("resolve-*.log"), key=lambda p: p.stat().st_mtime)[:-LOGS_KEPT]:
+                old.unlink(missing_ok=True)
+
+
+def _resolve(
+    request: ResolveRequest, target: Target, recipe: BuildRecipe, output: Path, reporter: Reporter
+) -> tuple[Lock, Path, bool]:
     with reporter.step("vLLM source"):
         source = read_source(request, reporter)
     pages = IndexPages(request.torch_index_url)
@@ -231,7 +253,7 @@ def strip_and_read(
 ) -> tuple[tuple[PatchedFile, ...], tuple[str, ...], tuple[str, ...]]:
     before = snapshot(tree)
     argv = (detected.stripping_script, "--prefix") if detected.stripping_mode == "prefix" else (detected.stripping_script,)
-    result = run_stripping_script(tree, argv)
+    result = run_stripping_script(tree, argv, log=reporter.log)
     if not result.ok:
         raise ResolutionError(f"{detected.stripping_script} failed: {result.tail(1)}")
     after = snapshot(tree)
@@ -443,7 +465,7 @@ def compile_set(
             platform=target.platform,
             default_index=request.general_index,
         )
-        result = proc.run(argv, cwd=Path(tmp), env=uv_shell.uv_env(request.cache), timeout=900)
+        result = proc.run(argv, cwd=Path(tmp), env=uv_shell.uv_env(request.cache), timeout=900, log=reporter.log)
         if not result.ok:
             raise _compile_error(result.output, torch_pins)
         return output.read_text()

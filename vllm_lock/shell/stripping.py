@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import IO
 
 from vllm_lock import layout as layout_rules
 from vllm_lock.shell import proc
@@ -19,6 +20,8 @@ def snapshot(tree: Path) -> dict[str, bytes]:
     return found
 
 
-def run_stripping_script(tree: Path, argv: tuple[str, ...], python: str = sys.executable) -> proc.Completed:
+def run_stripping_script(
+    tree: Path, argv: tuple[str, ...], python: str = sys.executable, log: IO[str] | None = None
+) -> proc.Completed:
     """The commit's own script, run from the repository root as it requires."""
-    return proc.run([python, *argv], cwd=tree, timeout=120)
+    return proc.run([python, *argv], cwd=tree, timeout=120, log=log)
