@@ -15,7 +15,7 @@ from vllm_lock.actions import promote as promote_action
 from vllm_lock.actions import smoke
 from vllm_lock.cli import app
 from vllm_lock.diffing import CommitHistory
-from vllm_lock.errors import ExitCode, OutputError, UsageError
+from vllm_lock.errors import ExitCode, NotTestedError, OutputError, UsageError
 from vllm_lock.model import Lock
 from vllm_lock.shell import lockfiles
 
@@ -85,11 +85,11 @@ def _receipt(lock_path: Path, lock: Lock, result: str = "pass", when: str = "202
 def test_refuses_without_a_passing_receipt_for_exactly_this_content(locks: Path) -> None:
     dev = make_lock()
     path = _write(locks, dev)
-    with pytest.raises(promote_action.NotTestedError, match="no test receipt"):
+    with pytest.raises(NotTestedError, match="no test receipt"):
         promote_action.promote("dev")
     _receipt(path, dev, result="fail")
     _receipt(path, make_lock(commit=C2))  # a passing receipt of other content does not count
-    with pytest.raises(promote_action.NotTestedError, match="none passing"):
+    with pytest.raises(NotTestedError, match="none passing"):
         promote_action.promote("dev")
     assert not (locks / "stable.lock.toml").exists()
     result = CliRunner().invoke(app, ["promote", "dev", "--to", "stable"])

@@ -74,3 +74,7 @@ class IntegrityError(VllmLockError):
 
 class OutputError(VllmLockError):
     exit_code = ExitCode.OUTPUT
+
+
+class NotTestedError(UsageError):
+    """No passing test receipt for the lock to promote (exit 2, a usage error: run `test` first)."""

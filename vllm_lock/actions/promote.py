@@ -25,14 +25,10 @@ from vllm_lock import codec
 from vllm_lock.actions import diff as diff_action
 from vllm_lock.actions import smoke
 from vllm_lock.diffing import LockDiff
-from vllm_lock.errors import LockInvalidError, OutputError, UsageError
+from vllm_lock.errors import LockInvalidError, NotTestedError, OutputError, UsageError
 from vllm_lock.model import Lock, Promotion, is_valid_lock_name
 from vllm_lock.render_diff import text as diff_text
 from vllm_lock.shell import lockfiles
-
-
-class NotTestedError(UsageError):
-    """No passing test receipt for the lock to promote (exit 2, a usage error: run `test` first)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
