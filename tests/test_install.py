@@ -269,7 +269,11 @@ def test_real_directory_at_venv_is_refused(base, tmp_path) -> None:  # type: ign
     assert (opt / "vllm" / "bin" / "vllm").read_text() == "old"
 
 
-@pytest.mark.parametrize("step", ["packages", "build"])
+STEPS = ["preflight", "environment", "packages", "source", "external sources", "strip", "build", "verify",
+         "receipt", "switch"]
+
+
+@pytest.mark.parametrize("step", STEPS)
 def test_sigkill_then_rerun_completes(base, tmp_path, step: str) -> None:  # type: ignore[no-untyped-def]
     opt = tmp_path / "opt"
     env = dict(os.environ, VLLM_LOCK_CACHE=str(base["cache"]), PYTHONUNBUFFERED="1")
@@ -284,11 +288,18 @@ def test_sigkill_then_rerun_completes(base, tmp_path, step: str) -> None:  # typ
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "".join(seen)
-    assert not (opt / "vllm").exists()  # nothing switched
+    # The kill lands a moment after the step's line: the last two steps (a file write, a rename)
+    # may have finished by then, the earlier ones cannot have reached the switch.
+    before_receipt = STEPS.index(step) < STEPS.index("receipt")
+    if before_receipt:
+        assert not (opt / "vllm").exists()  # nothing switched
     result = cli(*install_args(base["path"], opt), cache=base["cache"])
     assert result.returncode == 0, result.stderr
-    assert "resuming an unfinished generation" in result.stderr
+    if before_receipt:
+        assert "resuming an unfinished generation" in result.stderr
     assert f"g{base['lock'].vllm.commit[:9]}" in vllm_version(opt)
+    clean = cli("verify", str(base["path"]), "--venv", str(opt / "vllm"), cache=base["cache"])
+    assert clean.returncode == 0, clean.stdout
 
 
 def test_no_editable_installs_a_wheel(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
