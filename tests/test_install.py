@@ -22,6 +22,7 @@ from test_install_support import (
 )
 
 from vllm_lock.model import Target
+from vllm_lock.shell.git import mirror_path
 from vllm_lock.testworld import TestWorld
 
 pytestmark = pytest.mark.slow
@@ -67,6 +68,9 @@ def test_install_builds_the_locked_commit(base) -> None:  # type: ignore[no-unty
     assert used["cutlass"]["source_id"] == "cutlass v4.2.1"
     assert used["vllm-flash-attn"]["submodule_source_id"] == "cutlass v4.2.1"  # its git submodule, staged too
     assert not (opt / "vllm_repo" / ".deps").exists()
+    cutlass = next(s for s in lock.external_sources if s.name == "cutlass")
+    mirror = mirror_path(base["cache"], cutlass.repository)
+    assert (mirror / "shallow").is_file()  # the locked commit alone was fetched, not the history
     clean = cli("verify", str(base["path"]), "--venv", str(opt / "vllm"), cache=base["cache"])
     assert clean.returncode == 0, clean.stdout + clean.stderr
 

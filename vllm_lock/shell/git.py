@@ -112,6 +112,28 @@ def update_mirror(cache: Path, url: str, commit: str) -> git.Repo:
     return repo
 
 
+def fetch_commit(cache: Path, url: str, commit: str) -> git.Repo:
+    """A mirror of url holding `commit`, fetched alone at depth 1 where the server allows it (an
+    external source needs one tree, not years of CUTLASS history); else the whole mirror. The
+    commit gets a ref of its own so that git never prunes it."""
+    path = mirror_path(cache, url)
+    if (path / "HEAD").exists():
+        repo = git.Repo(path)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repo = git.Repo.init(path, bare=True)
+    if _has_commit(repo, commit):
+        return repo
+    try:
+        _git(["fetch", "--depth", "1", url, f"+{commit}:refs/vllm-lock/{commit}"], cwd=path,
+             what=f"fetching {commit[:9]}", url=url)
+    except GitCommandError:
+        pass  # a server that refuses a bare SHA: fetch everything instead
+    if _has_commit(repo, commit):
+        return repo
+    return update_mirror(cache, url, commit)
+
+
 def _has_commit(repo: git.Repo, commit: str) -> bool:
     try:
         repo.git.execute(["git", "cat-file", "-e", f"{commit}^{{commit}}"], env=git_env())

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vllm_lock import gitmodules
-from vllm_lock.errors import InstallError, UnknownRefError
+from vllm_lock.errors import InstallError, UnknownRefError, UnreachableError
 from vllm_lock.model import ExternalSource
 from vllm_lock.shell import git as git_shell
 
@@ -34,8 +34,8 @@ def stage(
                 shutil.rmtree(stale, ignore_errors=True)
             try:
                 count = _export(source.repository, source.commit, cache, partial, depth=0)
-            except UnknownRefError as exc:
-                raise UnknownRefError(f"external source {source.name}: {exc}") from None
+            except (UnknownRefError, UnreachableError) as exc:
+                raise type(exc)(f"external source {source.name}: {exc}") from None
             except gitmodules.SubmoduleError as exc:
                 raise InstallError(f"external source {source.name}: {exc}") from None
             partial.rename(dest)
@@ -49,7 +49,7 @@ def stage(
 
 def _export(url: str, commit: str, cache: Path, dest: Path, depth: int) -> int:
     """The tree of url@commit into dest, submodules exported into their paths; returns how many."""
-    repo = git_shell.update_mirror(cache, url, commit)
+    repo = git_shell.fetch_commit(cache, url, commit)
     git_shell.export_tree(repo, commit, dest)
     config, links = git_shell.gitmodules_listing(repo, commit)
     count = 0
