@@ -201,6 +201,13 @@ def test_external_commit_gone_from_remote(base, tmp_path) -> None:  # type: igno
     _fails_and_keeps(base, result, 5, ("external source cutlass", gone))
 
 
+def test_a_cmake_source_missing_from_the_lock_fails_instead_of_being_fetched(base, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sources = tuple(s for s in base["lock"].external_sources if s.name != "flashmla")
+    lock = write_variant(base["lock"], tmp_path / "partial.lock.toml", external_sources=sources)
+    result = cli(*install_args(lock, base["opt"]), cache=base["cache"])
+    _fails_and_keeps(base, result, 6, ("building vLLM failed", "FETCHCONTENT_FULLY_DISCONNECTED is ON", "flashmla"))
+
+
 def test_locked_external_commit_is_built_after_its_tag_moved(tmp_path) -> None:
     with TestWorld.create(tmp_path / "world") as own:
         lock, path = resolve_world_lock(own, tmp_path / "dev.lock.toml", tmp_path / "cache")

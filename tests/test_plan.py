@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from sample_lock import make_lock as sample_lock
 
 from vllm_lock import plan
-from vllm_lock.model import BuildRecipe, Lock, Target
+from vllm_lock.model import BuildRecipe, ExternalSource, Lock, Target
 
 GIB = plan.GIB
 
@@ -79,6 +80,20 @@ def test_build_env_from_the_lock() -> None:
     assert env["CCACHE_NOHASHDIR"] == "true" and env["CMAKE_BUILD_TYPE"] == "Release"
     assert env["SOURCE_DATE_EPOCH"] == str(plan.source_date_epoch(lk.vllm.commit_date))
     assert "VLLM_USE_PRECOMPILED" not in env and env["PATH"] == "/bin"
+
+
+def test_build_env_points_cmake_at_the_staged_sources_only() -> None:
+    cutlass = ExternalSource(name="cutlass", repository="https://github.com/nvidia/cutlass.git", ref="v4.2.1",
+                             ref_kind="tag", commit="c" * 40, override="VLLM_CUTLASS_SRC_DIR",
+                             declared_in="CMakeLists.txt")
+    lk = sample_lock(external_sources=(cutlass,))
+    jobs = plan.Jobs(max_jobs=2, nvcc_threads=1, reason="")
+    caller = {"VLLM_CUTLASS_SRC_DIR": "/home/me/cutlass-dev", "CMAKE_ARGS": "-DFOO=1"}
+    env = plan.build_env(lk, jobs, caller, external_dirs={"cutlass": Path("/g/external/cutlass")})
+    assert env["VLLM_CUTLASS_SRC_DIR"] == "/g/external/cutlass"  # the caller's own tree is not what was locked
+    assert env["CMAKE_ARGS"] == "-DFOO=1 -DFETCHCONTENT_FULLY_DISCONNECTED=ON"  # nothing else may be fetched
+    assert plan.build_env(lk, jobs, {"CMAKE_ARGS": env["CMAKE_ARGS"]})["CMAKE_ARGS"] == env["CMAKE_ARGS"]
+    assert "CMAKE_ARGS" not in plan.build_env(sample_lock(), jobs, {})  # no CMake pins, nothing to say
 
 
 def test_nvcc_version_parsing() -> None:

@@ -22,6 +22,7 @@ from vllm_lock import cuda as cuda_rules
 from vllm_lock.model import BuildRecipe, Lock
 
 GIB = 1 << 30
+FULLY_DISCONNECTED = "-DFETCHCONTENT_FULLY_DISCONNECTED=ON"
 GIB_PER_NVCC_PROCESS = 4
 GIB_PER_NVCC_PROCESS_BLACKWELL = 8
 DEFAULT_NVCC_THREADS = 2
@@ -160,6 +161,12 @@ def build_env(
         env.pop(source.override, None)
         if source.name in staged:
             env[source.override] = str(staged[source.name])
+    if lock.external_sources:
+        # vLLM's setup.py appends $CMAKE_ARGS to its cmake call: with every pin staged, CMake must
+        # download nothing, and a FetchContent the lock does not know fails instead of fetching.
+        args = env.get("CMAKE_ARGS", "").split()
+        if FULLY_DISCONNECTED not in args:
+            env["CMAKE_ARGS"] = " ".join([*args, FULLY_DISCONNECTED])
     return env
 
 

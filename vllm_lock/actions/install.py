@@ -185,8 +185,9 @@ def _steps(
     env["UV_OFFLINE"] = "1"
     with rep.step("build"):
         shown = ("VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "NVCC_THREADS", "SOURCE_DATE_EPOCH")
-        for key in (*shown, *(s.override for s in lock.external_sources)):
-            rep.say(f"    {key}={env[key]}")
+        for key in (*shown, "CMAKE_ARGS", *(s.override for s in lock.external_sources)):
+            if key in env:
+                rep.say(f"    {key}={env[key]}")
         build_shell.build_vllm(
             python=str(python), src=src, env=env, editable=editable, dist=gen / "dist", log=log,
             on_line=build_shell.build_filter(on_line), log_path=log_path,
@@ -247,7 +248,7 @@ def make_receipt(
 ) -> receipts.Receipt:
     keys = (
         "VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "VLLM_FLASH_ATTN_VERSION", "SOURCE_DATE_EPOCH",
-        "CCACHE_NOHASHDIR", "TORCH_NIGHTLY", "CUDA_HOME", *dict(lock.build.env),
+        "CCACHE_NOHASHDIR", "TORCH_NIGHTLY", "CUDA_HOME", "CMAKE_ARGS", *dict(lock.build.env),
         *(s.override for s in lock.external_sources),
     )
     return receipts.Receipt(

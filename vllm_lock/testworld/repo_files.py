@@ -253,6 +253,9 @@ def consume_external(name, repo, tag, variable):
         src, origin, where = os.path.abspath(override), "override", f"{variable}={override}"
         if not os.path.isdir(src):
             _fail(f"{name}: {where} is not a directory")
+    elif "-DFETCHCONTENT_FULLY_DISCONNECTED=ON" in os.environ.get("CMAKE_ARGS", "").split():
+        _fail(f"{name}: FETCHCONTENT_FULLY_DISCONNECTED is ON and {variable or 'no override'} is not set: "
+              f"{name} was never populated (FetchContent downloads nothing in this mode)")
     else:
         src = fetch_external(name, repo, tag)
         origin, where = "fetched", f"the checkout of {repo} at {tag} ({src})"
