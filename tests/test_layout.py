@@ -66,6 +66,15 @@ def test_patched_files_lists_only_changes() -> None:
     assert patched.path == "a.txt" and patched.sha256_before != patched.sha256_after
 
 
+@pytest.mark.parametrize(
+    ("path", "pins"),
+    [("CMakeLists.txt", True), ("cmake/external_projects/flashmla.cmake", True), ("cmake/cpu_extension.cmake", True),
+     ("csrc/CMakeLists.txt", False), ("cmake/utils.py", False), ("docs/cmake/x.cmake", False)],
+)
+def test_which_files_hold_cmake_pins(path: str, pins: bool) -> None:
+    assert layout.is_cmake_pin_file(path) is pins
+
+
 def test_external_pins_from_cmake() -> None:
     files = {
         "CMakeLists.txt": 'set(CUTLASS_REVISION "v4.2.1" CACHE STRING "CUTLASS revision")\n'

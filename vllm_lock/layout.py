@@ -186,7 +186,9 @@ def _expand(value: str, variables: Mapping[str, str]) -> str:
 
 
 def is_cmake_pin_file(path: str) -> bool:
-    return path == "CMakeLists.txt" or (path.startswith("cmake/external_projects/") and path.endswith(".cmake"))
+    """CMakeLists.txt and every cmake/**/*.cmake: besides cmake/external_projects/, vLLM declares
+    some sources next to the code that uses them (oneDNN in cmake/cpu_extension.cmake)."""
+    return path == "CMakeLists.txt" or (path.startswith("cmake/") and path.endswith(".cmake"))
 
 
 def is_strippable(path: str) -> bool:
