@@ -66,6 +66,15 @@ def test_patched_files_lists_only_changes() -> None:
     assert patched.path == "a.txt" and patched.sha256_before != patched.sha256_after
 
 
+def test_pin_variables_come_from_any_cmake_file_and_must_be_set() -> None:
+    declare = "FetchContent_Declare(qutlass\n GIT_REPOSITORY https://github.com/IST-DASLab/qutlass.git\n GIT_TAG ${QUTLASS_REV}\n)\n"
+    files = {"CMakeLists.txt": 'set(QUTLASS_REV "' + "ab" * 20 + '")\n', "cmake/external_projects/qutlass.cmake": declare}
+    (pin,) = layout.external_pins(files)
+    assert (pin.ref, pin.ref_kind, pin.override) == ("ab" * 20, "commit", "QUTLASS_SRC_DIR")
+    with pytest.raises(layout.LayoutError, match="qutlass uses a variable set nowhere"):
+        layout.external_pins({"cmake/external_projects/qutlass.cmake": declare})
+
+
 @pytest.mark.parametrize(
     ("path", "pins"),
     [("CMakeLists.txt", True), ("cmake/external_projects/flashmla.cmake", True), ("cmake/cpu_extension.cmake", True),

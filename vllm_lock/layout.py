@@ -154,9 +154,11 @@ def override_variable(name: str, declared: Mapping[str, str]) -> str:
 def external_pins(files: Mapping[str, str]) -> tuple[ExternalPin, ...]:
     """FetchContent GIT_REPOSITORY/GIT_TAG pins in CMakeLists.txt and cmake/external_projects/*.cmake."""
     found = []
+    # set() anywhere counts (CMakeLists.txt sets revisions that included files use); a file's own wins
+    everywhere = {m.group(1): m.group(2) for path in sorted(files) for m in _SET.finditer(files[path])}
     for path in sorted(files):
         text = files[path]
-        variables = {m.group(1): m.group(2) for m in _SET.finditer(text)}
+        variables = {**everywhere, **{m.group(1): m.group(2) for m in _SET.finditer(text)}}
         declared: dict[str, str] = {}
         pins: list[tuple[str, str, str]] = []
         for match in _DECLARE.finditer(text):
@@ -168,6 +170,9 @@ def external_pins(files: Mapping[str, str]) -> tuple[ExternalPin, ...]:
             if repo and tag:
                 pins.append((name, _expand(repo.group(1), variables), _expand(tag.group(1), variables)))
         for name, repository, ref in pins:
+            if "${" in repository + ref:
+                raise LayoutError(f"{path}: the pin of {name} uses a variable set nowhere in the cmake files "
+                                  f"({repository} {ref})")
             found.append(
                 ExternalPin(
                     name=name,

@@ -227,7 +227,11 @@ def read_source(request: ResolveRequest, reporter: Reporter) -> SourceFacts:
         build_set=build,
     )
     vllm = VllmInput(url=request.repo, ref=request.ref, commit=commit, commit_date=git_shell.commit_date(repo, commit))
-    externals = lock_external_sources(layout_rules.external_pins(cmake), reporter)
+    try:
+        pins = layout_rules.external_pins(cmake)
+    except layout_rules.LayoutError as exc:
+        raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
+    externals = lock_external_sources(pins, reporter)
     return SourceFacts(vllm=vllm, layout=layout, external_sources=externals, runtime=runtime, build=build)
 
 
