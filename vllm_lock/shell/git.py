@@ -87,14 +87,18 @@ def mirror_path(cache: Path, url: str) -> Path:
     return cache / "git" / (hashlib.sha256(url.encode()).hexdigest()[:16] + ".git")
 
 
+def _open_mirror(path: Path) -> git.Repo:
+    """The bare mirror at path, created empty the first time."""
+    if (path / "HEAD").exists():
+        return git.Repo(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return git.Repo.init(path, bare=True)
+
+
 def update_mirror(cache: Path, url: str, commit: str) -> git.Repo:
     """A bare mirror of url in the cache holding `commit` (fetched by SHA if no ref has it)."""
     path = mirror_path(cache, url)
-    if (path / "HEAD").exists():
-        repo = git.Repo(path)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        repo = git.Repo.init(path, bare=True)
+    repo = _open_mirror(path)
     if not _has_commit(repo, commit):
         _git(
             ["fetch", "--force", "--tags", "--prune", url, "+refs/heads/*:refs/heads/*"],
@@ -117,11 +121,7 @@ def fetch_commit(cache: Path, url: str, commit: str) -> git.Repo:
     external source needs one tree, not years of CUTLASS history); else the whole mirror. The
     commit gets a ref of its own so that git never prunes it."""
     path = mirror_path(cache, url)
-    if (path / "HEAD").exists():
-        repo = git.Repo(path)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        repo = git.Repo.init(path, bare=True)
+    repo = _open_mirror(path)
     if _has_commit(repo, commit):
         return repo
     try:
