@@ -60,7 +60,7 @@ def run(workdir: Path, reporter: Reporter) -> str:
         if not result.ok:
             raise InstallError(f"{venv}/bin/vllm --version failed: {result.tail(3)}")
         version = result.output.strip()
-        reporter.say(f"$ {venv}/bin/vllm --version\n{version}")
+        reporter.say(f"$ {venv}/bin/vllm --version")  # the command prints the version itself (stdout)
         return version
     finally:
         world.close()
