@@ -7,7 +7,7 @@ Conversion to and from TOML lives in codec.py.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from packaging.utils import canonicalize_name
@@ -198,16 +198,10 @@ class ExternalPin:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class ExternalSource:
+class ExternalSource(ExternalPin):
     """A pin with the commit its ref resolved to: what install stages for the build."""
 
-    name: str
-    repository: str
-    ref: str
-    ref_kind: Literal["commit", "tag"]
     commit: str
-    override: str
-    declared_in: str
 
     def __post_init__(self) -> None:
         _require(bool(re.match(r"^[a-z0-9][a-z0-9_\-]*$", self.name)), f"external source name {self.name!r} is not a plain name")
@@ -220,8 +214,7 @@ class ExternalSource:
 
     @classmethod
     def locked(cls, pin: ExternalPin, commit: str) -> ExternalSource:
-        return cls(name=pin.name, repository=pin.repository, ref=pin.ref, ref_kind=pin.ref_kind, commit=commit,
-                   override=pin.override, declared_in=pin.declared_in)
+        return cls(**{f.name: getattr(pin, f.name) for f in fields(ExternalPin)}, commit=commit)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
