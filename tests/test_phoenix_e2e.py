@@ -3,7 +3,7 @@ pct stand-in (chroot), with the test world's HTTPS index signed by a throwaway r
 
 The rootfs is built once with debootstrap and cached (tests/phoenix/rootfs.py); each test gets a
 fresh copy. These tests skip only when debootstrap cannot run here, and never when
-VLLM_LOCK_REQUIRE_PHOENIX=1 (CI), where that is a failure instead.
+VLLM_LOCK_REQUIRE_PHOENIX=1 (set by scripts/test.sh, the README's test command), where that is a failure instead.
 
 The test world's git repository and its external source repositories (CUTLASS, flash-attention,
 FlashMLA) are file:// URLs on the host; each container gets them bind-mounted read-only at the same
