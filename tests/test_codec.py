@@ -57,6 +57,7 @@ def test_hand_edit_is_detected() -> None:
          "external source cutlass: commit 'v4"),
         (lambda t: t.replace('override = "VLLM_CUTLASS_SRC_DIR"', 'override = "$(rm -rf /)"'),
          "not an environment variable name"),
+        (lambda t: t.replace('name = "cutlass"', 'name = "../../etc"'), "external source name '../../etc' is not a plain name"),
         (lambda t: t + "\n[[[broken", "not valid TOML"),
         (lambda t: t.replace('phase = "development"', 'phase = "development"\nsurprise = 1'), "unknown key surprise"),
         (lambda t: t.replace("size = 100", 'size = "big"', 1), r"packages\[0\].size must be int"),
