@@ -39,8 +39,13 @@ def install(
     max_jobs: Annotated[int | None, typer.Option(help="MAX_JOBS (default: from CPUs and memory, or $MAX_JOBS)")] = None,
     nvcc_threads: Annotated[int | None, typer.Option(help="NVCC_THREADS (default: the lock's, else 2)")] = None,
     allow_python_download: Annotated[bool, typer.Option(help="let uv download the locked Python if missing")] = False,
+    require_signed: Annotated[bool, typer.Option("--require-signed", help="refuse a lock without a good signature by a trusted key")] = False,
+    trusted_keys: Annotated[Path | None, typer.Option("--trusted-keys", help="allowed_signers file for --require-signed")] = None,
 ) -> None:
     """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
+    from vllm_lock.actions import verify_lock
+
+    verify_lock.require_signed(lock, required=require_signed, trusted=trusted_keys)
     from vllm_lock.actions import install as install_action
     from vllm_lock.shell.store import cache_root
 

@@ -12,6 +12,7 @@ from vllm_lock.cli_app import command
 from vllm_lock.defaults import DEFAULT_VENV, MAX_SUBJECTS
 from vllm_lock.errors import ExitCode, UsageError, VllmLockError
 from vllm_lock.progress import Reporter
+from vllm_lock.signing import SIGNING_KEY_ENV, SYSTEM_TRUSTED_KEYS, TRUSTED_KEYS_ENV
 
 
 @command()
@@ -74,12 +75,15 @@ def promote(
     to: Annotated[str, typer.Option("--to", help="name of the stable lock")] = "stable",
     force: Annotated[bool, typer.Option("--force", help="promote without a passing test receipt (recorded)")] = False,
     commit: Annotated[bool, typer.Option("--commit", help="git-commit the locks directory")] = False,
+    sign_key: Annotated[Path | None, typer.Option(
+        "--sign-key", envvar=SIGNING_KEY_ENV,
+        help="SSH key (ed25519) that signs the stable lock: writes <lock>.sig beside it")] = None,
 ) -> None:
     """Promote a tested lock to stable without re-resolving; print the diff to the previous stable."""
     from vllm_lock import render_diff
     from vllm_lock.actions import promote as promote_action
 
-    result = promote_action.promote(source, to=to, force=force, commit=commit)
+    result = promote_action.promote(source, to=to, force=force, commit=commit, sign_key=sign_key)
     if result.forced:
         print("warning: promoted WITHOUT a passing test receipt (--force); recorded as forced", file=sys.stderr)
     if result.diff is not None:
@@ -88,3 +92,24 @@ def promote(
         print(f"{to}: first stable lock ({result.lock.vllm.short_commit}, torch {result.lock.torch.version})")
     state = "written" if result.written else "unchanged (already promoted)"
     print(f"{result.path}: {state}" + (f"; committed {result.committed[:9]}" if result.committed else ""))
+    if result.signature is not None:
+        print(f"{result.signature}: {'written' if result.signature_written else 'unchanged'} (signed with {sign_key})")
+    elif result.signature_removed:
+        print(f"{result.path}: unsigned (no --sign-key); the previous lock's signature was removed")
+
+
+@command("verify-lock")
+def verify_lock(
+    lock: Annotated[str, typer.Argument(help="lock path or name in locks/")],
+    trusted_keys: Annotated[Path | None, typer.Option(
+        "--trusted-keys",
+        help=f"OpenSSH allowed_signers file (default: ${TRUSTED_KEYS_ENV}, else {SYSTEM_TRUSTED_KEYS})")] = None,
+) -> None:
+    """Check a lock's SSH signature (<lock>.sig) against trusted keys, then read and validate the lock.
+
+    Exit 0 and the signer when good; exit 3 when unsigned, changed after signing, or signed by an
+    untrusted key."""
+    from vllm_lock.actions import verify_lock as verify_lock_action
+
+    verified = verify_lock_action.verify_lock(lock, trusted_keys)
+    print(verify_lock_action.describe(verified))

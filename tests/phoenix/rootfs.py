@@ -17,13 +17,15 @@ from pathlib import Path
 SUITE = "bookworm"
 VARIANT = "minbase"
 # What the feature script's apt step wants on a real container, preinstalled so the test needs no
-# apt network: python3 (3.11 on bookworm), venv + headers for the build, git, compilers, cmake, ninja.
+# apt network: python3 (3.11 on bookworm), venv + headers for the build, git, compilers, cmake, ninja,
+# and ssh-keygen (openssh-client), which the script adds when the host requires signed locks.
 PACKAGES: tuple[str, ...] = (
     "build-essential",
     "ca-certificates",
     "cmake",
     "git",
     "ninja-build",
+    "openssh-client",
     "python3",
     "python3-dev",
     "python3-venv",

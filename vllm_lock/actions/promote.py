@@ -8,6 +8,11 @@
 - Atomic: the stable lock is replaced by a rename; with `commit`, a failed git commit restores
   the previous stable lock.
 - Idempotent: promoting the same content again leaves the stable file byte-identical.
+- Signed with `sign_key`: the SSH signature `<stable lock>.sig` is made before anything is written
+  and written after the lock; the old signature is removed first, so a lock and a signature that
+  do not belong together are never side by side, even after a crash (the worst case is an unsigned
+  lock, which a signature check refuses and a rerun repairs). Any write or commit failure puts the
+  previous lock and signature back. Without a key nothing is signed and an old signature goes.
 """
 
 from __future__ import annotations
@@ -21,14 +26,14 @@ from pathlib import Path
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
-from vllm_lock import codec
+from vllm_lock import codec, signing
 from vllm_lock.actions import diff as diff_action
 from vllm_lock.actions import smoke
 from vllm_lock.diffing import LockDiff
 from vllm_lock.errors import LockInvalidError, NotTestedError, OutputError, UsageError
 from vllm_lock.model import Lock, Promotion, is_valid_lock_name
 from vllm_lock.render_diff import text as diff_text
-from vllm_lock.shell import lockfiles
+from vllm_lock.shell import lockfiles, sshsig
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -41,6 +46,9 @@ class PromoteResult:
     forced: bool
     receipts: tuple[str, ...]
     committed: str | None  # the commit's SHA with --commit
+    signature: Path | None = None  # <lock>.sig when signed
+    signature_written: bool = False
+    signature_removed: bool = False  # an old signature went with the lock it signed
 
 
 def promoted(source: Lock, *, to: str, receipts: tuple[str, ...], forced: bool, source_hash: str, when: str) -> Lock:
@@ -98,7 +106,7 @@ def _git_repo(folder: Path) -> git.Repo:
 
 
 def promote(source: str = "dev", *, to: str = "stable", force: bool = False, commit: bool = False,
-            cache: Path | None = None) -> PromoteResult:
+            cache: Path | None = None, sign_key: Path | None = None) -> PromoteResult:
     lock, source_path = lockfiles.read(source)
     source_hash = codec.content_hash(lock)
     if to == lock.name:
@@ -106,7 +114,11 @@ def promote(source: str = "dev", *, to: str = "stable", force: bool = False, com
     if not is_valid_lock_name(to):
         raise UsageError(f"lock name {to!r} is invalid: use lower-case letters, digits, '.', '_', '-'")
     target_path = source_path.parent / f"{to}{lockfiles.SUFFIX}"
+    sig_path = signing.signature_path(target_path)
     lockfiles.check_writable(target_path)
+    lockfiles.check_writable(sig_path)
+    if sign_key is not None and not sign_key.is_file():
+        raise UsageError(f"--sign-key {sign_key}: no such key file")
     found = smoke.find_receipts(source_path, source_hash)
     passing = [(p, d) for p, d in found if d.get("result") == "pass"]
     if not passing and not force:
@@ -130,23 +142,103 @@ def promote(source: str = "dev", *, to: str = "stable", force: bool = False, com
             previous = None  # replaced; the diff says so
     diff = diff_action.diff_loaded(previous, new, cache=cache) if previous is not None else None
     repo = _git_repo(base) if commit else None
-    if previous is not None and same_promotion(previous, new):
+    old_signature = _read_signature(sig_path)
+    if previous is not None and old_bytes is not None and same_promotion(previous, new):
+        # the lock stays byte-identical; with a key, make sure its signature is there and current
+        if sign_key is None:
+            return PromoteResult(path=target_path, lock=previous, previous=previous, diff=diff, written=False,
+                                 forced=not passing, receipts=receipts, committed=None)
+        if old_bytes != codec.dumps(previous).encode("utf-8"):
+            # equal values in bytes we did not write (a comment, spacing): only our own bytes are signed
+            return _write_promoted(previous, target_path, old_bytes, old_signature, sign_key, repo, base,
+                                   message=_sign_message(to, previous), diff=diff, receipts=receipts,
+                                   forced=not passing, previous=previous)
+        signature = sshsig.sign(old_bytes, sign_key)
+        committed = None
+        if signature != old_signature:
+            _write_signature(sig_path, signature, target_path, old_bytes, old_signature)
+            if repo is not None:
+                committed = _commit_or_restore(repo, base, _sign_message(to, previous), to, target_path,
+                                               old_bytes, old_signature)
         return PromoteResult(path=target_path, lock=previous, previous=previous, diff=diff, written=False,
-                             forced=not passing, receipts=receipts, committed=None)
-    lockfiles.atomic_write_text(target_path, codec.dumps(new))
+                             forced=not passing, receipts=receipts, committed=committed, signature=sig_path,
+                             signature_written=signature != old_signature)
+    message = commit_message(lock.name, to, source_hash, diff, diff_text(diff) if diff else (
+        f"vLLM {new.vllm.commit} ({new.vllm.commit_date}), torch {new.torch.version}\n"
+    ), not passing)
+    return _write_promoted(new, target_path, old_bytes, old_signature, sign_key, repo, base, message=message,
+                           diff=diff, receipts=receipts, forced=not passing, previous=previous)
+
+
+def _sign_message(to: str, lock: Lock) -> str:
+    return f"vllm-lock: sign {to} ({lock.vllm.short_commit}, torch {lock.torch.version})\n"
+
+
+def _write_promoted(new: Lock, target_path: Path, old_bytes: bytes | None, old_signature: bytes | None,
+                    sign_key: Path | None, repo: git.Repo | None, base: Path, *, message: str,
+                    diff: LockDiff | None, receipts: tuple[str, ...], forced: bool,
+                    previous: Lock | None = None) -> PromoteResult:
+    """Lock and signature in place (the old signature gone first), committed with `repo`."""
+    sig_path = signing.signature_path(target_path)
+    text = codec.dumps(new)
+    # signed before anything is written: a key that cannot sign changes nothing
+    signature = sshsig.sign(text.encode("utf-8"), sign_key) if sign_key is not None else None
+    if old_signature is not None:
+        _remove_signature(sig_path)
+    try:
+        lockfiles.atomic_write_text(target_path, text)
+        if signature is not None:
+            lockfiles.atomic_write_bytes(sig_path, signature)
+    except OutputError:
+        _restore(target_path, old_bytes, sig_path, old_signature)
+        raise
     committed = None
     if repo is not None:
-        try:
-            body = diff_text(diff) if diff else (
-                f"vLLM {new.vllm.commit} ({new.vllm.commit_date}), torch {new.torch.version}\n"
-            )
-            committed = _commit(repo, base, commit_message(lock.name, to, source_hash, diff, body, not passing))
-        except (GitCommandError, OSError, ValueError) as exc:
-            _restore(target_path, old_bytes)
-            _unstage(repo, base)
-            raise OutputError(f"--commit failed, the previous {to} lock is back in place: {_one_line(exc)}") from None
+        committed = _commit_or_restore(repo, base, message, new.name, target_path, old_bytes, old_signature)
     return PromoteResult(path=target_path, lock=new, previous=previous, diff=diff, written=True,
-                         forced=not passing, receipts=receipts, committed=committed)
+                         forced=forced, receipts=receipts, committed=committed,
+                         signature=sig_path if signature is not None else None,
+                         signature_written=signature is not None,
+                         signature_removed=signature is None and old_signature is not None)
+
+
+def _commit_or_restore(repo: git.Repo, base: Path, message: str, to: str, lock_path: Path,
+                       old_bytes: bytes | None, old_signature: bytes | None) -> str:
+    try:
+        return _commit(repo, base, message)
+    except (GitCommandError, OSError, ValueError) as exc:
+        _restore(lock_path, old_bytes, signing.signature_path(lock_path), old_signature)
+        _unstage(repo, base)
+        raise OutputError(f"--commit failed, the previous {to} lock is back in place: {_one_line(exc)}") from None
+
+
+def _read_signature(path: Path) -> bytes | None:
+    if not os.path.lexists(path):
+        return None
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""  # unreadable (a directory, say): it goes like any old signature
+
+
+def _remove_signature(path: Path) -> None:
+    try:
+        path.unlink()
+    except IsADirectoryError:
+        raise OutputError(f"cannot replace {path}: it is a directory") from None
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise OutputError(f"cannot remove the old signature {path}: {exc.strerror or exc}") from None
+
+
+def _write_signature(sig_path: Path, signature: bytes, lock_path: Path, lock_bytes: bytes,
+                     old_signature: bytes | None) -> None:
+    try:
+        lockfiles.atomic_write_bytes(sig_path, signature)
+    except OutputError:
+        _restore(lock_path, lock_bytes, sig_path, old_signature)
+        raise
 
 
 def _commit(repo: git.Repo, folder: Path, message: str) -> str:
@@ -163,11 +255,15 @@ def _unstage(repo: git.Repo, folder: Path) -> None:
         pass  # no HEAD yet: nothing was committed before, the index entries are harmless
 
 
-def _restore(path: Path, old: bytes | None) -> None:
+def _restore(path: Path, old: bytes | None, sig_path: Path, old_signature: bytes | None) -> None:
+    """The previous lock and signature, the signature last (never beside a lock it does not sign)."""
+    sig_path.unlink(missing_ok=True)
     if old is None:
         path.unlink(missing_ok=True)
     else:
-        lockfiles.atomic_write_text(path, old.decode("utf-8"))
+        lockfiles.atomic_write_bytes(path, old)
+    if old_signature:
+        lockfiles.atomic_write_bytes(sig_path, old_signature)
 
 
 def _one_line(exc: BaseException) -> str:
