@@ -16,9 +16,13 @@
 # Host layout (P = /usr/local/phoenix_hypervisor, found relative to this script):
 #   P/etc/vllm-locks/<name>.lock.toml             the locks ("stable", "dev", ...)
 #   P/share/vllm-lock/vllm-lock-bundle.tar        offline bundle (phoenix/build-vllm-lock-bundle.sh)
+#   P/etc/vllm-locks/<name>.lock.toml.sig         its SSH signature (vllm-lock promote --sign-key)
+#   P/etc/vllm-locks/allowed_signers              optional trusted keys: when present, only locks
+#                                                 signed by one of them are accepted (docs/signing.md)
 #   P/etc/certs/proxy_ca.crt                      optional proxy CA, pushed into the container
 # Container layout:
-#   /opt/vllm-lock/{venv,bundle,locks}            vllm-lock itself and the pushed lock
+#   /opt/vllm-lock/{venv,bundle,locks}            vllm-lock itself and the pushed lock (+ .sig)
+#   /opt/vllm-lock/allowed_signers                the host's trusted keys, for install --require-signed
 #   /opt/vllm-lock/installed                      "<lock sha256> <lock name>" after a verified install
 #   /opt/vllm, /opt/vllm_repo                     what the application runner uses (unchanged)
 #
@@ -28,6 +32,10 @@
 # value from the config or the command line is ever interpolated into a shell string: everything
 # reaches the container as separate argv elements. TLS verification is never disabled: vllm-lock
 # uses the container's system trust store (uv with system certificates, git with the system bundle).
+# The lock is untrusted input: on the host, before anything reaches the container, it must be a
+# regular file (never a symlink), its signature must be good when trusted keys are configured,
+# and it must read as a valid lock (vllm-lock from the bundle, run on the host; bash checks only
+# when the host cannot run it). What is checked is a private copy, and that copy is what is pushed.
 
 set -e
 set -o pipefail
@@ -41,6 +49,9 @@ PHOENIX_ROOT=$(cd -- "${SCRIPT_DIR}/../.." &>/dev/null && pwd)
 VLLM_LOCK_DIR="${VLLM_LOCK_DIR:-${PHOENIX_ROOT}/etc/vllm-locks}"
 VLLM_LOCK_BUNDLE="${VLLM_LOCK_BUNDLE:-${PHOENIX_ROOT}/share/vllm-lock/vllm-lock-bundle.tar}"
 PROXY_CA_FILE="${PROXY_CA_FILE:-${PHOENIX_ROOT}/etc/certs/proxy_ca.crt}"
+VLLM_LOCK_TRUSTED_KEYS="${VLLM_LOCK_TRUSTED_KEYS:-${VLLM_LOCK_DIR}/allowed_signers}"
+SIG_NAMESPACE="vllm-lock"
+MAX_LOCK_BYTES=$((16 * 1024 * 1024))  # real locks are ~100 KB
 DEFAULT_LOCK_NAME="stable"
 LOCK_NAME_RE='^[a-z0-9][a-z0-9._-]{0,63}$'
 CTID_RE='^[0-9]{1,9}$'
@@ -53,6 +64,7 @@ TOOL_VENV="${TOOL_DIR}/venv"
 TOOL_BIN="${TOOL_VENV}/bin/vllm-lock"
 CT_LOCK_DIR="${TOOL_DIR}/locks"
 STAMP_FILE="${TOOL_DIR}/installed"
+CT_TRUSTED_KEYS="${TOOL_DIR}/allowed_signers"
 BUNDLE_STAMP="${TOOL_DIR}/bundle.sha256"
 SYSTEM_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt"
 CT_PATH="/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -61,10 +73,23 @@ OS_PACKAGES=(build-essential ca-certificates cmake git ninja-build python3 pytho
 
 CTID=""
 LOCK_NAME=""
-LOCK_FILE=""
+LOCK_FILE=""  # the lock on the host, as configured (only named in logs)
+HOST_WORK=""  # private host directory: the checked copies of lock and signature
+HOST_LOCK=""  # the checked copy: what is hashed, validated and pushed
+HOST_SIG=""
 LOCK_SHA=""
 CT_LOCK=""
+TRUSTED_KEYS_FILE=""  # set when the host requires signed locks
+INSTALL_SIGNED_ARGS=()
 STREAM_TAIL=""
+
+# Validates one lock file with the bundle's own vllm-lock, imported from its pure-Python wheels
+# (zipimport): nothing is installed on the host. argv: N wheel... LOCK
+HOST_CHECK_PY='import sys
+n = int(sys.argv[1])
+sys.path[:0] = sys.argv[2:2 + n]
+from vllm_lock.actions.verify_lock import host_check
+sys.exit(host_check(sys.argv[2 + n:]))'
 
 # =====================================================================================
 # Validation (before anything touches the container)
@@ -76,8 +101,33 @@ validate_ctid() {
     fi
 }
 
+# A malformed config would read as "no vllm_lock key" (jq_get_value fails the same way) and
+# choose the default lock silently: refuse it with jq's own message instead.
+check_config_json() {
+    local out msg
+    out=$(jq -e -s 'length == 1 and (.[0] | type == "object")' "$LXC_CONFIG_FILE" 2>&1) && return 0
+    if [ "$out" == "false" ]; then
+        msg="it does not hold exactly one JSON object"
+    else
+        msg=$(last_line "$out")
+    fi
+    log_error "Refusing: ${LXC_CONFIG_FILE} is not valid JSON: ${msg}"
+    exit_script 2
+}
+
+last_line() {
+    printf '%s\n' "$1" | sed '/^[[:space:]]*$/d' | tail -n 1
+}
+
+# One log line saying why, exit 3 (vllm-lock's "lock not acceptable"); nothing reached the container.
+refuse_lock() {
+    log_error "Refusing lock '${LOCK_NAME}': $*"
+    exit_script 3
+}
+
 # Sets LOCK_NAME / LOCK_FILE / LOCK_SHA from the per-container "vllm_lock" key (or the file
-# root's, via jq_get_value's fallback), default "stable".
+# root's, via jq_get_value's fallback), default "stable", and copies lock + signature into
+# HOST_WORK (HOST_LOCK / HOST_SIG).
 choose_lock() {
     local raw name
     # JSON-encoded, so that "" or a non-string is refused instead of silently meaning "absent"
@@ -93,12 +143,126 @@ choose_lock() {
     fi
     LOCK_NAME="$name"
     LOCK_FILE="${VLLM_LOCK_DIR}/${LOCK_NAME}.lock.toml"
-    if [ ! -f "$LOCK_FILE" ]; then
+    if [ -L "$LOCK_FILE" ]; then
+        refuse_lock "${LOCK_FILE} is a symbolic link (to $(readlink -- "$LOCK_FILE" | head -c 300)); a lock must be a regular file."
+    fi
+    if [ ! -e "$LOCK_FILE" ]; then
         log_fatal "Lock '${LOCK_NAME}' not found: ${LOCK_FILE} (put locks in ${VLLM_LOCK_DIR}/<name>.lock.toml)."
     fi
-    LOCK_SHA=$(sha256sum <"$LOCK_FILE" | cut -d' ' -f1)
+    HOST_LOCK="${HOST_WORK}/${LOCK_NAME}.lock.toml"
+    HOST_SIG="${HOST_LOCK}.sig"
+    copy_regular_file "$LOCK_FILE" "$HOST_LOCK" "the lock"
+    if [ ! -s "$HOST_LOCK" ]; then
+        refuse_lock "${LOCK_FILE} is empty."
+    fi
+    if [ -L "${LOCK_FILE}.sig" ] || [ -e "${LOCK_FILE}.sig" ]; then
+        copy_regular_file "${LOCK_FILE}.sig" "$HOST_SIG" "its signature"
+    fi
+    LOCK_SHA=$(sha256sum <"$HOST_LOCK" | cut -d' ' -f1)
     CT_LOCK="${CT_LOCK_DIR}/${LOCK_NAME}.lock.toml"
     log_info "Using lock '${LOCK_NAME}' (${LOCK_FILE}, sha256 ${LOCK_SHA:0:12})."
+}
+
+# Copies a regular file (never through a symlink, never a device or FIFO, at most MAX_LOCK_BYTES)
+# into HOST_WORK. cp -P copies a link as a link, so a file swapped for a link after the test
+# below is caught on the copy.
+copy_regular_file() {
+    local src="$1" dst="$2" what="$3" size
+    if [ -L "$src" ]; then
+        refuse_lock "${src} is a symbolic link (to $(readlink -- "$src" | head -c 300)); ${what} must be a regular file."
+    fi
+    if [ ! -f "$src" ]; then
+        refuse_lock "${src} is not a regular file; ${what} must be one."
+    fi
+    size=$(stat -c %s -- "$src")
+    if [ "$size" -gt "$MAX_LOCK_BYTES" ]; then
+        refuse_lock "${src} is ${size} bytes; ${what} is at most ${MAX_LOCK_BYTES}."
+    fi
+    if ! cp -P -- "$src" "$dst" 2>/dev/null || [ -L "$dst" ] || [ ! -f "$dst" ]; then
+        refuse_lock "${src} could not be read as a regular file."
+    fi
+}
+
+# Trusted keys on the host turn signature checks on, here and in the container.
+configure_signature_checks() {
+    if [ ! -L "$VLLM_LOCK_TRUSTED_KEYS" ] && [ ! -e "$VLLM_LOCK_TRUSTED_KEYS" ]; then
+        return 0
+    fi
+    if [ ! -f "$VLLM_LOCK_TRUSTED_KEYS" ] || [ ! -r "$VLLM_LOCK_TRUSTED_KEYS" ]; then
+        log_error "Refusing: the trusted keys ${VLLM_LOCK_TRUSTED_KEYS} are not a readable file."
+        exit_script 2
+    fi
+    TRUSTED_KEYS_FILE="$VLLM_LOCK_TRUSTED_KEYS"
+    INSTALL_SIGNED_ARGS=(--require-signed --trusted-keys "$CT_TRUSTED_KEYS")
+    OS_PACKAGES+=(openssh-client)  # ssh-keygen, for the container's own check
+}
+
+# With trusted keys: the lock must carry a good signature by one of them, checked with OpenSSH's
+# ssh-keygen exactly as an operator would (docs/signing.md), on the host copy that is pushed.
+check_lock_signature() {
+    if [ -z "$TRUSTED_KEYS_FILE" ]; then
+        log_info "No trusted keys at ${VLLM_LOCK_TRUSTED_KEYS}: locks are not signature-checked."
+        return 0
+    fi
+    command -v ssh-keygen >/dev/null 2>&1 ||
+        log_fatal "ssh-keygen (openssh-client) is required on the host to check lock signatures against ${TRUSTED_KEYS_FILE}."
+    if [ ! -f "$HOST_SIG" ]; then
+        refuse_lock "it is not signed (no ${LOCK_FILE}.sig); this host accepts only locks signed by a key in ${TRUSTED_KEYS_FILE}."
+    fi
+    local out key principals principal
+    if ! out=$(ssh-keygen -Y check-novalidate -n "$SIG_NAMESPACE" -s "$HOST_SIG" <"$HOST_LOCK" 2>&1); then
+        refuse_lock "its signature does not match the lock (changed after signing?) or is not a ${SIG_NAMESPACE} signature: $(last_line "$out")"
+    fi
+    key=$(sed -n 's/^Good ".*" signature with //p' <<<"$out" | head -n 1)
+    if ! principals=$(ssh-keygen -Y find-principals -s "$HOST_SIG" -f "$TRUSTED_KEYS_FILE" 2>/dev/null) ||
+        [ -z "$principals" ]; then
+        refuse_lock "it is signed by ${key:-a key}, which is not a trusted key in ${TRUSTED_KEYS_FILE}."
+    fi
+    while IFS= read -r principal; do
+        [ -n "$principal" ] || continue
+        if out=$(ssh-keygen -Y verify -f "$TRUSTED_KEYS_FILE" -I "$principal" -n "$SIG_NAMESPACE" \
+            -s "$HOST_SIG" <"$HOST_LOCK" 2>&1); then
+            log_info "Lock '${LOCK_NAME}': good signature by ${principal} (${key}), trusted by ${TRUSTED_KEYS_FILE}."
+            return 0
+        fi
+    done <<<"$principals"
+    refuse_lock "its signature by ${key} is not accepted by ${TRUSTED_KEYS_FILE}: $(last_line "$out")"
+}
+
+# The lock must read as a valid lock before it goes anywhere. With the bundle and Python >= 3.11
+# on the host (Proxmox VE 8 has 3.11), the bundle's vllm-lock reads it here; otherwise only bash
+# checks run here and the container's vllm-lock, which reads the lock before it builds anything,
+# is the full check.
+validate_lock_on_host() {
+    local why="" py out wheels
+    py=$(command -v python3 || true)
+    if [ ! -f "$VLLM_LOCK_BUNDLE" ]; then
+        why="no offline bundle at ${VLLM_LOCK_BUNDLE}"
+    elif [ -z "$py" ]; then
+        why="no python3 on the host"
+    elif ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        why="the host's python3 is older than 3.11"
+    else
+        mkdir -p "${HOST_WORK}/bundle"
+        if ! tar -xf "$VLLM_LOCK_BUNDLE" -C "${HOST_WORK}/bundle" 2>/dev/null ||
+            ! (cd "${HOST_WORK}/bundle" && sha256sum -c --quiet SHA256SUMS >/dev/null 2>&1); then
+            log_fatal "The vllm-lock bundle ${VLLM_LOCK_BUNDLE} failed its checksums on the host."
+        fi
+        wheels=("${HOST_WORK}"/bundle/*-none-any.whl)
+        if out=$("$py" -I -c "$HOST_CHECK_PY" "${#wheels[@]}" "${wheels[@]}" "$HOST_LOCK" 2>&1); then
+            log_info "Lock '${LOCK_NAME}' validated on the host by the bundle's vllm-lock: ${out#ok *: }"
+            return 0
+        fi
+        out=$(last_line "${out//"$HOST_LOCK"/"$LOCK_FILE"}")
+        if [[ "$out" == error:* ]]; then
+            refuse_lock "vllm-lock: ${out}"
+        fi
+        why="the bundle's vllm-lock cannot run on the host (${out})"
+    fi
+    if ! grep -q '^lock-version = ' "$HOST_LOCK"; then
+        refuse_lock "${LOCK_FILE} is not a vllm-lock lock (no lock-version line)."
+    fi
+    log_warn "Lock '${LOCK_NAME}' checked on the host in bash only (${why}); vllm-lock validates it in CTID ${CTID} before anything is built."
 }
 
 # =====================================================================================
@@ -202,9 +366,22 @@ install_os_packages() {
         log_fatal "apt-get install ${missing[*]} failed in CTID ${CTID}."
 }
 
-install_vllm_lock_tool() {
+# The checked copies go in; the container's lock and signature always form the host's pair.
+push_lock() {
     pct_exec "$CTID" -- mkdir -p "$CT_LOCK_DIR" >/dev/null
-    run_pct_push "$CTID" "$LOCK_FILE" "$CT_LOCK"
+    run_pct_push "$CTID" "$HOST_LOCK" "$CT_LOCK"
+    if [ -f "$HOST_SIG" ]; then
+        run_pct_push "$CTID" "$HOST_SIG" "${CT_LOCK}.sig"
+    else
+        pct_exec "$CTID" -- rm -f -- "${CT_LOCK}.sig" >/dev/null
+    fi
+    if [ -n "$TRUSTED_KEYS_FILE" ]; then
+        run_pct_push "$CTID" "$TRUSTED_KEYS_FILE" "$CT_TRUSTED_KEYS"
+    fi
+}
+
+install_vllm_lock_tool() {
+    push_lock
 
     if [ -f "$VLLM_LOCK_BUNDLE" ]; then
         local bundle_sha current
@@ -261,7 +438,7 @@ ensure_target_python() {
 run_install() {
     log_info "Building vLLM from lock '${LOCK_NAME}' into ${VENV_DIR} (source ${SRC_DIR}); this can take a while..."
     if ! run_streaming vllm-lock env PATH="$CT_PATH" PYTHONUNBUFFERED=1 \
-        "$TOOL_BIN" install "$CT_LOCK" --venv "$VENV_DIR" --src "$SRC_DIR"; then
+        "$TOOL_BIN" install "$CT_LOCK" --venv "$VENV_DIR" --src "$SRC_DIR" "${INSTALL_SIGNED_ARGS[@]}"; then
         explain_tls_failure || true
         log_fatal "vllm-lock install failed in CTID ${CTID}; fix the cause and rerun the feature to resume."
     fi
@@ -289,11 +466,16 @@ main() {
     CTID="$1"
     # without jq every config lookup would silently read as "absent"
     command -v jq >/dev/null 2>&1 || log_fatal "jq is required on the host to read ${LXC_CONFIG_FILE:-phoenix_lxc_configs.json}."
+    check_config_json
     # $2 (bootstrap_ca_url) is accepted and not used: trust comes from the trusted_ca feature.
-    choose_lock
 
-    STREAM_TAIL=$(mktemp)
-    trap 'rm -f -- "$STREAM_TAIL" "${STREAM_TAIL}.t"' EXIT
+    HOST_WORK=$(mktemp -d)
+    trap 'rm -rf -- "$HOST_WORK"' EXIT
+    STREAM_TAIL="${HOST_WORK}/stream-tail"
+    configure_signature_checks
+    choose_lock
+    check_lock_signature
+    validate_lock_on_host
 
     log_info "Starting vLLM installation in CTID ${CTID} from lock '${LOCK_NAME}'."
     install_proxy_ca_certificate

@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from sample_lock import make_lock
+
+from vllm_lock import codec
 
 sys.path.insert(0, str(Path(__file__).parent / "phoenix"))
 import harness as ph  # noqa: E402
@@ -20,10 +23,15 @@ import harness as ph  # noqa: E402
 CTID = "801"
 
 
+def lock_text(name: str) -> str:
+    """A valid lock (the host validates it before anything else happens)."""
+    return codec.dumps(make_lock(name=name))
+
+
 @pytest.fixture
 def host(tmp_path: Path) -> ph.Host:
     host = ph.make_host(tmp_path / "host", ph.phoenix_config(CTID))
-    (host.lock_dir / "stable.lock.toml").write_text("# placeholder lock\n")
+    (host.lock_dir / "stable.lock.toml").write_text(lock_text("stable"))
     return host
 
 
@@ -89,14 +97,14 @@ def test_default_lock_is_stable_and_per_container_key_overrides(host: ph.Host) -
     # no container exists: the script gets as far as choosing the lock, then pct fails
     proc = host.run(CTID)
     assert "Using lock 'stable'" in proc.stderr
-    (host.lock_dir / "dev.lock.toml").write_text("# dev\n")
+    (host.lock_dir / "dev.lock.toml").write_text(lock_text("dev"))
     host.write_config(ph.phoenix_config(CTID, vllm_lock="dev"))
     proc = host.run(CTID)
     assert "Using lock 'dev'" in proc.stderr
 
 
 def test_fleet_default_at_file_root(host: ph.Host) -> None:
-    (host.lock_dir / "canary.lock.toml").write_text("# canary\n")
+    (host.lock_dir / "canary.lock.toml").write_text(lock_text("canary"))
     config = ph.phoenix_config(CTID)
     config["vllm_lock"] = "canary"
     host.write_config(config)
