@@ -13,6 +13,7 @@ Everything else goes over loopback to the test world's index.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -255,3 +256,64 @@ def test_fresh_container_tls_failure_then_install_then_noop(
     if os.environ.get("PHOENIX_E2E_SHOW_LOG"):
         print(host.log())
     print(f"\nphoenix e2e timings: tls-failure {t_fail:.1f}s, install {t_install:.1f}s, no-op {t_noop:.1f}s")
+
+
+# ---- signed locks ------------------------------------------------------------------------------
+def test_signed_locks_are_checked_on_the_host_and_again_in_the_container(
+    host: ph.Host, container: ph.Container, phoenix_lock: Path, phoenix_bundle: Path, world: TestWorld,
+    tmp_path: Path,
+) -> None:
+    from vllm_lock import codec
+
+    lock = host.lock_dir / "stable.lock.toml"
+    shutil.copy2(phoenix_lock, lock)
+    shutil.copy2(phoenix_bundle, host.bundle)
+    container.install_root_ca(world.ca_cert)
+    key = ph.make_ssh_key(tmp_path / "keys" / "release", "release")
+    ph.trust_key(host, key)
+    assert container.exec("ssh-keygen", "-Y", "sign").returncode != 127, "the rootfs must have ssh-keygen"
+
+    # 1. trusted keys configured, the lock unsigned: refused on the host, nothing reaches the container
+    calls_before = len(host.pct_calls())
+    proc = host.run(CTID, "https://172.16.100.11:9000")
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "is not signed" in proc.stderr
+    assert host.pct_calls()[calls_before:] == []
+    assert not container.path("/opt/vllm-lock").exists()
+
+    # 2. signed: the host checks it, pushes lock + signature + trusted keys, and the container's
+    #    `vllm-lock install --require-signed` checks it again before it builds
+    sig = ph.ssh_sign(key, lock)
+    proc = host.run(CTID, "https://172.16.100.11:9000")
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert f"Lock 'stable': good signature by {ph.SIGNER}" in proc.stderr
+    container_check = [line for line in host.log().splitlines()
+                       if "[vllm-lock] " in line and f"good signature by {ph.SIGNER}" in line]
+    assert container_check, "the container's install did not check the signature"
+    assert any("--require-signed" in call for call in host.pct_calls())
+    assert container.path("/opt/vllm-lock/locks/stable.lock.toml.sig").read_bytes() == sig.read_bytes()
+    assert container.path("/opt/vllm-lock/locks/stable.lock.toml").read_bytes() == lock.read_bytes()
+
+    # 3. the container's own check holds by itself: a lock changed there after signing is refused
+    ct_lock = container.path("/opt/vllm-lock/locks/stable.lock.toml")
+    signed_bytes = ct_lock.read_bytes()
+    ct_lock.write_bytes(signed_bytes + b"\n")
+    refused = container.exec("/opt/vllm-lock/venv/bin/vllm-lock", "install", "/opt/vllm-lock/locks/stable.lock.toml",
+                             "--venv", "/opt/vllm", "--src", "/opt/vllm_repo", "--require-signed",
+                             "--trusted-keys", "/opt/vllm-lock/allowed_signers")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "signature does not match the lock" in refused.stderr
+    ct_lock.write_bytes(signed_bytes)
+
+    # 4. edited on the host after signing, content hash recomputed: refused on the host; the
+    #    installed environment is left as it was
+    stamp = container.path("/opt/vllm-lock/installed").read_text()
+    edited = codec.loads(lock.read_text())
+    lock.write_text(codec.dumps(dataclasses.replace(edited, general_index=edited.general_index + "/")))
+    calls_before = len(host.pct_calls())
+    proc = host.run(CTID, "https://172.16.100.11:9000")
+    assert proc.returncode == 3
+    assert "signature does not match the lock" in proc.stderr
+    assert host.pct_calls()[calls_before:] == []
+    assert container.path("/opt/vllm-lock/installed").read_text() == stamp
+    assert container.exec("/opt/vllm/bin/vllm", "--version").returncode == 0

@@ -235,3 +235,31 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+# ---- signed locks: ordinary ed25519 SSH keys, signatures made with ssh-keygen itself ------------
+SIGNER = "release@example.org"
+
+
+def make_ssh_key(path: Path, comment: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True)
+    return path
+
+
+def trust_key(host: Host, key: Path, principal: str = SIGNER) -> Path:
+    """P/etc/vllm-locks/allowed_signers trusting `key` for vllm-lock signatures: the host now
+    requires signed locks."""
+    keytype, blob = key.with_suffix(".pub").read_text().split()[:2]
+    allowed = host.lock_dir / "allowed_signers"
+    allowed.write_text(f'{principal} namespaces="vllm-lock" {keytype} {blob}\n')
+    return allowed
+
+
+def ssh_sign(key: Path, lock: Path) -> Path:
+    """`<lock>.sig` made with plain ssh-keygen, as `vllm-lock promote --sign-key` makes it."""
+    sig = Path(str(lock) + ".sig")
+    sig.unlink(missing_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-n", "vllm-lock", "-f", str(key), str(lock)],
+                   check=True, capture_output=True)
+    return sig

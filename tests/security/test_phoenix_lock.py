@@ -25,7 +25,7 @@ import harness as ph  # noqa: E402
 import rootfs  # noqa: E402
 
 CTID = "801"
-PRINCIPAL = "release@example.org"
+PRINCIPAL = ph.SIGNER
 LOCK_REFUSED = 3
 
 
@@ -161,26 +161,16 @@ class Keys:
 
 @pytest.fixture
 def keys(tmp_path: Path) -> Keys:
-    made = []
-    for name in ("release", "intruder"):
-        path = tmp_path / "keys" / name
-        path.parent.mkdir(exist_ok=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)], check=True)
-        made.append(path)
-    return Keys(release=made[0], intruder=made[1])
+    return Keys(release=ph.make_ssh_key(tmp_path / "keys" / "release", "release"),
+                intruder=ph.make_ssh_key(tmp_path / "keys" / "intruder", "intruder"))
 
 
 def trust(host: ph.Host, key: Path) -> Path:
-    keytype, blob = key.with_suffix(".pub").read_text().split()[:2]
-    allowed = host.lock_dir / "allowed_signers"
-    allowed.write_text(f'{PRINCIPAL} namespaces="vllm-lock" {keytype} {blob}\n')
-    return allowed
+    return ph.trust_key(host, key)
 
 
 def sign(key: Path, lock: Path) -> None:
-    Path(str(lock) + ".sig").unlink(missing_ok=True)
-    subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-n", "vllm-lock", "-f", str(key), str(lock)],
-                   check=True, capture_output=True)
+    ph.ssh_sign(key, lock)
 
 
 def test_no_trusted_keys_logs_that_locks_are_not_signature_checked(host: ph.Host) -> None:
