@@ -107,8 +107,7 @@ def verify_lock(
 ) -> None:
     """Check a lock's SSH signature (<lock>.sig) against trusted keys, then read and validate the lock.
 
-    Exit 0 and the signer when good; exit 3 when unsigned, changed after signing, or signed by an
-    untrusted key."""
+    Exit 0 naming the signer; 3 when unsigned, changed after signing, untrusted or invalid."""
     from vllm_lock.actions import verify_lock as verify_lock_action
 
     verified = verify_lock_action.verify_lock(lock, trusted_keys)
