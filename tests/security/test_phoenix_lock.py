@@ -211,3 +211,25 @@ def test_good_signature_passes_and_names_the_signer(host: ph.Host, keys: Keys) -
 def test_unreadable_trusted_keys_stop_the_run(host: ph.Host) -> None:
     (host.lock_dir / "allowed_signers").mkdir()
     refused(host, host.run(CTID), 2, "trusted keys", "not a readable file")
+
+
+def test_a_bundle_whose_vllm_lock_cannot_run_on_the_host_falls_back_to_bash_checks(host: ph.Host,
+                                                                                   tmp_path: Path) -> None:
+    # an older bundle (no host check in it): the host says so and the container's read stays the check
+    import hashlib
+    import tarfile
+    import zipfile
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    wheel = wheels / "vllm_lock-0.0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("vllm_lock/__init__.py", "")
+    (wheels / "SHA256SUMS").write_text(f"{hashlib.sha256(wheel.read_bytes()).hexdigest()}  {wheel.name}\n")
+    with tarfile.open(host.bundle, "w") as tar:
+        for f in wheels.iterdir():
+            tar.add(f, arcname=f"./{f.name}")
+    proc = host.run(CTID)
+    assert "checked on the host in bash only (the bundle's vllm-lock cannot run on the host" in proc.stderr
+    assert "ModuleNotFoundError" in proc.stderr
+    got_past_the_host_checks(host, proc)
