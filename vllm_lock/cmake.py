@@ -235,9 +235,7 @@ def _block(commands: list[Command], index: int, path: str, closer: str | None) -
             continue
         nodes.append(command)
         index += 1
-    if closer is not None:
-        raise CMakeError(f"{path}: end of file inside a block that needs {closer}()")
-    return tuple(nodes), index
+    return tuple(nodes), index  # at the end of the file: the opener reports what is unclosed
 
 
 def _closed(commands: list[Command], index: int, path: str, opener: Command, closer: str) -> int:
