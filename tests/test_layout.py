@@ -147,6 +147,7 @@ def test_unreadable_cmake_is_a_layout_error(files: dict[str, str], message: str)
 
 def test_no_cmakelists_no_pins_and_known_overrides() -> None:
     assert pins_for({"setup.py": ""}, "cuda") == set()
+    assert pins_for({"CMakeLists.txt": "FetchContent_Declare(x GIT_REPOSITORY r GIT_TAG v1)\n"}, "empty") == set()
     files = {"CMakeLists.txt": f"FetchContent_Populate(qutlass GIT_REPOSITORY https://q.invalid/q.git GIT_TAG {SHA})\n"
                                "FetchContent_Declare(new-thing GIT_REPOSITORY https://n.invalid/n.git GIT_TAG v1)\n"}
     assert {p[0]: p[4] for p in pins_for(files, "cuda")} == {

@@ -189,7 +189,10 @@ def external_pins(
     read, a pin it cannot read, two pins for one override variable, or a configure step that
     stops (FATAL_ERROR) on every path."""
     present = frozenset(paths)
-    if "CMakeLists.txt" not in present:
+    # `empty` compiles no device code: vLLM's CMakeLists.txt returns before any FetchContent for
+    # it (every release in tests/real), and a tree whose CMake does not say so fetches nothing
+    # for it either.
+    if "CMakeLists.txt" not in present or target_device == "empty":
         return ExternalPinsReading(pins=(), undecided=(), included=())
     facts = cmake_facts(target_device, processor)
     try:
