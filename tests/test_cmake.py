@@ -326,3 +326,16 @@ def test_loops_and_unrun_commands_make_what_they_mention_unknown() -> None:
     assert len(run(files).undecided) == 1
     protected = {"CMakeLists.txt": "find_isa(${CPUINFO} asimd ASIMD_FOUND)\nif(ASIMD_FOUND)\n" + declare() + "endif()\n"}
     assert run(protected, ASIMD_FOUND="OFF").pins == ()  # a fact outlives the probe we do not run
+
+
+def test_environment_is_empty_until_set() -> None:
+    files = {"CMakeLists.txt": (
+        "if(DEFINED ENV{A})\n" + declare("a") + "endif()\n"
+        "set(ENV{A} x)\n"
+        'if(DEFINED ENV{A} AND "$ENV{A}" STREQUAL x)\n' + declare("b") + "endif()\n"
+        "if(CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)\n  set(ENV{C} 1)\nendif()\n"
+        "if(DEFINED ENV{C})\n" + declare("c") + "endif()\n"
+    )}
+    reading = run(files)
+    assert {p[0] for p in pins(reading)} == {"b", "c"}
+    assert [u.line for u in reading.undecided] == [17]  # ENV{C} is set on one path only
