@@ -339,3 +339,8 @@ def test_environment_is_empty_until_set() -> None:
     reading = run(files)
     assert {p[0] for p in pins(reading)} == {"b", "c"}
     assert [u.line for u in reading.undecided] == [17]  # ENV{C} is set on one path only
+
+
+def test_conditions_are_shown_as_written() -> None:
+    (command,) = cmake.tokenize('if((A OR "b c") AND NOT [[x]]) # why\n')
+    assert command.raw() == '(A OR "b c") AND NOT [[x]]'

@@ -43,7 +43,10 @@ class Command:
     line: int
 
     def raw(self) -> str:
-        return " ".join(f'"{a.text}"' if a.kind == "quoted" else a.text for a in self.arguments)
+        """The arguments as written (comments and line breaks dropped)."""
+        shown = [f'"{a.text}"' if a.kind == "quoted" else f"[[{a.text}]]" if a.kind == "bracket" else a.text
+                 for a in self.arguments]
+        return re.sub(r"\( | \)", lambda m: m.group().strip(), " ".join(shown))
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -130,7 +130,7 @@ KNOWN_OVERRIDES = {
     "deepselect": "DEEPSELECT_SRC_DIR",
     "flashkda": "FLASH_KDA_SRC_DIR",
     "fmha_sm100": "FMHA_SM100_SRC_DIR",
-    "tml-fa4": "TML_FA4_SRC_DIR",
+    "tml_fa4": "TML_FA4_SRC_DIR",
     "qutlass": "QUTLASS_SRC_DIR",
     "triton_kernels": "TRITON_KERNELS_SRC_DIR",
     "arm_compute": "ACL_ROOT_DIR",  # cpu_extension.cmake: `if(DEFINED ENV{ACL_ROOT_DIR} ...)`

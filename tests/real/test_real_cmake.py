@@ -111,8 +111,8 @@ for _version in VERSIONS:  # `empty`: CMakeLists.txt returns before any FetchCon
 UNDECIDED = {
     ("0.8.5.post1", "cpu", "x86_64"): {("cmake/cpu_extension.cmake", "if(AVX512_FOUND AND NOT AVX512_DISABLED)")},
     ("0.11.2", "cpu", "x86_64"): {("cmake/cpu_extension.cmake",
-                                   "if(( AVX512_FOUND AND NOT AVX512_DISABLED ) OR ( ASIMD_FOUND AND NOT "
-                                   "APPLE_SILICON_FOUND ) OR POWER9_FOUND OR POWER10_FOUND OR POWER11_FOUND)")},
+                                   "if((AVX512_FOUND AND NOT AVX512_DISABLED) OR (ASIMD_FOUND AND NOT "
+                                   "APPLE_SILICON_FOUND) OR POWER9_FOUND OR POWER10_FOUND OR POWER11_FOUND)")},
 }
 
 
