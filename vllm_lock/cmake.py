@@ -377,7 +377,6 @@ _NO_EFFECT = frozenset({
 })
 _CONFIGURE_DETECTED = ("CMAKE_",)  # variables CMake itself fills in at configure time
 _PIN_COMMANDS = frozenset({"fetchcontent_declare", "fetchcontent_populate", "externalproject_add"})
-_ONE_VALUE = frozenset({"GIT_REPOSITORY", "GIT_TAG", "SOURCE_DIR"})
 _KEYWORDS = frozenset({
     "GIT_REPOSITORY", "GIT_TAG", "GIT_SUBMODULES", "GIT_SUBMODULES_RECURSE", "GIT_SHALLOW", "GIT_PROGRESS",
     "GIT_CONFIG", "GIT_REMOTE_NAME", "GIT_REMOTE_UPDATE_STRATEGY", "SOURCE_DIR", "BINARY_DIR", "SUBBUILD_DIR",
@@ -398,13 +397,12 @@ def evaluate(
     read: Callable[[str], str],
     *,
     facts: Mapping[str, str],
-    unknown_prefixes: Collection[str] = (),
 ) -> Reading:
     """Walk `entry` (and what it includes) for the given facts (variables as `-D` would set
     them; they outlive any command the evaluator does not run). `paths` lists the tree's files
     (for include() and EXISTS); `read` returns one file's text."""
     evaluator = _Evaluator(frozenset(paths), read, facts)
-    state = _State(variables=dict(facts), unknown_prefixes=set(unknown_prefixes))
+    state = _State(variables=dict(facts))
     for name, value in (("CMAKE_SOURCE_DIR", SOURCE_ROOT), ("PROJECT_SOURCE_DIR", SOURCE_ROOT),
                         ("CMAKE_CURRENT_SOURCE_DIR", SOURCE_ROOT), ("CMAKE_BINARY_DIR", BINARY_ROOT),
                         ("CMAKE_CURRENT_BINARY_DIR", BINARY_ROOT), ("CMAKE_SYSTEM_NAME", "Linux"),
