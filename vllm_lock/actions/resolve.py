@@ -520,6 +520,8 @@ def _compile_error(output: str, torch_pins: list[str], target: Target) -> Except
     if any(tok in lowered for tok in ("failed to fetch", "connection", "dns", "timed out", "certificate")):
         return UnreachableError(f"an index was unreachable while resolving: {detail}")
     if (no_wheel := no_wheel_message(output, target)) is not None:
+        if canonicalize_name(no_wheel.split()[0]) in TORCH_INDEX_PACKAGES:  # another nightly may have it
+            return CompanionMismatchError(f"torch companions cannot match ({', '.join(torch_pins)}): {no_wheel}")
         return ResolutionError(no_wheel)
     if "no solution" in lowered and any(name in lowered for name in COMPANIONS):
         return CompanionMismatchError(f"torch companions cannot match ({', '.join(torch_pins)}): {_uv_reason(lines)}")
