@@ -26,6 +26,7 @@ def resolve_world_lock(world, out: Path, cache: Path, **overrides) -> tuple[Lock
         torch_index=world.torch_nightly_index,
         general_index=world.general_index,
         python="3.11",
+        platform="x86_64-manylinux_2_28",  # this host's glibc (2.36) is older than the default's
         torch_date=world.latest_consistent_date.isoformat(),
         target_device="cpu",
         output=out,

@@ -66,41 +66,92 @@ def test_patched_files_lists_only_changes() -> None:
     assert patched.path == "a.txt" and patched.sha256_before != patched.sha256_after
 
 
-def test_pin_variables_come_from_any_cmake_file_and_must_be_set() -> None:
-    declare = "FetchContent_Declare(qutlass\n GIT_REPOSITORY https://github.com/IST-DASLab/qutlass.git\n GIT_TAG ${QUTLASS_REV}\n)\n"
-    files = {"CMakeLists.txt": 'set(QUTLASS_REV "' + "ab" * 20 + '")\n', "cmake/external_projects/qutlass.cmake": declare}
-    (pin,) = layout.external_pins(files)
-    assert (pin.ref, pin.ref_kind, pin.override) == ("ab" * 20, "commit", "QUTLASS_SRC_DIR")
-    with pytest.raises(layout.LayoutError, match="qutlass uses a variable set nowhere"):
-        layout.external_pins({"cmake/external_projects/qutlass.cmake": declare})
+SHA = "ab" * 20
+VLLM_LIKE = {
+    "CMakeLists.txt": (
+        'set(VLLM_TARGET_DEVICE "cuda" CACHE STRING "Target device backend for vLLM")\n'
+        "include(${CMAKE_CURRENT_LIST_DIR}/cmake/utils.cmake)\n"
+        'if (NOT VLLM_TARGET_DEVICE STREQUAL "cuda" AND\n    NOT VLLM_TARGET_DEVICE STREQUAL "rocm")\n'
+        '    if (VLLM_TARGET_DEVICE STREQUAL "cpu")\n'
+        "        include(${CMAKE_CURRENT_LIST_DIR}/cmake/cpu_extension.cmake)\n"
+        "    else()\n        return()\n    endif()\n    return()\nendif()\n"
+        'set(CUTLASS_REVISION "v4.2.1" CACHE STRING "CUTLASS revision to use")\n'
+        "if (DEFINED ENV{VLLM_CUTLASS_SRC_DIR})\n  set(VLLM_CUTLASS_SRC_DIR $ENV{VLLM_CUTLASS_SRC_DIR})\nendif()\n"
+        "if(VLLM_CUTLASS_SRC_DIR)\n  FetchContent_Declare(cutlass SOURCE_DIR ${VLLM_CUTLASS_SRC_DIR})\nelse()\n"
+        "  FetchContent_Declare(\n    cutlass\n    GIT_REPOSITORY https://github.com/nvidia/cutlass.git\n"
+        "    GIT_TAG ${CUTLASS_REVISION}\n    GIT_SHALLOW TRUE\n  )\nendif()\n"
+        "include(cmake/external_projects/vllm_flash_attn.cmake)\n"
+    ),
+    "cmake/utils.cmake": "macro(find_isa CPUINFO TARGET OUT)\nendmacro()\n",
+    "cmake/external_projects/vllm_flash_attn.cmake": (
+        "FetchContent_Declare(\n  vllm-flash-attn\n  GIT_REPOSITORY https://github.com/vllm-project/flash-attention.git\n"
+        f"  GIT_TAG {SHA}\n)\n"
+    ),
+    "cmake/cpu_extension.cmake": (
+        'find_isa(${CPUINFO} "asimd" ASIMD_FOUND)\n'
+        'set(FETCHCONTENT_SOURCE_DIR_ONEDNN "$ENV{FETCHCONTENT_SOURCE_DIR_ONEDNN}" CACHE PATH "oneDNN")\n'
+        "if(FETCHCONTENT_SOURCE_DIR_ONEDNN)\n  FetchContent_Declare(oneDNN SOURCE_DIR ${FETCHCONTENT_SOURCE_DIR_ONEDNN})\n"
+        "elseif(ASIMD_FOUND)\n"
+        f"  FetchContent_Declare(oneDNN GIT_REPOSITORY https://github.com/oneapi-src/oneDNN.git GIT_TAG {SHA})\n"
+        "else()\n  FetchContent_Declare(oneDNN GIT_REPOSITORY https://github.com/oneapi-src/oneDNN.git GIT_TAG v3.13)\n"
+        "endif()\n"
+    ),
+}
+
+
+def pins_for(files: dict[str, str], device: str, processor: str = "x86_64") -> set[tuple[str, str, str, str, str]]:
+    reading = layout.external_pins(files, reader(files), target_device=device, processor=processor)
+    return {(p.name, p.repository, p.ref, p.ref_kind, p.override) for p in reading.pins}
 
 
 @pytest.mark.parametrize(
-    ("path", "pins"),
-    [("CMakeLists.txt", True), ("cmake/external_projects/flashmla.cmake", True), ("cmake/cpu_extension.cmake", True),
-     ("csrc/CMakeLists.txt", False), ("cmake/utils.py", False), ("docs/cmake/x.cmake", False)],
+    ("device", "processor", "expected"),
+    [
+        ("cuda", "x86_64", {
+            ("cutlass", "https://github.com/nvidia/cutlass.git", "v4.2.1", "tag", "VLLM_CUTLASS_SRC_DIR"),
+            ("vllm-flash-attn", "https://github.com/vllm-project/flash-attention.git", SHA, "commit",
+             "VLLM_FLASH_ATTN_SRC_DIR"),
+        }),
+        ("cpu", "x86_64", {("onednn", "https://github.com/oneapi-src/oneDNN.git", "v3.13", "tag",
+                            "FETCHCONTENT_SOURCE_DIR_ONEDNN")}),
+        ("cpu", "aarch64", {("onednn", "https://github.com/oneapi-src/oneDNN.git", SHA, "commit",
+                             "FETCHCONTENT_SOURCE_DIR_ONEDNN")}),
+        ("empty", "x86_64", set()),
+    ],
 )
-def test_which_files_hold_cmake_pins(path: str, pins: bool) -> None:
-    assert layout.is_cmake_pin_file(path) is pins
+def test_external_pins_for_the_target(device: str, processor: str, expected: set[tuple[str, ...]]) -> None:
+    assert pins_for(VLLM_LIKE, device, processor) == expected
 
 
-def test_external_pins_from_cmake() -> None:
-    files = {
-        "CMakeLists.txt": 'set(CUTLASS_REVISION "v4.2.1" CACHE STRING "CUTLASS revision")\n'
-        "if(CUTLASS_DIR)\n  FetchContent_Declare(cutlass SOURCE_DIR ${CUTLASS_DIR})\nelse()\n"
-        "FetchContent_Declare(\n  cutlass\n  GIT_REPOSITORY https://github.com/nvidia/cutlass.git\n"
-        "  GIT_TAG ${CUTLASS_REVISION}\n  GIT_SHALLOW TRUE\n)\nendif()\n",
-        "cmake/external_projects/vllm_flash_attn.cmake": "FetchContent_Declare(\n vllm-flash-attn\n"
-        " GIT_REPOSITORY https://github.com/vllm-project/flash-attention.git\n GIT_TAG " + "ab" * 20 + "\n)\n",
-        "cmake/external_projects/onednn.cmake": "FetchContent_Declare(oneDNN\n GIT_REPOSITORY "
-        "https://github.com/oneapi-src/oneDNN.git\n GIT_TAG v3.13\n)\n",
-    }
-    cutlass, onednn, fa = layout.external_pins(files)
-    assert (cutlass.name, cutlass.ref, cutlass.ref_kind) == ("cutlass", "v4.2.1", "tag")
-    assert cutlass.override == "CUTLASS_DIR"  # what its own cmake file reads wins
-    assert (fa.name, fa.ref_kind, fa.declared_in) == ("vllm-flash-attn", "commit", "cmake/external_projects/vllm_flash_attn.cmake")
-    assert fa.override == "VLLM_FLASH_ATTN_SRC_DIR"  # vLLM's documented variable
-    assert onednn.override == "FETCHCONTENT_SOURCE_DIR_ONEDNN"  # FetchContent's own
+def test_two_pins_for_one_override_name_both() -> None:
+    files = {**VLLM_LIKE, "cmake/cpu_extension.cmake": VLLM_LIKE["cmake/cpu_extension.cmake"].replace("ASIMD", "NEON")}
+    with pytest.raises(layout.LayoutError, match=(
+            r"cmake/cpu_extension.cmake:8: oneDNN https://github.com/oneapi-src/oneDNN.git v3.13 and "
+            r"cmake/cpu_extension.cmake:6: oneDNN .* are both pinned for FETCHCONTENT_SOURCE_DIR_ONEDNN")):
+        pins_for(files, "cpu")
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"CMakeLists.txt": 'message(FATAL_ERROR "Unsupported vLLM target device")\n'},
+         r"CMakeLists.txt:1: CMake stops for target cuda on x86_64: Unsupported vLLM target device"),
+        ({"CMakeLists.txt": "FetchContent_Declare(x GIT_REPOSITORY ${NOWHERE} GIT_TAG v1)\n"},
+         r"CMakeLists.txt:1: cannot read the GIT_REPOSITORY of x"),
+    ],
+)
+def test_unreadable_cmake_is_a_layout_error(files: dict[str, str], message: str) -> None:
+    with pytest.raises(layout.LayoutError, match=message):
+        pins_for(files, "cuda")
+
+
+def test_no_cmakelists_no_pins_and_known_overrides() -> None:
+    assert pins_for({"setup.py": ""}, "cuda") == set()
+    assert pins_for({"CMakeLists.txt": "FetchContent_Declare(x GIT_REPOSITORY r GIT_TAG v1)\n"}, "empty") == set()
+    files = {"CMakeLists.txt": f"FetchContent_Populate(qutlass GIT_REPOSITORY https://q.invalid/q.git GIT_TAG {SHA})\n"
+                               "FetchContent_Declare(new-thing GIT_REPOSITORY https://n.invalid/n.git GIT_TAG v1)\n"}
+    assert {p[0]: p[4] for p in pins_for(files, "cuda")} == {
+        "qutlass": "QUTLASS_SRC_DIR", "new-thing": "FETCHCONTENT_SOURCE_DIR_NEW_THING"}
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,8 @@ def test_phase_cycle(own_world: TestWorld, tmp_path: Path, monkeypatch: pytest.M
 
     # phase 1: dev follows main and the newest consistent nightly
     cli("resolve", "--repo", world.repo_url, "--torch-index", world.torch_nightly_index,
-        "--index", world.general_index, "--python", "3.11", "--target-device", "cpu", "--name", "dev")
+        "--index", world.general_index, "--python", "3.11", "--target-device", "cpu", "--name", "dev",
+        "--platform", "x86_64-manylinux_2_28")
     dev, _ = lockfiles.read("dev")
     assert dev.vllm.ref == "main" and dev.torch.date == world.latest_consistent_date.isoformat()
     cli("install", "dev", "--venv", str(venv), "--src", str(src))

@@ -70,7 +70,7 @@ def phoenix_lock(world: TestWorld, tmp_path_factory: pytest.TempPathFactory) -> 
             "--torch-index", world.https_url(world.torch_nightly_index),
             "--index", world.https_url(world.general_index),
             "--python", "3.11", "--torch-date", world.latest_consistent_date.isoformat(),
-            "--target-device", "cpu", "-o", str(out)]
+            "--target-device", "cpu", "--platform", "x86_64-manylinux_2_28", "-o", str(out)]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "https://" in out.read_text()

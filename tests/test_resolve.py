@@ -18,6 +18,7 @@ from vllm_lock.errors import (
     ExitCode,
     NoNightlyError,
     OutputError,
+    ResolutionError,
     UnknownRefError,
     UnknownTorchVersionError,
     UnreachableError,
@@ -351,3 +352,113 @@ def test_swapped_nightly_changes_the_hash(tmp_path: Path) -> None:
         swapped = second.package("torch")
         assert swapped is not None and swapped.filename == torch.filename and swapped.sha256 != torch.sha256
         assert codec.build_identity(first) != codec.build_identity(second)
+
+
+# ---------------------------------------------------------------- first run, target platform, CMake for the target
+
+
+def test_first_resolve_creates_locks_dir(world: TestWorld, cache: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh directory without locks/: the default output's folder is created, not refused."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VLLM_LOCK_LOCKS_DIR", raising=False)
+    assert not (tmp_path / "locks").exists()
+    request = dataclasses.replace(request_for(world, tmp_path / "unused", cache), output=None, name="first")
+    lock, path, changed = resolve(request, QUIET)
+    assert path == tmp_path / "locks" / "first.lock.toml" and path.is_file() and changed
+    assert lock.target.platform == "x86_64-manylinux_2_39"  # the default: Ubuntu 24.04's glibc
+
+
+def test_empty_target_locks_no_external_sources(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    lock, _, _ = resolve(request_for(world, tmp_path / "e.lock.toml", cache, target_device="empty"), QUIET)
+    assert lock.external_sources == () and lock.build.target_device == "empty"
+
+
+def _branch(world: TestWorld, name: str, edits: dict[str, str]) -> None:
+    """A branch off main with text appended to some files (main is left as it was)."""
+    from vllm_lock.testworld.repo import git
+
+    git(world.repo_path, "checkout", "-q", "-b", name, "main")
+    for path, text in edits.items():
+        with (world.repo_path / path).open("a", encoding="utf-8") as handle:
+            handle.write(text)
+    git(world.repo_path, "commit", "-q", "-am", f"test: {name}")
+    git(world.repo_path, "checkout", "-q", "main")
+
+
+EXTRA_SHA = "cd" * 20
+
+
+def test_target_specific_failures_and_undecidable_conditions(tmp_path: Path) -> None:
+    with TestWorld.create(tmp_path / "world") as own:
+        _branch(own, "native", {"requirements/common.txt": "vllm-fake-native>=1.0\n"})
+        _branch(own, "undecided", {"CMakeLists.txt": (
+            "if(CMAKE_CXX_COMPILER_VERSION VERSION_GREATER_EQUAL 13)\n"
+            f"  FetchContent_Declare(extra GIT_REPOSITORY https://example.invalid/extra.git GIT_TAG {EXTRA_SHA})\n"
+            "endif()\n")})
+        _branch(own, "clash", {"CMakeLists.txt": (
+            "if(CMAKE_CXX_COMPILER_VERSION VERSION_GREATER_EQUAL 13)\n"
+            f"  FetchContent_Declare(extra GIT_REPOSITORY https://example.invalid/extra.git GIT_TAG {EXTRA_SHA})\n"
+            "else()\n"
+            "  FetchContent_Declare(extra GIT_REPOSITORY https://example.invalid/extra.git GIT_TAG " + "ef" * 20 + ")\n"
+            "endif()\n")})
+        cmakelists_lines = len((own.repo_path / "CMakeLists.txt").read_text().splitlines())
+
+        # a package without a wheel for the target: which one, and which platforms it ships
+        out = tmp_path / "n.lock.toml"
+        with pytest.raises(ResolutionError) as err:
+            resolve(request_for(own, out, tmp_path / "c", ref="native", platform="x86_64-manylinux_2_28"), QUIET)
+        assert str(err.value) == ("vllm-fake-native v1.0.0 ships no wheel for x86_64-manylinux_2_28; its wheels are "
+                                  "for these platforms: manylinux_2_17_aarch64, manylinux_2_31_x86_64")
+        assert err.value.exit_code == ExitCode.RESOLUTION and not out.exists()
+        lock, _, _ = resolve(request_for(own, out, tmp_path / "c", ref="native"), QUIET)  # the default: 2_39
+        native = lock.package("vllm-fake-native")
+        assert native is not None and native.filename.endswith("manylinux_2_31_x86_64.whl")
+
+        # a condition that cannot be evaluated: both branches kept, and resolve says so
+        lock, said = _resolve_said(own, tmp_path / "u.lock.toml", tmp_path / "c", ref="undecided")
+        assert {s.name: s.commit for s in lock.external_sources}["extra"] == EXTRA_SHA
+        assert (f"cmake: cannot evaluate if(CMAKE_CXX_COMPILER_VERSION VERSION_GREATER_EQUAL 13) "
+                f"(CMakeLists.txt:{cmakelists_lines + 1}) for this target: both branches kept") in said
+
+        # two pins for one override variable: a resolve error naming both places
+        out = tmp_path / "x.lock.toml"
+        with pytest.raises(ResolutionError, match=(
+                rf"CMakeLists.txt:{cmakelists_lines + 4}: extra .* and CMakeLists.txt:{cmakelists_lines + 2}: extra "
+                r".* are both pinned for FETCHCONTENT_SOURCE_DIR_EXTRA")) as err:
+            resolve(request_for(own, out, tmp_path / "c", ref="clash"), QUIET)
+        assert err.value.exit_code == ExitCode.RESOLUTION and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("error: No solution found when resolving dependencies\n  cause: Because llguidance==1.7.0 has no wheels "
+         "with a matching platform tag (e.g., `manylinux_2_28_x86_64`) and only llguidance==1.7.0 is available, we "
+         "can conclude that all versions of llguidance cannot be used.\n\nhint: Wheels are available for "
+         "`llguidance` (v1.7.0) on the following platforms: `manylinux_2_31_x86_64`,\n `manylinux_2_28_aarch64`\n",
+         "llguidance v1.7.0 ships no wheel for x86_64-manylinux_2_28; its wheels are for these platforms: "
+         "manylinux_2_31_x86_64, manylinux_2_28_aarch64"),
+        ("hint: You require CPython 3.12 (`cp312`), but we only found wheels for `fake` (v1.0.0) with the following "
+         "Python implementation tag: `cp311`",
+         "fake v1.0.0 ships no wheel for Python 3.12; its wheels are for these Python tags: cp311"),
+        ("  cause: Because fake==1.0.0 has no wheels with a matching platform tag (e.g., `manylinux_2_28_x86_64`)",
+         "fake ships no wheel for x86_64-manylinux_2_28, Python 3.12 (no platform tag matches)"),
+        ("  cause: Because torch==2.10 depends on missing-thing, we can conclude ...", None),
+    ],
+)
+def test_no_wheel_message(output: str, expected: str | None) -> None:
+    from vllm_lock.actions.resolve import no_wheel_message
+    from vllm_lock.model import Target
+
+    assert no_wheel_message(output, Target(python="3.12", platform="x86_64-manylinux_2_28")) == expected
+
+
+def test_a_torch_family_member_without_a_wheel_lets_latest_try_an_older_nightly() -> None:
+    from vllm_lock.actions.resolve import _compile_error
+    from vllm_lock.model import Target
+
+    output = ("hint: Wheels are available for `torchvision` (v0.25.0.dev20261113+cu128) on the following platforms: "
+              "`manylinux_2_28_x86_64`")
+    error = _compile_error(output, ["torch==2.10.0"], Target(python="3.12", platform="aarch64-manylinux_2_28"))
+    assert isinstance(error, CompanionMismatchError) and "torchvision v0.25.0.dev20261113+cu128 ships no wheel" in str(error)

@@ -184,6 +184,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory, world: TestWorld) -> tup
     lock_path = root / "locks" / "dev.lock.toml"
     resolve(ResolveRequest(repo=world.repo_url, torch_index=world.torch_nightly_index,
                            general_index=world.general_index, python="3.11", target_device="cpu",
+                           platform="x86_64-manylinux_2_28",
                            output=lock_path, cache=root / "cache"), QUIET)
     install(InstallRequest(lock=str(lock_path), venv=root / "opt" / "vllm", src=root / "opt" / "vllm_repo",
                            cache=root / "cache"), QUIET)

@@ -27,7 +27,7 @@ def resolve(
     index: Annotated[str, typer.Option(help="general package index (everything but the torch family)")] = defaults.DEFAULT_GENERAL_INDEX,
     arch: Annotated[list[str] | None, typer.Option(help="CUDA arch to build, repeatable (default 12.0)")] = None,
     python: Annotated[str, typer.Option(help="target Python")] = "3.12",
-    platform: Annotated[str, typer.Option(help="target platform, e.g. x86_64-manylinux_2_28")] = "x86_64-manylinux_2_28",
+    platform: Annotated[str, typer.Option(help="target platform, e.g. aarch64-manylinux_2_28")] = defaults.DEFAULT_PLATFORM,
     flash_attn_version: Annotated[str, typer.Option(help="VLLM_FLASH_ATTN_VERSION")] = "2",
     target_device: Annotated[str, typer.Option(help="VLLM_TARGET_DEVICE")] = "cuda",
     build_env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE output-affecting build setting, repeatable")] = None,

@@ -12,6 +12,7 @@ from typing import Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from vllm_lock import cmake
 from vllm_lock.model import ExternalPin, PatchedFile, is_commit_sha
 
 SCRIPT_PATHS = ("tools/use_existing_torch.py", "use_existing_torch.py")
@@ -120,11 +121,6 @@ def patched_files(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> tu
     return tuple(changed)
 
 
-_SET = re.compile(r"set\(\s*([A-Za-z_][A-Za-z0-9_]*)\s+\"?([^\s\")]+)\"?", re.IGNORECASE)
-_DECLARE = re.compile(r"FetchContent_Declare\(\s*([A-Za-z0-9_\-]+)(.*?)\)", re.IGNORECASE | re.DOTALL)
-_KEY = r"{}\s+\"?([^\s\")]+)\"?"
-_SOURCE_DIR = re.compile(r"SOURCE_DIR\s+\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
 # vLLM's documented overrides (build facts, section 5), for pins whose cmake file does not show one.
 KNOWN_OVERRIDES = {
     "cutlass": "VLLM_CUTLASS_SRC_DIR",
@@ -134,66 +130,104 @@ KNOWN_OVERRIDES = {
     "deepselect": "DEEPSELECT_SRC_DIR",
     "flashkda": "FLASH_KDA_SRC_DIR",
     "fmha_sm100": "FMHA_SM100_SRC_DIR",
-    "tml-fa4": "TML_FA4_SRC_DIR",
+    "tml_fa4": "TML_FA4_SRC_DIR",
     "qutlass": "QUTLASS_SRC_DIR",
     "triton_kernels": "TRITON_KERNELS_SRC_DIR",
+    "arm_compute": "ACL_ROOT_DIR",  # cpu_extension.cmake: `if(DEFINED ENV{ACL_ROOT_DIR} ...)`
+}
+
+# What CMake would learn on the build machine, as far as the target decides it: the processor's
+# own ISA probes (cpu_extension.cmake greps /proc/cpuinfo; an x86_64 host never has "asimd").
+_OTHER_ISA_PROBES = ("POWER9_FOUND", "POWER10_FOUND", "POWER11_FOUND", "S390_FOUND", "RVV_FP16_FOUND",
+                     "RVV_BF16_FOUND")
+_ISA_PROBES = {
+    "x86_64": dict.fromkeys(("ASIMD_FOUND", "ARM_BF16_FOUND", "ARM_I8MM_FOUND", *_OTHER_ISA_PROBES), "OFF"),
+    "aarch64": {"ASIMD_FOUND": "ON", "AVX2_FOUND": "OFF", "AVX512_FOUND": "OFF", "AVX512BF16_FOUND": "OFF",
+                **dict.fromkeys(_OTHER_ISA_PROBES, "OFF")},
 }
 
 
-def override_variable(name: str, declared: Mapping[str, str]) -> str:
+def cmake_facts(target_device: str, processor: str) -> dict[str, str]:
+    """The variables vLLM's configure step starts from for a target: what setup.py passes with
+    -D, what find_package(Torch) reports for the device's torch, and the processor."""
+    facts = {
+        "VLLM_TARGET_DEVICE": target_device,
+        "VLLM_PYTHON_EXECUTABLE": "/usr/bin/python3",
+        "FETCHCONTENT_BASE_DIR": cmake.SOURCE_ROOT + "/.deps",
+        "CMAKE_SYSTEM_PROCESSOR": processor,
+        "CMAKE_HOST_SYSTEM_PROCESSOR": processor,
+        "CUDA_FOUND": "ON" if target_device == "cuda" else "OFF",
+        "HIP_FOUND": "ON" if target_device == "rocm" else "OFF",
+        "PYTORCH_FOUND_HIP": "ON" if target_device == "rocm" else "OFF",
+    }
+    return {**facts, **_ISA_PROBES.get(processor, {})}
+
+
+def override_variable(name: str, declared: str | None) -> str:
     """The variable that points CMake at a local tree for `name`: the one its cmake file reads in
-    `FetchContent_Declare(name SOURCE_DIR ${VAR})`, else vLLM's documented one, else FetchContent's
-    own FETCHCONTENT_SOURCE_DIR_<NAME>."""
-    if name in declared:
-        return declared[name]
+    a `SOURCE_DIR ${VAR}` declaration, else vLLM's documented one, else FetchContent's own
+    FETCHCONTENT_SOURCE_DIR_<NAME>."""
+    if declared:
+        return declared
     if name in KNOWN_OVERRIDES:
         return KNOWN_OVERRIDES[name]
     return "FETCHCONTENT_SOURCE_DIR_" + re.sub(r"[^A-Z0-9_]", "_", name.upper())
 
 
-def external_pins(files: Mapping[str, str]) -> tuple[ExternalPin, ...]:
-    """FetchContent GIT_REPOSITORY/GIT_TAG pins in CMakeLists.txt and cmake/external_projects/*.cmake."""
-    found = []
-    # set() anywhere counts (CMakeLists.txt sets revisions that included files use); a file's own wins
-    everywhere = {m.group(1): m.group(2) for path in sorted(files) for m in _SET.finditer(files[path])}
-    for path in sorted(files):
-        text = files[path]
-        variables = {**everywhere, **{m.group(1): m.group(2) for m in _SET.finditer(text)}}
-        declared: dict[str, str] = {}
-        pins: list[tuple[str, str, str]] = []
-        for match in _DECLARE.finditer(text):
-            name, body = match.group(1).lower(), match.group(2)
-            if source_dir := _SOURCE_DIR.search(body):
-                declared[name] = source_dir.group(1)
-            repo = re.search(_KEY.format("GIT_REPOSITORY"), body)
-            tag = re.search(_KEY.format("GIT_TAG"), body)
-            if repo and tag:
-                pins.append((name, _expand(repo.group(1), variables), _expand(tag.group(1), variables)))
-        for name, repository, ref in pins:
-            if "${" in repository + ref:
-                raise LayoutError(f"{path}: the pin of {name} uses a variable set nowhere in the cmake files "
-                                  f"({repository} {ref})")
-            found.append(
-                ExternalPin(
-                    name=name,
-                    repository=repository,
-                    ref=ref,
-                    ref_kind="commit" if is_commit_sha(ref) else "tag",
-                    override=override_variable(name, declared),
-                    declared_in=path,
-                )
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExternalPinsReading:
+    pins: tuple[ExternalPin, ...]
+    undecided: tuple[cmake.Undecided, ...]  # conditions kept both ways, with a pin inside
+    included: tuple[str, ...]
+
+
+def external_pins(
+    paths: Iterable[str], read: Callable[[str], str], *, target_device: str, processor: str
+) -> ExternalPinsReading:
+    """The git sources vLLM's configure step fetches for this target, by evaluating
+    CMakeLists.txt and what it includes. LayoutError (naming file and line) for text it cannot
+    read, a pin it cannot read, two pins for one override variable, or a configure step that
+    stops (FATAL_ERROR) on every path."""
+    present = frozenset(paths)
+    # `empty` compiles no device code: vLLM's CMakeLists.txt returns before any FetchContent for
+    # it (every release in tests/real), and a tree whose CMake does not say so fetches nothing
+    # for it either.
+    if "CMakeLists.txt" not in present or target_device == "empty":
+        return ExternalPinsReading(pins=(), undecided=(), included=())
+    facts = cmake_facts(target_device, processor)
+    try:
+        reading = cmake.evaluate("CMakeLists.txt", present, read, facts=facts)
+    except cmake.CMakeError as exc:
+        raise LayoutError(str(exc)) from None
+    if reading.stopped is not None:
+        stop = reading.stopped
+        raise LayoutError(f"{stop.file}:{stop.line}: CMake stops for target {target_device} on {processor}: "
+                          f"{stop.message}")
+    found: list[ExternalPin] = []
+    by_override: dict[str, cmake.CMakePin] = {}
+    for pin in reading.pins:
+        name = pin.name.lower()
+        override = override_variable(name, pin.source_dir_variable)
+        if (first := by_override.get(override)) is not None:
+            raise LayoutError(
+                f"{pin.file}:{pin.line}: {pin.name} {pin.repository} {pin.ref} and "
+                f"{first.file}:{first.line}: {first.name} {first.repository} {first.ref} "
+                f"are both pinned for {override}"
             )
-    return tuple(sorted(found, key=lambda s: (s.name, s.declared_in)))
-
-
-def _expand(value: str, variables: Mapping[str, str]) -> str:
-    return re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: variables.get(m.group(1), m.group(0)), value)
-
-
-def is_cmake_pin_file(path: str) -> bool:
-    """CMakeLists.txt and every cmake/**/*.cmake: besides cmake/external_projects/, vLLM declares
-    some sources next to the code that uses them (oneDNN in cmake/cpu_extension.cmake)."""
-    return path == "CMakeLists.txt" or (path.startswith("cmake/") and path.endswith(".cmake"))
+        by_override[override] = pin
+        found.append(ExternalPin(
+            name=name,
+            repository=pin.repository,
+            ref=pin.ref,
+            ref_kind="commit" if is_commit_sha(pin.ref) else "tag",
+            override=override,
+            declared_in=pin.file,
+        ))
+    return ExternalPinsReading(
+        pins=tuple(sorted(found, key=lambda s: (s.name, s.declared_in))),
+        undecided=reading.undecided,
+        included=reading.included,
+    )
 
 
 def is_strippable(path: str) -> bool:

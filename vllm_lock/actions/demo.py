@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import shutil
 import sys
 from pathlib import Path
@@ -12,12 +13,19 @@ from vllm_lock.actions import verify as verify_action
 from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.errors import InstallError
 from vllm_lock.progress import Reporter
+from vllm_lock.shell import build as build_shell
 from vllm_lock.shell import proc
 from vllm_lock.testworld import TestWorld
 
 
 def host_python() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def host_platform() -> str:
+    """This machine as a target: the lock's default (Ubuntu 24.04's glibc) may be newer."""
+    major, minor = build_shell.glibc() or (2, 17)
+    return f"{platform.machine()}-manylinux_{major}_{minor}"
 
 
 def run(workdir: Path, reporter: Reporter) -> str:
@@ -39,6 +47,7 @@ def run(workdir: Path, reporter: Reporter) -> str:
             torch_index=world.torch_nightly_index,
             general_index=world.general_index,
             python=host_python(),
+            platform=host_platform(),
             target_device="cpu",  # the test world's torch is not a CUDA build
             name="dev",
             output=workdir / "locks" / "dev.lock.toml",

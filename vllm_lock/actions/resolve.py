@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tempfile
 import tomllib
 from collections.abc import Callable
@@ -19,10 +20,11 @@ import vllm_lock
 from vllm_lock import cuda as cuda_rules
 from vllm_lock import layout as layout_rules
 from vllm_lock import nightly
-from vllm_lock.defaults import DEFAULT_GENERAL_INDEX, DEFAULT_REPO
+from vllm_lock.defaults import DEFAULT_GENERAL_INDEX, DEFAULT_PLATFORM, DEFAULT_REPO
 from vllm_lock.errors import (
     CompanionMismatchError,
     NoNightlyError,
+    OutputError,
     ResolutionError,
     UnknownRefError,
     UnknownTorchVersionError,
@@ -78,7 +80,7 @@ class ResolveRequest:
     general_index: str = DEFAULT_GENERAL_INDEX
     archs: tuple[str, ...] = ("12.0",)
     python: str = "3.12"
-    platform: str = "x86_64-manylinux_2_28"
+    platform: str = DEFAULT_PLATFORM
     flash_attn_version: str = "2"
     target_device: str = "cuda"
     build_env: tuple[tuple[str, str], ...] = ()
@@ -142,6 +144,11 @@ def resolve(request: ResolveRequest, reporter: Reporter) -> tuple[Lock, Path, bo
     says and uv's whole output go to a log file under <cache>/logs (the newest 20 are kept)."""
     target, recipe = validate(request)
     output = request.output_path
+    if request.output is None:  # the first resolve in a directory: locks/ is ours to create
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {output.parent}: {exc.strerror or exc}") from None
     lockfiles.check_writable(output)
     logs = request.cache / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -162,7 +169,7 @@ def _resolve(
     request: ResolveRequest, target: Target, recipe: BuildRecipe, output: Path, reporter: Reporter
 ) -> tuple[Lock, Path, bool]:
     with reporter.step("vLLM source"):
-        source = read_source(request, reporter)
+        source = read_source(request, target, reporter)
     pages = IndexPages(request.torch_index_url)
     with reporter.step("torch and the package set"):
         torch_input, pylock = resolve_packages(request, target, source, pages, reporter)
@@ -198,7 +205,7 @@ def _now() -> str:
 # ---------------------------------------------------------------- vLLM source
 
 
-def read_source(request: ResolveRequest, reporter: Reporter) -> SourceFacts:
+def read_source(request: ResolveRequest, target: Target, reporter: Reporter) -> SourceFacts:
     commit = git_shell.resolve_ref(request.repo, request.ref)
     reporter.say(f"    {request.ref} -> {commit}")
     repo = git_shell.update_mirror(request.cache, request.repo, commit)
@@ -212,7 +219,6 @@ def read_source(request: ResolveRequest, reporter: Reporter) -> SourceFacts:
     except layout_rules.LayoutError as exc:
         raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
     reporter.say(f"    layout: {detected.stripping_script} ({detected.stripping_mode}), {detected.build_requirements}")
-    cmake = {p: read(p) for p in files if layout_rules.is_cmake_pin_file(p)}
     with tempfile.TemporaryDirectory(prefix="vllm-lock-src-") as tmp:
         tree = Path(tmp)
         git_shell.export_tree(repo, commit, tree)
@@ -228,10 +234,14 @@ def read_source(request: ResolveRequest, reporter: Reporter) -> SourceFacts:
     )
     vllm = VllmInput(url=request.repo, ref=request.ref, commit=commit, commit_date=git_shell.commit_date(repo, commit))
     try:
-        pins = layout_rules.external_pins(cmake)
+        reading = layout_rules.external_pins(files, read, target_device=request.target_device, processor=target.machine)
     except layout_rules.LayoutError as exc:
         raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
-    externals = lock_external_sources(pins, reporter)
+    reporter.say(f"    cmake for {request.target_device} on {target.machine}: read {', '.join(reading.included) or 'nothing'}")
+    for undecided in reading.undecided:
+        reporter.say(f"    cmake: cannot evaluate {undecided.condition} ({undecided.file}:{undecided.line}) "
+                     "for this target: both branches kept")
+    externals = lock_external_sources(reading.pins, reporter)
     return SourceFacts(vllm=vllm, layout=layout, external_sources=externals, runtime=runtime, build=build)
 
 
@@ -471,11 +481,35 @@ def compile_set(
         )
         result = proc.run(argv, cwd=Path(tmp), env=uv_shell.uv_env(request.cache), timeout=900, log=reporter.log)
         if not result.ok:
-            raise _compile_error(result.output, torch_pins)
+            raise _compile_error(result.output, torch_pins, target)
         return output.read_text()
 
 
-def _compile_error(output: str, torch_pins: list[str]) -> Exception:
+_NO_WHEEL_PLATFORM = re.compile(
+    r"Wheels are available for `(?P<name>[^`]+)` \((?P<version>[^)]*)\) on the following platforms?: (?P<tags>.+)")
+_NO_WHEEL_PYTHON = re.compile(
+    r"we only found wheels for `(?P<name>[^`]+)` \((?P<version>[^)]*)\) with the following Python "
+    r"(?:implementation|ABI) tags?: (?P<tags>.+)")
+_NO_WHEEL_CAUSE = re.compile(r"Because (?:only )?(?P<name>[A-Za-z0-9._-]+)[=<>!~ ][^ ]* has no wheels with a matching "
+                             r"(?P<what>platform|Python implementation|Python ABI) tag")
+
+
+def no_wheel_message(output: str, target: Target) -> str | None:
+    """When uv found no solution because a package ships no wheel for the target: one line
+    naming the package and the platforms (or Python tags) it does ship. None otherwise."""
+    flat = " ".join(output.split())
+    for pattern, what, wanted in ((_NO_WHEEL_PLATFORM, "platforms", target.platform),
+                                  (_NO_WHEEL_PYTHON, "Python tags", f"Python {target.python}")):
+        if match := pattern.search(flat):
+            tags = ", ".join(re.findall(r"`([^`]+)`", match.group("tags"))) or match.group("tags")
+            return (f"{match.group('name')} {match.group('version')} ships no wheel for {wanted}; "
+                    f"its wheels are for these {what}: {tags}")
+    if match := _NO_WHEEL_CAUSE.search(flat):
+        return f"{match.group('name')} ships no wheel for {target.platform}, Python {target.python} (no {match.group('what')} tag matches)"
+    return None
+
+
+def _compile_error(output: str, torch_pins: list[str], target: Target) -> Exception:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     detail = next((line for line in lines if "because" in line or "No solution" in line), lines[-1] if lines else "?")
     for line in lines:
@@ -485,6 +519,10 @@ def _compile_error(output: str, torch_pins: list[str]) -> Exception:
     lowered = output.lower()
     if any(tok in lowered for tok in ("failed to fetch", "connection", "dns", "timed out", "certificate")):
         return UnreachableError(f"an index was unreachable while resolving: {detail}")
+    if (no_wheel := no_wheel_message(output, target)) is not None:
+        if canonicalize_name(no_wheel.split()[0]) in TORCH_INDEX_PACKAGES:  # another nightly may have it
+            return CompanionMismatchError(f"torch companions cannot match ({', '.join(torch_pins)}): {no_wheel}")
+        return ResolutionError(no_wheel)
     if "no solution" in lowered and any(name in lowered for name in COMPANIONS):
         return CompanionMismatchError(f"torch companions cannot match ({', '.join(torch_pins)}): {_uv_reason(lines)}")
     return ResolutionError(f"uv could not resolve the package set: {_uv_reason(lines)}")

@@ -156,7 +156,16 @@ def general_generated_wheels() -> list[WheelSpec]:
         _pure("vllm-fake-dep-a", "1.1.0"),
         _pure("vllm-fake-dep-b", "0.2.0", ("vllm-fake-dep-a>=1.0",)),
         _pure("open-clip-torch-fake", "1.0.0"),
+        *native_wheels(),
     ]
+
+
+def native_wheels() -> list[WheelSpec]:
+    """A binary package that, like llguidance 1.7, ships x86_64 wheels only for a newer glibc
+    (manylinux_2_31) than manylinux_2_28; nothing requires it unless a test adds it."""
+    files = (("vllm_fake_native/__init__.py", '__version__ = "1.0.0"\n'),)
+    return [WheelSpec("vllm-fake-native", "1.0.0", f"{py}-{py}-{plat}", files, (), ">=3.10", "vllm-fake-native")
+            for py in PYTHONS for plat in ("manylinux_2_31_x86_64", "manylinux_2_17_aarch64")]
 
 
 def decoy_wheels() -> list[WheelSpec]:
