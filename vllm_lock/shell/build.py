@@ -12,7 +12,7 @@ from typing import IO
 from urllib.parse import unquote
 
 from vllm_lock import plan
-from vllm_lock.errors import BuildError, InstallError, UnknownRefError
+from vllm_lock.errors import BuildError, InstallError, PreflightError, UnknownRefError
 from vllm_lock.model import Lock, Package
 from vllm_lock.shell import git as git_shell
 from vllm_lock.shell import proc
@@ -68,9 +68,22 @@ def nvcc_version(nvcc: str) -> tuple[int, int] | None:
 
 
 def find_python(version: str, cache: Path) -> str | None:
-    """An interpreter for `version` that uv accepts (system or uv-managed), without downloading."""
+    """An interpreter for `version` that uv accepts (system or uv-managed), without downloading;
+    None when uv finds none. Any other failure of uv (it cannot create its cache, say) is
+    reported as itself, not as a missing Python."""
     result = proc.run([uv_shell.uv_bin(), "python", "find", version], env=uv_shell.uv_env(cache), timeout=60)
-    return result.output.strip().splitlines()[-1] if result.ok and result.output.strip() else None
+    if result.ok and result.output.strip():
+        return result.output.strip().splitlines()[-1]
+    if result.ok or "no interpreter found" in result.output.lower():
+        return None
+    raise PreflightError(f"`uv python find {version}` failed: {_uv_error(result.output)}")
+
+
+def _uv_error(output: str) -> str:
+    """uv's error and its causes on one line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("error:")), 0)
+    return "; ".join(line.removeprefix("error:").strip() for line in lines[start:]) or "?"
 
 
 def install_python(version: str, cache: Path, log: IO[str], on_line: Callable[[str], None]) -> None:
@@ -82,6 +95,8 @@ def install_python(version: str, cache: Path, log: IO[str], on_line: Callable[[s
 
 def machine_facts(lock: Lock, where: Path, cache: Path, env: Mapping[str, str]) -> plan.MachineFacts:
     nvcc = find_nvcc(env) if plan.is_cuda(lock) else None
+    store = Store(cache)
+    missing = sum(p.size for p in lock.packages if not store.has(p.sha256, p.filename))
     return plan.MachineFacts(
         machine=platform.machine(),
         glibc=glibc(),
@@ -91,6 +106,9 @@ def machine_facts(lock: Lock, where: Path, cache: Path, env: Mapping[str, str]) 
         python_found=find_python(lock.target.python, cache),
         nvcc=nvcc,
         nvcc_version=nvcc_version(nvcc) if nvcc else None,
+        cache=str(cache),
+        cache_free_disk=free_disk(cache),
+        cache_missing=missing,
     )
 
 
