@@ -42,6 +42,7 @@ class MachineFacts:
     mem_available: int  # bytes
     free_disk: int  # bytes free where the generation is written
     python_found: str | None  # interpreter for lock.target.python, or None
+    python_error: str | None = None  # why looking for it failed (not: none found), e.g. uv's cache unwritable
     nvcc: str | None = None  # path of nvcc, or None
     nvcc_version: tuple[int, int] | None = None
     cache: str = ""  # the cache directory (wheels, mirrors, uv's cache)
@@ -79,7 +80,9 @@ def preflight_problems(lock: Lock, facts: MachineFacts, *, min_free_disk: int | 
         problems.append(
             f"glibc {facts.glibc[0]}.{facts.glibc[1]} is older than the lock's target {target.platform}"
         )
-    if facts.python_found is None:
+    if facts.python_found is None and facts.python_error:
+        problems.append(facts.python_error)
+    elif facts.python_found is None:
         problems.append(
             f"Python {target.python} is not available (install it, e.g. `uv python install {target.python}`, "
             f"or pass --allow-python-download)"

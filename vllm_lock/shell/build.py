@@ -95,6 +95,10 @@ def install_python(version: str, cache: Path, log: IO[str], on_line: Callable[[s
 
 def machine_facts(lock: Lock, where: Path, cache: Path, env: Mapping[str, str]) -> plan.MachineFacts:
     nvcc = find_nvcc(env) if plan.is_cuda(lock) else None
+    try:
+        python_found, python_error = find_python(lock.target.python, cache), None
+    except PreflightError as exc:
+        python_found, python_error = None, str(exc)
     store = Store(cache)
     missing = sum(p.size for p in lock.packages if not store.has(p.sha256, p.filename))
     return plan.MachineFacts(
@@ -103,7 +107,8 @@ def machine_facts(lock: Lock, where: Path, cache: Path, env: Mapping[str, str]) 
         cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
         mem_available=mem_available(),
         free_disk=free_disk(where),
-        python_found=find_python(lock.target.python, cache),
+        python_found=python_found,
+        python_error=python_error,
         nvcc=nvcc,
         nvcc_version=nvcc_version(nvcc) if nvcc else None,
         cache=str(cache),
