@@ -19,6 +19,7 @@ import pytest
 from test_install_support import CLI, cli, resolve_world_lock
 
 from vllm_lock.actions import install as install_action
+from vllm_lock.errors import OutputError
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import generations
 
@@ -398,3 +399,34 @@ def test_rollback_with_nothing_to_roll_back_to(env, tmp_path) -> None:  # type: 
     once = cli("rollback", "--venv", str(opt.venv), "--src", str(opt.src), cache=env["cache"])
     one_error(once, 2, f"no earlier complete generation in {opt.generations} to roll back to")
     assert opt.state() == before
+
+
+@pytest.mark.parametrize(("size", "words"), [("2m", "uv could not write"), ("4k", "cannot write")])
+def test_a_disk_filling_up_while_the_generation_is_written(env, tmp_path, size: str, words: str) -> None:  # type: ignore[no-untyped-def]
+    # Preflight's free-disk estimate waived (VLLM_LOCK_MIN_FREE_DISK=0): the disk fills mid-install,
+    # in one of uv's writes (2m) or one of ours (48k).
+    opt = Layout(tmp_path / "full")
+    with small_tmpfs(tmp_path / "full", size):
+        result = cli(*opt.args(env["path"]), cache=env["cache"], env={"VLLM_LOCK_MIN_FREE_DISK": "0"})
+        assert not opt.venv.is_symlink() and not opt.src.is_symlink()  # nothing switched
+    one_error(result, 9, words, "No space left on device")
+
+
+def test_a_failing_second_rename_puts_the_first_link_back(tmp_path) -> None:
+    from vllm_lock import plan
+
+    layout = plan.Layout(venv_link=tmp_path / "vllm", src_link=tmp_path / "vllm_repo")
+    old, new = layout.generation("old"), layout.generation("new")
+    for gen in (old, new):
+        (gen / "venv").mkdir(parents=True)
+        (gen / "src").mkdir()
+    generations.switch(layout, old)
+    # --src replaced by a real directory after preflight: the temporary link can be made, the
+    # rename onto a non-empty directory fails
+    layout.src_link.unlink()
+    (layout.src_link / "keep").mkdir(parents=True)
+    with pytest.raises(OutputError, match=r"vllm_repo \(--src\): Is a directory; .*vllm was switched back"):
+        generations.switch(layout, new)
+    assert os.readlink(layout.venv_link) == str(old / "venv")
+    assert generations.read_profile(layout) == ["old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vllm", "vllm.generations", "vllm_repo"]  # no temporary links left

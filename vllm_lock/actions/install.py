@@ -75,7 +75,7 @@ def install(request: InstallRequest, reporter: Reporter) -> InstallResult:
     except OSError as exc:
         if exc.errno not in _CANNOT_WRITE:
             raise
-        where = exc.filename or layout.generations
+        where = exc.filename or f"in {layout.generations}"  # a file object's write names no file
         raise OutputError(f"cannot write {where}: {exc.strerror or exc}; rerun install once it is fixed") from None
 
 

@@ -3,6 +3,7 @@ of a generation, the staged wheels, and the uv/setuptools/cuobjdump commands, al
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import shutil
@@ -12,7 +13,7 @@ from typing import IO
 from urllib.parse import unquote
 
 from vllm_lock import plan
-from vllm_lock.errors import BuildError, InstallError, PreflightError, UnknownRefError
+from vllm_lock.errors import BuildError, InstallError, OutputError, PreflightError, UnknownRefError
 from vllm_lock.model import Lock, Package
 from vllm_lock.shell import git as git_shell
 from vllm_lock.shell import proc
@@ -190,16 +191,14 @@ def run_uv(
 ) -> None:
     result = proc.run(argv, env=env, log=log, on_line=on_line, timeout=timeout)
     if not result.ok:
-        detail = _last_error_line(result.output)
+        detail = _uv_error(result.output)
+        if any(f"(os error {code})" in result.output for code in _CANNOT_WRITE):
+            raise OutputError(f"uv could not write while {what}: {detail}")
         raise InstallError(f"uv failed while {what}: {detail}")
 
 
-def _last_error_line(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("error:"):
-            return line.removeprefix("error:").strip()
-    return lines[-1] if lines else "?"
+# uv reports an OS error as "(os error N)": these mean a full or read-only disk, not a bad lock
+_CANNOT_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def build_vllm(
