@@ -430,3 +430,23 @@ def test_a_failing_second_rename_puts_the_first_link_back(tmp_path) -> None:
     assert os.readlink(layout.venv_link) == str(old / "venv")
     assert generations.read_profile(layout) == ["old"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vllm", "vllm.generations", "vllm_repo"]  # no temporary links left
+
+
+def test_a_damaged_generation_is_unfinished_while_it_is_rebuilt(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Its old receipt goes first: a rebuild killed after the build but before verify is resumed,
+    not taken for a verified generation."""
+    opt = Layout(tmp_path / "opt")
+    assert cli(*opt.args(env["path"]), cache=env["cache"]).returncode == 0
+    (opt.venv / "bin" / "vllm").unlink()
+    proc = _start(opt.args(env["path"]), env["cache"])
+    try:
+        _stop_at(proc, "==> verify")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert (opt.venv / "bin" / "vllm").exists()  # built, not verified
+    drift = cli("verify", str(env["path"]), "--venv", str(opt.venv), cache=env["cache"])
+    assert drift.returncode == 1 and "no complete receipt" in drift.stdout, drift.stdout
+    rerun = cli(*opt.args(env["path"]), cache=env["cache"])
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming an unfinished generation" in rerun.stderr and "nothing to do" not in rerun.stderr
