@@ -80,9 +80,6 @@ class Layout:
         version = subprocess.run([str(self.venv / "bin" / "vllm"), "--version"], capture_output=True, text=True)
         return os.readlink(self.venv), os.readlink(self.src), f"{version.returncode} {version.stdout.strip()}"
 
-    def generation_dirs(self) -> set[str]:
-        return {p.name for p in self.generations.iterdir() if p.is_dir()}
-
 
 @pytest.fixture(scope="module")
 def env(world, tmp_path_factory):  # type: ignore[no-untyped-def]
@@ -224,6 +221,11 @@ def test_venv_and_src_that_would_overlap_are_refused(env, tmp_path) -> None:  # 
     one_error(in_generations, 2, "is inside the generations directory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alias", "real"]  # nothing created
     assert not any((tmp_path / "real").iterdir())
+    layout = env["layout"]
+    before = layout.state()
+    live = cli("install", str(env["path"]), "--venv", str(layout.venv), "--src", str(layout.venv), cache=env["cache"])
+    one_error(live, 2, f"--venv and --src are the same path ({layout.venv})")
+    assert layout.state() == before
 
 
 def test_src_directory_turning_read_only_mid_install_switches_neither_link(env) -> None:  # type: ignore[no-untyped-def]
