@@ -42,6 +42,10 @@ def test_fine_machine_has_no_problems() -> None:
         ({"nvcc": None, "nvcc_version": None}, "nvcc not found"),
         ({"nvcc_version": (12, 4)}, "needs CUDA >= 12.8"),
         ({"free_disk": 1 * GIB}, "not enough free disk"),
+        ({"cache": "/c", "cache_free_disk": 1 << 20, "cache_missing": 3 << 20},
+         "not enough free disk for the cache /c: 1.0 MiB free, 3.0 MiB of wheels to download"),
+        ({"python_found": None, "python_error": "`uv python find 3.12` failed: Read-only file system"},
+         "`uv python find 3.12` failed: Read-only file system"),
     ],
 )
 def test_each_problem_is_one_clear_line(changes, words) -> None:  # type: ignore[no-untyped-def]
@@ -125,3 +129,37 @@ def test_layout_places_generations_beside_the_link(tmp_path) -> None:  # type: i
 def test_target_and_recipe_types_are_reused() -> None:
     assert Target(python="3.11", platform="x86_64-manylinux_2_28").machine == "x86_64"
     assert BuildRecipe(cuda_archs=("9.0",)).torch_cuda_arch_list == "9.0"
+
+
+def test_a_cache_that_holds_every_wheel_needs_no_room() -> None:
+    assert plan.preflight_problems(lock(target_device="cpu"), facts(cache_free_disk=0, cache_missing=0)) == []
+
+
+@pytest.mark.parametrize(("text", "value"), [("8", 8), (" 3 ", 3), ("1", 1), ("0", None), ("-2", None), ("x", None),
+                                             ("", None), ("2.5", None), ("\u0663", None)])
+def test_positive_int(text: str, value: int | None) -> None:
+    assert plan.positive_int(text) == value
+
+
+def test_venv_and_src_side_by_side_is_fine() -> None:
+    g = Path("/opt/vllm.generations")
+    assert plan.layout_problem(venv_link=Path("/opt/vllm"), src_link=Path("/opt/vllm_repo"), generations=g) is None
+    assert plan.layout_problem(venv_link=Path("/opt/vllm"), src_link=Path("/srv/vllm"), generations=g) is None
+    # a shared prefix of the name is not "inside"
+    assert plan.layout_problem(venv_link=Path("/opt/vllm"), src_link=Path("/opt/vllm2"), generations=g) is None
+
+
+@pytest.mark.parametrize(
+    ("venv", "src", "words"),
+    [
+        ("/opt/vllm", "/opt/vllm", "--venv and --src are the same path (/opt/vllm)"),
+        ("/opt/vllm", "/opt/vllm/src", "--src /opt/vllm/src is inside --venv /opt/vllm"),
+        ("/opt/x/vllm", "/opt/x", "--venv /opt/x/vllm is inside --src /opt/x"),
+        ("/opt/vllm", "/opt/vllm.generations/abc/src", "--src /opt/vllm.generations/abc/src is inside the generations"),
+        ("/opt/vllm", "/opt/vllm.generations", "--src /opt/vllm.generations is inside the generations"),
+    ],
+)
+def test_overlapping_venv_and_src(venv: str, src: str, words: str) -> None:
+    generations = Path(venv).with_name(Path(venv).name + ".generations")
+    problem = plan.layout_problem(venv_link=Path(venv), src_link=Path(src), generations=generations)
+    assert problem is not None and words in problem

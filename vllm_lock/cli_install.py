@@ -25,9 +25,21 @@ def _min_free_disk() -> int | None:
         raise UsageError(f"VLLM_LOCK_MIN_FREE_DISK={value!r} is not a number of bytes") from None
 
 
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value and value.isdigit() else None
+def _jobs_setting(option: str | None, flag: str, variable: str) -> int | None:
+    """--max-jobs / --nvcc-threads, else $MAX_JOBS / $NVCC_THREADS (empty counts as unset):
+    a positive integer, or a usage error naming where the bad value came from."""
+    from vllm_lock import plan
+
+    if option is not None:
+        value, origin = option, flag
+    elif os.environ.get(variable, "").strip():
+        value, origin = os.environ[variable], f"${variable}"
+    else:
+        return None
+    number = plan.positive_int(value)
+    if number is None:
+        raise UsageError(f"{origin} must be a positive integer, got {value!r}")
+    return number
 
 
 @command()
@@ -36,8 +48,9 @@ def install(
     venv: Annotated[Path, typer.Option(help="environment link (a symlink to the active generation's venv)")] = DEFAULT_VENV,
     src: Annotated[Path, typer.Option(help="source link (a symlink to the active generation's checkout)")] = DEFAULT_SRC,
     no_editable: Annotated[bool, typer.Option("--no-editable", help="install vLLM as a built wheel")] = False,
-    max_jobs: Annotated[int | None, typer.Option(help="MAX_JOBS (default: from CPUs and memory, or $MAX_JOBS)")] = None,
-    nvcc_threads: Annotated[int | None, typer.Option(help="NVCC_THREADS (default: the lock's, else 2)")] = None,
+    # str, not int: a bad value is our one-line usage error, not click's usage block
+    max_jobs: Annotated[str | None, typer.Option(help="MAX_JOBS (default: from CPUs and memory, or $MAX_JOBS)")] = None,
+    nvcc_threads: Annotated[str | None, typer.Option(help="NVCC_THREADS (default: $NVCC_THREADS, the lock's, else 2)")] = None,
     allow_python_download: Annotated[bool, typer.Option(help="let uv download the locked Python if missing")] = False,
     require_signed: Annotated[bool, typer.Option("--require-signed", help="refuse a lock without a good signature by a trusted key")] = False,
     trusted_keys: Annotated[Path | None, typer.Option("--trusted-keys", help="allowed_signers file for --require-signed")] = None,
@@ -49,14 +62,16 @@ def install(
     from vllm_lock.actions import install as install_action
     from vllm_lock.shell.store import cache_root
 
+    jobs = _jobs_setting(max_jobs, "--max-jobs", "MAX_JOBS")
+    threads = _jobs_setting(nvcc_threads, "--nvcc-threads", "NVCC_THREADS")
     result = install_action.install(
         install_action.InstallRequest(
             lock=lock,
             venv=venv,
             src=src,
             editable=False if no_editable else None,
-            max_jobs=max_jobs if max_jobs is not None else _env_int("MAX_JOBS"),
-            nvcc_threads=nvcc_threads if nvcc_threads is not None else _env_int("NVCC_THREADS"),
+            max_jobs=jobs,
+            nvcc_threads=threads,
             allow_python_download=allow_python_download,
             min_free_disk=_min_free_disk(),
             cache=cache_root(),
@@ -102,7 +117,7 @@ def build_check(
     python: Annotated[str, typer.Option(help="existing interpreter that already holds torch and setuptools")] = sys.executable,
     arch: Annotated[list[str] | None, typer.Option(help="CUDA arch, repeatable (default 12.0)")] = None,
     target_device: Annotated[str, typer.Option(help="VLLM_TARGET_DEVICE")] = "cuda",
-    max_jobs: Annotated[int | None, typer.Option(help="MAX_JOBS")] = None,
+    max_jobs: Annotated[str | None, typer.Option(help="MAX_JOBS (default: from CPUs and memory, or $MAX_JOBS)")] = None,
     out: Annotated[Path, typer.Option(help="where the wheel, the log and the unpacked wheel go")] = Path("build-check"),
 ) -> None:
     """The install's build step and arch check on an existing environment (no venv, no lock)."""
@@ -111,7 +126,7 @@ def build_check(
     wheel, found = install_action.build_check(
         install_action.BuildCheckRequest(
             src=src, python=python, archs=tuple(arch or ("12.0",)), target_device=target_device,
-            max_jobs=max_jobs, out=out.resolve(),
+            max_jobs=_jobs_setting(max_jobs, "--max-jobs", "MAX_JOBS"), out=out.resolve(),
         ),
         Reporter.for_stderr(),
     )

@@ -22,6 +22,7 @@ from vllm_lock import cuda as cuda_rules
 from vllm_lock.model import BuildRecipe, Lock
 
 GIB = 1 << 30
+MIB = 1 << 20
 FULLY_DISCONNECTED = "-DFETCHCONTENT_FULLY_DISCONNECTED=ON"
 GIB_PER_NVCC_PROCESS = 4
 GIB_PER_NVCC_PROCESS_BLACKWELL = 8
@@ -41,8 +42,12 @@ class MachineFacts:
     mem_available: int  # bytes
     free_disk: int  # bytes free where the generation is written
     python_found: str | None  # interpreter for lock.target.python, or None
+    python_error: str | None = None  # why looking for it failed (not: none found), e.g. uv's cache unwritable
     nvcc: str | None = None  # path of nvcc, or None
     nvcc_version: tuple[int, int] | None = None
+    cache: str = ""  # the cache directory (wheels, mirrors, uv's cache)
+    cache_free_disk: int | None = None  # bytes free there; None: not measured
+    cache_missing: int = 0  # bytes of locked wheels the cache does not hold yet (to be downloaded)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -75,7 +80,9 @@ def preflight_problems(lock: Lock, facts: MachineFacts, *, min_free_disk: int | 
         problems.append(
             f"glibc {facts.glibc[0]}.{facts.glibc[1]} is older than the lock's target {target.platform}"
         )
-    if facts.python_found is None:
+    if facts.python_found is None and facts.python_error:
+        problems.append(facts.python_error)
+    elif facts.python_found is None:
         problems.append(
             f"Python {target.python} is not available (install it, e.g. `uv python install {target.python}`, "
             f"or pass --allow-python-download)"
@@ -94,6 +101,11 @@ def preflight_problems(lock: Lock, facts: MachineFacts, *, min_free_disk: int | 
     need = needed_disk(lock, min_free_disk)
     if facts.free_disk < need:
         problems.append(f"not enough free disk: {facts.free_disk / GIB:.1f} GiB free, {need / GIB:.1f} GiB needed")
+    if facts.cache_free_disk is not None and facts.cache_free_disk < facts.cache_missing:
+        problems.append(
+            f"not enough free disk for the cache {facts.cache}: {facts.cache_free_disk / MIB:.1f} MiB free, "
+            f"{facts.cache_missing / MIB:.1f} MiB of wheels to download"
+        )
     return problems
 
 
@@ -243,3 +255,30 @@ class Layout:
     @property
     def profile(self) -> Path:
         return self.generations / "profile.json"
+
+
+def positive_int(text: str) -> int | None:
+    """A MAX_JOBS-like setting: a decimal integer >= 1, else None."""
+    stripped = text.strip()
+    if not stripped.isascii() or not stripped.isdigit():
+        return None
+    value = int(stripped)
+    return value if value >= 1 else None
+
+
+def layout_problem(*, venv_link: Path, src_link: Path, generations: Path) -> str | None:
+    """Can --venv and --src (paths with their directories resolved) live side by side? Each link
+    is replaced wholesale on every switch, so neither may lie inside the other or inside the
+    generations; None when they can."""
+    if venv_link == src_link:
+        return f"--venv and --src are the same path ({venv_link}): give each its own"
+    pairs = (("--venv", venv_link, "--src", src_link), ("--src", src_link, "--venv", venv_link))
+    for outer_flag, outer, inner_flag, inner in pairs:
+        if inner.is_relative_to(outer):
+            return f"{inner_flag} {inner} is inside {outer_flag} {outer}: put them side by side"
+    for flag, link in (("--venv", venv_link), ("--src", src_link)):
+        if link.is_relative_to(generations):
+            return f"{flag} {link} is inside the generations directory {generations}"
+        if generations.is_relative_to(link):
+            return f"{flag} {link} would contain the generations directory {generations}"
+    return None

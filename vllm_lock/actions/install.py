@@ -8,10 +8,8 @@ A generation without a receipt is unfinished: rerunning resumes it (every step i
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
+import errno
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
@@ -22,7 +20,7 @@ from vllm_lock import layout as layout_rules
 from vllm_lock import receipt as receipts
 from vllm_lock.actions import verify as verify_action
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
-from vllm_lock.errors import InstallError, IntegrityError, PreflightError
+from vllm_lock.errors import InstallError, IntegrityError, OutputError, PreflightError, UsageError
 from vllm_lock.model import BuildRecipe, Lock, PatchedFile
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
@@ -68,21 +66,42 @@ def install(request: InstallRequest, reporter: Reporter) -> InstallResult:
     lock, _ = lockfiles.read(request.lock)
     editable = lock.build.editable if request.editable is None else request.editable
     layout = layout_for(request.venv, request.src)
-    generations.check_links(layout)
+    generations.check_layout(layout)
     gen = layout.generation(generation_id(lock, editable))
+    try:
+        layout.generations.mkdir(parents=True, exist_ok=True)
+        with generations.exclusive(layout.generations):
+            return _install_locked(request, lock, layout, gen, editable, reporter)
+    except OSError as exc:
+        if exc.errno not in _CANNOT_WRITE:
+            raise
+        where = exc.filename or f"in {layout.generations}"  # a file object's write names no file
+        raise OutputError(f"cannot write {where}: {exc.strerror or exc}; rerun install once it is fixed") from None
 
+
+# A write that failed for want of space or permission (the disk filled after preflight, a mount
+# turned read-only): one line naming the file, not a traceback.
+_CANNOT_WRITE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _install_locked(
+    request: InstallRequest, lock: Lock, layout: plan.Layout, gen: Path, editable: bool, reporter: Reporter
+) -> InstallResult:
+    """Holding the install lock: everything that decides what to do is read now, not before
+    (another install may have completed or switched this generation meanwhile)."""
     done = receipts.read(gen)
     if done is not None and generations.active(layout) == gen and _links_ok(layout, gen):
         reporter.say(f"{layout.venv_link} already holds lock {lock.name} ({done.vllm_version}); nothing to do")
         return InstallResult(generation=gen, state="unchanged", version=done.vllm_version, log=None)
-
-    layout.generations.mkdir(parents=True, exist_ok=True)
-    with _exclusive(layout.generations):
-        if done is not None and (gen / "venv" / "bin" / "vllm").exists():
-            generations.switch(layout, gen)
-            reporter.say(f"switched {layout.venv_link} to the existing generation {gen.name} ({done.vllm_version})")
-            return InstallResult(generation=gen, state="switched", version=done.vllm_version, log=None)
-        return _build_generation(request, lock, layout, gen, editable, reporter)
+    if done is not None and (gen / "venv" / "bin" / "vllm").exists():
+        generations.switch(layout, gen)
+        reporter.say(f"switched {layout.venv_link} to the existing generation {gen.name} ({done.vllm_version})")
+        return InstallResult(generation=gen, state="switched", version=done.vllm_version, log=None)
+    if done is not None:
+        # complete but damaged: unfinished again before any step touches it, so that a failed
+        # rebuild is never taken for a good generation
+        receipts.path(gen).unlink()
+    return _build_generation(request, lock, layout, gen, editable, reporter)
 
 
 def _links_ok(layout: plan.Layout, gen: Path) -> bool:
@@ -92,17 +111,6 @@ def _links_ok(layout: plan.Layout, gen: Path) -> bool:
         and (layout.venv_link / "bin" / "python").exists()
         and (layout.venv_link / "bin" / "vllm").exists()  # a damaged generation is rebuilt, not skipped
     )
-
-
-@contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
-    """One install at a time per generations directory (released by the kernel on SIGKILL)."""
-    with open(directory / ".install.lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InstallError(f"another vllm-lock install is running on {directory}") from None
-        yield
 
 
 def _build_generation(
@@ -134,6 +142,7 @@ def _steps(
     on_line = rep.line
 
     with rep.step("preflight"):
+        generations.check_writable_dir(request.cache, "the cache, VLLM_LOCK_CACHE")
         facts = build_shell.machine_facts(lock, layout.generations, request.cache, os.environ)
         problems = plan.preflight_problems(lock, facts, min_free_disk=request.min_free_disk)
         if facts.python_found is None and request.allow_python_download:
@@ -280,11 +289,15 @@ def make_receipt(
 
 def rollback(venv: Path, src: Path, reporter: Reporter) -> Path:
     layout = layout_for(venv, src)
-    target = generations.rollback_target(layout)
-    layout.generations.mkdir(parents=True, exist_ok=True)
-    with _exclusive(layout.generations):
+    generations.check_layout(layout)
+    if not layout.generations.is_dir():
+        raise UsageError(f"{layout.venv_link} has never been installed ({layout.generations} does not exist): nothing to roll back")
+    with generations.exclusive(layout.generations):
+        # the history and the active generation are read under the lock: a concurrent install or
+        # rollback may have moved them
+        target = generations.rollback_target(layout)
         generations.switch(layout, target)
-    done = receipts.read(target)
+        done = receipts.read(target)
     reporter.say(f"{layout.venv_link} -> {target / 'venv'} ({done.lock_name if done else '?'}, {done.vllm_version if done else '?'})")
     return target
 

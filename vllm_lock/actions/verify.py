@@ -21,7 +21,7 @@ from vllm_lock import receipt as receipts
 from vllm_lock.errors import UsageError
 from vllm_lock.model import Lock
 from vllm_lock.shell import build as build_shell
-from vllm_lock.shell import lockfiles
+from vllm_lock.shell import generations, lockfiles
 
 OWN = "vllm"  # built from source: present, any version, not in the lock's package list
 
@@ -168,6 +168,8 @@ def verify(lock_ref: str, venv: Path) -> Report:
     real = venv.resolve()
     report = inspect_packages(lock, real)
     report.lock = str(path)
+    if half_switch := generations.half_switch_problem(venv):
+        report.source.append(half_switch)
     generation = real.parent
     done = receipts.read(generation)
     if done is None:

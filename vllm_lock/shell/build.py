@@ -3,6 +3,7 @@ of a generation, the staged wheels, and the uv/setuptools/cuobjdump commands, al
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import shutil
@@ -12,7 +13,7 @@ from typing import IO
 from urllib.parse import unquote
 
 from vllm_lock import plan
-from vllm_lock.errors import BuildError, InstallError, UnknownRefError
+from vllm_lock.errors import BuildError, InstallError, OutputError, PreflightError, UnknownRefError
 from vllm_lock.model import Lock, Package
 from vllm_lock.shell import git as git_shell
 from vllm_lock.shell import proc
@@ -68,9 +69,22 @@ def nvcc_version(nvcc: str) -> tuple[int, int] | None:
 
 
 def find_python(version: str, cache: Path) -> str | None:
-    """An interpreter for `version` that uv accepts (system or uv-managed), without downloading."""
+    """An interpreter for `version` that uv accepts (system or uv-managed), without downloading;
+    None when uv finds none. Any other failure of uv (it cannot create its cache, say) is
+    reported as itself, not as a missing Python."""
     result = proc.run([uv_shell.uv_bin(), "python", "find", version], env=uv_shell.uv_env(cache), timeout=60)
-    return result.output.strip().splitlines()[-1] if result.ok and result.output.strip() else None
+    if result.ok and result.output.strip():
+        return result.output.strip().splitlines()[-1]
+    if result.ok or "no interpreter found" in result.output.lower():
+        return None
+    raise PreflightError(f"`uv python find {version}` failed: {_uv_error(result.output)}")
+
+
+def _uv_error(output: str) -> str:
+    """uv's error and its causes on one line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("error:")), 0)
+    return "; ".join(line.removeprefix("error:").strip() for line in lines[start:]) or "?"
 
 
 def install_python(version: str, cache: Path, log: IO[str], on_line: Callable[[str], None]) -> None:
@@ -82,15 +96,25 @@ def install_python(version: str, cache: Path, log: IO[str], on_line: Callable[[s
 
 def machine_facts(lock: Lock, where: Path, cache: Path, env: Mapping[str, str]) -> plan.MachineFacts:
     nvcc = find_nvcc(env) if plan.is_cuda(lock) else None
+    try:
+        python_found, python_error = find_python(lock.target.python, cache), None
+    except PreflightError as exc:
+        python_found, python_error = None, str(exc)
+    store = Store(cache)
+    missing = sum(p.size for p in lock.packages if not store.has(p.sha256, p.filename))
     return plan.MachineFacts(
         machine=platform.machine(),
         glibc=glibc(),
         cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
         mem_available=mem_available(),
         free_disk=free_disk(where),
-        python_found=find_python(lock.target.python, cache),
+        python_found=python_found,
+        python_error=python_error,
         nvcc=nvcc,
         nvcc_version=nvcc_version(nvcc) if nvcc else None,
+        cache=str(cache),
+        cache_free_disk=free_disk(cache),
+        cache_missing=missing,
     )
 
 
@@ -167,16 +191,14 @@ def run_uv(
 ) -> None:
     result = proc.run(argv, env=env, log=log, on_line=on_line, timeout=timeout)
     if not result.ok:
-        detail = _last_error_line(result.output)
+        detail = _uv_error(result.output)
+        if any(f"(os error {code})" in result.output for code in _CANNOT_WRITE):
+            raise OutputError(f"uv could not write while {what}: {detail}")
         raise InstallError(f"uv failed while {what}: {detail}")
 
 
-def _last_error_line(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("error:"):
-            return line.removeprefix("error:").strip()
-    return lines[-1] if lines else "?"
+# uv reports an OS error as "(os error N)": these mean a full or read-only disk, not a bad lock
+_CANNOT_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def build_vllm(
