@@ -40,7 +40,7 @@ def test_original_and_locked_kept_apart() -> None:
 
 
 def test_hand_edit_is_detected() -> None:
-    text = codec.dumps(make_lock()).replace('version = "25.0"', 'version = "25.1"')
+    text = codec.dumps(make_lock()).replace("size = 100", "size = 101", 1)
     with pytest.raises(LockInvalidError, match="content-hash mismatch") as err:
         codec.loads(text, origin="dev.lock.toml")
     assert err.value.exit_code == ExitCode.LOCK_INVALID

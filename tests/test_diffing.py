@@ -94,7 +94,11 @@ def test_moved_external_tag_needs_a_rebuild_and_says_which() -> None:
 
 def test_mirror_change_is_a_difference_but_no_rebuild() -> None:
     a = make_lock()
-    b = dataclasses.replace(a, general_index="https://mirror.example/simple")
+    mirrored = tuple(
+        dataclasses.replace(p, url=p.url.replace("https://files.pythonhosted.org", "https://mirror.example"))
+        for p in a.packages
+    )
+    b = dataclasses.replace(a, general_index="https://mirror.example/simple", packages=mirrored)
     d = diff_locks(a, b)
     assert not d.equal
     assert not d.identity.changed
