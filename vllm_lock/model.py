@@ -265,7 +265,7 @@ def build_env_problem(key: str, value: str) -> str | None:
     """A build.env entry: an allowed variable with a value of its type."""
     rule = BUILD_ENV_RULES.get(key)
     if key == "MAX_JOBS":
-        return "MAX_JOBS does not belong in the build recipe (it does not change the output)"
+        return "MAX_JOBS does not belong in the build recipe: it does not change the output; set it at install time (--max-jobs)"
     if rule is None:
         return (f"{show(key)} is not an allowed build setting (allowed: {', '.join(sorted(BUILD_ENV_RULES))}; "
                 "nothing that names a program, path, library or URL)")
