@@ -104,8 +104,9 @@ def test_install_refuses_a_hostile_field_before_anything_runs(sandbox: Sandbox, 
     data = sandbox.data()
     edit(data, sandbox)
     lock = sandbox.write(data)
-    refused(sandbox.install(lock), key)
-    assert not sandbox.marker.exists()
+    result = sandbox.install(lock)
+    assert not sandbox.marker.exists(), "the payload ran"
+    refused(result, key)
     assert sandbox.written() == []
     assert not Path("/tmp/x/evil.whl").exists()
 
