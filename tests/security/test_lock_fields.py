@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -35,6 +36,18 @@ def _set(path: str, value: Any) -> Callable[[Data, Sandbox], None]:
 def _env(key: str, value: str) -> Callable[[Data, Sandbox], None]:
     def edit(data: Data, box: Sandbox) -> None:
         data["build"]["env"] = {key: value.replace("MARKER", str(box.marker))}
+
+    return edit
+
+
+def _filename(name: str) -> Callable[[Data, Sandbox], None]:
+    """A hostile filename, with the URL made to agree (its last segment quotes the name) on the
+    index's own host: only the filename rule stands between it and the cache directory."""
+
+    def edit(data: Data, box: Sandbox) -> None:
+        package = data["packages"][0]
+        package["filename"] = name
+        package["url"] = package["url"].rsplit("/", 1)[0] + "/" + quote(unquote(name), safe="")
 
     return edit
 
@@ -70,9 +83,9 @@ HOSTILE = [
     ("external-ref-option", _set("external-sources.0.ref", "-oops"), "external-sources[0].ref"),
     ("torch-index-file", _set("inputs.torch.original.index", "file:///etc"), "inputs.torch.original.index"),
     # 3. package filename and url
-    ("filename-escape", _set("packages.0.filename", "../../../../tmp/x/evil.whl"), "packages[0].filename"),
-    ("filename-absolute", _set("packages.0.filename", "/tmp/x/evil.whl"), "packages[0].filename"),
-    ("filename-quoted-escape", _set("packages.0.filename", "..%2F..%2F..%2Fevil-1.0-py3-none-any.whl"),
+    ("filename-escape", _filename("../../../../tmp/x/evil.whl"), "packages[0].filename"),
+    ("filename-absolute", _filename("/tmp/x/evil.whl"), "packages[0].filename"),
+    ("filename-quoted-escape", _filename("..%2F..%2F..%2Fevil-1.0-py3-none-any.whl"),
      "packages[0].filename"),
     ("url-file", _set("packages.0.url", "file:///etc/passwd"), "packages[0].url"),
     ("url-data", _set("packages.0.url", "data:text/plain,hello"), "packages[0].url"),
