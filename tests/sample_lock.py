@@ -80,7 +80,9 @@ def make_lock(
         phase="development",
         vllm=VllmInput(url=url, ref=ref, commit=commit, commit_date=commit_date),
         torch=TorchInput(
-            channel="nightly",
+            # a requested release version (2.9.1) only exists on the release channel
+            channel="nightly" if requested == "latest" or requested[:1] == "2" and requested.count("-") == 2
+            else "release",
             requested=requested,
             cuda="cu128",
             index=TORCH_INDEX,
