@@ -102,8 +102,17 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
 def _promises(lock: Lock) -> None:
     """What a lock that reads cleanly guarantees to the code that runs it."""
+    assert all(s.isprintable() and len(s) <= 2048 for s in _strings(codec.to_data(lock)))
     assert lock.layout.stripping_script in SCRIPT_PATHS
     for url in (lock.vllm.url, *(s.repository for s in lock.external_sources)):
         assert not url.startswith("-") and "::" not in url.split("://")[0]
