@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
 export VLLM_LOCK_FUZZ_EXAMPLES="${1:-20000}"
 start=$(date +%s)
-"$PYTHON" -m pytest tests/security/test_lock_fuzz.py -q -p no:cacheprovider --hypothesis-show-statistics
+"$PYTHON" -m pytest tests/security/test_lock_fuzz.py -q -p no:cacheprovider --hypothesis-show-statistics 2>&1 | grep -E "passing|passed|failed|Error" || true
 echo "fuzz-locks: ${VLLM_LOCK_FUZZ_EXAMPLES} examples in $(( $(date +%s) - start )) s"
