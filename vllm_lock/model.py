@@ -18,7 +18,7 @@ from typing import Literal
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 LOCK_VERSION = 2  # 2: external sources carry the commit a tag resolved to and their override variable
@@ -148,7 +148,9 @@ def git_url_problem(url: str) -> str | None:
         return f"{show(url)} is not a URL (https, http, ssh, git or file)"
     if scheme.group(1).lower() not in GIT_URL_SCHEMES:
         return f"{show(url)} has scheme {scheme.group(1)!r}; only {', '.join(GIT_URL_SCHEMES)} are allowed"
-    parts = urlsplit(url)
+    parts = _split(url)
+    if isinstance(parts, str):
+        return parts
     if parts.scheme.lower() == "file":
         if parts.netloc not in ("", "localhost"):
             return f"{show(url)}: a file URL names no host"
@@ -176,10 +178,19 @@ def _http_parts(url: str) -> SplitResult | str:
     scheme = _SCHEME.match(url)
     if scheme is None or scheme.group(1) not in INDEX_URL_SCHEMES:
         return f"{show(url)} is not an http or https URL"
-    parts = urlsplit(url)
+    parts = _split(url)
+    if isinstance(parts, str):
+        return parts
     if not _NETLOC.fullmatch(parts.netloc) or not parts.hostname:
         return f"{show(url)} has no plain host (no user, no odd characters)"
     return _port_problem(url, parts) or parts
+
+
+def _split(url: str) -> SplitResult | str:
+    try:
+        return urlsplit(url)
+    except ValueError:  # an unbalanced or invalid [IPv6] host
+        return f"{show(url)} has an invalid host"
 
 
 def _port_problem(url: str, parts: SplitResult) -> str | None:
@@ -286,7 +297,7 @@ def wheel_filename_problem(filename: str, name: str, version: str) -> str | None
         return f"{show(filename)} is not a plain wheel file name once unquoted ({show(plain)})"
     try:
         wheel_name, wheel_version, _, _ = parse_wheel_filename(plain)
-    except (InvalidWheelFilename, InvalidVersion):
+    except ValueError:  # InvalidWheelFilename, InvalidVersion, ...
         return f"{show(filename)} is not a valid wheel file name"
     if wheel_name != name:
         return f"{show(filename)} is a wheel of {wheel_name}, not {name}"
