@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
@@ -516,7 +516,7 @@ def _requirement_problem(line: str) -> str | None:
         return problem
     try:
         Requirement(line)
-    except InvalidRequirement:
+    except ValueError:  # InvalidRequirement and the marker/specifier errors it may let through
         return f"{show(line)} is not a PEP 508 requirement"
     return None
 
