@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from typing import Any
+from urllib.parse import quote
 
 from vllm_lock.model import (
     BuildRecipe,
@@ -28,13 +29,20 @@ def sha(seed: str) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()
 
 
+TORCH_INDEX = "https://download.pytorch.org/whl/nightly/cu128"
+GENERAL_INDEX = "https://pypi.org/simple"
+
+
 def package(name: str, version: str, seed: str = "", source: str = "general") -> Package:
+    filename = f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    url = (f"{TORCH_INDEX}/{quote(filename)}" if source == "torch"
+           else f"https://files.pythonhosted.org/packages/00/11/{filename}")
     return Package(
         name=name,
         version=version,
         source=source,  # type: ignore[arg-type]
-        filename=f"{name.replace('-', '_')}-{version}-py3-none-any.whl",
-        url=f"https://files.example/{name}-{version}.whl",
+        filename=filename,
+        url=url,
         size=100,
         sha256=sha(f"{name}-{version}-{seed}"),
         hash_origin="index",
@@ -72,10 +80,12 @@ def make_lock(
         phase="development",
         vllm=VllmInput(url=url, ref=ref, commit=commit, commit_date=commit_date),
         torch=TorchInput(
-            channel="nightly",
+            # a requested release version (2.9.1) only exists on the release channel
+            channel="nightly" if requested == "latest" or requested[:1] == "2" and requested.count("-") == 2
+            else "release",
             requested=requested,
             cuda="cu128",
-            index="https://download.pytorch.org/whl/nightly/cu128",
+            index=TORCH_INDEX,
             version=f"2.10.0.dev{d}+cu128",
             date=torch_date,
             companions=(
@@ -84,7 +94,7 @@ def make_lock(
                 Pin(name="pytorch-triton", version="3.5.0+gitabcdef12"),
             ),
         ),
-        general_index="https://pypi.org/simple",
+        general_index=GENERAL_INDEX,
         target=Target(python="3.12", platform="x86_64-manylinux_2_28"),
         build=BuildRecipe(cuda_archs=archs),
         layout=Layout(

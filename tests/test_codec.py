@@ -40,7 +40,7 @@ def test_original_and_locked_kept_apart() -> None:
 
 
 def test_hand_edit_is_detected() -> None:
-    text = codec.dumps(make_lock()).replace('version = "25.0"', 'version = "25.1"')
+    text = codec.dumps(make_lock()).replace("size = 100", "size = 101", 1)
     with pytest.raises(LockInvalidError, match="content-hash mismatch") as err:
         codec.loads(text, origin="dev.lock.toml")
     assert err.value.exit_code == ExitCode.LOCK_INVALID
@@ -63,6 +63,14 @@ def test_hand_edit_is_detected() -> None:
         (lambda t: t.replace("size = 100", 'size = "big"', 1), r"packages\[0\].size must be int"),
         (lambda t: t.replace(f'commit = "{C1}"', 'commit = "main"'), "not a 40-hex SHA"),
         (lambda t: t.replace('[target]\npython = "3.12"\n', "[target]\n"), "missing key target.python"),
+        # `$` matches before a trailing newline and `\d` matches any digit: both are fullmatch and ASCII now
+        (lambda t: t.replace(f'commit = "{C1}"', f'commit = "{C1}\\n"'), r"inputs.vllm.locked.commit: .* non-printable"),
+        (lambda t: t.replace('cuda-archs = ["12.0"]', 'cuda-archs = ["\uff11\uff12.\uff10"]'), r"build.cuda-archs\[0\]"),
+        (lambda t: t.replace('stripping-mode = "default"', 'stripping-mode = "\u202edefault"'),
+         r"layout.stripping-mode: .* non-printable character"),
+        (lambda t: t.replace('url = "https://pypi.org/simple"', 'url = "https://[pypi.org/simple"'),
+         r"inputs.general-index.original.url: .* invalid host"),
+        (lambda t: t.replace('tool-version = "0.1.0"', 'tool-version = "0.1.0\\u0007"'), "provenance.tool-version"),
     ],
 )
 def test_malformed_locks_name_the_problem(mutate, message) -> None:  # type: ignore[no-untyped-def]
@@ -106,3 +114,12 @@ def test_build_identity_follows_a_moved_external_tag() -> None:
 def test_max_jobs_cannot_enter_the_recipe() -> None:
     with pytest.raises(ValueError, match="MAX_JOBS"):
         BuildRecipe(cuda_archs=("12.0",), env=(("MAX_JOBS", "8"),))
+
+
+def test_model_rules_match_whole_values() -> None:
+    """Without the codec's printable check, the model's own rules still refuse a trailing newline."""
+    from vllm_lock.model import ModelError, VllmInput
+
+    with pytest.raises(ModelError, match=r"inputs.vllm.locked.commit: .* not a 40-hex SHA"):
+        VllmInput(url="https://github.com/vllm-project/vllm.git", ref="main", commit=C1 + "\n",
+                  commit_date="2026-11-20T10:00:00Z")

@@ -94,7 +94,11 @@ def test_moved_external_tag_needs_a_rebuild_and_says_which() -> None:
 
 def test_mirror_change_is_a_difference_but_no_rebuild() -> None:
     a = make_lock()
-    b = dataclasses.replace(a, general_index="https://mirror.example/simple")
+    mirrored = tuple(
+        dataclasses.replace(p, url=p.url.replace("https://files.pythonhosted.org", "https://mirror.example"))
+        for p in a.packages
+    )
+    b = dataclasses.replace(a, general_index="https://mirror.example/simple", packages=mirrored)
     d = diff_locks(a, b)
     assert not d.equal
     assert not d.identity.changed
@@ -180,3 +184,50 @@ def test_json_render_round_trips() -> None:
 def test_unknown_format() -> None:
     with pytest.raises(ValueError):
         render_diff.render(_moved(), "html")
+
+
+# ---------------------------------------------------------------- nothing hides (issue 12, item 5)
+
+
+def _with_package(lock, **changes):  # type: ignore[no-untyped-def]
+    first = dataclasses.replace(lock.packages[0], **changes)
+    return dataclasses.replace(lock, packages=(first, *lock.packages[1:]))
+
+
+def test_a_package_url_changed_alone_makes_the_locks_different() -> None:
+    a = make_lock()
+    b = _with_package(a, url=a.packages[0].url.replace("/00/11/", "/66/77/"))
+    d = diff_locks(a, b)
+    assert not d.equal
+    key = f"packages[{a.packages[0].name}].url"
+    assert [c.key for c in d.sources] == [key]
+    assert [c.key for c in d.other] == [key]
+    assert f"! {key}: " in render_diff.text(d)
+    assert "source location" in d.headline()
+
+
+def test_a_new_version_on_the_same_host_is_not_a_source_change_but_still_listed() -> None:
+    a = make_lock()
+    b = make_lock(extra=(package("filelock", "3.20.1"), package("packaging", "25.0")))
+    d = diff_locks(a, b)
+    assert d.sources == ()
+    assert {c.key for c in d.other} == {"packages[filelock].filename", "packages[filelock].sha256",
+                                        "packages[filelock].url"}
+
+
+def test_every_differing_leaf_but_the_notes_is_a_field() -> None:
+    a = make_lock()
+    b = _with_package(a, size=7, hash_origin="downloaded")
+    d = diff_locks(a, b)
+    assert not d.equal
+    assert {c.key for c in d.fields} == {f"packages[{a.packages[0].name}].size",
+                                         f"packages[{a.packages[0].name}].hash-origin"}
+    assert "fields" in render_diff.text(d) and "#### Other changed fields" in render_diff.markdown(d)
+
+
+def test_provenance_changes_are_listed_as_notes() -> None:
+    a = make_lock()
+    b = dataclasses.replace(a, provenance=dataclasses.replace(a.provenance, uv_version="0.9.1"))
+    d = diff_locks(a, b)
+    assert d.equal
+    assert "provenance.uv-version: 0.9.0 -> 0.9.1" in d.notes

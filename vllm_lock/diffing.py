@@ -7,6 +7,12 @@ Equality: two locks are *equal* when every locked value is the same. The lock's 
 provenance and the *original* references (vLLM ref, torch `requested`) are not locked values:
 differences there are reported as notes (`LockDiff.notes`) and leave the locks equal. That makes
 `diff dev stable` right after a promotion say "equal".
+
+Every other field is compared leaf by leaf on codec.to_data (`LockDiff.fields`), so no change can
+hide from the diff (a lock is untrusted input: a package URL or filename changed alone is a
+difference). The specialised sections show most of them; `LockDiff.other` is the rest, and
+`LockDiff.sources` calls out changed source locations (vLLM URL, external repositories, index
+URLs, and package URLs or filenames that moved host or changed without a version change).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from vllm_lock import codec
 from vllm_lock.model import ExternalSource, Lock, Pin
@@ -119,11 +126,15 @@ class LockDiff:
     general_index: tuple[str, str]
     identity: Identity
     notes: tuple[str, ...]  # differences that do not make the locks different
+    fields: tuple[FieldChange, ...] = ()  # every differing leaf of the lock but the notes'
+    other: tuple[FieldChange, ...] = ()  # those of `fields` no specialised section shows
+    sources: tuple[FieldChange, ...] = ()  # changed source locations, to call out
 
     @property
     def equal(self) -> bool:
         return not (
-            self.vllm.moved
+            self.fields
+            or self.vllm.moved
             or self.vllm.url[0] != self.vllm.url[1]
             or self.torch.moved
             or self.torch.channel[0] != self.torch.channel[1]
@@ -155,6 +166,8 @@ class LockDiff:
             parts.append(f"{len(self.packages)} package changes")
         if self.build or self.target:
             parts.append("build settings")
+        if self.sources:
+            parts.append(f"{len(self.sources)} source location changes")
         if not parts:
             parts.append("lock metadata")
         return ", ".join(parts)
@@ -195,13 +208,18 @@ def diff_locks(a: Lock, b: Lock, *, history: CommitHistory | None = None) -> Loc
         notes.append(f"vLLM original ref: {a.vllm.ref} -> {b.vllm.ref}")
     if a.torch.requested != b.torch.requested:
         notes.append(f"torch requested: {a.torch.requested} -> {b.torch.requested}")
+    every = field_changes_keyed(da, db)
+    notes += [f"{c.key}: {_plain(c.old)} -> {_plain(c.new)}" for c in every if c.key.startswith("provenance.")]
+    fields = tuple(c for c in every if not _is_note(c.key))
+    packages = package_changes(a, b)
+    whole = {c.name for c in packages if c.kind in ("added", "removed")}
     return LockDiff(
         names=(a.name, b.name),
         phases=(a.phase, b.phase),
         content_hashes=(codec.content_hash(a), codec.content_hash(b)),
         vllm=vllm,
         torch=torch,
-        packages=package_changes(a, b),
+        packages=packages,
         target=field_changes("target", da["target"], db["target"]),
         build=field_changes("build", da["build"], db["build"]),
         layout=field_changes("layout", da["layout"], db["layout"]),
@@ -213,7 +231,91 @@ def diff_locks(a: Lock, b: Lock, *, history: CommitHistory | None = None) -> Loc
         general_index=(a.general_index, b.general_index),
         identity=identity_change(a, b),
         notes=tuple(notes),
+        fields=fields,
+        other=tuple(c for c in fields if not _shown(c.key, a, b, whole)),
+        sources=source_changes(fields, a, b),
     )
+
+
+# ---------------------------------------------------------------- every field
+
+_NOTE_KEYS = ("lock-version", "name", "phase", "inputs.vllm.original.ref", "inputs.torch.original.requested")
+_SOURCE_KEYS = ("inputs.vllm.original.url", "inputs.torch.original.index", "inputs.general-index.original.url")
+_ROW_KEYS = {"packages": "name", "external-sources": "name", "companions": "name", "patched-files": "path"}
+
+
+def field_changes_keyed(a: dict[str, Any], b: dict[str, Any]) -> tuple[FieldChange, ...]:
+    """Every differing leaf of two locks' plain data, rows keyed by name (packages[torch].url)."""
+    fa, fb = _leaves("", a), _leaves("", b)
+    return tuple(
+        FieldChange(key=key, old=fa.get(key), new=fb.get(key))
+        for key in sorted(fa.keys() | fb.keys())
+        if fa.get(key) != fb.get(key)
+    )
+
+
+def _leaves(prefix: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            out.update(_leaves(f"{prefix}.{key}" if prefix else key, sub))
+        return out
+    row_key = _ROW_KEYS.get(prefix.rsplit(".", 1)[-1])
+    if isinstance(value, list) and row_key and all(isinstance(v, dict) and row_key in v for v in value):
+        for row in value:
+            out.update(_leaves(f"{prefix}[{row[row_key]}]", row))
+        return out
+    return {prefix: value}
+
+
+def _is_note(key: str) -> bool:
+    return key in _NOTE_KEYS or key.startswith("provenance.")
+
+
+def _row(key: str, section: str) -> str | None:
+    """`torch` for packages[torch].url and section `packages`."""
+    if not key.startswith(section + "["):
+        return None
+    return key[len(section) + 1:].split("]", 1)[0]
+
+
+def _shown(key: str, a: Lock, b: Lock, whole_packages: set[str]) -> bool:
+    """Whether a specialised section of the diff already shows this changed leaf."""
+    if key == "inputs.vllm.locked.commit-date":
+        return a.vllm.commit != b.vllm.commit
+    if key == "inputs.torch.locked.date":
+        return a.torch.version != b.torch.version
+    if key.startswith(("inputs.vllm.", "inputs.torch.", "inputs.general-index.", "target.", "build.", "layout.",
+                       "external-sources[")):
+        return True
+    name = _row(key, "packages")
+    return name is not None and (name in whole_packages or key.endswith("].version"))
+
+
+def source_changes(fields: tuple[FieldChange, ...], a: Lock, b: Lock) -> tuple[FieldChange, ...]:
+    """Where the bytes come from, changed: the vLLM and index URLs, an external source's repository,
+    and a package's URL or filename that moved host or changed while its version did not (a new
+    version naturally brings a new file name and URL on the same host)."""
+    old = {p.name: p for p in a.packages}
+    new = {p.name: p for p in b.packages}
+    found = []
+    for change in fields:
+        name = _row(change.key, "packages")
+        if change.key in _SOURCE_KEYS or (_row(change.key, "external-sources") and change.key.endswith(".repository")):
+            found.append(change)
+        elif name in old and name in new and change.key.endswith(("].url", "].filename")):
+            pa, pb = old[name], new[name]
+            if pa.version == pb.version or _host(pa.url) != _host(pb.url):
+                found.append(change)
+    return tuple(found)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
+def _plain(value: Any) -> str:
+    return "(none)" if value is None else str(value)
 
 
 def package_changes(a: Lock, b: Lock) -> tuple[PackageChange, ...]:

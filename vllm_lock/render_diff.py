@@ -73,7 +73,14 @@ def _rebuild_line(diff: LockDiff) -> str:
     i = diff.identity
     if i.changed:
         return f"changed ({i.old} -> {i.new}): vLLM must be rebuilt"
+    if diff.sources:
+        return f"unchanged ({i.old}): same commit and hashes, but fetched from changed sources (see 'sources')"
     return f"unchanged ({i.old}): the same build serves both"
+
+
+def _md_code(value: Any) -> str:
+    text = _value(value)
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
 
 
 def _package_counts(diff: LockDiff) -> str:
@@ -107,6 +114,10 @@ def text(diff: LockDiff) -> str:
     a, b = diff.names
     v, t = diff.vllm, diff.torch
     out = [f"{a} ({diff.phases[0]}) -> {b} ({diff.phases[1]}): {'equal' if diff.equal else 'different'}"]
+    if diff.sources:
+        out.append(f"sources   {len(diff.sources)} changed: where vLLM, its external sources or packages come from")
+        for change in diff.sources:
+            out.append(f"          ! {change.key}: {_value(change.old)} -> {_value(change.new)}")
     if v.moved:
         out.append(f"vLLM      {v.short[0]} ({_date(v.commit_date[0])}) -> {v.short[1]} ({_date(v.commit_date[1])})")
         for line in _history_lines(diff):
@@ -143,6 +154,10 @@ def text(diff: LockDiff) -> str:
             out.append(f"          {setting.key}: {_value(setting.old)} -> {_value(setting.new)}")
     else:
         out.append("settings  build recipe, target and layout unchanged")
+    if diff.other:
+        out.append("fields")
+        for change in diff.other:
+            out.append(f"          {change.key}: {_value(change.old)} -> {_value(change.new)}")
     out.append(f"build identity {_rebuild_line(diff)}")
     for reason in diff.identity.reasons:
         out.append(f"          - {reason}")
@@ -172,6 +187,10 @@ def markdown(diff: LockDiff) -> str:
         out.append(f"**No rebuild needed**: build identity `{i.old}` is unchanged.")
     for reason in i.reasons:
         out.append(f"- {reason}")
+    if diff.sources:
+        out += ["", f"**Source locations changed ({len(diff.sources)})**: check these before merging.", "",
+                "| field | old | new |", "|---|---|---|"]
+        out += [f"| `{c.key}` | {_md_code(c.old)} | {_md_code(c.new)} |" for c in diff.sources]
     out += ["", f"| | `{a}` ({diff.phases[0]}) | `{b}` ({diff.phases[1]}) |", "|---|---|---|"]
     out.append(
         f"| vLLM | {_md_commit(v.commit[0], v.url[0])} ({_date(v.commit_date[0])}) "
@@ -206,7 +225,11 @@ def markdown(diff: LockDiff) -> str:
     settings = _settings(diff)
     if settings:
         out += ["#### Settings", "", "| setting | old | new |", "|---|---|---|"]
-        out += [f"| `{c.key}` | `{_value(c.old)}` | `{_value(c.new)}` |" for c in settings]
+        out += [f"| {_md_code(c.key)} | {_md_code(c.old)} | {_md_code(c.new)} |" for c in settings]
+        out.append("")
+    if diff.other:
+        out += ["#### Other changed fields", "", "| field | old | new |", "|---|---|---|"]
+        out += [f"| {_md_code(c.key)} | {_md_code(c.old)} | {_md_code(c.new)} |" for c in diff.other]
         out.append("")
     if diff.notes:
         out += ["#### Notes", ""] + [f"- {n}" for n in diff.notes] + [""]

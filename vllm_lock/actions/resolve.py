@@ -47,6 +47,8 @@ from vllm_lock.model import (
     Target,
     TorchInput,
     VllmInput,
+    build_env_problem,
+    show,
 )
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import git as git_shell
@@ -602,12 +604,15 @@ def _progress(reporter: Reporter, filename: str) -> Callable[[int, int | None], 
 
 
 def parse_build_env(items: list[str]) -> tuple[tuple[str, str], ...]:
-    pairs = []
+    """--build-env KEY=VALUE, by the rule a lock's build.env is read with (model.build_env_problem)."""
+    pairs: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise UsageError(f"--build-env {item!r} is not KEY=VALUE")
-        if key == "MAX_JOBS":
-            raise UsageError("MAX_JOBS does not change the build output; set it at install time (--max-jobs)")
-        pairs.append((key, value))
-    return tuple(sorted(pairs))
+        if not sep or not key:
+            raise UsageError(f"--build-env {show(item)} is not KEY=VALUE")
+        if problem := build_env_problem(key, value):
+            raise UsageError(f"--build-env {show(key)}: {problem}")
+        if key in pairs:
+            raise UsageError(f"--build-env {key} is given twice")
+        pairs[key] = value
+    return tuple(sorted(pairs.items()))

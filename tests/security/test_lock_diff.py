@@ -1,0 +1,93 @@
+"""Issue 12, item 5: `diff` hides no change. Two real locks that differ in one field only (hash
+recomputed): the real CLI exits 1 and names the field in text, json and markdown; a changed source
+location is called out, and the build identity line does not claim that nothing matters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from .conftest import Sandbox
+
+
+def _diff(box: Sandbox, a: dict[str, Any], b: dict[str, Any], fmt: str = "text") -> tuple[int, str]:
+    result = box.run("diff", str(box.write(a, "a")), str(box.write(b, "b")), "--format", fmt)
+    assert result.stderr == "", result.stderr
+    return result.returncode, result.stdout
+
+
+def _general_package(data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return next((i, p) for i, p in enumerate(data["packages"]) if p["source"] == "general")
+
+
+def test_a_package_url_changed_alone_is_a_difference_called_out(sandbox: Sandbox) -> None:
+    a, b = sandbox.data(), sandbox.data()
+    i, package = _general_package(b)
+    package["url"] = package["url"].replace("/files/", "/elsewhere/")
+    key = f"packages[{package['name']}].url"
+    code, out = _diff(sandbox, a, b)
+    assert code == 1
+    assert ": different" in out.splitlines()[0]
+    assert out.splitlines()[1].startswith("sources   1 changed")
+    assert f"! {key}: " in out and "/elsewhere/" in out
+    assert "the same build serves both" not in out
+    code, out = _diff(sandbox, a, b, "json")
+    data = json.loads(out)
+    assert code == 1 and data["equal"] is False
+    assert [c["key"] for c in data["sources"]] == [key]
+    code, out = _diff(sandbox, a, b, "markdown")
+    assert code == 1 and "**Source locations changed (1)**" in out and f"`{key}`" in out
+
+
+def test_a_package_filename_and_size_changed_are_named(sandbox: Sandbox) -> None:
+    a, b = sandbox.data(), sandbox.data()
+    _, package = _general_package(b)
+    # another wheel of the same version (a py2.py3 tag), on the same host
+    retagged = package["filename"].replace("-py3-none-any.whl", "-py2.py3-none-any.whl")
+    assert retagged != package["filename"]
+    package["url"] = package["url"].rsplit("/", 1)[0] + "/" + retagged
+    package["filename"] = retagged
+    package["size"] += 1
+    code, out = _diff(sandbox, a, b)
+    assert code == 1
+    for leaf in ("filename", "url"):
+        assert f"! packages[{package['name']}].{leaf}: " in out
+    assert f"packages[{package['name']}].size: " in out
+
+
+def test_a_changed_vllm_url_is_called_out_not_hidden_behind_the_identity(sandbox: Sandbox, world) -> None:  # type: ignore[no-untyped-def]
+    a, b = sandbox.data(), sandbox.data()
+    b["inputs"]["vllm"]["original"]["url"] = "https://github.com/someone-else/vllm.git"
+    code, out = _diff(sandbox, a, b)
+    assert code == 1
+    assert "! inputs.vllm.original.url: " in out and "someone-else" in out
+    assert "build identity unchanged" in out and "fetched from changed sources" in out
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value"),
+    [("inputs.torch.original", "index", "http://127.0.0.1:1/other/simple"),
+     ("external-sources.0", "repository", "https://example.org/cutlass.git")],
+)
+def test_changed_index_or_external_repository_is_a_source_change(sandbox: Sandbox, section: str, field: str,
+                                                                  value: str) -> None:
+    a, b = sandbox.data(), sandbox.data()
+    node: Any = b
+    for part in section.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[field] = value
+    if field == "index":  # torch packages live on the index's host: move them with it
+        for p in b["packages"]:
+            if p["source"] == "torch":
+                p["url"] = "http://127.0.0.1:1/other/" + p["url"].rsplit("/", 1)[-1]
+    code, out = _diff(sandbox, a, b)
+    assert code == 1
+    sources = out.split("\nvLLM ")[0]
+    assert value in sources, out
+
+
+def test_identical_locks_still_equal(sandbox: Sandbox) -> None:
+    code, out = _diff(sandbox, sandbox.data(), sandbox.data())
+    assert code == 0 and ": equal" in out.splitlines()[0] and "sources" not in out

@@ -1,0 +1,162 @@
+"""Issue 12, items 1-4 and the read-time part of 12: hostile values in a real lock (resolved on
+the test world, edited, content hash recomputed) are refused on read by the real CLI: exit 3,
+one `error:` line naming the key, nothing run (the payload's marker is absent), nothing written."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import pytest
+
+from .conftest import Sandbox, refused
+
+Data = dict[str, Any]
+
+
+def _set(path: str, value: Any) -> Callable[[Data, Sandbox], None]:
+    """An edit that sets one value by key path (`layout.stripping-script`, `packages.0.url`)."""
+
+    def edit(data: Data, box: Sandbox) -> None:
+        *parents, leaf = path.split(".")
+        node: Any = data
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        text = value.replace("MARKER", str(box.marker)) if isinstance(value, str) else value
+        if isinstance(node, list):
+            node[int(leaf)] = text
+        else:
+            node[leaf] = text
+
+    return edit
+
+
+def _env(key: str, value: str) -> Callable[[Data, Sandbox], None]:
+    def edit(data: Data, box: Sandbox) -> None:
+        data["build"]["env"] = {key: value.replace("MARKER", str(box.marker))}
+
+    return edit
+
+
+def _filename(name: str) -> Callable[[Data, Sandbox], None]:
+    """A hostile filename, with the URL made to agree (its last segment quotes the name) on the
+    index's own host: only the filename rule stands between it and the cache directory."""
+
+    def edit(data: Data, box: Sandbox) -> None:
+        package = data["packages"][0]
+        package["filename"] = name
+        package["url"] = package["url"].rsplit("/", 1)[0] + "/" + quote(unquote(name), safe="")
+
+    return edit
+
+
+def _evil_script(data: Data, box: Sandbox) -> None:
+    script = box.root / "input" / "evil.py"
+    script.write_text(f"open({str(box.marker)!r}, 'w').close()\n")
+    data["layout"]["stripping-script"] = str(script)
+
+
+def _duplicate_external(data: Data, box: Sandbox) -> None:
+    first = dict(data["external-sources"][0])
+    first["override"] = "OTHER_SRC_DIR"
+    data["external-sources"].insert(1, first)
+
+
+HOSTILE = [
+    # 1. the stripping script runs as root
+    ("script-option", _set("layout.stripping-script", '-cimport os;os.system("touch MARKER")'), "layout.stripping-script"),
+    ("script-absolute", _evil_script, "layout.stripping-script"),
+    ("script-escape", _set("layout.stripping-script", "../input/evil.py"), "layout.stripping-script"),
+    # 2. git option injection and transports
+    ("vllm-url-option", _set("inputs.vllm.original.url", "--upload-pack=touch MARKER;"), "inputs.vllm.original.url"),
+    ("vllm-url-ext", _set("inputs.vllm.original.url", "ext::sh -c touch% MARKER"), "inputs.vllm.original.url"),
+    ("vllm-url-scp", _set("inputs.vllm.original.url", "evil.example:vllm.git"), "inputs.vllm.original.url"),
+    ("vllm-url-ssh-option-host", _set("inputs.vllm.original.url", "ssh://-oProxyCommand=touch%20MARKER/x"),
+     "inputs.vllm.original.url"),
+    ("vllm-ref-option", _set("inputs.vllm.original.ref", "--upload-pack=touch MARKER"), "inputs.vllm.original.ref"),
+    ("external-repo-ext", _set("external-sources.0.repository", "ext::sh -c touch% MARKER"),
+     "external-sources[0].repository"),
+    ("external-repo-option", _set("external-sources.0.repository", "--upload-pack=touch MARKER;"),
+     "external-sources[0].repository"),
+    ("external-ref-option", _set("external-sources.0.ref", "-oops"), "external-sources[0].ref"),
+    ("torch-index-file", _set("inputs.torch.original.index", "file:///etc"), "inputs.torch.original.index"),
+    # 3. package filename and url
+    ("filename-escape", _filename("../../../../tmp/x/evil.whl"), "packages[0].filename"),
+    ("filename-absolute", _filename("/tmp/x/evil.whl"), "packages[0].filename"),
+    ("filename-quoted-escape", _filename("..%2F..%2F..%2Fevil-1.0-py3-none-any.whl"),
+     "packages[0].filename"),
+    ("url-file", _set("packages.0.url", "file:///etc/passwd"), "packages[0].url"),
+    ("url-data", _set("packages.0.url", "data:text/plain,hello"), "packages[0].url"),
+    ("url-ftp", _set("packages.0.url", "ftp://127.0.0.1/x.whl"), "packages[0].url"),
+    ("url-other-host", _set("packages.0.url", "https://evil.example/files/x.whl"), "packages[0].url"),
+    # 4. build environment and override variables
+    ("env-ld-preload", _env("LD_PRELOAD", "MARKER.so"), "build.env.LD_PRELOAD"),
+    ("env-path", _env("PATH", "MARKER"), "build.env.PATH"),
+    ("env-pythonpath", _env("PYTHONPATH", "MARKER"), "build.env.PYTHONPATH"),
+    ("env-cmake-args", _env("CMAKE_ARGS", "-DCMAKE_C_COMPILER_LAUNCHER=MARKER"), "build.env.CMAKE_ARGS"),
+    ("env-cc", _env("CC", "MARKER"), "build.env.CC"),
+    ("env-precompiled", _env("VLLM_USE_PRECOMPILED", "1"), "build.env.VLLM_USE_PRECOMPILED"),
+    ("env-nvcc-threads-type", _env("NVCC_THREADS", "8; touch MARKER"), "build.env.NVCC_THREADS"),
+    ("env-nul", _env("CMAKE_BUILD_TYPE", "Release\x00"), "build.env.CMAKE_BUILD_TYPE"),
+    ("override-path", _set("external-sources.0.override", "PATH"), "external-sources[0].override"),
+    ("override-pythonpath", _set("external-sources.0.override", "PYTHONPATH"), "external-sources[0].override"),
+    ("override-ld-preload", _set("external-sources.0.override", "LD_PRELOAD"), "external-sources[0].override"),
+    # 5. paths from the lock
+    ("patched-path-escape", _set("layout.patched-files.0.path", "../../etc/passwd"), "layout.patched-files[0].path"),
+    # 12. found at read time, not at the build step
+    ("commit-date-malformed", _set("inputs.vllm.locked.commit-date", "2026-13-45T99:00:00Z"),
+     "inputs.vllm.locked.commit-date"),
+    ("external-duplicate-name", _duplicate_external, "external-sources[1].name"),
+]
+
+
+@pytest.mark.parametrize(("edit", "key"), [(e, k) for _, e, k in HOSTILE], ids=[i for i, _, _ in HOSTILE])
+def test_install_refuses_a_hostile_field_before_anything_runs(sandbox: Sandbox, edit, key: str) -> None:  # type: ignore[no-untyped-def]
+    data = sandbox.data()
+    edit(data, sandbox)
+    lock = sandbox.write(data)
+    result = sandbox.install(lock)
+    assert not sandbox.marker.exists(), "the payload ran"
+    refused(result, key)
+    assert sandbox.written() == []
+    assert not Path("/tmp/x/evil.whl").exists()
+
+
+def test_the_unedited_lock_reads_cleanly(sandbox: Sandbox) -> None:
+    """The control: the same lock, hash recomputed the same way, is accepted."""
+    result = sandbox.run("show", str(sandbox.write(sandbox.data())))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", ["show", "update", "verify"])
+def test_other_commands_refuse_the_git_option_url(sandbox: Sandbox, command: str) -> None:
+    data = sandbox.data()
+    _set("inputs.vllm.original.url", "--upload-pack=touch MARKER;")(data, sandbox)
+    lock = sandbox.write(data)
+    args = [command, str(lock)] + (["--venv", str(sandbox.root / "opt" / "vllm")] if command == "verify" else [])
+    # verify reserves 1 for drift and reports every error as 2 (README: exit codes)
+    refused(sandbox.run(*args), "inputs.vllm.original.url", code=2 if command == "verify" else 3)
+    assert not sandbox.marker.exists()
+    assert sandbox.written() == []
+
+
+def test_diff_of_two_locks_carrying_the_option_url_runs_no_git(sandbox: Sandbox, world) -> None:  # type: ignore[no-untyped-def]
+    """The issue's case: both locks carry the URL and their commits differ, so diff would fetch."""
+    a, b = sandbox.data(), sandbox.data()
+    for data in (a, b):
+        _set("inputs.vllm.original.url", "--upload-pack=touch MARKER;")(data, sandbox)
+    b["inputs"]["vllm"]["locked"]["commit"] = next(c for c in world.commits if c != a["inputs"]["vllm"]["locked"]["commit"])
+    # diff reports every error as exit 2: scripts read 0 equal / 1 different (README)
+    refused(sandbox.run("diff", str(sandbox.write(a, "a")), str(sandbox.write(b, "b"))), "inputs.vllm.original.url",
+            code=2)
+    assert not sandbox.marker.exists()
+    assert sandbox.written() == []
+
+
+def test_resolve_refuses_a_build_env_key_by_the_same_rule(sandbox: Sandbox) -> None:
+    result = sandbox.run("resolve", "--build-env", f"LD_PRELOAD={sandbox.marker}.so", "--name", "dev")
+    line = refused(result, "LD_PRELOAD", code=2)
+    assert "not an allowed build setting" in line
+    assert sandbox.written() == []
