@@ -51,7 +51,7 @@ def test_show_json(project: Path, world: TestWorld) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda t: t.replace('version = "25.0"', 'version = "99.0"'), "content-hash mismatch"),
+        (lambda t: t.replace('hash-origin = "index"', 'hash-origin = "downloaded"', 1), "content-hash mismatch"),
         (lambda t: t.replace("lock-version = 2", "lock-version = 7"), "unknown lock-version 7"),
         (lambda t: t[: len(t) // 2], "not valid TOML"),
     ],

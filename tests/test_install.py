@@ -227,9 +227,10 @@ def test_locked_external_commit_is_built_after_its_tag_moved(tmp_path) -> None:
 
 def test_failing_build_shows_log_tail_and_keeps_current(base, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
     _, lock = resolve_world_lock(world, tmp_path / "broken.lock.toml", base["cache"],
-                                 build_env=(("CFLAGS", "-include /nonexistent/boom.h"),))
+                                 build_env=(("CMAKE_BUILD_TYPE", "Debug"),))  # another identity
     before = _link(base["opt"])
-    result = cli(*install_args(lock, base["opt"]), cache=base["cache"])
+    # a lock cannot carry CFLAGS (not an allowed build setting); the caller's environment reaches the build
+    result = cli(*install_args(lock, base["opt"]), cache=base["cache"], env={"CFLAGS": "-include /nonexistent/boom.h"})
     _fails_and_keeps(base, result, 6, ("building vLLM failed", "boom.h", "full log: "))
     log = result.stderr.split("full log: ")[-1].splitlines()[0].strip()
     assert Path(log).is_file()

@@ -230,6 +230,12 @@ def external_pins(
     )
 
 
+def is_cmake_pin_file(path: str) -> bool:
+    """A file CMake reads pins from: CMakeLists.txt or a *.cmake file that include() reached
+    (vLLM keeps them under cmake/, and oneDNN's pin in cmake/cpu_extension.cmake)."""
+    return path.rsplit("/", 1)[-1] == "CMakeLists.txt" or path.endswith(".cmake")
+
+
 def is_strippable(path: str) -> bool:
     """Files any version of the stripping script may rewrite (we snapshot them before/after)."""
     return path == "pyproject.toml" or (path.startswith("requirements") and path.endswith((".txt", ".in")))

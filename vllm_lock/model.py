@@ -36,7 +36,8 @@ _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _TOOL_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
 _EXTERNAL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_OVERRIDE = re.compile(r"[A-Z][A-Z0-9_]{0,63}_SRC_DIR|FETCHCONTENT_SOURCE_DIR_[A-Z0-9_]{1,64}")
+# ACL_ROOT_DIR: the Arm Compute Library's source tree (vLLM's cpu_extension.cmake on aarch64)
+_OVERRIDE = re.compile(r"[A-Z][A-Z0-9_]{0,63}_SRC_DIR|FETCHCONTENT_SOURCE_DIR_[A-Z0-9_]{1,64}|ACL_ROOT_DIR")
 _WHEEL_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}\.whl")
 _QUOTED_WHEEL_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!%-]{0,254}\.whl")
 _NETLOC = re.compile(r"[A-Za-z0-9._~-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
@@ -556,7 +557,7 @@ class ExternalSource(ExternalPin):
                  "or FETCHCONTENT_SOURCE_DIR_<NAME>")
         _check("declared-in", relative_path_problem(self.declared_in))
         _require(is_cmake_pin_file(self.declared_in), "declared-in",
-                 f"{show(self.declared_in)} is not CMakeLists.txt or cmake/**/*.cmake")
+                 f"{show(self.declared_in)} is not a CMakeLists.txt or *.cmake file")
 
     @classmethod
     def locked(cls, pin: ExternalPin, commit: str) -> ExternalSource:

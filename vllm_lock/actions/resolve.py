@@ -259,8 +259,12 @@ def lock_external_sources(pins: tuple[ExternalPin, ...], reporter: Reporter) -> 
                 commit = git_shell.resolve_ref(pin.repository, pin.ref)
             except (UnknownRefError, UnreachableError) as exc:
                 raise type(exc)(f"external source {pin.name} ({pin.declared_in}): {exc}") from None
+        try:
+            source = ExternalSource.locked(pin, commit)
+        except ModelError as exc:
+            raise ResolutionError(f"external source {pin.name} ({pin.declared_in}) cannot be locked: {exc}") from None
         reporter.say(f"    external {pin.name}: {pin.ref} -> {commit[:12]} (via {pin.override})")
-        locked.append(ExternalSource.locked(pin, commit))
+        locked.append(source)
     return tuple(locked)
 
 
