@@ -18,7 +18,6 @@ from vllm_lock.model import ExternalPin, PatchedFile, is_commit_sha
 SCRIPT_PATHS = ("tools/use_existing_torch.py", "use_existing_torch.py")
 BUILD_REQUIREMENT_PATHS = ("requirements/build/cuda.txt", "requirements/build.txt")
 RUNTIME_REQUIREMENT_PATHS = ("requirements/cuda.txt",)
-TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
 
 
 class LayoutError(ValueError):
@@ -98,12 +97,6 @@ def build_system_requires(pyproject_text: str) -> tuple[str, ...]:
         raise LayoutError(f"pyproject.toml: {exc}") from None
     requires = data.get("build-system", {}).get("requires", [])
     return tuple(str(Requirement(r)) for r in requires)
-
-
-def without_torch_family(requirements: Iterable[str]) -> tuple[str, ...]:
-    """Drop torch-family pins the stripping script left (e.g. an unpinned `torchvision; marker`):
-    the lock pins the family itself, from the torch index only."""
-    return tuple(r for r in requirements if Requirement(r).name.lower() not in TORCH_FAMILY)
 
 
 def sha256_text(data: bytes) -> str:
