@@ -460,5 +460,6 @@ def test_a_torch_family_member_without_a_wheel_lets_latest_try_an_older_nightly(
 
     output = ("hint: Wheels are available for `torchvision` (v0.25.0.dev20261113+cu128) on the following platforms: "
               "`manylinux_2_28_x86_64`")
-    error = _compile_error(output, ["torch==2.10.0"], Target(python="3.12", platform="aarch64-manylinux_2_28"))
+    error = _compile_error(output, ["torch==2.10.0"], Target(python="3.12", platform="aarch64-manylinux_2_28"),
+                           frozenset({"torch", "torchvision", "pytorch-triton"}))
     assert isinstance(error, CompanionMismatchError) and "torchvision v0.25.0.dev20261113+cu128 ships no wheel" in str(error)

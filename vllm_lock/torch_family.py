@@ -1,11 +1,13 @@
 """The torch family a vLLM commit asks for, taken from the commit itself, and what uv is asked
 for each member. Pure.
 
-Members: every requirement line the commit's stripping script removes from the files the target
-reads (torch itself is the chosen torch, not a member), with its markers evaluated for the
-target; plus any package the declared requirements still name that the torch index carries and
-whose name says it is torch's (the stripping script's own test: the text mentions "torch"), e.g.
-`torchcodec >= 0.14`, which `--prefix` keeps."""
+Members: the requirement lines the commit's stripping script removes from the files the target
+reads (torch itself is the chosen torch, not a member), with their markers evaluated for the
+target, that name one of PyTorch's projects (torch* or carried by the torch index); plus any such
+project the declared requirements still name with "torch" in its name (the stripping script's own
+test), e.g. `torchcodec >= 0.14`, which `--prefix` keeps. A line the default mode removes only
+because its comment or name mentions torch (`open-clip-torch`, `xformers ... # Requires PyTorch`)
+is not a member unless the torch index carries the package."""
 
 from __future__ import annotations
 
@@ -100,20 +102,39 @@ def _applies(requirement: Requirement, environment: Mapping[str, str]) -> bool:
     return marker is None or marker.evaluate(dict(environment))
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FamilyReading:
+    members: tuple[Member, ...]
+    # removed lines of packages that are not torch's (the script removed them because their text
+    # mentions torch): the build will not declare them, so they are not locked
+    not_locked: tuple[str, ...]
+
+
+def is_torch_package(name: str, carried: Callable[[str], bool]) -> bool:
+    """PyTorch's own projects: torch's domain libraries (torchvision, torchaudio, torchcodec, ...)
+    or whatever else the torch index carries."""
+    return name.startswith(TORCH) or carried(name)
+
+
 def family_members(
     removed: Iterable[str],
     declared: Iterable[str],
     *,
-    on_torch_index: Callable[[str], bool],
+    carried: Callable[[str], bool],
     environment: Mapping[str, str],
-) -> tuple[Member, ...]:
-    """The commit's torch family for the target, sorted by name (see the module docstring)."""
+) -> FamilyReading:
+    """The commit's torch family for the target, sorted by name (see the module docstring).
+    `carried(name)`: whether the torch index has a page for that project."""
     lines: dict[str, list[str]] = {}
     origin: dict[str, Literal["stripped", "declared"]] = {}
+    not_locked: list[str] = []
     for text in removed:
         requirement = Requirement(text)
         name = canonicalize_name(requirement.name)
         if name == TORCH or not _applies(requirement, environment):
+            continue
+        if not is_torch_package(name, carried):
+            not_locked.append(text)
             continue
         lines.setdefault(name, []).append(text)
         origin[name] = "stripped"
@@ -121,11 +142,12 @@ def family_members(
         requirement = Requirement(text)
         name = canonicalize_name(requirement.name)
         if (name == TORCH or name in origin or TORCH not in name or not _applies(requirement, environment)
-                or not on_torch_index(name)):
+                or not is_torch_package(name, carried)):
             continue
         lines.setdefault(name, []).append(text)
         origin.setdefault(name, "declared")
-    return tuple(Member(name=n, lines=tuple(lines[n]), origin=origin[n]) for n in sorted(lines))
+    members = tuple(Member(name=n, lines=tuple(lines[n]), origin=origin[n]) for n in sorted(lines))
+    return FamilyReading(members=members, not_locked=tuple(not_locked))
 
 
 def leave_out(members: tuple[Member, ...], without: Iterable[str]) -> tuple[tuple[Member, ...], tuple[str, ...]]:

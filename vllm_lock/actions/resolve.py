@@ -376,13 +376,12 @@ class Family:
 
 def family_for(request: ResolveRequest, target: Target, source: SourceFacts, pages: IndexPages,
                reporter: Reporter) -> Family:
-    def on_torch_index(name: str) -> bool:
-        links = pages.links(name)
-        return bool(nightly.nightly_builds(links, cuda=request.cuda, target=target)
-                    or nightly.release_builds(links, cuda=request.cuda, target=target))
-
-    members = torch_family.family_members(source.removed, source.runtime, on_torch_index=on_torch_index,
+    reading = torch_family.family_members(source.removed, source.runtime, carried=lambda name: bool(pages.links(name)),
                                           environment=torch_family.target_environment(target))
+    members = reading.members
+    for line in reading.not_locked:
+        reporter.say(f"    {line}: removed by the stripping script, not a torch-index package: not locked "
+                     "(the build will not declare it)")
     try:
         kept, left_out = torch_family.leave_out(members, request.without)
     except torch_family.FamilyError as exc:
@@ -432,8 +431,7 @@ def resolve_packages(
 
 
 def _member_error(exc: torch_family.FamilyError, request: ResolveRequest, target: Target) -> ResolutionError:
-    if isinstance(exc, torch_family.CompanionGap):
-        return CompanionMismatchError(str(exc))
+    """A member the index lacks (no build of it at all): no other date can help."""
     return ResolutionError(f"{exc} ({request.cuda}, Python {target.python}, {target.platform}) on "
                            f"{request.torch_index_url}; `--without {exc.member}` leaves it out on purpose")
 
@@ -443,10 +441,17 @@ def nightly_choices(
     target: Target,
 ) -> list[torch_family.MemberChoice]:
     """What uv is asked for each member with the torch of `date`."""
-    try:
-        return [torch_family.choose_nightly(m, member_builds[m.name], date) for m in family.members]
-    except torch_family.FamilyError as exc:
-        raise _member_error(exc, request, target) from None
+    choices, gaps = [], []
+    for member in family.members:
+        try:
+            choices.append(torch_family.choose_nightly(member, member_builds[member.name], date))
+        except torch_family.CompanionGap as exc:
+            gaps.append(exc.member)
+        except torch_family.FamilyError as exc:
+            raise _member_error(exc, request, target) from None
+    if gaps:
+        raise CompanionMismatchError(f"no {' or '.join(gaps)} nightly built on {date} or the day after")
+    return choices
 
 
 def _resolve_nightly(
