@@ -544,14 +544,14 @@ def compile_preferring(
     otherwise): compile once more with what fits instead."""
     for choice in choices:
         reporter.say(f"    asking for {choice.requirement}" + (" (the commit's pin)" if choice.preferred else ""))
-    try:
-        return compile_set(request, target, source, family, [torch_pin, *(c.requirement for c in choices)], reporter)
-    except ResolutionError as exc:
-        if isinstance(exc, UnreachableError) or not any(c.fallback for c in choices):
-            raise
-        message = str(exc).lower()
-        named = [c for c in choices if c.fallback and c.member.name in message]
-        unfit = named or [c for c in choices if c.fallback]
+    pins = [torch_pin, *(c.requirement for c in choices)]
+    ok, output = _run_compile(request, target, source, family, pins, reporter)
+    if ok:
+        return output
+    preferred = [c for c in choices if c.fallback]
+    if not preferred or "no solution" not in output.lower():
+        raise _compile_error(output, pins, target, _routed(request, family))
+    unfit = [c for c in preferred if c.member.name in output.lower()] or preferred
     for choice in unfit:
         reporter.say(f"    {choice.requirement} (the commit's pin) does not fit {torch_pin}: asking for {choice.fallback}")
     retry = [dataclasses.replace(c, requirement=c.fallback, preferred=False, fallback=None) if c in unfit and c.fallback
@@ -590,16 +590,30 @@ def compile_requirements(source: SourceFacts, torch_pins: list[str], triton: str
     return list(dict.fromkeys(requirements))
 
 
+def _routed(request: ResolveRequest, family: Family) -> frozenset[str]:
+    return frozenset({torch_family.TORCH, torch_family.TRITON[request.torch_channel], *family.names})
+
+
 def compile_set(
     request: ResolveRequest, target: Target, source: SourceFacts, family: Family, torch_pins: list[str],
     reporter: Reporter,
 ) -> str:
+    ok, output = _run_compile(request, target, source, family, torch_pins, reporter)
+    if not ok:
+        raise _compile_error(output, torch_pins, target, _routed(request, family))
+    return output
+
+
+def _run_compile(
+    request: ResolveRequest, target: Target, source: SourceFacts, family: Family, torch_pins: list[str],
+    reporter: Reporter,
+) -> tuple[bool, str]:
+    """(True, the pylock) or (False, uv's output)."""
     triton = torch_family.TRITON[request.torch_channel]
     requirements = compile_requirements(source, torch_pins, triton, family.left_out)
-    routed = {torch_family.TORCH, triton, *family.names}
     with tempfile.TemporaryDirectory(prefix="vllm-lock-compile-") as tmp:
         project = Path(tmp) / "pyproject.toml"
-        project.write_text(synthetic_project(requirements, request.torch_index_url, routed))
+        project.write_text(synthetic_project(requirements, request.torch_index_url, _routed(request, family)))
         output = Path(tmp) / "pylock.toml"
         argv = uv_shell.compile_argv(
             project=project,
@@ -609,9 +623,7 @@ def compile_set(
             default_index=request.general_index,
         )
         result = proc.run(argv, cwd=Path(tmp), env=uv_shell.uv_env(request.cache), timeout=900, log=reporter.log)
-        if not result.ok:
-            raise _compile_error(result.output, torch_pins, target, frozenset(routed))
-        return output.read_text()
+        return (True, output.read_text()) if result.ok else (False, result.output)
 
 
 _NO_WHEEL_PLATFORM = re.compile(
