@@ -540,3 +540,14 @@ def test_empty_target_locks_common_requirements_and_no_family(world: TestWorld, 
     assert lock.layout.runtime_requirements == "requirements/common.txt"
     assert set(family_of(lock)) == {"pytorch-triton"}  # common.txt names no torch-family member
     assert lock.package("torchvision") is None and lock.package("torch") is not None
+
+
+def test_cpu_target_reads_cpu_txt_through_setup_pys_chain(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    log = io.StringIO()
+    lock, _, _ = resolve(request_for(world, tmp_path / "c.lock.toml", cache, target_device="cpu"),
+                         Reporter(log=log, quiet=True))
+    assert lock.layout.runtime_requirements == "requirements/cpu.txt"
+    assert 'torchaudio; platform_machine != "s390x"' in lock.layout.runtime_set  # kept by --prefix: declared
+    assert set(family_of(lock)) == {"torchaudio", "torchvision", "pytorch-triton"}
+    assert "runtime requirements for cpu (setup.py): requirements/cpu.txt" in log.getvalue()
+    assert "torch family: torchvision (declared" in log.getvalue()
