@@ -174,10 +174,6 @@ def recorded_without(runtime_set: Iterable[str]) -> tuple[str, ...]:
                         if str(Requirement(r).marker) == WITHOUT_MARKER))
 
 
-def is_without_record(requirement: str) -> bool:
-    return str(Requirement(requirement).marker) == WITHOUT_MARKER
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MemberChoice:
     """What uv is asked for one member, and the commit's pin it fell back from, if any."""
