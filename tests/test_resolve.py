@@ -553,3 +553,21 @@ def test_cpu_target_reads_cpu_txt_through_setup_pys_chain(world: TestWorld, cach
     assert set(family_of(lock)) == {"torchaudio", "torchvision", "pytorch-triton"}
     assert "runtime requirements for cpu (setup.py): requirements/cpu.txt" in log.getvalue()
     assert "torch family: torchvision (declared" in log.getvalue()
+
+
+def test_cli_member_the_index_lacks_is_one_error_line_and_without_is_accepted(world: TestWorld, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo, commit = derived_commit(world, tmp_path, "-r common.txt\ntorch==2.9.1\ntorchaudio==2.9.1\ntorchcodec==0.8.0\n")
+    out = tmp_path / "cli.lock.toml"
+    base = [sys.executable, "-m", "vllm_lock.cli", "resolve", "--repo", repo, "--ref", commit, "--torch-index",
+            world.torch_nightly_index, "--index", world.general_index, "--python", "3.11", "-o", str(out)]
+    env = {**os.environ, "VLLM_LOCK_CACHE": str(tmp_path / "cache")}
+    failed = subprocess.run(base, capture_output=True, text=True, env=env, timeout=300)
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert failed.returncode == ExitCode.RESOLUTION and len(errors) == 1 and "Traceback" not in failed.stderr
+    assert "torchcodec" in errors[0] and "--without torchcodec" in errors[0] and not out.exists()
+    done = subprocess.run([*base, "--without", "torchcodec"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "torch family: torchcodec (stripped: left out (--without))" in done.stderr

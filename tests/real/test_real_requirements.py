@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.version import Version
 from sdists import sdist
 
 from vllm_lock import layout, torch_family
@@ -516,3 +517,19 @@ def test_declared_requirements_and_family(trees: dict[str, Path], tmp_path: Path
     family = {"cuda": CUDA_FAMILY, "cpu": CPU_FAMILY}.get(device, {}).get(version, [])
     assert [(m.name, str(m.specifier), m.origin) for m in reading.members] == family
     assert list(reading.not_locked) == [str(Requirement(r)) for r in NOT_LOCKED.get((version, device), [])]
+
+
+# PyTorch's stable cu128 index, as far as these checks need it (torchaudio's last release is 2.11.0)
+RELEASED = {
+    "torchaudio": ["2.9.0+cu128", "2.9.1+cu128", "2.10.0+cu128", "2.11.0+cu128"],
+    "torchvision": ["0.26.0+cu128", "0.28.0+cu128", "0.29.0+cu128"],
+    "torchcodec": ["0.14.0+cu128", "0.15.0+cu128"],
+}
+
+
+def test_0_33_0_asks_for_its_own_pins_where_the_index_has_them(trees: dict[str, Path], tmp_path: Path) -> None:
+    _, _, reading = _read_as_built(trees, tmp_path, "0.33.0", "cuda", "cu128")
+    asked = [torch_family.choose_release(m, [Version(v) for v in RELEASED[m.name]]).requirement
+             for m in reading.members]
+    # torch 2.14.0 with torchaudio 2.11.0 (uv then checks it fits; see test_resolve for the fallback)
+    assert asked == ["torchaudio==2.11.0", "torchcodec>=0.14", "torchvision==0.29.0"]

@@ -664,7 +664,8 @@ def _compile_error(output: str, torch_pins: list[str], target: Target, routed: f
         if canonicalize_name(no_wheel.split()[0]) in routed:  # another nightly may have it
             return CompanionMismatchError(f"torch companions cannot match ({', '.join(torch_pins)}): {no_wheel}")
         return ResolutionError(no_wheel)
-    if "no solution" in lowered and any(name in lowered for name in routed - {torch_family.TORCH}):
+    members = routed - {torch_family.TORCH, *torch_family.TRITON.values()}
+    if "no solution" in lowered and any(name in lowered for name in members):
         return CompanionMismatchError(f"torch companions cannot match ({', '.join(torch_pins)}): {_uv_reason(lines)}")
     return ResolutionError(f"uv could not resolve the package set: {_uv_reason(lines)}")
 
