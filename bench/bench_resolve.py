@@ -68,17 +68,15 @@ def main() -> int:
         )
         lock, _, _ = resolve_action.resolve(request, Reporter(quiet=True))  # warm-up
         # The bare baseline: the very same requirement set and flags, uv alone.
-        target = Target(python="3.12", platform="x86_64-manylinux_2_28")
-        pages = resolve_action.IndexPages(world.torch_nightly_index)
-        builds = {name: nightly.nightly_builds(pages.links(name), cuda="cu128", target=target)
-                  for name in ("torch", *resolve_action.COMPANIONS)}
-        pins = resolve_action.nightly_pins(world.latest_consistent_date, builds["torch"], builds)
+        # the torch family as this resolve locked it (taken from the commit), pinned exactly
+        pins = [f"torch=={lock.torch.version}", *(f"{c.name}=={c.version}" for c in lock.torch.companions)]
         source = resolve_action.SourceFacts(vllm=lock.vllm, layout=lock.layout, external_sources=(),
-                                            runtime=lock.layout.runtime_set, build=lock.layout.build_set)
+                                            runtime=lock.layout.runtime_set, build=lock.layout.build_set, removed=())
         project = root / "bare" / "pyproject.toml"
         project.parent.mkdir()
         project.write_text(resolve_action.synthetic_project(
-            resolve_action.compile_requirements(source, pins, "pytorch-triton"), world.torch_nightly_index))
+            resolve_action.compile_requirements(source, pins, "pytorch-triton"), world.torch_nightly_index,
+            {"torch", *(c.name for c in lock.torch.companions)}))
         argv = uv_shell.compile_argv(project=project, output=project.parent / "pylock.toml", python="3.12",
                                      platform="x86_64-manylinux_2_28", default_index=world.general_index)
         env = uv_shell.uv_env(cache)

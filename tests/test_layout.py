@@ -54,11 +54,6 @@ def test_requirement_file_errors_name_file_and_line() -> None:
         layout.parse_requirement_file("a.txt", reader({"a.txt": "-r a.txt\n"}))
 
 
-def test_torch_family_leftovers_are_dropped() -> None:
-    kept = layout.without_torch_family(["torchvision; platform_machine == 'x86_64'", "torchcodec>=0.14", "regex"])
-    assert kept == ("torchcodec>=0.14", "regex")
-
-
 def test_patched_files_lists_only_changes() -> None:
     before = {"a.txt": b"torch==2.9\nx\n", "b.txt": b"y\n"}
     after = {"a.txt": b"x\n", "b.txt": b"y\n"}

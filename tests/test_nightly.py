@@ -93,3 +93,15 @@ def test_parse_requested_date() -> None:
     assert nightly.parse_requested_date("2026-11-12") == dt.date(2026, 11, 12)
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         nightly.parse_requested_date("12/11/2026")
+
+
+def test_release_builds_take_the_variant_and_variant_free_wheels_for_the_target() -> None:
+    links = nightly.parse_simple_page(page(
+        "torchaudio-2.11.0+cu128-cp312-cp312-manylinux_2_28_x86_64.whl",
+        "torchaudio-2.11.0+cu130-cp312-cp312-manylinux_2_28_x86_64.whl",  # another variant
+        "torchaudio-2.12.0+cu128-cp312-cp312-manylinux_2_28_aarch64.whl",  # another machine
+        "torchaudio-2.13.0.dev20261112+cu128-cp312-cp312-manylinux_2_28_x86_64.whl",  # a nightly
+        "torchaudio-2.10.0+cu128-cp311-cp311-manylinux_2_28_x86_64.whl",  # another Python
+        "triton-3.5.1-cp312-cp312-manylinux_2_28_x86_64.whl",  # no variant: torch's own triton
+    ), PAGE_URL)
+    assert nightly.release_builds(links, cuda="cu128", target=X86_312) == (Version("2.11.0+cu128"), Version("3.5.1"))

@@ -460,5 +460,114 @@ def test_a_torch_family_member_without_a_wheel_lets_latest_try_an_older_nightly(
 
     output = ("hint: Wheels are available for `torchvision` (v0.25.0.dev20261113+cu128) on the following platforms: "
               "`manylinux_2_28_x86_64`")
-    error = _compile_error(output, ["torch==2.10.0"], Target(python="3.12", platform="aarch64-manylinux_2_28"))
+    error = _compile_error(output, ["torch==2.10.0"], Target(python="3.12", platform="aarch64-manylinux_2_28"),
+                           frozenset({"torch", "torchvision", "pytorch-triton"}))
     assert isinstance(error, CompanionMismatchError) and "torchvision v0.25.0.dev20261113+cu128 ships no wheel" in str(error)
+
+
+# ---------------------------------------------------------------- the torch family from the commit
+
+
+def derived_commit(world: TestWorld, tmp_path: Path, cuda_txt: str) -> tuple[str, str]:
+    """A clone of the test world's vLLM with one more commit whose requirements/cuda.txt is
+    `cuda_txt`: (repository URL, commit)."""
+    from vllm_lock.testworld.repo import git
+
+    clone = tmp_path / "vllm"
+    git(tmp_path, "clone", "-q", str(world.repo_path), str(clone))
+    (clone / "requirements" / "cuda.txt").write_text(cuda_txt)
+    git(clone, "commit", "-qam", "[Deps] torch family changes")
+    return "file://" + str(clone), git(clone, "rev-parse", "HEAD")
+
+
+def family_of(lock: Lock) -> dict[str, str]:
+    return {c.name: c.version for c in lock.torch.companions}
+
+
+def test_release_family_is_the_commits_own(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    # no torchvision at this commit; torchaudio 2.9.0 pins torch 2.9.0 (does not fit 2.9.1);
+    # torchcodec 0.8.0 fits torch 2.9.1 (so does the newer 0.9.0, which uv alone would take)
+    repo, commit = derived_commit(world, tmp_path, "-r common.txt\ntorch==2.9.1\ntorchaudio==2.9.0\ntorchcodec==0.8.0\n")
+    log = io.StringIO()
+    lock, _, _ = resolve(
+        request_for(world, tmp_path / "r.lock.toml", cache, repo=repo, ref=commit, torch_channel="release",
+                    torch_version="2.9.1", torch_index=world.torch_release_index),
+        Reporter(log=log, quiet=True),
+    )
+    assert family_of(lock) == {"torchaudio": "2.9.1+cu128", "torchcodec": "0.8.0+cu128", "triton": "3.5.1"}
+    assert lock.package("torchvision") is None
+    codec = lock.package("torchcodec")
+    assert codec is not None and codec.source == "torch" and "/r2/whl/cu128/torchcodec-0.8.0" in codec.url
+    assert "torchaudio==2.9.0 (the commit's pin) does not fit torch==2.9.1+cu128: asking for torchaudio" in log.getvalue()
+
+
+def test_a_declared_torch_index_package_is_a_member(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    # `torchcodec >= 0.8` survives --prefix stripping (like vLLM 0.33.0's `torchcodec >= 0.14`)
+    repo, commit = derived_commit(world, tmp_path, "-r common.txt\ntorch==2.9.1\ntorchvision==0.24.1\n"
+                                                   "torchcodec >= 0.8\n")
+    lock, _, _ = resolve(
+        request_for(world, tmp_path / "d.lock.toml", cache, repo=repo, ref=commit, torch_channel="release",
+                    torch_version="2.9.1", torch_index=world.torch_release_index),
+        QUIET,
+    )
+    assert family_of(lock) == {"torchcodec": "0.9.0+cu128", "torchvision": "0.24.1+cu128", "triton": "3.5.1"}
+    assert "torchcodec>=0.8" in lock.layout.runtime_set  # what the build declares
+    codec = lock.package("torchcodec")
+    assert codec is not None and codec.source == "torch"
+
+
+def test_a_member_the_index_lacks_and_without(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    from vllm_lock.actions import update
+
+    # torchcodec as 0.33.0 names it: kept by --prefix, so the declared set still names it
+    repo, commit = derived_commit(world, tmp_path, "-r common.txt\ntorch==2.9.1\ntorchvision==0.24.1\n"
+                                                   "torchaudio==2.9.1\ntorchcodec >= 0.8\n")
+    out = tmp_path / "n.lock.toml"
+    with pytest.raises(ResolutionError, match=r"the torch index has no torchcodec .*`--without torchcodec`") as err:
+        resolve(request_for(world, out, cache, repo=repo, ref=commit), QUIET)  # the nightly index has none
+    assert err.value.exit_code == ExitCode.RESOLUTION and not out.exists()
+    with pytest.raises(UsageError, match="--without filelock: not a torch-family member"):
+        resolve(request_for(world, out, cache, repo=repo, ref=commit, without=("filelock",)), QUIET)
+    lock, _, _ = resolve(request_for(world, out, cache, repo=repo, ref=commit, without=("torchcodec",)), QUIET)
+    assert set(family_of(lock)) == {"torchaudio", "torchvision", "pytorch-triton"}
+    assert lock.package("torchcodec") is None
+    assert 'torchcodec; extra == "vllm-lock-without"' in lock.layout.runtime_set  # the choice, in the lock
+    assert "torchcodec>=0.8" in lock.layout.runtime_set  # still what the build declares
+    again = update.request_for(lock, output=out, cache=cache, move_vllm=False, move_torch=False)
+    assert again.without == ("torchcodec",)
+
+
+def test_empty_target_locks_common_requirements_and_no_family(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    lock, _, _ = resolve(request_for(world, tmp_path / "e.lock.toml", cache, target_device="empty"), QUIET)
+    assert lock.layout.runtime_requirements == "requirements/common.txt"
+    assert set(family_of(lock)) == {"pytorch-triton"}  # common.txt names no torch-family member
+    assert lock.package("torchvision") is None and lock.package("torch") is not None
+
+
+def test_cpu_target_reads_cpu_txt_through_setup_pys_chain(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    log = io.StringIO()
+    lock, _, _ = resolve(request_for(world, tmp_path / "c.lock.toml", cache, target_device="cpu"),
+                         Reporter(log=log, quiet=True))
+    assert lock.layout.runtime_requirements == "requirements/cpu.txt"
+    assert 'torchaudio; platform_machine != "s390x"' in lock.layout.runtime_set  # kept by --prefix: declared
+    assert set(family_of(lock)) == {"torchaudio", "torchvision", "pytorch-triton"}
+    assert "runtime requirements for cpu (setup.py): requirements/cpu.txt" in log.getvalue()
+    assert "torch family: torchvision (declared" in log.getvalue()
+
+
+def test_cli_member_the_index_lacks_is_one_error_line_and_without_is_accepted(world: TestWorld, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo, commit = derived_commit(world, tmp_path, "-r common.txt\ntorch==2.9.1\ntorchaudio==2.9.1\ntorchcodec==0.8.0\n")
+    out = tmp_path / "cli.lock.toml"
+    base = [sys.executable, "-m", "vllm_lock.cli", "resolve", "--repo", repo, "--ref", commit, "--torch-index",
+            world.torch_nightly_index, "--index", world.general_index, "--python", "3.11", "-o", str(out)]
+    env = {**os.environ, "VLLM_LOCK_CACHE": str(tmp_path / "cache")}
+    failed = subprocess.run(base, capture_output=True, text=True, env=env, timeout=300)
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert failed.returncode == ExitCode.RESOLUTION and len(errors) == 1 and "Traceback" not in failed.stderr
+    assert "torchcodec" in errors[0] and "--without torchcodec" in errors[0] and not out.exists()
+    done = subprocess.run([*base, "--without", "torchcodec"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "torch family: torchcodec (stripped: left out (--without))" in done.stderr

@@ -35,6 +35,7 @@ def resolve(
     name: Annotated[str, typer.Option(help="lock name: writes locks/<name>.lock.toml")] = "dev",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the lock here instead")] = None,
     rehash: Annotated[bool, typer.Option("--rehash", help="download unhashed nightlies again even if their ETag did not change")] = False,
+    without: Annotated[list[str] | None, typer.Option(help="leave this torch-family member out on purpose (recorded in the lock), repeatable")] = None,
 ) -> None:
     """Resolve a (vLLM commit, torch nightly, build deps) tuple into a hashed lock."""
     from vllm_lock.actions import resolve as resolve_action
@@ -58,6 +59,7 @@ def resolve(
         name=name,
         output=output,
         rehash=rehash,
+        without=tuple(without or ()),
     )
     lock, path, changed = resolve_action.resolve(request, Reporter.for_stderr())
     state = "written" if changed else "unchanged"

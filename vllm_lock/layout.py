@@ -17,8 +17,6 @@ from vllm_lock.model import ExternalPin, PatchedFile, is_commit_sha
 
 SCRIPT_PATHS = ("tools/use_existing_torch.py", "use_existing_torch.py")
 BUILD_REQUIREMENT_PATHS = ("requirements/build/cuda.txt", "requirements/build.txt")
-RUNTIME_REQUIREMENT_PATHS = ("requirements/cuda.txt",)
-TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
 
 
 class LayoutError(ValueError):
@@ -29,12 +27,11 @@ class LayoutError(ValueError):
 class DetectedLayout:
     stripping_script: str
     stripping_mode: Literal["default", "prefix"]
-    runtime_requirements: str
-    build_requirements: str
+    build_requirements: str  # the runtime file depends on the target: requirements.py
 
 
 def detect_layout(paths: Iterable[str], read: Callable[[str], str]) -> DetectedLayout:
-    """Find the stripping script (and whether it supports --prefix) and the requirement files."""
+    """Find the stripping script (and whether it supports --prefix) and the build requirements."""
     present = set(paths)
     script = next((p for p in SCRIPT_PATHS if p in present), None)
     if script is None:
@@ -42,12 +39,9 @@ def detect_layout(paths: Iterable[str], read: Callable[[str], str]) -> DetectedL
     build = next((p for p in BUILD_REQUIREMENT_PATHS if p in present), None)
     if build is None:
         raise LayoutError("no build requirements (requirements/build/cuda.txt or requirements/build.txt)")
-    runtime = next((p for p in RUNTIME_REQUIREMENT_PATHS if p in present), None)
-    if runtime is None:
-        raise LayoutError("no requirements/cuda.txt at this commit")
     mode: Literal["default", "prefix"] = "prefix" if "--prefix" in read(script) else "default"
     return DetectedLayout(
-        stripping_script=script, stripping_mode=mode, runtime_requirements=runtime, build_requirements=build
+        stripping_script=script, stripping_mode=mode, build_requirements=build
     )
 
 
@@ -98,12 +92,6 @@ def build_system_requires(pyproject_text: str) -> tuple[str, ...]:
         raise LayoutError(f"pyproject.toml: {exc}") from None
     requires = data.get("build-system", {}).get("requires", [])
     return tuple(str(Requirement(r)) for r in requires)
-
-
-def without_torch_family(requirements: Iterable[str]) -> tuple[str, ...]:
-    """Drop torch-family pins the stripping script left (e.g. an unpinned `torchvision; marker`):
-    the lock pins the family itself, from the torch index only."""
-    return tuple(r for r in requirements if Requirement(r).name.lower() not in TORCH_FAMILY)
 
 
 def sha256_text(data: bytes) -> str:

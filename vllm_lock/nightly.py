@@ -159,3 +159,15 @@ def release_versions(links: Iterable[Link], *, cuda: str, target: Target) -> dic
         if wheel.version.local == cuda and not wheel.version.is_prerelease and wheel.tags & accepted:
             found[wheel.version.public] = wheel
     return found
+
+
+def release_builds(links: Iterable[Link], *, cuda: str, target: Target) -> tuple[Version, ...]:
+    """Release versions with a wheel for the target: this CUDA variant's (`+cu128`) or a
+    variant-free one (the torch index's own triton); sorted."""
+    accepted = target_tags(target)
+    found = {
+        wheel.version
+        for wheel in wheel_links(link for link in links if target.machine in link.filename or "-any." in link.filename)
+        if wheel.version.local in (cuda, None) and not wheel.version.is_prerelease and wheel.tags & accepted
+    }
+    return tuple(sorted(found))

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
 import tempfile
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 import vllm_lock
 from vllm_lock import cuda as cuda_rules
 from vllm_lock import layout as layout_rules
-from vllm_lock import nightly
+from vllm_lock import nightly, torch_family
+from vllm_lock import requirements as requirement_rules
 from vllm_lock.defaults import DEFAULT_GENERAL_INDEX, DEFAULT_PLATFORM, DEFAULT_REPO
 from vllm_lock.errors import (
     CompanionMismatchError,
@@ -57,9 +60,6 @@ from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 from vllm_lock.shell.stripping import run_stripping_script, snapshot
 
-COMPANIONS = ("torchvision", "torchaudio")
-# Routed to the torch index only; everything else comes from the general index only.
-TORCH_INDEX_PACKAGES = ("torch", "torchvision", "torchaudio", "pytorch-triton", "triton")
 LATEST_MAX_TRIES = 10
 NightlyBuilds = dict[dt.date, nightly.WheelLink]
 
@@ -92,6 +92,7 @@ class ResolveRequest:
     output: Path | None = None
     cache: Path = field(default_factory=cache_root)
     rehash: bool = False  # download unhashed files again even when the server's ETag did not change
+    without: tuple[str, ...] = ()  # torch-family members left out on purpose (recorded in the lock)
 
     @property
     def torch_index_url(self) -> str:
@@ -134,8 +135,9 @@ class SourceFacts:
     vllm: VllmInput
     layout: Layout
     external_sources: tuple[ExternalSource, ...]
-    runtime: tuple[str, ...]
+    runtime: tuple[str, ...]  # what the build declares for the target (setup.py's rules applied)
     build: tuple[str, ...]
+    removed: tuple[str, ...]  # requirement lines the stripping script removed from the files read
 
 
 LOGS_KEPT = 20
@@ -174,7 +176,7 @@ def _resolve(
         source = read_source(request, target, reporter)
     pages = IndexPages(request.torch_index_url)
     with reporter.step("torch and the package set"):
-        torch_input, pylock = resolve_packages(request, target, source, pages, reporter)
+        torch_input, pylock, family = resolve_packages(request, target, source, pages, reporter)
     with reporter.step("hashes"):
         packages = hash_packages(pylock, request, pages, reporter)
     lock = Lock(
@@ -185,7 +187,9 @@ def _resolve(
         general_index=request.general_index.rstrip("/"),
         target=target,
         build=recipe,
-        layout=source.layout,
+        # members left out on purpose are recorded beside what the build declares (no lock field yet)
+        layout=dataclasses.replace(
+            source.layout, runtime_set=source.runtime + torch_family.without_records(family.left_out)),
         external_sources=source.external_sources,
         packages=packages,
         provenance=Provenance(
@@ -221,14 +225,19 @@ def read_source(request: ResolveRequest, target: Target, reporter: Reporter) -> 
     except layout_rules.LayoutError as exc:
         raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
     reporter.say(f"    layout: {detected.stripping_script} ({detected.stripping_mode}), {detected.build_requirements}")
+    try:
+        rules = requirement_rules.read_rules(read("setup.py") if "setup.py" in files else None)
+    except layout_rules.LayoutError as exc:
+        raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="vllm-lock-src-") as tmp:
         tree = Path(tmp)
         git_shell.export_tree(repo, commit, tree)
-        patched, runtime, build = strip_and_read(tree, detected, reporter)
+        stripped = strip_and_read(tree, detected, rules, request, reporter)
+    patched, runtime, build = stripped.patched, stripped.declared.requirements, stripped.build
     layout = Layout(
         stripping_script=detected.stripping_script,
         stripping_mode=detected.stripping_mode,
-        runtime_requirements=detected.runtime_requirements,
+        runtime_requirements=stripped.declared.file,
         build_requirements=detected.build_requirements,
         patched_files=patched,
         runtime_set=runtime,
@@ -244,7 +253,8 @@ def read_source(request: ResolveRequest, target: Target, reporter: Reporter) -> 
         reporter.say(f"    cmake: cannot evaluate {undecided.condition} ({undecided.file}:{undecided.line}) "
                      "for this target: both branches kept")
     externals = lock_external_sources(reading.pins, reporter)
-    return SourceFacts(vllm=vllm, layout=layout, external_sources=externals, runtime=runtime, build=build)
+    return SourceFacts(vllm=vllm, layout=layout, external_sources=externals, runtime=runtime, build=build,
+                       removed=stripped.removed)
 
 
 def lock_external_sources(pins: tuple[ExternalPin, ...], reporter: Reporter) -> tuple[ExternalSource, ...]:
@@ -268,9 +278,26 @@ def lock_external_sources(pins: tuple[ExternalPin, ...], reporter: Reporter) -> 
     return tuple(locked)
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StrippedTree:
+    patched: tuple[PatchedFile, ...]
+    declared: requirement_rules.DeclaredRequirements
+    build: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def cuda_major(request: ResolveRequest) -> int | None:
+    """The torch's CUDA major (setup.py reads torch.version.cuda): the variant's, for cuda."""
+    return cuda_rules.parse_variant(request.cuda)[0] if request.target_device == "cuda" else None
+
+
 def strip_and_read(
-    tree: Path, detected: layout_rules.DetectedLayout, reporter: Reporter
-) -> tuple[tuple[PatchedFile, ...], tuple[str, ...], tuple[str, ...]]:
+    tree: Path,
+    detected: layout_rules.DetectedLayout,
+    rules: requirement_rules.RequirementRules,
+    request: ResolveRequest,
+    reporter: Reporter,
+) -> StrippedTree:
     before = snapshot(tree)
     argv = (detected.stripping_script, "--prefix") if detected.stripping_mode == "prefix" else (detected.stripping_script,)
     result = run_stripping_script(tree, argv, log=reporter.log)
@@ -287,26 +314,40 @@ def strip_and_read(
         return full.read_text(encoding="utf-8")
 
     try:
-        runtime = layout_rules.parse_requirement_file(detected.runtime_requirements, read)
+        declared = requirement_rules.declared_requirements(
+            rules, read, target_device=request.target_device, cuda_major=cuda_major(request))
         build = layout_rules.parse_requirement_file(detected.build_requirements, read)
         if (tree / "pyproject.toml").is_file():
             build += layout_rules.build_system_requires(read("pyproject.toml"))
     except layout_rules.LayoutError as exc:
         raise ResolutionError(f"cannot read requirements: {exc}") from None
-    runtime = layout_rules.without_torch_family(runtime)
-    build = layout_rules.without_torch_family(tuple(dict.fromkeys(build)))
-    return patched, runtime, build
+    source = "setup.py" if rules.from_setup_py else "one file per device"
+    reporter.say(f"    runtime requirements for {request.target_device} ({source}): {declared.file}, "
+                 f"{len(declared.requirements)} declared")
+    for line in declared.dropped:
+        reporter.say(f"    setup.py drops for CUDA {cuda_major(request)}: {line.strip()}")
+    for old, new in declared.rewritten:
+        reporter.say(f"    setup.py rewrites for CUDA {cuda_major(request)}: {old.strip()} -> {new.strip()}")
+    removed: list[str] = []
+    for path in (*declared.files_read, detected.build_requirements):
+        if path in before:
+            removed += torch_family.removed_lines(before[path].decode("utf-8", errors="replace"),
+                                                  after.get(path, b"").decode("utf-8", errors="replace"))
+    return StrippedTree(patched=patched, declared=declared, build=tuple(dict.fromkeys(build)),
+                        removed=torch_family.removed_requirements(removed))
 
 
 # ---------------------------------------------------------------- torch + uv
 
 
 class IndexPages:
-    """PEP 503 pages of one index, each fetched at most once per resolve."""
+    """PEP 503 pages of one index, each fetched at most once per resolve; `routed` is the set of
+    packages this resolve takes from it (torch, its triton and the commit's family)."""
 
     def __init__(self, index: str) -> None:
         self.index = index
         self._pages: dict[str, tuple[nightly.Link, ...]] = {}
+        self.routed: frozenset[str] = frozenset({torch_family.TORCH, *torch_family.TRITON.values()})
 
     def links(self, project: str) -> tuple[nightly.Link, ...]:
         if project not in self._pages:
@@ -322,31 +363,66 @@ class IndexPages:
     def link(self, project: str, url: str) -> nightly.Link | None:
         """The link with this URL on the project's page (pages already fetched only, for
         packages outside the torch family)."""
-        if project not in self._pages and project not in TORCH_INDEX_PACKAGES:
+        if project not in self._pages and project not in self.routed:
             return None
         return next((link for link in self.links(project) if link.url == url), None)
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Family:
+    """The commit's torch family for this target, less what --without left out."""
+
+    members: tuple[torch_family.Member, ...]
+    left_out: tuple[str, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.members)
+
+
+def family_for(request: ResolveRequest, target: Target, source: SourceFacts, pages: IndexPages,
+               reporter: Reporter) -> Family:
+    reading = torch_family.family_members(source.removed, source.runtime, carried=lambda name: bool(pages.links(name)),
+                                          environment=torch_family.target_environment(target))
+    members = reading.members
+    for line in reading.not_locked:
+        reporter.say(f"    {line}: removed by the stripping script, not a torch-index package: not locked "
+                     "(the build will not declare it)")
+    try:
+        kept, left_out = torch_family.leave_out(members, request.without)
+    except torch_family.FamilyError as exc:
+        raise UsageError(str(exc)) from None
+    for member in members:
+        how = "left out (--without)" if member.name in left_out else ", ".join(member.lines)
+        reporter.say(f"    torch family: {member.name} ({member.origin}: {how})")
+    pages.routed = pages.routed | {m.name for m in kept}
+    return Family(members=kept, left_out=left_out)
+
+
 def resolve_packages(
     request: ResolveRequest, target: Target, source: SourceFacts, pages: IndexPages, reporter: Reporter
-) -> tuple[TorchInput, str]:
+) -> tuple[TorchInput, str, Family]:
     index = request.torch_index_url
     torch_wheels = pages.links("torch")
     if not torch_wheels:
         raise UnreachableError(f"torch index {index} lists no torch wheels")
+    family = family_for(request, target, source, pages, reporter)
     if request.torch_channel == "release":
-        return _resolve_release(request, target, source, torch_wheels, reporter)
+        return (*_resolve_release(request, target, source, family, pages, torch_wheels, reporter), family)
     builds = nightly.nightly_builds(torch_wheels, cuda=request.cuda, target=target)
     if not builds:
         raise NoNightlyError(f"no torch nightly for {request.cuda}, Python {target.python}, {target.platform} on {index}")
-    companion_builds = {
-        name: nightly.nightly_builds(pages.links(name), cuda=request.cuda, target=target) for name in COMPANIONS
+    member_builds = {
+        m.name: {d: w.version for d, w in nightly.nightly_builds(pages.links(m.name), cuda=request.cuda,
+                                                                 target=target).items()}
+        for m in family.members
     }
     if request.torch_date == "latest":
         tried = []
         for date in nightly.latest_first(builds)[:LATEST_MAX_TRIES]:
             try:
-                return _resolve_nightly(request, target, source, date, builds, companion_builds, reporter)
+                return (*_resolve_nightly(request, target, source, family, date, builds, member_builds, reporter),
+                        family)
             except CompanionMismatchError as exc:
                 reporter.say(f"    {date}: skipped ({exc})")
                 tried.append(str(date))
@@ -357,46 +433,51 @@ def resolve_packages(
     if wanted not in builds:
         near = ", ".join(str(d) for d in nightly.nearest_dates(builds, wanted))
         raise NoNightlyError(f"no torch nightly on {wanted} for {request.cuda}/{target.python}; nearest: {near}")
-    return _resolve_nightly(request, target, source, wanted, builds, companion_builds, reporter)
+    return (*_resolve_nightly(request, target, source, family, wanted, builds, member_builds, reporter), family)
 
 
-def nightly_pins(
-    date: dt.date, builds: NightlyBuilds, companion_builds: dict[str, NightlyBuilds]
-) -> list[str]:
-    """uv requirements for the torch of `date`: torch exactly, each companion within the
-    nightlies built that day or the next (uv picks the one whose metadata pins this torch)."""
-    torch_wheel = builds[date]
-    pins = [f"torch=={torch_wheel.version}"]
-    for name in COMPANIONS:
-        candidates = nightly.companion_candidates(companion_builds[name], date)
-        if not candidates:
-            raise CompanionMismatchError(f"no {name} nightly built on {date} or the day after for torch {torch_wheel.version}")
-        low = min(c.version for c in candidates)
-        high = max(c.version for c in candidates)
-        pins.append(f"{name}>={low.public},<={high.public}")
-    return pins
+def _member_error(exc: torch_family.FamilyError, request: ResolveRequest, target: Target) -> ResolutionError:
+    """A member the index lacks (no build of it at all): no other date can help."""
+    return ResolutionError(f"{exc} ({request.cuda}, Python {target.python}, {target.platform}) on "
+                           f"{request.torch_index_url}; `--without {exc.member}` leaves it out on purpose")
+
+
+def nightly_choices(
+    family: Family, date: dt.date, member_builds: dict[str, dict[dt.date, Version]], request: ResolveRequest,
+    target: Target,
+) -> list[torch_family.MemberChoice]:
+    """What uv is asked for each member with the torch of `date`."""
+    choices, gaps = [], []
+    for member in family.members:
+        try:
+            choices.append(torch_family.choose_nightly(member, member_builds[member.name], date))
+        except torch_family.CompanionGap as exc:
+            gaps.append(exc.member)
+        except torch_family.FamilyError as exc:
+            raise _member_error(exc, request, target) from None
+    if gaps:
+        raise CompanionMismatchError(f"no {' or '.join(gaps)} nightly built on {date} or the day after")
+    return choices
 
 
 def _resolve_nightly(
     request: ResolveRequest,
     target: Target,
     source: SourceFacts,
+    family: Family,
     date: dt.date,
     builds: NightlyBuilds,
-    companion_builds: dict[str, NightlyBuilds],
+    member_builds: dict[str, dict[dt.date, Version]],
     reporter: Reporter,
 ) -> tuple[TorchInput, str]:
     torch_wheel = builds[date]
-    pins = nightly_pins(date, builds, companion_builds)
+    choices = nightly_choices(family, date, member_builds, request, target)
     reporter.say(f"    torch nightly {date}: {torch_wheel.version}")
-    pylock = compile_set(request, target, source, pins, reporter)
+    pylock = compile_preferring(request, target, source, family, f"torch=={torch_wheel.version}", choices, reporter)
     locked = _locked_versions(pylock)
     version = locked.get("torch")
     if version != str(torch_wheel.version):
         raise ResolutionError(f"uv resolved torch {version}, expected {torch_wheel.version}")
-    companions = tuple(
-        Pin(name=name, version=locked[name]) for name in (*COMPANIONS, "pytorch-triton", "triton") if name in locked
-    )
     torch_input = TorchInput(
         channel="nightly",
         requested=request.torch_date,
@@ -404,15 +485,22 @@ def _resolve_nightly(
         index=request.torch_index_url,
         version=version,
         date=date.isoformat(),
-        companions=companions,
+        companions=_companions(family, locked),
     )
     return torch_input, pylock
+
+
+def _companions(family: Family, locked: dict[str, str]) -> tuple[Pin, ...]:
+    names = (*family.names, *sorted(set(torch_family.TRITON.values()) - set(family.names)))
+    return tuple(Pin(name=n, version=locked[n]) for n in names if n in locked)
 
 
 def _resolve_release(
     request: ResolveRequest,
     target: Target,
     source: SourceFacts,
+    family: Family,
+    pages: IndexPages,
     torch_links: tuple[nightly.Link, ...],
     reporter: Reporter,
 ) -> tuple[TorchInput, str]:
@@ -426,9 +514,14 @@ def _resolve_release(
             f"newest available: {near}"
         )
     version = str(releases[wanted].version)
-    pylock = compile_set(request, target, source, [f"torch=={version}", *COMPANIONS], reporter)
+    try:
+        choices = [torch_family.choose_release(m, nightly.release_builds(pages.links(m.name), cuda=request.cuda,
+                                                                         target=target))
+                   for m in family.members]
+    except torch_family.FamilyError as exc:
+        raise _member_error(exc, request, target) from None
+    pylock = compile_preferring(request, target, source, family, f"torch=={version}", choices, reporter)
     locked = _locked_versions(pylock)
-    companions = tuple(Pin(name=n, version=locked[n]) for n in (*COMPANIONS, "pytorch-triton", "triton") if n in locked)
     return (
         TorchInput(
             channel="release",
@@ -437,17 +530,46 @@ def _resolve_release(
             index=request.torch_index_url,
             version=version,
             date=None,
-            companions=companions,
+            companions=_companions(family, locked),
         ),
         pylock,
     )
+
+
+def compile_preferring(
+    request: ResolveRequest,
+    target: Target,
+    source: SourceFacts,
+    family: Family,
+    torch_pin: str,
+    choices: list[torch_family.MemberChoice],
+    reporter: Reporter,
+) -> str:
+    """Compile with each member at the commit's own pin where one was chosen; when uv finds no
+    solution and names such a member, that pin does not fit this torch (its metadata says
+    otherwise): compile once more with what fits instead."""
+    for choice in choices:
+        reporter.say(f"    asking for {choice.requirement}" + (" (the commit's pin)" if choice.preferred else ""))
+    pins = [torch_pin, *(c.requirement for c in choices)]
+    ok, output = _run_compile(request, target, source, family, pins, reporter)
+    if ok:
+        return output
+    preferred = [c for c in choices if c.fallback]
+    if not preferred or "no solution" not in output.lower():
+        raise _compile_error(output, pins, target, _routed(request, family))
+    unfit = [c for c in preferred if c.member.name in output.lower()] or preferred
+    for choice in unfit:
+        reporter.say(f"    {choice.requirement} (the commit's pin) does not fit {torch_pin}: asking for {choice.fallback}")
+    retry = [dataclasses.replace(c, requirement=c.fallback, preferred=False, fallback=None) if c in unfit and c.fallback
+             else c for c in choices]
+    return compile_set(request, target, source, family, [torch_pin, *(c.requirement for c in retry)], reporter)
 
 
 def _locked_versions(pylock: str) -> dict[str, str]:
     return {canonicalize_name(p["name"]): p["version"] for p in tomllib.loads(pylock).get("packages", [])}
 
 
-def synthetic_project(requirements: list[str], torch_index: str) -> str:
+def synthetic_project(requirements: list[str], torch_index: str, routed: Iterable[str]) -> str:
     """A pyproject whose dependencies are the whole set, with the torch family pinned to an
     explicit index: uv then takes those only from there and everything else only from the
     general index (no dependency confusion)."""
@@ -457,26 +579,47 @@ def synthetic_project(requirements: list[str], torch_index: str) -> str:
     doc["project"] = {"name": "vllm-lock-resolution", "version": "0", "dependencies": requirements}
     index = tomlkit.aot()
     index.append(tomlkit.item({"name": "torch-index", "url": torch_index, "explicit": True}))
-    doc["tool"] = {"uv": {"index": index, "sources": {n: {"index": "torch-index"} for n in TORCH_INDEX_PACKAGES}}}
+    doc["tool"] = {"uv": {"index": index, "sources": {n: {"index": "torch-index"} for n in sorted(routed)}}}
     return tomlkit.dumps(doc)
 
 
-def compile_requirements(source: SourceFacts, torch_pins: list[str], triton: str) -> list[str]:
-    """The whole set. Triton is listed directly (unpinned, torch pins it) so that the
-    explicit-index source applies to it: nightlies use pytorch-triton, releases triton."""
-    requirements = [*source.runtime, *source.build, *torch_pins]
+def compile_requirements(source: SourceFacts, torch_pins: list[str], triton: str,
+                         left_out: Iterable[str] = ()) -> list[str]:
+    """The whole set: what the build declares and needs, less the members left out on purpose,
+    and the torch family's pins. Triton is listed directly (unpinned, torch pins it) so that
+    the explicit-index source applies to it: nightlies use pytorch-triton, releases triton."""
+    skipped = set(left_out)
+    requirements = [r for r in (*source.runtime, *source.build)
+                    if canonicalize_name(Requirement(r).name) not in skipped]
+    requirements += torch_pins
     requirements.append(f"{triton}; platform_system == 'Linux' and platform_machine == 'x86_64'")
     return list(dict.fromkeys(requirements))
 
 
+def _routed(request: ResolveRequest, family: Family) -> frozenset[str]:
+    return frozenset({torch_family.TORCH, torch_family.TRITON[request.torch_channel], *family.names})
+
+
 def compile_set(
-    request: ResolveRequest, target: Target, source: SourceFacts, torch_pins: list[str], reporter: Reporter
+    request: ResolveRequest, target: Target, source: SourceFacts, family: Family, torch_pins: list[str],
+    reporter: Reporter,
 ) -> str:
-    triton = "pytorch-triton" if request.torch_channel == "nightly" else "triton"
-    requirements = compile_requirements(source, torch_pins, triton)
+    ok, output = _run_compile(request, target, source, family, torch_pins, reporter)
+    if not ok:
+        raise _compile_error(output, torch_pins, target, _routed(request, family))
+    return output
+
+
+def _run_compile(
+    request: ResolveRequest, target: Target, source: SourceFacts, family: Family, torch_pins: list[str],
+    reporter: Reporter,
+) -> tuple[bool, str]:
+    """(True, the pylock) or (False, uv's output)."""
+    triton = torch_family.TRITON[request.torch_channel]
+    requirements = compile_requirements(source, torch_pins, triton, family.left_out)
     with tempfile.TemporaryDirectory(prefix="vllm-lock-compile-") as tmp:
         project = Path(tmp) / "pyproject.toml"
-        project.write_text(synthetic_project(requirements, request.torch_index_url))
+        project.write_text(synthetic_project(requirements, request.torch_index_url, _routed(request, family)))
         output = Path(tmp) / "pylock.toml"
         argv = uv_shell.compile_argv(
             project=project,
@@ -486,9 +629,7 @@ def compile_set(
             default_index=request.general_index,
         )
         result = proc.run(argv, cwd=Path(tmp), env=uv_shell.uv_env(request.cache), timeout=900, log=reporter.log)
-        if not result.ok:
-            raise _compile_error(result.output, torch_pins, target)
-        return output.read_text()
+        return (True, output.read_text()) if result.ok else (False, result.output)
 
 
 _NO_WHEEL_PLATFORM = re.compile(
@@ -515,7 +656,7 @@ def no_wheel_message(output: str, target: Target) -> str | None:
     return None
 
 
-def _compile_error(output: str, torch_pins: list[str], target: Target) -> Exception:
+def _compile_error(output: str, torch_pins: list[str], target: Target, routed: frozenset[str]) -> Exception:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     detail = next((line for line in lines if "because" in line or "No solution" in line), lines[-1] if lines else "?")
     for line in lines:
@@ -526,10 +667,11 @@ def _compile_error(output: str, torch_pins: list[str], target: Target) -> Except
     if any(tok in lowered for tok in ("failed to fetch", "connection", "dns", "timed out", "certificate")):
         return UnreachableError(f"an index was unreachable while resolving: {detail}")
     if (no_wheel := no_wheel_message(output, target)) is not None:
-        if canonicalize_name(no_wheel.split()[0]) in TORCH_INDEX_PACKAGES:  # another nightly may have it
+        if canonicalize_name(no_wheel.split()[0]) in routed:  # another nightly may have it
             return CompanionMismatchError(f"torch companions cannot match ({', '.join(torch_pins)}): {no_wheel}")
         return ResolutionError(no_wheel)
-    if "no solution" in lowered and any(name in lowered for name in COMPANIONS):
+    members = routed - {torch_family.TORCH, *torch_family.TRITON.values()}
+    if "no solution" in lowered and any(name in lowered for name in members):
         return CompanionMismatchError(f"torch companions cannot match ({', '.join(torch_pins)}): {_uv_reason(lines)}")
     return ResolutionError(f"uv could not resolve the package set: {_uv_reason(lines)}")
 
@@ -556,7 +698,7 @@ def hash_packages(pylock: str, request: ResolveRequest, pages: IndexPages, repor
         if len(wheels) != 1:
             raise ResolutionError(f"{name}: expected exactly one wheel for the target, uv gave {len(wheels)}")
         wheel = wheels[0]
-        source: PackageSource = "torch" if name in TORCH_INDEX_PACKAGES else "general"
+        source: PackageSource = "torch" if name in pages.routed else "general"
         url = wheel["url"]
         filename = unquote(wheel.get("name") or url.rsplit("/", 1)[-1])
         if source == "torch":

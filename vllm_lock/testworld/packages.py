@@ -141,6 +141,22 @@ def release_wheels() -> list[WheelSpec]:
     return specs
 
 
+# torchcodec releases on the release index: both fit every torch >= 2.9.0 (a member that no
+# longer follows torch's version, like torchaudio 2.11): a lock takes the commit's own pin.
+CODEC_RELEASES = ("0.8.0", "0.9.0")
+
+
+def codec_wheels() -> list[WheelSpec]:
+    specs = []
+    for version in CODEC_RELEASES:
+        for py in PYTHONS:
+            tag = f"{py}-{py}-{X86}"
+            files = (("torchcodec/__init__.py", f'__version__ = "{version}"\nwheel_tag = "{tag}"\n'),)
+            specs.append(WheelSpec("torchcodec", f"{version}+{CUDA}", tag, files, ("torch>=2.9.0",), ">=3.10",
+                                   "torchcodec (test world fake)"))
+    return specs
+
+
 def _pure(name: str, version: str, reqs: tuple[str, ...] = (), module: str | None = None,
           body: str = "") -> WheelSpec:
     mod = module or name.replace("-", "_")

@@ -324,7 +324,32 @@ with open(os.path.join(ROOT, "vllm", "_build_info.json"), "w") as f:
     json.dump(BUILD_INFO, f, indent=2, sort_keys=True)
     f.write("\n")
 
-requirements = _read_requirements("cuda.txt" if TARGET == "cuda" else "common.txt")
+def _no_device():
+    return TARGET == "empty"
+
+
+def _is_cuda():
+    return TARGET == "cuda"
+
+
+def _is_cpu():
+    return TARGET == "cpu"
+
+
+def get_requirements():
+    """The requirement file by target, as vLLM's setup.py picks it (vllm-lock reads this chain)."""
+    if _no_device():
+        requirements = _read_requirements("common.txt")
+    elif _is_cuda():
+        requirements = _read_requirements("cuda.txt")
+    elif _is_cpu():
+        requirements = _read_requirements("cpu.txt")
+    else:
+        raise ValueError("Unsupported platform, please use CUDA or CPU.")
+    return requirements
+
+
+requirements = get_requirements()
 
 setup(
     version=VERSION,
@@ -479,6 +504,20 @@ def _cuda_txt(s: RepoState) -> str:
     )
 
 
+def _cpu_txt(s: RepoState) -> str:
+    """Like vLLM's: the unpinned companions survive --prefix stripping (torch-family members the
+    declared set names); the default mode deletes them with the torch pin."""
+    return (
+        "# Common dependencies\n"
+        "-r common.txt\n"
+        "\n"
+        f"torch=={s.torch}\n"
+        "# required for the image processors, this must be updated alongside torch\n"
+        'torchaudio; platform_machine != "s390x"\n'
+        'torchvision; platform_machine != "s390x"\n'
+    )
+
+
 def _build_txt(s: RepoState) -> str:
     return (
         "# Should be mirrored in pyproject.toml\n"
@@ -605,7 +644,7 @@ def repo_files(s: RepoState) -> dict[str, str]:
         "csrc/hello_kernel.cu": HELLO_KERNEL_CU,
         "requirements/common.txt": _common_txt(s.revision),
         "requirements/cuda.txt": _cuda_txt(s),
-        "requirements/cpu.txt": "-r common.txt\n",
+        "requirements/cpu.txt": _cpu_txt(s),
         "vllm/__init__.py": INIT_PY,
         "vllm/py.typed": "",
         "vllm/scripts.py": SCRIPTS_PY,

@@ -9,7 +9,8 @@ Nightly scenarios (torch 2.10.0.devYYYYMMDD+cu128, cp311/cp312, manylinux_2_28_x
   2026-11-12  consistent, also manylinux_2_28_aarch64  -> latest_consistent_date
   2026-11-13  newest torch + torchvision, torchaudio missing -> not consistent
 pytorch-triton 3.5.0+git<8 hex> changes on 2026-11-07. The nightly index also mirrors a
-decoy typing-extensions 4.99.0 (dependency confusion). Releases: torch 2.9.0/2.9.1+cu128.
+decoy typing-extensions 4.99.0 (dependency confusion). Releases: torch 2.9.0/2.9.1+cu128, and
+torchcodec 0.8.0/0.9.0+cu128 (each fits any torch >= 2.9.0).
 
 External sources (externals.py): real git repositories under <root>/external/ for CUTLASS
 (tags v4.0.0, v4.1.0, v4.2.1), flash-attention (roles old/new/newest, csrc/cutlass submodule)
@@ -110,7 +111,7 @@ class TestWorld:
                            wheel.requires_python)
         for spec in pk.general_generated_wheels():
             _publish(store, state, GENERAL, spec)
-        for spec in pk.release_wheels():
+        for spec in (*pk.release_wheels(), *pk.codec_wheels()):
             _publish(store, state, RELEASE, spec)
         for spec in pk.decoy_wheels():
             _publish(store, state, NIGHTLY, spec)
