@@ -349,15 +349,17 @@ def parse_nvcc_version(text: str) -> tuple[int, int] | None:
 
 
 def version_problem(version: str, commit: str, exact_tag: str | None) -> str | None:
-    """Is `vllm --version` consistent with the locked commit? None when it is."""
+    """Is the built vLLM's version consistent with the locked commit? None when it is. On a tag a
+    clean tree gives the tag's version; the stripping script dirties the tree, and setuptools-scm
+    then names the commit (`0.33.1.dev0+g<sha>.d<date>`) instead: either is consistent."""
+    if f"g{commit[:9]}" in version:
+        return None
     if exact_tag is not None:
         base = exact_tag.removeprefix("v")
         if version.split("+")[0] == base or version.startswith(base):
             return None
-        return f"vllm --version says {version}, the locked commit is tag {exact_tag}"
-    if f"g{commit[:9]}" in version:
-        return None
-    return f"vllm --version says {version}, which does not name the locked commit {commit[:9]}"
+        return f"the built vLLM's version is {version}, the locked commit is tag {exact_tag}"
+    return f"the built vLLM's version is {version}, which does not name the locked commit {commit[:9]}"
 
 
 _SM = re.compile(r"\bsm_(\d+)[af]?\b")
