@@ -321,3 +321,70 @@ def test_empty_lock_installs_verifies_and_tests_without_its_cli(world, world_loc
     tested = cli("test", str(path), "--venv", str(opt / "vllm"), cache=world_lock["cache"])
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "vllm version" in tested.stdout + tested.stderr
+
+
+# ---------------------------------------------------------------- the Phoenix script
+
+
+PCT_STUB = """#!/bin/bash
+# pct stand-in: records each call; the container's nvidia-smi prints the files beside this script
+# (real nvidia-smi output: there is no GPU here); any other command in the container fails.
+here=$(dirname "$0")
+echo "$*" >>"$here/pct-calls.log"
+[ "$1" = exec ] || exit 0
+shift 3
+case "$*" in
+  "nvidia-smi --query-gpu=compute_cap,name --format=csv,noheader") cat "$here/query.txt" ;;
+  "nvidia-smi --query-gpu=name,driver_version --format=csv,noheader") echo "GPU, 0" ;;
+  "nvidia-smi") cat "$here/banner.txt" ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def _phoenix(tmp_path: Path, archs: tuple[str, ...], query: str, banner: str):  # type: ignore[no-untyped-def]
+    import sys
+
+    from vllm_lock import codec
+
+    sys.path.insert(0, str(Path(__file__).parent / "phoenix"))
+    import harness as ph
+
+    host = ph.make_host(tmp_path / "host", ph.phoenix_config("801"))
+    base = make_lock(name="stable")
+    lock = dataclasses.replace(base, build=dataclasses.replace(base.build, target_device="cuda", cuda_archs=archs))
+    (host.lock_dir / "stable.lock.toml").write_text(codec.dumps(lock))
+    stub = host.root / "bin" / "pct"
+    stub.write_text(PCT_STUB)
+    (host.root / "bin" / "query.txt").write_text(query)
+    (host.root / "bin" / "banner.txt").write_text(banner)
+    result = host.run("801")
+    calls = (host.root / "bin" / "pct-calls.log").read_text().splitlines()
+    return result, host.log(), calls
+
+
+def test_phoenix_refuses_an_uncovered_gpu_before_anything_is_pushed(tmp_path: Path) -> None:
+    result, log, calls = _phoenix(tmp_path, ("12.0",), L40S_QUERY, BLACKWELL_BANNER)
+    assert result.returncode == 7, log
+    assert ("Refusing lock 'stable' for CTID 801: its archs 12.0 do not cover NVIDIA L40S (sm_89),NVIDIA L40S "
+            "(sm_89); the build would fail at run time (no kernel image). Resolve a lock with --arch 8.9 ") in log
+    assert not [c for c in calls if c.startswith("push") or "dpkg" in c or "apt" in c], calls
+
+
+def test_phoenix_refuses_a_driver_older_than_the_lock(tmp_path: Path) -> None:
+    result, log, calls = _phoenix(tmp_path, ("12.0",), BLACKWELL_QUERY, L40S_BANNER)
+    assert result.returncode == 7, log
+    assert "the driver supports CUDA up to 12.4, the lock's torch is cu128: install a driver for CUDA >= 12.8" in log
+    assert not [c for c in calls if c.startswith("push")]
+
+
+@pytest.mark.parametrize(("archs", "query", "banner", "words"), [
+    (("9.0",), H200_QUERY, H200_BANNER, "every GPU in CTID 801 is covered"),
+    (("8.0", "12.0"), L40S_QUERY, BLACKWELL_BANNER, "every GPU in CTID 801 is covered"),  # 8.9 runs sm_80
+    (("12.0",), NO_DEVICES, "", "No GPU visible in CTID 801 (No devices were found)"),
+])
+def test_phoenix_goes_on_when_the_gpus_fit_or_none_is_visible(tmp_path: Path, archs: tuple[str, ...], query: str,
+                                                                banner: str, words: str) -> None:
+    result, log, calls = _phoenix(tmp_path, archs, query, banner)
+    assert words in log
+    assert result.returncode != 7 and any("dpkg-query" in c for c in calls), log  # went on to the packages
