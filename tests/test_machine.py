@@ -322,6 +322,16 @@ def test_empty_lock_installs_verifies_and_tests_without_its_cli(world, world_loc
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "vllm version" in tested.stdout + tested.stderr
 
+    # verify reads the installed version (no CLI) and checks that it names the locked commit
+    metadata = next((Path(os.readlink(opt / "vllm")) / "lib").glob("python3*/site-packages/vllm-*.dist-info/METADATA"))
+    text = metadata.read_text()
+    metadata.write_text(text.replace(f"Version: {receipt['vllm_version']}", "Version: 0.1.dev1+g0badc0de0"))
+    drifted = cli("verify", str(path), "--venv", str(opt / "vllm"), cache=world_lock["cache"])
+    assert drifted.returncode == 1
+    assert ("the built vLLM's version is 0.1.dev1+g0badc0de0, which does not name the locked commit "
+            f"{lock.vllm.commit[:9]}") in drifted.stdout
+    metadata.write_text(text)
+
 
 # ---------------------------------------------------------------- the Phoenix script
 
