@@ -177,7 +177,8 @@ def gpu_problems(report: GpuReport, archs: tuple[str, ...], cuda_variant: str,
         if problem:
             problems.append(problem)
     elif report.gpus:
-        problems.append("nvidia-smi does not say which CUDA version the driver supports")
+        problems.append("nvidia-smi does not say which CUDA version the driver supports (pass --skip-gpu-check "
+                        "on a host that builds for other machines)")
     return problems
 
 

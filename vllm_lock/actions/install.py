@@ -156,7 +156,7 @@ def _steps(
             raise PreflightError("; ".join(problems))
         jobs = plan.choose_jobs(lock.build, facts, max_jobs=request.max_jobs, nvcc_threads=request.nvcc_threads)
         rep.say(f"    MAX_JOBS={jobs.max_jobs} NVCC_THREADS={jobs.nvcc_threads} ({jobs.reason})")
-        rep.say("    toolchain: " + ", ".join(t.describe() for t in plan.build_tools(lock, facts.toolchain)))
+        rep.say("    toolchain: " + ", ".join(t.describe() for t in facts.toolchain))
         if facts.gpus is not None and facts.gpus.gpus:
             gpus = ", ".join(f"{g.name} (sm_{g.capability[0]}{g.capability[1]})" for g in facts.gpus.gpus)
             rep.say(f"    GPUs: {gpus}; driver {facts.gpus.driver_version} (CUDA {_cuda(facts.gpus.driver_cuda)})")
