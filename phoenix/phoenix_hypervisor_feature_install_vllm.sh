@@ -338,6 +338,90 @@ require_nvidia() {
     log_info "GPU(s) in CTID ${CTID}: ${gpus//$'\n'/; }"
 }
 
+# The raw TOML value of KEY in [SECTION] of the checked lock copy (vllm-lock writes one
+# `key = value` a line); empty when absent.
+lock_key() {
+    awk -v section="[$1]" -v key="$2" '
+        /^\[/ { in_section = ($0 == section); next }
+        in_section && index($0, key " = ") == 1 { print substr($0, length(key) + 4); exit }
+    ' "$HOST_LOCK"
+}
+
+# Does code for locked arch $1 run on a GPU of compute capability $2.$3? vllm-lock's rule
+# (vllm_lock/cuda.py): the same major, and the same or an older minor (CUDA binary compatibility),
+# except arch-specific `X.Ya` code, which runs only on exactly X.Y. vLLM drops PTX: no other major.
+arch_covers() {
+    local arch="$1" base
+    base="${arch%[af]}"
+    [ "${base%%.*}" -eq "$2" ] || return 1
+    if [[ "$arch" == *a ]]; then
+        [ "${base#*.}" -eq "$3" ]
+    else
+        [ "${base#*.}" -le "$3" ]
+    fi
+}
+
+# Before anything is pushed: a CUDA lock must be able to run on the container's GPUs (otherwise
+# a 15-45 minute build fails only at run time, "no kernel image") and its driver must support the
+# lock's CUDA variant. Refused with exit 7 (vllm-lock's preflight code), naming what would fit. No
+# GPU listed is a warning. The container's vllm-lock install checks the same again.
+check_gpus_for_lock() {
+    local device archs variant caps banner line cap name major minor uncovered=() fits=() arch covered
+    device=$(lock_key build target-device)
+    device="${device//\"/}"
+    if [ "$device" != "cuda" ]; then
+        log_info "Lock '${LOCK_NAME}' targets '${device}': no GPU arch check."
+        return 0
+    fi
+    read -r -a archs <<<"$(lock_key build cuda-archs | grep -oE '[0-9]+\.[0-9]+[af]?' | tr '\n' ' ')"
+    variant=$(lock_key inputs.torch.original cuda)
+    variant="${variant//\"/}"
+    if [ "${#archs[@]}" -eq 0 ] || [[ ! "$variant" =~ ^cu[0-9]{3}$ ]]; then
+        log_warn "Lock '${LOCK_NAME}': archs or CUDA variant unreadable here; vllm-lock checks the GPUs in CTID ${CTID}."
+        return 0
+    fi
+    caps=$(pct exec "$CTID" -- nvidia-smi --query-gpu=compute_cap,name --format=csv,noheader </dev/null 2>&1) || true
+    if grep -qE "No devices were found|couldn't communicate with the NVIDIA driver" <<<"$caps"; then
+        log_warn "No GPU visible in CTID ${CTID} ($(last_line "$caps")): the GPUs lock '${LOCK_NAME}' is for are not checked."
+        return 0
+    fi
+    while IFS= read -r line; do
+        [ -n "${line// /}" ] || continue
+        cap="${line%%,*}"
+        cap="${cap// /}"
+        name="${line#*,}"
+        name="${name# }"
+        if [[ ! "$cap" =~ ^([0-9]+)\.([0-9]+)$ ]]; then
+            log_error "Refusing lock '${LOCK_NAME}': cannot read the GPUs of CTID ${CTID}: nvidia-smi said $(printf '%q' "$line")."
+            exit_script 7
+        fi
+        major="${BASH_REMATCH[1]}"
+        minor="${BASH_REMATCH[2]}"
+        covered=""
+        for arch in "${archs[@]}"; do
+            if arch_covers "$arch" "$major" "$minor"; then covered=1; fi
+        done
+        if [ -z "$covered" ]; then
+            uncovered+=("${name} (sm_${cap/./})")
+            fits+=("--arch ${cap}")
+        fi
+    done <<<"$caps"
+    if [ "${#uncovered[@]}" -gt 0 ]; then
+        log_error "Refusing lock '${LOCK_NAME}' for CTID ${CTID}: its archs ${archs[*]} do not cover $(IFS=,; echo "${uncovered[*]}"); the build would fail at run time (no kernel image). Resolve a lock with $(printf '%s\n' "${fits[@]}" | sort -u | tr '\n' ' ')for this container."
+        exit_script 7
+    fi
+    banner=$(pct exec "$CTID" -- nvidia-smi </dev/null 2>/dev/null) || true
+    if [[ "$banner" =~ CUDA\ Version:\ *([0-9]+)\.([0-9]+) ]]; then
+        local have_major="${BASH_REMATCH[1]}" have_minor="${BASH_REMATCH[2]}" digits="${variant#cu}"
+        local need_major="${digits:0:${#digits}-1}" need_minor="${digits: -1}"
+        if [ "$have_major" -lt "$need_major" ] || { [ "$have_major" -eq "$need_major" ] && [ "$have_minor" -lt "$need_minor" ]; }; then
+            log_error "Refusing lock '${LOCK_NAME}' for CTID ${CTID}: the driver supports CUDA up to ${have_major}.${have_minor}, the lock's torch is ${variant}: install a driver for CUDA >= ${need_major}.${need_minor} (the 'nvidia' feature's nvidia_driver_version)."
+            exit_script 7
+        fi
+    fi
+    log_info "GPU check for lock '${LOCK_NAME}' (archs ${archs[*]}, ${variant}): every GPU in CTID ${CTID} is covered."
+}
+
 already_installed() {
     local stamp
     stamp=$(pct exec "$CTID" -- cat "$STAMP_FILE" </dev/null 2>/dev/null) || return 1
@@ -480,6 +564,7 @@ main() {
     log_info "Starting vLLM installation in CTID ${CTID} from lock '${LOCK_NAME}'."
     install_proxy_ca_certificate
     require_nvidia
+    check_gpus_for_lock
     if already_installed; then
         log_success "vLLM from lock '${LOCK_NAME}' is already installed and verified in CTID ${CTID}; nothing to do."
         exit_script 0

@@ -163,3 +163,46 @@ def test_overlapping_venv_and_src(venv: str, src: str, words: str) -> None:
     generations = Path(venv).with_name(Path(venv).name + ".generations")
     problem = plan.layout_problem(venv_link=Path(venv), src_link=Path(src), generations=generations)
     assert problem is not None and words in problem
+
+
+# ---------------------------------------------------------------- GPUs and toolchain in preflight
+
+
+def test_preflight_refuses_gpus_the_locked_archs_do_not_cover() -> None:
+    from vllm_lock import cuda
+
+    ada = cuda.GpuReport(gpus=(cuda.Gpu(name="NVIDIA L40S", capability=(8, 9)),), driver_version="570.124.06",
+                         driver_cuda=(12, 8))
+    cuda_lock = lock(cuda_archs=("12.0",), target_device="cuda")
+    problems = plan.preflight_problems(cuda_lock, facts(gpus=ada))
+    assert len(problems) == 1 and "NVIDIA L40S (sm_89)" in problems[0] and "--arch 8.9" in problems[0]
+    assert plan.preflight_problems(lock(cuda_archs=("8.9", "12.0"), target_device="cuda"), facts(gpus=ada)) == []
+    assert plan.preflight_problems(lock(target_device="cpu"), facts(gpus=ada)) == []  # a CPU build runs anywhere
+    # not looked at (--skip-gpu-check): no problem, a warning
+    assert plan.preflight_problems(cuda_lock, facts(gpus=None)) == []
+    assert plan.preflight_notes(cuda_lock, facts(gpus=None)) == [
+        "GPU check skipped (--skip-gpu-check): the GPUs this build is for are not checked"]
+    assert plan.preflight_notes(cuda_lock, facts(gpus=cuda.GpuReport(absent="no nvidia-smi on PATH"))) == [
+        "no GPU present (no nvidia-smi on PATH): the GPUs this build is for are not checked"]
+
+
+def test_preflight_refuses_a_toolchain_below_the_lock() -> None:
+    cpu = dataclasses.replace(lock(target_device="cpu"), external_sources=(ExternalSource(
+        name="onednn", repository="https://github.com/oneapi-src/oneDNN.git", ref="v3.13", ref_kind="tag",
+        override="FETCHCONTENT_SOURCE_DIR_ONEDNN", declared_in="cmake/cpu_extension.cmake", commit="d" * 40),))
+    old = (plan.Tool(name="gcc", path="/usr/bin/gcc", version="12.2.0"),
+           plan.Tool(name="g++", path="/usr/bin/g++", version="12.2.0"))
+    problems = plan.preflight_problems(cpu, facts(toolchain=old))
+    assert [p.split(" is below")[0] for p in problems] == ["gcc 12.2.0 (/usr/bin/gcc)", "g++ 12.2.0 (/usr/bin/g++)"]
+    new = tuple(dataclasses.replace(t, version="12.3.0") for t in old)
+    assert plan.preflight_problems(cpu, facts(toolchain=new)) == []
+    arm = dataclasses.replace(cpu, target=Target(python="3.12", platform="aarch64-manylinux_2_28"))
+    assert plan.toolchain_needs(arm) == ()  # the GCC 12.3 stop is the x86 backend's
+
+
+def test_a_dirty_tag_build_names_the_commit() -> None:
+    commit = "7c7c2c2551234567890abcdef1234567890abcde"
+    # the stripping script dirties the tree: setuptools-scm names the commit, not the tag
+    assert plan.version_problem("0.33.1.dev0+g7c7c2c255.d20261126", commit, "v0.33.0") is None
+    assert plan.version_problem("0.33.0", commit, "v0.33.0") is None
+    assert plan.version_problem("0.32.0", commit, "v0.33.0") is not None

@@ -52,12 +52,26 @@ def test_uncovered_gpu_message_says_so() -> None:
     )
 
 
-def test_parse_nvidia_smi() -> None:
-    out = "NVIDIA H100 80GB HBM3, 9.0, 570.86.15\nNVIDIA RTX PRO 6000 Blackwell, 12.0, 575.51.03\n\ngarbage\n"
-    assert smoke.parse_nvidia_smi(out) == (
-        smoke.Gpu(name="NVIDIA H100 80GB HBM3", capability=(9, 0), driver="570.86.15"),
-        smoke.Gpu(name="NVIDIA RTX PRO 6000 Blackwell", capability=(12, 0), driver="575.51.03"),
-    )
+def test_host_gpus_come_from_nvidia_smi_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GPU here: a stand-in nvidia-smi prints the real output of an H200 (driver 580.159.04)."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\ncase "$*" in\n  *--query-gpu*) echo "9.0, NVIDIA H200" ;;\n'
+                   '  *) echo "| NVIDIA-SMI 580.159.04             Driver Version: 580.159.04     CUDA Version: 13.0     |" ;;\n'
+                   'esac\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert smoke.host_gpus() == (smoke.Gpu(name="NVIDIA H200", capability=(9, 0), driver="580.159.04"),)
+
+
+def test_empty_build_is_checked_by_its_installed_version_not_its_cli() -> None:
+    """`vllm --version` of an empty build fails ("Failed to infer device type"): not a failure."""
+    empty = dataclasses.replace(LOCK, build=dataclasses.replace(LOCK.build, target_device="empty"))
+    checks = {c.name: c for c in smoke.evaluate(empty, GOOD_PROBE, (False, "not run"), ())}
+    assert "vllm --version" not in checks
+    assert checks["vllm version"].ok and checks["vllm version"].detail.startswith("0.11.1 (importlib.metadata")
+    broken = {**GOOD_PROBE, "errors": {"vllm": "ImportError: boom"}}
+    broken.pop("vllm")
+    assert not {c.name: c for c in smoke.evaluate(empty, broken, (False, ""), ())}["vllm version"].ok
 
 
 # ---------------------------------------------------------------- evaluate (pure)

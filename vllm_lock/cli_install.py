@@ -54,6 +54,7 @@ def install(
     allow_python_download: Annotated[bool, typer.Option(help="let uv download the locked Python if missing")] = False,
     require_signed: Annotated[bool, typer.Option("--require-signed", help="refuse a lock without a good signature by a trusted key")] = False,
     trusted_keys: Annotated[Path | None, typer.Option("--trusted-keys", help="allowed_signers file for --require-signed")] = None,
+    skip_gpu_check: Annotated[bool, typer.Option("--skip-gpu-check", help="build for other machines' GPUs: do not check this machine's GPUs and driver against the lock")] = False,
 ) -> None:
     """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
     from vllm_lock.actions import verify_lock
@@ -75,6 +76,7 @@ def install(
             allow_python_download=allow_python_download,
             min_free_disk=_min_free_disk(),
             cache=cache_root(),
+            skip_gpu_check=skip_gpu_check,
         ),
         Reporter.for_stderr(),
     )

@@ -8,6 +8,15 @@ MAX_JOBS rule (printed by install, overridable with --max-jobs / $MAX_JOBS):
   processes = max(1, min(cpus // NVCC_THREADS, available_GiB // budget))
   MAX_JOBS  = processes * NVCC_THREADS
   Non-CUDA builds: MAX_JOBS = max(1, min(cpus, available_GiB // 1)), NVCC_THREADS = 1.
+
+Toolchain needed (every number comes from the lock, never from the vLLM version alone):
+  cmake, ninja   the build set's own specifier (`cmake>=3.26.1`), checked against the locked wheel
+                 when the lock has one (the build runs it), else against the machine's tool;
+  gcc, g++       COMPILER_FLOORS: a floor applies when the lock builds the code that needs it
+                 (a pinned external source, vLLM's CPU extension on x86_64); `empty` compiles nothing;
+  nvcc           new enough for every locked arch (cuda.py).
+GPUs (CUDA builds, unless --skip-gpu-check): every GPU covered by the locked archs and a driver
+new enough for the lock's CUDA variant (the rule in cuda.py); no GPU present is a warning.
 """
 
 from __future__ import annotations
@@ -17,6 +26,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from vllm_lock import cuda as cuda_rules
 from vllm_lock.model import BuildRecipe, Lock
@@ -30,6 +44,22 @@ DEFAULT_NVCC_THREADS = 2
 # Disk needed besides the wheels (venv copies of them, source, build tree); MIN_FREE_DISK overrides.
 BUILD_DISK_CUDA = 20 * GIB
 BUILD_DISK_OTHER = 256 << 20
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Tool:
+    """A compiler or build tool as found: on the machine, or the locked wheel the build runs."""
+
+    name: str  # gcc, g++, cmake, ninja, nvcc, rustc, cargo
+    path: str | None  # None: not found
+    version: str | None = None  # "12.2.0"; None: found, but its version could not be read
+    origin: str = "machine"  # or "locked wheel"
+
+    def describe(self) -> str:
+        if self.path is None:
+            return f"{self.name} not found"
+        where = self.path if self.origin == "machine" else self.origin
+        return f"{self.name} {self.version or '(version unreadable)'} ({where})"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -48,6 +78,8 @@ class MachineFacts:
     cache: str = ""  # the cache directory (wheels, mirrors, uv's cache)
     cache_free_disk: int | None = None  # bytes free there; None: not measured
     cache_missing: int = 0  # bytes of locked wheels the cache does not hold yet (to be downloaded)
+    toolchain: tuple[Tool, ...] = ()  # the compilers and build tools found (not looked for: absent)
+    gpus: cuda_rules.GpuReport | None = None  # None: not looked at (--skip-gpu-check, or no CUDA build)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -98,6 +130,9 @@ def preflight_problems(lock: Lock, facts: MachineFacts, *, min_free_disk: int | 
                 if problem:
                     major, minor = facts.nvcc_version
                     problems.append(f"nvcc {major}.{minor} ({facts.nvcc}) cannot build arch {arch}: {problem}")
+    problems += toolchain_problems(toolchain_needs(lock), facts.toolchain)
+    if is_cuda(lock) and facts.gpus is not None:
+        problems += cuda_rules.gpu_problems(facts.gpus, lock.build.cuda_archs, lock.torch.cuda, facts.nvcc_version)
     need = needed_disk(lock, min_free_disk)
     if facts.free_disk < need:
         problems.append(f"not enough free disk: {facts.free_disk / GIB:.1f} GiB free, {need / GIB:.1f} GiB needed")
@@ -107,6 +142,108 @@ def preflight_problems(lock: Lock, facts: MachineFacts, *, min_free_disk: int | 
             f"{facts.cache_missing / MIB:.1f} MiB of wheels to download"
         )
     return problems
+
+
+def preflight_notes(lock: Lock, facts: MachineFacts) -> list[str]:
+    """What preflight warns about without refusing."""
+    if not is_cuda(lock):
+        return []
+    if facts.gpus is None:
+        return ["GPU check skipped (--skip-gpu-check): the GPUs this build is for are not checked"]
+    return cuda_rules.gpu_notes(facts.gpus, lock.build.cuda_archs)
+
+
+# ---------------------------------------------------------------- toolchain
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Need:
+    tool: str
+    spec: str  # a PEP 440 specifier: ">=13"
+    why: str
+
+
+# GCC floors, each with the code that imposes it. The external source names are the lock's own
+# (cmake.py/layout.py name them from the FetchContent calls).
+COMPILER_FLOORS: tuple[tuple[str, str, str], ...] = (
+    # (how the lock shows the code is built, floor, why)
+    ("source:deepselect", ">=13", "DeepSelect (pinned since vLLM 0.30) includes <format>: C++20 std::format "
+                                  "needs GCC >= 13 (vLLM issue 58158)"),
+    ("repository:github.com/vllm-project/DeepGEMM", ">=13", "vLLM's DeepGEMM pin (since vLLM 0.30) includes "
+                                                              "<format>: GCC >= 13 (vLLM issue 58158)"),
+    ("cpu-extension:x86_64", ">=12.3", "vLLM's CPU extension on x86_64 stops below GCC 12.3 "
+                                       "(cmake/cpu_extension.cmake: \"X86 backend requires gcc/g++ >= 12.3\")"),
+)
+BUILD_SET_TOOLS = ("cmake", "ninja")
+
+
+def _floor_applies(lock: Lock, key: str) -> bool:
+    kind, _, value = key.partition(":")
+    sources = lock.external_sources
+    if kind == "source":
+        return any(s.name == value for s in sources)
+    if kind == "repository":
+        return any(value.lower() in s.repository.lower() for s in sources)
+    return (lock.build.target_device == "cpu" and lock.target.machine == value
+            and any(s.declared_in.endswith("cpu_extension.cmake") for s in sources))
+
+
+def toolchain_needs(lock: Lock) -> tuple[Need, ...]:
+    """What the lock's build needs of the toolchain (the rules in the module docstring)."""
+    if lock.build.target_device == "empty":
+        return ()  # nothing is compiled, and setup.py runs no CMake
+    needs: list[Need] = []
+    for key, spec, why in COMPILER_FLOORS:
+        if _floor_applies(lock, key):
+            needs += [Need(tool="gcc", spec=spec, why=why), Need(tool="g++", spec=spec, why=why)]
+    for line in lock.layout.build_set:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        name = canonicalize_name(requirement.name)
+        if name in BUILD_SET_TOOLS and str(requirement.specifier):
+            needs.append(Need(tool=name, spec=str(requirement.specifier),
+                              why=f"the lock's build requirement {line.split(';')[0].strip()}"))
+    return tuple(needs)
+
+
+def build_tools(lock: Lock, machine: tuple[Tool, ...]) -> tuple[Tool, ...]:
+    """The tools the build runs: a build-set tool (cmake, ninja) the lock installs as a wheel is
+    that wheel, whatever the machine has."""
+    locked = {name: lock.package(name) for name in BUILD_SET_TOOLS}
+    tools = [t for t in machine if locked.get(t.name) is None]
+    for name, package in locked.items():
+        if package is not None:
+            tools.append(Tool(name=name, path=package.filename, version=package.version, origin="locked wheel"))
+    return tuple(sorted(tools, key=lambda t: t.name))
+
+
+def toolchain_problems(needs: tuple[Need, ...], tools: tuple[Tool, ...]) -> list[str]:
+    found = {t.name: t for t in tools}
+    problems: list[str] = []
+    for need in needs:
+        tool = found.get(need.tool)
+        if tool is None or tool.path is None:
+            problems.append(f"{need.tool} not found: {need.why} needs {need.tool}{need.spec}")
+            continue
+        try:
+            version = Version(tool.version or "")
+        except InvalidVersion:
+            problems.append(f"cannot read the version of {tool.path}: {need.why} needs {need.tool}{need.spec}")
+            continue
+        if not SpecifierSet(need.spec).contains(version, prereleases=True):
+            problems.append(f"{tool.describe()} is below what the lock needs, {need.tool}{need.spec}: {need.why}")
+    return problems
+
+
+_TOOL_VERSION = re.compile(r"(?<![\d.])(\d+\.\d+(?:\.\d+)?)")
+
+
+def parse_tool_version(text: str) -> str | None:
+    """`gcc -dumpfullversion`, `cmake --version`, `ninja --version`, `rustc --version`... -> "12.2.0"."""
+    match = _TOOL_VERSION.search(text)
+    return match.group(1) if match else None
 
 
 def choose_jobs(
@@ -212,15 +349,17 @@ def parse_nvcc_version(text: str) -> tuple[int, int] | None:
 
 
 def version_problem(version: str, commit: str, exact_tag: str | None) -> str | None:
-    """Is `vllm --version` consistent with the locked commit? None when it is."""
+    """Is the built vLLM's version consistent with the locked commit? None when it is. On a tag a
+    clean tree gives the tag's version; the stripping script dirties the tree, and setuptools-scm
+    then names the commit (`0.33.1.dev0+g<sha>.d<date>`) instead: either is consistent."""
+    if f"g{commit[:9]}" in version:
+        return None
     if exact_tag is not None:
         base = exact_tag.removeprefix("v")
         if version.split("+")[0] == base or version.startswith(base):
             return None
-        return f"vllm --version says {version}, the locked commit is tag {exact_tag}"
-    if f"g{commit[:9]}" in version:
-        return None
-    return f"vllm --version says {version}, which does not name the locked commit {commit[:9]}"
+        return f"the built vLLM's version is {version}, the locked commit is tag {exact_tag}"
+    return f"the built vLLM's version is {version}, which does not name the locked commit {commit[:9]}"
 
 
 _SM = re.compile(r"\bsm_(\d+)[af]?\b")

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vllm_lock.cuda import GpuReport
+
 RECEIPT_NAME = "receipt.json"
 RECEIPT_VERSION = 1
 
@@ -39,10 +41,24 @@ class Receipt:
     tool_version: str
     cubins: list[str] = field(default_factory=list)
     external_sources: dict[str, str] = field(default_factory=dict)  # name -> staged commit
+    version_checked_by: str = "vllm --version"  # or "import vllm + importlib.metadata" (target empty)
+    toolchain: dict[str, dict[str, str | None]] = field(default_factory=dict)  # name -> version, path
+    gpus: dict[str, Any] = field(default_factory=dict)  # what preflight saw; empty when not looked at
     receipt_version: int = RECEIPT_VERSION
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+def gpu_record(report: GpuReport | None) -> dict[str, Any]:
+    if report is None:
+        return {}
+    return {
+        "devices": [{"name": g.name, "capability": f"{g.capability[0]}.{g.capability[1]}"} for g in report.gpus],
+        "driver-version": report.driver_version,
+        "driver-cuda": f"{report.driver_cuda[0]}.{report.driver_cuda[1]}" if report.driver_cuda else None,
+        "absent": report.absent,
+    }
 
 
 def path(generation: Path) -> Path:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import os
+import platform
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
 import vllm_lock
 from vllm_lock import codec, plan, pylock
+from vllm_lock import cuda as cuda_rules
 from vllm_lock import layout as layout_rules
 from vllm_lock import receipt as receipts
 from vllm_lock.actions import verify as verify_action
@@ -24,7 +26,7 @@ from vllm_lock.errors import InstallError, IntegrityError, OutputError, Prefligh
 from vllm_lock.model import BuildRecipe, Lock, PatchedFile
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
-from vllm_lock.shell import generations, lockfiles, staging
+from vllm_lock.shell import generations, lockfiles, machine, staging
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 from vllm_lock.shell.stripping import run_stripping_script, snapshot
@@ -41,6 +43,7 @@ class InstallRequest:
     allow_python_download: bool = False
     min_free_disk: int | None = None
     cache: Path = field(default_factory=cache_root)
+    skip_gpu_check: bool = False  # a build host building for other machines' GPUs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,7 +146,9 @@ def _steps(
 
     with rep.step("preflight"):
         generations.check_writable_dir(request.cache, "the cache, VLLM_LOCK_CACHE")
-        facts = build_shell.machine_facts(lock, layout.generations, request.cache, os.environ)
+        facts = machine_facts(lock, layout.generations, request.cache, check_gpus=not request.skip_gpu_check)
+        for note in plan.preflight_notes(lock, facts):
+            rep.say(f"    warning: {note}")
         problems = plan.preflight_problems(lock, facts, min_free_disk=request.min_free_disk)
         if facts.python_found is None and request.allow_python_download:
             problems = [p for p in problems if not p.startswith("Python ")]
@@ -151,8 +156,10 @@ def _steps(
             raise PreflightError("; ".join(problems))
         jobs = plan.choose_jobs(lock.build, facts, max_jobs=request.max_jobs, nvcc_threads=request.nvcc_threads)
         rep.say(f"    MAX_JOBS={jobs.max_jobs} NVCC_THREADS={jobs.nvcc_threads} ({jobs.reason})")
-        if facts.nvcc:
-            rep.say(f"    nvcc {facts.nvcc_version} at {facts.nvcc}")
+        rep.say("    toolchain: " + ", ".join(t.describe() for t in facts.toolchain))
+        if facts.gpus is not None and facts.gpus.gpus:
+            gpus = ", ".join(f"{g.name} (sm_{g.capability[0]}{g.capability[1]})" for g in facts.gpus.gpus)
+            rep.say(f"    GPUs: {gpus}; driver {facts.gpus.driver_version} (CUDA {_cuda(facts.gpus.driver_cuda)})")
 
     if facts.python_found is None:
         with rep.step("python"):
@@ -204,12 +211,14 @@ def _steps(
 
     with rep.step("verify"):
         version, found = verify_built(lock, venv, src, env)
-        rep.say(f"    vllm --version: {version}")
+        rep.say(f"    {version_check(lock)}: {version}")
         if found:
             rep.say(f"    cubins: {', '.join(sorted(found))}")
 
     with rep.step("receipt"):
-        receipts.write(gen, make_receipt(lock, gen, editable, version, env, jobs, rep.timings, log_path, found))
+        tools = receipt_toolchain(lock, facts.toolchain, venv / "bin")
+        receipts.write(gen, make_receipt(lock, gen, editable, version, env, jobs, rep.timings, log_path, found,
+                                         toolchain=tools, gpus=facts.gpus))
 
     with rep.step("switch"):
         generations.switch(layout, gen)
@@ -230,11 +239,24 @@ def check_patched(lock: Lock, got: tuple[PatchedFile, ...]) -> None:
         )
 
 
+def version_check(lock: Lock) -> str:
+    """How the built version is read. An `empty` build's `vllm --version` cannot start ("Failed to
+    infer device type": no device to run on), so it is read from `import vllm` and the installed
+    distribution's metadata, which is what `vllm --version` prints."""
+    return "import vllm + importlib.metadata" if lock.build.target_device == "empty" else "vllm --version"
+
+
+def built_version(lock: Lock, venv: Path) -> tuple[bool, str]:
+    if lock.build.target_device == "empty":
+        return build_shell.imported_vllm_version(venv / "bin" / "python")
+    return build_shell.vllm_version(venv / "bin")
+
+
 def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tuple[str, set[str]]:
-    """vllm --version consistent with the commit; the exact package set; for CUDA, every arch."""
-    ok, version = build_shell.vllm_version(venv / "bin")
+    """The built version consistent with the commit; the exact package set; for CUDA, every arch."""
+    ok, version = built_version(lock, venv)
     if not ok:
-        raise InstallError(f"{venv}/bin/vllm --version failed: {version}")
+        raise InstallError(f"{version_check(lock)} failed in {venv}: {version}")
     problem = plan.version_problem(version, lock.vllm.commit, build_shell.exact_tag(src))
     if problem:
         raise InstallError(problem)
@@ -251,9 +273,51 @@ def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tupl
     return version, found
 
 
+def _cuda(version: tuple[int, int] | None) -> str:
+    return f"{version[0]}.{version[1]}" if version else "?"
+
+
+def machine_facts(lock: Lock, where: Path, cache: Path, *, check_gpus: bool) -> plan.MachineFacts:
+    """Everything preflight decides on, gathered from the machine (nothing decided here)."""
+    nvcc = machine.find_nvcc(os.environ) if plan.is_cuda(lock) else None
+    try:
+        python_found, python_error = build_shell.find_python(lock.target.python, cache), None
+    except PreflightError as exc:
+        python_found, python_error = None, str(exc)
+    store = Store(cache)
+    missing = sum(p.size for p in lock.packages if not store.has(p.sha256, p.filename))
+    return plan.MachineFacts(
+        machine=platform.machine(),
+        glibc=machine.glibc(),
+        cpus=machine.cpus(),
+        mem_available=machine.mem_available(),
+        free_disk=machine.free_disk(where),
+        python_found=python_found,
+        python_error=python_error,
+        nvcc=nvcc,
+        nvcc_version=machine.nvcc_version(nvcc) if nvcc else None,
+        cache=str(cache),
+        cache_free_disk=machine.free_disk(cache),
+        cache_missing=missing,
+        toolchain=plan.build_tools(lock, machine.toolchain(os.environ)),
+        gpus=machine.gpus(os.environ) if check_gpus and plan.is_cuda(lock) else None,
+    )
+
+
+def receipt_toolchain(lock: Lock, tools: tuple[plan.Tool, ...], venv_bin: Path) -> dict[str, dict[str, str | None]]:
+    """The toolchain as built with: the machine's compilers, the environment's cmake and ninja
+    where a locked wheel put them there."""
+    chosen = {t.name: t for t in tools}
+    for name in plan.BUILD_SET_TOOLS:
+        if (tool := machine.tool_in(venv_bin, name)) is not None:
+            chosen[name] = tool
+    return {name: {"version": t.version, "path": t.path} for name, t in sorted(chosen.items())}
+
+
 def make_receipt(
     lock: Lock, gen: Path, editable: bool, version: str, env: dict[str, str], jobs: plan.Jobs,
-    timings: dict[str, float], log_path: Path, found: set[str],
+    timings: dict[str, float], log_path: Path, found: set[str], *,
+    toolchain: dict[str, dict[str, str | None]] | None = None, gpus: cuda_rules.GpuReport | None = None,
 ) -> receipts.Receipt:
     keys = (
         "VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "VLLM_FLASH_ATTN_VERSION", "SOURCE_DATE_EPOCH",
@@ -284,6 +348,9 @@ def make_receipt(
         tool_version=vllm_lock.__version__,
         cubins=sorted(found),
         external_sources={s.name: s.commit for s in lock.external_sources},
+        version_checked_by=version_check(lock),
+        toolchain=toolchain or {},
+        gpus=receipts.gpu_record(gpus),
     )
 
 
@@ -328,19 +395,17 @@ def build_check(request: BuildCheckRequest, reporter: Reporter) -> tuple[Path, s
         rep = reporter.with_log(log)
         rep.say(f"full log: {log_path}")
         with rep.step("preflight"):
-            nvcc = build_shell.find_nvcc(os.environ)
+            nvcc = machine.find_nvcc(os.environ)
             if request.target_device == "cuda":
-                version = build_shell.nvcc_version(nvcc) if nvcc else None
+                version = machine.nvcc_version(nvcc) if nvcc else None
                 if version is None:
                     raise PreflightError("nvcc not found or unreadable ($CUDA_HOME/bin, /usr/local/cuda/bin, PATH)")
-                from vllm_lock import cuda as cuda_rules
-
                 for arch in request.archs:
                     if problem := cuda_rules.arch_problem(arch, version):
                         raise PreflightError(f"nvcc {version[0]}.{version[1]} cannot build arch {arch}: {problem}")
                 rep.say(f"    nvcc {version[0]}.{version[1]} at {nvcc}")
             facts = plan.MachineFacts(
-                machine="", glibc=None, cpus=len(os.sched_getaffinity(0)), mem_available=build_shell.mem_available(),
+                machine="", glibc=None, cpus=machine.cpus(), mem_available=machine.mem_available(),
                 free_disk=0, python_found=request.python,
             )
             jobs = _jobs_for_archs(request, facts)

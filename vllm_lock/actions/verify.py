@@ -16,7 +16,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from vllm_lock import codec
+from vllm_lock import codec, plan
 from vllm_lock import receipt as receipts
 from vllm_lock.errors import UsageError
 from vllm_lock.model import Lock
@@ -188,6 +188,12 @@ def verify(lock_ref: str, venv: Path) -> Report:
         head = build_shell.head_commit(src)
         if head != lock.vllm.commit:
             report.source.append(f"{src}: HEAD {head}, lock {lock.vllm.commit}")
+        # the installed distribution's version (what `vllm --version` prints, read without running
+        # it: an `empty` build's CLI cannot start) must name the locked commit
+        if report.vllm_version is not None and (
+            problem := plan.version_problem(report.vllm_version, lock.vllm.commit, build_shell.exact_tag(src))
+        ):
+            report.source.append(problem)
         for patched in lock.layout.patched_files:
             file = src / patched.path
             got = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None

@@ -1,11 +1,10 @@
-"""The build machine: facts about it (CPU, memory, disk, glibc, nvcc, Python), the source checkout
-of a generation, the staged wheels, and the uv/setuptools/cuobjdump commands, all through proc."""
+"""The build: the locked Python (uv), the source checkout of a generation, the staged wheels, and
+the uv/setuptools/cuobjdump commands, all through proc. The machine's own facts: machine.py."""
 
 from __future__ import annotations
 
 import errno
 import os
-import platform
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,55 +17,15 @@ from vllm_lock.model import Lock, Package
 from vllm_lock.shell import git as git_shell
 from vllm_lock.shell import proc
 from vllm_lock.shell import uv as uv_shell
+
+# callers that predate machine.py use build_shell.*
+from vllm_lock.shell.machine import find_nvcc as find_nvcc
+from vllm_lock.shell.machine import glibc as glibc
+from vllm_lock.shell.machine import mem_available as mem_available
+from vllm_lock.shell.machine import nvcc_version as nvcc_version
 from vllm_lock.shell.store import Store
 
-# ---------------------------------------------------------------- machine facts
-
-
-def glibc() -> tuple[int, int] | None:
-    try:
-        text = os.confstr("CS_GNU_LIBC_VERSION") or ""
-    except (ValueError, OSError):
-        return None
-    if not text.startswith("glibc "):
-        return None
-    major, minor = text.split()[1].split(".")[:2]
-    return int(major), int(minor)
-
-
-def mem_available() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 * plan.GIB
-
-
-def free_disk(where: Path) -> int:
-    probe = where
-    while not probe.exists():
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
-
-
-def find_nvcc(env: Mapping[str, str]) -> str | None:
-    """$CUDA_HOME/bin/nvcc when CUDA_HOME is set (authoritative, as for torch's cpp_extension),
-    else /usr/local/cuda/bin/nvcc, else nvcc on PATH."""
-    if env.get("CUDA_HOME"):
-        nvcc = Path(env["CUDA_HOME"]) / "bin" / "nvcc"
-        return str(nvcc) if nvcc.is_file() and os.access(nvcc, os.X_OK) else None
-    for candidate in (Path("/usr/local/cuda/bin/nvcc"),):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return shutil.which("nvcc", path=env.get("PATH"))
-
-
-def nvcc_version(nvcc: str) -> tuple[int, int] | None:
-    result = proc.run([nvcc, "--version"], timeout=60)
-    return plan.parse_nvcc_version(result.output) if result.ok else None
-
+# ---------------------------------------------------------------- Python (uv)
 
 def find_python(version: str, cache: Path) -> str | None:
     """An interpreter for `version` that uv accepts (system or uv-managed), without downloading;
@@ -92,30 +51,6 @@ def install_python(version: str, cache: Path, log: IO[str], on_line: Callable[[s
     result = proc.run([uv_shell.uv_bin(), "python", "install", version], env=env, timeout=900, log=log, on_line=on_line)
     if not result.ok:
         raise InstallError(f"cannot install Python {version} with uv: {result.tail(1)}")
-
-
-def machine_facts(lock: Lock, where: Path, cache: Path, env: Mapping[str, str]) -> plan.MachineFacts:
-    nvcc = find_nvcc(env) if plan.is_cuda(lock) else None
-    try:
-        python_found, python_error = find_python(lock.target.python, cache), None
-    except PreflightError as exc:
-        python_found, python_error = None, str(exc)
-    store = Store(cache)
-    missing = sum(p.size for p in lock.packages if not store.has(p.sha256, p.filename))
-    return plan.MachineFacts(
-        machine=platform.machine(),
-        glibc=glibc(),
-        cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
-        mem_available=mem_available(),
-        free_disk=free_disk(where),
-        python_found=python_found,
-        python_error=python_error,
-        nvcc=nvcc,
-        nvcc_version=nvcc_version(nvcc) if nvcc else None,
-        cache=str(cache),
-        cache_free_disk=free_disk(cache),
-        cache_missing=missing,
-    )
 
 
 # ---------------------------------------------------------------- wheels
@@ -301,6 +236,20 @@ def exact_tag(src: Path) -> str | None:
 def vllm_version(venv_bin: Path) -> tuple[bool, str]:
     result = proc.run([str(venv_bin / "vllm"), "--version"], timeout=300)
     return result.ok, result.output.strip().splitlines()[-1] if result.output.strip() else ""
+
+
+# `import vllm`, then the installed distribution's version: what `vllm --version` prints, for a
+# build (target `empty`) whose CLI cannot start ("Failed to infer device type").
+_IMPORT_VERSION = "import importlib.metadata, vllm; print(importlib.metadata.version('vllm'))"
+
+
+def imported_vllm_version(python: Path) -> tuple[bool, str]:
+    """(ok, version) from `import vllm` and importlib.metadata in the environment's Python;
+    (False, the error's last line) when the import fails."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    result = proc.run([str(python), "-c", _IMPORT_VERSION], env=env, cwd=python.parent, timeout=300)
+    lines = result.output.strip().splitlines()
+    return result.ok, lines[-1] if lines else ""
 
 
 def find_cuobjdump(env: Mapping[str, str]) -> str | None:
