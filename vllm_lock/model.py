@@ -30,7 +30,7 @@ _ARCH = re.compile(r"[0-9]{1,2}\.[0-9][af]?")
 _PLATFORM = re.compile(r"(x86_64|aarch64)-manylinux_([0-9]{1,2})_([0-9]{1,3})")
 _PYTHON = re.compile(r"3\.[0-9]{1,2}")
 _LOCK_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-_CUDA = re.compile(r"cu[0-9]{3}")
+_CUDA = re.compile(r"cu[0-9]{3}|cpu")  # cpu: PyTorch's CPU variant, for cpu and empty targets
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -392,7 +392,7 @@ class TorchInput:
                 _check("inputs.torch.original.requested", date_problem(self.requested))
         else:
             _check("inputs.torch.original.requested", version_problem(self.requested))
-        _require(bool(_CUDA.fullmatch(self.cuda)), "inputs.torch.original.cuda", f"{show(self.cuda)} is not like cu128")
+        _require(bool(_CUDA.fullmatch(self.cuda)), "inputs.torch.original.cuda", f"{show(self.cuda)} is not like cu128 or cpu")
         _check("inputs.torch.original.index", index_url_problem(self.index))
         _check("inputs.torch.locked.version", version_problem(self.version))
         if self.channel == "nightly":
@@ -400,11 +400,6 @@ class TorchInput:
         if self.date is not None:
             _check("inputs.torch.locked.date", date_problem(self.date))
         _unique("inputs.torch.locked.companions", "name", [c.name for c in self.companions])
-
-    @property
-    def cuda_version(self) -> tuple[int, int]:
-        digits = self.cuda[2:]
-        return int(digits[:-1]), int(digits[-1])
 
 
 def _unique(key: str, leaf: str, values: list[str]) -> None:
@@ -644,6 +639,8 @@ class Lock:
         names = [p.name for p in self.packages]
         _require(names == sorted(names), "packages", "must be sorted by name")
         _unique("packages", "name", names)
+        _require(self.torch.cuda != "cpu" or self.build.target_device in ("cpu", "empty"), "inputs.torch.original.cuda",
+                 f"a CPU torch cannot build for target device {show(self.build.target_device)}")
         _unique("external-sources", "name", [s.name for s in self.external_sources])
         _unique("external-sources", "override", [s.override for s in self.external_sources])
         for i, package in enumerate(self.packages):

@@ -106,7 +106,9 @@ class ResolveRequest:
 def validate(request: ResolveRequest) -> tuple[Target, BuildRecipe]:
     """Everything checkable before touching the network; UsageError otherwise."""
     try:
-        variant = cuda_rules.parse_variant(request.cuda)
+        variant = None if request.cuda == "cpu" else cuda_rules.parse_variant(request.cuda)
+        if variant is None and request.target_device not in ("cpu", "empty"):
+            raise ValueError(f"--cuda cpu builds only for --target-device cpu or empty, not {request.target_device}")
         target = Target(python=request.python, platform=request.platform)
         recipe = BuildRecipe(
             cuda_archs=request.archs,
@@ -117,7 +119,7 @@ def validate(request: ResolveRequest) -> tuple[Target, BuildRecipe]:
         )
     except (ValueError, ModelError) as exc:
         raise UsageError(str(exc)) from None
-    for arch in request.archs:
+    for arch in request.archs if variant is not None else ():
         if problem := cuda_rules.arch_problem(arch, variant):
             raise UsageError(f"cannot build arch {arch} with {request.cuda}: {problem}")
     if request.torch_channel == "release" and not request.torch_version:
@@ -288,7 +290,7 @@ class StrippedTree:
 
 def cuda_major(request: ResolveRequest) -> int | None:
     """The torch's CUDA major (setup.py reads torch.version.cuda): the variant's, for cuda."""
-    return cuda_rules.parse_variant(request.cuda)[0] if request.target_device == "cuda" else None
+    return cuda_rules.parse_variant(request.cuda)[0] if request.target_device == "cuda" and request.cuda != "cpu" else None
 
 
 def strip_and_read(
