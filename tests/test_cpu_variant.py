@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from sample_lock import make_lock
+
 from vllm_lock import codec
 from vllm_lock.errors import LockInvalidError
 from vllm_lock.model import BuildRecipe, ModelError
