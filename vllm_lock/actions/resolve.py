@@ -119,8 +119,8 @@ def validate(request: ResolveRequest) -> tuple[Target, BuildRecipe]:
         )
     except (ValueError, ModelError) as exc:
         raise UsageError(str(exc)) from None
-    for arch in request.archs if variant is not None else ():
-        if problem := cuda_rules.arch_problem(arch, variant):
+    for arch in request.archs:
+        if variant is not None and (problem := cuda_rules.arch_problem(arch, variant)):
             raise UsageError(f"cannot build arch {arch} with {request.cuda}: {problem}")
     if request.torch_channel == "release" and not request.torch_version:
         raise UsageError("--torch-channel release needs --torch-version (e.g. 2.9.1)")
