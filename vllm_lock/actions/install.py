@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -166,9 +166,8 @@ def _steps(
 
     with rep.step("packages"):
         staged = build_shell.stage_wheels(lock, store, gen / "wheels", rep.say)
-        local = replace(lock, packages=tuple(replace(p, filename=build_shell.staged_name(p)) for p in lock.packages))
-        pylock_path = gen / "pylock.toml"
-        pylock_path.write_text(pylock.to_pylock(local, local_path=lambda p: str(staged[p.name])), encoding="utf-8")
+        pylock_path = gen / "pylock.toml"  # every locked wheel: uv picks the best one for this machine
+        pylock_path.write_text(pylock.to_pylock(lock, local_path=lambda _, w: str(staged[w.sha256, w.filename])), encoding="utf-8")
         build_shell.run_uv(
             build_shell.sync_argv(venv, pylock_path), env=uv_env, what="installing the locked packages", log=log,
             on_line=on_line,
