@@ -189,3 +189,26 @@ def test_size_from_the_json_form_when_head_gives_none(world: TestWorld) -> None:
     torch = world.filenames("release", "torch")[0]
     assert size_without_download(world.base_url + "/nowhere/" + torch, torch,
                                  world.torch_release_index + "/torch/") == (None, "")
+
+
+def test_a_wheel_whose_wheel_file_disagrees_with_its_name_is_found_by_its_record(own, installed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Some real wheels record other tags in WHEEL than their file name carries: the installed
+    files are then matched against each locked wheel's own RECORD (from the staged wheels)."""
+    from vllm_lock.actions.verify import Dist, installed_wheel
+
+    gen = (installed / "vllm").resolve().parent
+    site = next((gen / "venv" / "lib").glob("python3*/site-packages"))
+    info = tmp_path / "vllm_fake_sound-1.0.0.dist-info"
+    subprocess.run(["cp", "-r", str(site / info.name), str(info)], check=True)
+    wheel_file = info / "WHEEL"
+    wheel_file.write_text(wheel_file.read_text().replace("Tag: py3-none-manylinux_2_28_x86_64", "Tag: py3-none-linux_x86_64"))
+    dist = Dist(name="vllm-fake-sound", version="1.0.0", dist_info=info)
+    package = _package(own["lock"], "vllm-fake-sound")
+    found = installed_wheel(package, dist, gen / "wheels")
+    assert found is not None and found.filename == SOUND[1]
+    assert installed_wheel(package, dist, None) is None  # no staged wheels: nothing to match against
+    record = info / "RECORD"
+    rows = record.read_text().splitlines()
+    record.write_text("\n".join(r.replace("sha256=", "sha256=X", 1) if r.startswith("vllm_fake_sound/") else r
+                                for r in rows) + "\n")
+    assert installed_wheel(package, dist, gen / "wheels") is None  # files other than any locked wheel's
