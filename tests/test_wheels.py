@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tomllib
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -67,8 +69,6 @@ def test_pylock_export_lists_every_wheel_and_uv_installs_the_platform_one(own, t
     out = tmp_path / "pylock.dev.toml"
     result = cli("export", str(own["path"]), "-o", str(out), cache=own["cache"])
     assert result.returncode == 0, result.stderr
-    import tomllib
-
     exported = {p["name"]: p for p in tomllib.loads(out.read_text())["packages"]}
     for name, files in (("vllm-fake-multi", MULTI), ("vllm-fake-sound", SOUND)):
         assert [w["name"] for w in exported[name]["wheels"]] == list(files)
@@ -173,8 +173,6 @@ def test_a_published_hash_without_a_size_is_completed_without_downloading(tmp_pa
 
 
 def _served(world: TestWorld, filename: str) -> bytes:
-    import urllib.request
-
     with urllib.request.urlopen(world.file_url(filename)) as response:
         return response.read()  # type: ignore[no-any-return]
 
