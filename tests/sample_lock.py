@@ -18,6 +18,7 @@ from vllm_lock.model import (
     Target,
     TorchInput,
     VllmInput,
+    Wheel,
 )
 
 REPO = "https://github.com/vllm-project/vllm.git"
@@ -33,20 +34,19 @@ TORCH_INDEX = "https://download.pytorch.org/whl/nightly/cu128"
 GENERAL_INDEX = "https://pypi.org/simple"
 
 
-def package(name: str, version: str, seed: str = "", source: str = "general") -> Package:
-    filename = f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+def wheel(name: str, version: str, tag: str = "py3-none-any", seed: str = "", source: str = "general") -> Wheel:
+    filename = f"{name.replace('-', '_')}-{version}-{tag}.whl"
     url = (f"{TORCH_INDEX}/{quote(filename)}" if source == "torch"
            else f"https://files.pythonhosted.org/packages/00/11/{filename}")
-    return Package(
-        name=name,
-        version=version,
-        source=source,  # type: ignore[arg-type]
-        filename=filename,
-        url=url,
-        size=100,
-        sha256=sha(f"{name}-{version}-{seed}"),
-        hash_origin="index",
-    )
+    suffix = "" if tag == "py3-none-any" else f"-{tag}"
+    return Wheel(filename=filename, url=url, size=100, sha256=sha(f"{name}-{version}-{seed}{suffix}"), hash_origin="index")
+
+
+def package(name: str, version: str, seed: str = "", source: str = "general",
+            tags: tuple[str, ...] = ("py3-none-any",)) -> Package:
+    """A package locking one wheel per tag (sorted by file name, as resolve writes them)."""
+    wheels = sorted((wheel(name, version, tag, seed, source) for tag in tags), key=lambda w: w.filename)
+    return Package(name=name, version=version, source=source, wheels=tuple(wheels))  # type: ignore[arg-type]
 
 
 def torch_packages(date: str) -> tuple[Package, ...]:

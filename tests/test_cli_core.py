@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from vllm_lock.model import LOCK_VERSION
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.testworld import TestWorld
 
@@ -52,7 +53,7 @@ def test_show_json(project: Path, world: TestWorld) -> None:
     ("edit", "message"),
     [
         (lambda t: t.replace('hash-origin = "index"', 'hash-origin = "downloaded"', 1), "content-hash mismatch"),
-        (lambda t: t.replace("lock-version = 2", "lock-version = 7"), "unknown lock-version 7"),
+        (lambda t: t.replace(f"lock-version = {LOCK_VERSION}", "lock-version = 7"), "unknown lock-version 7"),
         (lambda t: t[: len(t) // 2], "not valid TOML"),
     ],
 )

@@ -3,11 +3,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from sample_lock import C1, C2, make_lock
+from sample_lock import C1, C2, make_lock, package
 
 from vllm_lock import codec
 from vllm_lock.errors import ExitCode, LockInvalidError
-from vllm_lock.model import BuildRecipe, ExternalSource, Provenance
+from vllm_lock.model import BuildRecipe, ExternalSource, Lock, Provenance
 
 CUTLASS = ExternalSource(
     name="cutlass", repository="https://github.com/nvidia/cutlass.git", ref="v4.2.1", ref_kind="tag",
@@ -50,9 +50,11 @@ def test_hand_edit_is_detected() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda t: t.replace("lock-version = 2", "lock-version = 99"), "unknown lock-version 99"),
-        (lambda t: t.replace("lock-version = 2", 'lock-version = "1"'), "unknown lock-version '1'"),
-        (lambda t: t.replace("lock-version = 2", "lock-version = 1"), "older than this vllm-lock reads .2.; re-resolve"),
+        (lambda t: t.replace("lock-version = 3", "lock-version = 99"), "unknown lock-version 99"),
+        (lambda t: t.replace("lock-version = 3", 'lock-version = "1"'), "unknown lock-version '1'"),
+        (lambda t: t.replace("lock-version = 3", "lock-version = 1"), "older than this vllm-lock reads .3.; re-resolve"),
+        (lambda t: t.replace("lock-version = 3", "lock-version = 2"),
+         r"lock-version 2 is older than this vllm-lock reads \(3\); re-resolve it with vllm-lock resolve"),
         (lambda t: t.replace('ref-kind = "tag"\ncommit = "', 'ref-kind = "tag"\ncommit = "v4'),
          "external source cutlass: commit 'v4"),
         (lambda t: t.replace('override = "VLLM_CUTLASS_SRC_DIR"', 'override = "$(rm -rf /)"'),
@@ -60,7 +62,7 @@ def test_hand_edit_is_detected() -> None:
         (lambda t: t.replace('name = "cutlass"', 'name = "../../etc"'), "external source name '../../etc' is not a plain name"),
         (lambda t: t + "\n[[[broken", "not valid TOML"),
         (lambda t: t.replace('phase = "development"', 'phase = "development"\nsurprise = 1'), "unknown key surprise"),
-        (lambda t: t.replace("size = 100", 'size = "big"', 1), r"packages\[0\].size must be int"),
+        (lambda t: t.replace("size = 100", 'size = "big"', 1), r"packages\[0\].wheels\[0\].size must be int, got str"),
         (lambda t: t.replace(f'commit = "{C1}"', 'commit = "main"'), "not a 40-hex SHA"),
         (lambda t: t.replace('[target]\npython = "3.12"\n', "[target]\n"), "missing key target.python"),
         # `$` matches before a trailing newline and `\d` matches any digit: both are fullmatch and ASCII now
@@ -101,25 +103,95 @@ def test_build_identity_follows_archs_packages_and_commit() -> None:
     identity = codec.build_identity(lock)
     assert codec.build_identity(make_lock(build=BuildRecipe(cuda_archs=("10.0", "12.0")))) != identity
     assert codec.build_identity(make_lock(commit=C2)) != identity
-    changed_pkg = dataclasses.replace(lock.packages[0], sha256="5" * 64)
+    rehashed = dataclasses.replace(lock.packages[0].wheels[0], sha256="5" * 64)
+    changed_pkg = dataclasses.replace(lock.packages[0], wheels=(rehashed,))
     assert codec.build_identity(make_lock(packages=(changed_pkg, *lock.packages[1:]))) != identity
 
 
-def test_build_identity_follows_a_moved_external_tag() -> None:
-    # same pin text (v4.2.1) in vLLM, but the tag now names another commit: another build
-    moved = dataclasses.replace(CUTLASS, commit="d" * 40)
-    assert codec.build_identity(make_lock(external_sources=(moved,))) != codec.build_identity(lock_with_sources())
+def _two_wheels(**second: object) -> Lock:
+    """A lock whose soundfile-like package locks a py3-none-any and a platform wheel."""
+    both = package("sound-fake", "1.0.0", tags=("py3-none-any", "py3-none-manylinux_2_28_x86_64"))
+    if second:
+        both = dataclasses.replace(both, wheels=(both.wheels[0], dataclasses.replace(both.wheels[1], **second)))
+    return make_lock(extra=(package("filelock", "3.20.0"), both))
 
 
-def test_max_jobs_cannot_enter_the_recipe() -> None:
-    with pytest.raises(ValueError, match="MAX_JOBS"):
-        BuildRecipe(cuda_archs=("12.0",), env=(("MAX_JOBS", "8"),))
+def test_several_wheels_per_package_round_trip_in_order() -> None:
+    lock = _two_wheels()
+    text = codec.dumps(lock)
+    assert codec.loads(text) == lock
+    sound = lock.package("sound-fake")
+    assert sound is not None and [w.filename for w in sound.wheels] == [
+        "sound_fake-1.0.0-py3-none-any.whl", "sound_fake-1.0.0-py3-none-manylinux_2_28_x86_64.whl"]
+    block = text[text.index('name = "sound-fake"'):]
+    block = block[:block.index("\n[[packages]]")]
+    assert block.count("[[packages.wheels]]") == 2
+    keys = [line.split(" = ")[0] for line in block.splitlines() if " = " in line]
+    assert keys == ["name", "version", "source", *["filename", "url", "size", "sha256", "hash-origin"] * 2]
 
 
-def test_model_rules_match_whole_values() -> None:
-    """Without the codec's printable check, the model's own rules still refuse a trailing newline."""
-    from vllm_lock.model import ModelError, VllmInput
+def test_build_identity_follows_every_wheel_not_only_the_first() -> None:
+    identity = codec.build_identity(_two_wheels())
+    assert codec.build_identity(_two_wheels(sha256="6" * 64)) != identity
+    one = _two_wheels()
+    sound = one.package("sound-fake")
+    assert sound is not None
+    fewer = dataclasses.replace(sound, wheels=sound.wheels[:1])
+    assert codec.build_identity(make_lock(extra=(package("filelock", "3.20.0"), fewer))) != identity
 
-    with pytest.raises(ModelError, match=r"inputs.vllm.locked.commit: .* not a 40-hex SHA"):
-        VllmInput(url="https://github.com/vllm-project/vllm.git", ref="main", commit=C1 + "\n",
-                  commit_date="2026-11-20T10:00:00Z")
+
+def _nth(text: str, old: str, new: str, n: int) -> str:
+    """Replace the n-th (1-based) occurrence only."""
+    at = -1
+    for _ in range(n):
+        at = text.index(old, at + 1)
+    return text[:at] + new + text[at + len(old):]
+
+
+def _swap_wheels(text: str) -> str:
+    start = text.index('name = "sound-fake"')
+    first = text.index("[[packages.wheels]]", start)
+    second = text.index("[[packages.wheels]]", first + 1)
+    end = text.index("\n[[packages]]", second)
+    a, b = text[first:second], text[second:end] + "\n"
+    return text[:first] + b + a.rstrip("\n") + text[end:]
+
+
+def _no_wheels(text: str) -> str:
+    start = text.index('name = "filelock"')
+    first = text.index("[[packages.wheels]]", start)
+    end = text.index("\n[[packages]]", first)
+    return text[:first] + text[end + 1:].replace("[[packages]]", "wheels = []\n\n[[packages]]", 1)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        # each wheel entry keeps every rule a package's file had, named by its key path
+        (lambda t: t.replace("sound_fake-1.0.0-py3-none-manylinux_2_28_x86_64.whl\"\nurl",
+                             "../../x/evil.whl\"\nurl", 1), r"packages\[2\].wheels\[1\].filename: "),
+        (lambda t: t.replace("https://files.pythonhosted.org/packages/00/11/sound_fake-1.0.0-py3-none-manylinux",
+                             "https://evil.example/sound_fake-1.0.0-py3-none-manylinux", 1),
+         r"packages\[2\].wheels\[1\].url: .* is not on the index's host"),
+        (lambda t: t.replace("/00/11/sound_fake-1.0.0-py3-none-manylinux_2_28_x86_64.whl",
+                             "/00/11/other.whl", 1),
+         r"packages\[2\].wheels\[1\].url: .* does not end in the filename"),
+        (lambda t: _nth(t, "size = 100", "size = 0", 4), r"packages\[2\].wheels\[1\].size: 0 is not between"),
+        (lambda t: _nth(t, 'hash-origin = "index"', 'hash-origin = "guessed"', 4),
+         r"packages\[2\].wheels\[1\].hash-origin"),
+        (lambda t: _nth(t, 'sha256 = "', 'sha256 = "zz', 4), r"packages\[2\].wheels\[1\].sha256: .* is not a sha256"),
+        (lambda t: _nth(t, 'hash-origin = "index"\n', 'hash-origin = "index"\nextra = 1\n', 4),
+         r"unknown key packages\[2\].wheels\[1\].extra"),
+        (lambda t: t.replace("sound_fake-1.0.0-py3-none-manylinux_2_28_x86_64.whl\"\nurl",
+                             "sound_fake-1.0.1-py3-none-manylinux_2_28_x86_64.whl\"\nurl", 1),
+         r"packages\[2\].wheels\[1\].filename: .* is version 1.0.1, not 1.0.0"),
+        # the set itself: sorted, unique, not empty
+        (_swap_wheels, r"packages\[2\].wheels: must be sorted by filename"),
+        (_no_wheels, r"packages\[0\].wheels: is empty"),
+        (lambda t: t.replace("sound_fake-1.0.0-py3-none-manylinux_2_28_x86_64.whl", "sound_fake-1.0.0-py3-none-any.whl"),
+         r"packages\[2\].wheels\[1\].filename: .* is listed twice"),
+    ],
+)
+def test_every_wheel_entry_is_checked(mutate, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(LockInvalidError, match=message):
+        codec.loads(mutate(codec.dumps(_two_wheels())), check_hash=False)

@@ -10,7 +10,7 @@ from sample_lock import C1, C2, make_lock, package
 
 from vllm_lock import diffing, render_diff
 from vllm_lock.diffing import CommitHistory, diff_locks
-from vllm_lock.model import ExternalSource
+from vllm_lock.model import ExternalSource, Lock
 
 # ---------------------------------------------------------------- equality and notes
 
@@ -95,7 +95,9 @@ def test_moved_external_tag_needs_a_rebuild_and_says_which() -> None:
 def test_mirror_change_is_a_difference_but_no_rebuild() -> None:
     a = make_lock()
     mirrored = tuple(
-        dataclasses.replace(p, url=p.url.replace("https://files.pythonhosted.org", "https://mirror.example"))
+        dataclasses.replace(p, wheels=tuple(
+            dataclasses.replace(w, url=w.url.replace("https://files.pythonhosted.org", "https://mirror.example"))
+            for w in p.wheels))
         for p in a.packages
     )
     b = dataclasses.replace(a, general_index="https://mirror.example/simple", packages=mirrored)
@@ -190,16 +192,23 @@ def test_unknown_format() -> None:
 
 
 def _with_package(lock, **changes):  # type: ignore[no-untyped-def]
-    first = dataclasses.replace(lock.packages[0], **changes)
+    """The first package's (only) wheel changed."""
+    package = lock.packages[0]
+    first = dataclasses.replace(package, wheels=(dataclasses.replace(package.wheels[0], **changes),))
     return dataclasses.replace(lock, packages=(first, *lock.packages[1:]))
+
+
+def _wheel_key(lock, leaf: str) -> str:  # type: ignore[no-untyped-def]
+    package = lock.packages[0]
+    return f"packages[{package.name}].wheels[{package.wheels[0].filename}].{leaf}"
 
 
 def test_a_package_url_changed_alone_makes_the_locks_different() -> None:
     a = make_lock()
-    b = _with_package(a, url=a.packages[0].url.replace("/00/11/", "/66/77/"))
+    b = _with_package(a, url=a.packages[0].wheels[0].url.replace("/00/11/", "/66/77/"))
     d = diff_locks(a, b)
     assert not d.equal
-    key = f"packages[{a.packages[0].name}].url"
+    key = _wheel_key(a, "url")
     assert [c.key for c in d.sources] == [key]
     assert [c.key for c in d.other] == [key]
     assert f"! {key}: " in render_diff.text(d)
@@ -211,8 +220,11 @@ def test_a_new_version_on_the_same_host_is_not_a_source_change_but_still_listed(
     b = make_lock(extra=(package("filelock", "3.20.1"), package("packaging", "25.0")))
     d = diff_locks(a, b)
     assert d.sources == ()
-    assert {c.key for c in d.other} == {"packages[filelock].filename", "packages[filelock].sha256",
-                                        "packages[filelock].url"}
+    old, new = "filelock-3.20.0-py3-none-any.whl", "filelock-3.20.1-py3-none-any.whl"
+    assert {c.key for c in d.other} == {
+        *(f"packages[filelock].wheels[{old}].{leaf}" for leaf in ("filename", "url", "size", "sha256", "hash-origin")),
+        *(f"packages[filelock].wheels[{new}].{leaf}" for leaf in ("filename", "url", "size", "sha256", "hash-origin")),
+    }
 
 
 def test_every_differing_leaf_but_the_notes_is_a_field() -> None:
@@ -220,9 +232,56 @@ def test_every_differing_leaf_but_the_notes_is_a_field() -> None:
     b = _with_package(a, size=7, hash_origin="downloaded")
     d = diff_locks(a, b)
     assert not d.equal
-    assert {c.key for c in d.fields} == {f"packages[{a.packages[0].name}].size",
-                                         f"packages[{a.packages[0].name}].hash-origin"}
+    assert {c.key for c in d.fields} == {_wheel_key(a, "size"), _wheel_key(a, "hash-origin")}
     assert "fields" in render_diff.text(d) and "#### Other changed fields" in render_diff.markdown(d)
+
+
+# ---------------------------------------------------------------- several wheels per package (issue 9, item 1)
+
+TAGS = ("cp312-cp312-manylinux_2_17_x86_64", "cp312-cp312-manylinux_2_28_x86_64")
+
+
+def _multi(tags: tuple[str, ...] = TAGS, seed: str = "") -> Lock:
+    return make_lock(extra=(package("filelock", "3.20.0"), package("multi-fake", "1.0.0", tags=tags, seed=seed)))
+
+
+def test_a_wheel_added_removed_or_rehashed_is_a_rebuild_named_by_file() -> None:
+    a = _multi()
+    for b, words in (
+        (_multi(tags=(*TAGS, "cp312-abi3-manylinux_2_28_x86_64")), ["+ multi_fake-1.0.0-cp312-abi3-manylinux_2_28_x86_64.whl"]),
+        (_multi(tags=TAGS[1:]), ["- multi_fake-1.0.0-cp312-cp312-manylinux_2_17_x86_64.whl"]),
+    ):
+        d = diff_locks(a, b)
+        assert not d.equal and d.identity.changed
+        (change,) = d.packages
+        assert (change.name, change.kind, change.wheels) == ("multi-fake", "rebuilt", tuple(words))
+        assert d.identity.reasons == ("other locked packages (1 rebuilt)",)
+        assert words[0] in render_diff.text(d) and f"<br>`{words[0]}`" in render_diff.markdown(d)
+    # one wheel of two with other bytes: the first one (the only one a first-wheel diff looked at) is unchanged
+    multi = a.package("multi-fake")
+    assert multi is not None
+    second = dataclasses.replace(multi.wheels[1], sha256="7" * 64)
+    b = _multi()
+    b = dataclasses.replace(b, packages=tuple(
+        dataclasses.replace(p, wheels=(p.wheels[0], second)) if p.name == "multi-fake" else p for p in b.packages))
+    d = diff_locks(a, b)
+    (change,) = d.packages
+    assert change.kind == "rebuilt" and change.wheels == (
+        f"~ {second.filename} sha256 {multi.wheels[1].sha256[:12]} -> {'7' * 12}",)
+    assert d.identity.changed
+    assert render_diff.as_data(d)["packages"][0]["wheels"] == list(change.wheels)
+
+
+def test_a_wheel_moved_to_another_host_without_a_version_change_is_a_source_change() -> None:
+    a = _multi()
+    moved = tuple(
+        dataclasses.replace(p, wheels=(p.wheels[0], dataclasses.replace(
+            p.wheels[1], url=p.wheels[1].url.replace("https://files.pythonhosted.org", "https://pypi.org"))))
+        if p.name == "multi-fake" else p for p in a.packages)
+    d = diff_locks(a, dataclasses.replace(a, packages=moved))
+    multi = a.package("multi-fake")
+    assert multi is not None
+    assert [c.key for c in d.sources] == [f"packages[multi-fake].wheels[{multi.wheels[1].filename}].url"]
 
 
 def test_provenance_changes_are_listed_as_notes() -> None:

@@ -123,8 +123,9 @@ def test_on_a_terminal_a_live_display_and_the_full_log_still_kept(base, tmp_path
 def test_installs_nothing_that_resolve_already_cached(base, world) -> None:  # type: ignore[no-untyped-def]
     gen = Path(_link(base["opt"])).parent
     log = next((gen / "logs").glob("install-*.log")).read_text()
-    nightly = sum(1 for p in base["lock"].packages if p.source == "torch")
-    assert f"{len(base['lock'].packages) - nightly} downloaded, {nightly} from the cache" in log
+    nightly = sum(len(p.wheels) for p in base["lock"].packages if p.source == "torch")
+    wheels = sum(len(p.wheels) for p in base["lock"].packages)
+    assert f"{wheels - nightly} downloaded, {nightly} from the cache" in log
 
 
 def _fails_and_keeps(base, result, code: int, words: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
@@ -240,8 +241,9 @@ def test_failing_build_shows_log_tail_and_keeps_current(base, world, tmp_path) -
 def test_swapped_artifact_is_refused(tmp_path) -> None:
     with TestWorld.create(tmp_path / "world") as own:
         lock, path = resolve_world_lock(own, tmp_path / "dev.lock.toml", tmp_path / "cache")
-        torch = lock.package("torch")
-        assert torch is not None
+        torch_package = lock.package("torch")
+        assert torch_package is not None
+        (torch,) = torch_package.wheels
         own.swap_nightly_file(torch.filename)
         result = cli(*install_args(path, tmp_path / "opt"), cache=tmp_path / "fresh-cache")
     assert result.returncode == 8, result.stderr

@@ -112,14 +112,15 @@ def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest) -> 
 def test_every_artifact_is_hashed_and_routed(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
     lock, _ = latest
     for package in lock.packages:
-        assert package.size > 0 and len(package.sha256) == 64
-        if package.name in ("torch", "torchvision", "torchaudio", "pytorch-triton"):
-            assert package.source == "torch" and package.url.startswith(world.base_url + "/r2/")
-            assert package.hash_origin == "downloaded"  # the nightly page publishes no hash
-            assert package.sha256 == world.file_sha256(package.filename)
-        else:
-            assert package.source == "general" and "/pypi/files/" in package.url
-            assert package.hash_origin == "index"
+        for wheel in package.wheels:
+            assert wheel.size > 0 and len(wheel.sha256) == 64
+            if package.name in ("torch", "torchvision", "torchaudio", "pytorch-triton"):
+                assert package.source == "torch" and wheel.url.startswith(world.base_url + "/r2/")
+                assert wheel.hash_origin == "downloaded"  # the nightly page publishes no hash
+                assert wheel.sha256 == world.file_sha256(wheel.filename)
+            else:
+                assert package.source == "general" and "/pypi/files/" in wheel.url
+                assert wheel.hash_origin == "index"
 
 
 def test_no_dependency_confusion(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
@@ -127,7 +128,7 @@ def test_no_dependency_confusion(world: TestWorld, latest) -> None:  # type: ign
     lock, _ = latest
     assert any("typing" in f for f in world.filenames("nightly"))
     typing_ext = lock.package("typing-extensions")
-    assert typing_ext is not None and typing_ext.source == "general" and "/pypi/files/" in typing_ext.url
+    assert typing_ext is not None and typing_ext.source == "general" and "/pypi/files/" in typing_ext.wheels[0].url
 
 
 def test_same_inputs_give_byte_identical_locks(world: TestWorld, cache: Path, latest, tmp_path: Path,
@@ -174,7 +175,7 @@ def test_release_channel_uses_published_hashes(world: TestWorld, cache: Path, tm
         QUIET,
     )
     torch = lock.package("torch")
-    assert torch is not None and torch.version == "2.9.1+cu128" and torch.hash_origin == "index"
+    assert torch is not None and torch.version == "2.9.1+cu128" and torch.wheels[0].hash_origin == "index"
     assert lock.torch.date is None and lock.torch.requested == "2.9.1"
 
 
@@ -212,7 +213,7 @@ def test_aarch64_target(world: TestWorld, cache: Path, tmp_path: Path) -> None:
         QUIET,
     )
     torch = lock.package("torch")
-    assert torch is not None and torch.filename.endswith("aarch64.whl")
+    assert torch is not None and torch.wheels[0].filename.endswith("aarch64.whl")
     assert lock.target.machine == "aarch64"
 
 
@@ -323,8 +324,10 @@ def _resolve_said(world: TestWorld, out: Path, cache: Path, **overrides: object)
 def test_unhashed_nightlies_are_downloaded_again_only_when_their_etag_changes(tmp_path: Path) -> None:
     with TestWorld.create(tmp_path / "world") as own:
         first, said = _resolve_said(own, tmp_path / "a.lock.toml", tmp_path / "c")
-        torch = first.package("torch")
-        assert torch is not None and f"downloading {torch.filename}" in said
+        torch_package = first.package("torch")
+        assert torch_package is not None
+        (torch,) = torch_package.wheels
+        assert f"downloading {torch.filename}" in said
         own.clear_requests()
         again, said = _resolve_said(own, tmp_path / "b.lock.toml", tmp_path / "c")
         assert again.packages == first.packages
@@ -333,9 +336,11 @@ def test_unhashed_nightlies_are_downloaded_again_only_when_their_etag_changes(tm
         # rebuilt under the same name: the server's ETag changes, so the file is fetched and hashed again
         own.swap_nightly_file(torch.filename)
         rebuilt, said = _resolve_said(own, tmp_path / "c.lock.toml", tmp_path / "c")
-        swapped = rebuilt.package("torch")
+        swapped_package = rebuilt.package("torch")
         assert f"downloading {torch.filename}" in said
-        assert swapped is not None and swapped.sha256 == own.file_sha256(torch.filename) != torch.sha256
+        assert swapped_package is not None
+        (swapped,) = swapped_package.wheels
+        assert swapped.sha256 == own.file_sha256(torch.filename) != torch.sha256
         # --rehash: downloaded again even though nothing changed since
         _, said = _resolve_said(own, tmp_path / "d.lock.toml", tmp_path / "c", rehash=True)
         assert f"downloading {torch.filename}" in said
@@ -345,12 +350,15 @@ def test_swapped_nightly_changes_the_hash(tmp_path: Path) -> None:
     """A nightly rebuilt under the same name: only the hash tells, and the lock records it."""
     with TestWorld.create(tmp_path / "world") as own:
         first, _, _ = resolve(request_for(own, tmp_path / "a.lock.toml", tmp_path / "c"), QUIET)
-        torch = first.package("torch")
-        assert torch is not None
+        torch_package = first.package("torch")
+        assert torch_package is not None
+        (torch,) = torch_package.wheels
         own.swap_nightly_file(torch.filename)
         second, _, _ = resolve(request_for(own, tmp_path / "b.lock.toml", tmp_path / "c2"), QUIET)
-        swapped = second.package("torch")
-        assert swapped is not None and swapped.filename == torch.filename and swapped.sha256 != torch.sha256
+        swapped_package = second.package("torch")
+        assert swapped_package is not None
+        (swapped,) = swapped_package.wheels
+        assert swapped.filename == torch.filename and swapped.sha256 != torch.sha256
         assert codec.build_identity(first) != codec.build_identity(second)
 
 
@@ -413,7 +421,7 @@ def test_target_specific_failures_and_undecidable_conditions(tmp_path: Path) -> 
         assert err.value.exit_code == ExitCode.RESOLUTION and not out.exists()
         lock, _, _ = resolve(request_for(own, out, tmp_path / "c", ref="native"), QUIET)  # the default: 2_39
         native = lock.package("vllm-fake-native")
-        assert native is not None and native.filename.endswith("manylinux_2_31_x86_64.whl")
+        assert native is not None and native.wheels[0].filename.endswith("manylinux_2_31_x86_64.whl")
 
         # a condition that cannot be evaluated: both branches kept, and resolve says so
         lock, said = _resolve_said(own, tmp_path / "u.lock.toml", tmp_path / "c", ref="undecided")

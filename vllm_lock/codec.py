@@ -28,6 +28,7 @@ from vllm_lock.model import (
     Target,
     TorchInput,
     VllmInput,
+    Wheel,
     show,
     text_problem,
 )
@@ -108,11 +109,16 @@ def to_data(lock: Lock) -> dict[str, Any]:
                 "name": p.name,
                 "version": p.version,
                 "source": p.source,
-                "filename": p.filename,
-                "url": p.url,
-                "size": p.size,
-                "sha256": p.sha256,
-                "hash-origin": p.hash_origin,
+                "wheels": [
+                    {
+                        "filename": w.filename,
+                        "url": w.url,
+                        "size": w.size,
+                        "sha256": w.sha256,
+                        "hash-origin": w.hash_origin,
+                    }
+                    for w in p.wheels
+                ],
             }
             for p in lock.packages
         ],
@@ -157,7 +163,8 @@ def build_identity(lock: Lock) -> str:
         "build": data["build"],
         "stripping": [lock.layout.stripping_script, lock.layout.stripping_mode],
         "patched": sorted((f.path, f.sha256_after) for f in lock.layout.patched_files),
-        "packages": [(p.name, p.version, p.sha256) for p in lock.packages],
+        # every wheel: which one the installer picks depends on the machine, so all of them count
+        "packages": [(p.name, p.version, [w.sha256 for w in p.wheels]) for p in lock.packages],
         "external-sources": [(s.name, s.commit) for s in lock.external_sources],
     }
     return hashlib.sha256(canonical_json(identity)).hexdigest()[:16]
@@ -287,7 +294,8 @@ class _Reader:
             try:
                 built.append(build(_Reader(item, where)))
             except ModelError as exc:  # the row's own rules name keys inside the row
-                raise exc.within(where) from None
+                # placed once, here: an enclosing row (packages[3] around wheels[1]) adds nothing
+                raise _ShapeError(str(exc.within(where))) from None
         return tuple(built)
 
     def strings(self, key: str) -> tuple[str, ...]:
@@ -422,6 +430,13 @@ def _package(r: _Reader) -> Package:
             name=r.get("name", str),
             version=r.get("version", str),
             source=r.get("source", str),  # type: ignore[arg-type]
+            wheels=r.rows("wheels", _wheel),
+        )
+
+
+def _wheel(r: _Reader) -> Wheel:
+    with r.exhaustive():
+        return Wheel(
             filename=r.get("filename", str),
             url=r.get("url", str),
             size=r.get("size", int),

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from vllm_lock import codec
-from vllm_lock.model import ExternalSource, Lock, Pin
+from vllm_lock.model import ExternalSource, Lock, Package, Pin
 
 ChangeKind = Literal["added", "removed", "changed", "rebuilt"]
 
@@ -42,12 +42,14 @@ class FieldChange:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PackageChange:
-    """added / removed / changed (version) / rebuilt (same version, other bytes)."""
+    """added / removed / changed (version) / rebuilt (same version, another set of wheels: one
+    added, removed or rehashed). `wheels` says which, for a rebuilt package."""
 
     name: str
     kind: ChangeKind
     old: str | None
     new: str | None
+    wheels: tuple[str, ...] = ()  # "+ file.whl", "- file.whl", "~ file.whl sha256 1234abcd -> 5678ef01"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -241,11 +243,13 @@ def diff_locks(a: Lock, b: Lock, *, history: CommitHistory | None = None) -> Loc
 
 _NOTE_KEYS = ("lock-version", "name", "phase", "inputs.vllm.original.ref", "inputs.torch.original.requested")
 _SOURCE_KEYS = ("inputs.vllm.original.url", "inputs.torch.original.index", "inputs.general-index.original.url")
-_ROW_KEYS = {"packages": "name", "external-sources": "name", "companions": "name", "patched-files": "path"}
+_ROW_KEYS = {"packages": "name", "wheels": "filename", "external-sources": "name", "companions": "name",
+             "patched-files": "path"}
 
 
 def field_changes_keyed(a: dict[str, Any], b: dict[str, Any]) -> tuple[FieldChange, ...]:
-    """Every differing leaf of two locks' plain data, rows keyed by name (packages[torch].url)."""
+    """Every differing leaf of two locks' plain data, rows keyed by name
+    (packages[torch].wheels[torch-2.10.0-cp312-cp312-manylinux_2_28_x86_64.whl].url)."""
     fa, fb = _leaves("", a), _leaves("", b)
     return tuple(
         FieldChange(key=key, old=fa.get(key), new=fb.get(key))
@@ -294,8 +298,8 @@ def _shown(key: str, a: Lock, b: Lock, whole_packages: set[str]) -> bool:
 
 def source_changes(fields: tuple[FieldChange, ...], a: Lock, b: Lock) -> tuple[FieldChange, ...]:
     """Where the bytes come from, changed: the vLLM and index URLs, an external source's repository,
-    and a package's URL or filename that moved host or changed while its version did not (a new
-    version naturally brings a new file name and URL on the same host)."""
+    and a package's wheel URL or filename that moved host or changed while its version did not (a
+    new version naturally brings new file names and URLs on the same hosts)."""
     old = {p.name: p for p in a.packages}
     new = {p.name: p for p in b.packages}
     found = []
@@ -305,13 +309,13 @@ def source_changes(fields: tuple[FieldChange, ...], a: Lock, b: Lock) -> tuple[F
             found.append(change)
         elif name in old and name in new and change.key.endswith(("].url", "].filename")):
             pa, pb = old[name], new[name]
-            if pa.version == pb.version or _host(pa.url) != _host(pb.url):
+            if pa.version == pb.version or _hosts(pa) != _hosts(pb):
                 found.append(change)
     return tuple(found)
 
 
-def _host(url: str) -> str:
-    return urlsplit(url).netloc.lower()
+def _hosts(package: Package) -> set[str]:
+    return {urlsplit(w.url).netloc.lower() for w in package.wheels}
 
 
 def _plain(value: Any) -> str:
@@ -331,9 +335,25 @@ def package_changes(a: Lock, b: Lock) -> tuple[PackageChange, ...]:
         elif pa is not None and pb is not None:
             if pa.version != pb.version:
                 changes.append(PackageChange(name=name, kind="changed", old=pa.version, new=pb.version))
-            elif pa.sha256 != pb.sha256:
-                changes.append(PackageChange(name=name, kind="rebuilt", old=pa.version, new=pb.version))
+            elif wheels := wheel_changes(pa, pb):
+                changes.append(PackageChange(name=name, kind="rebuilt", old=pa.version, new=pb.version, wheels=wheels))
     return tuple(changes)
+
+
+def wheel_changes(a: Package, b: Package) -> tuple[str, ...]:
+    """The wheels of one package version that were added, removed or rehashed, by file name."""
+    old = {w.plain_filename: w.sha256 for w in a.wheels}
+    new = {w.plain_filename: w.sha256 for w in b.wheels}
+    out = []
+    for filename in sorted(old.keys() | new.keys()):
+        x, y = old.get(filename), new.get(filename)
+        if x is None:
+            out.append(f"+ {filename}")
+        elif y is None:
+            out.append(f"- {filename}")
+        elif x != y:
+            out.append(f"~ {filename} sha256 {x[:12]} -> {y[:12]}")
+    return tuple(out)
 
 
 def pin_changes(a: tuple[Pin, ...], b: tuple[Pin, ...]) -> tuple[PackageChange, ...]:

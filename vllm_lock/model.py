@@ -21,7 +21,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-LOCK_VERSION = 2  # 2: external sources carry the commit a tag resolved to and their override variable
+# 2: external sources carry the commit a tag resolved to and their override variable
+# 3: a package lists every wheel that fits the target (`wheels = [...]`, as a PEP 751 pylock)
+LOCK_VERSION = 3
 
 # fullmatch everywhere: `$` also matches before a trailing newline, `\d` matches non-ASCII digits
 _SHA1 = re.compile(r"[0-9a-f]{40}")
@@ -49,6 +51,7 @@ _REF_FORBIDDEN = re.compile(r"[~^:?*\[\\]|\.\.|@\{|//")
 MAX_STRING = 2048  # any string in a lock; narrower rules below
 MAX_PACKAGE_SIZE = 1 << 40  # bytes; the largest nightly wheels are a few GiB
 MAX_ARCHS = 32
+MAX_WHEELS = 64  # per package: one target admits a handful (manylinux_2_17 and _2_28, abi3 and cpXY)
 
 GIT_URL_SCHEMES = ("https", "http", "ssh", "git", "file")
 INDEX_URL_SCHEMES = ("https", "http")
@@ -560,12 +563,10 @@ class ExternalSource(ExternalPin):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Package:
-    """One artifact of the locked environment, identified by its sha256."""
+class Wheel:
+    """One file of a locked package, identified by its sha256. A package may lock several
+    (every wheel that fits the target); the installer picks the best one for the machine."""
 
-    name: str
-    version: str
-    source: PackageSource
     filename: str
     url: str
     size: int
@@ -573,14 +574,42 @@ class Package:
     hash_origin: HashOrigin
 
     def __post_init__(self) -> None:
+        _require(bool(_SHA256.fullmatch(self.sha256)), "sha256", f"{show(self.sha256)} is not a sha256")
+        _require(0 < self.size <= MAX_PACKAGE_SIZE, "size", f"{self.size} is not between 1 and {MAX_PACKAGE_SIZE}")
+        _require(self.hash_origin in ("index", "downloaded"), "hash-origin",
+                 f"{show(self.hash_origin)} is not index or downloaded")
+
+    @property
+    def plain_filename(self) -> str:
+        """The real filename (resolve may record it URL-quoted: torch-2.10%2Bcu128-...)."""
+        return unquote(self.filename)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Package:
+    """One locked distribution: a name, a version and every wheel of it that fits the target."""
+
+    name: str
+    version: str
+    source: PackageSource
+    wheels: tuple[Wheel, ...]
+
+    def __post_init__(self) -> None:
         _check("name", _package_name_problem(self.name))
         _check("version", version_problem(self.version))
         _require(self.source in ("torch", "general"), "source", f"{show(self.source)} is not torch or general")
-        _require(bool(_SHA256.fullmatch(self.sha256)), "sha256", f"{show(self.sha256)} is not a sha256")
-        _require(0 < self.size <= MAX_PACKAGE_SIZE, "size", f"{self.size} is not between 1 and {MAX_PACKAGE_SIZE}")
-        _check("filename", wheel_filename_problem(self.filename, self.name, self.version))
-        _require(self.hash_origin in ("index", "downloaded"), "hash-origin",
-                 f"{show(self.hash_origin)} is not index or downloaded")
+        _require(bool(self.wheels), "wheels", "is empty: a package locks at least one wheel")
+        _require(len(self.wheels) <= MAX_WHEELS, "wheels", f"has more than {MAX_WHEELS} entries")
+        for i, wheel in enumerate(self.wheels):
+            _check(f"wheels[{i}].filename", wheel_filename_problem(wheel.filename, self.name, self.version))
+        plain = [w.plain_filename for w in self.wheels]
+        _require(plain == sorted(plain), "wheels", "must be sorted by filename")
+        _unique("wheels", "filename", plain)
+
+    @property
+    def size(self) -> int:
+        """All its wheels' bytes (install fetches and checks every one)."""
+        return sum(w.size for w in self.wheels)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -645,7 +674,8 @@ class Lock:
         _unique("external-sources", "override", [s.override for s in self.external_sources])
         for i, package in enumerate(self.packages):
             index = self.torch.index if package.source == "torch" else self.general_index
-            _check(f"packages[{i}].url", package_url_problem(package.url, package.filename, index))
+            for j, wheel in enumerate(package.wheels):
+                _check(f"packages[{i}].wheels[{j}].url", package_url_problem(wheel.url, wheel.filename, index))
 
     def package(self, name: str) -> Package | None:
         wanted = canonicalize_name(name)

@@ -215,7 +215,8 @@ def build_tools(lock: Lock, machine: tuple[Tool, ...]) -> tuple[Tool, ...]:
     tools = [t for t in machine if locked.get(t.name) is None]
     for name, package in locked.items():
         if package is not None:
-            tools.append(Tool(name=name, path=package.filename, version=package.version, origin="locked wheel"))
+            tools.append(Tool(name=name, path=", ".join(w.filename for w in package.wheels), version=package.version,
+                              origin="locked wheel"))
     return tuple(sorted(tools, key=lambda t: t.name))
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import tomlkit
 
 from vllm_lock import codec
-from vllm_lock.model import Lock, Package
+from vllm_lock.model import Lock, Package, Wheel
 
 
 def environment_marker(lock: Lock) -> str:
@@ -18,8 +17,9 @@ def environment_marker(lock: Lock) -> str:
     )
 
 
-def to_pylock(lock: Lock, *, local_path: Callable[[Package], str] | None = None) -> str:
-    """PEP 751 text. With local_path, wheels point at files (e.g. the content-addressed cache)
+def to_pylock(lock: Lock, *, local_path: Callable[[Package, Wheel], str] | None = None) -> str:
+    """PEP 751 text, every locked wheel of every package (the installer picks the best one for
+    the machine). With local_path, wheels point at files (e.g. the content-addressed cache)
     instead of their URLs, so an offline install reads exactly the bytes the lock names."""
     doc = tomlkit.document()
     doc.add(tomlkit.comment(f"Exported by vllm-lock from lock {lock.name!r} ({codec.content_hash(lock)})."))
@@ -29,21 +29,24 @@ def to_pylock(lock: Lock, *, local_path: Callable[[Package], str] | None = None)
     doc.add("created-by", "vllm-lock")
     packages = tomlkit.aot()
     for package in lock.packages:
-        wheel: dict[str, Any] = {"name": package.filename}
-        if local_path is not None:
-            wheel["path"] = local_path(package)
-        else:
-            wheel["url"] = package.url
-        wheel["size"] = package.size
-        wheel["hashes"] = {"sha256": package.sha256}
         index = lock.torch.index if package.source == "torch" else lock.general_index
         entry = tomlkit.table()
         entry.add("name", package.name)
         entry.add("version", package.version)
         entry.add("index", index)
         wheels = tomlkit.array()
-        wheels.append(tomlkit.inline_table())
-        wheels[0].update(wheel)
+        for locked in package.wheels:
+            wheel = tomlkit.inline_table()
+            wheel["name"] = locked.plain_filename
+            if local_path is not None:
+                wheel["path"] = local_path(package, locked)
+            else:
+                wheel["url"] = locked.url
+            wheel["size"] = locked.size
+            wheel["hashes"] = {"sha256": locked.sha256}
+            wheels.append(wheel)
+        if len(wheels) > 1:
+            wheels.multiline(True)
         entry.add("wheels", wheels)
         packages.append(entry)
     doc.add("packages", packages)

@@ -95,6 +95,10 @@ def _new(change: PackageChange) -> str:
     return change.new or "-"
 
 
+def _md_wheels(change: PackageChange) -> str:
+    return "".join(f"<br>`{wheel}`" for wheel in change.wheels)
+
+
 def _settings(diff: LockDiff) -> tuple[FieldChange, ...]:
     extra = []
     if diff.general_index[0] != diff.general_index[1]:
@@ -145,6 +149,7 @@ def text(diff: LockDiff) -> str:
         old_width = max(len(_old(p)) for p in diff.packages)
         for p in diff.packages:
             out.append(f"          {p.name:<{width}}  {p.kind:<7}  {_old(p):<{old_width}}  ->  {_new(p)}")
+            out += [f"            {wheel}" for wheel in p.wheels]
     else:
         out.append("packages  unchanged")
     settings = _settings(diff)
@@ -220,7 +225,7 @@ def markdown(diff: LockDiff) -> str:
         out.append("")
     if diff.packages:
         out += ["#### Packages", "", "| package | change | old | new |", "|---|---|---|---|"]
-        out += [f"| {p.name} | {p.kind} | `{_old(p)}` | `{_new(p)}` |" for p in diff.packages]
+        out += [f"| {p.name} | {p.kind}{_md_wheels(p)} | `{_old(p)}` | `{_new(p)}` |" for p in diff.packages]
         out.append("")
     settings = _settings(diff)
     if settings:

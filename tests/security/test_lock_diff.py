@@ -25,8 +25,9 @@ def _general_package(data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 def test_a_package_url_changed_alone_is_a_difference_called_out(sandbox: Sandbox) -> None:
     a, b = sandbox.data(), sandbox.data()
     i, package = _general_package(b)
-    package["url"] = package["url"].replace("/files/", "/elsewhere/")
-    key = f"packages[{package['name']}].url"
+    wheel = package["wheels"][0]
+    wheel["url"] = wheel["url"].replace("/files/", "/elsewhere/")
+    key = f"packages[{package['name']}].wheels[{wheel['filename']}].url"
     code, out = _diff(sandbox, a, b)
     assert code == 1
     assert ": different" in out.splitlines()[0]
@@ -44,17 +45,22 @@ def test_a_package_url_changed_alone_is_a_difference_called_out(sandbox: Sandbox
 def test_a_package_filename_and_size_changed_are_named(sandbox: Sandbox) -> None:
     a, b = sandbox.data(), sandbox.data()
     _, package = _general_package(b)
+    wheel = package["wheels"][0]
     # another wheel of the same version (a py2.py3 tag), on the same host
-    retagged = package["filename"].replace("-py3-none-any.whl", "-py2.py3-none-any.whl")
-    assert retagged != package["filename"]
-    package["url"] = package["url"].rsplit("/", 1)[0] + "/" + retagged
-    package["filename"] = retagged
-    package["size"] += 1
+    original = wheel["filename"]
+    retagged = original.replace("-py3-none-any.whl", "-py2.py3-none-any.whl")
+    assert retagged != original
+    wheel["url"] = wheel["url"].rsplit("/", 1)[0] + "/" + retagged
+    wheel["filename"] = retagged
+    wheel["size"] += 1
     code, out = _diff(sandbox, a, b)
     assert code == 1
-    for leaf in ("filename", "url"):
-        assert f"! packages[{package['name']}].{leaf}: " in out
-    assert f"packages[{package['name']}].size: " in out
+    name = package["name"]
+    for leaf in ("filename", "url"):  # a wheel row is keyed by its file name: one gone, one new
+        assert f"! packages[{name}].wheels[{original}].{leaf}: " in out
+        assert f"! packages[{name}].wheels[{retagged}].{leaf}: (none) -> " in out
+    assert f"packages[{name}].wheels[{retagged}].size: (none) -> {wheel['size']}" in out
+    assert f"- {original}" in out and f"+ {retagged}" in out  # the package line names both wheels
 
 
 def test_a_changed_vllm_url_is_called_out_not_hidden_behind_the_identity(sandbox: Sandbox, world) -> None:  # type: ignore[no-untyped-def]
@@ -81,7 +87,8 @@ def test_changed_index_or_external_repository_is_a_source_change(sandbox: Sandbo
     if field == "index":  # torch packages live on the index's host: move them with it
         for p in b["packages"]:
             if p["source"] == "torch":
-                p["url"] = "http://127.0.0.1:1/other/" + p["url"].rsplit("/", 1)[-1]
+                for w in p["wheels"]:
+                    w["url"] = "http://127.0.0.1:1/other/" + w["url"].rsplit("/", 1)[-1]
     code, out = _diff(sandbox, a, b)
     assert code == 1
     sources = out.split("\nvLLM ")[0]

@@ -40,14 +40,35 @@ def _env(key: str, value: str) -> Callable[[Data, Sandbox], None]:
     return edit
 
 
-def _filename(name: str) -> Callable[[Data, Sandbox], None]:
+def _filename(name: str, wheel: int = 0) -> Callable[[Data, Sandbox], None]:
     """A hostile filename, with the URL made to agree (its last segment quotes the name) on the
     index's own host: only the filename rule stands between it and the cache directory."""
 
     def edit(data: Data, box: Sandbox) -> None:
-        package = data["packages"][0]
-        package["filename"] = name
-        package["url"] = package["url"].rsplit("/", 1)[0] + "/" + quote(unquote(name), safe="")
+        if wheel:
+            _second_wheel(data, box)
+        entry = data["packages"][0]["wheels"][wheel]
+        entry["filename"] = name
+        entry["url"] = entry["url"].rsplit("/", 1)[0] + "/" + quote(unquote(name), safe="")
+
+    return edit
+
+
+def _second_wheel(data: Data, box: Sandbox) -> None:
+    """packages[0] gets a valid second wheel: a copy of its own under a build-tagged name (which
+    sorts first), so the original becomes wheels[1]: each rule must hold beyond the first wheel."""
+    wheels = data["packages"][0]["wheels"]
+    original = wheels[0]
+    name, version, rest = original["filename"].split("-", 2)
+    copy = dict(original, filename=f"{name}-{version}-1-{rest}")
+    copy["url"] = original["url"].rsplit("/", 1)[0] + "/" + copy["filename"]
+    wheels.insert(0, copy)
+
+
+def _second(path: str, value: Any) -> Callable[[Data, Sandbox], None]:
+    def edit(data: Data, box: Sandbox) -> None:
+        _second_wheel(data, box)
+        _set(path, value)(data, box)
 
     return edit
 
@@ -83,14 +104,22 @@ HOSTILE = [
     ("external-ref-option", _set("external-sources.0.ref", "-oops"), "external-sources[0].ref"),
     ("torch-index-file", _set("inputs.torch.original.index", "file:///etc"), "inputs.torch.original.index"),
     # 3. package filename and url
-    ("filename-escape", _filename("../../../../tmp/x/evil.whl"), "packages[0].filename"),
-    ("filename-absolute", _filename("/tmp/x/evil.whl"), "packages[0].filename"),
+    ("filename-escape", _filename("../../../../tmp/x/evil.whl"), "packages[0].wheels[0].filename"),
+    ("filename-absolute", _filename("/tmp/x/evil.whl"), "packages[0].wheels[0].filename"),
     ("filename-quoted-escape", _filename("..%2F..%2F..%2Fevil-1.0-py3-none-any.whl"),
-     "packages[0].filename"),
-    ("url-file", _set("packages.0.url", "file:///etc/passwd"), "packages[0].url"),
-    ("url-data", _set("packages.0.url", "data:text/plain,hello"), "packages[0].url"),
-    ("url-ftp", _set("packages.0.url", "ftp://127.0.0.1/x.whl"), "packages[0].url"),
-    ("url-other-host", _set("packages.0.url", "https://evil.example/files/x.whl"), "packages[0].url"),
+     "packages[0].wheels[0].filename"),
+    ("url-file", _set("packages.0.wheels.0.url", "file:///etc/passwd"), "packages[0].wheels[0].url"),
+    ("url-data", _set("packages.0.wheels.0.url", "data:text/plain,hello"), "packages[0].wheels[0].url"),
+    ("url-ftp", _set("packages.0.wheels.0.url", "ftp://127.0.0.1/x.whl"), "packages[0].wheels[0].url"),
+    ("url-other-host", _set("packages.0.wheels.0.url", "https://evil.example/files/x.whl"),
+     "packages[0].wheels[0].url"),
+    # the same rules for every wheel of a package, not only the first
+    ("second-filename-escape", _filename("../../../../tmp/x/evil.whl", wheel=1), "packages[0].wheels[1].filename"),
+    ("second-url-file", _second("packages.0.wheels.1.url", "file:///etc/passwd"), "packages[0].wheels[1].url"),
+    ("second-url-other-host", _second("packages.0.wheels.1.url", "https://evil.example/files/x.whl"),
+     "packages[0].wheels[1].url"),
+    ("second-sha256", _second("packages.0.wheels.1.sha256", "../../x"), "packages[0].wheels[1].sha256"),
+    ("second-size", _second("packages.0.wheels.1.size", 1 << 50), "packages[0].wheels[1].size"),
     # 4. build environment and override variables
     ("env-ld-preload", _env("LD_PRELOAD", "MARKER.so"), "build.env.LD_PRELOAD"),
     ("env-path", _env("PATH", "MARKER"), "build.env.PATH"),

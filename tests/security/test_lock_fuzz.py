@@ -13,12 +13,12 @@ from urllib.parse import unquote, urlsplit
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
-from sample_lock import make_lock
+from sample_lock import make_lock, package
 
 from vllm_lock import codec
 from vllm_lock.errors import LockInvalidError
 from vllm_lock.layout import SCRIPT_PATHS
-from vllm_lock.model import BUILD_ENV_RULES, ExternalSource, Lock, Promotion, Provenance
+from vllm_lock.model import BUILD_ENV_RULES, MAX_WHEELS, ExternalSource, Lock, Promotion, Provenance
 
 from .conftest import with_hash
 
@@ -30,6 +30,9 @@ CUTLASS = ExternalSource(
 )
 BASE = codec.to_data(make_lock(
     external_sources=(CUTLASS,),
+    # a package with two wheels, so that mutations reach a wheel other than the first
+    extra=(package("filelock", "3.20.0"),
+           package("sound-fake", "1.0.0", tags=("py3-none-any", "py3-none-manylinux_2_28_x86_64"))),
     provenance=Provenance(tool_version="0.1.0", uv_version="0.9.0", resolved_at="2026-11-20T12:00:00Z",
                           promotion=Promotion(from_name="dev", from_content_hash="sha256:" + "a" * 64,
                                               promoted_at="2026-11-21T00:00:00Z", forced=False,
@@ -117,10 +120,12 @@ def _promises(lock: Lock) -> None:
     for url in (lock.vllm.url, *(s.repository for s in lock.external_sources)):
         assert not url.startswith("-") and "::" not in url.split("://")[0]
         assert urlsplit(url).scheme in ("https", "http", "ssh", "git", "file")
-    for package in lock.packages:
-        plain = unquote(package.filename)
-        assert "/" not in plain and not plain.startswith((".", "-")) and plain.endswith(".whl")
-        assert urlsplit(package.url).scheme in ("https", "http")
+    for locked in lock.packages:
+        assert 1 <= len(locked.wheels) <= MAX_WHEELS
+        for wheel in locked.wheels:
+            plain = unquote(wheel.filename)
+            assert "/" not in plain and not plain.startswith((".", "-")) and plain.endswith(".whl")
+            assert urlsplit(wheel.url).scheme in ("https", "http")
     assert {key for key, _ in lock.build.env} <= set(BUILD_ENV_RULES)
     for source in lock.external_sources:
         assert source.override.endswith("_SRC_DIR") or source.override.startswith("FETCHCONTENT_SOURCE_DIR_")

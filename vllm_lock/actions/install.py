@@ -11,7 +11,7 @@ import datetime as dt
 import errno
 import os
 import platform
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -173,9 +173,8 @@ def _steps(
 
     with rep.step("packages"):
         staged = build_shell.stage_wheels(lock, store, gen / "wheels", rep.say)
-        local = replace(lock, packages=tuple(replace(p, filename=build_shell.staged_name(p)) for p in lock.packages))
-        pylock_path = gen / "pylock.toml"
-        pylock_path.write_text(pylock.to_pylock(local, local_path=lambda p: str(staged[p.name])), encoding="utf-8")
+        pylock_path = gen / "pylock.toml"  # every locked wheel: uv picks the best one for this machine
+        pylock_path.write_text(pylock.to_pylock(lock, local_path=lambda _, w: str(staged[w.sha256, w.filename])), encoding="utf-8")
         build_shell.run_uv(
             build_shell.sync_argv(venv, pylock_path), env=uv_env, what="installing the locked packages", log=log,
             on_line=on_line,
@@ -285,7 +284,7 @@ def machine_facts(lock: Lock, where: Path, cache: Path, *, check_gpus: bool) -> 
     except PreflightError as exc:
         python_found, python_error = None, str(exc)
     store = Store(cache)
-    missing = sum(p.size for p in lock.packages if not store.has(p.sha256, p.filename))
+    missing = sum(w.size for p in lock.packages for w in p.wheels if not store.has(w.sha256, w.filename))
     return plan.MachineFacts(
         machine=platform.machine(),
         glibc=machine.glibc(),

@@ -48,7 +48,8 @@ def summary(lock: Lock, path: Path) -> dict[str, Any]:
             "count": len(lock.packages),
             "by-source": by_source,
             "total-bytes": sum(p.size for p in lock.packages),
-            "hashed-by-download": sum(1 for p in lock.packages if p.hash_origin == "downloaded"),
+            "wheels": sum(len(p.wheels) for p in lock.packages),
+            "hashed-by-download": sum(1 for p in lock.packages for w in p.wheels if w.hash_origin == "downloaded"),
             "list": {p.name: p.version for p in lock.packages},
         },
         "provenance": {"tool-version": lock.provenance.tool_version, "uv-version": lock.provenance.uv_version,
@@ -81,7 +82,9 @@ def render(lock: Lock, path: Path, console: Console | None = None) -> None:
     for column in ("package", "version", "from", "sha256", "hash"):
         packages.add_column(column)
     for p in lock.packages:
-        packages.add_row(p.name, p.version, p.source, p.sha256[:12], p.hash_origin)
+        more = f" +{len(p.wheels) - 1}" if len(p.wheels) > 1 else ""
+        packages.add_row(p.name, p.version, p.source, p.wheels[0].sha256[:12] + more,
+                         "/".join(sorted({w.hash_origin for w in p.wheels})))
     console.print(packages)
 
 

@@ -8,18 +8,19 @@ import base64
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from vllm_lock import codec, plan
 from vllm_lock import receipt as receipts
 from vllm_lock.errors import UsageError
-from vllm_lock.model import Lock
+from vllm_lock.model import Lock, Package, Wheel
 from vllm_lock.shell import build as build_shell
 from vllm_lock.shell import generations, lockfiles
 
@@ -37,6 +38,7 @@ class Report:
     source: list[str] = field(default_factory=list)
     receipt: list[str] = field(default_factory=list)
     vllm_version: str | None = None
+    wheels: dict[str, str] = field(default_factory=dict)  # package -> the locked wheel that is installed
 
     @property
     def drift(self) -> bool:
@@ -137,17 +139,85 @@ def changed_files(site: Path, dist: Dist) -> list[str]:
     return out
 
 
+def _wheel_tags(dist: Dist) -> tuple[frozenset[str], str]:
+    """The tags and build tag the installed distribution's WHEEL file records."""
+    try:
+        meta = HeaderParser().parsestr((dist.dist_info / "WHEEL").read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return frozenset(), ""
+    return frozenset(meta.get_all("Tag") or ()), (meta.get("Build") or "").strip()
+
+
+def _filename_tags(wheel: Wheel) -> tuple[frozenset[str], str]:
+    _, _, build, tags = parse_wheel_filename(wheel.plain_filename)
+    return frozenset(str(t) for t in tags), "".join(str(part) for part in build)
+
+
+def _record_rows(text: str) -> set[tuple[str, str]]:
+    """(path, hash) of a RECORD's hashed files outside *.dist-info and *.data (an installer moves
+    .data files and writes its own dist-info files)."""
+    rows = set()
+    for row in text.splitlines():
+        parts = row.rsplit(",", 2)
+        if len(parts) != 3 or not parts[1].startswith("sha256="):
+            continue
+        path = parts[0].strip('"')
+        top = path.split("/", 1)[0]
+        if not top.endswith((".dist-info", ".data")):
+            rows.add((path, parts[1]))
+    return rows
+
+
+def _record_matches(dist: Dist, wheel_file: Path) -> bool:
+    """Whether every file the wheel's own RECORD lists is installed with that hash."""
+    try:
+        with zipfile.ZipFile(wheel_file) as archive:
+            name = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD"))
+            wanted = _record_rows(archive.read(name).decode("utf-8", errors="replace"))
+        have = _record_rows((dist.dist_info / "RECORD").read_text(encoding="utf-8", errors="replace"))
+    except (OSError, StopIteration, zipfile.BadZipFile, KeyError):
+        return False
+    return bool(wanted) and wanted <= have
+
+
+def installed_wheel(package: Package, dist: Dist, staged: Path | None) -> Wheel | None:
+    """The locked wheel of package that dist was installed from: the one whose file name carries
+    the tags (and build tag) of the installed WHEEL file; failing that (a wheel whose WHEEL file
+    disagrees with its name), the one whose own RECORD the installed files match, read from the
+    generation's staged wheels. None: no locked wheel was installed."""
+    tags = _wheel_tags(dist)
+    by_tags = [w for w in package.wheels if _filename_tags(w) == tags]
+    if len(by_tags) == 1:
+        return by_tags[0]
+    if staged is not None:
+        for wheel in by_tags or package.wheels:
+            if _record_matches(dist, staged / wheel.plain_filename):
+                return wheel
+    return None
+
+
 def inspect_packages(lock: Lock, venv: Path) -> Report:
     site = site_packages(venv)
     dists = installed(site)
     report = Report(lock=lock.name, venv=str(venv))
     locked = {p.name: p.version for p in lock.packages}
-    for name, version in sorted(locked.items()):
+    staged = venv.parent / "wheels"  # the generation's staged wheels (install), when still there
+    for package in lock.packages:
+        name, version = package.name, package.version
         dist = dists.get(name)
         if dist is None:
             report.missing.append(f"{name}=={version}")
         elif not _same_version(dist.version, version):
             report.different.append({"name": name, "installed": dist.version, "locked": version})
+        elif (wheel := installed_wheel(package, dist, staged if staged.is_dir() else None)) is None:
+            tags = ".".join(sorted(_wheel_tags(dist)[0])) or "no WHEEL tags"
+            report.different.append({
+                "name": name,
+                "installed": f"{version} wheel {tags}",
+                "locked": " or ".join(w.plain_filename for w in package.wheels),
+            })
+        else:
+            report.wheels[name] = wheel.plain_filename
     for name in sorted(dists):
         if name not in locked and name != OWN:
             report.extra.append(f"{name}=={dists[name].version}")

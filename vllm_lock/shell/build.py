@@ -9,11 +9,10 @@ import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
-from urllib.parse import unquote
 
 from vllm_lock import plan
 from vllm_lock.errors import BuildError, InstallError, OutputError, PreflightError, UnknownRefError
-from vllm_lock.model import Lock, Package
+from vllm_lock.model import Lock, Wheel
 from vllm_lock.shell import git as git_shell
 from vllm_lock.shell import proc
 from vllm_lock.shell import uv as uv_shell
@@ -56,31 +55,34 @@ def install_python(version: str, cache: Path, log: IO[str], on_line: Callable[[s
 # ---------------------------------------------------------------- wheels
 
 
-def staged_name(package: Package) -> str:
+def staged_name(wheel: Wheel) -> str:
     """The wheel's real filename (resolve may record it URL-quoted: torch-2.10%2Bcu128-...)."""
-    return unquote(package.filename)
+    return wheel.plain_filename
 
 
 def stage_wheels(
     lock: Lock, store: Store, dest: Path, say: Callable[[str], None]
-) -> dict[str, Path]:
-    """Every locked wheel in the content-addressed cache (downloaded with its hash checked when
-    missing), hard-linked under its real filename into dest. Returns name -> staged path."""
+) -> dict[tuple[str, str], Path]:
+    """Every locked wheel (all those of a package that fit the target: the installer picks one)
+    in the content-addressed cache (downloaded with its hash checked when missing), hard-linked
+    under its real filename into dest. Returns (sha256, filename) -> staged path."""
     dest.mkdir(parents=True, exist_ok=True)
-    staged: dict[str, Path] = {}
-    downloaded = 0
+    staged: dict[tuple[str, str], Path] = {}
+    downloaded = total = 0
     for package in lock.packages:
-        _, _, fetched = store.fetch(package.url, package.filename, expected_sha256=package.sha256)
-        downloaded += fetched
-        source = store.path(package.sha256, package.filename)
-        target = dest / staged_name(package)
-        if not target.exists():
-            try:
-                os.link(source, target)
-            except OSError:
-                shutil.copyfile(source, target)
-        staged[package.name] = target
-    say(f"    {len(lock.packages)} wheels staged, {downloaded} downloaded, {len(lock.packages) - downloaded} from the cache")
+        for wheel in package.wheels:
+            _, _, fetched = store.fetch(wheel.url, wheel.filename, expected_sha256=wheel.sha256)
+            downloaded += fetched
+            total += 1
+            source = store.path(wheel.sha256, wheel.filename)
+            target = dest / staged_name(wheel)
+            if not target.exists():
+                try:
+                    os.link(source, target)
+                except OSError:
+                    shutil.copyfile(source, target)
+            staged[wheel.sha256, wheel.filename] = target
+    say(f"    {total} wheels staged, {downloaded} downloaded, {total - downloaded} from the cache")
     return staged
 
 

@@ -173,7 +173,23 @@ def general_generated_wheels() -> list[WheelSpec]:
         _pure("vllm-fake-dep-b", "0.2.0", ("vllm-fake-dep-a>=1.0",)),
         _pure("open-clip-torch-fake", "1.0.0"),
         *native_wheels(),
+        *several_wheels(),
     ]
+
+
+def several_wheels() -> list[WheelSpec]:
+    """Packages that, like aiohttp and soundfile on PyPI, publish several wheels fitting one target:
+    vllm-fake-multi a manylinux_2_17 and a manylinux_2_28 build per Python, vllm-fake-sound a
+    py3-none-any wheel (no bundled library) beside a platform wheel (with it). Each wheel's bytes
+    differ (its module names its own tag). Nothing requires them unless a test adds them."""
+    def spec(name: str, tag: str, reqs: tuple[str, ...] = ()) -> WheelSpec:
+        module = name.replace("-", "_")
+        text = f'__version__ = "1.0.0"\nwheel_tag = "{tag}"\nbundled_library = {not tag.endswith("-any")}\n'
+        return WheelSpec(name, "1.0.0", tag, ((f"{module}/__init__.py", text),), reqs, ">=3.10", f"{name} (test world)")
+
+    multi = [spec("vllm-fake-multi", f"{py}-{py}-{plat}_x86_64") for py in PYTHONS
+             for plat in ("manylinux_2_17", "manylinux_2_28")]
+    return [*multi, spec("vllm-fake-sound", "py3-none-any"), spec("vllm-fake-sound", "py3-none-manylinux_2_28_x86_64")]
 
 
 def native_wheels() -> list[WheelSpec]:

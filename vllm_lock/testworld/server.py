@@ -48,6 +48,7 @@ class IndexStore:
         self._projects: dict[str, dict[str, dict[str, FileEntry]]] = {}
         self._files: dict[str, bytes] = {}
         self._log: list[tuple[str, str]] = []
+        self._agents: list[str] = []  # the User-Agent of each logged request
 
     def add_index(self, cfg: IndexConfig) -> None:
         with self._lock:
@@ -94,17 +95,24 @@ class IndexStore:
         with self._lock:
             return self._files.get(path)
 
-    def log(self, method: str, path: str) -> None:
+    def log(self, method: str, path: str, agent: str = "") -> None:
         with self._lock:
             self._log.append((method, path))
+            self._agents.append(agent)
 
     def requests(self) -> list[tuple[str, str]]:
         with self._lock:
             return list(self._log)
 
+    def requests_with_agents(self) -> list[tuple[str, str, str]]:
+        """(method, path, User-Agent): tells vllm-lock's own requests from uv's."""
+        with self._lock:
+            return [(m, p, a) for (m, p), a in zip(self._log, self._agents, strict=True)]
+
     def clear_requests(self) -> None:
         with self._lock:
             self._log.clear()
+            self._agents.clear()
 
 
 def _root_html(names: list[str]) -> str:
@@ -172,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, head: bool) -> None:
         store = self.store
-        store.log(self.command, self.path)
+        store.log(self.command, self.path, self.headers.get("User-Agent") or "")
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
         port = self.server.server_address[1]  # type: ignore[index]  # always (host, port) for AF_INET
         host = self.headers.get("Host") or f"127.0.0.1:{port}"

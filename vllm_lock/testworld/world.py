@@ -300,6 +300,11 @@ class TestWorld:
     def requests(self) -> list[tuple[str, str]]:
         return self._store.requests()
 
+    @property
+    def requests_with_agents(self) -> list[tuple[str, str, str]]:
+        """(method, path, User-Agent) of every request, oldest first."""
+        return self._store.requests_with_agents()
+
     def clear_requests(self) -> None:
         self._store.clear_requests()
 
