@@ -383,7 +383,7 @@ def test_a_malformed_build_env_at_resolve(world, tmp_path, item: str) -> None:  
     out = tmp_path / "x.lock.toml"
     result = cli("resolve", "--repo", world.repo_url, "--torch-index", world.torch_nightly_index,
                  "--index", world.general_index, "--python", "3.11", "--target-device", "cpu",
-                 "--build-env", "CFLAGS=-O2", "--build-env", item, "-o", str(out), cache=tmp_path / "cache")
+                 "--build-env", "CMAKE_BUILD_TYPE=Release", "--build-env", item, "-o", str(out), cache=tmp_path / "cache")
     one_error(result, 2, f"--build-env {item!r} is not KEY=VALUE")
     assert not out.exists()
 
