@@ -67,6 +67,7 @@ def to_data(lock: Lock) -> dict[str, Any]:
                         "version": torch.version,
                         "date": torch.date,
                         "companions": [{"name": c.name, "version": c.version} for c in torch.companions],
+                        "left-out": list(torch.left_out),
                     }
                 ),
             },
@@ -166,6 +167,7 @@ def build_identity(lock: Lock) -> str:
         # every wheel: which one the installer picks depends on the machine, so all of them count
         "packages": [(p.name, p.version, [w.sha256 for w in p.wheels]) for p in lock.packages],
         "external-sources": [(s.name, s.commit) for s in lock.external_sources],
+        "left-out": list(lock.torch.left_out),
     }
     return hashlib.sha256(canonical_json(identity)).hexdigest()[:16]
 
@@ -361,6 +363,7 @@ def _torch(r: _Reader) -> TorchInput:
                 version=locked.get("version", str),
                 date=locked.get("date", str, None),
                 companions=locked.rows("companions", _pin, default=()),
+                left_out=locked.strings("left-out"),
             )
 
 

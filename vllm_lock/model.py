@@ -386,6 +386,7 @@ class TorchInput:
     version: str  # locked torch version, e.g. 2.10.0.dev20261112+cu128
     date: str | None  # nightly build date YYYY-MM-DD; None for releases
     companions: tuple[Pin, ...]
+    left_out: tuple[str, ...] = ()  # members of the commit's torch family left out on purpose (--without)
 
     def __post_init__(self) -> None:
         _require(self.channel in ("nightly", "release"), "inputs.torch.original.channel",
@@ -403,6 +404,13 @@ class TorchInput:
         if self.date is not None:
             _check("inputs.torch.locked.date", date_problem(self.date))
         _unique("inputs.torch.locked.companions", "name", [c.name for c in self.companions])
+        for i, name in enumerate(self.left_out):
+            _check(f"inputs.torch.locked.left-out[{i}]", _package_name_problem(name))
+        _require(list(self.left_out) == sorted(set(self.left_out)), "inputs.torch.locked.left-out",
+                 "must be sorted, each name once")
+        _require("torch" not in self.left_out, "inputs.torch.locked.left-out", "torch itself cannot be left out")
+        _require(not set(self.left_out) & {c.name for c in self.companions}, "inputs.torch.locked.left-out",
+                 "names a member that is also locked")
 
 
 def _unique(key: str, leaf: str, values: list[str]) -> None:

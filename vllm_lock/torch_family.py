@@ -28,9 +28,6 @@ from vllm_lock.model import Target
 TORCH = "torch"
 # torch's own dependency on Linux x86_64: routed to the torch index with torch, never a member.
 TRITON = {"nightly": "pytorch-triton", "release": "triton"}
-# How a `--without NAME` choice is kept in the layout's runtime set until the lock has a field
-# for it: a requirement whose marker is never true, so no installer acts on it.
-WITHOUT_MARKER = 'extra == "vllm-lock-without"'
 
 
 class FamilyError(ValueError):
@@ -161,17 +158,6 @@ def leave_out(members: tuple[Member, ...], without: Iterable[str]) -> tuple[tupl
             raise FamilyError(f"--without {name}: not a torch-family member of this commit for this target "
                               f"(members: {', '.join(sorted(known)) or 'none'})")
     return tuple(m for m in members if m.name not in names), tuple(sorted(names))
-
-
-def without_records(names: Iterable[str]) -> tuple[str, ...]:
-    """The runtime-set entries that record members left out on purpose."""
-    return tuple(f"{name}; {WITHOUT_MARKER}" for name in sorted(names))
-
-
-def recorded_without(runtime_set: Iterable[str]) -> tuple[str, ...]:
-    """The members a lock's runtime set records as left out (the inverse of without_records)."""
-    return tuple(sorted(canonicalize_name(Requirement(r).name) for r in runtime_set
-                        if str(Requirement(r).marker) == WITHOUT_MARKER))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

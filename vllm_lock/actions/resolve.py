@@ -192,9 +192,7 @@ def _resolve(
         general_index=request.general_index.rstrip("/"),
         target=target,
         build=recipe,
-        # members left out on purpose are recorded beside what the build declares (no lock field yet)
-        layout=dataclasses.replace(
-            source.layout, runtime_set=source.runtime + torch_family.without_records(family.left_out)),
+        layout=dataclasses.replace(source.layout, runtime_set=source.runtime),
         external_sources=source.external_sources,
         packages=packages,
         provenance=Provenance(
@@ -491,6 +489,7 @@ def _resolve_nightly(
         version=version,
         date=date.isoformat(),
         companions=_companions(family, locked),
+        left_out=family.left_out,
     )
     return torch_input, pylock
 
@@ -536,6 +535,7 @@ def _resolve_release(
             version=version,
             date=None,
             companions=_companions(family, locked),
+            left_out=family.left_out,
         ),
         pylock,
     )

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllm_lock import diffing, torch_family
+from vllm_lock import diffing
 from vllm_lock.actions import resolve as resolve_action
 from vllm_lock.diffing import LockDiff
 from vllm_lock.model import Lock, is_commit_sha
@@ -87,7 +87,7 @@ def request_for(lock: Lock, *, output: Path, cache: Path, move_vllm: bool, move_
         phase=lock.phase,
         output=output,
         cache=cache,
-        without=torch_family.recorded_without(lock.layout.runtime_set),
+        without=lock.torch.left_out,
     )
 
 
