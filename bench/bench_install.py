@@ -62,7 +62,7 @@ def median_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
 
 
 def ours(lock: Path, opt: Path, cache: Path) -> None:
-    env = dict(os.environ, VLLM_LOCK_CACHE=str(cache))
+    env = dict(os.environ, VLLM_LOCK_CACHE=str(cache), VLLM_LOCK_MIN_FREE_DISK="0")
     sh([str(VLLM_LOCK), "install", str(lock), "--venv", str(opt / "vllm"),
         "--src", str(opt / "vllm_repo")], env=env)
 
@@ -143,17 +143,22 @@ def main() -> None:
             results["uv-bare cold"] = timed(
                 lambda: uv_bare(world, lock, pylock_path, work / "u-cold", work / "uvc-cold", externals))
             results["pip cold"] = timed(lambda: pip_flow(world, lock, work / "p-cold", None, externals))
-        # warm: caches filled by a first run into another directory
-        n = args.repeat
-        ours(lock_path, work / "o-prime", cache)
-        results["ours warm"] = median_of(n, lambda i: ours(lock_path, work / f"o-warm{i}", cache))
-        uv_bare(world, lock, pylock_path, work / "u-prime", work / "uvc", externals)
-        results["uv-bare warm"] = median_of(
-            n, lambda i: uv_bare(world, lock, pylock_path, work / f"u-warm{i}", work / "uvc", externals))
-        pip_flow(world, lock, work / "p-prime", work / "pipc", externals)
-        results["pip warm"] = median_of(
-            n, lambda i: pip_flow(world, lock, work / f"p-warm{i}", work / "pipc", externals))
-        results["ours no-op rerun"] = median_of(n, lambda i: ours(lock_path, work / "o-warm0", cache))
+        # warm: caches filled by a first run into another directory; then the flows take turns
+        # (one run of each per round), so that a change in the machine's load hits all of them
+        flows = {
+            "ours": lambda d: ours(lock_path, d, cache),
+            "uv-bare": lambda d: uv_bare(world, lock, pylock_path, d, work / "uvc", externals),
+            "pip": lambda d: pip_flow(world, lock, d, work / "pipc", externals),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in flows}
+        for name, flow in flows.items():
+            flow(work / f"{name}-prime")
+        for i in range(args.repeat):
+            for name, flow in flows.items():
+                samples[name].append(timed(functools.partial(flow, work / f"{name}-warm{i}")))
+        for name, values in samples.items():
+            results[f"{name} warm"] = statistics.median(values)
+        results["ours no-op rerun"] = median_of(args.repeat, lambda i: ours(lock_path, work / "ours-warm0", cache))
 
     for name, seconds in results.items():
         print(f"{name:18s} {seconds:7.2f} s")
