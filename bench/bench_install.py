@@ -62,7 +62,7 @@ def median_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
 
 
 def ours(lock: Path, opt: Path, cache: Path) -> None:
-    env = dict(os.environ, VLLM_LOCK_CACHE=str(cache), VLLM_LOCK_MIN_FREE_DISK="0")
+    env = dict(os.environ, VLLM_LOCK_CACHE=str(cache))
     sh([str(VLLM_LOCK), "install", str(lock), "--venv", str(opt / "vllm"),
         "--src", str(opt / "vllm_repo")], env=env)
 
