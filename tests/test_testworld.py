@@ -401,7 +401,8 @@ def test_fake_vllm_builds_with_uv(world: TestWorld, tmp_path: Path) -> None:
     out = run(py, "tools/use_existing_torch.py", "--prefix", cwd=checkout)
     assert "removed: torch==2.10.0" in out
     epoch = int(dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC).timestamp())
-    build_env = {"SOURCE_DATE_EPOCH": str(epoch), "TORCH_CUDA_ARCH_LIST": "12.0",
+    # the CPU build (a plain C extension); the CUDA one (CMake + nvcc) is tests/test_cuda_build.py's
+    build_env = {"VLLM_TARGET_DEVICE": "cpu", "SOURCE_DATE_EPOCH": str(epoch), "TORCH_CUDA_ARCH_LIST": "12.0",
                  "VLLM_FLASH_ATTN_VERSION": "2", "MAX_JOBS": "3", "NVCC_THREADS": "2"}
     run(uv_bin, "pip", "install", "-q", "--python", py, "--index-url", world.general_index,
         "--no-build-isolation", "-e", checkout, extra=build_env)

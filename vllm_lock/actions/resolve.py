@@ -291,6 +291,7 @@ class IndexPages:
     def __init__(self, index: str) -> None:
         self.index = index
         self._pages: dict[str, tuple[nightly.Link, ...]] = {}
+        self._projects: frozenset[str] | None = None
 
     def links(self, project: str) -> tuple[nightly.Link, ...]:
         if project not in self._pages:
@@ -303,10 +304,20 @@ class IndexPages:
                 self._pages[project] = nightly.parse_simple_page(page, url)
         return self._pages[project]
 
+    def projects(self) -> frozenset[str]:
+        """The projects the index's root page lists (one request; none if it has no root page)."""
+        if self._projects is None:
+            try:
+                page = http.get_text(f"{self.index}/")
+            except http.NotFound:
+                page = ""
+            self._projects = frozenset(canonicalize_name(link.filename) for link in nightly.parse_simple_page(page, self.index))
+        return self._projects
+
     def link(self, project: str, url: str) -> nightly.Link | None:
-        """The link with this URL on the project's page (pages already fetched only, for
-        packages outside the torch family)."""
-        if project not in self._pages and project not in TORCH_INDEX_PACKAGES:
+        """The link with this URL on the project's page. Outside the torch family only projects
+        the index lists are looked at (a torch index mirrors a few general packages)."""
+        if project not in self._pages and project not in TORCH_INDEX_PACKAGES and project not in self.projects():
             return None
         return next((link for link in self.links(project) if link.url == url), None)
 
