@@ -7,6 +7,7 @@ import os
 import tempfile
 import tomllib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,7 @@ from vllm_lock.errors import (
     UnknownTorchVersionError,
     UnreachableError,
     UsageError,
+    VllmLockError,
 )
 from vllm_lock.model import (
     BuildRecipe,
@@ -161,9 +163,13 @@ def resolve(request: ResolveRequest, reporter: Reporter) -> tuple[Lock, Path, bo
 def _resolve(
     request: ResolveRequest, target: Target, recipe: BuildRecipe, output: Path, reporter: Reporter
 ) -> tuple[Lock, Path, bool]:
-    with reporter.step("vLLM source"):
-        source = read_source(request, reporter)
     pages = IndexPages(request.torch_index_url)
+    # The torch index pages do not depend on the vLLM source: fetched while git and the
+    # stripping script run (a failure there is reported when the pages are used).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(pages.prefetch, ("torch", *COMPANIONS))
+        with reporter.step("vLLM source"):
+            source = read_source(request, reporter)
     with reporter.step("torch and the package set"):
         torch_input, pylock = resolve_packages(request, target, source, pages, reporter)
     with reporter.step("hashes"):
@@ -303,6 +309,15 @@ class IndexPages:
             else:
                 self._pages[project] = nightly.parse_simple_page(page, url)
         return self._pages[project]
+
+    def prefetch(self, projects: tuple[str, ...]) -> None:
+        """Fetch these pages and the root page now, ignoring failures (links() retries them)."""
+        try:
+            self.projects()
+            for project in projects:
+                self.links(project)
+        except VllmLockError:
+            pass
 
     def projects(self) -> frozenset[str]:
         """The projects the index's root page lists (one request; none if it has no root page)."""
