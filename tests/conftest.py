@@ -50,14 +50,22 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield root
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest) -> Generator[None]:
-    if fixturedef.argname not in PHOENIX_CACHED_FIXTURES:
-        yield
-        return
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VLLM_LOCK_CACHE", str(SUITE_CACHE / "phoenix"))
-        yield
+class _PhoenixCache:
+    """Gives the Phoenix fixtures that build the rootfs and the bundle the suite cache. A plugin,
+    not a conftest hook: session-scoped fixtures are set up through the session's hooks, which
+    see no conftest."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[object]) -> Generator[None, object, object]:
+        if fixturedef.argname not in PHOENIX_CACHED_FIXTURES:
+            return (yield)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("VLLM_LOCK_CACHE", str(SUITE_CACHE / "phoenix"))
+            return (yield)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_PhoenixCache(), "vllm-lock-phoenix-cache")
 
 
 @pytest.fixture(scope="session")
