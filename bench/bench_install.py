@@ -1,13 +1,17 @@
-"""Benchmark `vllm-lock install` on the test world (loopback only), one run each, ratios printed.
+"""Benchmark `vllm-lock install` on the test world (loopback only); every flow is run as a user
+runs it, each command its own process, every figure printed computed from what was measured.
 
-  ours       vllm-lock install LOCK (preflight, venv, CAS -> offline uv pip sync, clone, strip,
+  ours       `vllm-lock install LOCK` (the console script of this virtualenv: preflight, venv,
+             CAS -> offline uv pip sync, clone, external sources staged from the mirrors, strip,
              build, verify, receipt, switch)
   uv-bare    uv venv + uv pip sync of the exported pylock (index URLs) + git clone + stripping
-             script + the same build command (uv pip install --no-build-isolation -e)
+             script + the same build command (uv pip install --no-build-isolation -e) with the
+             same external source trees (staged once, before timing) handed over through the same
+             override variables and CMAKE_ARGS=-DFETCHCONTENT_FULLY_DISCONNECTED=ON
   pip        the Phoenix flow: python -m venv, pip install torch torchvision torchaudio (torch
              index), git clone, stripping script, pip install -r build requirements,
              pip install --no-build-isolation -e . (PIP_CONFIG_FILE=/dev/null --isolated: only
-             the test world's indexes)
+             the test world's indexes), with the same staged external sources
 
 Warm: the tool's own caches already filled by an earlier run of the same flow (another
 target directory); the median of --repeat runs, each into a new directory. Cold: empty caches,
@@ -29,13 +33,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from vllm_lock import pylock
+from vllm_lock import plan, pylock
 from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.progress import QUIET
+from vllm_lock.shell import staging
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.testworld import TestWorld
 
 PY = "3.11"
+VLLM_LOCK = Path(sys.executable).with_name("vllm-lock")
 
 
 def sh(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
@@ -57,7 +63,7 @@ def median_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
 
 def ours(lock: Path, opt: Path, cache: Path) -> None:
     env = dict(os.environ, VLLM_LOCK_CACHE=str(cache))
-    sh([sys.executable, "-m", "vllm_lock.cli", "install", str(lock), "--venv", str(opt / "vllm"),
+    sh([str(VLLM_LOCK), "install", str(lock), "--venv", str(opt / "vllm"),
         "--src", str(opt / "vllm_repo")], env=env)
 
 
@@ -67,22 +73,32 @@ def clone_and_strip(world: TestWorld, lock, src: Path, python: Path) -> None:  #
     sh([str(python), *lock.layout.stripping_argv], cwd=src)
 
 
-def uv_bare(world: TestWorld, lock, pylock_path: Path, dest: Path, uv_cache: Path) -> None:  # type: ignore[no-untyped-def]
+def external_env(lock, staged: dict[str, Path]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The override variables and CMAKE_ARGS ours gives its build, for the baselines' builds."""
+    env = {s.override: str(staged[s.name]) for s in lock.external_sources}
+    if lock.external_sources:
+        env["CMAKE_ARGS"] = plan.FULLY_DISCONNECTED
+    return env
+
+
+def uv_bare(world: TestWorld, lock, pylock_path: Path, dest: Path, uv_cache: Path,  # type: ignore[no-untyped-def]
+            externals: dict[str, str]) -> None:
     env = uv_shell.uv_env(uv_cache)
     uv = uv_shell.uv_bin()
     venv = dest / "venv"
     sh([uv, "venv", "--python", PY, str(venv)], env=env)
     sh([uv, "pip", "sync", "--preview-features", "pylock", "--python", str(venv / "bin/python"), str(pylock_path)], env=env)
     clone_and_strip(world, lock, dest / "src", venv / "bin/python")
-    build_env = dict(env, VLLM_TARGET_DEVICE=lock.build.target_device, MAX_JOBS="2")
+    build_env = dict(env, VLLM_TARGET_DEVICE=lock.build.target_device, MAX_JOBS="2", **externals)
     sh([uv, "pip", "install", "--python", str(venv / "bin/python"), "--no-build-isolation", "--no-deps",
         "-e", str(dest / "src")], env=build_env)
 
 
-def pip_flow(world: TestWorld, lock, dest: Path, pip_cache: Path | None) -> None:  # type: ignore[no-untyped-def]
+def pip_flow(world: TestWorld, lock, dest: Path, pip_cache: Path | None,  # type: ignore[no-untyped-def]
+             externals: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1",
-               VLLM_TARGET_DEVICE=lock.build.target_device, MAX_JOBS="2")
+               VLLM_TARGET_DEVICE=lock.build.target_device, MAX_JOBS="2", **externals)
     cache = ["--cache-dir", str(pip_cache)] if pip_cache else ["--no-cache-dir"]
     venv = dest / "venv"
     sh([f"python{PY}", "-m", "venv", str(venv)], env=env)
@@ -99,11 +115,23 @@ def pip_flow(world: TestWorld, lock, dest: Path, pip_cache: Path | None) -> None
        env=env, cwd=dest / "src")
 
 
+def byte_compile_vllm_lock() -> None:
+    """What pip does when it installs vllm-lock: its modules byte-compiled once, so a run does not
+    compile them again (an editable install under PYTHONDONTWRITEBYTECODE=1 would, every time)."""
+    import compileall
+
+    import vllm_lock
+
+    compileall.compile_dir(str(Path(vllm_lock.__file__).parent), quiet=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--repeat", type=int, default=3, help="warm runs per flow (median reported)")
+    parser.add_argument("--repeat", type=int, default=5, help="warm runs per flow (median reported)")
+    parser.add_argument("--no-cold", action="store_true", help="skip the cold (empty cache) runs")
     args = parser.parse_args()
+    byte_compile_vllm_lock()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-install-"))
     work.mkdir(parents=True, exist_ok=True)
     with TestWorld.create(work / "world") as world:
@@ -117,27 +145,41 @@ def main() -> None:
         )
         pylock_path = work / "pylock.dev.toml"
         pylock_path.write_text(pylock.to_pylock(lock))
+        # The baselines get the external sources ours stages, exported once before any timing.
+        externals = external_env(lock, staging.stage(lock.external_sources, cache, work / "external", lambda _: None))
         results: dict[str, float] = {}
         # cold: empty caches (ours: an empty vllm-lock cache, so even the resolve downloads are redone)
-        results["ours cold"] = timed(lambda: ours(lock_path, work / "o-cold", work / "cache-cold"))
-        results["uv-bare cold"] = timed(lambda: uv_bare(world, lock, pylock_path, work / "u-cold", work / "uvc-cold"))
-        results["pip cold"] = timed(lambda: pip_flow(world, lock, work / "p-cold", None))
-        # warm: caches filled by a first run into another directory
-        n = args.repeat
-        ours(lock_path, work / "o-prime", cache)
-        results["ours warm"] = median_of(n, lambda i: ours(lock_path, work / f"o-warm{i}", cache))
-        uv_bare(world, lock, pylock_path, work / "u-prime", work / "uvc")
-        results["uv-bare warm"] = median_of(n, lambda i: uv_bare(world, lock, pylock_path, work / f"u-warm{i}", work / "uvc"))
-        pip_flow(world, lock, work / "p-prime", work / "pipc")
-        results["pip warm"] = median_of(n, lambda i: pip_flow(world, lock, work / f"p-warm{i}", work / "pipc"))
-        results["ours no-op rerun"] = median_of(n, lambda i: ours(lock_path, work / "o-warm0", cache))
+        if not args.no_cold:
+            results["ours cold"] = timed(lambda: ours(lock_path, work / "o-cold", work / "cache-cold"))
+            results["uv-bare cold"] = timed(
+                lambda: uv_bare(world, lock, pylock_path, work / "u-cold", work / "uvc-cold", externals))
+            results["pip cold"] = timed(lambda: pip_flow(world, lock, work / "p-cold", None, externals))
+        # warm: caches filled by a first run into another directory; then the flows take turns
+        # (one run of each per round), so that a change in the machine's load hits all of them
+        flows = {
+            "ours": lambda d: ours(lock_path, d, cache),
+            "uv-bare": lambda d: uv_bare(world, lock, pylock_path, d, work / "uvc", externals),
+            "pip": lambda d: pip_flow(world, lock, d, work / "pipc", externals),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in flows}
+        for name, flow in flows.items():
+            flow(work / f"{name}-prime")
+        for i in range(args.repeat):
+            for name, flow in flows.items():
+                samples[name].append(timed(functools.partial(flow, work / f"{name}-warm{i}")))
+        for name, values in samples.items():
+            results[f"{name} warm"] = statistics.median(values)
+        results["ours no-op rerun"] = median_of(args.repeat, lambda i: ours(lock_path, work / "ours-warm0", cache))
 
     for name, seconds in results.items():
         print(f"{name:18s} {seconds:7.2f} s")
-    for mode in ("warm", "cold"):
+    print("ours: vllm-lock install (one process, its modules byte-compiled as pip installs them); uv-bare: uv venv, uv pip sync, git clone, stripping script,")
+    print("uv pip install -e (processes), with the same staged external sources and -DFETCHCONTENT_FULLY_DISCONNECTED=ON;")
+    print("pip: the Phoenix flow with the same staged external sources")
+    for mode in ("warm",) if args.no_cold else ("warm", "cold"):
         o, u, p = results[f"ours {mode}"], results[f"uv-bare {mode}"], results[f"pip {mode}"]
         print(f"{mode}: ours / uv-bare = {o / u:.2f}x (target <= 1.2x); pip / ours = {p / o:.2f}x (target >= 3x)")
-    print(f"warm figures: median of {args.repeat} runs")
+    print(f"warm figures: median of {args.repeat} runs each; cold: one run each")
     print(f"no-op rerun: {results['ours no-op rerun']:.2f} s (target < 2 s)")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 # The Phoenix container test must run, not skip; VLLM_LOCK_REQUIRE_PHOENIX=0 lets it skip where
 # debootstrap cannot run (not root).
 export VLLM_LOCK_REQUIRE_PHOENIX="${VLLM_LOCK_REQUIRE_PHOENIX:-1}"
+# The CUDA build tests (CMake + nvcc, cubins listed by cuobjdump; no GPU needed) must run too: they
+# need nvcc >= 12.8 ($CUDA_HOME or /usr/local/cuda) and cmake; VLLM_LOCK_REQUIRE_CUDA=0 lets them skip.
+export VLLM_LOCK_REQUIRE_CUDA="${VLLM_LOCK_REQUIRE_CUDA:-1}"
 
 missing=""
 for tool in debootstrap jq; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done

@@ -1,16 +1,75 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the suite's isolation.
+
+Every test writes only under temporary directories: for the whole session HOME, XDG_CACHE_HOME
+and VLLM_LOCK_CACHE point into pytest's temporary directory (so no test reads or fills the real
+~/.cache/vllm-lock, a user's git or uv configuration, or another run's mirrors).
+
+One folder may outlive a run: the suite cache, $VLLM_LOCK_TEST_CACHE (default
+~/.cache/vllm-lock-tests of the real HOME). It only holds downloads checked against pinned
+hashes or content-keyed build products:
+  testworld-pypi/   the seven PyPI wheels the test world serves ($VLLM_LOCK_TESTWORLD_CACHE
+                    unless that is set), each sha256-checked against its pin
+  phoenix/          the Phoenix tests' debootstrapped rootfs and offline bundle tarballs (keyed by
+                    their package list and by the vllm-lock source digest)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 
 from vllm_lock.testworld import TestWorld
 
+REAL_HOME = Path.home()
+SUITE_CACHE = Path(os.environ.get("VLLM_LOCK_TEST_CACHE") or REAL_HOME / ".cache" / "vllm-lock-tests")
+# tests/phoenix/rootfs.py keeps its rootfs and bundle under the product's cache directory; these
+# fixtures build them, and get the suite cache instead of the session's throwaway one.
+PHOENIX_CACHED_FIXTURES = ("phoenix_rootfs", "phoenix_bundle")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """HOME, XDG_CACHE_HOME and VLLM_LOCK_CACHE in the session's temporary directory."""
+    root = tmp_path_factory.mktemp("isolated")
+    home = root / "home"
+    home.mkdir()
+    # git commits made by tests (promote --commit) need an identity; the real ~/.gitconfig is gone
+    (home / ".gitconfig").write_text("[user]\n\tname = vllm-lock tests\n\temail = tests@vllm-lock.invalid\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_LOCK_TESTWORLD_CACHE", os.environ.get("VLLM_LOCK_TESTWORLD_CACHE")
+                  or str(SUITE_CACHE / "testworld-pypi"))
+        for tool, variable in ((".rustup", "RUSTUP_HOME"), (".cargo", "CARGO_HOME")):
+            if (REAL_HOME / tool).is_dir() and variable not in os.environ:  # toolchains, read only
+                mp.setenv(variable, str(REAL_HOME / tool))
+        mp.setenv("HOME", str(home))
+        mp.setenv("XDG_CACHE_HOME", str(root / "xdg-cache"))
+        mp.setenv("VLLM_LOCK_CACHE", str(root / "vllm-lock-cache"))
+        yield root
+
+
+class _PhoenixCache:
+    """Gives the Phoenix fixtures that build the rootfs and the bundle the suite cache. A plugin,
+    not a conftest hook: session-scoped fixtures are set up through the session's hooks, which
+    see no conftest."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[object]) -> Generator[None, object, object]:
+        if fixturedef.argname not in PHOENIX_CACHED_FIXTURES:
+            return (yield)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("VLLM_LOCK_CACHE", str(SUITE_CACHE / "phoenix"))
+            return (yield)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_PhoenixCache(), "vllm-lock-phoenix-cache")
+
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestWorld]:
+def world(isolated_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestWorld]:
     """One test world (indexes over HTTP/HTTPS + vLLM-shaped repo) for the whole session.
 
     Treat it as read-only: tests that mutate a world should create their own.

@@ -102,3 +102,13 @@ def test_export_is_a_pylock_uv_installs(project: Path, tmp_path: Path) -> None:
 def test_export_refuses_a_non_pep751_name(project: Path, tmp_path: Path) -> None:
     result = run_cli("export", "dev", "-o", str(tmp_path / "requirements.toml"), cwd=project)
     assert result.returncode == 2 and "pylock.<name>.toml" in result.stderr
+
+
+def test_the_suite_writes_only_under_its_temporary_directories(tmp_path: Path) -> None:
+    """tests/conftest.py: HOME and every cache of the product are in the session's temporary tree."""
+    from vllm_lock.shell.store import cache_root
+
+    session_tmp = tmp_path.parent  # the session's basetemp (tmp_path is <basetemp>/<this test>)
+    for path in (Path.home(), cache_root(), Path(os.environ["XDG_CACHE_HOME"])):
+        assert session_tmp in path.parents, path
+    assert Path(os.environ["VLLM_LOCK_TESTWORLD_CACHE"]).name == "testworld-pypi"

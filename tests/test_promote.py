@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import git
@@ -30,8 +31,9 @@ def test_promoted_carries_every_locked_value() -> None:
     assert stable.vllm.ref == C1  # the original reference becomes the commit itself
     assert stable.torch.requested == "2026-11-05"  # and `latest` its locked nightly date
     assert (stable.vllm.commit, stable.torch, stable.packages, stable.build, stable.layout) == (
-        dev.vllm.commit, stable.torch, dev.packages, dev.build, dev.layout)
-    assert stable.torch.version == dev.torch.version and stable.torch.companions == dev.torch.companions
+        dev.vllm.commit, dataclasses.replace(dev.torch, requested="2026-11-05"), dev.packages, dev.build, dev.layout)
+    assert (stable.torch.index, stable.torch.date, stable.torch.version, stable.torch.companions) == (
+        dev.torch.index, dev.torch.date, dev.torch.version, dev.torch.companions)
     assert stable.provenance.resolved_at == dev.provenance.resolved_at  # never re-resolved
     assert codec.build_identity(stable) == codec.build_identity(dev)
     promo = stable.provenance.promotion
@@ -174,7 +176,7 @@ def test_commit_outside_git_fails_before_writing(locks: Path) -> None:
 
 def test_promote_onto_itself_or_a_bad_name(locks: Path) -> None:
     _write(locks, make_lock())
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="^cannot promote dev onto itself$"):
         promote_action.promote("dev", to="dev", force=True)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="^lock name 'Bad Name' is invalid"):
         promote_action.promote("dev", to="Bad Name", force=True)

@@ -111,6 +111,8 @@ def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest) -> 
 
 def test_every_artifact_is_hashed_and_routed(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
     lock, _ = latest
+    assert {p.name for p in lock.packages} >= {"torch", "torchvision", "torchaudio", "pytorch-triton",
+                                               "typing-extensions", "filelock", "setuptools"}
     for package in lock.packages:
         for wheel in package.wheels:
             assert wheel.size > 0 and len(wheel.sha256) == 64
@@ -129,6 +131,17 @@ def test_no_dependency_confusion(world: TestWorld, latest) -> None:  # type: ign
     assert any("typing" in f for f in world.filenames("nightly"))
     typing_ext = lock.package("typing-extensions")
     assert typing_ext is not None and typing_ext.source == "general" and "/pypi/files/" in typing_ext.wheels[0].url
+
+
+def test_dependency_confusion_is_refused(world: TestWorld, cache: Path, tmp_path: Path) -> None:
+    """A general index that merges in the torch index's files (a proxy aggregating PyPI and
+    download.pytorch.org): uv takes typing-extensions 4.99.0 from the torch index through it."""
+    out = tmp_path / "dev.lock.toml"
+    with pytest.raises(ResolutionError, match=r"^typing-extensions was taken from the torch index, not the general "
+                                              r"index: refusing$") as err:
+        resolve(request_for(world, out, cache, general_index=world.confused_general_index), QUIET)
+    assert err.value.exit_code == ExitCode.RESOLUTION
+    assert not out.exists()
 
 
 def test_same_inputs_give_byte_identical_locks(world: TestWorld, cache: Path, latest, tmp_path: Path,

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from vllm_lock import defaults
-from vllm_lock.cli_app import app, command
+from vllm_lock.cli_app import app, command, run  # noqa: F401  (app: tests drive it)
 from vllm_lock.progress import Reporter
 
 # Actions are imported inside the commands: a command loads only what it runs (startup time
@@ -109,7 +109,7 @@ from vllm_lock import cli_install, cli_lifecycle  # noqa: E402,F401
 
 
 def main() -> None:
-    app()
+    run()
 
 
 if __name__ == "__main__":

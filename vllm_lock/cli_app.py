@@ -1,5 +1,7 @@
-"""The typer app and the single error handler: a VllmLockError becomes `error: <one line>`
-on stderr and its exit code (errors.ExitCode). Tracebacks only with VLLM_LOCK_DEBUG=1."""
+"""The typer app and the single error handler. The error contract (docs/error-contract.md): on
+any error stderr gets exactly one line starting with `error: `, then only indented context lines
+(a build's log tail, the full log's path), and the process exits with the code of errors.ExitCode.
+Tracebacks only with VLLM_LOCK_DEBUG=1."""
 
 from __future__ import annotations
 
@@ -7,11 +9,11 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 
-from vllm_lock.errors import VllmLockError
+from vllm_lock.errors import ExitCode, VllmLockError
 
 app = typer.Typer(
     name="vllm-lock",
@@ -22,6 +24,21 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+CONTEXT_INDENT = "  "
+INTERRUPTED = 130
+
+
+def error_text(message: str) -> str:
+    """The contract's form of a message: its first non-empty line after `error: `, every other
+    non-empty line indented (lines already indented keep their indentation)."""
+    lines = [line.rstrip() for line in message.splitlines() if line.strip()]
+    head = lines[0].strip() if lines else "unknown error"
+    context = [line if line[:1].isspace() else CONTEXT_INDENT + line for line in lines[1:]]
+    return "\n".join([f"error: {head}", *context])
+
+
+def report_error(message: str) -> None:
+    print(error_text(message), file=sys.stderr, flush=True)
 
 
 def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
@@ -35,11 +52,11 @@ def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
             except VllmLockError as exc:
                 if os.environ.get("VLLM_LOCK_DEBUG"):
                     raise
-                print(f"error: {exc}", file=sys.stderr, flush=True)
+                report_error(str(exc))
                 raise typer.Exit(int(exc.exit_code)) from None
             except KeyboardInterrupt:
-                print("error: interrupted", file=sys.stderr)
-                raise typer.Exit(130) from None
+                report_error("interrupted")
+                raise typer.Exit(INTERRUPTED) from None
             if isinstance(result, int) and result:
                 raise typer.Exit(result)
             return result
@@ -48,3 +65,24 @@ def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
         return fn
 
     return decorate
+
+
+def run() -> NoReturn:
+    """The app as the console script runs it. Command-line errors (unknown option, missing or bad
+    argument: click's UsageError, vendored by typer or not) follow the same contract, exit 2; a
+    bare `vllm-lock` prints the help."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        report_error("interrupted")
+        sys.exit(INTERRUPTED)
+    except Exception as exc:
+        format_message, exit_code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
+        if not callable(format_message) or not isinstance(exit_code, int):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # no command given: the help, as before
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exit_code)
+        report_error(str(format_message()))
+        sys.exit(exit_code)
+    sys.exit(code if isinstance(code, int) else ExitCode.OK)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from vllm_lock.cli_app import command
+from vllm_lock.cli_app import command, report_error
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import ExitCode, UsageError, VllmLockError
 from vllm_lock.progress import Reporter
@@ -95,7 +95,7 @@ def verify(
     try:
         report = verify_action.verify(lock, venv)
     except VllmLockError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        report_error(str(exc))
         return int(ExitCode.USAGE)
     print(report.to_json() if as_json else report.render())
     return int(ExitCode.DIFFERENT) if report.drift else 0

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vllm_lock.cli_app import command
+from vllm_lock.cli_app import command, report_error
 from vllm_lock.defaults import DEFAULT_VENV, MAX_SUBJECTS
 from vllm_lock.errors import ExitCode, UsageError, VllmLockError
 from vllm_lock.progress import Reporter
@@ -47,7 +47,7 @@ def diff(
         sys.stdout.write(render_diff.render(result, fmt))
     except VllmLockError as exc:
         # diff is used in scripts and CI: any failure is exit 2, apart from 0 (equal) / 1 (different).
-        print(f"error: {exc}", file=sys.stderr)
+        report_error(str(exc))
         return int(ExitCode.USAGE)
     return int(ExitCode.OK if result.equal else ExitCode.DIFFERENT)
 

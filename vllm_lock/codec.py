@@ -10,8 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-import tomlkit
-
 from vllm_lock.errors import LockInvalidError
 from vllm_lock.model import (
     LOCK_VERSION,
@@ -177,6 +175,8 @@ def build_identity(lock: Lock) -> str:
 
 def dumps(lock: Lock) -> str:
     """Deterministic TOML text: same lock, same bytes."""
+    import tomlkit  # here: only writing needs it, and its import costs every other command ~20 ms
+
     data = to_data(lock)
     doc = tomlkit.document()
     doc.add(tomlkit.comment(HEADER))
@@ -193,6 +193,8 @@ def dumps(lock: Lock) -> str:
 
 
 def _table(mapping: dict[str, Any]) -> Any:
+    import tomlkit
+
     table = tomlkit.table()
     for key, value in mapping.items():
         if isinstance(value, dict):
@@ -211,6 +213,8 @@ def _table(mapping: dict[str, Any]) -> Any:
 
 
 def _array_of_tables(rows: list[dict[str, Any]]) -> Any:
+    import tomlkit
+
     aot = tomlkit.aot()
     for row in rows:
         aot.append(_table(row))

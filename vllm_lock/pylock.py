@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
-
-import tomlkit
+from typing import Any
 
 from vllm_lock import codec
 from vllm_lock.model import Lock, Package, Wheel
+
+# Written by hand, not with tomlkit: a flat document of strings, integers, arrays and inline
+# tables (install writes one per run, and tomlkit's import and dump cost ~40 ms there).
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _value(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def _table(header: str, mapping: dict[str, Any]) -> list[str]:
+    return ["", header, *(f"{_key(k)} = {_value(v)}" for k, v in mapping.items())]
 
 
 def environment_marker(lock: Lock) -> str:
@@ -21,23 +48,16 @@ def to_pylock(lock: Lock, *, local_path: Callable[[Package, Wheel], str] | None 
     """PEP 751 text, every locked wheel of every package (the installer picks the best one for
     the machine). With local_path, wheels point at files (e.g. the content-addressed cache)
     instead of their URLs, so an offline install reads exactly the bytes the lock names."""
-    doc = tomlkit.document()
-    doc.add(tomlkit.comment(f"Exported by vllm-lock from lock {lock.name!r} ({codec.content_hash(lock)})."))
-    doc.add("lock-version", "1.0")
-    doc.add("environments", [environment_marker(lock)])
-    doc.add("requires-python", f"=={lock.target.python}.*")
-    doc.add("created-by", "vllm-lock")
-    packages = tomlkit.aot()
+    content_hash = codec.content_hash(lock)
+    lines = [f"# Exported by vllm-lock from lock {lock.name!r} ({content_hash})."]
+    head = {"lock-version": "1.0", "environments": [environment_marker(lock)],
+            "requires-python": f"=={lock.target.python}.*", "created-by": "vllm-lock"}
+    lines += [f"{_key(k)} = {_value(v)}" for k, v in head.items()]
     for package in lock.packages:
         index = lock.torch.index if package.source == "torch" else lock.general_index
-        entry = tomlkit.table()
-        entry.add("name", package.name)
-        entry.add("version", package.version)
-        entry.add("index", index)
-        wheels = tomlkit.array()
+        wheels = []
         for locked in package.wheels:
-            wheel = tomlkit.inline_table()
-            wheel["name"] = locked.plain_filename
+            wheel: dict[str, Any] = {"name": locked.plain_filename}
             if local_path is not None:
                 wheel["path"] = local_path(package, locked)
             else:
@@ -45,18 +65,14 @@ def to_pylock(lock: Lock, *, local_path: Callable[[Package, Wheel], str] | None 
             wheel["size"] = locked.size
             wheel["hashes"] = {"sha256": locked.sha256}
             wheels.append(wheel)
-        if len(wheels) > 1:
-            wheels.multiline(True)
-        entry.add("wheels", wheels)
-        packages.append(entry)
-    doc.add("packages", packages)
-    tool = tomlkit.table()
-    tool.add(
-        "vllm-lock",
-        {"lock": lock.name, "content-hash": codec.content_hash(lock), "vllm-commit": lock.vllm.commit},
-    )
-    doc.add("tool", tool)
-    return tomlkit.dumps(doc)
+        lines += _table("[[packages]]", {"name": package.name, "version": package.version, "index": index})
+        if len(wheels) == 1:
+            lines.append(f"wheels = [{_value(wheels[0])}]")
+        else:
+            lines += ["wheels = [", *(f"    {_value(w)}," for w in wheels), "]"]
+    lines += _table("[tool.vllm-lock]", {"lock": lock.name, "content-hash": content_hash,
+                                         "vllm-commit": lock.vllm.commit})
+    return "\n".join(lines) + "\n"
 
 
 def pylock_filename(name: str) -> str:

@@ -10,6 +10,7 @@ import re
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,7 @@ from vllm_lock.errors import (
     UnknownTorchVersionError,
     UnreachableError,
     UsageError,
+    VllmLockError,
 )
 from vllm_lock.model import (
     BuildRecipe,
@@ -177,9 +179,13 @@ def resolve(request: ResolveRequest, reporter: Reporter) -> tuple[Lock, Path, bo
 def _resolve(
     request: ResolveRequest, target: Target, recipe: BuildRecipe, output: Path, reporter: Reporter
 ) -> tuple[Lock, Path, bool]:
-    with reporter.step("vLLM source"):
-        source = read_source(request, target, reporter)
     pages = IndexPages(request.torch_index_url)
+    # The torch index pages do not depend on the vLLM source: fetched while git and the
+    # stripping script run (a failure there is reported when the pages are used).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(pages.prefetch, (torch_family.TORCH,))
+        with reporter.step("vLLM source"):
+            source = read_source(request, target, reporter)
     with reporter.step("torch and the package set"):
         torch_input, pylock, family = resolve_packages(request, target, source, pages, reporter)
     with reporter.step("hashes"):
@@ -351,6 +357,7 @@ class IndexPages:
         self.index = index
         self._pages: dict[str, tuple[nightly.Link, ...]] = {}
         self.routed: frozenset[str] = frozenset({torch_family.TORCH, *torch_family.TRITON.values()})
+        self._projects: frozenset[str] | None = None
 
     def links(self, project: str) -> tuple[nightly.Link, ...]:
         if project not in self._pages:
@@ -363,10 +370,29 @@ class IndexPages:
                 self._pages[project] = nightly.parse_simple_page(page, url)
         return self._pages[project]
 
+    def prefetch(self, projects: tuple[str, ...]) -> None:
+        """Fetch these pages and the root page now, ignoring failures (links() retries them)."""
+        try:
+            self.projects()
+            for project in projects:
+                self.links(project)
+        except VllmLockError:
+            pass
+
+    def projects(self) -> frozenset[str]:
+        """The projects the index's root page lists (one request; none if it has no root page)."""
+        if self._projects is None:
+            try:
+                page = http.get_text(f"{self.index}/")
+            except http.NotFound:
+                page = ""
+            self._projects = frozenset(canonicalize_name(link.filename) for link in nightly.parse_simple_page(page, self.index))
+        return self._projects
+
     def link(self, project: str, url: str) -> nightly.Link | None:
-        """The link with this URL on the project's page (pages already fetched only, for
-        packages outside the torch family)."""
-        if project not in self._pages and project not in self.routed:
+        """The link with this URL on the project's page. Outside the torch family only projects
+        the index lists are looked at (a torch index mirrors a few general packages)."""
+        if project not in self._pages and project not in self.routed and project not in self.projects():
             return None
         return next((link for link in self.links(project) if link.url == url), None)
 

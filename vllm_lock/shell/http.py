@@ -57,7 +57,10 @@ def _open(url: str, accept: str | None = None, method: str = "GET"):  # type: ig
     last = ""
     for attempt in range(RETRIES):
         try:
-            return urllib.request.urlopen(request, timeout=TIMEOUT_S, context=_ssl_context())
+            # a plain http:// URL needs no context (loading the trust store costs ~25 ms); a
+            # redirect to https:// still gets urllib's default one: the system store, verified
+            context = _ssl_context() if url.startswith("https:") else None
+            return urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise NotFound(url) from None

@@ -10,12 +10,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .repo_files import OLD, PREFIX, TOOLS, ExternalUrls, RepoState, repo_files
+from .repo_files import CUDA_SUPPORTED_ARCHS, OLD, PREFIX, TOOLS, ExternalUrls, RepoState, repo_files
 
 if TYPE_CHECKING:  # externals imports git() from here
     from .externals import ExternalsInfo
 
 AUTHOR = ("vLLM Test World", "testworld@vllm-lock.invalid")
+# A branch off main's last commit whose CUDA kernels no longer list sm_120 among their supported
+# archs: a build for 12.0 succeeds and silently lacks its cubin (as a vLLM CMake regression would).
+ARCH_DROP_BRANCH = "cuda-drops-sm120"
+DROPPED_ARCH = "12.0"
 START = dt.datetime(2026, 11, 1, 9, 0, 0, tzinfo=dt.UTC)
 
 
@@ -132,8 +136,18 @@ def build_repo(path: Path, ext: ExternalsInfo) -> RepoInfo:
             tags[planned.tag] = sha
             layouts.setdefault(planned.state.layout, sha)
     layouts[TOOLS] = commits[-1]
+    _add_arch_drop_branch(path, planned_commits[-1].state, commit_time(len(planned_commits)))
     return RepoInfo(path, tuple(commits), tuple(sorted(tags.items())),
                     tuple(sorted(layouts.items())), planned_commits[-1].state)
+
+
+def _add_arch_drop_branch(path: Path, state: RepoState, when: dt.datetime) -> None:
+    kept = ";".join(a for a in CUDA_SUPPORTED_ARCHS.split(";") if a != DROPPED_ARCH)
+    git(path, "checkout", "-q", "-b", ARCH_DROP_BRANCH)
+    write_tree(path, repo_files(replace(state, cuda_supported_archs=kept)))
+    git(path, "add", "-A", when=when)
+    git(path, "commit", "-q", "-m", f"[CI/Build] CUDA kernels: supported archs without {DROPPED_ARCH}", when=when)
+    git(path, "checkout", "-q", "main")
 
 
 def add_commits(path: Path, state: RepoState, n: int, message: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 OLD, PREFIX, TOOLS = "old", "prefix", "tools"
+CUDA_SUPPORTED_ARCHS = "7.5;8.0;8.6;8.9;9.0;10.0;12.0"
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class RepoState:
     urls: ExternalUrls
     flashmla_tag: str | None = None  # a FlashMLA commit SHA
     revision: int = 0  # bumped by commit_to_main
+    # The archs csrc/cuda/CMakeLists.txt builds kernels for (vLLM's CUDA_SUPPORTED_ARCHS): an arch
+    # of TORCH_CUDA_ARCH_LIST outside it is silently left out, as in vLLM.
+    cuda_supported_archs: str = CUDA_SUPPORTED_ARCHS
 
 
 OLD_SCRIPT = '''\
@@ -107,6 +111,7 @@ import sys
 
 import torch  # noqa: F401  (module level, like vLLM: the build needs the installed torch)
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -277,19 +282,68 @@ def external_sources():
             for name, repo, tag, variable in external_pins()}
 
 
+class CMakeExtension(Extension):
+    """An extension built by CMake from a source directory (vLLM's setup.py has the same)."""
+
+    def __init__(self, name, cmake_dir):
+        super().__init__(name, sources=[])
+        self.cmake_dir = cmake_dir
+
+
+def _cuda_compiler():
+    cuda_home = os.environ.get("CUDA_HOME")
+    if cuda_home:
+        return os.path.join(cuda_home, "bin", "nvcc")
+    if os.path.exists("/usr/local/cuda/bin/nvcc"):
+        return "/usr/local/cuda/bin/nvcc"
+    return "nvcc"
+
+
+class cmake_build_ext(build_ext):
+    """Configure and build each CMakeExtension with CMake (CUDA language, nvcc), as vLLM does:
+    TORCH_CUDA_ARCH_LIST from the environment, $CMAKE_ARGS appended, MAX_JOBS parallel jobs."""
+
+    def build_extension(self, ext):
+        if not isinstance(ext, CMakeExtension):
+            return super().build_extension(ext)
+        import shutil
+        import sysconfig
+
+        output = os.path.abspath(self.get_ext_fullpath(ext.name))
+        build_temp = os.path.abspath(os.path.join(self.build_temp, "cmake-" + ext.name))
+        os.makedirs(build_temp, exist_ok=True)
+        configure = [
+            "cmake", "-S", os.path.join(ROOT, ext.cmake_dir), "-B", build_temp,
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DCMAKE_CUDA_COMPILER=" + _cuda_compiler(),
+            "-DVLLM_PYTHON_INCLUDE_DIR=" + sysconfig.get_paths()["include"],
+            "-DVLLM_EXT_OUTPUT=" + output,
+        ]
+        if shutil.which("ninja"):
+            configure += ["-G", "Ninja"]
+        configure += os.environ.get("CMAKE_ARGS", "").split()
+        subprocess.run(configure, check=True)
+        jobs = os.environ.get("MAX_JOBS") or str(os.cpu_count() or 1)
+        subprocess.run(["cmake", "--build", build_temp, "-j", jobs], check=True)
+
+
 TARGET = os.environ.get("VLLM_TARGET_DEVICE", "cuda")
 CUDA_EXT = False
 if TARGET == "cuda":
     try:
         from torch.utils.cpp_extension import BuildExtension, CUDAExtension
         CUDA_EXT = True
-    except ImportError:  # the test world's fake torch has no cpp_extension
+    except ImportError:  # the test world's fake torch has no cpp_extension: CMake + nvcc alone
         CUDA_EXT = False
 
 cmdclass = {}
 if TARGET == "empty":
     ext_modules = []
     EXT_KIND = "none"
+elif TARGET == "cuda" and not CUDA_EXT:
+    ext_modules = [CMakeExtension("vllm._C", "csrc/cuda")]
+    cmdclass["build_ext"] = cmake_build_ext
+    EXT_KIND = "cmake-cuda"
 elif CUDA_EXT:
     nvcc_threads = os.environ.get("NVCC_THREADS", "1")
     ext_modules = [
@@ -404,6 +458,64 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("hello", &hello, "Fill a CUDA int32 tensor of length n with 42");
   m.def("answer", &answer, "Return 42");
 }
+'''
+
+CUDA_CMAKELISTS = r'''cmake_minimum_required(VERSION 3.18)
+project(vllm_cuda_kernels LANGUAGES CXX CUDA)
+# The test world's CUDA kernels, built the way vLLM builds its own: TORCH_CUDA_ARCH_LIST from the
+# environment, intersected with the archs these kernels support, each arch one -gencode flag.
+
+set(CUDA_SUPPORTED_ARCHS "@SUPPORTED@")
+set(CMAKE_CUDA_ARCHITECTURES OFF)  # the -gencode flags below decide
+
+string(REPLACE " " ";" _requested "$ENV{TORCH_CUDA_ARCH_LIST}")
+set(CUDA_ARCHS "")
+foreach(_arch IN LISTS _requested)
+  string(REGEX REPLACE "\\+PTX$" "" _arch "${_arch}")
+  if(_arch AND _arch IN_LIST CUDA_SUPPORTED_ARCHS)
+    list(APPEND CUDA_ARCHS "${_arch}")
+  endif()
+endforeach()
+if(NOT CUDA_ARCHS)
+  message(FATAL_ERROR "none of TORCH_CUDA_ARCH_LIST='$ENV{TORCH_CUDA_ARCH_LIST}' is supported (${CUDA_SUPPORTED_ARCHS})")
+endif()
+foreach(_arch IN LISTS CUDA_ARCHS)
+  string(REPLACE "." "" _sm "${_arch}")
+  string(APPEND CMAKE_CUDA_FLAGS " -gencode arch=compute_${_sm},code=sm_${_sm}")
+endforeach()
+if(DEFINED ENV{NVCC_THREADS})
+  string(APPEND CMAKE_CUDA_FLAGS " --threads=$ENV{NVCC_THREADS}")
+endif()
+message(STATUS "CUDA archs: ${CUDA_ARCHS}; CMAKE_CUDA_FLAGS:${CMAKE_CUDA_FLAGS}")
+
+add_library(_C MODULE ops.cu)
+target_include_directories(_C PRIVATE "${VLLM_PYTHON_INCLUDE_DIR}")
+get_filename_component(_out_dir "${VLLM_EXT_OUTPUT}" DIRECTORY)
+get_filename_component(_out_name "${VLLM_EXT_OUTPUT}" NAME)
+set_target_properties(_C PROPERTIES PREFIX "" SUFFIX "" OUTPUT_NAME "${_out_name}"
+                      LIBRARY_OUTPUT_DIRECTORY "${_out_dir}")
+'''
+
+CUDA_OPS_CU = r'''#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+// Device code for every arch of the build (cuobjdump --list-elf lists one cubin each).
+__global__ void fill_kernel(int* out, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = 42;
+}
+
+// Host code only: importing the module needs no GPU.
+static PyObject* answer(PyObject* self, PyObject* args) { return PyLong_FromLong(42); }
+
+static PyMethodDef methods[] = {
+    {"answer", answer, METH_NOARGS, "Return 42."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&module); }
 '''
 
 INIT_PY = '''"""vLLM (vllm-lock test world)."""
@@ -655,6 +767,8 @@ def repo_files(s: RepoState) -> dict[str, str]:
         "cmake/external_projects/vllm_flash_attn.cmake": _flash_attn_cmake(s),
         "csrc/fake_ops.c": FAKE_OPS_C,
         "csrc/hello_kernel.cu": HELLO_KERNEL_CU,
+        "csrc/cuda/CMakeLists.txt": CUDA_CMAKELISTS.replace("@SUPPORTED@", s.cuda_supported_archs),
+        "csrc/cuda/ops.cu": CUDA_OPS_CU,
         "requirements/common.txt": _common_txt(s.revision),
         "requirements/cuda.txt": _cuda_txt(s),
         "requirements/cpu.txt": _cpu_txt(s),

@@ -71,6 +71,11 @@ class IndexStore:
             self._files[urllib.parse.unquote(entry.path)] = data
         return entry
 
+    def list_entry(self, prefix: str, entry: FileEntry) -> None:
+        """List a file already served (by any index, at its own URL) on index prefix too."""
+        with self._lock:
+            self._projects[prefix].setdefault(entry.project, {})[entry.filename] = entry
+
     def replace_bytes(self, prefix: str, filename: str, data: bytes) -> FileEntry:
         """Serve new bytes under an existing filename."""
         with self._lock:

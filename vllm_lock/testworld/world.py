@@ -9,8 +9,11 @@ Nightly scenarios (torch 2.10.0.devYYYYMMDD+cu128, cp311/cp312, manylinux_2_28_x
   2026-11-12  consistent, also manylinux_2_28_aarch64  -> latest_consistent_date
   2026-11-13  newest torch + torchvision, torchaudio missing -> not consistent
 pytorch-triton 3.5.0+git<8 hex> changes on 2026-11-07. The nightly index also mirrors a
-decoy typing-extensions 4.99.0 (dependency confusion). Releases: torch 2.9.0/2.9.1+cu128, and
-torchcodec 0.8.0/0.9.0+cu128 (each fits any torch >= 2.9.0).
+decoy typing-extensions 4.99.0 (dependency confusion), and a third index, a "merging mirror"
+(`confused_general_index`, like a proxy that aggregates PyPI and the torch index), lists every
+general file plus that decoy at its torch-index URL: uv resolves typing-extensions from the torch
+index through it. Releases: torch 2.9.0/2.9.1+cu128, and torchcodec 0.8.0/0.9.0+cu128
+(each fits any torch >= 2.9.0).
 
 External sources (externals.py): real git repositories under <root>/external/ for CUTLASS
 (tags v4.0.0, v4.1.0, v4.2.1), flash-attention (roles old/new/newest, csrc/cutlass submodule)
@@ -37,6 +40,7 @@ from .wheels import WheelSpec, build_wheel, normalize
 NIGHTLY = "/whl/nightly/cu128"
 RELEASE = "/whl/cu128"
 GENERAL = "/pypi/simple"
+MIRROR = "/mirror/simple"
 
 D = dt.date
 NIGHTLY_PLAN: tuple[pk.NightlyPlan, ...] = (
@@ -117,6 +121,7 @@ class TestWorld:
             _publish(store, state, NIGHTLY, spec)
         for plan in NIGHTLY_PLAN:
             _publish_plan(store, state, plan)
+        _merge_mirror(store)
         ext = externals.build_externals(root / "external")
         info: RepoInfo = build_repo(root / "vllm", ext)
         state.repo_state = info.head_state
@@ -170,6 +175,12 @@ class TestWorld:
     @property
     def general_index(self) -> str:
         return self.base_url + GENERAL
+
+    @property
+    def confused_general_index(self) -> str:
+        """A general index that also serves the torch index's typing-extensions decoy (at its
+        torch-index URL, with its sha256): the dependency-confusion case resolve must refuse."""
+        return self.base_url + MIRROR
 
     def https_url(self, url: str) -> str:
         """The same URL on the HTTPS listener."""
@@ -343,6 +354,18 @@ def _publish(store: IndexStore, state: _State, index: str, spec: WheelSpec) -> N
     with state.lock:
         state.specs[spec.filename] = (index, spec)
     store.add_file(index, spec.project, spec.filename, build_wheel(spec), spec.requires_python)
+
+
+def _merge_mirror(store: IndexStore) -> None:
+    """The merging mirror: the general index's files, plus the torch nightly index's files of
+    every project the general index also has (the decoy), each at its original URL."""
+    store.add_index(IndexConfig(MIRROR, "/mirror/files", hashes=True, json=True))
+    general = set(store.projects(GENERAL))
+    for prefix in (GENERAL, NIGHTLY):
+        for project in store.projects(prefix):
+            if project in general:
+                for entry in store.entries(prefix, project) or []:
+                    store.list_entry(MIRROR, entry)
 
 
 def _publish_plan(store: IndexStore, state: _State, plan: pk.NightlyPlan) -> None:

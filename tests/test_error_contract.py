@@ -1,0 +1,141 @@
+"""The error contract (docs/error-contract.md), for every exit code 2-9, each with a real trigger:
+the console script as a user runs it, exactly one `error: ` line on stderr, after it only indented
+context lines, no traceback, the code of errors.ExitCode."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vllm_lock import codec
+from vllm_lock.cli_app import error_text
+from vllm_lock.errors import ExitCode
+from vllm_lock.shell import lockfiles
+from vllm_lock.testworld import TestWorld
+
+VLLM_LOCK = str(Path(sys.executable).with_name("vllm-lock"))
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_", "VLLM_LOCK_DEBUG"))}
+    return subprocess.run([VLLM_LOCK, *args], cwd=cwd, env={**base, **(env or {})}, capture_output=True, text=True,
+                          timeout=600)
+
+
+def assert_contract(result: subprocess.CompletedProcess[str], code: ExitCode, message: str) -> list[str]:
+    """The failure's part of stderr: [the error line, context lines...]."""
+    assert result.returncode == code, result.stderr[-3000:]
+    lines = result.stderr.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    assert len(starts) == 1, result.stderr[-3000:]
+    failure = lines[starts[0]:]
+    assert failure[0].startswith("error: ") and message in failure[0], failure[0]
+    assert all(line[:1].isspace() for line in failure[1:]), failure
+    assert not any(line.startswith("Traceback") for line in lines)  # ours (a build's own is indented output)
+    return failure
+
+
+def resolve_args(world: TestWorld, *extra: str) -> list[str]:
+    return ["resolve", "--repo", world.repo_url, "--torch-index", world.torch_nightly_index,
+            "--index", world.general_index, "--python", "3.11", "--target-device", "cpu", *extra]
+
+
+@pytest.fixture(scope="module")
+def lock(world: TestWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("contract") / "dev.lock.toml"
+    result = run(*resolve_args(world, "-o", str(out)), cwd=out.parent)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_error_text_form() -> None:
+    assert error_text("one line") == "error: one line"
+    assert error_text("head\n    tail 1\ntail 2\n\n  full log: x") == "error: head\n    tail 1\n  tail 2\n  full log: x"
+    assert error_text("") == "error: unknown error"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("resolve", "--bogus"), "No such option: --bogus"),
+        (("install",), "Missing argument 'lock'."),
+        (("install", "x", "--max-jobs", "many"), "Invalid value for '--max-jobs': 'many' is not a valid int."),
+        (("resolve", "--arch", "9.9", "-o", "x.lock.toml"), "cannot build arch 9.9 with cu128: unknown CUDA architecture"),
+    ],
+)
+def test_2_usage(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
+    assert_contract(run(*args, cwd=tmp_path), ExitCode.USAGE, message)
+
+
+def test_3_lock_invalid(lock: Path, tmp_path: Path) -> None:
+    edited = tmp_path / "edited.lock.toml"
+    edited.write_text(lock.read_text().replace("--", "--", 1).replace('target-device = "cpu"', 'target-device = "rocm"'))
+    assert edited.read_text() != lock.read_text()
+    assert_contract(run("show", str(edited), cwd=tmp_path), ExitCode.LOCK_INVALID, "content-hash mismatch")
+
+
+def test_4_unreachable(world: TestWorld, tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on (closed again before the run)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = resolve_args(world, "-o", str(tmp_path / "x.lock.toml"))
+    args[args.index("--torch-index") + 1] = f"http://127.0.0.1:{port}/whl/nightly/cu128"
+    assert_contract(run(*args, cwd=tmp_path), ExitCode.UNREACHABLE, f"127.0.0.1:{port}")
+
+
+def test_5_resolution(world: TestWorld, tmp_path: Path) -> None:
+    result = run(*resolve_args(world, "--ref", "no-such-branch", "-o", str(tmp_path / "x.lock.toml")), cwd=tmp_path)
+    assert_contract(result, ExitCode.RESOLUTION, "ref 'no-such-branch' not found")
+
+
+def test_6_build_failure_prints_the_log_tail(world: TestWorld, tmp_path: Path) -> None:
+    """A build recipe whose compiler flag gcc rejects: the build fails, the tail of its output and
+    the full log's path follow the error line, indented."""
+    out = tmp_path / "bad-flag.lock.toml"
+    resolved = run(*resolve_args(world, "--build-env", "CFLAGS=-fno-such-flag-vllm-lock", "-o", str(out)), cwd=tmp_path)
+    assert resolved.returncode == 0, resolved.stderr
+    result = run("install", str(out), "--venv", str(tmp_path / "vllm"), "--src", str(tmp_path / "src"), cwd=tmp_path)
+    failure = assert_contract(result, ExitCode.INSTALL, "building vLLM failed (exit 1); last lines:")
+    assert failure[-1].startswith("  full log: ")
+    log = Path(failure[-1].split(": ", 1)[1]).read_text()
+    assert "-fno-such-flag-vllm-lock" in log  # the cause, in the full log
+    tail = [line.removeprefix("    ").rstrip() for line in failure[1:-1]]
+    logged = [line.rstrip() for line in log.splitlines()]
+    assert len(tail) >= 5 and all(line in logged for line in tail)  # the context: the build output's last lines
+    assert not (tmp_path / "vllm").exists()
+
+
+def test_7_preflight(world: TestWorld, tmp_path: Path) -> None:
+    out = tmp_path / "cuda.lock.toml"
+    args = resolve_args(world, "-o", str(out))
+    args[args.index("--target-device") + 1] = "cuda"
+    assert run(*args, cwd=tmp_path).returncode == 0
+    (tmp_path / "empty-cuda").mkdir()
+    result = run("install", str(out), "--venv", str(tmp_path / "vllm"), "--src", str(tmp_path / "src"), cwd=tmp_path,
+                 env={"CUDA_HOME": str(tmp_path / "empty-cuda")})
+    assert_contract(result, ExitCode.PREFLIGHT, "nvcc not found")
+
+
+def test_8_integrity(lock: Path, tmp_path: Path) -> None:
+    """The lock says one sha256 for filelock's wheel, the index serves bytes that hash otherwise."""
+    loaded, _ = lockfiles.read(str(lock))
+    wrong = "0" * 64
+    packages = tuple(dataclasses.replace(p, sha256=wrong) if p.name == "filelock" else p for p in loaded.packages)
+    assert any(p.sha256 == wrong for p in packages)
+    edited = tmp_path / "wrong-hash.lock.toml"
+    edited.write_text(codec.dumps(dataclasses.replace(loaded, packages=packages)))
+    result = run("install", str(edited), "--venv", str(tmp_path / "vllm"), "--src", str(tmp_path / "src"), cwd=tmp_path,
+                 env={"VLLM_LOCK_CACHE": str(tmp_path / "cache")})
+    assert_contract(result, ExitCode.INTEGRITY, "filelock")
+
+
+def test_9_output(world: TestWorld, tmp_path: Path) -> None:
+    result = run(*resolve_args(world, "-o", str(tmp_path / "missing" / "x.lock.toml")), cwd=tmp_path)
+    assert_contract(result, ExitCode.OUTPUT, "does not exist")
+    assert not (tmp_path / "missing").exists()
