@@ -48,7 +48,7 @@ from vllm_lock.model import (
 )
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import git as git_shell
-from vllm_lock.shell import http, lockfiles, proc
+from vllm_lock.shell import http, lockfiles
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 from vllm_lock.shell.stripping import run_stripping_script, snapshot
@@ -469,7 +469,8 @@ def compile_set(
             platform=target.platform,
             default_index=request.general_index,
         )
-        result = proc.run(argv, cwd=Path(tmp), env=uv_shell.uv_env(request.cache), timeout=900, log=reporter.log)
+        result = uv_shell.run_compile(argv, cwd=Path(tmp), cache=request.cache, log=reporter.log,
+                                      indexes=(request.general_index, request.torch_index_url))
         if not result.ok:
             raise _compile_error(result.output, torch_pins)
         return output.read_text()
