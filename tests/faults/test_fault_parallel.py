@@ -43,3 +43,26 @@ def test_parallel_installs_sharing_an_empty_cache(world, tmp_path: Path) -> None
             assert clean.returncode == 0, clean.stdout + clean.stderr
     # with the locks in place nothing needs a rerun: every install of every round succeeds
     assert outcomes == [0] * (ROUNDS * INSTALLS)
+
+
+def test_a_checkout_missing_objects_is_cloned_again(world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """What a clone racing a fetch used to leave: a generation whose source misses objects, which
+    failed every rerun. The unfinished generation's rerun now clones it again."""
+    _, lock = resolve_world_lock(world, tmp_path / "dev.lock.toml", tmp_path / "cache")
+    opt = tmp_path / "opt"
+    assert cli(*install_args(lock, opt), cache=tmp_path / "cache").returncode == 0
+    gen = Path(os.readlink(opt / "vllm")).parent
+    (gen / "receipt.json").unlink()  # unfinished: the rerun runs every step again
+    objects = gen / "src" / ".git" / "objects"
+    for item in objects.iterdir():
+        if item.name not in ("info", "pack"):
+            for loose in item.iterdir():
+                loose.unlink()
+    for pack in (objects / "pack").iterdir():
+        pack.unlink()
+    (gen / "src" / ".git" / "HEAD").write_text("0" * 40 + "\n")  # and a wrong HEAD
+    rerun = cli(*install_args(lock, opt), cache=tmp_path / "cache")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "cloning it again" in rerun.stderr
+    clean = cli("verify", str(lock), "--venv", str(opt / "vllm"), cache=tmp_path / "cache")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
