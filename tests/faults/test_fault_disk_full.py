@@ -72,3 +72,47 @@ def test_disk_full_at_the_wheel_copy_names_the_file_and_the_rerun_repairs(world,
     assert (wheels / staged_name(setuptools)).stat().st_size == setuptools.size
     clean = cli("verify", str(path), "--venv", str(small_disk / "vllm"), cache=tmp_path / "cache")
     assert clean.returncode == 0, clean.stdout + clean.stderr
+
+
+def test_a_copy_killed_half_way_leaves_nothing_under_the_wheel_name(tmp_path: Path, small_disk: Path) -> None:
+    """SIGKILL in the middle of the copy (the store entry is a pipe we feed one megabyte of, on
+    another filesystem than the generation, so it is copied): the wheel's own name never holds
+    a partial file, so no rerun can mistake one for the wheel."""
+    import errno
+    import signal
+    import sys
+    import time
+
+    source = tmp_path / "store-entry.whl"
+    os.mkfifo(source)
+    target = small_disk / "wheels" / "w-1.0-py3-none-any.whl"
+    target.parent.mkdir()
+    code = (
+        "import sys; from pathlib import Path; from vllm_lock.shell.build import _stage_one; "
+        "_stage_one(Path(sys.argv[1]), Path(sys.argv[2]))"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, str(source), str(target)])
+    deadline = time.monotonic() + 60
+    try:
+        while True:  # the event: the child opened the pipe for reading
+            try:
+                fd = os.open(source, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO or time.monotonic() > deadline or child.poll() is not None:
+                    pytest.fail(f"the copy never read its source ({exc})")
+                time.sleep(0.05)
+        os.set_blocking(fd, True)
+        os.write(fd, b"\1" * (1 << 20))
+        while not [p for p in target.parent.iterdir() if p.stat().st_size >= (1 << 20)]:  # the bytes reached the disk
+            if time.monotonic() > deadline:
+                pytest.fail("the copy never wrote the first megabyte")
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+        os.close(fd)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == -signal.SIGKILL
+    assert not target.exists()
