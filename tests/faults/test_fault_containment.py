@@ -72,6 +72,9 @@ def test_a_symlink_inside_the_store_cannot_lead_out(tmp_path: Path) -> None:
 def test_a_hostile_source_name_never_leaves_the_staging_root(tmp_path: Path, name: str) -> None:
     source = SimpleNamespace(name=name, repository="file:///nonexistent", commit="1" * 40, ref_kind="commit", ref="1" * 40)
     root = tmp_path / "gen" / "external"
+    root.mkdir(parents=True)
+    (tmp_path / "gen" / "receipt.json").write_text("{}")
     with pytest.raises(VllmLockError):
         staging.stage((source,), tmp_path / "cache", root, lambda _: None)  # type: ignore[arg-type]
     assert not (tmp_path / "gen" / "evil").exists() and not (tmp_path / "gen" / "evil.commit").exists()
+    assert (tmp_path / "gen" / "receipt.json").exists()  # ".." would have removed the generation

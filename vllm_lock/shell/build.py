@@ -304,7 +304,7 @@ def _git(args: list[str], cwd: Path | None, what: str) -> str:
 
 
 def _to_commit(src: Path, commit: str) -> None:
-    _git(["-c", "advice.detachedHead=false", "switch", "--quiet", "--force", "--detach", "--end-of-options", commit],
+    _git(["switch", "--quiet", "--force", "--detach", "--end-of-options", commit],
          src, f"checking out {commit[:9]}")
     _git(["clean", "-ffdq"], src, "cleaning the checkout")
     head = _git(["rev-parse", "--verify", "HEAD"], src, "reading HEAD").strip()

