@@ -2,7 +2,7 @@
 
 FaultHTTPServer proxies the test world, except for paths given a fault: "drip" answers one byte
 (status line, headers, body) every `interval` seconds; "endless" sends a body without a length
-that never ends. SilentListener accepts TCP connections and never says a word (a git:// server
+that never ends; "redirect:<url>" redirects there. SilentListener accepts TCP connections and never says a word (a git:// server
 that hangs). Each records what reached it as events, so that tests wait on events, not sleeps."""
 
 from __future__ import annotations
@@ -60,6 +60,12 @@ class FaultHTTPServer:
             return
         self.faulty_requests.append(handler.path)
         self.hit.set()
+        if fault.startswith("redirect:"):
+            handler.send_response(302)
+            handler.send_header("Location", fault.removeprefix("redirect:"))
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
         try:
             if fault == "drip":  # status line, headers and body alike, one byte at a time
                 head_bytes = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1073741824\r\n\r\n"

@@ -78,3 +78,20 @@ def test_a_hostile_source_name_never_leaves_the_staging_root(tmp_path: Path, nam
         staging.stage((source,), tmp_path / "cache", root, lambda _: None)  # type: ignore[arg-type]
     assert not (tmp_path / "gen" / "evil").exists() and not (tmp_path / "gen" / "evil.commit").exists()
     assert (tmp_path / "gen" / "receipt.json").exists()  # ".." would have removed the generation
+
+
+@pytest.mark.parametrize("scheme", ["ftp", "file"])
+def test_a_redirect_leaves_http_never(fault_http, silent_git, scheme: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An index redirecting to ftp: or file: gets an error; no connection is even attempted."""
+    from vllm_lock.shell import http
+
+    target = f"ftp://127.0.0.1:{silent_git.port}/x.whl" if scheme == "ftp" else "file:///etc/hostname"
+    fault_http.faults["/simple/x/"] = f"redirect:{target}"
+    fault_http.faults["/files/x.whl"] = f"redirect:{target}"
+    with pytest.raises(VllmLockError):
+        http.get_text(fault_http.base_url + "/simple/x/")
+    with pytest.raises(VllmLockError):
+        http.download(fault_http.base_url + "/files/x.whl", tmp_path / "x.whl")
+    assert fault_http.hit.is_set()
+    assert not silent_git.accepted.is_set()
+    assert not (tmp_path / "x.whl").exists() or (tmp_path / "x.whl").stat().st_size == 0

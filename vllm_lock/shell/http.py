@@ -79,10 +79,6 @@ class NotFound(Exception):
     """The server answered 404: the thing is not there (not a network failure)."""
 
 
-class _Expired(Exception):
-    """The request's total deadline passed (its sockets were shut down)."""
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Downloaded:
     sha256: str
@@ -196,7 +192,16 @@ def _deadline(seconds: float) -> Iterator[_Deadline]:
 
 
 def _opener() -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(_HTTPHandler(), _HTTPSHandler())
+    """http and https only (build_opener would add ftp:, file: and data:, which a redirect
+    could reach), through the guarded connections; proxies from the environment."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), _HTTPHandler(), _HTTPSHandler(),
+        urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPRedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
 
 
 def _open(url: str, guard: _Deadline, accept: str | None = None, method: str = "GET") -> Any:
@@ -222,6 +227,8 @@ def _open(url: str, guard: _Deadline, accept: str | None = None, method: str = "
             last = f"HTTP {exc.code}"
         except urllib.error.URLError as exc:
             reason = exc.reason
+            if isinstance(reason, str) and reason.startswith("unknown url type"):
+                raise UnreachableError(f"{url}: redirected to a non-http(s) URL ({reason}): refusing it") from None
             if isinstance(reason, ssl.SSLCertVerificationError):
                 raise UnreachableError(f"{url}: TLS certificate not trusted ({reason.verify_message})") from None
             last = str(reason)
