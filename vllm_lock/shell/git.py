@@ -89,7 +89,6 @@ def git_env() -> dict[str, str]:
         "GIT_CONFIG_GLOBAL": os.devnull,
         # git itself refuses ext::, fd:: and any other transport, also for submodules
         "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh",
-        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=30",
         "LC_ALL": "C",
     }
     return env

@@ -5,7 +5,7 @@ Bounds (seconds or bytes; each overridable by its environment variable):
   VLLM_LOCK_HTTP_DEADLINE          60      a page or HEAD request, retries included
   VLLM_LOCK_HTTP_READ_TIMEOUT      20      one connect or read
   VLLM_LOCK_DOWNLOAD_BASE_S        120     a download: this plus its size at the floor rate ...
-  VLLM_LOCK_DOWNLOAD_FLOOR_RATE    262144  ... (bytes/s; a 2 GB wheel may take 2h16m)
+  VLLM_LOCK_DOWNLOAD_FLOOR_RATE    262144  ... (bytes/s; a 2 GB wheel may take 2 h 9 min)
   VLLM_LOCK_LOW_SPEED_RATE         16384   and never slower than this (bytes/s) ...
   VLLM_LOCK_LOW_SPEED_TIME         60      ... averaged over this many seconds
   VLLM_LOCK_DOWNLOAD_MAX           8 GiB   the most a download of unknown size may bring
