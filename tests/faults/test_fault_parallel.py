@@ -25,6 +25,7 @@ def test_parallel_installs_sharing_an_empty_cache(world, tmp_path: Path) -> None
         cache = tmp_path / f"cache-{round_}"  # empty: every install races to create everything
         opts = [tmp_path / f"round-{round_}" / f"opt-{i}" for i in range(INSTALLS)]
         env = dict(os.environ, VLLM_LOCK_CACHE=str(cache))
+        world.clear_requests()
         procs = [
             subprocess.Popen([*CLI, *install_args(lock, opt)], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -41,6 +42,8 @@ def test_parallel_installs_sharing_an_empty_cache(world, tmp_path: Path) -> None
                 assert rerun.returncode == 0, f"the rerun after {errors[0]!r} failed:\n{rerun.stderr[-3000:]}"
             clean = cli("verify", str(lock), "--venv", str(opt / "vllm"), cache=cache)
             assert clean.returncode == 0, clean.stdout + clean.stderr
+        wheel_gets = [path for method, path in world.requests() if method == "GET" and path.endswith(".whl")]
+        assert sorted(wheel_gets) == sorted(set(wheel_gets))  # one download per store entry, not one per install
     # with the locks in place nothing needs a rerun: every install of every round succeeds
     assert outcomes == [0] * (ROUNDS * INSTALLS)
 
