@@ -42,7 +42,7 @@ def test_parallel_installs_sharing_an_empty_cache(world, tmp_path: Path) -> None
                 assert rerun.returncode == 0, f"the rerun after {errors[0]!r} failed:\n{rerun.stderr[-3000:]}"
             clean = cli("verify", str(lock), "--venv", str(opt / "vllm"), cache=cache)
             assert clean.returncode == 0, clean.stdout + clean.stderr
-        wheel_gets = [path for method, path in world.requests() if method == "GET" and path.endswith(".whl")]
+        wheel_gets = [path for method, path in world.requests if method == "GET" and path.endswith(".whl")]
         assert sorted(wheel_gets) == sorted(set(wheel_gets))  # one download per store entry, not one per install
     # with the locks in place nothing needs a rerun: every install of every round succeeds
     assert outcomes == [0] * (ROUNDS * INSTALLS)
