@@ -43,7 +43,8 @@ def assert_contract(result: subprocess.CompletedProcess[str], code: ExitCode, me
 
 def resolve_args(world: TestWorld, *extra: str) -> list[str]:
     return ["resolve", "--repo", world.repo_url, "--torch-index", world.torch_nightly_index,
-            "--index", world.general_index, "--python", "3.11", "--target-device", "cpu", *extra]
+            "--index", world.general_index, "--python", "3.11", "--platform", "x86_64-manylinux_2_28", "--target-device", "cpu",
+            *extra]
 
 
 @pytest.fixture(scope="module")

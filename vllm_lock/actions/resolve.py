@@ -59,7 +59,7 @@ from vllm_lock.model import (
 )
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import git as git_shell
-from vllm_lock.shell import http, lockfiles, proc
+from vllm_lock.shell import http, lockfiles
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 from vllm_lock.shell.stripping import run_stripping_script, snapshot
@@ -659,7 +659,8 @@ def _run_compile(
             platform=target.platform,
             default_index=request.general_index,
         )
-        result = proc.run(argv, cwd=Path(tmp), env=uv_shell.uv_env(request.cache), timeout=900, log=reporter.log)
+        result = uv_shell.run_compile(argv, cwd=Path(tmp), cache=request.cache, log=reporter.log,
+                                      indexes=(request.general_index, request.torch_index_url))
         return (True, output.read_text()) if result.ok else (False, result.output)
 
 

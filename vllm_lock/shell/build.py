@@ -21,7 +21,7 @@ from vllm_lock.shell.machine import find_nvcc as find_nvcc
 from vllm_lock.shell.machine import glibc as glibc
 from vllm_lock.shell.machine import mem_available as mem_available
 from vllm_lock.shell.machine import nvcc_version as nvcc_version
-from vllm_lock.shell.store import Store
+from vllm_lock.shell.store import Store, file_sha256, inside, plain_name
 
 # ---------------------------------------------------------------- Python (uv)
 
@@ -60,7 +60,7 @@ def install_python(version: str, cache: Path, log: IO[str], on_line: Callable[[s
 
 def staged_name(wheel: Wheel) -> str:
     """The wheel's real filename (resolve may record it URL-quoted: torch-2.10%2Bcu128-...)."""
-    return wheel.plain_filename
+    return plain_name(wheel.plain_filename)
 
 
 def stage_wheels(
@@ -68,25 +68,60 @@ def stage_wheels(
 ) -> dict[tuple[str, str], Path]:
     """Every locked wheel (all those of a package that fit the target: the installer picks one)
     in the content-addressed cache (downloaded with its hash checked when missing), hard-linked
-    under its real filename into dest. Returns (sha256, filename) -> staged path."""
+    (or copied through a temporary name) under its real filename into dest. A file staged
+    earlier is reused only with the lock's size and sha256. Returns (sha256, filename) -> path."""
     dest.mkdir(parents=True, exist_ok=True)
     staged: dict[tuple[str, str], Path] = {}
     downloaded = total = 0
     for package in lock.packages:
         for wheel in package.wheels:
-            _, _, fetched = store.fetch(wheel.url, wheel.filename, expected_sha256=wheel.sha256)
+            target = inside(dest, staged_name(wheel))
+            source = store.path(wheel.sha256, wheel.filename)
+            _, _, fetched = store.fetch(wheel.url, wheel.filename, expected_sha256=wheel.sha256,
+                                        expected_size=wheel.size)
             downloaded += fetched
             total += 1
-            source = store.path(wheel.sha256, wheel.filename)
-            target = dest / staged_name(wheel)
-            if not target.exists():
-                try:
-                    os.link(source, target)
-                except OSError:
-                    shutil.copyfile(source, target)
+            if not _staged_intact(target, source, wheel):
+                _stage_one(source, target)
             staged[wheel.sha256, wheel.filename] = target
     say(f"    {total} wheels staged, {downloaded} downloaded, {total - downloaded} from the cache")
     return staged
+
+
+def _staged_intact(target: Path, source: Path, package: Wheel) -> bool:
+    """target holds the locked bytes: the store's own file (a hard link: it was hashed when it
+    entered the store and is never written in place), or a copy of the lock's size and hash."""
+    try:
+        have = target.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if not target.is_file() or target.is_symlink() or have.st_size != package.size:
+        return False
+    mine = source.stat()
+    if (have.st_ino, have.st_dev) == (mine.st_ino, mine.st_dev):
+        return True
+    return file_sha256(target) == package.sha256
+
+
+def _stage_one(source: Path, target: Path) -> None:
+    """source at target: a hard link, or else a copy written under a temporary name, synced
+    and renamed, so that target is never a partial file. A full disk names the file."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, partial)
+        except OSError:
+            with source.open("rb") as reader, partial.open("wb") as writer:
+                shutil.copyfileobj(reader, writer, 1 << 20)
+                writer.flush()
+                os.fsync(writer.fileno())
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise PreflightError(f"no space left on the device while staging {target}") from None
+        raise InstallError(f"cannot stage {target}: {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------- uv
@@ -190,54 +225,74 @@ def build_filter(reporter_line: Callable[[str], None]) -> Callable[[str], None]:
 # ---------------------------------------------------------------- source
 
 
-def _git(args: list[str], cwd: Path | None = None, timeout: float = 600) -> proc.Completed:
-    # imported here: gitpython costs ~0.1 s to import, and a no-op install needs none of it
-    from vllm_lock.shell import git as git_shell
-
-    env = dict(os.environ)
-    env.update(git_shell.git_env())
-    return proc.run(["git", *args], cwd=cwd, env=env, timeout=timeout)
-
-
 def checkout(lock: Lock, cache: Path, src: Path, say: Callable[[str], None]) -> None:
     """src at the locked commit: cloned from the cached mirror, or an existing checkout reused
-    (fetch, checkout, reset --hard, clean; ignored build artefacts are kept for incremental
-    rebuilds). HEAD must equal the locked commit, with the tags that vLLM's version needs."""
+    (fetch, forced switch, clean; ignored build artefacts are kept for incremental rebuilds).
+    A checkout that git cannot bring to the commit (missing objects, a clone killed half-way)
+    is cloned again. HEAD must equal the locked commit, with the tags vLLM's version needs.
+    The mirror's lock is held throughout: no other install fetches into it while we read it."""
+    from vllm_lock.shell import git as git_shell  # gitpython costs ~0.1 s to import; a no-op install needs none
+
+    url = git_shell.check_url(lock.vllm.url)
+    commit = git_shell.check_commit(lock.vllm.commit)
+    with git_shell.mirror_lock(cache, url) as mirror:
+        git_shell.update_mirror(cache, url, commit)  # UnknownRefError when the remote lost it
+        if (src / ".git").exists():
+            try:
+                _git(["fetch", "--quiet", "--tags", "--force", "--", str(mirror), "+refs/heads/*:refs/remotes/mirror/*"],
+                     src, "updating the checkout")
+                _to_commit(src, commit)
+                say(f"    reusing the checkout {src}")
+                return
+            except InstallError as exc:
+                say(f"    the checkout {src} is unusable ({exc}); cloning it again")
+        partial = src.with_name(f".{src.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        _git(["clone", "--quiet", "--no-checkout", "--", str(mirror), str(partial)], None, "cloning the mirror")
+        _git(["remote", "set-url", "--", "origin", url], partial, "naming the origin")
+        _to_commit(partial, commit)
+        if src.exists() or src.is_symlink():
+            shutil.rmtree(src) if src.is_dir() and not src.is_symlink() else src.unlink()
+        os.rename(partial, src)
+        say(f"    cloned {url} into {src}")
+
+
+def _git(args: list[str], cwd: Path | None, what: str) -> str:
     from vllm_lock.shell import git as git_shell
 
-    commit = lock.vllm.commit
-    mirror = git_shell.mirror_path(cache, lock.vllm.url)
-    git_shell.update_mirror(cache, lock.vllm.url, commit)  # UnknownRefError when the remote lost it
-    if not (src / ".git").exists():
-        if src.exists():
-            shutil.rmtree(src)
-        result = _git(["clone", "--quiet", "--no-checkout", str(mirror), str(src)])
-        if not result.ok:
-            raise InstallError(f"cannot clone {mirror} into {src}: {result.tail(1)}")
-        _git(["remote", "set-url", "origin", lock.vllm.url], cwd=src)
-        say(f"    cloned {lock.vllm.url} into {src}")
-    else:
-        fetched = _git(["fetch", "--quiet", "--tags", "--force", str(mirror), "+refs/heads/*:refs/remotes/mirror/*"], cwd=src)
-        if not fetched.ok:
-            raise InstallError(f"cannot update the checkout {src}: {fetched.tail(1)}")
-        say(f"    reusing the checkout {src}")
-    for args in (["checkout", "--quiet", "--force", "--detach", commit], ["reset", "--quiet", "--hard", commit], ["clean", "-ffdq"]):
-        result = _git(args, cwd=src)
-        if not result.ok:
-            raise InstallError(f"git {args[0]} in {src} failed: {result.tail(1)}")
-    head = _git(["rev-parse", "HEAD"], cwd=src).output.strip()
+    try:
+        return git_shell.run(args, cwd=cwd, what=what)
+    except git_shell.GitError as exc:
+        raise InstallError(f"{cwd or 'git'}: {exc}") from None
+
+
+def _to_commit(src: Path, commit: str) -> None:
+    _git(["switch", "--quiet", "--force", "--detach", "--end-of-options", commit],
+         src, f"checking out {commit[:9]}")
+    _git(["clean", "-ffdq"], src, "cleaning the checkout")
+    head = _git(["rev-parse", "--verify", "HEAD"], src, "reading HEAD").strip()
     if head != commit:
         raise InstallError(f"{src}: HEAD is {head}, the lock says {commit}")
 
 
 def head_commit(src: Path) -> str | None:
-    result = _git(["rev-parse", "HEAD"], cwd=src, timeout=60)
-    return result.output.strip() if result.ok else None
+    from vllm_lock.shell import git as git_shell
+
+    try:
+        return git_shell.run(["rev-parse", "--verify", "HEAD"], cwd=src, what="reading HEAD").strip()
+    except git_shell.GitError:
+        return None
 
 
 def exact_tag(src: Path) -> str | None:
-    result = _git(["describe", "--tags", "--exact-match", "--match", "v[0-9]*", "HEAD"], cwd=src, timeout=60)
-    return result.output.strip() if result.ok else None
+    from vllm_lock.shell import git as git_shell
+
+    try:
+        out = git_shell.run(["describe", "--tags", "--exact-match", "--match", "v[0-9]*", "HEAD"], cwd=src,
+                            what="describing HEAD")
+    except git_shell.GitError:
+        return None
+    return out.strip() or None
 
 
 # ---------------------------------------------------------------- checks

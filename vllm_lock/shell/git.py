@@ -1,28 +1,39 @@
 """git through gitpython: resolve refs without a checkout, a cached bare mirror, tree export.
 
-All git runs with a fixed, prompt-free environment, a timeout and bounded retries; failures
-become UnreachableError / UnknownRefError with one line of explanation.
+Every git command runs through `run`: a fixed, prompt-free environment that allows only the
+file/git/http/https/ssh transports, a total deadline (retries inside it for network calls) and
+one-line errors. Values that come from a lock (URLs, refs, commits) are checked here again
+(defence in depth: the lock reader checks them first) and always follow `--` or
+`--end-of-options`, so that git can never read one as an option. A bare mirror is used under
+an fcntl lock of its own, so that installs sharing a cache never fetch into it at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import io
 import os
 import posixpath
+import re
+import shutil
 import tarfile
+import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import Literal, overload
 
 import git
-from git.exc import GitCommandError
+from git.exc import GitCommandError, GitCommandNotFound, InvalidGitRepositoryError, NoSuchPathError
 
-from vllm_lock.errors import UnknownRefError, UnreachableError
+from vllm_lock.errors import InstallError, UnknownRefError, UnreachableError, VllmLockError
 from vllm_lock.model import is_commit_sha
 
-GIT_TIMEOUT_S = 300
 RETRIES = 3
+URL_SCHEMES = ("https", "http", "ssh", "git", "file")
 _UNREACHABLE_HINTS = (
     "does not appear to be a git repository",
     "could not read from remote",
@@ -33,7 +44,40 @@ _UNREACHABLE_HINTS = (
     "unable to access",
     "not found",
     "operation too slow",
+    "the remote end hung up",
+    "early eof",
 )
+_SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._~+-]+@)?[A-Za-z0-9][A-Za-z0-9.-]*:(?!:)[^\s]+$")
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+class GitError(InstallError):
+    """A git command failed for a reason other than an unreachable remote."""
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def network_deadline() -> float:
+    """Total seconds for one fetch of a remote, retries included (VLLM_LOCK_GIT_DEADLINE)."""
+    return _seconds("VLLM_LOCK_GIT_DEADLINE", 1800)
+
+
+def probe_deadline() -> float:
+    """Total seconds for one ls-remote, retries included (VLLM_LOCK_GIT_PROBE_DEADLINE); a fetch
+    is preceded by one, so that a server that never answers fails within this bound."""
+    return _seconds("VLLM_LOCK_GIT_PROBE_DEADLINE", 60)
+
+
+def local_deadline() -> float:
+    """Seconds for a local git command (archive, clone from the mirror, checkout)."""
+    return _seconds("VLLM_LOCK_GIT_LOCAL_DEADLINE", 900)
 
 
 def git_env() -> dict[str, str]:
@@ -43,123 +87,284 @@ def git_env() -> dict[str, str]:
         "GIT_HTTP_LOW_SPEED_TIME": "30",
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": os.devnull,
+        # git itself refuses ext::, fd:: and any other transport, also for submodules
+        "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh",
         "LC_ALL": "C",
     }
     return env
 
 
-def _git(args: list[str], *, cwd: Path | None = None, what: str, url: str, retries: int = RETRIES) -> str:
+# ---------------------------------------------------------------- untrusted values
+
+
+def check_url(url: str) -> str:
+    """url, when git can only read it as a repository address of an allowed transport."""
+    if not isinstance(url, str) or not url or url.startswith("-") or any(ord(c) < 0x20 or c == "\x7f" for c in url):
+        raise UnreachableError(f"refusing repository URL {url!r}: not a repository address")
+    scheme, sep, _ = url.partition("://")
+    if sep:
+        if scheme.lower() not in URL_SCHEMES:
+            raise UnreachableError(f"refusing repository URL {url!r}: only {', '.join(URL_SCHEMES)} URLs are allowed")
+        return url
+    if url.startswith("/") or _SCP_LIKE.match(url):
+        return url
+    raise UnreachableError(f"refusing repository URL {url!r}: only {', '.join(URL_SCHEMES)} URLs are allowed")
+
+
+def check_ref(ref: str) -> str:
+    """ref, when it is a plain branch or tag name (never an option, a refspec or a revision range)."""
+    if (
+        not isinstance(ref, str) or not ref or ref.startswith(("-", "/")) or ref.endswith(("/", ".lock"))
+        or ".." in ref or "@{" in ref or _BAD_REF_CHARS.search(ref)
+    ):
+        raise UnknownRefError(f"refusing ref {ref!r}: not a branch or tag name")
+    return ref
+
+
+def check_commit(commit: str) -> str:
+    if not isinstance(commit, str) or not is_commit_sha(commit):
+        raise UnknownRefError(f"refusing commit {commit!r}: not a full commit SHA")
+    return commit
+
+
+# ---------------------------------------------------------------- the one place git runs
+
+
+@overload
+def run(args: Sequence[str], *, cwd: Path | None = ..., what: str, url: str | None = ...,
+        binary: Literal[False] = ...) -> str: ...
+@overload
+def run(args: Sequence[str], *, cwd: Path | None = ..., what: str, url: str | None = ...,
+        binary: Literal[True]) -> bytes: ...
+def run(
+    args: Sequence[str], *, cwd: Path | None = None, what: str, url: str | None = None, binary: bool = False
+) -> str | bytes:
+    """`git <args>` in cwd. With url (a network call: ls-remote, fetch) the URL must follow a
+    `--`; failures that look like the network are retried within one total deadline and end as
+    UnreachableError naming the URL. Other failures raise GitError with git's own last line."""
+    # no automatic gc/repack: a reader of a shared mirror must never meet a repack under it
+    argv = ["git", "-c", "gc.auto=0", "-c", "maintenance.auto=false", *args]
+    if url is not None:
+        check_url(url)
+        if "--" not in argv or argv.index("--") > argv.index(url):
+            raise GitError(f"internal: git {args[0]} without `--` before {url}")
+        bound = probe_deadline() if args[0] == "ls-remote" else network_deadline()
+        tries = RETRIES
+    else:
+        bound, tries = local_deadline(), 1
+    deadline = time.monotonic() + bound
     command = git.Git(str(cwd) if cwd else None)
     last = ""
-    for attempt in range(retries):
+    for attempt in range(tries):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
         try:
             result = command.execute(
-                ["git", *args], env=git_env(), kill_after_timeout=GIT_TIMEOUT_S, with_extended_output=False
+                argv, env=git_env(), kill_after_timeout=remaining, with_extended_output=False,
+                stdout_as_string=not binary,
             )
+            if binary:
+                return result if isinstance(result, bytes) else b""
             return str(result)
         except GitCommandError as exc:
-            stderr = (exc.stderr or str(exc)).strip().removeprefix("stderr: ").strip("'")
+            stderr = _stderr(exc)
+            timed_out = stderr.startswith("Timeout:")
+            if url is None:
+                if timed_out:
+                    raise GitError(f"git {args[0]} did not finish within {bound:g} s while {what}") from None
+                raise GitError(f"git {args[0]} failed while {what}: {_last_line(stderr, exc)}") from None
+            if timed_out:
+                last = f"no answer within {bound:g} s"
+                break
             if not any(h in stderr.lower() for h in _UNREACHABLE_HINTS):
-                raise
-            lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-            last = next((line for line in lines if line.startswith("fatal:")), lines[-1] if lines else str(exc))
-            if attempt + 1 < retries:
-                time.sleep(0.5 * 2**attempt)
-    raise UnreachableError(f"repository {url} unreachable while {what} ({retries} tries): {last}")
+                raise GitError(f"git {args[0]} {url} failed while {what}: {_last_line(stderr, exc)}") from None
+            last = _last_line(stderr, exc)
+            pause = 0.5 * 2**attempt
+            if attempt + 1 < tries and deadline - time.monotonic() > pause:
+                time.sleep(pause)
+        except (OSError, GitCommandNotFound) as exc:  # git missing, cwd vanished
+            raise GitError(f"cannot run git while {what}: {exc}") from None
+    raise UnreachableError(f"repository {url} unreachable while {what}: {last or f'no answer within {bound:g} s'}")
+
+
+def _stderr(exc: GitCommandError) -> str:
+    raw = exc.stderr if isinstance(exc.stderr, str) else (exc.stderr or b"").decode(errors="replace")
+    return (raw or str(exc)).strip().removeprefix("stderr: ").strip("'").strip()
+
+
+def _last_line(stderr: str, exc: Exception) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith("fatal:")), lines[-1] if lines else str(exc))
+
+
+# ---------------------------------------------------------------- remote refs
 
 
 def resolve_ref(url: str, ref: str) -> str:
     """The commit a branch/tag name points at, by ls-remote (no clone). SHAs pass through."""
+    check_url(url)
     if is_commit_sha(ref):
         return ref
-    out = _git(["ls-remote", url, ref, f"refs/tags/{ref}^{{}}"], what=f"resolving {ref!r}", url=url)
+    check_ref(ref)
+    out = run(["ls-remote", "--", url, ref, f"refs/tags/{ref}^{{}}"], what=f"resolving {ref!r}", url=url)
     refs: dict[str, str] = {}
     for line in out.splitlines():
         sha, _, name = line.partition("\t")
         refs[name] = sha
     for candidate in (f"refs/tags/{ref}^{{}}", f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
-        if candidate in refs:
+        if candidate in refs and is_commit_sha(refs[candidate]):
             return refs[candidate]
     raise UnknownRefError(f"ref {ref!r} not found in {url} (no branch or tag of that name)")
+
+
+# ---------------------------------------------------------------- mirrors
 
 
 def mirror_path(cache: Path, url: str) -> Path:
     return cache / "git" / (hashlib.sha256(url.encode()).hexdigest()[:16] + ".git")
 
 
-def _open_mirror(path: Path) -> git.Repo:
-    """The bare mirror at path, created empty the first time."""
-    if (path / "HEAD").exists():
-        return git.Repo(path)
+_held: dict[Path, int] = {}
+_held_guard = threading.Lock()
+
+
+@contextmanager
+def mirror_lock(cache: Path, url: str) -> Iterator[Path]:
+    """Exclusive use of url's mirror (an fcntl lock on <mirror>.lock; re-entrant within a
+    process, released by the kernel if the process dies). Yields the mirror's path."""
+    path = mirror_path(cache, url)
+    key = path.absolute()
+    with _held_guard:
+        if _held.get(key):
+            _held[key] += 1
+            nested = True
+        else:
+            nested = False
+    if nested:
+        try:
+            yield path
+        finally:
+            with _held_guard:
+                _held[key] -= 1
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    return git.Repo.init(path, bare=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        with _held_guard:
+            _held[key] = 1
+        try:
+            yield path
+        finally:
+            with _held_guard:
+                _held.pop(key, None)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_mirror(path: Path) -> git.Repo:
+    """The bare mirror at path (the caller holds its lock): created empty the first time,
+    created again when a killed process left it unreadable, stale git lock files removed."""
+    if (path / "HEAD").exists():
+        try:
+            repo = git.Repo(path)
+            if repo.bare:
+                _remove_stale_git_locks(path)
+                return repo
+        except (InvalidGitRepositoryError, NoSuchPathError):
+            pass
+        shutil.rmtree(path, ignore_errors=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git.Repo.init(partial, bare=True)
+    os.rename(partial, path)
+    return git.Repo(path)
+
+
+def _remove_stale_git_locks(path: Path) -> None:
+    """git's own *.lock files left by a killed fetch (we hold the mirror's lock: nobody else
+    is inside), which would make every later fetch fail with "Unable to create ... .lock"."""
+    for stale in [*path.glob("*.lock"), *(path / "refs").rglob("*.lock")]:
+        stale.unlink(missing_ok=True)
+
+
+def _probe(url: str, what: str) -> None:
+    """A short ls-remote before a long fetch: a server that never answers fails within the
+    probe's bound instead of the fetch's."""
+    run(["ls-remote", "--", url, "HEAD"], what=what, url=url)
 
 
 def update_mirror(cache: Path, url: str, commit: str) -> git.Repo:
     """A bare mirror of url in the cache holding `commit` (fetched by SHA if no ref has it)."""
-    path = mirror_path(cache, url)
-    repo = _open_mirror(path)
-    if not _has_commit(repo, commit):
-        _git(
-            ["fetch", "--force", "--tags", "--prune", url, "+refs/heads/*:refs/heads/*"],
-            cwd=path,
-            what="fetching",
-            url=url,
-        )
-    if not _has_commit(repo, commit):
-        try:
-            _git(["fetch", url, commit], cwd=path, what=f"fetching {commit[:9]}", url=url)
-        except GitCommandError:
-            pass
-    if not _has_commit(repo, commit):
-        raise UnknownRefError(f"commit {commit} not found in {url}")
-    return repo
+    check_url(url)
+    check_commit(commit)
+    with mirror_lock(cache, url) as path:
+        repo = _open_mirror(path)
+        if not _has_commit(repo, commit):
+            _probe(url, "fetching")
+            run(["fetch", "--force", "--tags", "--prune", "--", url, "+refs/heads/*:refs/heads/*"],
+                cwd=path, what="fetching", url=url)
+        if not _has_commit(repo, commit):
+            try:
+                run(["fetch", "--", url, commit], cwd=path, what=f"fetching {commit[:9]}", url=url)
+            except GitError:
+                pass
+        if not _has_commit(repo, commit):
+            raise UnknownRefError(f"commit {commit} not found in {url}")
+        return repo
 
 
 def fetch_commit(cache: Path, url: str, commit: str) -> git.Repo:
     """A mirror of url holding `commit`, fetched alone at depth 1 where the server allows it (an
     external source needs one tree, not years of CUTLASS history); else the whole mirror. The
     commit gets a ref of its own so that git never prunes it."""
-    path = mirror_path(cache, url)
-    repo = _open_mirror(path)
-    if _has_commit(repo, commit):
-        return repo
-    try:
-        _git(["fetch", "--depth", "1", url, f"+{commit}:refs/vllm-lock/{commit}"], cwd=path,
-             what=f"fetching {commit[:9]}", url=url)
-    except GitCommandError:
-        pass  # a server that refuses a bare SHA: fetch everything instead
-    if _has_commit(repo, commit):
-        return repo
-    return update_mirror(cache, url, commit)
+    check_url(url)
+    check_commit(commit)
+    with mirror_lock(cache, url) as path:
+        repo = _open_mirror(path)
+        if _has_commit(repo, commit):
+            return repo
+        _probe(url, f"fetching {commit[:9]}")
+        try:
+            run(["fetch", "--depth", "1", "--", url, f"+{commit}:refs/vllm-lock/{commit}"], cwd=path,
+                what=f"fetching {commit[:9]}", url=url)
+        except GitError:
+            pass  # a server that refuses a bare SHA: fetch everything instead
+        if _has_commit(repo, commit):
+            return repo
+        return update_mirror(cache, url, commit)
 
 
 def _has_commit(repo: git.Repo, commit: str) -> bool:
     try:
-        repo.git.execute(["git", "cat-file", "-e", f"{commit}^{{commit}}"], env=git_env())
+        run(["cat-file", "-e", "--end-of-options", f"{check_commit(commit)}^{{commit}}"],
+            cwd=Path(repo.git_dir), what="looking up a commit")
         return True
-    except GitCommandError:
+    except GitError:
         return False
 
 
 def commit_date(repo: git.Repo, commit: str) -> str:
     """Committer date in ISO 8601 UTC (what SOURCE_DATE_EPOCH is derived from)."""
-    stamp = repo.commit(commit).committed_date
+    stamp = repo.commit(check_commit(commit)).committed_date
     return dt.datetime.fromtimestamp(stamp, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def list_files(repo: git.Repo, commit: str) -> list[str]:
-    return repo.git.execute(["git", "ls-tree", "-r", "--name-only", commit], env=git_env()).splitlines()
+    out = run(["ls-tree", "-r", "--name-only", "--end-of-options", check_commit(commit)],
+              cwd=Path(repo.git_dir), what="listing files")
+    return out.splitlines()
 
 
 def read_blob(repo: git.Repo, commit: str, path: str) -> bytes:
-    blob = repo.commit(commit).tree / path
+    blob = repo.commit(check_commit(commit)).tree / path
     return bytes(blob.data_stream.read())
 
 
 def export_tree(repo: git.Repo, commit: str, dest: Path) -> None:
     """The tree of commit, written to dest (no .git): what `git archive` gives."""
-    data = repo.git.execute(["git", "archive", "--format=tar", commit], env=git_env(), stdout_as_string=False)
+    data = run(["archive", "--format=tar", "--end-of-options", check_commit(commit)],
+               cwd=Path(repo.git_dir), what=f"exporting {commit[:9]}", binary=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         if hasattr(tarfile, "data_filter"):
             tar.extractall(dest, filter="data")
@@ -186,23 +391,26 @@ def _check_member(member: tarfile.TarInfo) -> None:
 def gitmodules_listing(repo: git.Repo, commit: str) -> tuple[str, str]:
     """(`.gitmodules` as `git config --list` lines, the commit's gitlinks as ls-tree lines);
     empty strings for a commit without submodules."""
-    links = "\n".join(
-        line for line in repo.git.execute(["git", "ls-tree", "-r", commit], env=git_env()).splitlines()
-        if line.startswith("160000 ")
-    )
+    where = Path(repo.git_dir)
+    listing = run(["ls-tree", "-r", "--end-of-options", check_commit(commit)], cwd=where, what="listing submodules")
+    links = "\n".join(line for line in listing.splitlines() if line.startswith("160000 "))
     if not links:
         return "", ""
     try:
-        config = repo.git.execute(["git", "config", "--blob", f"{commit}:.gitmodules", "--list"], env=git_env())
-    except GitCommandError:
+        config = run(["config", f"--blob={commit}:.gitmodules", "--list"], cwd=where, what="reading .gitmodules")
+    except GitError:
         config = ""
-    return str(config), links
+    return config, links
 
 
 def commits_between(repo: git.Repo, old: str, new: str, limit: int) -> tuple[int, list[str]]:
     """How many commits lie in old..new, and the subjects of the first `limit` of them."""
-    count = int(repo.git.execute(["git", "rev-list", "--count", f"{old}..{new}"], env=git_env()))
-    subjects = repo.git.execute(
-        ["git", "log", "--format=%h %s", f"-n{limit}", f"{old}..{new}"], env=git_env()
-    ).splitlines()
+    where = Path(repo.git_dir)
+    span = f"{check_commit(old)}..{check_commit(new)}"
+    count = int(run(["rev-list", "--count", "--end-of-options", span], cwd=where, what="counting commits"))
+    subjects = run(["log", "--format=%h %s", f"-n{limit}", "--end-of-options", span], cwd=where,
+                   what="listing commits").splitlines()
     return count, subjects
+
+
+__all__ = ["GitError", "VllmLockError", "check_commit", "check_ref", "check_url", "mirror_lock", "run"]

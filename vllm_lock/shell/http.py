@@ -1,24 +1,78 @@
-"""HTTP(S) GETs against package indexes: system trust store, timeouts, bounded retries."""
+"""HTTP(S) GETs against package indexes: system trust store, bounded retries, and a total
+deadline per request that no server can stretch (not only a per-read timeout).
+
+Bounds (seconds or bytes; each overridable by its environment variable):
+  VLLM_LOCK_HTTP_DEADLINE          60      a page or HEAD request, retries included
+  VLLM_LOCK_HTTP_READ_TIMEOUT      20      one connect or read
+  VLLM_LOCK_DOWNLOAD_BASE_S        120     a download: this plus its size at the floor rate ...
+  VLLM_LOCK_DOWNLOAD_FLOOR_RATE    262144  ... (bytes/s; a 2 GB wheel may take 2 h 9 min)
+  VLLM_LOCK_LOW_SPEED_RATE         16384   and never slower than this (bytes/s) ...
+  VLLM_LOCK_LOW_SPEED_TIME         60      ... averaged over this many seconds
+  VLLM_LOCK_DOWNLOAD_MAX           8 GiB   the most a download of unknown size may bring
+A body longer than the size expected (the lock's, else Content-Length, else the maximum) is
+cut there and refused.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import errno
 import functools
 import hashlib
+import http.client
 import os
+import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from vllm_lock.errors import UnreachableError
+from vllm_lock.errors import IntegrityError, PreflightError, UnreachableError
 
-TIMEOUT_S = 20
 RETRIES = 3
 CHUNK = 1 << 20
 USER_AGENT = "vllm-lock"
+
+
+def _number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Bounds:
+    page_deadline: float
+    read_timeout: float
+    download_base: float
+    floor_rate: float
+    low_speed_rate: float
+    low_speed_time: float
+    download_max: int
+
+    def download_deadline(self, size: int | None) -> float:
+        return self.download_base + (size if size is not None else self.download_max) / self.floor_rate
+
+
+def bounds() -> Bounds:
+    return Bounds(
+        page_deadline=_number("VLLM_LOCK_HTTP_DEADLINE", 60),
+        read_timeout=_number("VLLM_LOCK_HTTP_READ_TIMEOUT", 20),
+        download_base=_number("VLLM_LOCK_DOWNLOAD_BASE_S", 120),
+        floor_rate=_number("VLLM_LOCK_DOWNLOAD_FLOOR_RATE", 256 * 1024),
+        low_speed_rate=_number("VLLM_LOCK_LOW_SPEED_RATE", 16 * 1024),
+        low_speed_time=_number("VLLM_LOCK_LOW_SPEED_TIME", 60),
+        download_max=int(_number("VLLM_LOCK_DOWNLOAD_MAX", 8 << 30)),
+    )
 
 
 class NotFound(Exception):
@@ -49,18 +103,122 @@ def _context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _open(url: str, accept: str | None = None, method: str = "GET"):  # type: ignore[no-untyped-def]
+# ---------------------------------------------------------------- the deadline guard
+
+
+class _Deadline:
+    """Shuts down every socket a request opened when its total time is up: a server that
+    sends one byte just before each read timeout cannot keep a blocked read alive."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+        if self.expired.is_set():
+            self._expire()
+
+    def _expire(self) -> None:
+        self.expired.set()
+        with self._lock:
+            for sock in self._sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+_current: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar("_current", default=None)
+
+
+def _read_timeout() -> float:
+    guard = _current.get()
+    timeout = bounds().read_timeout
+    return max(0.05, min(timeout, guard.remaining())) if guard else timeout
+
+
+class _GuardedHTTPConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        self.timeout = _read_timeout()
+        super().connect()
+        if guard := _current.get():
+            guard.watch(self.sock)
+
+
+class _GuardedHTTPSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        self.timeout = _read_timeout()
+        super().connect()
+        if guard := _current.get():
+            guard.watch(self.sock)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_GuardedHTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_GuardedHTTPSConnection, req, context=_ssl_context())
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[_Deadline]:
+    guard = _Deadline(seconds)
+    token = _current.set(guard)
+    try:
+        yield guard
+    finally:
+        _current.reset(token)
+        guard.cancel()
+
+
+# ---------------------------------------------------------------- requests
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """http and https only (build_opener would add ftp:, file: and data:, which a redirect
+    could reach), through the guarded connections; proxies from the environment."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), _HTTPHandler(), _HTTPSHandler(),
+        urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPRedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
+def _open(url: str, guard: _Deadline, accept: str | None = None, method: str = "GET") -> Any:
+    """The response to one request, retried (5xx, network) until the guard's deadline."""
+    if not url.lower().startswith(("http://", "https://")):
+        raise UnreachableError(f"refusing to fetch {url!r}: only http and https URLs are fetched")
     headers = {"User-Agent": USER_AGENT}
     if accept:
         headers["Accept"] = accept
     request = urllib.request.Request(url, headers=headers, method=method)
+    opener = _opener()
     last = ""
     for attempt in range(RETRIES):
+        if guard.expired.is_set():
+            break
         try:
-            # a plain http:// URL needs no context (loading the trust store costs ~25 ms); a
-            # redirect to https:// still gets urllib's default one: the system store, verified
-            context = _ssl_context() if url.startswith("https:") else None
-            return urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context)
+            return opener.open(request, timeout=_read_timeout())
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise NotFound(url) from None
@@ -69,46 +227,125 @@ def _open(url: str, accept: str | None = None, method: str = "GET"):  # type: ig
             last = f"HTTP {exc.code}"
         except urllib.error.URLError as exc:
             reason = exc.reason
+            if isinstance(reason, str) and reason.startswith("unknown url type"):
+                raise UnreachableError(f"{url}: redirected to a non-http(s) URL ({reason}): refusing it") from None
             if isinstance(reason, ssl.SSLCertVerificationError):
                 raise UnreachableError(f"{url}: TLS certificate not trusted ({reason.verify_message})") from None
             last = str(reason)
-        except (TimeoutError, ConnectionError, OSError) as exc:
+        except (TimeoutError, ConnectionError, OSError, http.client.HTTPException) as exc:
             last = str(exc) or type(exc).__name__
-        if attempt + 1 < RETRIES:
-            time.sleep(0.3 * 2**attempt)
-    raise UnreachableError(f"{url} unreachable after {RETRIES} tries: {last}")
+        pause = 0.3 * 2**attempt
+        if attempt + 1 < RETRIES and guard.remaining() > pause:
+            time.sleep(pause)
+    raise _unreachable(url, guard, f"unreachable after {RETRIES} tries: {last}")
+
+
+def _unreachable(url: str, guard: _Deadline, detail: str) -> UnreachableError:
+    if guard.expired.is_set():
+        return UnreachableError(f"{url} did not finish within {guard.seconds:g} s (the request's total deadline)")
+    return UnreachableError(f"{url} {detail}")
+
+
+def _read_body(url: str, response: Any, guard: _Deadline, limit: int) -> Iterator[bytes]:
+    """The body in chunks as they arrive; stops (raising) past the deadline, below the
+    low-speed rule, or past `limit` bytes."""
+    rule = bounds()
+    window_start, window_bytes, total = time.monotonic(), 0, 0
+    while True:
+        try:
+            chunk = response.read1(CHUNK)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _unreachable(url, guard, f"broke off after {total} bytes: {exc or type(exc).__name__}") from None
+        if guard.expired.is_set():
+            raise _unreachable(url, guard, "")
+        if not chunk:
+            return
+        total += len(chunk)
+        if total > limit:
+            raise _TooLong(total)
+        window_bytes += len(chunk)
+        now = time.monotonic()
+        if now - window_start >= rule.low_speed_time:
+            if window_bytes < rule.low_speed_rate * (now - window_start):
+                raise UnreachableError(
+                    f"{url} too slow: {window_bytes} bytes in {now - window_start:.0f} s "
+                    f"(less than {rule.low_speed_rate:g} bytes/s; VLLM_LOCK_LOW_SPEED_RATE)"
+                )
+            window_start, window_bytes = now, 0
+        yield chunk
+
+
+class _TooLong(Exception):
+    pass
 
 
 def get_text(url: str, accept: str | None = None) -> str:
-    with _open(url, accept) as response:
-        body: bytes = response.read()
+    """A page (an index's HTML or JSON), whole, within the page deadline and at most 64 MiB."""
+    rule = bounds()
+    with _deadline(rule.page_deadline) as guard, _open(url, guard, accept) as response:
+        try:
+            body = b"".join(_read_body(url, response, guard, 64 << 20))
+        except _TooLong:
+            raise UnreachableError(f"{url}: the page is larger than 64 MiB: refusing it") from None
     return body.decode("utf-8", errors="replace")
 
 
-def _strong_etag(headers) -> str | None:  # type: ignore[no-untyped-def]
+def _strong_etag(headers: Any) -> str | None:
     etag = headers.get("ETag")
     return etag if etag and not etag.startswith("W/") else None  # a weak ETag does not name bytes
 
 
-def head(url: str) -> Validator:
+def _length(headers: Any) -> int | None:
+    value = headers.get("Content-Length")
+    return int(value) if value and value.isdigit() else None
+
+
+def head(url: str, *, deadline: float | None = None) -> Validator:
     """The server's current validator for url (HEAD): ETag and size."""
-    with _open(url, method="HEAD") as response:
-        length = response.headers.get("Content-Length")
-        return Validator(etag=_strong_etag(response.headers), size=int(length) if length and length.isdigit() else None)
+    with _deadline(deadline or bounds().page_deadline) as guard, _open(url, guard, method="HEAD") as response:
+        return Validator(etag=_strong_etag(response.headers), size=_length(response.headers))
 
 
-def download(url: str, dest: Path, on_progress: Callable[[int, int | None], None] | None = None) -> Downloaded:
-    """Stream url into dest (created or truncated), hashing as it goes."""
+def download(
+    url: str,
+    dest: Path,
+    on_progress: Callable[[int, int | None], None] | None = None,
+    *,
+    expected_size: int | None = None,
+    name: str | None = None,
+) -> Downloaded:
+    """Stream url into dest (created or truncated), hashing as it goes, within a deadline that
+    scales with the size. A body longer than expected_size (else Content-Length, else the
+    documented maximum) is cut there and refused (IntegrityError); a full disk names dest."""
+    rule = bounds()
+    label = name or dest.name
     digest = hashlib.sha256()
     size = 0
-    with _open(url) as response, dest.open("wb") as out:
+    with _deadline(rule.download_deadline(expected_size)) as guard, _open(url, guard) as response:
         etag = _strong_etag(response.headers)
-        total = response.headers.get("Content-Length")
-        total_size = int(total) if total and total.isdigit() else None
-        while chunk := response.read(CHUNK):
-            digest.update(chunk)
-            out.write(chunk)
-            size += len(chunk)
-            if on_progress:
-                on_progress(size, total_size)
+        announced = _length(response.headers)
+        if expected_size is not None and announced is not None and announced != expected_size:
+            raise IntegrityError(
+                f"{label}: {url} announces {announced} bytes, the lock says {expected_size}: refusing it"
+            )
+        limit = expected_size if expected_size is not None else (announced or rule.download_max)
+        try:
+            with dest.open("wb") as out:
+                for chunk in _read_body(url, response, guard, limit):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                    if on_progress:
+                        on_progress(size, announced or expected_size)
+        except _TooLong:
+            what = "the lock's size" if expected_size is not None else (
+                "its Content-Length" if announced else f"the download maximum (VLLM_LOCK_DOWNLOAD_MAX={rule.download_max})"
+            )
+            raise IntegrityError(f"{label}: {url} sends more than {what} of {limit} bytes: refusing it") from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise PreflightError(f"no space left on the device while writing {dest} ({label})") from None
+            raise
+        if announced is not None and size < announced:
+            raise UnreachableError(f"{url} broke off after {size} of {announced} bytes")
     return Downloaded(sha256=digest.hexdigest(), size=size, etag=etag)

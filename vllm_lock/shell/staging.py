@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from vllm_lock import gitmodules
 from vllm_lock.errors import InstallError, UnknownRefError, UnreachableError
 from vllm_lock.model import ExternalSource
 from vllm_lock.shell import git as git_shell
+from vllm_lock.shell.store import inside
 
 MAX_SUBMODULE_DEPTH = 4
 
@@ -23,13 +24,13 @@ def stage(
     root.mkdir(parents=True, exist_ok=True)
     staged = {}
     for source in sources:
-        dest = root / source.name
-        stamp = root / f"{source.name}.commit"
+        dest = inside(root, source.name)
+        stamp = inside(root, f"{source.name}.commit")
         if dest.is_dir() and stamp.is_file() and stamp.read_text().strip() == source.commit:
             say(f"    {source.name}: staged earlier at {source.commit[:12]}")
         else:
             stamp.unlink(missing_ok=True)
-            partial = root / f".{source.name}.partial"
+            partial = inside(root, f".{source.name}.partial")
             for stale in (partial, dest):
                 shutil.rmtree(stale, ignore_errors=True)
             try:
@@ -49,14 +50,15 @@ def stage(
 
 def _export(url: str, commit: str, cache: Path, dest: Path, depth: int) -> int:
     """The tree of url@commit into dest, submodules exported into their paths; returns how many."""
-    repo = git_shell.fetch_commit(cache, url, commit)
-    git_shell.export_tree(repo, commit, dest)
-    config, links = git_shell.gitmodules_listing(repo, commit)
+    with git_shell.mirror_lock(cache, url):  # no other install fetches into it while we read
+        repo = git_shell.fetch_commit(cache, url, commit)
+        git_shell.export_tree(repo, commit, dest)
+        config, links = git_shell.gitmodules_listing(repo, commit)
     count = 0
     for sub in gitmodules.submodules(url, gitmodules.parse_config(config), gitmodules.parse_gitlinks(links)):
         if depth >= MAX_SUBMODULE_DEPTH:
             raise gitmodules.SubmoduleError(f"submodules nested deeper than {MAX_SUBMODULE_DEPTH} at {sub.path}")
-        target = dest / sub.path
+        target = inside(dest, *PurePosixPath(sub.path).parts)
         shutil.rmtree(target, ignore_errors=True)  # git archive leaves an empty directory for a gitlink
         count += 1 + _export(sub.url, sub.commit, cache, target, depth + 1)
     return count
