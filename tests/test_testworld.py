@@ -400,7 +400,8 @@ def test_fake_vllm_builds_with_uv(world: TestWorld, tmp_path: Path) -> None:
         "setuptools>=77,<80", "setuptools-scm>=8", "wheel", "packaging>=24.2")
     run(uv_bin, "pip", "install", "-q", "--python", py, "--no-deps",
         "--index-url", world.https_url(world.torch_nightly_index), "--cert", world.ca_cert,
-        f"torch=={versions['torch']}", f"pytorch-triton=={versions['pytorch-triton']}")
+        f"torch=={versions['torch']}", f"pytorch-triton=={versions['pytorch-triton']}",
+        f"torchaudio=={versions['torchaudio']}", f"torchvision=={versions['torchvision']}")
     out = run(py, "tools/use_existing_torch.py", "--prefix", cwd=checkout)
     assert "removed: torch==2.10.0" in out
     epoch = int(dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC).timestamp())

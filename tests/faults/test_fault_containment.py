@@ -43,8 +43,9 @@ def test_a_hostile_filename_never_leaves_the_store(tmp_path: Path, name: str, wo
         store.fetch(url, name, expected_sha256=None)
     with pytest.raises(VllmLockError):
         store.fetch(url, name, expected_sha256=world.file_sha256("packaging-25.0-py3-none-any.whl"))
-    package = SimpleNamespace(name="p", filename=name, url=url, sha256=SHA, size=1)
-    lock = SimpleNamespace(packages=(package,))
+    # bypassing the lock reader: a wheel with a hostile name reaching the shell anyway
+    wheel = SimpleNamespace(filename=name, plain_filename=name, url=url, sha256=SHA, size=1)
+    lock = SimpleNamespace(packages=(SimpleNamespace(name="p", wheels=(wheel,)),))
     with pytest.raises(VllmLockError):
         build_shell.stage_wheels(lock, store, tmp_path / "gen" / "wheels", lambda _: None)  # type: ignore[arg-type]
     assert _written_outside(store.root, outside) == []

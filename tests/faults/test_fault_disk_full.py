@@ -48,7 +48,7 @@ def _fill(mount: Path, room: int) -> Path:
 
 def test_disk_full_at_the_wheel_copy_names_the_file_and_the_rerun_repairs(world, small_disk: Path, tmp_path: Path) -> None:
     lock, path = resolve_world_lock(world, tmp_path / "dev.lock.toml", tmp_path / "cache")
-    setuptools = next(p for p in lock.packages if p.name == "setuptools")
+    (setuptools,) = next(p for p in lock.packages if p.name == "setuptools").wheels
     assert setuptools.size > ROOM
     filler = _fill(small_disk, ROOM)
     env = {"VLLM_LOCK_MIN_FREE_DISK": "0"}
