@@ -122,10 +122,17 @@ FIRST_WRITTEN = "/root/first-written"
 GATED_CMD = f"echo first; touch {FIRST_WRITTEN}; read go <{GATE}; echo second"
 
 
+def _bash(host: ph.Host, code: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(["bash", "-c", code], env=host.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
 @contextlib.contextmanager
-def _gate(container: ph.Container) -> Iterator[Callable[[], None]]:
-    """A FIFO at GATE in the container; the callable lets the blocked command go on. The test's end
-    is opened read-write, which never blocks and keeps what it wrote for a reader that opens later."""
+def _gated(host: ph.Host, container: ph.Container, code: str) -> Iterator[tuple[subprocess.Popen[str], Callable[[], None]]]:
+    """`bash -c code` on the host, with a FIFO at GATE in the container; the callable lets the
+    blocked command go on. The test's end is opened read-write, which never blocks and keeps what
+    it wrote for a reader that opens later; closing it on the way out (EOF) frees a command a
+    failed assertion left blocked."""
     fifo = container.path(GATE)
     os.mkfifo(fifo)
     fd = os.open(fifo, os.O_RDWR)
@@ -133,25 +140,23 @@ def _gate(container: ph.Container) -> Iterator[Callable[[], None]]:
     def release() -> None:
         os.write(fd, b"go\n")
 
+    proc = _bash(host, code)
     try:
-        yield release
+        yield proc, release
     finally:
         os.close(fd)
-
-
-def _bash(host: ph.Host, code: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(["bash", "-c", code], env=host.env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+        if proc.poll() is None:
+            proc.communicate(timeout=60)
+        fifo.unlink()
+        container.path(FIRST_WRITTEN).unlink(missing_ok=True)
 
 
 def test_build_output_streams_into_the_log_while_pct_exec_holds_it(host: ph.Host, container: ph.Container) -> None:
     # pct_exec (Phoenix's contract): nothing until the command has ended. The command has written
     # "first" (the marker comes after the echo) and is blocked on the gate, yet nothing has reached
     # the caller's stdout.
-    with _gate(container) as release:
-        proc = _bash(host, f'source "{host.phoenix}/bin/phoenix_hypervisor_common_utils.sh"; '
-                           f'pct_exec {CTID} -- sh -c "{GATED_CMD}"')
-        assert proc.stdout is not None
+    utils = host.phoenix / "bin" / "phoenix_hypervisor_common_utils.sh"
+    with _gated(host, container, f'source "{utils}"; pct_exec {CTID} -- sh -c "{GATED_CMD}"') as (proc, release):
         assert ph.wait_for(container.path(FIRST_WRITTEN).exists, timeout=60), "the command never ran"
         ready, _, _ = select.select([proc.stdout], [], [], 0)
         assert not ready, "pct_exec passed output on while the command ran: it must capture-then-print"
@@ -163,10 +168,8 @@ def test_build_output_streams_into_the_log_while_pct_exec_holds_it(host: ph.Host
     # the feature script's run_streaming: each line reaches Phoenix's log as it is printed, here
     # while the command is still blocked, before it prints the second
     host.log_file.write_text("")
-    container.path(GATE).unlink()
-    with _gate(container) as release:
-        proc = _bash(host, f'source "{host.script}"; CTID={CTID}; STREAM_TAIL=$(mktemp); '
-                           f'run_streaming demo sh -c "{GATED_CMD}"')
+    code = f'source "{host.script}"; CTID={CTID}; STREAM_TAIL=$(mktemp); run_streaming demo sh -c "{GATED_CMD}"'
+    with _gated(host, container, code) as (proc, release):
         assert ph.wait_for(lambda: "[demo] first" in host.log() or proc.poll() is not None, timeout=60)
         assert "[demo] first" in host.log(), "the first line did not reach the log while the command ran"
         assert "[demo] second" not in host.log()
