@@ -61,7 +61,8 @@ def phoenix_bundle(phoenix_rootfs: Path) -> Path:
     try:
         return ph.ensure_bundle(rootfs.cache_dir())
     except (ph.BundleBuildFailed, subprocess.TimeoutExpired) as exc:
-        pytest.fail(f"phoenix/build-vllm-lock-bundle.sh failed: {exc}", pytrace=False)
+        failure = f"phoenix/build-vllm-lock-bundle.sh failed: {exc}"
+    pytest.fail(failure, pytrace=False)
 
 
 @pytest.fixture(scope="session")
