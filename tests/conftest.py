@@ -16,7 +16,7 @@ hashes or content-keyed build products:
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,9 +25,6 @@ from vllm_lock.testworld import TestWorld
 
 REAL_HOME = Path.home()
 SUITE_CACHE = Path(os.environ.get("VLLM_LOCK_TEST_CACHE") or REAL_HOME / ".cache" / "vllm-lock-tests")
-# tests/phoenix/rootfs.py keeps its rootfs and bundle under the product's cache directory; these
-# fixtures build them, and get the suite cache instead of the session's throwaway one.
-PHOENIX_CACHED_FIXTURES = ("phoenix_rootfs", "phoenix_bundle")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,6 +36,9 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     # git commits made by tests (promote --commit) need an identity; the real ~/.gitconfig is gone
     (home / ".gitconfig").write_text("[user]\n\tname = vllm-lock tests\n\temail = tests@vllm-lock.invalid\n")
     with pytest.MonkeyPatch.context() as mp:
+        # exported, so that helpers reading it at call time (tests/phoenix/rootfs.py, tests/real/sdists.py)
+        # find the suite cache, not one under the HOME set below
+        mp.setenv("VLLM_LOCK_TEST_CACHE", str(SUITE_CACHE))
         mp.setenv("VLLM_LOCK_TESTWORLD_CACHE", os.environ.get("VLLM_LOCK_TESTWORLD_CACHE")
                   or str(SUITE_CACHE / "testworld-pypi"))
         for tool, variable in ((".rustup", "RUSTUP_HOME"), (".cargo", "CARGO_HOME")):
@@ -48,24 +48,6 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("XDG_CACHE_HOME", str(root / "xdg-cache"))
         mp.setenv("VLLM_LOCK_CACHE", str(root / "vllm-lock-cache"))
         yield root
-
-
-class _PhoenixCache:
-    """Gives the Phoenix fixtures that build the rootfs and the bundle the suite cache. A plugin,
-    not a conftest hook: session-scoped fixtures are set up through the session's hooks, which
-    see no conftest."""
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[object]) -> Generator[None, object, object]:
-        if fixturedef.argname not in PHOENIX_CACHED_FIXTURES:
-            return (yield)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("VLLM_LOCK_CACHE", str(SUITE_CACHE / "phoenix"))
-            return (yield)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(_PhoenixCache(), "vllm-lock-phoenix-cache")
 
 
 @pytest.fixture(scope="session")

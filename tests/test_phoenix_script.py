@@ -7,6 +7,7 @@ records every call) and nothing they smuggle in may run.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from vllm_lock import codec
 
 sys.path.insert(0, str(Path(__file__).parent / "phoenix"))
 import harness as ph  # noqa: E402
+import rootfs  # noqa: E402
 
 CTID = "801"
 
@@ -76,7 +78,7 @@ def test_non_string_lock_value_is_refused(host: ph.Host, value: object) -> None:
     assert host.pct_calls() == []
 
 
-@pytest.mark.parametrize("ctid", ["101; rm -rf /tmp/x", "$(touch {pwned})", "101 ", "-1", "1e3", "", "abc",
+@pytest.mark.parametrize("ctid", ["101; touch {pwned}", "$(touch {pwned})", "101 ", "-1", "1e3", "", "abc",
                                   "1234567890"])
 def test_hostile_ctid_is_refused_and_nothing_runs(host: ph.Host, tmp_path: Path, ctid: str) -> None:
     pwned = tmp_path / "pwned"
@@ -154,3 +156,14 @@ def test_script_never_disables_tls_verification() -> None:
     for bad in ("--trusted-host", "GIT_SSL_NO_VERIFY", "sslVerify", "--allow-insecure-host", "UV_INSECURE_HOST",
                 "--no-check-certificate", "verify=False", "-k "):
         assert bad not in text, bad
+
+
+def test_the_phoenix_rootfs_is_kept_in_the_suite_cache_not_the_products(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The product's cache variables point into this run's tmp; a rootfs kept there would be
+    debootstrapped again on every run."""
+    suite = Path(os.environ["VLLM_LOCK_TEST_CACHE"])
+    assert rootfs.tarball_path().parent == rootfs.cache_dir() == suite / "phoenix"
+    monkeypatch.setenv("VLLM_LOCK_CACHE", str(tmp_path / "product-cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert rootfs.cache_dir() == suite / "phoenix"

@@ -101,6 +101,10 @@ class Host:
         return self.root / "phoenix_hypervisor.log"
 
     @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
     def pct_root(self) -> Path:
         return self.root / "pct"
 
@@ -118,6 +122,7 @@ class Host:
             PCT_STANDIN_ROOT=str(self.pct_root),
             MAIN_LOG_FILE=str(self.log_file),
             LXC_CONFIG_FILE=str(self.config_file),
+            TMPDIR=str(self.tmp),  # the script's mktemp work folders stay in the test's tmp
         )
         return base
 
@@ -139,7 +144,7 @@ class Host:
 
 def make_host(root: Path, config: Mapping[str, Any]) -> Host:
     host = Host(root)
-    for d in (host.script.parent, host.lock_dir, host.bundle.parent, host.pct_root, root / "bin"):
+    for d in (host.script.parent, host.lock_dir, host.bundle.parent, host.pct_root, host.tmp, root / "bin"):
         d.mkdir(parents=True, exist_ok=True)
     shutil.copy2(HERE / "phoenix_hypervisor_common_utils.sh", host.phoenix / "bin")
     shutil.copy2(FEATURE_SCRIPT, host.script)
@@ -200,6 +205,10 @@ def stop_container(container: Container) -> None:
 
 
 # ---- the offline bundle, cached by the content of the vllm-lock source ---------------------------
+class BundleBuildFailed(RuntimeError):
+    """phoenix/build-vllm-lock-bundle.sh (the project's own builder) exited non-zero."""
+
+
 def source_digest() -> str:
     h = hashlib.sha256()
     files = [REPO / "pyproject.toml", BUNDLE_BUILDER,
@@ -218,13 +227,14 @@ def ensure_bundle(cache: Path, python_versions: Sequence[str] = ("3.11",)) -> Pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1",
                PYTHON=sys.executable)
-    argv = ["bash", str(BUNDLE_BUILDER), "-o", str(target) + ".part"]
+    part = target.with_name(f"{target.name}.{os.getpid()}.part")  # suite caches may be shared by runs
+    argv = ["bash", str(BUNDLE_BUILDER), "-o", str(part)]
     for v in python_versions:
         argv += ["--python-version", v]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        raise RuntimeError(f"bundle build failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    os.replace(str(target) + ".part", target)
+        raise BundleBuildFailed(f"exit {proc.returncode}:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    os.replace(part, target)
     return target
 
 

@@ -1,7 +1,7 @@
 """A cached Debian bookworm root filesystem for the Phoenix end-to-end test ("a bare container").
 
-debootstrap runs once per package list; the result is kept as a tarball under the vllm-lock cache
-(`phoenix-rootfs-<hash>.tar`) and every test extracts a fresh copy of it.
+debootstrap runs once per package list; the result is kept as a tarball in the suite cache
+(`$VLLM_LOCK_TEST_CACHE/phoenix/phoenix-rootfs-<hash>.tar`) and every test extracts a fresh copy.
 """
 
 from __future__ import annotations
@@ -38,10 +38,12 @@ class RootfsUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    if os.environ.get("VLLM_LOCK_CACHE"):
-        return Path(os.environ["VLLM_LOCK_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vllm-lock"
+    """`phoenix/` in the suite cache ($VLLM_LOCK_TEST_CACHE, which tests/conftest.py sets for the
+    whole session), never the product's cache: the suite points VLLM_LOCK_CACHE and XDG_CACHE_HOME
+    into each run's tmp, and a rootfs there would mean a fresh debootstrap every run. The fallback
+    (the real HOME's ~/.cache/vllm-lock-tests, conftest's default) is for running this file alone."""
+    base = os.environ.get("VLLM_LOCK_TEST_CACHE") or str(Path.home() / ".cache" / "vllm-lock-tests")
+    return Path(base) / "phoenix"
 
 
 def cache_key(packages: tuple[str, ...] = PACKAGES) -> str:

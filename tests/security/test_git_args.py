@@ -103,16 +103,17 @@ def test_commits_are_passed_after_end_of_options(tmp_path: Path, repo: tuple[str
         assert not marker.exists()
 
 
-@pytest.mark.parametrize("url", ["ext::sh -c touch% /tmp/vllm-lock-ext-marker", "fd::17", "ftp://example.org/x.git"])
+@pytest.mark.parametrize("url", ["ext::sh -c touch% {marker}", "fd::17", "ftp://example.org/x.git"])
 def test_other_transports_are_errors_not_tracebacks(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    Path("/tmp/vllm-lock-ext-marker").unlink(missing_ok=True)
+    marker = tmp_path / "ext-marker"
+    url = url.format(marker=marker)
     with pytest.raises(VllmLockError, match="only https, http, ssh, git, file"):
         git_shell.resolve_ref(url, "main")
     # and git itself refuses the transport when the shell's check is switched off
     monkeypatch.setattr(git_shell, "check_url", lambda u: u)
     with pytest.raises(VllmLockError):
         git_shell.update_mirror(tmp_path / "cache", url, "1" * 40)
-    assert not Path("/tmp/vllm-lock-ext-marker").exists()
+    assert not marker.exists()
 
 
 def test_a_plain_repository_still_resolves(repo: tuple[str, str], tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ one `error:` line naming the key, nothing run (the payload's marker is absent), 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -40,6 +39,11 @@ def _env(key: str, value: str) -> Callable[[Data, Sandbox], None]:
     return edit
 
 
+# climbs to / from any folder the tool might join it to, then down into the sandbox: an escape lands
+# in this test's own tmp, where the test looks for it
+ESCAPE = "../" * 40 + "SANDBOX/escaped/evil.whl"
+
+
 def _filename(name: str, wheel: int = 0) -> Callable[[Data, Sandbox], None]:
     """A hostile filename, with the URL made to agree (its last segment quotes the name) on the
     index's own host: only the filename rule stands between it and the cache directory."""
@@ -48,8 +52,9 @@ def _filename(name: str, wheel: int = 0) -> Callable[[Data, Sandbox], None]:
         if wheel:
             _second_wheel(data, box)
         entry = data["packages"][0]["wheels"][wheel]
-        entry["filename"] = name
-        entry["url"] = entry["url"].rsplit("/", 1)[0] + "/" + quote(unquote(name), safe="")
+        hostile = name.replace("SANDBOX", str(box.root).lstrip("/"))
+        entry["filename"] = hostile
+        entry["url"] = entry["url"].rsplit("/", 1)[0] + "/" + quote(unquote(hostile), safe="")
 
     return edit
 
@@ -104,8 +109,8 @@ HOSTILE = [
     ("external-ref-option", _set("external-sources.0.ref", "-oops"), "external-sources[0].ref"),
     ("torch-index-file", _set("inputs.torch.original.index", "file:///etc"), "inputs.torch.original.index"),
     # 3. package filename and url
-    ("filename-escape", _filename("../../../../tmp/x/evil.whl"), "packages[0].wheels[0].filename"),
-    ("filename-absolute", _filename("/tmp/x/evil.whl"), "packages[0].wheels[0].filename"),
+    ("filename-escape", _filename(ESCAPE), "packages[0].wheels[0].filename"),
+    ("filename-absolute", _filename("/SANDBOX/escaped/evil.whl"), "packages[0].wheels[0].filename"),
     ("filename-quoted-escape", _filename("..%2F..%2F..%2Fevil-1.0-py3-none-any.whl"),
      "packages[0].wheels[0].filename"),
     ("url-file", _set("packages.0.wheels.0.url", "file:///etc/passwd"), "packages[0].wheels[0].url"),
@@ -114,7 +119,7 @@ HOSTILE = [
     ("url-other-host", _set("packages.0.wheels.0.url", "https://evil.example/files/x.whl"),
      "packages[0].wheels[0].url"),
     # the same rules for every wheel of a package, not only the first
-    ("second-filename-escape", _filename("../../../../tmp/x/evil.whl", wheel=1), "packages[0].wheels[1].filename"),
+    ("second-filename-escape", _filename(ESCAPE, wheel=1), "packages[0].wheels[1].filename"),
     ("second-url-file", _second("packages.0.wheels.1.url", "file:///etc/passwd"), "packages[0].wheels[1].url"),
     ("second-url-other-host", _second("packages.0.wheels.1.url", "https://evil.example/files/x.whl"),
      "packages[0].wheels[1].url"),
@@ -150,7 +155,7 @@ def test_install_refuses_a_hostile_field_before_anything_runs(sandbox: Sandbox, 
     assert not sandbox.marker.exists(), "the payload ran"
     refused(result, key)
     assert sandbox.written() == []
-    assert not Path("/tmp/x/evil.whl").exists()
+    assert not (sandbox.root / "escaped").exists()
 
 
 def test_the_unedited_lock_reads_cleanly(sandbox: Sandbox) -> None:
