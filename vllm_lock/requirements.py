@@ -362,6 +362,8 @@ def check_requires_dist(
         checked += 1
         version = installed.get(name)
         if version is None or not _satisfies(requirement, version):
+            if extras:  # `; extra == "standard"` says nothing the required_by does not
+                requirement.marker = None
             found = Unmet(requirement=str(requirement), name=name, required_by=required_by, installed=version,
                           left_out=name in skipped)
             (expected if found.left_out else unmet).append(found)
