@@ -44,6 +44,15 @@ def test_clean(installed) -> None:  # type: ignore[no-untyped-def]
     assert data["requires_dist_checked"] >= 5 and data["unmet"] == [] and data["notes"] == []
 
 
+def test_a_cpu_lock_builds_with_the_cpu_build_file(installed) -> None:  # type: ignore[no-untyped-def]
+    lock = installed["lock"]  # target device cpu
+    assert lock.build.target_device == "cpu"
+    assert lock.layout.build_requirements == "requirements/build/cpu.txt"
+    # its torch line (torch==X+cpu; marker) is stripped: torch comes from the lock's torch index
+    assert "requirements/build/cpu.txt" in {f.path for f in lock.layout.patched_files}
+    assert not any(r.startswith("torch") for r in lock.layout.build_set)
+
+
 def test_drift_is_reported_then_repaired_state_is_clean(installed) -> None:  # type: ignore[no-untyped-def]
     site: Path = installed["site"]
     # extra: a foreign distribution
