@@ -26,13 +26,13 @@ def reader(files: dict[str, str]):  # type: ignore[no-untyped-def]
     ],
 )
 def test_detect_layout(files: dict[str, str], expected: tuple[str, str, str]) -> None:
-    found = layout.detect_layout(files, reader(files))
+    found = layout.detect_layout(files, reader(files), target_device="cuda")
     assert (found.stripping_script, found.stripping_mode, found.build_requirements) == expected
 
 
 def test_detect_layout_explains_what_is_missing() -> None:
     with pytest.raises(layout.LayoutError, match="no use_existing_torch.py"):
-        layout.detect_layout({"setup.py": ""}, reader({}))
+        layout.detect_layout({"setup.py": ""}, reader({}), target_device="cuda")
 
 
 def test_requirement_files_follow_includes_and_skip_options() -> None:

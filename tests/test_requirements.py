@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from vllm_lock import layout
 from vllm_lock import requirements as req
 from vllm_lock.layout import LayoutError
 
@@ -166,3 +167,41 @@ def test_includes_are_relative_to_requirements_and_bad_lines_are_named() -> None
     files = {"requirements/cuda.txt": "fine\nthis is not a requirement\n"}
     with pytest.raises(LayoutError, match=r"requirements/cuda\.txt:2"):
         req.declared_requirements(req.DEFAULT_RULES, files.__getitem__, target_device="cuda", cuda_major=12)
+
+
+# ---------------------------------------------------------------- the build requirement file per target
+
+OLD_TREE = ("requirements/build.txt", "requirements/common.txt", "requirements/cuda.txt", "requirements/cpu.txt")
+CPU_BUILD_TREE = (*OLD_TREE, "requirements/cpu-build.txt", "requirements/rocm-build.txt")
+PER_DEVICE_TREE = ("requirements/build/cuda.txt", "requirements/build/cpu.txt", "requirements/build/rocm.txt",
+                   "requirements/build/tpu.txt", "requirements/common.txt")
+
+
+@pytest.mark.parametrize(("tree", "device", "expected"), [
+    (OLD_TREE, "cuda", "requirements/build.txt"),
+    (OLD_TREE, "cpu", "requirements/build.txt"),  # no CPU file yet: the general one
+    (OLD_TREE, "empty", "requirements/build.txt"),
+    (CPU_BUILD_TREE, "cpu", "requirements/cpu-build.txt"),
+    (CPU_BUILD_TREE, "rocm", "requirements/rocm-build.txt"),
+    (CPU_BUILD_TREE, "cuda", "requirements/build.txt"),
+    (CPU_BUILD_TREE, "tpu", "requirements/build.txt"),
+    (PER_DEVICE_TREE, "cpu", "requirements/build/cpu.txt"),
+    (PER_DEVICE_TREE, "rocm", "requirements/build/rocm.txt"),
+    (PER_DEVICE_TREE, "tpu", "requirements/build/tpu.txt"),
+    (PER_DEVICE_TREE, "cuda", "requirements/build/cuda.txt"),
+    (PER_DEVICE_TREE, "xpu", "requirements/build/cuda.txt"),  # no file of its own in any layout
+    (PER_DEVICE_TREE, "empty", "requirements/build/cuda.txt"),  # compiles nothing: what pyproject mirrors
+    # a newer layout wins over an older file left beside it
+    ((*PER_DEVICE_TREE, "requirements/cpu-build.txt", "requirements/build.txt"), "cpu", "requirements/build/cpu.txt"),
+])
+def test_build_requirement_file_per_target_and_layout(tree: tuple[str, ...], device: str, expected: str) -> None:
+    assert layout.build_requirements_file(tree, device) == expected
+    files = dict.fromkeys((*tree, "tools/use_existing_torch.py"), "")
+    assert layout.detect_layout(files, files.__getitem__, target_device=device).build_requirements == expected
+
+
+def test_no_build_file_names_what_was_looked_for() -> None:
+    with pytest.raises(LayoutError, match="no build requirements for target device cpu .requirements/build/cpu.txt, "
+                                          "requirements/cpu-build.txt, requirements/build/cuda.txt or "
+                                          "requirements/build.txt."):
+        layout.build_requirements_file(["requirements/common.txt"], "cpu")

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from test_install_support import cli, install_args, resolve_world_lock
+
+from vllm_lock.shell.uv import uv_bin
+from vllm_lock.testworld.repo import UNMET_REQUIREMENT, UNMET_REQUIREMENT_BRANCH
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +39,18 @@ def test_clean(installed) -> None:  # type: ignore[no-untyped-def]
     assert "clean" in result.stdout
     data = json.loads(_verify(installed, "--json").stdout)
     assert data["drift"] is False and data["vllm_version"]
+    # the built vLLM's own Requires-Dist was read and every line for the target is met
+    # (common.txt's five, cpu.txt's torchaudio and torchvision)
+    assert data["requires_dist_checked"] >= 5 and data["unmet"] == [] and data["notes"] == []
+
+
+def test_a_cpu_lock_builds_with_the_cpu_build_file(installed) -> None:  # type: ignore[no-untyped-def]
+    lock = installed["lock"]  # target device cpu
+    assert lock.build.target_device == "cpu"
+    assert lock.layout.build_requirements == "requirements/build/cpu.txt"
+    # its torch line (torch==X+cpu; marker) is stripped: torch comes from the lock's torch index
+    assert "requirements/build/cpu.txt" in {f.path for f in lock.layout.patched_files}
+    assert not any(r.startswith("torch") for r in lock.layout.build_set)
 
 
 def test_drift_is_reported_then_repaired_state_is_clean(installed) -> None:  # type: ignore[no-untyped-def]
@@ -97,3 +114,53 @@ def test_error_exits_2(installed, tmp_path) -> None:  # type: ignore[no-untyped-
     assert result.returncode == 2 and result.stderr.startswith("error:")
     result = cli("verify", str(tmp_path / "missing.lock.toml"), cache=installed["cache"])
     assert result.returncode == 2
+
+
+def _uv(installed, *args: str) -> None:  # type: ignore[no-untyped-def]
+    python = installed["opt"] / "vllm" / "bin" / "python"
+    env = dict(os.environ, UV_CACHE_DIR=str(installed["cache"] / "uv-test"), UV_OFFLINE="1")
+    subprocess.run([uv_bin(), "pip", *args, "--python", str(python)], check=True, capture_output=True, env=env)
+
+
+def test_a_requirement_uninstalled_afterwards_is_unmet(installed) -> None:  # type: ignore[no-untyped-def]
+    gen = Path(os.readlink(installed["opt"] / "vllm")).parent
+    (wheel,) = (gen / "wheels").rglob("vllm_fake_dep_a-*.whl")
+    _uv(installed, "uninstall", "vllm-fake-dep-a")
+    try:
+        result = _verify(installed)
+        assert result.returncode == 1, result.stdout + result.stderr
+        # named from the built vLLM's own metadata (common.txt: vllm-fake-dep-a>=1.1), beside the
+        # lock's own view of the same package
+        assert "unmet      vllm requires vllm-fake-dep-a>=1.1: not installed" in result.stdout
+        data = json.loads(_verify(installed, "--json").stdout)
+        assert data["unmet"] == ["vllm requires vllm-fake-dep-a>=1.1: not installed"]
+    finally:
+        _uv(installed, "install", "--no-deps", str(wheel))
+    assert _verify(installed).returncode == 0
+
+
+def test_install_fails_at_verify_when_the_build_requires_what_the_lock_lacks(installed, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # the branch's setup.py adds a requirement its requirements files do not name: the lock
+    # (read from those files) carries vllm-fake-dep-a 1.1.0, the built metadata asks for >=9.0
+    _, path = resolve_world_lock(world, tmp_path / "more.lock.toml", installed["cache"], ref=UNMET_REQUIREMENT_BRANCH)
+    opt = tmp_path / "opt"
+    result = cli(*install_args(path, opt), cache=installed["cache"])
+    assert result.returncode == 6, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: the built vLLM's own requirements are not met: vllm requires {UNMET_REQUIREMENT}: "
+                      "vllm-fake-dep-a 1.1.0 is installed"]
+    assert "Traceback" not in result.stderr
+    assert not (opt / "vllm").exists()  # nothing switched to the failed generation
+
+
+def test_left_out_members_are_notes_not_drift(installed, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # cpu.txt declares torchaudio; a lock made with --without torchaudio does not install it
+    _, path = resolve_world_lock(world, tmp_path / "without.lock.toml", installed["cache"], without=("torchaudio",))
+    opt = tmp_path / "opt"
+    result = cli(*install_args(path, opt), cache=installed["cache"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    note = "vllm requires torchaudio; platform_machine != \"s390x\": not installed (left out on purpose by the lock"
+    assert note in result.stderr
+    verified = cli("verify", str(path), "--venv", str(opt / "vllm"), cache=installed["cache"])
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"note       {note}" in verified.stdout

@@ -16,7 +16,18 @@ from vllm_lock import cmake
 from vllm_lock.model import ExternalPin, PatchedFile, is_commit_sha
 
 SCRIPT_PATHS = ("tools/use_existing_torch.py", "use_existing_torch.py")
+# The build requirements of a target device, newest layout first. vLLM's Dockerfile.cpu and its
+# CPU install docs use requirements/build/cpu.txt (0.20 on), requirements/cpu-build.txt (0.9 to
+# 0.11) and the general file before that (0.8.5); ROCm and TPU have files of their own where the
+# layout carries them (rocm-build.txt, then build/rocm.txt; build/tpu.txt from 0.30). Every other
+# device (cuda, xpu, empty), and a device whose layout has no file of its own, builds with the
+# general file, the one pyproject.toml's [build-system] requires mirrors.
 BUILD_REQUIREMENT_PATHS = ("requirements/build/cuda.txt", "requirements/build.txt")
+DEVICE_BUILD_REQUIREMENT_PATHS = {
+    "cpu": ("requirements/build/cpu.txt", "requirements/cpu-build.txt"),
+    "rocm": ("requirements/build/rocm.txt", "requirements/rocm-build.txt"),
+    "tpu": ("requirements/build/tpu.txt",),
+}
 
 
 class LayoutError(ValueError):
@@ -30,15 +41,30 @@ class DetectedLayout:
     build_requirements: str  # the runtime file depends on the target: requirements.py
 
 
-def detect_layout(paths: Iterable[str], read: Callable[[str], str]) -> DetectedLayout:
-    """Find the stripping script (and whether it supports --prefix) and the build requirements."""
+def build_requirement_candidates(target_device: str) -> tuple[str, ...]:
+    """The files that can hold a target device's build requirements, the first present wins."""
+    return (*DEVICE_BUILD_REQUIREMENT_PATHS.get(target_device, ()), *BUILD_REQUIREMENT_PATHS)
+
+
+def build_requirements_file(paths: Iterable[str], target_device: str) -> str:
+    """The build requirement file of a tree (its file listing) for a target device."""
+    present = set(paths)
+    candidates = build_requirement_candidates(target_device)
+    found = next((p for p in candidates if p in present), None)
+    if found is None:
+        raise LayoutError(f"no build requirements for target device {target_device} "
+                          f"({', '.join(candidates[:-1])} or {candidates[-1]})")
+    return found
+
+
+def detect_layout(paths: Iterable[str], read: Callable[[str], str], *, target_device: str) -> DetectedLayout:
+    """Find the stripping script (and whether it supports --prefix) and the build requirements
+    of the target device."""
     present = set(paths)
     script = next((p for p in SCRIPT_PATHS if p in present), None)
     if script is None:
         raise LayoutError("no use_existing_torch.py (root or tools/) at this commit")
-    build = next((p for p in BUILD_REQUIREMENT_PATHS if p in present), None)
-    if build is None:
-        raise LayoutError("no build requirements (requirements/build/cuda.txt or requirements/build.txt)")
+    build = build_requirements_file(present, target_device)
     mode: Literal["default", "prefix"] = "prefix" if "--prefix" in read(script) else "default"
     return DetectedLayout(
         stripping_script=script, stripping_mode=mode, build_requirements=build

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ast
 import posixpath
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from vllm_lock.layout import LayoutError
 
@@ -294,3 +296,105 @@ def _parse(lines: Iterable[tuple[str, int, str]]) -> Iterable[str]:
             yield str(Requirement(line))
         except InvalidRequirement as exc:
             raise LayoutError(f"{path}:{number}: {exc}") from None
+
+
+# ---------------------------------------------------------------- the built vLLM's Requires-Dist
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Unmet:
+    """One requirement of the built distribution the environment does not satisfy."""
+
+    requirement: str  # as declared (normalized when it parses)
+    name: str  # canonical; "" when the requirement does not parse
+    required_by: str  # "vllm", or "fastapi[standard]" for a requirement an extra brings in
+    installed: str | None  # the version installed, None when nothing of that name is
+    left_out: bool = False  # a torch-family member the lock leaves out on purpose (--without)
+
+    def describe(self) -> str:
+        if not self.name:
+            return f"{self.required_by} declares {self.requirement!r}, not a valid requirement"
+        have = f"{self.name} {self.installed} is installed" if self.installed else "not installed"
+        return f"{self.required_by} requires {self.requirement}: {have}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RequiresDistCheck:
+    checked: int  # requirements that apply to the target (markers true), each evaluated
+    unmet: tuple[Unmet, ...]  # failures
+    expected: tuple[Unmet, ...]  # unmet on purpose: the lock's left-out torch-family members
+
+
+def check_requires_dist(
+    declared: Iterable[str],
+    installed: Mapping[str, str],
+    requires_of: Callable[[str], Iterable[str]],
+    *,
+    environment: Mapping[str, str],
+    left_out: Iterable[str] = (),
+    owner: str = "vllm",
+) -> RequiresDistCheck:
+    """The declared requirements (a distribution's Requires-Dist) against the installed versions
+    (canonical name -> version). Markers are evaluated for `environment` (the lock's target) with
+    no extra of the owner selected: the lock names none of vLLM's extras, so `extra == "..."`
+    lines are not required. A requirement with extras (`fastapi[standard]`) also requires what
+    those extras add to the installed distribution's own Requires-Dist (`requires_of(name)`),
+    followed to any depth. A prerelease satisfies a specifier (a torch nightly is one)."""
+    skipped = {canonicalize_name(name) for name in left_out}
+    queue: list[tuple[str, str, frozenset[str]]] = [(text, owner, frozenset()) for text in declared]
+    seen: set[tuple[str, str]] = set()
+    unmet: list[Unmet] = []
+    expected: list[Unmet] = []
+    checked = 0
+    while queue:
+        text, required_by, extras = queue.pop(0)
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            unmet.append(Unmet(requirement=text.strip(), name="", required_by=required_by, installed=None))
+            continue
+        if not _applies(requirement, environment, extras):
+            continue
+        name = canonicalize_name(requirement.name)
+        if (name, str(requirement)) in seen:
+            continue
+        seen.add((name, str(requirement)))
+        checked += 1
+        version = installed.get(name)
+        if version is None or not _satisfies(requirement, version):
+            if extras:  # `; extra == "standard"` says nothing the required_by does not
+                requirement.marker = None
+            found = Unmet(requirement=str(requirement), name=name, required_by=required_by, installed=version,
+                          left_out=name in skipped)
+            (expected if found.left_out else unmet).append(found)
+            continue
+        if requirement.extras:
+            wanted = frozenset(canonicalize_name(e) for e in requirement.extras)
+            by = f"{name}[{','.join(sorted(wanted))}]"
+            queue += [(sub, by, wanted) for sub in requires_of(name) if _added_by(sub, wanted, environment)]
+    return RequiresDistCheck(checked=checked, unmet=tuple(unmet), expected=tuple(expected))
+
+
+def _satisfies(requirement: Requirement, version: str) -> bool:
+    try:
+        return requirement.specifier.contains(Version(version), prereleases=True)
+    except InvalidVersion:
+        return not requirement.specifier  # a version we cannot read meets only "any version"
+
+
+def _applies(requirement: Requirement, environment: Mapping[str, str], extras: frozenset[str]) -> bool:
+    if requirement.marker is None:
+        return True
+    return any(requirement.marker.evaluate({**environment, "extra": extra}) for extra in extras or {""})
+
+
+def _added_by(text: str, extras: frozenset[str], environment: Mapping[str, str]) -> bool:
+    """Whether a line of a distribution's Requires-Dist is one that `extras` bring in (true for
+    one of them, false without any): the unconditional lines came with the distribution itself,
+    and the lock's package check covers those."""
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        return True  # reported as unreadable
+    return requirement.marker is not None and _applies(requirement, environment, extras) and not _applies(
+        requirement, environment, frozenset())

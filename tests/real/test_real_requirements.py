@@ -492,7 +492,7 @@ def _read_as_built(trees: dict[str, Path], tmp_path: Path, version: str, device:
     tree = tmp_path / "tree"
     shutil.copytree(trees[version], tree)
     paths = [p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()]
-    detected = layout.detect_layout(paths, lambda p: (tree / p).read_text())
+    detected = layout.detect_layout(paths, lambda p: (tree / p).read_text(), target_device=device)
     rules = requirement_rules.read_rules((tree / "setup.py").read_text())
     stripped = strip_and_read(tree, detected, rules, ResolveRequest(target_device=device, cuda=cuda), QUIET)
     reading = torch_family.family_members(stripped.removed, stripped.declared.requirements,
@@ -533,3 +533,64 @@ def test_0_33_0_asks_for_its_own_pins_where_the_index_has_them(trees: dict[str, 
              for m in reading.members]
     # torch 2.14.0 with torchaudio 2.11.0 (uv then checks it fits; see test_resolve for the fallback)
     assert asked == ["torchaudio==2.11.0", "torchcodec>=0.14", "torchvision==0.29.0"]
+
+
+# The build requirement file per version and target, from each tree's requirements/ and what its
+# Dockerfiles and install docs use: Dockerfile.cpu installs requirements/build.txt (0.8.5.post1),
+# requirements/cpu-build.txt (0.11.2: bind-mounted as build.txt) and requirements/build/cpu.txt
+# (0.20.2 on); ROCm has rocm-build.txt, then build/rocm.txt; TPU has build/tpu.txt from 0.30.0.
+# Every other target (and TPU before 0.30.0) builds with the file pyproject.toml mirrors.
+GENERAL = {"0.8.5.post1": "requirements/build.txt", "0.11.2": "requirements/build.txt",
+           "0.20.2": "requirements/build/cuda.txt", "0.30.0": "requirements/build/cuda.txt",
+           "0.33.0": "requirements/build/cuda.txt"}
+BUILD_FILE = {
+    "0.8.5.post1": {"cpu": "requirements/build.txt", "rocm": "requirements/rocm-build.txt"},
+    "0.11.2": {"cpu": "requirements/cpu-build.txt", "rocm": "requirements/rocm-build.txt"},
+    "0.20.2": {"cpu": "requirements/build/cpu.txt", "rocm": "requirements/build/rocm.txt"},
+    "0.30.0": {"cpu": "requirements/build/cpu.txt", "rocm": "requirements/build/rocm.txt",
+               "tpu": "requirements/build/tpu.txt"},
+    "0.33.0": {"cpu": "requirements/build/cpu.txt", "rocm": "requirements/build/rocm.txt",
+               "tpu": "requirements/build/tpu.txt"},
+}
+
+# pyproject.toml's [build-system] requires after stripping (added to every build set)
+PYPROJECT_BUILD = {
+    "0.8.5.post1": "cmake>=3.26\nninja\npackaging\nsetuptools>=61\nsetuptools-scm>=8.0\nwheel\njinja2\n",
+    "0.11.2": "cmake>=3.26.1\nninja\npackaging>=24.2\nsetuptools>=77.0.3,<81.0.0\nsetuptools-scm>=8.0\nwheel\njinja2\n",
+    "0.20.2": "cmake>=3.26.1\nninja\npackaging>=24.2\nsetuptools>=77.0.3,<81.0.0\nsetuptools-scm>=8.0\nwheel\njinja2\n",
+    "0.30.0": ("cmake>=3.26.1\nninja\npackaging>=24.2\nsetuptools>=77.0.3,<81.0.0\nsetuptools-scm>=8.0\n"
+               "setuptools-rust>=1.9.0\nwheel\njinja2\n"),
+    "0.33.0": ("cmake>=3.26.1\nninja\npackaging>=24.2\nsetuptools>=77.0.3,<81.0.0\nsetuptools-scm>=8.0\n"
+               "setuptools-rust>=1.9.0\nwheel\njinja2\n"),
+}
+# The CPU build file after stripping (torch lines and, in the default mode of 0.11.2, the
+# PyTorch index line removed; the 0.20.2 --extra-index-url line is an option, not a requirement)
+CPU_BUILD = {
+    "0.8.5.post1": "cmake>=3.26\nninja\npackaging\nsetuptools>=61\nsetuptools-scm>=8\nwheel\njinja2>=3.1.6\n",
+    "0.11.2": ("cmake>=3.26.1\nninja\npackaging>=24.2\nsetuptools>=77.0.3,<81.0.0\nsetuptools-scm>=8\n"
+               'scons; platform_machine == "aarch64"\nwheel\njinja2>=3.1.6\nregex\n'),
+    "0.20.2": ("cmake>=3.26.1\nninja\npackaging>=24.2\nsetuptools==77.0.3\nsetuptools-scm>=8\nwheel\n"
+               "jinja2>=3.1.6\nregex\n"),
+    "0.30.0": ("cmake>=3.26.1\nninja\npackaging>=24.2\nsetuptools==77.0.3\nsetuptools-scm>=8\n"
+               "setuptools-rust>=1.9.0\nwheel\njinja2>=3.1.6\nregex\n"),
+    "0.33.0": ("cmake>=3.26.1\nninja\npackaging>=24.2\nsetuptools==78.1.1\nsetuptools-scm>=8\n"
+               "setuptools-rust>=1.9.0\nwheel\njinja2>=3.1.6\nregex\n"),
+}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_build_file_per_target(trees: dict[str, Path], version: str) -> None:
+    tree = trees[version]
+    paths = [p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()]
+    for device in ("cuda", "cpu", "rocm", "tpu", "xpu", "empty"):
+        detected = layout.detect_layout(paths, lambda p: (tree / p).read_text(), target_device=device)
+        assert detected.build_requirements == BUILD_FILE[version].get(device, GENERAL[version]), device
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_cpu_locks_its_own_build_set(trees: dict[str, Path], tmp_path: Path, version: str) -> None:
+    _, cpu, _ = _read_as_built(trees, tmp_path / "cpu", version, "cpu", "cu128")
+    assert list(cpu.build) == list(dict.fromkeys(_lines(CPU_BUILD[version]) + _lines(PYPROJECT_BUILD[version])))
+    _, cuda, _ = _read_as_built(trees, tmp_path / "cuda", version, "cuda", "cu128")
+    # from 0.11.2 on, the CUDA file also asks for `build` (and from 0.20.2 protobuf), the CPU one not
+    assert ("build" in cuda.build, "build" in cpu.build) == (version != "0.8.5.post1", False)

@@ -213,6 +213,8 @@ def _steps(
         rep.say(f"    {version_check(lock)}: {version}")
         if found:
             rep.say(f"    cubins: {', '.join(sorted(found))}")
+        for note in verify_action.require_built_requirements(lock, venv):
+            rep.say(f"    {note}")
 
     with rep.step("receipt"):
         tools = receipt_toolchain(lock, facts.toolchain, venv / "bin")

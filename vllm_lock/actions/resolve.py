@@ -230,7 +230,7 @@ def read_source(request: ResolveRequest, target: Target, reporter: Reporter) -> 
         return git_shell.read_blob(repo, commit, path).decode("utf-8", errors="replace")
 
     try:
-        detected = layout_rules.detect_layout(files, read)
+        detected = layout_rules.detect_layout(files, read, target_device=request.target_device)
     except layout_rules.LayoutError as exc:
         raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
     reporter.say(f"    layout: {detected.stripping_script} ({detected.stripping_mode}), {detected.build_requirements}")

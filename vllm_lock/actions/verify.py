@@ -17,9 +17,10 @@ from typing import Any
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from vllm_lock import codec, plan
+from vllm_lock import codec, plan, torch_family
 from vllm_lock import receipt as receipts
-from vllm_lock.errors import UsageError
+from vllm_lock import requirements as requirement_rules
+from vllm_lock.errors import InstallError, UsageError
 from vllm_lock.model import Lock, Package, Wheel
 from vllm_lock.shell import build as build_shell
 from vllm_lock.shell import generations, lockfiles
@@ -39,10 +40,16 @@ class Report:
     receipt: list[str] = field(default_factory=list)
     vllm_version: str | None = None
     wheels: dict[str, str] = field(default_factory=dict)  # package -> the locked wheel that is installed
+    # the built vLLM's own Requires-Dist against the environment: how many apply to the target,
+    # the unmet ones (drift), and the unmet ones the lock leaves out on purpose (notes)
+    requires_dist_checked: int = 0
+    unmet: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def drift(self) -> bool:
-        return bool(self.missing or self.extra or self.different or self.modified_files or self.source or self.receipt)
+        return bool(self.missing or self.extra or self.different or self.modified_files or self.source or self.receipt
+                    or self.unmet)
 
     def summary(self) -> str:
         parts = []
@@ -54,7 +61,7 @@ class Report:
             parts.append("different " + ", ".join(f"{d['name']} {d['installed']} (lock {d['locked']})" for d in self.different))
         if self.modified_files:
             parts.append(f"{len(self.modified_files)} files changed since install ({self.modified_files[0]}, ...)")
-        parts += self.source + self.receipt
+        parts += self.source + self.receipt + self.unmet
         return "; ".join(parts) or "clean"
 
     def to_json(self) -> str:
@@ -78,6 +85,10 @@ class Report:
             lines.append(f"  source     {line}")
         for line in self.receipt:
             lines.append(f"  receipt    {line}")
+        for line in self.unmet:
+            lines.append(f"  unmet      {line}")
+        for line in self.notes:
+            lines.append(f"  note       {line}")
         return "\n".join(lines)
 
 
@@ -232,6 +243,46 @@ def inspect_packages(lock: Lock, venv: Path, *, check_files: bool = True) -> Rep
     return report
 
 
+def _requires_dist(dist: Dist) -> tuple[str, ...]:
+    try:
+        meta = HeaderParser().parsestr((dist.dist_info / "METADATA").read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return ()
+    return tuple(meta.get_all("Requires-Dist") or ())
+
+
+def check_requires_dist(lock: Lock, venv: Path, report: Report) -> None:
+    """The installed vLLM's own metadata (the Requires-Dist its build declared) against the
+    environment, markers evaluated for the lock's target: an unmet requirement is drift, named
+    with what is installed. The torch-family members the lock leaves out on purpose
+    (inputs.torch.locked.left-out, `resolve --without`) are expected to be unmet: notes."""
+    dists = installed(site_packages(venv))
+    built = dists.get(OWN)
+    if built is None:
+        return  # reported as missing
+    check = requirement_rules.check_requires_dist(
+        _requires_dist(built),
+        {name: dist.version for name, dist in dists.items()},
+        lambda name: _requires_dist(dists[name]) if name in dists else (),
+        environment=torch_family.target_environment(lock.target),
+        left_out=lock.torch.left_out,
+    )
+    report.requires_dist_checked = check.checked
+    report.unmet += [u.describe() for u in check.unmet]
+    report.notes += [f"{u.describe()} (left out on purpose by the lock: resolve --without {u.name})"
+                     for u in check.expected]
+
+
+def require_built_requirements(lock: Lock, venv: Path) -> list[str]:
+    """install's verify step: InstallError naming every unmet requirement of the built vLLM (and
+    what is installed instead); the notes on the expected ones otherwise."""
+    report = Report(lock=lock.name, venv=str(venv))
+    check_requires_dist(lock, venv, report)
+    if report.unmet:
+        raise InstallError(f"the built vLLM's own requirements are not met: {'; '.join(report.unmet)}")
+    return [f"{report.requires_dist_checked} requirements of the built vLLM met", *report.notes]
+
+
 def verify(lock_ref: str, venv: Path) -> Report:
     lock, path = lockfiles.read(lock_ref)
     venv = Path(os.path.abspath(venv))
@@ -240,6 +291,7 @@ def verify(lock_ref: str, venv: Path) -> Report:
     real = venv.resolve()
     report = inspect_packages(lock, real)
     report.lock = str(path)
+    check_requires_dist(lock, real, report)
     if half_switch := generations.half_switch_problem(venv):
         report.source.append(half_switch)
     generation = real.parent

@@ -20,6 +20,11 @@ AUTHOR = ("vLLM Test World", "testworld@vllm-lock.invalid")
 # archs: a build for 12.0 succeeds and silently lacks its cubin (as a vLLM CMake regression would).
 ARCH_DROP_BRANCH = "cuda-drops-sm120"
 DROPPED_ARCH = "12.0"
+# A branch off main's last commit whose setup.py declares one more requirement than its
+# requirements files (a version no index carries): the build's own metadata then asks for what
+# the lock does not hold, which verify must catch.
+UNMET_REQUIREMENT_BRANCH = "setup-requires-more"
+UNMET_REQUIREMENT = "vllm-fake-dep-a>=9.0"
 START = dt.datetime(2026, 11, 1, 9, 0, 0, tzinfo=dt.UTC)
 
 
@@ -137,6 +142,7 @@ def build_repo(path: Path, ext: ExternalsInfo) -> RepoInfo:
             layouts.setdefault(planned.state.layout, sha)
     layouts[TOOLS] = commits[-1]
     _add_arch_drop_branch(path, planned_commits[-1].state, commit_time(len(planned_commits)))
+    _add_unmet_requirement_branch(path, planned_commits[-1].state, commit_time(len(planned_commits)))
     return RepoInfo(path, tuple(commits), tuple(sorted(tags.items())),
                     tuple(sorted(layouts.items())), planned_commits[-1].state)
 
@@ -147,6 +153,18 @@ def _add_arch_drop_branch(path: Path, state: RepoState, when: dt.datetime) -> No
     write_tree(path, repo_files(replace(state, cuda_supported_archs=kept)))
     git(path, "add", "-A", when=when)
     git(path, "commit", "-q", "-m", f"[CI/Build] CUDA kernels: supported archs without {DROPPED_ARCH}", when=when)
+    git(path, "checkout", "-q", "main")
+
+
+def _add_unmet_requirement_branch(path: Path, state: RepoState, when: dt.datetime) -> None:
+    files = repo_files(state)
+    declared = files["setup.py"].replace("install_requires=requirements,",
+                                         f"install_requires=requirements + [{UNMET_REQUIREMENT!r}],")
+    assert declared != files["setup.py"]
+    git(path, "checkout", "-q", "-b", UNMET_REQUIREMENT_BRANCH, "main")
+    write_tree(path, {**files, "setup.py": declared})
+    git(path, "add", "-A", when=when)
+    git(path, "commit", "-q", "-m", f"[Build] setup.py also requires {UNMET_REQUIREMENT}", when=when)
     git(path, "checkout", "-q", "main")
 
 

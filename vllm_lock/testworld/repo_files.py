@@ -654,6 +654,13 @@ def _build_txt(s: RepoState) -> str:
     )
 
 
+def _build_cpu_txt(s: RepoState) -> str:
+    """Like vLLM's requirements/build/cpu.txt (0.20 on): the CPU torch, from PyTorch's CPU index."""
+    torch = f"torch=={s.torch}\n"
+    return "--extra-index-url https://download.pytorch.org/whl/cpu\n" + _build_txt(s).replace(
+        torch, f'torch=={s.torch}+cpu; platform_machine == "x86_64"\n')
+
+
 def _pyproject(s: RepoState) -> str:
     uv = '\n[tool.uv]\nno-build-isolation-package = ["torch"]\n' if s.layout == TOOLS else ""
     return f'''[build-system]
@@ -787,6 +794,7 @@ def repo_files(s: RepoState) -> dict[str, str]:
             PREFIX_SCRIPT
         )
         files["requirements/build/cuda.txt"] = _build_txt(s)
+        files["requirements/build/cpu.txt"] = _build_cpu_txt(s)
         files["requirements/test/cuda.in"] = "-r ../common.txt\npytest\ntorch==" + s.torch + "\n"
     if s.flashmla_tag:
         files["cmake/external_projects/flashmla.cmake"] = _flashmla_cmake(s.urls.flashmla, s.flashmla_tag)
