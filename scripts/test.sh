@@ -10,8 +10,12 @@ export VLLM_LOCK_REQUIRE_PHOENIX="${VLLM_LOCK_REQUIRE_PHOENIX:-1}"
 # need nvcc >= 12.8 ($CUDA_HOME or /usr/local/cuda) and cmake; VLLM_LOCK_REQUIRE_CUDA=0 lets them skip.
 export VLLM_LOCK_REQUIRE_CUDA="${VLLM_LOCK_REQUIRE_CUDA:-1}"
 
+# tool:Debian package, for what the tests run for real (the Phoenix rootfs, its JSON config, lock
+# signatures, the CUDA build through CMake)
 missing=""
-for tool in debootstrap jq; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
+for pair in debootstrap:debootstrap jq:jq ssh-keygen:openssh-client cmake:cmake; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
+done
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "== installing$missing (apt)"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
