@@ -221,10 +221,13 @@ def test_a_new_version_on_the_same_host_is_not_a_source_change_but_still_listed(
     d = diff_locks(a, b)
     assert d.sources == ()
     old, new = "filelock-3.20.0-py3-none-any.whl", "filelock-3.20.1-py3-none-any.whl"
-    assert {c.key for c in d.other} == {
+    assert {c.key for c in d.fields} == {
+        "packages[filelock].version",
         *(f"packages[filelock].wheels[{old}].{leaf}" for leaf in ("filename", "url", "size", "sha256", "hash-origin")),
         *(f"packages[filelock].wheels[{new}].{leaf}" for leaf in ("filename", "url", "size", "sha256", "hash-origin")),
-    }
+    }  # every leaf is in the diff's data (json `fields`) ...
+    assert d.other == ()  # ... and the packages section shows the version change (no per-wheel noise in text)
+    assert [(c.name, c.kind) for c in d.packages] == [("filelock", "changed")]
 
 
 def test_every_differing_leaf_but_the_notes_is_a_field() -> None:

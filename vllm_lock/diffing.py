@@ -214,7 +214,9 @@ def diff_locks(a: Lock, b: Lock, *, history: CommitHistory | None = None) -> Loc
     notes += [f"{c.key}: {_plain(c.old)} -> {_plain(c.new)}" for c in every if c.key.startswith("provenance.")]
     fields = tuple(c for c in every if not _is_note(c.key))
     packages = package_changes(a, b)
-    whole = {c.name for c in packages if c.kind in ("added", "removed")}
+    # a package added, removed or at another version is shown whole by the packages section (its
+    # wheels' files, URLs and hashes all differ then); the sources section still flags a new host
+    whole = {c.name for c in packages if c.kind in ("added", "removed", "changed")}
     return LockDiff(
         names=(a.name, b.name),
         phases=(a.phase, b.phase),
