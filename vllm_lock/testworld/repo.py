@@ -20,6 +20,9 @@ AUTHOR = ("vLLM Test World", "testworld@vllm-lock.invalid")
 # archs: a build for 12.0 succeeds and silently lacks its cubin (as a vLLM CMake regression would).
 ARCH_DROP_BRANCH = "cuda-drops-sm120"
 DROPPED_ARCH = "12.0"
+# A branch off main's last commit that adds the Rust frontend (crates.py): its own branch, so
+# that every other scenario keeps building without a Rust toolchain.
+RUST_BRANCH = "rust-frontend"
 START = dt.datetime(2026, 11, 1, 9, 0, 0, tzinfo=dt.UTC)
 
 
@@ -137,6 +140,7 @@ def build_repo(path: Path, ext: ExternalsInfo) -> RepoInfo:
             layouts.setdefault(planned.state.layout, sha)
     layouts[TOOLS] = commits[-1]
     _add_arch_drop_branch(path, planned_commits[-1].state, commit_time(len(planned_commits)))
+    _add_rust_branch(path, planned_commits[-1].state, commit_time(len(planned_commits) + 1))
     return RepoInfo(path, tuple(commits), tuple(sorted(tags.items())),
                     tuple(sorted(layouts.items())), planned_commits[-1].state)
 
@@ -147,6 +151,14 @@ def _add_arch_drop_branch(path: Path, state: RepoState, when: dt.datetime) -> No
     write_tree(path, repo_files(replace(state, cuda_supported_archs=kept)))
     git(path, "add", "-A", when=when)
     git(path, "commit", "-q", "-m", f"[CI/Build] CUDA kernels: supported archs without {DROPPED_ARCH}", when=when)
+    git(path, "checkout", "-q", "main")
+
+
+def _add_rust_branch(path: Path, state: RepoState, when: dt.datetime) -> None:
+    git(path, "checkout", "-q", "-b", RUST_BRANCH)
+    write_tree(path, repo_files(replace(state, rust=True)))
+    git(path, "add", "-A", when=when)
+    git(path, "commit", "-q", "-m", "[Frontend] Rust frontend built by setuptools-rust", when=when)
     git(path, "checkout", "-q", "main")
 
 
