@@ -320,6 +320,11 @@ class TestWorld:
         crate = next(c for c in crates.DEPENDENCIES if c.name == name)
         self._store.put_file(f"{CRATES}/{crate.name}/{crate.filename}", crates.crate_bytes(crate, "tampered\n"))
 
+    def restore_crates(self) -> None:
+        """Serve every dependency crate's own bytes again."""
+        for crate in crates.DEPENDENCIES:
+            self._store.put_file(f"{CRATES}/{crate.name}/{crate.filename}", crates.crate_bytes(crate))
+
     # ---- request log / lifecycle --------------------------------------------------
     @property
     def requests(self) -> list[tuple[str, str]]:
