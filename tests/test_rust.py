@@ -14,8 +14,7 @@ from vllm_lock import codec, plan, rust
 from vllm_lock.errors import LockInvalidError
 from vllm_lock.model import Crate, ModelError, RustArtifact, RustFrontend
 from vllm_lock.testworld import crates as tw_crates
-from vllm_lock.testworld.repo_files import _with_rust
-from vllm_lock.testworld.repo_files import SETUP_PY
+from vllm_lock.testworld.repo_files import SETUP_PY, _with_rust
 
 SHA = "a" * 64
 

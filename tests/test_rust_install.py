@@ -16,6 +16,7 @@ import pytest
 from test_install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock import codec
+from vllm_lock.shell.cargo import LEFT_OUT_MESSAGE
 from vllm_lock.testworld import TestWorld
 from vllm_lock.testworld import crates as tw_crates
 from vllm_lock.testworld.repo import RUST_BRANCH
@@ -132,5 +133,6 @@ def test_no_rust_is_another_build_identity_installed_without_the_extension(rust,
     assert result.returncode == 0, result.stderr[-4000:]
     assert "VLLM_REQUIRE_RUST_FRONTEND=1" not in result.stderr
     assert "can't find Rust compiler" in result.stderr  # setuptools-rust skipped the optional extension
+    assert LEFT_OUT_MESSAGE in result.stderr  # because the build's rustc is the one that refuses to run
     assert _rust_modules(opt) == []
     assert cli("verify", str(path), "--venv", str(opt / "vllm"), cache=rust["cache"]).returncode == 0
