@@ -204,3 +204,15 @@ def test_cargo_config_points_crates_io_at_the_vendored_directory() -> None:
     assert config["source"]["crates-io"]["replace-with"] == "vllm-lock-vendored"
     assert config["source"]["vllm-lock-vendored"]["directory"] == '/g/rust/"vendor'
     assert config["net"]["offline"] is True
+
+
+def test_diff_names_a_rust_change_as_the_reason_for_a_rebuild() -> None:
+    from vllm_lock import diffing
+
+    lock = dataclasses.replace(sample_lock(), rust=frontend())
+    newer = dataclasses.replace(lock, rust=frontend(channel="1.96", cargo_lock_sha256="e" * 64))
+    assert diffing.identity_change(lock, newer).reasons == (
+        "Rust frontend (toolchain 1.95 -> 1.96, Cargo.lock changed)",)
+    left_out = dataclasses.replace(lock, rust=None, build=dataclasses.replace(lock.build, without_rust=True))
+    reasons = diffing.identity_change(lock, left_out).reasons
+    assert "Rust frontend (toolchain 1.95, 2 crates -> left out (--no-rust))" in reasons
