@@ -120,6 +120,10 @@ def test_a_crate_whose_bytes_differ_from_its_checksum_is_refused(rust, world, tm
     assert len(errors) == 1 and "tw-offset-1.2.3.crate" in errors[0], result.stderr[-3000:]
     assert "==> build" not in result.stderr
     assert not list((cache / "cas" / "sha256").glob("*/tw-offset-1.2.3.crate"))
+    # the registry serves the right bytes again: a rerun repairs the unfinished generation
+    rerun = _install(world, rust["path"], tmp_path / "opt", cache, _with_rust_path())
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming an unfinished generation" in rerun.stderr
 
 
 def test_no_rust_is_another_build_identity_installed_without_the_extension(rust, world, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -114,8 +114,8 @@ def real_binaries(rustc: str, cargo: str) -> tuple[str, str]:
     """The toolchain's own rustc and cargo. Through rustup's proxies a build inside vLLM's tree
     would follow its rust-toolchain.toml (`channel = "1.95"`) and refuse, or download, a toolchain
     named exactly that; the binaries in the sysroot the proxy picks here are the ones preflight
-    measured."""
-    result = proc.run([rustc, "--print", "sysroot"], cwd=Path("/"), timeout=60)
+    measured (asked from the same directory as preflight asked their versions)."""
+    result = proc.run([rustc, "--print", "sysroot"], timeout=60)
     if not result.ok or not result.output.strip():
         return rustc, cargo
     bin_dir = Path(result.output.strip().splitlines()[-1]) / "bin"
