@@ -36,6 +36,7 @@ def resolve(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the lock here instead")] = None,
     rehash: Annotated[bool, typer.Option("--rehash", help="download unhashed nightlies again even if their ETag did not change")] = False,
     without: Annotated[list[str] | None, typer.Option(help="leave this torch-family member out on purpose (recorded in the lock), repeatable")] = None,
+    no_rust: Annotated[bool, typer.Option("--no-rust", help="leave the commit's Rust frontend out on purpose (recorded in the build recipe)")] = False,
 ) -> None:
     """Resolve a (vLLM commit, torch nightly, build deps) tuple into a hashed lock."""
     from vllm_lock.actions import resolve as resolve_action
@@ -60,6 +61,7 @@ def resolve(
         output=output,
         rehash=rehash,
         without=tuple(without or ()),
+        without_rust=no_rust,
     )
     lock, path, changed = resolve_action.resolve(request, Reporter.for_stderr())
     state = "written" if changed else "unchanged"

@@ -14,6 +14,7 @@ from vllm_lock.errors import LockInvalidError
 from vllm_lock.model import (
     LOCK_VERSION,
     BuildRecipe,
+    Crate,
     ExternalSource,
     Layout,
     Lock,
@@ -23,6 +24,8 @@ from vllm_lock.model import (
     Pin,
     Promotion,
     Provenance,
+    RustArtifact,
+    RustFrontend,
     Target,
     TorchInput,
     VllmInput,
@@ -78,6 +81,7 @@ def to_data(lock: Lock) -> dict[str, Any]:
             "target-device": build.target_device,
             "editable": build.editable,
             "env": dict(build.env),
+            **({"without-rust": True} if build.without_rust else {}),
         },
         "layout": {
             "stripping-script": layout.stripping_script,
@@ -127,6 +131,8 @@ def to_data(lock: Lock) -> dict[str, Any]:
             "resolved-at": prov.resolved_at,
         },
     }
+    if lock.rust is not None:
+        data["rust"] = _rust_data(lock.rust)
     if prov.promotion is not None:
         promo = prov.promotion
         data["provenance"]["promotion"] = {
@@ -137,6 +143,17 @@ def to_data(lock: Lock) -> dict[str, Any]:
             "test-receipts": list(promo.test_receipts),
         }
     return data
+
+
+def _rust_data(rust: RustFrontend) -> dict[str, Any]:
+    return {
+        "toolchain-file": rust.toolchain_file,
+        "channel": rust.channel,
+        "cargo-lock": rust.cargo_lock,
+        "cargo-lock-sha256": rust.cargo_lock_sha256,
+        "artifacts": [{"target": a.target, "kind": a.kind} for a in rust.artifacts],
+        "crates": [{"name": c.name, "version": c.version, "checksum": c.checksum} for c in rust.crates],
+    }
 
 
 def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -166,6 +183,8 @@ def build_identity(lock: Lock) -> str:
         "packages": [(p.name, p.version, [w.sha256 for w in p.wheels]) for p in lock.packages],
         "external-sources": [(s.name, s.commit) for s in lock.external_sources],
         "left-out": list(lock.torch.left_out),
+        # the toolchain floor, the Cargo.lock and every crate's bytes decide the Rust artifacts
+        "rust": data.get("rust"),
     }
     return hashlib.sha256(canonical_json(identity)).hexdigest()[:16]
 
@@ -188,6 +207,8 @@ def dumps(lock: Lock) -> str:
         doc.add(key, _table(data[key]))
     doc.add("external-sources", _array_of_tables(data["external-sources"]))
     doc.add("packages", _array_of_tables(data["packages"]))
+    if "rust" in data:
+        doc.add("rust", _table(data["rust"]))
     doc.add("provenance", _table(data["provenance"]))
     return tomlkit.dumps(doc)
 
@@ -341,6 +362,7 @@ def from_data(raw: dict[str, Any]) -> Lock:
             external_sources=top.rows("external-sources", _external_source),
             packages=top.rows("packages", _package),
             provenance=_provenance(top.sub("provenance")),
+            rust=_rust(top.sub("rust")) if "rust" in top._data else None,
         )
     return lock
 
@@ -393,7 +415,39 @@ def _build(r: _Reader) -> BuildRecipe:
             target_device=r.get("target-device", str),
             editable=r.get("editable", bool),
             env=tuple(sorted(env.items())),
+            without_rust=_without_rust(r),
         )
+
+
+def _without_rust(r: _Reader) -> bool:
+    """Written only when true: the canonical form has no `without-rust = false`."""
+    if "without-rust" not in r._data:
+        return False
+    if r.get("without-rust", bool) is not True:
+        raise _ShapeError("build.without-rust: written only when true (leave the key out instead)")
+    return True
+
+
+def _rust(r: _Reader) -> RustFrontend:
+    with r.exhaustive():
+        return RustFrontend(
+            toolchain_file=r.get("toolchain-file", str),
+            channel=r.get("channel", str),
+            cargo_lock=r.get("cargo-lock", str),
+            cargo_lock_sha256=r.get("cargo-lock-sha256", str),
+            artifacts=r.rows("artifacts", _rust_artifact),
+            crates=r.rows("crates", _crate),
+        )
+
+
+def _rust_artifact(r: _Reader) -> RustArtifact:
+    with r.exhaustive():
+        return RustArtifact(target=r.get("target", str), kind=r.get("kind", str))
+
+
+def _crate(r: _Reader) -> Crate:
+    with r.exhaustive():
+        return Crate(name=r.get("name", str), version=r.get("version", str), checksum=r.get("checksum", str))
 
 
 def _layout(r: _Reader) -> Layout:

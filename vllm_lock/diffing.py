@@ -421,6 +421,8 @@ def identity_change(a: Lock, b: Lock) -> Identity:
         moved = _external_moves(a, b)
         if moved:
             reasons.append(f"external sources ({', '.join(moved)})")
+        if a.rust != b.rust:
+            reasons.append(f"Rust frontend ({_rust_change(a, b)})")
         changes = package_changes(a, b)
         others = [c for c in changes if c.name != "torch"]
         if others:
@@ -432,6 +434,24 @@ def identity_change(a: Lock, b: Lock) -> Identity:
         if not reasons:
             reasons.append("build inputs differ")
     return Identity(old=old, new=new, reasons=tuple(reasons))
+
+
+def _rust_change(a: Lock, b: Lock) -> str:
+    if a.rust is None or b.rust is None:
+        def state(lock: Lock) -> str:
+            if lock.rust is not None:
+                return f"toolchain {lock.rust.channel}, {len(lock.rust.crates)} crates"
+            return "left out (--no-rust)" if lock.build.without_rust else "none"
+        return f"{state(a)} -> {state(b)}"
+    words = []
+    if a.rust.channel != b.rust.channel:
+        words.append(f"toolchain {a.rust.channel} -> {b.rust.channel}")
+    if a.rust.cargo_lock_sha256 != b.rust.cargo_lock_sha256:
+        words.append("Cargo.lock changed")
+    crates = len(set(a.rust.crates) ^ set(b.rust.crates))
+    if crates:
+        words.append(f"{crates} crate entries differ")
+    return ", ".join(words) or "artifacts"
 
 
 def _external_moves(a: Lock, b: Lock) -> list[str]:

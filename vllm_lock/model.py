@@ -47,6 +47,14 @@ _GIT_NETLOC = re.compile(r"([A-Za-z0-9._~][A-Za-z0-9._~-]*@)?(" + _NETLOC.patter
 _TRANSPORT = re.compile(r"[A-Za-z0-9+.-]*::")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _REF_FORBIDDEN = re.compile(r"[~^:?*\[\\]|\.\.|@\{|//")
+_RUST_CHANNEL = re.compile(r"[0-9]{1,3}\.[0-9]{1,4}(\.[0-9]{1,4})?")
+# crates.io's own rules: ASCII alphanumerics, - and _, starting with a letter, at most 64
+_CRATE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_CRATE_VERSION = re.compile(
+    r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})(-[0-9A-Za-z.-]{1,40})?(\+[0-9A-Za-z.-]{1,40})?")
+_RUST_TARGET = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_-]{0,63}){1,8}")
+RUST_ARTIFACT_KINDS = ("extension", "executable")
+MAX_CRATES = 4096
 
 MAX_STRING = 2048  # any string in a lock; narrower rules below
 MAX_PACKAGE_SIZE = 1 << 40  # bytes; the largest nightly wheels are a few GiB
@@ -452,6 +460,7 @@ class BuildRecipe:
     target_device: str = "cuda"
     editable: bool = True
     env: tuple[tuple[str, str], ...] = ()  # further output-affecting settings, sorted
+    without_rust: bool = False  # the commit's Rust frontend left out on purpose (resolve --no-rust)
 
     def __post_init__(self) -> None:
         _require(bool(self.cuda_archs), "build.cuda-archs", "is empty")
@@ -463,6 +472,7 @@ class BuildRecipe:
                  f"{show(self.flash_attn_version)} is not a single digit like 2")
         _require(self.target_device in TARGET_DEVICES, "build.target-device",
                  f"{show(self.target_device)} is not one of {', '.join(TARGET_DEVICES)}")
+        _require(isinstance(self.without_rust, bool), "build.without-rust", "must be true or false")
         _require(list(self.env) == sorted(self.env), "build.env", "must be sorted")
         for key, value in self.env:
             _check(f"build.env.{key}" if re.fullmatch(r"[A-Za-z0-9_]{1,64}", key) else f"build.env.{show(key)}",
@@ -621,6 +631,71 @@ class Package:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Crate:
+    """One crate Cargo.lock takes from crates.io: install fetches it and checks its bytes
+    against the checksum (the sha256 of the .crate file, as Cargo.lock records it)."""
+
+    name: str
+    version: str
+    checksum: str
+
+    def __post_init__(self) -> None:
+        _require(bool(_CRATE_NAME.fullmatch(self.name)), "name", f"{show(self.name)} is not a crate name")
+        _require(bool(_CRATE_VERSION.fullmatch(self.version)), "version",
+                 f"{show(self.version)} is not a crate version like 1.2.3")
+        _require(bool(_SHA256.fullmatch(self.checksum)), "checksum", f"{show(self.checksum)} is not a sha256")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RustArtifact:
+    """What a RustExtension builds: a Python extension module (`vllm._rust_x` -> vllm/_rust_x*.so)
+    or an executable (`vllm.vllm-rs` -> vllm/vllm-rs)."""
+
+    target: str
+    kind: str
+
+    def __post_init__(self) -> None:
+        _require(bool(_RUST_TARGET.fullmatch(self.target)), "target",
+                 f"{show(self.target)} is not a dotted module path like vllm._rust_x")
+        _require(self.kind in RUST_ARTIFACT_KINDS, "kind", f"{show(self.kind)} is not extension or executable")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RustFrontend:
+    """The commit's Rust frontend: the toolchain it asks for, its Cargo.lock and every registry
+    crate that lock names (the build gets them vendored, offline)."""
+
+    toolchain_file: str
+    channel: str  # "1.95": rustc and cargo must be at least this
+    cargo_lock: str
+    cargo_lock_sha256: str
+    artifacts: tuple[RustArtifact, ...]
+    crates: tuple[Crate, ...]
+
+    def __post_init__(self) -> None:
+        _require(self.toolchain_file in ("rust-toolchain.toml", "rust-toolchain"), "rust.toolchain-file",
+                 f"{show(self.toolchain_file)} is not rust-toolchain.toml or rust-toolchain")
+        _require(bool(_RUST_CHANNEL.fullmatch(self.channel)), "rust.channel",
+                 f"{show(self.channel)} is not a toolchain version like 1.95")
+        _check("rust.cargo-lock", relative_path_problem(self.cargo_lock))
+        _require(self.cargo_lock == "Cargo.lock" or self.cargo_lock.endswith("/Cargo.lock"), "rust.cargo-lock",
+                 f"{show(self.cargo_lock)} is not a Cargo.lock")
+        _require(bool(_SHA256.fullmatch(self.cargo_lock_sha256)), "rust.cargo-lock-sha256",
+                 f"{show(self.cargo_lock_sha256)} is not a sha256")
+        _require(len(self.crates) <= MAX_CRATES, "rust.crates", f"has more than {MAX_CRATES} entries")
+        keys = [(c.name, c.version) for c in self.crates]
+        _require(keys == sorted(keys), "rust.crates", "must be sorted by name and version")
+        _unique("rust.crates", "", [f"{c.name} {c.version}" for c in self.crates])
+        targets = [a.target for a in self.artifacts]
+        _require(targets == sorted(targets), "rust.artifacts", "must be sorted by target")
+        _unique("rust.artifacts", "target", targets)
+
+    @property
+    def channel_version(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.channel.split("."))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Promotion:
     """How a stable lock came to be: promoted from which lock, with which evidence."""
 
@@ -667,6 +742,7 @@ class Lock:
     external_sources: tuple[ExternalSource, ...]
     packages: tuple[Package, ...]
     provenance: Provenance
+    rust: RustFrontend | None = None  # None: the commit has none, or build.without-rust
     lock_version: int = field(default=LOCK_VERSION)
 
     def __post_init__(self) -> None:
@@ -678,6 +754,8 @@ class Lock:
         _unique("packages", "name", names)
         _require(self.torch.cuda != "cpu" or self.build.target_device in ("cpu", "empty"), "inputs.torch.original.cuda",
                  f"a CPU torch cannot build for target device {show(self.build.target_device)}")
+        _require(not (self.build.without_rust and self.rust is not None), "build.without-rust",
+                 "the lock leaves the Rust frontend out but also locks it ([rust])")
         _unique("external-sources", "name", [s.name for s in self.external_sources])
         _unique("external-sources", "override", [s.override for s in self.external_sources])
         for i, package in enumerate(self.packages):

@@ -22,6 +22,7 @@ new enough for the lock's CUDA variant (the rule in cuda.py); no GPU present is 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -190,9 +191,10 @@ def _floor_applies(lock: Lock, key: str) -> bool:
 
 def toolchain_needs(lock: Lock) -> tuple[Need, ...]:
     """What the lock's build needs of the toolchain (the rules in the module docstring)."""
+    rust = rust_needs(lock)
     if lock.build.target_device == "empty":
-        return ()  # nothing is compiled, and setup.py runs no CMake
-    needs: list[Need] = []
+        return rust  # no C++ is compiled, and setup.py runs no CMake; its Rust extensions still build
+    needs: list[Need] = list(rust)
     for key, spec, why in COMPILER_FLOORS:
         if _floor_applies(lock, key):
             needs += [Need(tool="gcc", spec=spec, why=why), Need(tool="g++", spec=spec, why=why)]
@@ -206,6 +208,14 @@ def toolchain_needs(lock: Lock) -> tuple[Need, ...]:
             needs.append(Need(tool=name, spec=str(requirement.specifier),
                               why=f"the lock's build requirement {line.split(';')[0].strip()}"))
     return tuple(needs)
+
+
+def rust_needs(lock: Lock) -> tuple[Need, ...]:
+    """rustc and cargo at least the channel the commit's rust-toolchain.toml names."""
+    if lock.rust is None:
+        return ()
+    why = f"the commit's Rust frontend ({lock.rust.toolchain_file}: channel {lock.rust.channel})"
+    return tuple(Need(tool=tool, spec=f">={lock.rust.channel}", why=why) for tool in ("rustc", "cargo"))
 
 
 def build_tools(lock: Lock, machine: tuple[Tool, ...]) -> tuple[Tool, ...]:
@@ -317,6 +327,26 @@ def build_env(
         args = env.get("CMAKE_ARGS", "").split()
         if FULLY_DISCONNECTED not in args:
             env["CMAKE_ARGS"] = " ".join([*args, FULLY_DISCONNECTED])
+    return env
+
+
+def rust_build_env(lock: Lock, base_path: str, *, tools: Path, cargo_home: Path | None) -> dict[str, str]:
+    """The Rust part of the build's environment. With a locked frontend: required
+    (VLLM_REQUIRE_RUST_FRONTEND=1, so a missing compiler fails the build instead of silently
+    dropping the extension), the real rustc/cargo first on PATH, crates only from the vendored
+    copies (CARGO_HOME's config), offline. Left out (--no-rust): `tools` holds a rustc and cargo
+    that refuse to run, so setuptools-rust skips the optional extension on every machine."""
+    if lock.rust is None and not lock.build.without_rust:
+        return {}
+    env = {
+        "PATH": f"{tools}{os.pathsep}{base_path}" if base_path else str(tools),
+        "CARGO": str(tools / "cargo"),
+        "RUSTC": str(tools / "rustc"),
+        "CARGO_NET_OFFLINE": "true",
+        "VLLM_REQUIRE_RUST_FRONTEND": "1" if lock.rust is not None else "0",
+    }
+    if cargo_home is not None:
+        env["CARGO_HOME"] = str(cargo_home)
     return env
 
 

@@ -23,13 +23,15 @@ from vllm_lock import receipt as receipts
 from vllm_lock.actions import verify as verify_action
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import InstallError, IntegrityError, OutputError, PreflightError, UsageError
-from vllm_lock.model import BuildRecipe, Lock, PatchedFile
+from vllm_lock.model import BuildRecipe, Lock, PatchedFile, index_url_problem
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
-from vllm_lock.shell import generations, lockfiles, machine, staging
+from vllm_lock.shell import cargo, generations, lockfiles, machine, staging
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 from vllm_lock.shell.stripping import run_stripping_script, snapshot
+
+DEFAULT_CRATE_REGISTRY = "https://static.crates.io/crates"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +46,7 @@ class InstallRequest:
     min_free_disk: int | None = None
     cache: Path = field(default_factory=cache_root)
     skip_gpu_check: bool = False  # a build host building for other machines' GPUs
+    crate_registry: str = DEFAULT_CRATE_REGISTRY  # <registry>/<name>/<name>-<version>.crate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +69,8 @@ def layout_for(venv: Path, src: Path) -> plan.Layout:
 
 
 def install(request: InstallRequest, reporter: Reporter) -> InstallResult:
+    if problem := index_url_problem(request.crate_registry):
+        raise UsageError(f"--crate-registry: {problem}")
     lock, _ = lockfiles.read(request.lock)
     editable = lock.build.editable if request.editable is None else request.editable
     layout = layout_for(request.venv, request.src)
@@ -184,9 +189,13 @@ def _steps(
         build_shell.checkout(lock, request.cache, src, rep.say)
 
     external_dirs: dict[str, Path] = {}
-    if lock.external_sources:
+    if lock.external_sources or lock.rust is not None:
         with rep.step("external sources"):
             external_dirs = staging.stage(lock.external_sources, request.cache, gen / "external", rep.say)
+            if lock.rust is not None:
+                crates = cargo.fetch(lock.rust.crates, request.crate_registry, store, rep.say)
+                cargo.vendor(crates, gen / "rust" / "vendor")
+                cargo.write_cargo_home(gen / "rust" / "cargo-home", gen / "rust" / "vendor")
 
     with rep.step("strip"):
         before = snapshot(src)
@@ -196,10 +205,12 @@ def _steps(
         check_patched(lock, layout_rules.patched_files(before, snapshot(src)))
 
     env = plan.build_env(lock, jobs, uv_env, external_dirs=external_dirs)
+    env.update(rust_env(lock, facts, gen / "rust", env.get("PATH", os.environ.get("PATH", ""))))
     env.pop("UV_OFFLINE", None)
     env["UV_OFFLINE"] = "1"
     with rep.step("build"):
-        shown = ("VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "NVCC_THREADS", "SOURCE_DATE_EPOCH")
+        shown = ("VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "NVCC_THREADS", "SOURCE_DATE_EPOCH",
+                 "VLLM_REQUIRE_RUST_FRONTEND", "CARGO_NET_OFFLINE", "CARGO_HOME")
         for key in (*shown, "CMAKE_ARGS", *(s.override for s in lock.external_sources)):
             if key in env:
                 rep.say(f"    {key}={env[key]}")
@@ -264,6 +275,8 @@ def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tupl
     report = verify_action.inspect_packages(lock, venv, check_files=False)
     if report.drift:
         raise InstallError(f"the installed environment does not match the lock: {report.summary()}")
+    if rust_problems := verify_action.rust_artifact_problems(lock, venv, src):
+        raise InstallError("; ".join(rust_problems))
     found: set[str] = set()
     if plan.is_cuda(lock):
         libraries = build_shell.compiled_libraries(src) + build_shell.compiled_libraries(venv)
@@ -272,6 +285,20 @@ def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tupl
         if missing:
             raise InstallError(f"the built libraries lack code for {', '.join(missing)} (found: {sorted(found)})")
     return version, found
+
+
+def rust_env(lock: Lock, facts: plan.MachineFacts, where: Path, path: str) -> dict[str, str]:
+    """The Rust part of the build environment (plan.rust_build_env), with the binaries preflight
+    measured (their real files, not rustup's proxies) or, left out, ones that refuse to run."""
+    if lock.rust is not None:
+        found = {t.name: t.path for t in facts.toolchain}
+        rustc, cargo_bin = found.get("rustc"), found.get("cargo")
+        assert rustc is not None and cargo_bin is not None  # preflight refused a lock without them
+        tools = cargo.tool_dir(where / "bin", *cargo.real_binaries(rustc, cargo_bin))
+        return plan.rust_build_env(lock, path, tools=tools, cargo_home=where / "cargo-home")
+    if lock.build.without_rust:
+        return plan.rust_build_env(lock, path, tools=cargo.left_out_dir(where / "left-out"), cargo_home=None)
+    return {}
 
 
 def _cuda(version: tuple[int, int] | None) -> str:

@@ -25,6 +25,7 @@ from vllm_lock import cuda as cuda_rules
 from vllm_lock import layout as layout_rules
 from vllm_lock import nightly, torch_family
 from vllm_lock import requirements as requirement_rules
+from vllm_lock import rust as rust_rules
 from vllm_lock.defaults import DEFAULT_GENERAL_INDEX, DEFAULT_PLATFORM, DEFAULT_REPO
 from vllm_lock.errors import (
     CompanionMismatchError,
@@ -39,6 +40,7 @@ from vllm_lock.errors import (
 )
 from vllm_lock.model import (
     BuildRecipe,
+    Crate,
     ExternalPin,
     ExternalSource,
     HashOrigin,
@@ -50,6 +52,8 @@ from vllm_lock.model import (
     PatchedFile,
     Pin,
     Provenance,
+    RustArtifact,
+    RustFrontend,
     Target,
     TorchInput,
     VllmInput,
@@ -98,6 +102,7 @@ class ResolveRequest:
     cache: Path = field(default_factory=cache_root)
     rehash: bool = False  # download unhashed files again even when the server's ETag did not change
     without: tuple[str, ...] = ()  # torch-family members left out on purpose (recorded in the lock)
+    without_rust: bool = False  # leave the commit's Rust frontend out on purpose (build.without-rust)
 
     @property
     def torch_index_url(self) -> str:
@@ -121,6 +126,7 @@ def validate(request: ResolveRequest) -> tuple[Target, BuildRecipe]:
             target_device=request.target_device,
             editable=request.editable,
             env=tuple(sorted(request.build_env)),
+            without_rust=request.without_rust,
         )
     except (ValueError, ModelError) as exc:
         raise UsageError(str(exc)) from None
@@ -145,6 +151,7 @@ class SourceFacts:
     runtime: tuple[str, ...]  # what the build declares for the target (setup.py's rules applied)
     build: tuple[str, ...]
     removed: tuple[str, ...]  # requirement lines the stripping script removed from the files read
+    rust: RustFrontend | None = None
 
 
 LOGS_KEPT = 20
@@ -200,6 +207,7 @@ def _resolve(
         build=recipe,
         layout=dataclasses.replace(source.layout, runtime_set=source.runtime),
         external_sources=source.external_sources,
+        rust=source.rust,
         packages=packages,
         provenance=Provenance(
             tool_version=vllm_lock.__version__, uv_version=uv_shell.uv_version(), resolved_at=_now()
@@ -262,8 +270,41 @@ def read_source(request: ResolveRequest, target: Target, reporter: Reporter) -> 
         reporter.say(f"    cmake: cannot evaluate {undecided.condition} ({undecided.file}:{undecided.line}) "
                      "for this target: both branches kept")
     externals = lock_external_sources(reading.pins, reporter)
+    rust = lock_rust_frontend(files, read, commit, without=request.without_rust, reporter=reporter)
     return SourceFacts(vllm=vllm, layout=layout, external_sources=externals, runtime=runtime, build=build,
-                       removed=stripped.removed)
+                       removed=stripped.removed, rust=rust)
+
+
+def lock_rust_frontend(
+    files: Iterable[str], read: Callable[[str], str], commit: str, *, without: bool, reporter: Reporter
+) -> RustFrontend | None:
+    """The commit's Rust frontend as the lock records it; None when it has none or --no-rust."""
+    try:
+        facts = rust_rules.detect(frozenset(files), read)
+    except rust_rules.RustError as exc:
+        raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
+    if facts is None:
+        if without:
+            raise ResolutionError(f"commit {commit[:9]} has no Rust frontend: --no-rust has nothing to leave out")
+        return None
+    if without:
+        reporter.say(f"    rust: frontend left out on purpose (--no-rust; {facts.cargo_lock} not locked)")
+        return None
+    reporter.say(f"    rust: toolchain {facts.channel} ({facts.toolchain_file}), {facts.cargo_lock} "
+                 f"({len(facts.crates)} registry crates), builds "
+                 f"{', '.join(a.target for a in facts.artifacts) or 'nothing'}")
+    if facts.git_sources:
+        reporter.say(f"    rust: warning: {len(facts.git_sources)} crates come from git, not a registry: "
+                     "they are not vendored, and an offline build cannot fetch them")
+    try:
+        return RustFrontend(
+            toolchain_file=facts.toolchain_file, channel=facts.channel, cargo_lock=facts.cargo_lock,
+            cargo_lock_sha256=facts.cargo_lock_sha256,
+            artifacts=tuple(RustArtifact(target=a.target, kind=a.kind) for a in facts.artifacts),
+            crates=tuple(Crate(name=c.name, version=c.version, checksum=c.checksum) for c in facts.crates),
+        )
+    except ModelError as exc:
+        raise ResolutionError(f"commit {commit[:9]}: {facts.cargo_lock} cannot be locked: {exc}") from None
 
 
 def lock_external_sources(pins: tuple[ExternalPin, ...], reporter: Reporter) -> tuple[ExternalSource, ...]:

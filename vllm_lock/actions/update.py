@@ -88,6 +88,7 @@ def request_for(lock: Lock, *, output: Path, cache: Path, move_vllm: bool, move_
         output=output,
         cache=cache,
         without=lock.torch.left_out,
+        without_rust=lock.build.without_rust,
     )
 
 

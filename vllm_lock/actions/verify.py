@@ -20,6 +20,7 @@ from packaging.version import InvalidVersion, Version
 from vllm_lock import codec, plan, torch_family
 from vllm_lock import receipt as receipts
 from vllm_lock import requirements as requirement_rules
+from vllm_lock import rust as rust_rules
 from vllm_lock.errors import InstallError, UsageError
 from vllm_lock.model import Lock, Package, Wheel
 from vllm_lock.shell import build as build_shell
@@ -282,6 +283,19 @@ def require_built_requirements(lock: Lock, venv: Path) -> list[str]:
         raise InstallError(f"the built vLLM's own requirements are not met: {'; '.join(report.unmet)}")
     return [f"{report.requires_dist_checked} requirements of the built vLLM met", *report.notes]
 
+def rust_artifact_problems(lock: Lock, venv: Path, src: Path) -> list[str]:
+    """Each Rust artifact the lock's frontend builds (a `_rust_*.so` module, an executable), in
+    site-packages or, for an editable install, in the source tree: one line per missing one."""
+    if lock.rust is None:
+        return []
+    site = site_packages(venv)
+    problems = []
+    for artifact in lock.rust.artifacts:
+        folder, pattern = rust_rules.artifact_globs(artifact.kind, artifact.target)
+        if not any(f.is_file() for root in (site, src) for f in (root / folder).glob(pattern)):
+            problems.append(f"Rust {artifact.kind} {artifact.target} ({folder}/{pattern}) is not installed")
+    return problems
+
 
 def verify(lock_ref: str, venv: Path) -> Report:
     lock, path = lockfiles.read(lock_ref)
@@ -325,6 +339,7 @@ def verify(lock_ref: str, venv: Path) -> Report:
                 report.source.append(f"{patched.path} differs from the lock's patched file")
     else:
         report.source.append(f"source checkout {src} is missing")
+    report.source += rust_artifact_problems(lock, real, src)
     for source in lock.external_sources:
         stamp = generation / "external" / f"{source.name}.commit"
         staged = stamp.read_text().strip() if stamp.is_file() else None

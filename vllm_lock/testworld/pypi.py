@@ -64,6 +64,19 @@ PYPI_WHEELS: tuple[PypiWheel, ...] = (
         f"{_FH}/77/b8/0135fadc89e73be292b473cb820b4f5a08197779206b33191e801feeae40/tomli-2.3.0-py3-none-any.whl",
         ">=3.8",
     ),
+    # the Rust frontend's build requirement (setuptools-rust>=1.9.0, as vLLM 0.33.0) and its dependency
+    PypiWheel(
+        "setuptools_rust-1.13.0-py3-none-any.whl",
+        "666439c4d90e968bb625bcf87ec0aa02b4f49e599d2f5dc255c633a04e8eca99",
+        f"{_FH}/0b/80/909e46e684e47b116ed145bf2a1a8f5f7c9d90e8c3f8f7fce6a529c0068d/setuptools_rust-1.13.0-py3-none-any.whl",
+        ">=3.9",
+    ),
+    PypiWheel(
+        "semantic_version-2.10.0-py2.py3-none-any.whl",
+        "de78a3b8e0feda74cabc54aab2da702113e33ac9d9eb9d2389bcf1f58b7d9177",
+        f"{_FH}/6a/23/8146aad7d88f4fcb3a6218f41a60f6c2d4e3a72de72da1825dc7c8f7877c/semantic_version-2.10.0-py2.py3-none-any.whl",
+        ">=2.7",
+    ),
 )
 
 

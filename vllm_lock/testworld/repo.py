@@ -25,6 +25,9 @@ DROPPED_ARCH = "12.0"
 # the lock does not hold, which verify must catch.
 UNMET_REQUIREMENT_BRANCH = "setup-requires-more"
 UNMET_REQUIREMENT = "vllm-fake-dep-a>=9.0"
+# A branch off main's last commit that adds the Rust frontend (crates.py): its own branch, so
+# that every other scenario keeps building without a Rust toolchain.
+RUST_BRANCH = "rust-frontend"
 START = dt.datetime(2026, 11, 1, 9, 0, 0, tzinfo=dt.UTC)
 
 
@@ -143,6 +146,7 @@ def build_repo(path: Path, ext: ExternalsInfo) -> RepoInfo:
     layouts[TOOLS] = commits[-1]
     _add_arch_drop_branch(path, planned_commits[-1].state, commit_time(len(planned_commits)))
     _add_unmet_requirement_branch(path, planned_commits[-1].state, commit_time(len(planned_commits)))
+    _add_rust_branch(path, planned_commits[-1].state, commit_time(len(planned_commits) + 1))
     return RepoInfo(path, tuple(commits), tuple(sorted(tags.items())),
                     tuple(sorted(layouts.items())), planned_commits[-1].state)
 
@@ -165,6 +169,14 @@ def _add_unmet_requirement_branch(path: Path, state: RepoState, when: dt.datetim
     write_tree(path, {**files, "setup.py": declared})
     git(path, "add", "-A", when=when)
     git(path, "commit", "-q", "-m", f"[Build] setup.py also requires {UNMET_REQUIREMENT}", when=when)
+    git(path, "checkout", "-q", "main")
+
+
+def _add_rust_branch(path: Path, state: RepoState, when: dt.datetime) -> None:
+    git(path, "checkout", "-q", "-b", RUST_BRANCH)
+    write_tree(path, repo_files(replace(state, rust=True)))
+    git(path, "add", "-A", when=when)
+    git(path, "commit", "-q", "-m", "[Frontend] Rust frontend built by setuptools-rust", when=when)
     git(path, "checkout", "-q", "main")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import crates
+
 OLD, PREFIX, TOOLS = "old", "prefix", "tools"
 CUDA_SUPPORTED_ARCHS = "7.5;8.0;8.6;8.9;9.0;10.0;12.0"
 
@@ -33,6 +35,7 @@ class RepoState:
     # The archs csrc/cuda/CMakeLists.txt builds kernels for (vLLM's CUDA_SUPPORTED_ARCHS): an arch
     # of TORCH_CUDA_ARCH_LIST outside it is silently left out, as in vLLM.
     cuda_supported_archs: str = CUDA_SUPPORTED_ARCHS
+    rust: bool = False  # the Rust frontend (crates.py): rust/, rust-toolchain.toml, setuptools-rust
 
 
 OLD_SCRIPT = '''\
@@ -649,7 +652,8 @@ def _build_txt(s: RepoState) -> str:
         "packaging>=24.2\n"
         "setuptools>=77.0.3,<80.0.0\n"
         "setuptools-scm>=8\n"
-        f"torch=={s.torch}\n"
+        + ("setuptools-rust>=1.9.0\n" if s.rust else "")
+        + f"torch=={s.torch}\n"
         "wheel\n"
     )
 
@@ -663,12 +667,13 @@ def _build_cpu_txt(s: RepoState) -> str:
 
 def _pyproject(s: RepoState) -> str:
     uv = '\n[tool.uv]\nno-build-isolation-package = ["torch"]\n' if s.layout == TOOLS else ""
+    rust = '\n    "setuptools-rust>=1.9.0",' if s.rust else ""
     return f'''[build-system]
 # Should be mirrored in requirements/build{"/cuda" if s.layout != OLD else ""}.txt
 requires = [
     "packaging>=24.2",
     "setuptools>=77.0.3,<80.0.0",
-    "setuptools-scm>=8.0",
+    "setuptools-scm>=8.0",{rust}
     "torch == {s.torch}",
     "wheel",
 ]
@@ -763,6 +768,15 @@ FetchContent_MakeAvailable(flashmla)
 '''
 
 
+def _with_rust(setup_py: str) -> str:
+    """setup.py building the Rust frontend too (setuptools-rust's rust_extensions keyword)."""
+    marker = "requirements = get_requirements()\n"
+    assert marker in setup_py and "\nsetup(\n" in setup_py
+    text = setup_py.replace("import datetime\n", "import datetime\n" + crates.SETUP_IMPORT, 1)
+    text = text.replace(marker, marker + crates.SETUP_EXTENSIONS, 1)
+    return text.replace("\nsetup(\n", "\nsetup(\n    rust_extensions=rust_extensions,\n", 1)
+
+
 def repo_files(s: RepoState) -> dict[str, str]:
     """All tracked files of one commit."""
     files: dict[str, str] = {
@@ -798,6 +812,9 @@ def repo_files(s: RepoState) -> dict[str, str]:
         files["requirements/test/cuda.in"] = "-r ../common.txt\npytest\ntorch==" + s.torch + "\n"
     if s.flashmla_tag:
         files["cmake/external_projects/flashmla.cmake"] = _flashmla_cmake(s.urls.flashmla, s.flashmla_tag)
+    if s.rust:
+        files.update(crates.rust_files())
+        files["setup.py"] = _with_rust(SETUP_PY)
     if s.revision:
         files["docs/CHANGES.md"] = "".join(f"- change {i}\n" for i in range(1, s.revision + 1))
     return files

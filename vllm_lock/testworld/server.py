@@ -71,6 +71,11 @@ class IndexStore:
             self._files[urllib.parse.unquote(entry.path)] = data
         return entry
 
+    def put_file(self, path: str, data: bytes) -> None:
+        """Serve data at path, outside any index (e.g. a crate registry's files)."""
+        with self._lock:
+            self._files[path] = data
+
     def list_entry(self, prefix: str, entry: FileEntry) -> None:
         """List a file already served (by any index, at its own URL) on index prefix too."""
         with self._lock:

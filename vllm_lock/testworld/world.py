@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from . import externals
+from . import crates, externals
 from . import packages as pk
 from .certs import make_tls
 from .pypi import PYPI_WHEELS, fetch_pypi_wheels
@@ -41,6 +41,7 @@ NIGHTLY = "/whl/nightly/cu128"
 RELEASE = "/whl/cu128"
 GENERAL = "/pypi/simple"
 MIRROR = "/mirror/simple"
+CRATES = "/crates"  # the Rust frontend's dependency crates, in static.crates.io's layout
 
 D = dt.date
 NIGHTLY_PLAN: tuple[pk.NightlyPlan, ...] = (
@@ -122,6 +123,8 @@ class TestWorld:
         for plan in NIGHTLY_PLAN:
             _publish_plan(store, state, plan)
         _merge_mirror(store)
+        for crate in crates.DEPENDENCIES:
+            store.put_file(f"{CRATES}/{crate.name}/{crate.filename}", crates.crate_bytes(crate))
         ext = externals.build_externals(root / "external")
         info: RepoInfo = build_repo(root / "vllm", ext)
         state.repo_state = info.head_state
@@ -305,6 +308,22 @@ class TestWorld:
         force-move tag to it (an annotated tag stays annotated); return the new SHA."""
         with self._state.lock:
             return externals.move_tag(self._externals, name, tag)
+
+    # ---- Rust crates ----------------------------------------------------------------
+    @property
+    def crate_registry(self) -> str:
+        """Where the Rust frontend's crates are served: <registry>/<name>/<name>-<version>.crate."""
+        return self.base_url + CRATES
+
+    def tamper_crate(self, name: str) -> None:
+        """Serve other bytes under a dependency crate's URL (Cargo.lock's checksum no longer fits)."""
+        crate = next(c for c in crates.DEPENDENCIES if c.name == name)
+        self._store.put_file(f"{CRATES}/{crate.name}/{crate.filename}", crates.crate_bytes(crate, "tampered\n"))
+
+    def restore_crates(self) -> None:
+        """Serve every dependency crate's own bytes again."""
+        for crate in crates.DEPENDENCIES:
+            self._store.put_file(f"{CRATES}/{crate.name}/{crate.filename}", crates.crate_bytes(crate))
 
     # ---- request log / lifecycle --------------------------------------------------
     @property
