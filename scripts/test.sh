@@ -9,6 +9,10 @@ export VLLM_LOCK_REQUIRE_PHOENIX="${VLLM_LOCK_REQUIRE_PHOENIX:-1}"
 # The CUDA build tests (CMake + nvcc, cubins listed by cuobjdump; no GPU needed) must run too: they
 # need nvcc >= 12.8 ($CUDA_HOME or /usr/local/cuda) and cmake; VLLM_LOCK_REQUIRE_CUDA=0 lets them skip.
 export VLLM_LOCK_REQUIRE_CUDA="${VLLM_LOCK_REQUIRE_CUDA:-1}"
+# The Rust frontend tests (setuptools-rust, cargo offline from vendored crates) need rustc and cargo
+# >= 1.95 (rustup's, in ~/.cargo/bin); VLLM_LOCK_REQUIRE_RUST=0 lets them skip.
+export VLLM_LOCK_REQUIRE_RUST="${VLLM_LOCK_REQUIRE_RUST:-1}"
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 # tool:Debian package, for what the tests run for real (the Phoenix rootfs, its JSON config, lock
 # signatures, the CUDA build through CMake)
