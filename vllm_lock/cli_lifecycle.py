@@ -29,7 +29,7 @@ def update(
         print(line)
 
 
-@command()
+@command(any_error_exit=ExitCode.USAGE)
 def diff(
     a: Annotated[str, typer.Argument(help="lock A (old): name in locks/ or a path")],
     b: Annotated[str, typer.Argument(help="lock B (new): name in locks/ or a path")],

@@ -92,10 +92,15 @@ def host_check(argv: Sequence[str]) -> int:
     return 0
 
 
-def require_signed(name_or_path: str, *, required: bool, trusted: Path | None) -> None:
-    """`install --require-signed [--trusted-keys F]`: the signature check before anything runs."""
+def require_signed(name_or_path: str, *, required: bool, trusted: Path | None) -> Lock | None:
+    """`install --require-signed [--trusted-keys F]`: the signature check before anything runs.
+    Returns the Lock parsed from exactly the verified bytes (None when no signature is required):
+    install must use it and never read the path again, or a file swapped after the check would
+    be installed under the check's good name."""
     if not required:
         if trusted is not None:
             raise UsageError("--trusted-keys is only used with --require-signed")
-        return
-    print(describe(verify_lock(name_or_path, trusted)), file=sys.stderr, flush=True)
+        return None
+    verified = verify_lock(name_or_path, trusted)
+    print(describe(verified), file=sys.stderr, flush=True)
+    return verified.lock
