@@ -90,6 +90,14 @@ n = int(sys.argv[1])
 sys.path[:0] = sys.argv[2:2 + n]
 from vllm_lock.actions.verify_lock import host_check
 sys.exit(host_check(sys.argv[2 + n:]))'
+# Can the bundle's vllm-lock run here at all (import only, no lock)? Only a failure of this probe
+# falls back to bash checks; once it passes, any non-zero exit of the check refuses the lock (a
+# crash on a hostile lock must never read as "cannot run here").
+HOST_PROBE_PY='import sys
+n = int(sys.argv[1])
+sys.path[:0] = sys.argv[2:2 + n]
+from vllm_lock.actions.verify_lock import host_check
+assert callable(host_check)'
 
 # =====================================================================================
 # Validation (before anything touches the container)
@@ -249,15 +257,19 @@ validate_lock_on_host() {
             log_fatal "The vllm-lock bundle ${VLLM_LOCK_BUNDLE} failed its checksums on the host."
         fi
         wheels=("${HOST_WORK}"/bundle/*-none-any.whl)
-        if out=$("$py" -I -c "$HOST_CHECK_PY" "${#wheels[@]}" "${wheels[@]}" "$HOST_LOCK" 2>&1); then
+        if ! out=$("$py" -I -c "$HOST_PROBE_PY" "${#wheels[@]}" "${wheels[@]}" 2>&1); then
+            why="the bundle's vllm-lock cannot run on the host ($(last_line "$out"))"
+        elif out=$("$py" -I -c "$HOST_CHECK_PY" "${#wheels[@]}" "${wheels[@]}" "$HOST_LOCK" 2>&1); then
             log_info "Lock '${LOCK_NAME}' validated on the host by the bundle's vllm-lock: ${out#ok *: }"
             return 0
+        else
+            local rc=$?
+            out=$(last_line "${out//"$HOST_LOCK"/"$LOCK_FILE"}")
+            if [[ "$out" == error:* ]]; then
+                refuse_lock "vllm-lock: ${out}"
+            fi
+            refuse_lock "the bundle's vllm-lock failed on it (exit ${rc}): ${out:-no output}"
         fi
-        out=$(last_line "${out//"$HOST_LOCK"/"$LOCK_FILE"}")
-        if [[ "$out" == error:* ]]; then
-            refuse_lock "vllm-lock: ${out}"
-        fi
-        why="the bundle's vllm-lock cannot run on the host (${out})"
     fi
     if ! grep -q '^lock-version = ' "$HOST_LOCK"; then
         refuse_lock "${LOCK_FILE} is not a vllm-lock lock (no lock-version line)."
