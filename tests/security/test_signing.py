@@ -405,3 +405,13 @@ def test_install_require_signed_installs_the_verified_bytes_not_a_file_swapped_a
     assert not evil.exists()  # the swap happened, after the check
     assert "installing lock stable" in proc.stderr, proc.stderr
     assert "installing lock evil" not in proc.stderr
+
+
+def test_a_symlinked_signature_is_refused_even_when_it_points_at_a_good_one(signed: World) -> None:
+    """Phoenix refuses a symlinked .sig; verify-lock must too (lstat, not stat)."""
+    elsewhere = signed.root / "elsewhere.sig"
+    signed.stable_sig.rename(elsewhere)
+    signed.stable_sig.symlink_to(elsewhere)
+    proc = signed.cli("verify-lock", "stable", "--trusted-keys", str(signed.allowed))
+    assert proc.returncode == ExitCode.LOCK_INVALID
+    assert "is a symbolic link" in one_error_line(proc)
