@@ -235,3 +235,60 @@ def test_promote_shows_where_each_receipt_came_from(tmp_path: Path) -> None:
     assert len(evidence) == 2, proc.stdout
     assert evidence[0].startswith("evidence: receipt receipts/") and " pass on box at " in evidence[0]
     assert "unauthenticated" in evidence[1]
+
+
+# ---------------------------------------------------------------- URLs from fetched trees
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_a_cmake_pin_with_an_option_url_stops_resolve_before_any_git_call(sandbox: Sandbox, world) -> None:  # type: ignore[no-untyped-def]
+    """A vLLM commit whose CMake pins `GIT_REPOSITORY "--upload-pack=touch MARKER;"`: the tree is
+    as untrusted as a lock, so the pin meets the lock's URL rule (a resolution error, exit 5,
+    naming file and line) before `git ls-remote` sees it."""
+    clone = sandbox.root / "input" / "vllm"
+    _git(sandbox.root, "clone", "-q", world.repo_url, str(clone))
+    cmake = clone / "CMakeLists.txt"
+    text = cmake.read_text()
+    pinned = next(line for line in text.splitlines() if "GIT_REPOSITORY" in line)
+    cmake.write_text(text.replace(pinned, f'        GIT_REPOSITORY "--upload-pack=touch {sandbox.marker};"', 1))
+    _git(clone, "commit", "-q", "-am", "hostile pin")
+    out = sandbox.root / "work" / "dev.lock.toml"
+    result = sandbox.run("resolve", "--repo", f"file://{clone}", "--torch-index", world.torch_nightly_index,
+                         "--index", world.general_index, "--python", "3.11", "--target-device", "cpu",
+                         "--torch-date", world.latest_consistent_date.isoformat(), "--output", str(out))
+    # resolve's progress lines come first (the contract covers what follows the failure)
+    assert result.returncode == ExitCode.RESOLUTION, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
+    assert "CMakeLists.txt:" in errors[0] and "GIT_REPOSITORY" in errors[0] and "starts with '-'" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not sandbox.marker.exists()
+    assert not out.exists()
+
+
+def test_a_gitmodules_url_starting_with_a_dash_is_refused_before_staging_fetches_it(tmp_path: Path) -> None:
+    from vllm_lock.errors import InstallError
+    from vllm_lock.model import ExternalSource
+    from vllm_lock.shell import staging
+
+    marker = tmp_path / "MARKER"
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    _git(ext, "init", "-q", "-b", "main")
+    (ext / "f").write_text("x\n")
+    (ext / ".gitmodules").write_text(f'[submodule "s"]\n\tpath = s\n\turl = "--upload-pack=touch {marker}"\n')
+    _git(ext, "add", "f", ".gitmodules")
+    _git(ext, "update-index", "--add", "--cacheinfo", "160000," + "1" * 40 + ",s")
+    _git(ext, "commit", "-q", "-m", "hostile submodule")
+    commit = _git(ext, "rev-parse", "HEAD")
+    source = ExternalSource(name="ext", repository=f"file://{ext}", ref=commit, ref_kind="commit", commit=commit,
+                            override="EXT_SRC_DIR", declared_in="CMakeLists.txt")
+    with pytest.raises(InstallError, match=r"submodule s: url .* starts with '-'") as caught:
+        staging.stage((source,), tmp_path / "cache", tmp_path / "staged", lambda _: None)
+    assert caught.value.exit_code == ExitCode.INSTALL
+    assert not marker.exists()
+    assert not (tmp_path / "staged" / "ext").exists()
