@@ -592,7 +592,7 @@ class Wheel:
 
     def __post_init__(self) -> None:
         _require(bool(_SHA256.fullmatch(self.sha256)), "sha256", f"{show(self.sha256)} is not a sha256")
-        _require(0 < self.size <= MAX_PACKAGE_SIZE, "size", f"{self.size} is not between 1 and {MAX_PACKAGE_SIZE}")
+        _require(0 < self.size <= MAX_PACKAGE_SIZE, "size", f"{show(self.size)} is not between 1 and {MAX_PACKAGE_SIZE}")
         _require(self.hash_origin in ("index", "downloaded"), "hash-origin",
                  f"{show(self.hash_origin)} is not index or downloaded")
 
