@@ -55,7 +55,7 @@ def _moved(lock: Lock, old_base: str, new_base: str, path: Path, **vllm: str) ->
         torch=dataclasses.replace(lock.torch, index=lock.torch.index.replace(old_base, new_base)),
         general_index=lock.general_index.replace(old_base, new_base),
         packages=tuple(dataclasses.replace(p, wheels=tuple(dataclasses.replace(w, url=w.url.replace(old_base, new_base))
-                                                           for w in p.wheels)) for p in lock.packages),
+                                                          for w in p.wheels)) for p in lock.packages),
         vllm=dataclasses.replace(lock.vllm, **vllm),
     )
     path.write_text(codec.dumps(moved), encoding="utf-8")
