@@ -90,6 +90,14 @@ n = int(sys.argv[1])
 sys.path[:0] = sys.argv[2:2 + n]
 from vllm_lock.actions.verify_lock import host_check
 sys.exit(host_check(sys.argv[2 + n:]))'
+# Can the bundle's vllm-lock run here at all (import only, no lock)? Only a failure of this probe
+# falls back to bash checks; once it passes, any non-zero exit of the check refuses the lock (a
+# crash on a hostile lock must never read as "cannot run here").
+HOST_PROBE_PY='import sys
+n = int(sys.argv[1])
+sys.path[:0] = sys.argv[2:2 + n]
+from vllm_lock.actions.verify_lock import host_check
+assert callable(host_check)'
 
 # =====================================================================================
 # Validation (before anything touches the container)
@@ -104,15 +112,37 @@ validate_ctid() {
 # A malformed config would read as "no vllm_lock key" (jq_get_value fails the same way) and
 # choose the default lock silently: refuse it with jq's own message instead.
 check_config_json() {
-    local out msg
-    out=$(jq -e -s 'length == 1 and (.[0] | type == "object")' "$LXC_CONFIG_FILE" 2>&1) && return 0
-    if [ "$out" == "false" ]; then
-        msg="it does not hold exactly one JSON object"
-    else
-        msg=$(last_line "$out")
+    local out msg dup
+    if ! out=$(jq -e -s 'length == 1 and (.[0] | type == "object")' "$LXC_CONFIG_FILE" 2>&1); then
+        if [ "$out" == "false" ]; then
+            msg="it does not hold exactly one JSON object"
+        else
+            msg=$(last_line "$out")
+        fi
+        log_error "Refusing: ${LXC_CONFIG_FILE} is not valid JSON: ${msg}"
+        exit_script 2
     fi
-    log_error "Refusing: ${LXC_CONFIG_FILE} is not valid JSON: ${msg}"
-    exit_script 2
+    # jq keeps the last of duplicate keys without a word, so `"vllm_lock": "stable"` reviewed at the
+    # top of an object could be overridden by a second `"vllm_lock"` (or `"vllm\u005flock"`) below
+    # it. The stream form sees every occurrence: more than one value under one object is refused.
+    dup=$(jq -r -n --stream "$DUPLICATE_LOCK_KEY_JQ" "$LXC_CONFIG_FILE" | head -n 1)
+    if [ -n "$dup" ]; then
+        log_error "Refusing: ${LXC_CONFIG_FILE} has more than one 'vllm_lock' value at $(printf '%q' "$dup") (a duplicate key; jq would silently use the last)."
+        exit_script 2
+    fi
+}
+
+# Paths (a.b.c) of objects holding more than one "vllm_lock" leaf: duplicate keys (or a non-string
+# value with several leaves, refused later anyway).
+DUPLICATE_LOCK_KEY_JQ='[inputs | select(length == 2) | .[0] | (map(. == "vllm_lock") | index(true)) as $i
+  | select($i != null) | .[0:$i + 1]] | group_by(.) | map(select(length > 1) | .[0] | map(tostring) | join(".")) | .[]'
+
+# A file name as one log line can show it: printf %q escapes a newline or a control character
+# (a symlink target `$'/x\n... [SUCCESS] ...'` must not forge a second log line).
+shown_link_target() {
+    local target
+    target=$(readlink -- "$1" | head -c 300)
+    printf '%q' "$target"
 }
 
 last_line() {
@@ -144,7 +174,7 @@ choose_lock() {
     LOCK_NAME="$name"
     LOCK_FILE="${VLLM_LOCK_DIR}/${LOCK_NAME}.lock.toml"
     if [ -L "$LOCK_FILE" ]; then
-        refuse_lock "${LOCK_FILE} is a symbolic link (to $(readlink -- "$LOCK_FILE" | head -c 300)); a lock must be a regular file."
+        refuse_lock "${LOCK_FILE} is a symbolic link (to $(shown_link_target "$LOCK_FILE")); a lock must be a regular file."
     fi
     if [ ! -e "$LOCK_FILE" ]; then
         log_fatal "Lock '${LOCK_NAME}' not found: ${LOCK_FILE} (put locks in ${VLLM_LOCK_DIR}/<name>.lock.toml)."
@@ -169,7 +199,7 @@ choose_lock() {
 copy_regular_file() {
     local src="$1" dst="$2" what="$3" size
     if [ -L "$src" ]; then
-        refuse_lock "${src} is a symbolic link (to $(readlink -- "$src" | head -c 300)); ${what} must be a regular file."
+        refuse_lock "${src} is a symbolic link (to $(shown_link_target "$src")); ${what} must be a regular file."
     fi
     if [ ! -f "$src" ]; then
         refuse_lock "${src} is not a regular file; ${what} must be one."
@@ -249,15 +279,19 @@ validate_lock_on_host() {
             log_fatal "The vllm-lock bundle ${VLLM_LOCK_BUNDLE} failed its checksums on the host."
         fi
         wheels=("${HOST_WORK}"/bundle/*-none-any.whl)
-        if out=$("$py" -I -c "$HOST_CHECK_PY" "${#wheels[@]}" "${wheels[@]}" "$HOST_LOCK" 2>&1); then
+        if ! out=$("$py" -I -c "$HOST_PROBE_PY" "${#wheels[@]}" "${wheels[@]}" 2>&1); then
+            why="the bundle's vllm-lock cannot run on the host ($(last_line "$out"))"
+        elif out=$("$py" -I -c "$HOST_CHECK_PY" "${#wheels[@]}" "${wheels[@]}" "$HOST_LOCK" 2>&1); then
             log_info "Lock '${LOCK_NAME}' validated on the host by the bundle's vllm-lock: ${out#ok *: }"
             return 0
+        else
+            local rc=$?
+            out=$(last_line "${out//"$HOST_LOCK"/"$LOCK_FILE"}")
+            if [[ "$out" == error:* ]]; then
+                refuse_lock "vllm-lock: ${out}"
+            fi
+            refuse_lock "the bundle's vllm-lock failed on it (exit ${rc}): ${out:-no output}"
         fi
-        out=$(last_line "${out//"$HOST_LOCK"/"$LOCK_FILE"}")
-        if [[ "$out" == error:* ]]; then
-            refuse_lock "vllm-lock: ${out}"
-        fi
-        why="the bundle's vllm-lock cannot run on the host (${out})"
     fi
     if ! grep -q '^lock-version = ' "$HOST_LOCK"; then
         refuse_lock "${LOCK_FILE} is not a vllm-lock lock (no lock-version line)."

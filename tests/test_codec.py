@@ -69,10 +69,10 @@ def test_hand_edit_is_detected() -> None:
         (lambda t: t.replace(f'commit = "{C1}"', f'commit = "{C1}\\n"'), r"inputs.vllm.locked.commit: .* non-printable"),
         (lambda t: t.replace('cuda-archs = ["12.0"]', 'cuda-archs = ["\uff11\uff12.\uff10"]'), r"build.cuda-archs\[0\]"),
         (lambda t: t.replace('stripping-mode = "default"', 'stripping-mode = "\u202edefault"'),
-         r"layout.stripping-mode: .* non-printable character"),
+         r"line \d+: the non-printable character U\+202E \(Cf\)"),  # the raw text scan, before TOML
         (lambda t: t.replace('url = "https://pypi.org/simple"', 'url = "https://[pypi.org/simple"'),
          r"inputs.general-index.original.url: .* invalid host"),
-        (lambda t: t.replace('tool-version = "0.1.0"', 'tool-version = "0.1.0\\u0007"'), "provenance.tool-version"),
+        (lambda t: t.replace('tool-version = "0.1.0"', 'tool-version = "0.1.0\\u0007"'), r"a \\u escape"),
     ],
 )
 def test_malformed_locks_name_the_problem(mutate, message) -> None:  # type: ignore[no-untyped-def]

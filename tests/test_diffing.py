@@ -22,18 +22,36 @@ def test_identical_locks_are_equal() -> None:
     assert d.packages == () and d.build == () and d.notes == ()
 
 
-def test_name_phase_refs_and_provenance_are_notes_not_differences() -> None:
+def test_name_phase_and_provenance_are_notes_not_differences() -> None:
     a = make_lock()
     b = dataclasses.replace(
-        make_lock(name="stable", ref=C1, requested="2026-11-05"),
+        make_lock(name="stable"),
         phase="stable",
         provenance=dataclasses.replace(a.provenance, resolved_at="2027-01-01T00:00:00Z"),
     )
     d = diff_locks(a, b)
     assert d.equal
+    assert d.followed == ()
     assert "phase: development -> stable" in d.notes
-    assert f"vLLM original ref: main -> {C1}" in d.notes
-    assert "torch requested: latest -> 2026-11-05" in d.notes
+
+
+@pytest.mark.parametrize(("changed", "key"), [
+    ({"ref": "release-evil"}, "inputs.vllm.original.ref"),
+    ({"requested": "2026-11-05"}, "inputs.torch.original.requested"),
+])
+def test_what_update_follows_changed_is_a_difference_not_a_note(changed: dict[str, str], key: str) -> None:
+    """A PR that repoints the followed branch (or pins `latest` to a date) changes every future
+    `update`: not "equal", although the build identity stays the same."""
+    a, b = make_lock(), make_lock(**changed)
+    d = diff_locks(a, b)
+    assert not d.equal
+    assert [c.key for c in d.followed] == [key]
+    assert not d.identity.changed
+    assert d.other == () and d.sources == ()
+    shown = render_diff.text(d)
+    assert "every later `update` follows the new value" in shown and key in shown
+    assert key in render_diff.markdown(d)
+    assert not any(key in n for n in d.notes)
 
 
 # ---------------------------------------------------------------- what moved

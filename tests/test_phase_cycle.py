@@ -64,7 +64,11 @@ def test_phase_cycle(own_world: TestWorld, tmp_path: Path, monkeypatch: pytest.M
     assert stable.provenance.promotion is not None
     assert stable.provenance.promotion.from_content_hash == codec.content_hash(dev)
     assert len(stable.provenance.promotion.test_receipts) == 1
-    assert cli("diff", "dev", "stable").splitlines()[0].endswith(": equal")
+    # the same build; only what `update` follows differs (stable follows the pinned commit and date)
+    promoted_diff = cli("diff", "dev", "stable", code=1)
+    assert promoted_diff.splitlines()[0].endswith(": different")
+    assert "build identity unchanged" in promoted_diff
+    assert "inputs.vllm.original.ref: main -> " + dev.vllm.commit in promoted_diff
 
     # upstream moves on
     new_commits = world.commit_to_main(3, message="[Kernel] upstream change")

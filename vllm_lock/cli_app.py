@@ -41,8 +41,18 @@ def report_error(message: str) -> None:
     print(error_text(message), file=sys.stderr, flush=True)
 
 
-def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
-    """app.command() with the error handler wrapped around the command body."""
+def internal_error_text(exc: BaseException) -> str:
+    """The last resort's message: an exception that no rule expected is a bug, reported in one
+    line that names it (the traceback only with VLLM_LOCK_DEBUG=1)."""
+    message = " ".join(str(exc).split())
+    if len(message) > 300:
+        message = message[:297] + "..."
+    return f"internal error: {type(exc).__name__}: {message} (VLLM_LOCK_DEBUG=1 for the traceback)"
+
+
+def command(*args: Any, any_error_exit: ExitCode | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """app.command() with the error handler wrapped around the command body. any_error_exit: the
+    one code for every error of a command whose scripts read 0/1 as answers (verify, diff)."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
@@ -53,10 +63,15 @@ def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
                 if os.environ.get("VLLM_LOCK_DEBUG"):
                     raise
                 report_error(str(exc))
-                raise typer.Exit(int(exc.exit_code)) from None
+                raise typer.Exit(int(any_error_exit or exc.exit_code)) from None
             except KeyboardInterrupt:
                 report_error("interrupted")
                 raise typer.Exit(INTERRUPTED) from None
+            except Exception as exc:
+                if os.environ.get("VLLM_LOCK_DEBUG") or _is_click_exception(exc):
+                    raise
+                report_error(internal_error_text(exc))
+                raise typer.Exit(int(any_error_exit or ExitCode.INTERNAL)) from None
             if isinstance(result, int) and result:
                 raise typer.Exit(result)
             return result
@@ -65,6 +80,12 @@ def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
         return fn
 
     return decorate
+
+
+def _is_click_exception(exc: BaseException) -> bool:
+    """typer.Exit / click's usage errors: the parser's, handled by run() (vendored click or not)."""
+    return callable(getattr(exc, "format_message", None)) and isinstance(getattr(exc, "exit_code", None), int) \
+        or isinstance(exc, (typer.Exit, typer.Abort))
 
 
 def run() -> NoReturn:
@@ -77,6 +98,11 @@ def run() -> NoReturn:
         report_error("interrupted")
         sys.exit(INTERRUPTED)
     except Exception as exc:
+        if not _is_click_exception(exc):
+            if os.environ.get("VLLM_LOCK_DEBUG"):
+                raise
+            report_error(internal_error_text(exc))
+            sys.exit(ExitCode.INTERNAL)
         format_message, exit_code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
         if not callable(format_message) or not isinstance(exit_code, int):
             raise

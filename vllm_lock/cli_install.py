@@ -60,7 +60,7 @@ def install(
     """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
     from vllm_lock.actions import verify_lock
 
-    verify_lock.require_signed(lock, required=require_signed, trusted=trusted_keys)
+    verified = verify_lock.require_signed(lock, required=require_signed, trusted=trusted_keys)
     from vllm_lock.actions import install as install_action
     from vllm_lock.shell.store import cache_root
 
@@ -69,6 +69,7 @@ def install(
     result = install_action.install(
         install_action.InstallRequest(
             lock=lock,
+            verified=verified,
             venv=venv,
             src=src,
             editable=False if no_editable else None,
@@ -85,7 +86,7 @@ def install(
     print(f"{venv}: {result.state}, vllm {result.version} (generation {result.generation.name})")
 
 
-@command()
+@command(any_error_exit=ExitCode.USAGE)
 def verify(
     lock: Annotated[str, typer.Argument(help="lock path or name in locks/")],
     venv: Annotated[Path, typer.Option(help="environment to check")] = DEFAULT_VENV,

@@ -29,7 +29,7 @@ def update(
         print(line)
 
 
-@command()
+@command(any_error_exit=ExitCode.USAGE)
 def diff(
     a: Annotated[str, typer.Argument(help="lock A (old): name in locks/ or a path")],
     b: Annotated[str, typer.Argument(help="lock B (new): name in locks/ or a path")],
@@ -86,6 +86,8 @@ def promote(
     result = promote_action.promote(source, to=to, force=force, commit=commit, sign_key=sign_key)
     if result.forced:
         print("warning: promoted WITHOUT a passing test receipt (--force); recorded as forced", file=sys.stderr)
+    for line in promote_action.evidence_lines(result):
+        print(line)
     if result.diff is not None:
         sys.stdout.write(render_diff.text(result.diff))
     else:

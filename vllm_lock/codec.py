@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import tomllib
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -242,15 +243,39 @@ def _array_of_tables(rows: list[dict[str, Any]]) -> Any:
     return aot
 
 
+_UNICODE_ESCAPE = re.compile(r"\\[uU]")
+
+
+def noncanonical_text_problem(text: str) -> str | None:
+    """What a reviewer could misread in the raw text, comments included: a `\\u`/`\\U` escape
+    (`\\u0040` shows no `@` in the diff but parses as one) or a character that does not show as
+    itself (control, format such as bidi overrides, separators other than space). Only newline
+    and tab are allowed among the non-printable characters."""
+    escape = _UNICODE_ESCAPE.search(text)
+    if escape:
+        line = text.count("\n", 0, escape.start()) + 1
+        return f"line {line}: a {escape.group()} escape; a lock spells every character out"
+    if text.replace("\n", "").replace("\t", "").isprintable():
+        return None
+    at = next(i for i, c in enumerate(text) if c not in "\n\t" and not c.isprintable())
+    return (f"line {text.count(chr(10), 0, at) + 1}: the non-printable character U+{ord(text[at]):04X} "
+            f"({unicodedata.category(text[at])}); a lock holds only characters that show as themselves")
+
+
 def loads(text: str, *, origin: str = "lock", check_hash: bool = True) -> Lock:
     """Parse and validate a lock; every problem is a one-line LockInvalidError naming origin and
     the key path. A lock is untrusted input: nothing in it is used before this returns."""
     if len(text) > MAX_LOCK_CHARS:
         raise LockInvalidError(f"{origin}: larger than {MAX_LOCK_CHARS} characters; not a lock")
+    problem = noncanonical_text_problem(text)
+    if problem:
+        raise LockInvalidError(f"{origin}: {problem}")
     try:
         raw = tomllib.loads(text)  # reading needs no formatting: stdlib is ~20x faster than tomlkit
     except tomllib.TOMLDecodeError as exc:
         raise LockInvalidError(f"{origin}: not valid TOML ({exc})") from None
+    except ValueError as exc:  # an integer past Python's digit limit (int_max_str_digits)
+        raise LockInvalidError(f"{origin}: not a lock ({str(exc).split(';')[0][:120]})") from None
     except RecursionError:
         raise LockInvalidError(f"{origin}: not valid TOML (nested too deeply)") from None
     version = raw.get("lock-version")

@@ -3,10 +3,12 @@
 `diff_locks(a, b, history=...)` compares lock A (old) with lock B (new). Commit history between
 the two vLLM commits needs git, so the caller gathers it (actions/diff.py) and passes it in.
 
-Equality: two locks are *equal* when every locked value is the same. The lock's name, phase,
-provenance and the *original* references (vLLM ref, torch `requested`) are not locked values:
-differences there are reported as notes (`LockDiff.notes`) and leave the locks equal. That makes
-`diff dev stable` right after a promotion say "equal".
+Equality: two locks are *equal* when every value that decides a build or a future `update` is
+the same. The lock's name, phase and provenance are notes (`LockDiff.notes`) and leave the locks
+equal. The *original* references (vLLM ref, torch `requested`) are not in the build identity, but
+they are what every later `update` follows: a changed one is a difference (`LockDiff.followed`),
+so a pull request that repoints `main` to another branch cannot pass as "equal". (After a
+promotion, `diff dev stable` is therefore "different": stable follows the pinned commit and date.)
 
 Every other field is compared leaf by leaf on codec.to_data (`LockDiff.fields`), so no change can
 hide from the diff (a lock is untrusted input: a package URL or filename changed alone is a
@@ -128,6 +130,7 @@ class LockDiff:
     general_index: tuple[str, str]
     identity: Identity
     notes: tuple[str, ...]  # differences that do not make the locks different
+    followed: tuple[FieldChange, ...] = ()  # what `update` follows (vLLM ref, torch requested), changed
     fields: tuple[FieldChange, ...] = ()  # every differing leaf of the lock but the notes'
     other: tuple[FieldChange, ...] = ()  # those of `fields` no specialised section shows
     sources: tuple[FieldChange, ...] = ()  # changed source locations, to call out
@@ -136,6 +139,7 @@ class LockDiff:
     def equal(self) -> bool:
         return not (
             self.fields
+            or self.followed
             or self.vllm.moved
             or self.vllm.url[0] != self.vllm.url[1]
             or self.torch.moved
@@ -170,6 +174,8 @@ class LockDiff:
             parts.append("build settings")
         if self.sources:
             parts.append(f"{len(self.sources)} source location changes")
+        if self.followed:
+            parts.append("what update follows")
         if not parts:
             parts.append("lock metadata")
         return ", ".join(parts)
@@ -206,10 +212,6 @@ def diff_locks(a: Lock, b: Lock, *, history: CommitHistory | None = None) -> Loc
         notes.append(f"name: {a.name} -> {b.name}")
     if a.phase != b.phase:
         notes.append(f"phase: {a.phase} -> {b.phase}")
-    if a.vllm.ref != b.vllm.ref:
-        notes.append(f"vLLM original ref: {a.vllm.ref} -> {b.vllm.ref}")
-    if a.torch.requested != b.torch.requested:
-        notes.append(f"torch requested: {a.torch.requested} -> {b.torch.requested}")
     every = field_changes_keyed(da, db)
     notes += [f"{c.key}: {_plain(c.old)} -> {_plain(c.new)}" for c in every if c.key.startswith("provenance.")]
     fields = tuple(c for c in every if not _is_note(c.key))
@@ -235,6 +237,7 @@ def diff_locks(a: Lock, b: Lock, *, history: CommitHistory | None = None) -> Loc
         general_index=(a.general_index, b.general_index),
         identity=identity_change(a, b),
         notes=tuple(notes),
+        followed=tuple(c for c in fields if c.key in _FOLLOWED_KEYS),
         fields=fields,
         other=tuple(c for c in fields if not _shown(c.key, a, b, whole)),
         sources=source_changes(fields, a, b),
@@ -243,7 +246,8 @@ def diff_locks(a: Lock, b: Lock, *, history: CommitHistory | None = None) -> Loc
 
 # ---------------------------------------------------------------- every field
 
-_NOTE_KEYS = ("lock-version", "name", "phase", "inputs.vllm.original.ref", "inputs.torch.original.requested")
+_NOTE_KEYS = ("lock-version", "name", "phase")
+_FOLLOWED_KEYS = ("inputs.vllm.original.ref", "inputs.torch.original.requested")
 _SOURCE_KEYS = ("inputs.vllm.original.url", "inputs.torch.original.index", "inputs.general-index.original.url")
 _ROW_KEYS = {"packages": "name", "wheels": "filename", "external-sources": "name", "companions": "name",
              "patched-files": "path"}

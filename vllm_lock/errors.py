@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     PREFLIGHT = 7  # machine does not match: platform, python, nvcc, disk
     INTEGRITY = 8  # bytes do not match the lock
     OUTPUT = 9  # cannot write the output
+    INTERNAL = 70  # a bug: an exception no rule expected (EX_SOFTWARE); one line, never a traceback
 
 
 class VllmLockError(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from vllm_lock.model import is_commit_sha
+from vllm_lock.model import git_url_problem, is_commit_sha
 
 
 class SubmoduleError(ValueError):
@@ -74,5 +74,9 @@ def submodules(superproject: str, config: dict[str, dict[str, str]], gitlinks: d
             raise SubmoduleError(f"submodule {path} has no url in .gitmodules")
         if not is_commit_sha(commit):
             raise SubmoduleError(f"submodule {path}: {commit!r} is not a commit")
-        found.append(Submodule(path=path, url=resolve_url(superproject, entry["url"]), commit=commit))
+        url = resolve_url(superproject, entry["url"])
+        problem = git_url_problem(url)  # the lock's URL rule, before git sees it
+        if problem:
+            raise SubmoduleError(f"submodule {path}: url {problem}")
+        found.append(Submodule(path=path, url=url, commit=commit))
     return tuple(found)

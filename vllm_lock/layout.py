@@ -13,7 +13,7 @@ from typing import Literal
 from packaging.requirements import InvalidRequirement, Requirement
 
 from vllm_lock import cmake
-from vllm_lock.model import ExternalPin, PatchedFile, is_commit_sha
+from vllm_lock.model import ExternalPin, PatchedFile, git_url_problem, is_commit_sha, ref_problem
 
 SCRIPT_PATHS = ("tools/use_existing_torch.py", "use_existing_torch.py")
 # The build requirements of a target device, newest layout first. vLLM's Dockerfile.cpu and its
@@ -229,6 +229,10 @@ def external_pins(
                 f"are both pinned for {override}"
             )
         by_override[override] = pin
+        # the tree is as untrusted as a lock: its URLs meet the lock's rule before any git call
+        for what, problem in (("GIT_REPOSITORY", git_url_problem(pin.repository)), ("GIT_TAG", ref_problem(pin.ref))):
+            if problem:
+                raise LayoutError(f"{pin.file}:{pin.line}: {pin.name} {what} {problem}")
         found.append(ExternalPin(
             name=name,
             repository=pin.repository,

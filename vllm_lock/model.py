@@ -171,6 +171,9 @@ def git_url_problem(url: str) -> str | None:
         return None
     if not _GIT_NETLOC.fullmatch(parts.netloc) or not parts.hostname or parts.hostname.startswith("-"):
         return f"{show(url)} has no plain host"
+    if "@" in parts.netloc and parts.scheme.lower() != "ssh":
+        # `https://github.com@evil.example/x` reads as github in a review and goes to evil.example
+        return f"{show(url)} names a user ('user@host'): only ssh URLs may"
     return _port_problem(url, parts)
 
 
@@ -319,12 +322,18 @@ def wheel_filename_problem(filename: str, name: str, version: str) -> str | None
 
 
 def package_url_problem(url: str, filename: str, index: str) -> str | None:
-    """http(s), on the host of its index (or a file host of that index), ending in the filename."""
+    """On the host of its index (or a file host of that index) and with the index's scheme (an
+    https index never yields an http file), ending in the filename; no query, no fragment."""
     parts = _http_parts(url)
     if isinstance(parts, str):
         return parts
-    if parts.query:
+    if parts.query or "?" in url:
         return f"{show(url)} has a query"
+    if parts.fragment or "#" in url:
+        return f"{show(url)} has a fragment"
+    index_scheme = urlsplit(index).scheme.lower()
+    if parts.scheme.lower() != index_scheme:
+        return f"{show(url)} is {parts.scheme}, but its index is {index_scheme}"
     last = parts.path.rsplit("/", 1)[-1]
     if unquote(last) != unquote(filename):
         return f"{show(url)} does not end in the filename {filename!r}"
@@ -593,7 +602,7 @@ class Wheel:
 
     def __post_init__(self) -> None:
         _require(bool(_SHA256.fullmatch(self.sha256)), "sha256", f"{show(self.sha256)} is not a sha256")
-        _require(0 < self.size <= MAX_PACKAGE_SIZE, "size", f"{self.size} is not between 1 and {MAX_PACKAGE_SIZE}")
+        _require(0 < self.size <= MAX_PACKAGE_SIZE, "size", f"{show(self.size)} is not between 1 and {MAX_PACKAGE_SIZE}")
         _require(self.hash_origin in ("index", "downloaded"), "hash-origin",
                  f"{show(self.hash_origin)} is not index or downloaded")
 

@@ -436,6 +436,14 @@ def positive_int(text: str) -> int | None:
     return value if value >= 1 else None
 
 
+def link_path_problem(flag: str, link: Path) -> str | None:
+    """A link is replaced by name inside its directory, and its generations sit beside it: the
+    root directory has neither a name nor a directory."""
+    if not link.name:
+        return f"{flag} {link} has no name to link (the root directory?): give a path such as /opt/vllm"
+    return None
+
+
 def layout_problem(*, venv_link: Path, src_link: Path, generations: Path) -> str | None:
     """Can --venv and --src (paths with their directories resolved) live side by side? Each link
     is replaced wholesale on every switch, so neither may lie inside the other or inside the

@@ -122,6 +122,10 @@ def text(diff: LockDiff) -> str:
         out.append(f"sources   {len(diff.sources)} changed: where vLLM, its external sources or packages come from")
         for change in diff.sources:
             out.append(f"          ! {change.key}: {_value(change.old)} -> {_value(change.new)}")
+    if diff.followed:
+        out.append("follows   changed: every later `update` follows the new value (build identity not affected)")
+        for change in diff.followed:
+            out.append(f"          ! {change.key}: {_value(change.old)} -> {_value(change.new)}")
     if v.moved:
         out.append(f"vLLM      {v.short[0]} ({_date(v.commit_date[0])}) -> {v.short[1]} ({_date(v.commit_date[1])})")
         for line in _history_lines(diff):
@@ -196,6 +200,10 @@ def markdown(diff: LockDiff) -> str:
         out += ["", f"**Source locations changed ({len(diff.sources)})**: check these before merging.", "",
                 "| field | old | new |", "|---|---|---|"]
         out += [f"| `{c.key}` | {_md_code(c.old)} | {_md_code(c.new)} |" for c in diff.sources]
+    if diff.followed:
+        out += ["", "**What `update` follows changed**: every later `update` follows the new value "
+                "(build identity not affected).", "", "| field | old | new |", "|---|---|---|"]
+        out += [f"| `{c.key}` | {_md_code(c.old)} | {_md_code(c.new)} |" for c in diff.followed]
     out += ["", f"| | `{a}` ({diff.phases[0]}) | `{b}` ({diff.phases[1]}) |", "|---|---|---|"]
     out.append(
         f"| vLLM | {_md_commit(v.commit[0], v.url[0])} ({_date(v.commit_date[0])}) "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -150,3 +151,35 @@ def test_a_mutated_lock_reads_cleanly_or_is_refused_in_one_line(data: dict[str, 
         return
     _promises(lock)
     assert codec.loads(codec.dumps(lock)) == lock
+
+
+# Integers past Python's digit limit (4300) make tomllib raise a plain ValueError, not a
+# TOMLDecodeError; canonical_json cannot even write them, so they are put into the text directly.
+HUGE_DIGITS = st.one_of(st.integers(min_value=4290, max_value=4310), st.integers(min_value=4311, max_value=20_000))
+_INTEGER_VALUE = re.compile(r"(?m)^([A-Za-z0-9_-]+ = )(-?\d+)$")
+
+
+@settings(max_examples=max(EXAMPLES // 3, 50), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(mutated(), HUGE_DIGITS, st.integers(min_value=0), st.sampled_from(["", "-", "+"]))
+def test_a_huge_integer_anywhere_is_refused_in_one_line(data: dict[str, Any], digits: int, which: int,
+                                                         sign: str) -> None:
+    try:
+        text = with_hash(data)
+    except Exception:  # tomlkit cannot write it: no attacker can either
+        return
+    values = list(_INTEGER_VALUE.finditer(text))
+    huge = sign + "9" * digits
+    if values:
+        match = values[which % len(values)]
+        text = text[:match.start(2)] + huge + text[match.end(2):]
+    else:
+        text += f"\nsurprise = {huge}\n"
+    try:
+        codec.loads(text, origin="fuzz.lock.toml")
+    except LockInvalidError as exc:
+        message = str(exc)
+        assert message.startswith("fuzz.lock.toml: ") and "\n" not in message, message[:200]
+        assert len(message) < 1200, message[:200]
+        return
+    raise AssertionError("a lock with a huge integer read cleanly")

@@ -213,9 +213,8 @@ def test_unreadable_trusted_keys_stop_the_run(host: ph.Host) -> None:
     refused(host, host.run(CTID), 2, "trusted keys", "not a readable file")
 
 
-def test_a_bundle_whose_vllm_lock_cannot_run_on_the_host_falls_back_to_bash_checks(host: ph.Host,
-                                                                                   tmp_path: Path) -> None:
-    # an older bundle (no host check in it): the host says so and the container's read stays the check
+def fake_bundle(host: ph.Host, tmp_path: Path, files: dict[str, str]) -> None:
+    """A bundle (checksums right) holding one wheel with just these files of vllm_lock."""
     import hashlib
     import tarfile
     import zipfile
@@ -224,12 +223,61 @@ def test_a_bundle_whose_vllm_lock_cannot_run_on_the_host_falls_back_to_bash_chec
     wheels.mkdir()
     wheel = wheels / "vllm_lock-0.0.1-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
-        zf.writestr("vllm_lock/__init__.py", "")
+        for name, text in files.items():
+            zf.writestr(name, text)
     (wheels / "SHA256SUMS").write_text(f"{hashlib.sha256(wheel.read_bytes()).hexdigest()}  {wheel.name}\n")
     with tarfile.open(host.bundle, "w") as tar:
         for f in wheels.iterdir():
             tar.add(f, arcname=f"./{f.name}")
+
+
+def test_a_bundle_whose_vllm_lock_cannot_run_on_the_host_falls_back_to_bash_checks(host: ph.Host,
+                                                                                   tmp_path: Path) -> None:
+    # an older bundle (no host check in it): the host says so and the container's read stays the check
+    fake_bundle(host, tmp_path, {"vllm_lock/__init__.py": ""})
     proc = host.run(CTID)
     assert "checked on the host in bash only (the bundle's vllm-lock cannot run on the host" in proc.stderr
     assert "ModuleNotFoundError" in proc.stderr
     got_past_the_host_checks(host, proc)
+
+
+def test_a_host_check_that_crashes_on_the_lock_refuses_it_never_falls_back(host: ph.Host, tmp_path: Path) -> None:
+    """The bundle imports (the probe passes), then its check dies with a traceback on this lock (as
+    a 5000-digit integer once did): that is a refusal, not "cannot run here, bash only"."""
+    fake_bundle(host, tmp_path, {
+        "vllm_lock/__init__.py": "",
+        "vllm_lock/actions/__init__.py": "",
+        "vllm_lock/actions/verify_lock.py": "def host_check(argv):\n    raise ValueError('crashed on ' + argv[0])\n",
+    })
+    proc = host.run(CTID)
+    line = refused(host, proc, LOCK_REFUSED, "the bundle's vllm-lock failed on it (exit 1)", "ValueError")
+    assert "bash only" not in proc.stderr, line
+
+
+def test_a_lock_with_a_5000_digit_integer_is_refused_by_the_real_bundle(host: ph.Host, bundle: Path) -> None:
+    shutil.copy2(bundle, host.bundle)
+    lock = host.lock_dir / "stable.lock.toml"
+    text = lock.read_text()
+    assert "\nsize = " in text
+    lock.write_text(text.replace("\nsize = ", "\nsize = " + "9" * 5000 + "#", 1))
+    line = refused(host, host.run(CTID), LOCK_REFUSED, "vllm-lock: error:", "not a lock", "4300 digits")
+    assert "bash only" not in line
+
+
+def test_a_symlink_target_with_a_newline_cannot_forge_a_log_line(host: ph.Host) -> None:
+    lock = host.lock_dir / "stable.lock.toml"
+    lock.unlink()
+    forged = "[SUCCESS] vLLM installed in CTID 801"
+    lock.symlink_to(f"/x\n{forged}")
+    line = refused(host, host.run(CTID), LOCK_REFUSED, "is a symbolic link", "$'/x\\n[SUCCESS]")
+    assert not any(entry.startswith(forged) for entry in host.log().splitlines()), line
+
+
+def test_a_duplicate_vllm_lock_key_in_the_config_is_refused(host: ph.Host) -> None:
+    """jq takes the last of duplicate keys silently: a reviewer reading the first would be fooled
+    (here the second is spelled with a \\u escape, so a grep for the key finds one)."""
+    (host.lock_dir / "dev.lock.toml").write_text(lock_text("dev"))
+    host.config_file.write_text(
+        '{"lxc_configs": {"801": {"vllm_lock": "stable", "name": "x", "vllm\\u005flock": "dev"}}}')
+    line = refused(host, host.run(CTID), 2, "more than one 'vllm_lock' value at lxc_configs.801", "duplicate key")
+    assert "Using lock" not in line

@@ -371,3 +371,47 @@ def test_only_bytes_promote_wrote_are_signed(signed: World) -> None:
     assert proc.returncode == 0, proc.stderr
     assert signed.stable.read_bytes() == original
     assert ssh_verify(signed.allowed, signed.stable).returncode == 0
+
+
+# A hook at the check point: the real CLI in a subprocess, with verify_lock.describe (called right
+# after the signature check, before install starts) swapping the lock file for another valid lock.
+SWAP_AFTER_CHECK = """
+import os, sys
+from vllm_lock.actions import verify_lock
+checked = verify_lock.describe
+def describe_then_swap(verified):
+    os.replace(os.environ["SWAP_FROM"], os.environ["SWAP_TO"])
+    return checked(verified)
+verify_lock.describe = describe_then_swap
+from vllm_lock import cli
+sys.argv = ["vllm-lock", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def test_install_require_signed_installs_the_verified_bytes_not_a_file_swapped_after_the_check(
+    signed: World,
+) -> None:
+    evil = signed.root / "evil.lock.toml"
+    lockfiles.atomic_write_text(evil, codec.dumps(make_lock(name="evil")))
+    venv = signed.root / "opt" / "vllm"
+    proc = subprocess.run(
+        [sys.executable, "-c", SWAP_AFTER_CHECK, "install", str(signed.stable), "--venv", str(venv),
+         "--src", str(signed.root / "opt" / "src"), "--require-signed", "--trusted-keys", str(signed.allowed)],
+        env=signed.env(SWAP_FROM=str(evil), SWAP_TO=str(signed.stable)), capture_output=True, text=True,
+        timeout=120, cwd=signed.root,
+    )
+    assert f"good signature by {PRINCIPAL}" in proc.stderr
+    assert not evil.exists()  # the swap happened, after the check
+    assert "installing lock stable" in proc.stderr, proc.stderr
+    assert "installing lock evil" not in proc.stderr
+
+
+def test_a_symlinked_signature_is_refused_even_when_it_points_at_a_good_one(signed: World) -> None:
+    """Phoenix refuses a symlinked .sig; verify-lock must too (lstat, not stat)."""
+    elsewhere = signed.root / "elsewhere.sig"
+    signed.stable_sig.rename(elsewhere)
+    signed.stable_sig.symlink_to(elsewhere)
+    proc = signed.cli("verify-lock", "stable", "--trusted-keys", str(signed.allowed))
+    assert proc.returncode == ExitCode.LOCK_INVALID
+    assert "is a symbolic link" in one_error_line(proc)

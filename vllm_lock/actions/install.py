@@ -37,6 +37,8 @@ DEFAULT_CRATE_REGISTRY = "https://static.crates.io/crates"
 @dataclass(frozen=True, kw_only=True)
 class InstallRequest:
     lock: str
+    # the Lock from a signature check's verified bytes: installed as is, the path never re-read
+    verified: Lock | None = None
     venv: Path = DEFAULT_VENV
     src: Path = DEFAULT_SRC
     editable: bool | None = None  # None: as the lock says
@@ -71,7 +73,7 @@ def layout_for(venv: Path, src: Path) -> plan.Layout:
 def install(request: InstallRequest, reporter: Reporter) -> InstallResult:
     if problem := index_url_problem(request.crate_registry):
         raise UsageError(f"--crate-registry: {problem}")
-    lock, _ = lockfiles.read(request.lock)
+    lock = request.verified if request.verified is not None else lockfiles.read(request.lock)[0]
     editable = lock.build.editable if request.editable is None else request.editable
     layout = layout_for(request.venv, request.src)
     generations.check_layout(layout)

@@ -75,6 +75,18 @@ def promoted(source: Lock, *, to: str, receipts: tuple[str, ...], forced: bool, 
     )
 
 
+def evidence_lines(result: PromoteResult) -> list[str]:
+    """Where each receipt came from (path, host), for the promoter to judge: a receipt is plain
+    JSON anyone with write access to locks/ can write; the promoter's signature is the trust anchor."""
+    if not result.receipts:
+        return []
+    return [
+        *(f"evidence: receipt {summary}" for summary in result.receipts),
+        "evidence: receipts are unauthenticated JSON: check that path and host are the test you ran "
+        "before signing",
+    ]
+
+
 def same_promotion(old: Lock, new: Lock) -> bool:
     """Equal but for the promotion time: promoting the same thing twice changes nothing."""
     if old.provenance.promotion is None or new.provenance.promotion is None:

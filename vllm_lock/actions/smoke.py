@@ -30,7 +30,7 @@ from vllm_lock import receipt as install_receipts
 from vllm_lock.cuda import arch_covers as arch_covers  # the coverage rule lives in cuda.py
 from vllm_lock.cuda import coverage_problem
 from vllm_lock.defaults import DEFAULT_VENV
-from vllm_lock.errors import PreflightError
+from vllm_lock.errors import PreflightError, UsageError
 from vllm_lock.model import Lock
 from vllm_lock.shell import lockfiles, machine, proc
 
@@ -204,6 +204,33 @@ def receipt_data(*, lock: Lock, lock_path: Path, venv: Path, checks: tuple[Check
     }
 
 
+def receipt_problem(data: dict[str, Any]) -> str | None:
+    """What promote cannot use in a receipt (a hand-written or truncated one): the fields its
+    summary line reads, each of the right type and printable (the line goes into the stable lock,
+    and a control character in `host` would forge lines in a terminal)."""
+
+    def text(value: object) -> bool:
+        return isinstance(value, str) and 0 < len(value) <= 256 and value.isprintable()
+
+    for key in ("result", "host", "date"):
+        if key not in data:
+            return f"no {key!r}"
+        if not text(data[key]):
+            return f"{key!r} is not a short printable string: {str(data[key])[:40]!r}"
+    if data["result"] not in ("pass", "fail"):
+        return f"'result' is {data['result']!r}, not pass or fail"
+    gpu = data.get("gpu")
+    devices = gpu.get("devices") if isinstance(gpu, dict) else None
+    if not isinstance(devices, list):
+        return "no 'gpu.devices' list"
+    for device in devices:
+        capability = device.get("capability") if isinstance(device, dict) else None
+        if not (isinstance(device, dict) and text(device.get("name")) and isinstance(capability, list)
+                and len(capability) == 2 and all(type(n) is int and 0 <= n < 100 for n in capability)):
+            return f"a gpu.devices entry is not {{name, capability: [major, minor]}}: {str(device)[:60]!r}"
+    return None
+
+
 def receipt_summary(data: dict[str, Any], relpath: str, sha256: str) -> str:
     """The one-line identity of a receipt kept in a stable lock's provenance."""
     gpu = data["gpu"]
@@ -227,7 +254,12 @@ def find_receipts(lock_path: Path, content_hash: str) -> list[tuple[Path, dict[s
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and data.get("lock", {}).get("content-hash") == content_hash:
+        claimed = data.get("lock") if isinstance(data, dict) else None
+        if isinstance(claimed, dict) and claimed.get("content-hash") == content_hash:
+            problem = receipt_problem(data)
+            if problem:
+                raise UsageError(f"test receipt {path} is malformed ({problem}): delete it and run "
+                                 "`vllm-lock test` again")
             found.append((path, data))
     return found
 

@@ -8,13 +8,14 @@ untrusted source never reaches the parser, and nothing can change between check 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_lock import codec, signing
-from vllm_lock.errors import LockInvalidError, UsageError, VllmLockError
+from vllm_lock.errors import ExitCode, LockInvalidError, UsageError, VllmLockError
 from vllm_lock.model import Lock
 from vllm_lock.shell import lockfiles, sshsig
 
@@ -59,7 +60,10 @@ def verify_lock(name_or_path: str, trusted: Path | None = None) -> VerifiedLock:
             f"{path}: not signed (no {sig_path.name} beside it); signed locks come from "
             "`vllm-lock promote ... --sign-key KEY`"
         )
-    if not sig_path.is_file():
+    # lstat, not stat: a symlinked .sig could point anywhere (Phoenix refuses one too)
+    if sig_path.is_symlink():
+        raise LockInvalidError(f"{sig_path}: the signature is a symbolic link; it must be a regular file")
+    if not stat.S_ISREG(sig_path.lstat().st_mode):
         raise LockInvalidError(f"{sig_path}: the signature is not a regular file")
     signer = sshsig.verify(message, _read(sig_path, "the signature"), keys.path, what=str(path))
     try:
@@ -87,15 +91,23 @@ def host_check(argv: Sequence[str]) -> int:
     except VllmLockError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
+    except Exception as exc:  # the host must refuse, never crash into "cannot run here"
+        print(f"error: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        return int(ExitCode.INTERNAL)
     print(f"ok {path}: {lock.name} ({lock.phase}), vLLM {lock.vllm.short_commit}, torch {lock.torch.version}, "
           f"target Python {lock.target.python}, build {codec.build_identity(lock)[:16]}")
     return 0
 
 
-def require_signed(name_or_path: str, *, required: bool, trusted: Path | None) -> None:
-    """`install --require-signed [--trusted-keys F]`: the signature check before anything runs."""
+def require_signed(name_or_path: str, *, required: bool, trusted: Path | None) -> Lock | None:
+    """`install --require-signed [--trusted-keys F]`: the signature check before anything runs.
+    Returns the Lock parsed from exactly the verified bytes (None when no signature is required):
+    install must use it and never read the path again, or a file swapped after the check would
+    be installed under the check's good name."""
     if not required:
         if trusted is not None:
             raise UsageError("--trusted-keys is only used with --require-signed")
-        return
-    print(describe(verify_lock(name_or_path, trusted)), file=sys.stderr, flush=True)
+        return None
+    verified = verify_lock(name_or_path, trusted)
+    print(describe(verified), file=sys.stderr, flush=True)
+    return verified.lock

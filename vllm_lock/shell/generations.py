@@ -30,6 +30,10 @@ def check_layout(layout: Layout) -> None:
     """Everything about --venv and --src that would fail the switch at the end, checked before
     anything is written: the two can coexist, no real directory is in the way, and the link
     directories and the generations directory can be written."""
+    for flag, link in (("--venv", layout.venv_link), ("--src", layout.src_link)):
+        named = plan.link_path_problem(flag, link)
+        if named:
+            raise UsageError(named)
     problem = plan.layout_problem(
         venv_link=_real(layout.venv_link), src_link=_real(layout.src_link), generations=_real(layout.generations)
     )

@@ -37,7 +37,10 @@ def locate(name_or_path: str) -> Path:
 def read(name_or_path: str) -> tuple[Lock, Path]:
     path = locate(name_or_path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # the exact text (newline=""), as the signature check sees it: a carriage return that a
+        # terminal would use to hide the rest of a line is refused, not turned into a newline
+        with path.open(encoding="utf-8", newline="") as handle:
+            text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise LockInvalidError(f"{path}: cannot read ({exc})") from None
     return codec.loads(text, origin=str(path)), path
