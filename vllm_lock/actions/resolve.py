@@ -37,6 +37,7 @@ from vllm_lock.errors import (
     UsageError,
     VllmLockError,
 )
+from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import (
     BuildRecipe,
     ExternalPin,
@@ -59,7 +60,7 @@ from vllm_lock.model import (
 )
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import git as git_shell
-from vllm_lock.shell import http, lockfiles
+from vllm_lock.shell import http, lockfiles, mirroring
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 from vllm_lock.shell.stripping import run_stripping_script, snapshot
@@ -98,6 +99,7 @@ class ResolveRequest:
     cache: Path = field(default_factory=cache_root)
     rehash: bool = False  # download unhashed files again even when the server's ETag did not change
     without: tuple[str, ...] = ()  # torch-family members left out on purpose (recorded in the lock)
+    mirrors: Mirrors = NO_MIRRORS  # where bytes come from; never in the lock (docs/mirrors.md)
 
     @property
     def torch_index_url(self) -> str:
@@ -169,7 +171,8 @@ def resolve(request: ResolveRequest, reporter: Reporter) -> tuple[Lock, Path, bo
         rep = reporter.with_log(log)
         rep.say(f"full log: {log_path}")
         try:
-            return _resolve(request, target, recipe, output, rep)
+            with mirroring.using(request.mirrors):
+                return _resolve(request, target, recipe, output, rep)
         finally:
             reporter.timings.update(rep.timings)
             for old in sorted(logs.glob("resolve-*.log"), key=lambda p: p.stat().st_mtime)[:-LOGS_KEPT]:
