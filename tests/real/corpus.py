@@ -1,0 +1,151 @@
+"""The real-vLLM corpus harness: each cached PyPI sdist made into a git repository (a tag
+`vX.Y.Z` and one harness commit on top), every external repository its cmake files name served
+from LOCAL git repositories (reached through `--mirror https://github.com/=file://<root>/`), and a
+local torch index of fake torch-family wheels with the versions each vLLM pins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdists import sdist
+
+from vllm_lock.testworld.packages import TRITON_MARKER, X86
+from vllm_lock.testworld.server import IndexConfig, IndexStore, Listener, start_listener
+from vllm_lock.testworld.wheels import WheelSpec, build_wheel
+
+GITHUB = "https://github.com/"
+CUDA = "cu128"
+TORCH_INDEX_PATH = f"/whl/{CUDA}"
+
+# What PyTorch's cu128 index carries for these releases, written from each version's own pins
+# (requirements/cuda.txt): torch, then (member, version, the torch it requires).
+TORCH_RELEASES = {
+    "2.6.0": ("3.2.0", [("torchvision", "0.21.0", "==2.6.0"), ("torchaudio", "2.6.0", "==2.6.0")]),
+    "2.9.0": ("3.5.0", [("torchvision", "0.24.0", "==2.9.0"), ("torchaudio", "2.9.0", "==2.9.0")]),
+    "2.11.0": ("3.6.0", [("torchvision", "0.26.0", "==2.11.0")]),
+    "2.13.0": ("3.7.0", [("torchvision", "0.28.0", "==2.13.0")]),
+    "2.14.0": ("3.8.0", [("torchvision", "0.29.0", "==2.14.0")]),
+}
+# Members that no longer follow torch's version: torchaudio 2.11.0 serves torch 2.11 and newer
+FREE_MEMBERS = [("torchaudio", "2.11.0", ">=2.11.0"), ("torchcodec", "0.14.0", ">=2.9.0")]
+
+_DATE = {"GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
+         "GIT_AUTHOR_NAME": "corpus", "GIT_AUTHOR_EMAIL": "corpus@vllm-lock.invalid",
+         "GIT_COMMITTER_NAME": "corpus", "GIT_COMMITTER_EMAIL": "corpus@vllm-lock.invalid"}
+
+
+def git(*args: str, cwd: Path) -> str:
+    env = {**os.environ, **_DATE, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _commit_all(repo: Path, message: str) -> str:
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "--no-verify", "-m", message, cwd=repo)
+    return git("rev-parse", "HEAD", cwd=repo)
+
+
+def local_path(root: Path, repository: str) -> Path:
+    """Where the mirror of a github.com repository lives: root + the rest of its URL."""
+    assert repository.startswith(GITHUB), repository
+    return root / repository.removeprefix(GITHUB)
+
+
+def local_external(root: Path, repository: str, name: str, tag: str | None) -> str:
+    """A small local repository standing in for `repository` (created once per root): one
+    commit, tagged `tag` when the cmake files name a tag. Returns the commit."""
+    repo = local_path(root, repository)
+    if not (repo / ".git").is_dir():
+        repo.mkdir(parents=True)
+        git("init", "-q", "-b", "main", cwd=repo)
+        (repo / "README").write_text(f"local stand-in for {repository}\n")
+        _commit_all(repo, f"{name}: local stand-in")
+    if tag:
+        git("tag", "-f", tag, cwd=repo)
+    return git("rev-parse", "HEAD", cwd=repo)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VllmRepo:
+    path: Path
+    tag_commit: str
+    head: str  # the harness commit on top of the tag
+    moved: dict[str, str]  # SHA pin in the release -> the local repository's commit that replaced it
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.path}"
+
+
+def _cmake_files(tree: Path) -> Iterable[Path]:
+    yield tree / "CMakeLists.txt"
+    yield from sorted((tree / "cmake").rglob("*.cmake"))
+
+
+def make_vllm_repo(version: str, work: Path, github_root: Path, pins: Iterable[tuple[str, str, str, str]]) -> VllmRepo:
+    """The sdist's tree as a repository: commit tagged v<version>, then one harness commit that
+    moves every SHA pin to the local stand-in's commit (tags are created in the stand-ins)."""
+    tree = work / f"vllm-{version}"
+    tree.mkdir(parents=True)
+    with tarfile.open(sdist(version)) as archive:
+        prefix = f"vllm-{version}/"
+        members = []
+        for member in archive.getmembers():
+            if member.name.startswith(prefix) and (member.isfile() or member.isdir()):
+                member.name = member.name.removeprefix(prefix)
+                if member.name:
+                    members.append(member)
+        archive.extractall(tree, members=members, filter="data")
+    git("init", "-q", "-b", "main", cwd=tree)
+    tag_commit = _commit_all(tree, f"vLLM {version} (PyPI sdist)")
+    git("tag", f"v{version}", cwd=tree)
+    moved: dict[str, str] = {}
+    for name, repository, ref, _override in pins:
+        is_sha = len(ref) == 40 and all(c in "0123456789abcdef" for c in ref)
+        commit = local_external(github_root, repository, name, None if is_sha else ref)
+        if is_sha:
+            moved[ref] = commit
+    for path in _cmake_files(tree):
+        text = path.read_text(encoding="utf-8")
+        new = text
+        for old, commit in moved.items():
+            new = new.replace(old, commit)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+    head = _commit_all(tree, "harness: external SHA pins moved to the local mirror's commits")
+    return VllmRepo(path=tree, tag_commit=tag_commit, head=head, moved=moved)
+
+
+def _spec(name: str, version: str, requires: tuple[str, ...], py: str) -> WheelSpec:
+    tag = f"{py}-{py}-{X86}"
+    module = name.replace("-", "_")
+    files = ((f"{module}/__init__.py", f'"""Fake {name} (vllm-lock corpus)."""\n__version__ = "{version}"\n'),)
+    return WheelSpec(name, version, tag, files, requires, ">=3.10", f"{name} (vllm-lock corpus fake)")
+
+
+def torch_index_wheels() -> list[WheelSpec]:
+    specs = []
+    for py in ("cp312",):
+        for torch, (triton, members) in TORCH_RELEASES.items():
+            local = f"{torch}+{CUDA}"
+            specs.append(_spec("torch", local, ("filelock", "typing-extensions>=4.10.0",
+                                                f"triton=={triton}; {TRITON_MARKER}"), py))
+            specs.append(_spec("triton", triton, (), py))
+            specs.extend(_spec(m, f"{v}+{CUDA}", (f"torch{need}",), py) for m, v, need in members)
+        specs.extend(_spec(m, f"{v}+{CUDA}", (f"torch{need}",), py) for m, v, need in FREE_MEMBERS)
+    return specs
+
+
+def serve_torch_index() -> tuple[Listener, str]:
+    """A local PyTorch-like index (hashes on the page, as download.pytorch.org gives them)."""
+    store = IndexStore()
+    store.add_index(IndexConfig(TORCH_INDEX_PATH, "/whl/files", hashes=True, json=False))
+    for spec in torch_index_wheels():
+        store.add_file(TORCH_INDEX_PATH, spec.project, spec.filename, build_wheel(spec), ">=3.10")
+    listener = start_listener(store)
+    return listener, listener.base + TORCH_INDEX_PATH
