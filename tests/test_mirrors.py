@@ -201,3 +201,25 @@ def test_resolve_through_mirrors_locks_the_original_urls(world: TestWorld, tmp_p
     urls = [w.url for p in mirrored.packages for w in p.wheels]
     assert urls and all(u.startswith(host + "/") for u in urls), urls
     assert mirroring.active() == Mirrors()  # the setting ends with the resolve
+
+
+def test_cli_resolve_takes_mirrors_from_option_and_environment(world: TestWorld, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--mirror` for the vLLM repository, VLLM_LOCK_MIRRORS (three pairs, comma and space) for the
+    indexes: the lock names only the original URLs."""
+    repo_dir = Path(world.repo_url.removeprefix("file://"))
+    host = "https://pkgs.invalid"
+    monkeypatch.setenv("VLLM_LOCK_MIRRORS", f"{host}/whl/={world.base_url}/whl/,{host}/r2/={world.base_url}/r2/ "
+                                            f"{host}/pypi/={world.base_url}/pypi/")
+    out = tmp_path / "cli.lock.toml"
+    result = CliRunner().invoke(app, [
+        "resolve", "--repo", f"https://github.invalid/vllm-project/{repo_dir.name}",
+        "--mirror", f"https://github.invalid/vllm-project/=file://{repo_dir.parent}/",
+        "--torch-index", host + world.torch_nightly_index.removeprefix(world.base_url),
+        "--index", host + world.general_index.removeprefix(world.base_url),
+        "--python", "3.11", "-o", str(out),
+    ])
+    assert result.exit_code == 0, result.stderr
+    text = out.read_text()
+    assert world.base_url not in text and f"file://{repo_dir}" not in text
+    assert f'"https://github.invalid/vllm-project/{repo_dir.name}"' in text

@@ -70,16 +70,20 @@ def local_external(root: Path, repository: str, name: str, tag: str | None) -> s
     return git("rev-parse", "HEAD", cwd=repo)
 
 
+VLLM_URL = GITHUB + "vllm-project/vllm.git"
+
+
 @dataclass(frozen=True, kw_only=True)
 class VllmRepo:
-    path: Path
+    github_root: Path  # the local stand-in of https://github.com/ (vLLM and its external repositories)
     tag_commit: str
     head: str  # the harness commit on top of the tag
     moved: dict[str, str]  # SHA pin in the release -> the local repository's commit that replaced it
+    url: str = VLLM_URL  # reached through the mirror, as a user's lock names it
 
     @property
-    def url(self) -> str:
-        return f"file://{self.path}"
+    def mirror(self) -> str:
+        return f"{GITHUB}=file://{self.github_root}/"
 
 
 def _cmake_files(tree: Path) -> Iterable[Path]:
@@ -87,10 +91,12 @@ def _cmake_files(tree: Path) -> Iterable[Path]:
     yield from sorted((tree / "cmake").rglob("*.cmake"))
 
 
-def make_vllm_repo(version: str, work: Path, github_root: Path, pins: Iterable[tuple[str, str, str, str]]) -> VllmRepo:
-    """The sdist's tree as a repository: commit tagged v<version>, then one harness commit that
-    moves every SHA pin to the local stand-in's commit (tags are created in the stand-ins)."""
-    tree = work / f"vllm-{version}"
+def make_vllm_repo(version: str, github_root: Path, pins: Iterable[tuple[str, str, str, str]]) -> VllmRepo:
+    """The sdist's tree as a repository (the stand-in of github.com/vllm-project/vllm.git): commit
+    tagged v<version>, then one harness commit that moves every SHA pin to the local stand-in's
+    commit (tags are created in the stand-ins). Fixed dates and author: the same commits on
+    every run, so caches keyed by commit stay valid."""
+    tree = local_path(github_root, VLLM_URL)
     tree.mkdir(parents=True)
     with tarfile.open(sdist(version)) as archive:
         prefix = f"vllm-{version}/"
@@ -118,19 +124,32 @@ def make_vllm_repo(version: str, work: Path, github_root: Path, pins: Iterable[t
         if new != text:
             path.write_text(new, encoding="utf-8")
     head = _commit_all(tree, "harness: external SHA pins moved to the local mirror's commits")
-    return VllmRepo(path=tree, tag_commit=tag_commit, head=head, moved=moved)
+    return VllmRepo(github_root=github_root, tag_commit=tag_commit, head=head, moved=moved)
+
+
+# What vLLM's setup.py reads of torch (torch.version.*, torch.utils.cpp_extension's homes)
+_TORCH_FILES = (
+    ("torch/__init__.py", '"""Fake torch (vllm-lock corpus)."""\nfrom torch import version, utils\n\n'
+                          '__version__ = version.__version__\n'),
+    ("torch/version.py", '__version__ = "{version}"\ncuda = "12.8"\nhip = None\nxpu = None\n'),
+    ("torch/utils/__init__.py", "from torch.utils import cpp_extension\n"),
+    ("torch/utils/cpp_extension.py", "CUDA_HOME = None\nROCM_HOME = None\n"),
+)
 
 
 def _spec(name: str, version: str, requires: tuple[str, ...], py: str) -> WheelSpec:
     tag = f"{py}-{py}-{X86}"
     module = name.replace("-", "_")
-    files = ((f"{module}/__init__.py", f'"""Fake {name} (vllm-lock corpus)."""\n__version__ = "{version}"\n'),)
+    files: tuple[tuple[str, str], ...] = (
+        (f"{module}/__init__.py", f'"""Fake {name} (vllm-lock corpus)."""\n__version__ = "{version}"\n'),)
+    if name == "torch":
+        files = tuple((path, text.replace("{version}", version)) for path, text in _TORCH_FILES)
     return WheelSpec(name, version, tag, files, requires, ">=3.10", f"{name} (vllm-lock corpus fake)")
 
 
 def torch_index_wheels() -> list[WheelSpec]:
     specs = []
-    for py in ("cp312",):
+    for py in ("cp311", "cp312"):
         for torch, (triton, members) in TORCH_RELEASES.items():
             local = f"{torch}+{CUDA}"
             specs.append(_spec("torch", local, ("filelock", "typing-extensions>=4.10.0",

@@ -65,30 +65,26 @@ def torch_index() -> Iterator[str]:
         listener.close()
 
 
-@pytest.fixture(scope="module")
-def github_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("github")
-
-
 class Repos:
-    """Each version's repository, made the first time a test asks for it."""
+    """Each version's github.com stand-in (vLLM and its external repositories), made the first
+    time a test asks for it."""
 
-    def __init__(self, factory: pytest.TempPathFactory, github_root: Path) -> None:
-        self.factory, self.github_root, self.made = factory, github_root, {}
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self.factory, self.made = factory, {}
 
     def __getitem__(self, version: str) -> VllmRepo:
         if version not in self.made:
-            self.made[version] = make_vllm_repo(version, self.factory.mktemp(f"vllm-{version}"), self.github_root,
+            self.made[version] = make_vllm_repo(version, self.factory.mktemp(f"github-{version}"),
                                                 EXPECTED[(version, "cuda", "x86_64")])
         return self.made[version]
 
 
 @pytest.fixture(scope="module")
-def repos(tmp_path_factory: pytest.TempPathFactory, github_root: Path) -> Repos:
-    return Repos(tmp_path_factory, github_root)
+def repos(tmp_path_factory: pytest.TempPathFactory) -> Repos:
+    return Repos(tmp_path_factory)
 
 
-def _resolve(repo: VllmRepo, version: str, device: str, torch_index: str, github_root: Path, tmp_path: Path) -> Lock:
+def _resolve(repo: VllmRepo, version: str, device: str, torch_index: str, tmp_path: Path) -> Lock:
     cache = tmp_path / "cache"
     cache.mkdir()
     _uv_cache().mkdir(parents=True, exist_ok=True)
@@ -96,20 +92,20 @@ def _resolve(repo: VllmRepo, version: str, device: str, torch_index: str, github
     request = ResolveRequest(
         repo=repo.url, ref="main", torch_channel="release", torch_version=TORCH[version], cuda="cu128",
         torch_index=torch_index, general_index=PYPI, archs=("12.0",), python="3.12", target_device=device,
-        output=tmp_path / f"{device}.lock.toml", cache=cache, mirrors=parse([f"{GITHUB}=file://{github_root}/"], None),
+        output=tmp_path / f"{device}.lock.toml", cache=cache, mirrors=parse([repo.mirror], None),
     )
     lock, path, _ = resolve(request, QUIET)
     assert codec.loads(path.read_text()) == lock
     return lock
 
 
-def _expected_sources(version: str, device: str, repo: VllmRepo, github_root: Path) -> set[tuple[str, str, str, str, str]]:
+def _expected_sources(version: str, device: str, repo: VllmRepo) -> set[tuple[str, str, str, str, str]]:
     if device == "empty":
         return set()
     expected = set()
     for name, repository, ref, override in EXPECTED[(version, "cuda", "x86_64")]:
         moved = repo.moved.get(ref, ref)
-        commit = moved if ref in repo.moved else _tag_commit(github_root, repository, ref)
+        commit = moved if ref in repo.moved else _tag_commit(repo.github_root, repository, ref)
         expected.add((name, repository, moved, override, commit))
     return expected
 
@@ -122,13 +118,12 @@ def _tag_commit(root: Path, repository: str, tag: str) -> str:
 
 @pytest.mark.parametrize("device", ["empty", "cuda"])
 @pytest.mark.parametrize("version", VERSIONS)
-def test_resolve_real_vllm(version: str, device: str, repos: Repos, torch_index: str,
-                           github_root: Path, tmp_path: Path) -> None:
+def test_resolve_real_vllm(version: str, device: str, repos: Repos, torch_index: str, tmp_path: Path) -> None:
     repo = repos[version]
-    lock = _resolve(repo, version, device, torch_index, github_root, tmp_path)
+    lock = _resolve(repo, version, device, torch_index, tmp_path)
     assert (lock.vllm.url, lock.vllm.commit) == (repo.url, repo.head)
     sources = {(s.name, s.repository, s.ref, s.override, s.commit) for s in lock.external_sources}
-    assert sources == _expected_sources(version, device, repo, github_root)
+    assert sources == _expected_sources(version, device, repo)
     assert all(s.repository.startswith(GITHUB) for s in lock.external_sources)  # the mirror is not in the lock
     script, mode, build = LAYOUT[version]
     assert (lock.layout.stripping_script, lock.layout.stripping_mode, lock.layout.runtime_requirements) == \
