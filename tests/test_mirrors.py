@@ -223,3 +223,27 @@ def test_cli_resolve_takes_mirrors_from_option_and_environment(world: TestWorld,
     text = out.read_text()
     assert world.base_url not in text and f"file://{repo_dir}" not in text
     assert f'"https://github.invalid/vllm-project/{repo_dir.name}"' in text
+
+
+@pytest.mark.slow
+def test_install_fetches_through_mirrors(world: TestWorld, tmp_path: Path) -> None:
+    """A lock naming only unreachable originals installs with `--mirror` (a fresh cache: vLLM's
+    repository and every wheel are fetched through the mirrors) and fails without them."""
+    from test_install_support import cli, install_args, resolve_world_lock
+
+    repo_dir = Path(world.repo_url.removeprefix("file://"))
+    host = "https://pkgs.invalid"
+    specs = [f"https://github.invalid/vllm-project/=file://{repo_dir.parent}/", f"{host}/={world.base_url}/"]
+    _, path = resolve_world_lock(
+        world, tmp_path / "dev.lock.toml", tmp_path / "resolve-cache",
+        repo=f"https://github.invalid/vllm-project/{repo_dir.name}",
+        torch_index=host + world.torch_nightly_index.removeprefix(world.base_url),
+        general_index=host + world.general_index.removeprefix(world.base_url), mirrors=parse(specs, None))
+    assert world.base_url not in path.read_text()
+    without = cli(*install_args(path, tmp_path / "opt"), cache=tmp_path / "install-cache")
+    errors = [line for line in without.stderr.splitlines() if line.startswith("error:")]
+    assert without.returncode == ExitCode.UNREACHABLE and len(errors) == 1 and "pkgs.invalid" in errors[0], without.stderr
+    mirrored = cli(*install_args(path, tmp_path / "opt"), "--mirror", specs[0], cache=tmp_path / "install-cache",
+                   env={"VLLM_LOCK_MIRRORS": specs[1]})
+    assert mirrored.returncode == 0, mirrored.stderr
+    assert cli("verify", str(path), "--venv", str(tmp_path / "opt" / "vllm"), cache=tmp_path / "install-cache").returncode == 0
