@@ -247,3 +247,26 @@ def test_install_fetches_through_mirrors(world: TestWorld, tmp_path: Path) -> No
                    env={"VLLM_LOCK_MIRRORS": specs[1]})
     assert mirrored.returncode == 0, mirrored.stderr
     assert cli("verify", str(path), "--venv", str(tmp_path / "opt" / "vllm"), cache=tmp_path / "install-cache").returncode == 0
+
+
+def test_update_moves_through_mirrors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`update --mirror`: a lock naming an unreachable original moves to the mirror's new commit
+    and keeps naming the original."""
+    with TestWorld.create(tmp_path / "world") as world:
+        repo_dir = Path(world.repo_url.removeprefix("file://"))
+        original = f"https://github.invalid/vllm-project/{repo_dir.name}"
+        spec = f"https://github.invalid/vllm-project/=file://{repo_dir.parent}/"
+        locks = tmp_path / "locks"
+        locks.mkdir()
+        monkeypatch.setenv("VLLM_LOCK_LOCKS_DIR", str(locks))
+        monkeypatch.setenv("VLLM_LOCK_CACHE", str(tmp_path / "cache"))
+        resolve(ResolveRequest(repo=original, torch_index=world.torch_nightly_index, general_index=world.general_index,
+                               python="3.11", target_device="cpu", output=locks / "dev.lock.toml",
+                               cache=tmp_path / "cache", mirrors=parse([spec], None)), QUIET)
+        (new,) = world.commit_to_main(1)
+        failed = CliRunner().invoke(app, ["update", "dev", "--vllm"])
+        assert failed.exit_code == ExitCode.UNREACHABLE and "github.invalid" in failed.stderr
+        moved = CliRunner().invoke(app, ["update", "dev", "--vllm", "--mirror", spec])
+        assert moved.exit_code == 0, moved.stderr
+        text = (locks / "dev.lock.toml").read_text()
+        assert new in text and f'"{original}"' in text and str(repo_dir) not in text
