@@ -4,6 +4,7 @@ parsing and rewriting, then real git and a real resolve through mirrors on loopb
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -263,6 +264,8 @@ def test_update_moves_through_mirrors(tmp_path: Path, monkeypatch: pytest.Monkey
         resolve(ResolveRequest(repo=original, torch_index=world.torch_nightly_index, general_index=world.general_index,
                                python="3.11", target_device="cpu", output=locks / "dev.lock.toml",
                                cache=tmp_path / "cache", mirrors=parse([spec], None)), QUIET)
+        old_lock = tmp_path / "old.lock.toml"
+        old_lock.write_text((locks / "dev.lock.toml").read_text())
         (new,) = world.commit_to_main(1)
         failed = CliRunner().invoke(app, ["update", "dev", "--vllm"])
         assert failed.exit_code == ExitCode.UNREACHABLE and "github.invalid" in failed.stderr
@@ -270,3 +273,10 @@ def test_update_moves_through_mirrors(tmp_path: Path, monkeypatch: pytest.Monkey
         assert moved.exit_code == 0, moved.stderr
         text = (locks / "dev.lock.toml").read_text()
         assert new in text and f'"{original}"' in text and str(repo_dir) not in text
+        # diff on a fresh cache: the commits between the locks come through the mirror only
+        monkeypatch.setenv("VLLM_LOCK_CACHE", str(tmp_path / "fresh-cache"))
+        args = ["diff", str(old_lock), "dev", "--format", "json"]
+        blind, seen = CliRunner().invoke(app, args), CliRunner().invoke(app, [*args, "--mirror", spec])
+        assert (blind.exit_code, seen.exit_code) == (ExitCode.DIFFERENT, ExitCode.DIFFERENT)
+        assert json.loads(blind.stdout)["vllm"]["history"]["reachable"] is False
+        assert json.loads(seen.stdout)["vllm"]["history"]["reachable"] is True

@@ -37,6 +37,7 @@ def diff(
     b: Annotated[str, typer.Argument(help="lock B (new): name in locks/ or a path")],
     fmt: Annotated[str, typer.Option("--format", help="text, json or markdown")] = "text",
     max_commits: Annotated[int, typer.Option(help="commit subjects to list")] = MAX_SUBJECTS,
+    mirror: Annotated[list[str] | None, typer.Option(help="FROM=TO: fetch URLs starting with FROM from TO instead (never written to the lock), repeatable; also $VLLM_LOCK_MIRRORS")] = None,
 ) -> int:
     """Semantic diff of two locks. Exit 0 equal, 1 different, 2 on any error."""
     from vllm_lock import render_diff
@@ -45,7 +46,7 @@ def diff(
     try:
         if fmt not in render_diff.FORMATS:
             raise UsageError(f"--format {fmt!r}: choose from {', '.join(render_diff.FORMATS)}")
-        result = diff_action.diff(a, b, max_subjects=max_commits)
+        result = diff_action.diff(a, b, max_subjects=max_commits, mirrors=mirror_settings(mirror))
         sys.stdout.write(render_diff.render(result, fmt))
     except VllmLockError as exc:
         # diff is used in scripts and CI: any failure is exit 2, apart from 0 (equal) / 1 (different).
