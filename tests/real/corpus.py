@@ -127,10 +127,109 @@ def make_vllm_repo(version: str, github_root: Path, pins: Iterable[tuple[str, st
     return VllmRepo(github_root=github_root, tag_commit=tag_commit, head=head, moved=moved)
 
 
-# What vLLM's setup.py reads of torch (torch.version.*, torch.utils.cpp_extension's homes)
+# What vLLM's setup.py reads of torch (torch.version.*, torch.utils.cpp_extension's homes), and
+# for `import vllm` (its env_override patches torch internals at import time): every other
+# torch.* module and attribute is an inert stand-in that absorbs attribute reads, writes, calls,
+# subclassing and decoration. A build-and-import fake: nothing of it computes.
+_STUB = '''"""Inert stand-ins for the torch internals vLLM touches at import (vllm-lock corpus)."""
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+
+
+class _Meta(type):
+    def __getattr__(cls, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return stand_in(name)
+
+    def __getitem__(cls, item):
+        return cls
+
+    def __setitem__(cls, item, value):
+        pass
+
+    def __or__(cls, other):
+        return cls
+
+    __ror__ = __or__
+
+
+class Inert(metaclass=_Meta):
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return args[0] if len(args) == 1 and callable(args[0]) and not kwargs else Inert()
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return stand_in(name)
+
+    def __iter__(self):
+        return iter(())
+
+    def __getitem__(self, item):
+        return Inert()
+
+    def __add__(self, other):
+        return other
+
+    __radd__ = __add__
+
+    def __str__(self):
+        return ""
+
+    def __setitem__(self, item, value):
+        pass
+
+    def __bool__(self):
+        return False
+
+
+def stand_in(name):
+    return _Meta(name, (Inert,), {})
+
+
+class _Module(types.ModuleType):
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        value = stand_in(name)
+        setattr(self, name, value)
+        return value
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, fullname, path=None, target=None):
+        if not fullname.startswith("torch."):
+            return None
+        if importlib.machinery.PathFinder.find_spec(fullname, path) is not None:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+
+    def create_module(self, spec):
+        module = _Module(spec.name)
+        module.__path__ = []
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+def install():
+    sys.meta_path.append(_Finder())
+'''
 _TORCH_FILES = (
-    ("torch/__init__.py", '"""Fake torch (vllm-lock corpus)."""\nfrom torch import version, utils\n\n'
-                          '__version__ = version.__version__\n'),
+    ("torch/__init__.py", '"""Fake torch (vllm-lock corpus)."""\nimport sys\n\nfrom torch import _stub\n\n_stub.install()\n'
+                          "from torch import version, utils  # noqa: E402\n\n"
+                          "__version__ = version.__version__\n\n\n"
+                          "def __getattr__(name):\n"
+                          "    if name.startswith(\"__\"):\n        raise AttributeError(name)\n"
+                          "    return _stub.stand_in(name)\n"),
+    ("torch/_stub.py", _STUB),
     ("torch/version.py", '__version__ = "{version}"\ncuda = "12.8"\nhip = None\nxpu = None\n'),
     ("torch/utils/__init__.py", "from torch.utils import cpp_extension\n"),
     ("torch/utils/cpp_extension.py", "CUDA_HOME = None\nROCM_HOME = None\n"),

@@ -21,6 +21,8 @@ from sdists import cache_dir
 from test_real_cmake import EXPECTED, VERSIONS
 
 from vllm_lock import codec
+from vllm_lock.actions import verify as verify_action
+from vllm_lock.actions.install import InstallRequest, install
 from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.mirrors import parse
 from vllm_lock.model import Lock
@@ -138,3 +140,31 @@ def test_resolve_real_vllm(version: str, device: str, repos: Repos, torch_index:
     files = torch_index.removesuffix(TORCH_INDEX_PATH) + "/whl/files/"
     urls = [w.url for p in lock.packages for w in p.wheels]
     assert urls and all(u.startswith(("https://files.pythonhosted.org/", files)) for u in urls), urls
+
+
+# `import vllm` (what verify runs on an `empty` build) works on the corpus's inert torch from
+# 0.11 on; 0.8.5.post1's `import vllm` imports the whole engine, which needs a real torch.
+INSTALLED = ("0.11.2", "0.20.2", "0.30.0", "0.33.0")
+# setuptools-scm's version one commit after the tag v<X.Y.Z>: the next patch's dev1
+BUILT_VERSION = {"0.11.2": "0.11.3.dev1", "0.20.2": "0.20.3.dev1", "0.30.0": "0.30.1.dev1", "0.33.0": "0.33.1.dev1"}
+
+
+@pytest.mark.parametrize("version", INSTALLED)
+def test_install_empty_lock_of_real_vllm(version: str, repos: Repos, torch_index: str, tmp_path: Path) -> None:
+    """resolve --target-device empty for this host (Python 3.11, glibc 2.36), install (vLLM's own
+    setup.py builds it; every wheel from PyPI, checked against the lock) and verify. The cache is
+    the suite's (wheels, uv, git mirrors keyed by the lock's stable URLs): a rerun downloads nothing."""
+    repo = repos[version]
+    cache = cache_dir().parent / "real-corpus-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    mirrors = parse([repo.mirror], None)
+    _, path, _ = resolve(ResolveRequest(
+        repo=repo.url, ref="main", torch_channel="release", torch_version=TORCH[version], cuda="cu128",
+        torch_index=torch_index, general_index=PYPI, python="3.11", platform="x86_64-manylinux_2_36",
+        target_device="empty", output=tmp_path / "empty.lock.toml", cache=cache, mirrors=mirrors), QUIET)
+    result = install(InstallRequest(lock=str(path), venv=tmp_path / "venv", src=tmp_path / "src", cache=cache,
+                                    skip_gpu_check=True, mirrors=mirrors), QUIET)
+    assert result.state == "installed"
+    assert result.version.startswith(f"{BUILT_VERSION[version]}+g{repo.head[:9]}") and result.version.endswith(".empty")
+    report = verify_action.verify(str(path), tmp_path / "venv")
+    assert not report.drift, report.render()
