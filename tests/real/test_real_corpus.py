@@ -12,6 +12,7 @@ metadata from there (uv revalidates pages, it does not download wheels again).""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,22 +150,48 @@ INSTALLED = ("0.11.2", "0.20.2", "0.30.0", "0.33.0")
 BUILT_VERSION = {"0.11.2": "0.11.3.dev1", "0.20.2": "0.20.3.dev1", "0.30.0": "0.30.1.dev1", "0.33.0": "0.33.1.dev1"}
 
 
+def _link_files(source: Path, dest: Path) -> None:
+    """Every file under source present under dest too (hard links; the store never rewrites a
+    file in place: it writes a temporary and renames it)."""
+    for path in source.rglob("*"):
+        if path.is_file():
+            target = dest / path.relative_to(source)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(path, target)
+                except OSError:
+                    shutil.copy2(path, target)
+
+
 @pytest.mark.parametrize("version", INSTALLED)
 def test_install_empty_lock_of_real_vllm(version: str, repos: Repos, torch_index: str, tmp_path: Path) -> None:
     """resolve --target-device empty for this host (Python 3.11, glibc 2.36), install (vLLM's own
-    setup.py builds it; every wheel from PyPI, checked against the lock) and verify. The cache is
-    the suite's (wheels, uv, git mirrors keyed by the lock's stable URLs): a rerun downloads nothing."""
+    setup.py builds it; every wheel from PyPI, checked against the lock) and verify. The wheel
+    store's files are kept in the suite cache ($VLLM_LOCK_TEST_CACHE/real-corpus-wheels, linked
+    into the install's cache and back): a rerun downloads no wheel. The install's own uv cache
+    (an unpacked copy of every wheel, per install) is removed after the test."""
     repo = repos[version]
-    cache = cache_dir().parent / "real-corpus-cache"
-    cache.mkdir(parents=True, exist_ok=True)
     mirrors = parse([repo.mirror], None)
+    resolve_cache = tmp_path / "resolve-cache"
+    resolve_cache.mkdir()
+    _uv_cache().mkdir(parents=True, exist_ok=True)
+    os.symlink(_uv_cache(), resolve_cache / "uv")
     _, path, _ = resolve(ResolveRequest(
         repo=repo.url, ref="main", torch_channel="release", torch_version=TORCH[version], cuda="cu128",
         torch_index=torch_index, general_index=PYPI, python="3.11", platform="x86_64-manylinux_2_36",
-        target_device="empty", output=tmp_path / "empty.lock.toml", cache=cache, mirrors=mirrors), QUIET)
-    result = install(InstallRequest(lock=str(path), venv=tmp_path / "venv", src=tmp_path / "src", cache=cache,
-                                    skip_gpu_check=True, mirrors=mirrors), QUIET)
-    assert result.state == "installed"
-    assert result.version.startswith(f"{BUILT_VERSION[version]}+g{repo.head[:9]}") and result.version.endswith(".empty")
-    report = verify_action.verify(str(path), tmp_path / "venv")
-    assert not report.drift, report.render()
+        target_device="empty", output=tmp_path / "empty.lock.toml", cache=resolve_cache, mirrors=mirrors), QUIET)
+    kept = cache_dir().parent / "real-corpus-wheels"
+    cache = tmp_path / "install-cache"
+    _link_files(kept, cache / "cas")
+    try:
+        result = install(InstallRequest(lock=str(path), venv=tmp_path / "venv", src=tmp_path / "src", cache=cache,
+                                        skip_gpu_check=True, mirrors=mirrors), QUIET)
+        assert result.state == "installed"
+        assert result.version.startswith(f"{BUILT_VERSION[version]}+g{repo.head[:9]}")
+        assert result.version.endswith(".empty")
+        report = verify_action.verify(str(path), tmp_path / "venv")
+        assert not report.drift, report.render()
+    finally:
+        _link_files(cache / "cas", kept)
+        shutil.rmtree(cache / "uv", ignore_errors=True)
