@@ -11,6 +11,9 @@ hashes or content-keyed build products:
                     unless that is set), each sha256-checked against its pin
   phoenix/          the Phoenix tests' debootstrapped rootfs and offline bundle tarballs (keyed by
                     their package list and by the vllm-lock source digest)
+  sdists/           the real vLLM release sdists of tests/real (checked against PyPI's sha256)
+  real-corpus-uv/   uv's cache for tests/real's resolves against PyPI (pages and metadata)
+  real-corpus-wheels/  the wheel store of tests/real's installs (content-addressed by sha256)
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from vllm_lock import defaults
-from vllm_lock.cli_app import app, command, run  # noqa: F401  (app: tests drive it)
+from vllm_lock.cli_app import app, command, mirror_settings, run  # noqa: F401  (app: tests drive it)
 from vllm_lock.progress import Reporter
 
 # Actions are imported inside the commands: a command loads only what it runs (startup time
@@ -37,6 +37,7 @@ def resolve(
     rehash: Annotated[bool, typer.Option("--rehash", help="download unhashed nightlies again even if their ETag did not change")] = False,
     without: Annotated[list[str] | None, typer.Option(help="leave this torch-family member out on purpose (recorded in the lock), repeatable")] = None,
     no_rust: Annotated[bool, typer.Option("--no-rust", help="leave the commit's Rust frontend out on purpose (recorded in the build recipe)")] = False,
+    mirror: Annotated[list[str] | None, typer.Option(help="FROM=TO: fetch URLs starting with FROM from TO instead (git, indexes, wheels; never written to the lock), repeatable; also $VLLM_LOCK_MIRRORS")] = None,
 ) -> None:
     """Resolve a (vLLM commit, torch nightly, build deps) tuple into a hashed lock."""
     from vllm_lock.actions import resolve as resolve_action
@@ -62,6 +63,7 @@ def resolve(
         rehash=rehash,
         without=tuple(without or ()),
         without_rust=no_rust,
+        mirrors=mirror_settings(mirror),
     )
     lock, path, changed = resolve_action.resolve(request, Reporter.for_stderr())
     state = "written" if changed else "unchanged"

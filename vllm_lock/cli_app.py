@@ -9,11 +9,14 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
 from vllm_lock.errors import ExitCode, VllmLockError
+
+if TYPE_CHECKING:
+    from vllm_lock.mirrors import Mirrors
 
 app = typer.Typer(
     name="vllm-lock",
@@ -112,3 +115,10 @@ def run() -> NoReturn:
         report_error(str(format_message()))
         sys.exit(exit_code)
     sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+
+def mirror_settings(options: list[str] | None) -> Mirrors:
+    """The mirrors of `--mirror` options and $VLLM_LOCK_MIRRORS (a bad one: a usage error)."""
+    from vllm_lock import mirrors
+
+    return mirrors.parse(options or (), os.environ.get("VLLM_LOCK_MIRRORS"))

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from vllm_lock.cli_app import command, report_error
+from vllm_lock.cli_app import command, mirror_settings, report_error
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import ExitCode, UsageError, VllmLockError
 from vllm_lock.progress import Reporter
@@ -56,6 +56,7 @@ def install(
     trusted_keys: Annotated[Path | None, typer.Option("--trusted-keys", help="allowed_signers file for --require-signed")] = None,
     skip_gpu_check: Annotated[bool, typer.Option("--skip-gpu-check", help="build for other machines' GPUs: do not check this machine's GPUs and driver against the lock")] = False,
     crate_registry: Annotated[str | None, typer.Option("--crate-registry", help="where the lock's Rust crates are fetched: <URL>/<name>/<name>-<version>.crate (default: $VLLM_LOCK_CRATE_REGISTRY, else static.crates.io)")] = None,
+    mirror: Annotated[list[str] | None, typer.Option(help="FROM=TO: fetch URLs starting with FROM from TO instead (git, indexes, wheels; never written to the lock), repeatable; also $VLLM_LOCK_MIRRORS")] = None,
 ) -> None:
     """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
     from vllm_lock.actions import verify_lock
@@ -80,6 +81,7 @@ def install(
             cache=cache_root(),
             skip_gpu_check=skip_gpu_check,
             crate_registry=crate_registry or os.environ.get("VLLM_LOCK_CRATE_REGISTRY") or install_action.DEFAULT_CRATE_REGISTRY,
+            mirrors=mirror_settings(mirror),
         ),
         Reporter.for_stderr(),
     )

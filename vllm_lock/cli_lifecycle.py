@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vllm_lock.cli_app import command, report_error
+from vllm_lock.cli_app import command, mirror_settings, report_error
 from vllm_lock.defaults import DEFAULT_VENV, MAX_SUBJECTS
 from vllm_lock.errors import ExitCode, UsageError, VllmLockError
 from vllm_lock.progress import Reporter
@@ -20,11 +20,13 @@ def update(
     name: Annotated[str, typer.Argument(help="lock name in locks/ or a path")] = "dev",
     vllm: Annotated[bool, typer.Option("--vllm", help="move only the vLLM ref")] = False,
     torch: Annotated[bool, typer.Option("--torch", help="move only torch `latest`")] = False,
+    mirror: Annotated[list[str] | None, typer.Option(help="FROM=TO: fetch URLs starting with FROM from TO instead (git, indexes, wheels; never written to the lock), repeatable; also $VLLM_LOCK_MIRRORS")] = None,
 ) -> None:
     """Re-resolve only the floating inputs (a branch ref, torch `latest`); print old -> new."""
     from vllm_lock.actions import update as update_action
 
-    result = update_action.update(name, vllm=vllm, torch=torch, reporter=Reporter.for_stderr())
+    result = update_action.update(name, vllm=vllm, torch=torch, reporter=Reporter.for_stderr(),
+                                  mirrors=mirror_settings(mirror))
     for line in update_action.report_lines(result):
         print(line)
 
@@ -35,6 +37,7 @@ def diff(
     b: Annotated[str, typer.Argument(help="lock B (new): name in locks/ or a path")],
     fmt: Annotated[str, typer.Option("--format", help="text, json or markdown")] = "text",
     max_commits: Annotated[int, typer.Option(help="commit subjects to list")] = MAX_SUBJECTS,
+    mirror: Annotated[list[str] | None, typer.Option(help="FROM=TO: fetch URLs starting with FROM from TO instead (never written to the lock), repeatable; also $VLLM_LOCK_MIRRORS")] = None,
 ) -> int:
     """Semantic diff of two locks. Exit 0 equal, 1 different, 2 on any error."""
     from vllm_lock import render_diff
@@ -43,7 +46,7 @@ def diff(
     try:
         if fmt not in render_diff.FORMATS:
             raise UsageError(f"--format {fmt!r}: choose from {', '.join(render_diff.FORMATS)}")
-        result = diff_action.diff(a, b, max_subjects=max_commits)
+        result = diff_action.diff(a, b, max_subjects=max_commits, mirrors=mirror_settings(mirror))
         sys.stdout.write(render_diff.render(result, fmt))
     except VllmLockError as exc:
         # diff is used in scripts and CI: any failure is exit 2, apart from 0 (equal) / 1 (different).

@@ -13,9 +13,13 @@ from pathlib import Path
 PYPI_JSON = "https://pypi.org/pypi/vllm/json"
 
 
+# The suite cache, as tests/conftest.py decides it: read at import (collection), before the
+# session moves HOME into a temporary directory; else every session would download again.
+SUITE_CACHE = Path(os.environ.get("VLLM_LOCK_TEST_CACHE") or Path.home() / ".cache" / "vllm-lock-tests")
+
+
 def cache_dir() -> Path:
-    base = os.environ.get("VLLM_LOCK_TEST_CACHE") or Path.home() / ".cache" / "vllm-lock-tests"
-    return Path(base) / "sdists"
+    return SUITE_CACHE / "sdists"
 
 
 def _sha256(path: Path) -> str:

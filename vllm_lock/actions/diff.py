@@ -8,18 +8,21 @@ from vllm_lock import diffing
 from vllm_lock.defaults import MAX_SUBJECTS
 from vllm_lock.diffing import CommitHistory, LockDiff
 from vllm_lock.errors import VllmLockError
+from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import Lock
 from vllm_lock.shell import git as git_shell
-from vllm_lock.shell import lockfiles
+from vllm_lock.shell import lockfiles, mirroring
 from vllm_lock.shell.store import cache_root
 
 
 def diff(a: str, b: str, *, cache: Path | None = None, max_subjects: int = MAX_SUBJECTS,
-         history: bool = True) -> LockDiff:
-    """Read locks A and B (paths or names in locks/) and compare them, A as old, B as new."""
+         history: bool = True, mirrors: Mirrors = NO_MIRRORS) -> LockDiff:
+    """Read locks A and B (paths or names in locks/) and compare them, A as old, B as new
+    (commits missing from the cache are fetched through mirrors)."""
     lock_a, _ = lockfiles.read(a)
     lock_b, _ = lockfiles.read(b)
-    return diff_loaded(lock_a, lock_b, cache=cache, max_subjects=max_subjects, history=history)
+    with mirroring.using(mirrors):
+        return diff_loaded(lock_a, lock_b, cache=cache, max_subjects=max_subjects, history=history)
 
 
 def diff_loaded(lock_a: Lock, lock_b: Lock, *, cache: Path | None = None, max_subjects: int = MAX_SUBJECTS,

@@ -23,10 +23,11 @@ from vllm_lock import receipt as receipts
 from vllm_lock.actions import verify as verify_action
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import InstallError, IntegrityError, OutputError, PreflightError, UsageError
+from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import BuildRecipe, Lock, PatchedFile, index_url_problem
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
-from vllm_lock.shell import cargo, generations, lockfiles, machine, staging
+from vllm_lock.shell import cargo, generations, lockfiles, machine, mirroring, staging
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 from vllm_lock.shell.stripping import run_stripping_script, snapshot
@@ -49,6 +50,7 @@ class InstallRequest:
     cache: Path = field(default_factory=cache_root)
     skip_gpu_check: bool = False  # a build host building for other machines' GPUs
     crate_registry: str = DEFAULT_CRATE_REGISTRY  # <registry>/<name>/<name>-<version>.crate
+    mirrors: Mirrors = NO_MIRRORS  # where bytes come from; never in the lock (docs/mirrors.md)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,7 +82,7 @@ def install(request: InstallRequest, reporter: Reporter) -> InstallResult:
     gen = layout.generation(generation_id(lock, editable))
     try:
         layout.generations.mkdir(parents=True, exist_ok=True)
-        with generations.exclusive(layout.generations):
+        with generations.exclusive(layout.generations), mirroring.using(request.mirrors):
             return _install_locked(request, lock, layout, gen, editable, reporter)
     except OSError as exc:
         if exc.errno not in _CANNOT_WRITE:

@@ -38,6 +38,7 @@ from vllm_lock.errors import (
     UsageError,
     VllmLockError,
 )
+from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import (
     BuildRecipe,
     Crate,
@@ -63,7 +64,7 @@ from vllm_lock.model import (
 )
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import git as git_shell
-from vllm_lock.shell import http, lockfiles
+from vllm_lock.shell import http, lockfiles, mirroring
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 from vllm_lock.shell.stripping import run_stripping_script, snapshot
@@ -103,6 +104,7 @@ class ResolveRequest:
     rehash: bool = False  # download unhashed files again even when the server's ETag did not change
     without: tuple[str, ...] = ()  # torch-family members left out on purpose (recorded in the lock)
     without_rust: bool = False  # leave the commit's Rust frontend out on purpose (build.without-rust)
+    mirrors: Mirrors = NO_MIRRORS  # where bytes come from; never in the lock (docs/mirrors.md)
 
     @property
     def torch_index_url(self) -> str:
@@ -176,7 +178,8 @@ def resolve(request: ResolveRequest, reporter: Reporter) -> tuple[Lock, Path, bo
         rep = reporter.with_log(log)
         rep.say(f"full log: {log_path}")
         try:
-            return _resolve(request, target, recipe, output, rep)
+            with mirroring.using(request.mirrors):
+                return _resolve(request, target, recipe, output, rep)
         finally:
             reporter.timings.update(rep.timings)
             for old in sorted(logs.glob("resolve-*.log"), key=lambda p: p.stat().st_mtime)[:-LOGS_KEPT]:

@@ -20,10 +20,11 @@ from pathlib import Path
 from vllm_lock import diffing
 from vllm_lock.actions import resolve as resolve_action
 from vllm_lock.diffing import LockDiff
+from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import Lock, is_commit_sha
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import git as git_shell
-from vllm_lock.shell import lockfiles
+from vllm_lock.shell import lockfiles, mirroring
 from vllm_lock.shell.store import cache_root
 
 
@@ -113,9 +114,15 @@ def _torch_side(lock: Lock) -> str:
 
 
 def update(name: str, *, vllm: bool = False, torch: bool = False, cache: Path | None = None,
-           reporter: Reporter) -> UpdateResult:
+           reporter: Reporter, mirrors: Mirrors = NO_MIRRORS) -> UpdateResult:
     """Move the selected floating inputs (both when neither is selected) and rewrite the lock if
-    any moved."""
+    any moved (fetching through mirrors, which the lock never records)."""
+    with mirroring.using(mirrors):
+        return _update(name, vllm=vllm, torch=torch, cache=cache, reporter=reporter, mirrors=mirrors)
+
+
+def _update(name: str, *, vllm: bool, torch: bool, cache: Path | None, reporter: Reporter,
+            mirrors: Mirrors) -> UpdateResult:
     old, path = lockfiles.read(name)
     cache = cache or cache_root()
     if not vllm and not torch:
@@ -140,6 +147,7 @@ def update(name: str, *, vllm: bool = False, torch: bool = False, cache: Path | 
     with tempfile.TemporaryDirectory(prefix="vllm-lock-update-") as tmp:
         request = request_for(old, output=Path(tmp) / f"{old.name}.lock.toml", cache=cache,
                               move_vllm=move_vllm, move_torch=move_torch)
+        request = dataclasses.replace(request, mirrors=mirrors)
         resolved, _, _ = resolve_action.resolve(request, reporter)
     new = restore_originals(old, resolved)
     result_moves = moves(new)

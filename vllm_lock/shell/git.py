@@ -1,7 +1,9 @@
 """git through gitpython: resolve refs without a checkout, a cached bare mirror, tree export.
 
-Every git command runs through `run`: a fixed, prompt-free environment that allows only the
-file/git/http/https/ssh transports, a total deadline (retries inside it for network calls) and
+Every git command runs through `run`: the user's own git configuration (global and system:
+url.<base>.insteadOf, http.proxy, http.sslCAInfo, credential helpers) with prompts, hooks and
+fsmonitor forced off, only the file/git/http/https/ssh transports allowed (docs/mirrors.md),
+the process's mirrors applied to every remote URL, a total deadline (retries inside it for network calls) and
 one-line errors. Values that come from a lock (URLs, refs, commits) are checked here again
 (defence in depth: the lock reader checks them first) and always follow `--` or
 `--end-of-options`, so that git can never read one as an option. A bare mirror is used under
@@ -31,6 +33,7 @@ from git.exc import GitCommandError, GitCommandNotFound, InvalidGitRepositoryErr
 
 from vllm_lock.errors import InstallError, UnknownRefError, UnreachableError, VllmLockError
 from vllm_lock.model import is_commit_sha
+from vllm_lock.shell import mirroring
 
 RETRIES = 3
 URL_SCHEMES = ("https", "http", "ssh", "git", "file")
@@ -80,13 +83,23 @@ def local_deadline() -> float:
     return _seconds("VLLM_LOCK_GIT_LOCAL_DEADLINE", 900)
 
 
+# `-c` beats every config file: whatever the user's configuration says, git runs no hook (also
+# none a template directory put into a new repository), no fsmonitor program, no auto gc.
+FORCED_CONFIG = (
+    "core.hooksPath=" + os.devnull,
+    "core.fsmonitor=false",
+    "gc.auto=0",
+    "maintenance.auto=false",
+)
+
+
 def git_env() -> dict[str, str]:
+    """Added to the caller's environment (the user's global and system git configuration stay
+    in force: insteadOf, proxies, CA files); prompts off, transports limited."""
     env = {
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
         "GIT_HTTP_LOW_SPEED_TIME": "30",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
         # git itself refuses ext::, fd:: and any other transport, also for submodules
         "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh",
         "LC_ALL": "C",
@@ -143,11 +156,17 @@ def run(
     `--`; failures that look like the network are retried within one total deadline and end as
     UnreachableError naming the URL. Other failures raise GitError with git's own last line."""
     # no automatic gc/repack: a reader of a shared mirror must never meet a repack under it
-    argv = ["git", "-c", "gc.auto=0", "-c", "maintenance.auto=false", *args]
+    argv = ["git", *(part for setting in FORCED_CONFIG for part in ("-c", setting)), *args]
     if url is not None:
         check_url(url)
         if "--" not in argv or argv.index("--") > argv.index(url):
             raise GitError(f"internal: git {args[0]} without `--` before {url}")
+        fetched = mirroring.active().rewrite(url)
+        if fetched != url:  # bytes from the mirror; the caller and the lock keep url
+            check_url(fetched)
+            at = argv.index(url, argv.index("--"))
+            argv[at] = fetched
+            url = mirroring.active().describe(url)
         bound = probe_deadline() if args[0] == "ls-remote" else network_deadline()
         tries = RETRIES
     else:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from vllm_lock.errors import IntegrityError, PreflightError, UnreachableError
+from vllm_lock.shell import mirroring
 
 RETRIES = 3
 CHUNK = 1 << 20
@@ -205,9 +206,13 @@ def _opener() -> urllib.request.OpenerDirector:
 
 
 def _open(url: str, guard: _Deadline, accept: str | None = None, method: str = "GET") -> Any:
-    """The response to one request, retried (5xx, network) until the guard's deadline."""
-    if not url.lower().startswith(("http://", "https://")):
-        raise UnreachableError(f"refusing to fetch {url!r}: only http and https URLs are fetched")
+    """The response to one request, retried (5xx, network) until the guard's deadline; from
+    the URL's mirror when the process has one for it (errors then name both)."""
+    mirrors = mirroring.active()
+    fetched = mirrors.rewrite(url)
+    if not fetched.lower().startswith(("http://", "https://")):
+        raise UnreachableError(f"refusing to fetch {mirrors.describe(url)!r}: only http and https URLs are fetched")
+    url, label = fetched, mirrors.describe(url)
     headers = {"User-Agent": USER_AGENT}
     if accept:
         headers["Accept"] = accept
@@ -221,23 +226,23 @@ def _open(url: str, guard: _Deadline, accept: str | None = None, method: str = "
             return opener.open(request, timeout=_read_timeout())
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
-                raise NotFound(url) from None
+                raise NotFound(label) from None
             if exc.code < 500:
-                raise UnreachableError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+                raise UnreachableError(f"{label}: HTTP {exc.code} {exc.reason}") from None
             last = f"HTTP {exc.code}"
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, str) and reason.startswith("unknown url type"):
-                raise UnreachableError(f"{url}: redirected to a non-http(s) URL ({reason}): refusing it") from None
+                raise UnreachableError(f"{label}: redirected to a non-http(s) URL ({reason}): refusing it") from None
             if isinstance(reason, ssl.SSLCertVerificationError):
-                raise UnreachableError(f"{url}: TLS certificate not trusted ({reason.verify_message})") from None
+                raise UnreachableError(f"{label}: TLS certificate not trusted ({reason.verify_message})") from None
             last = str(reason)
         except (TimeoutError, ConnectionError, OSError, http.client.HTTPException) as exc:
             last = str(exc) or type(exc).__name__
         pause = 0.3 * 2**attempt
         if attempt + 1 < RETRIES and guard.remaining() > pause:
             time.sleep(pause)
-    raise _unreachable(url, guard, f"unreachable after {RETRIES} tries: {last}")
+    raise _unreachable(label, guard, f"unreachable after {RETRIES} tries: {last}")
 
 
 def _unreachable(url: str, guard: _Deadline, detail: str) -> UnreachableError:
@@ -287,7 +292,8 @@ def get_text(url: str, accept: str | None = None) -> str:
             body = b"".join(_read_body(url, response, guard, 64 << 20))
         except _TooLong:
             raise UnreachableError(f"{url}: the page is larger than 64 MiB: refusing it") from None
-    return body.decode("utf-8", errors="replace")
+    # a mirror's links to itself read as the original's: the lock keeps the original URLs
+    return mirroring.active().restore(body.decode("utf-8", errors="replace"))
 
 
 def _strong_etag(headers: Any) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import subprocess
@@ -9,10 +10,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+import tomlkit
 import uv as uv_package
 
 from vllm_lock.errors import InstallError, UnreachableError
-from vllm_lock.shell import http, proc
+from vllm_lock.mirrors import Mirrors
+from vllm_lock.shell import http, mirroring, proc
 
 
 def _seconds(name: str, default: float) -> float:
@@ -110,7 +113,15 @@ def run_compile(argv: Sequence[str], *, cwd: Path, cache: Path, log: IO[str] | N
     """`uv pip compile` within compile_deadline(); past it, UnreachableError naming the index
     that does not answer a HEAD within a few seconds (every index uv was given, when all do)."""
     bound = compile_deadline()
+    mirrors = mirroring.active()
+    if mirrors:
+        argv = _through_mirrors(argv, mirrors)
     result = proc.run(argv, cwd=cwd, env=uv_env(cache), timeout=bound, log=log)
+    if mirrors and result.ok:
+        output = Path(argv[argv.index("--output-file") + 1])
+        output.write_text(mirrors.restore(output.read_text(encoding="utf-8")), encoding="utf-8")
+    if mirrors:
+        result = dataclasses.replace(result, output=mirrors.restore(result.output))
     if result.timed_out:
         silent = [index for index in indexes if not _answers(index)] or list(indexes)
         raise UnreachableError(
@@ -118,6 +129,29 @@ def run_compile(argv: Sequence[str], *, cwd: Path, cache: Path, log: IO[str] | N
             f"no answer in time from {' or '.join(silent)}"
         )
     return result
+
+
+def _mirrored_index(url: str, mirrors: Mirrors) -> str:
+    fetched = mirrors.rewrite(url)
+    if not fetched.lower().startswith(("http://", "https://")):
+        raise UnreachableError(f"refusing index {mirrors.describe(url)!r}: only http and https indexes are fetched")
+    return fetched
+
+
+def _through_mirrors(argv: Sequence[str], mirrors: Mirrors) -> list[str]:
+    """`uv pip compile` argv with its indexes (the --default-index and the project's
+    [[tool.uv.index]] URLs) replaced by their mirrors; the project file is rewritten in place
+    (it is resolve's temporary synthetic project). uv's output is read back by `restore`."""
+    out = list(argv)
+    at = out.index("--default-index") + 1
+    out[at] = _mirrored_index(out[at], mirrors)
+    project = Path(out[out.index("compile") + 1])
+    doc = tomlkit.parse(project.read_text(encoding="utf-8"))
+    indexes = doc.get("tool", {}).get("uv", {}).get("index", [])
+    for index in indexes:
+        index["url"] = _mirrored_index(str(index["url"]), mirrors)
+    project.write_text(tomlkit.dumps(doc), encoding="utf-8")
+    return out
 
 
 def _answers(index: str) -> bool:

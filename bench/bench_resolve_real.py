@@ -1,0 +1,114 @@
+"""Resolve of the newest real vLLM sdist (the corpus of tests/real: PyPI's vLLM 0.33.0 as a git
+repository, its external repositories from local stand-ins through --mirror, the torch family from
+a local index, the general index PyPI itself) against a bare `uv pip compile` of the same set.
+
+    .venv/bin/python bench/bench_resolve_real.py [--version 0.33.0] [--device cuda]
+
+  ours      `vllm-lock resolve ... --mirror ...` (a new process): git, the stripping script,
+            cmake evaluation, torch index pages, uv pip compile, hashes, lock writing.
+  baseline  `uv pip compile` of the very requirement set ours compiled (runtime + build + the
+            torch family pinned, routed to the torch index as an explicit index), same target,
+            same indexes, same uv cache.
+
+One warm-up run each (fills uv's cache, the git mirrors and the sdist cache), then one timed run
+each. Hashing is reported apart (ours' own "hashes" phase, from its progress output). PyPI's
+answers vary from run to run: one run is a rough figure, not a statistic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "real"))
+
+from corpus import make_vllm_repo, serve_torch_index  # noqa: E402
+from test_real_cmake import EXPECTED  # noqa: E402
+
+from vllm_lock.actions import resolve as resolve_action  # noqa: E402
+from vllm_lock.shell import lockfiles  # noqa: E402
+from vllm_lock.shell import uv as uv_shell  # noqa: E402
+
+PY, PLATFORM, PYPI = "3.12", "x86_64-manylinux_2_39", "https://pypi.org/simple"
+TORCH = {"0.8.5.post1": "2.6.0", "0.11.2": "2.9.0", "0.20.2": "2.11.0", "0.30.0": "2.13.0", "0.33.0": "2.14.0"}
+VLLM_LOCK = Path(sys.executable).with_name("vllm-lock")
+_HASHES = re.compile(r"^\s*hashes: ([0-9.]+)s", re.MULTILINE)
+_PHASE = re.compile(r"^    ([A-Za-z][A-Za-z ]*): ([0-9.]+)s$", re.MULTILINE)
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+    start = time.perf_counter()
+    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"failed ({result.returncode}): {' '.join(argv)}\n{result.stderr[-3000:]}")
+    return elapsed, result.stderr
+
+
+def bare_project(lock_path: Path, torch_index: str, where: Path) -> Path:
+    lock, _ = lockfiles.read(str(lock_path))
+    pins = [f"torch=={lock.torch.version}", *(f"{c.name}=={c.version}" for c in lock.torch.companions)]
+    source = resolve_action.SourceFacts(vllm=lock.vllm, layout=lock.layout, external_sources=(),
+                                        runtime=lock.layout.runtime_set, build=lock.layout.build_set, removed=())
+    requirements = resolve_action.compile_requirements(source, pins, "triton", lock.torch.left_out)
+    where.mkdir(parents=True, exist_ok=True)
+    project = where / "pyproject.toml"
+    project.write_text(resolve_action.synthetic_project(
+        requirements, torch_index, {"torch", "triton", *(c.name for c in lock.torch.companions)}))
+    return project
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--version", default="0.33.0")
+    parser.add_argument("--device", default="cuda")
+    args = parser.parse_args()
+    suite = Path(os.environ.get("VLLM_LOCK_TEST_CACHE") or Path.home() / ".cache" / "vllm-lock-tests")
+    listener, torch_index = serve_torch_index()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            repo = make_vllm_repo(args.version, root / "github", EXPECTED[(args.version, "cuda", "x86_64")])
+            cache = root / "cache"
+            cache.mkdir()
+            (suite / "real-corpus-uv").mkdir(parents=True, exist_ok=True)
+            os.symlink(suite / "real-corpus-uv", cache / "uv")
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VLLM_LOCK_"))}
+            env.update(VLLM_LOCK_CACHE=str(cache))
+            lock_path = root / "real.lock.toml"
+            ours_argv = [
+                str(VLLM_LOCK), "resolve", "--repo", repo.url, "--ref", "main", "--torch-channel", "release",
+                "--torch-version", TORCH[args.version], "--torch-index", torch_index, "--index", PYPI,
+                "--python", PY, "--platform", PLATFORM, "--target-device", args.device, "--arch", "12.0",
+                "--mirror", repo.mirror, "-o", str(lock_path),
+            ]
+            timed(ours_argv, env, root)  # warm-up
+            project = bare_project(lock_path, torch_index, root / "bare")
+            bare_argv = uv_shell.compile_argv(project=project, output=project.parent / "pylock.toml", python=PY,
+                                              platform=PLATFORM, default_index=PYPI)
+            bare_env = uv_shell.uv_env(cache)
+            timed(bare_argv, bare_env, project.parent)  # warm-up
+            ours, stderr = timed(ours_argv, env, root)
+            bare, _ = timed(bare_argv, bare_env, project.parent)
+            packages = len(lockfiles.read(str(lock_path))[0].packages)
+    finally:
+        listener.close()
+    found = _HASHES.search(stderr)
+    hashing = float(found.group(1)) if found else float("nan")
+    print(f"vLLM {args.version}, target {args.device} (--arch 12.0), {packages} packages, general index {PYPI}")
+    print("one warm-up each, then one run each (PyPI's answer times vary: a rough figure)")
+    print(f"resolve (ours)           {ours:7.2f} s   of which hashing {hashing:.2f} s")
+    print(f"uv pip compile (bare)    {bare:7.2f} s")
+    print(f"ratio ours/bare          {ours / bare:7.2f}x  (target <= 1.3x); without hashing {(ours - hashing) / bare:.2f}x")
+    print("ours' phases: " + ", ".join(f"{name} {seconds}s" for name, seconds in _PHASE.findall(stderr)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
