@@ -33,7 +33,7 @@ from git.exc import GitCommandError, GitCommandNotFound, InvalidGitRepositoryErr
 
 from vllm_lock.errors import InstallError, UnknownRefError, UnreachableError, VllmLockError
 from vllm_lock.model import is_commit_sha
-from vllm_lock.shell import mirroring
+from vllm_lock.shell import limits, mirroring
 
 RETRIES = 3
 URL_SCHEMES = ("https", "http", "ssh", "git", "file")
@@ -58,29 +58,21 @@ class GitError(InstallError):
     """A git command failed for a reason other than an unreachable remote."""
 
 
-def _seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
 
 def network_deadline() -> float:
     """Total seconds for one fetch of a remote, retries included (VLLM_LOCK_GIT_DEADLINE)."""
-    return _seconds("VLLM_LOCK_GIT_DEADLINE", 1800)
+    return limits.setting("VLLM_LOCK_GIT_DEADLINE", 1800)
 
 
 def probe_deadline() -> float:
     """Total seconds for one ls-remote, retries included (VLLM_LOCK_GIT_PROBE_DEADLINE); a fetch
     is preceded by one, so that a server that never answers fails within this bound."""
-    return _seconds("VLLM_LOCK_GIT_PROBE_DEADLINE", 60)
+    return limits.setting("VLLM_LOCK_GIT_PROBE_DEADLINE", 60)
 
 
 def local_deadline() -> float:
     """Seconds for a local git command (archive, clone from the mirror, checkout)."""
-    return _seconds("VLLM_LOCK_GIT_LOCAL_DEADLINE", 900)
+    return limits.setting("VLLM_LOCK_GIT_LOCAL_DEADLINE", 900)
 
 
 # `-c` beats every config file: whatever the user's configuration says, git runs no hook (also

@@ -34,20 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from vllm_lock.errors import IntegrityError, PreflightError, UnreachableError
-from vllm_lock.shell import mirroring
+from vllm_lock.shell import limits, mirroring
 
 RETRIES = 3
 CHUNK = 1 << 20
 USER_AGENT = "vllm-lock"
 
-
-def _number(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        return default
-    return value if value > 0 else default
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -66,13 +58,13 @@ class Bounds:
 
 def bounds() -> Bounds:
     return Bounds(
-        page_deadline=_number("VLLM_LOCK_HTTP_DEADLINE", 60),
-        read_timeout=_number("VLLM_LOCK_HTTP_READ_TIMEOUT", 20),
-        download_base=_number("VLLM_LOCK_DOWNLOAD_BASE_S", 120),
-        floor_rate=_number("VLLM_LOCK_DOWNLOAD_FLOOR_RATE", 256 * 1024),
-        low_speed_rate=_number("VLLM_LOCK_LOW_SPEED_RATE", 16 * 1024),
-        low_speed_time=_number("VLLM_LOCK_LOW_SPEED_TIME", 60),
-        download_max=int(_number("VLLM_LOCK_DOWNLOAD_MAX", 8 << 30)),
+        page_deadline=limits.setting("VLLM_LOCK_HTTP_DEADLINE", 60),
+        read_timeout=limits.setting("VLLM_LOCK_HTTP_READ_TIMEOUT", 20),
+        download_base=limits.setting("VLLM_LOCK_DOWNLOAD_BASE_S", 120),
+        floor_rate=limits.setting("VLLM_LOCK_DOWNLOAD_FLOOR_RATE", 256 * 1024),
+        low_speed_rate=limits.setting("VLLM_LOCK_LOW_SPEED_RATE", 16 * 1024),
+        low_speed_time=limits.setting("VLLM_LOCK_LOW_SPEED_TIME", 60),
+        download_max=int(limits.setting("VLLM_LOCK_DOWNLOAD_MAX", 8 << 30)),
     )
 
 

@@ -15,22 +15,13 @@ import uv as uv_package
 
 from vllm_lock.errors import InstallError, UnreachableError
 from vllm_lock.mirrors import Mirrors
-from vllm_lock.shell import http, mirroring, proc
-
-
-def _seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        return default
-    return value if value > 0 else default
+from vllm_lock.shell import http, limits, mirroring, proc
 
 
 def compile_deadline() -> float:
     """Total seconds for one `uv pip compile` (VLLM_LOCK_UV_DEADLINE). uv's own
     UV_HTTP_TIMEOUT is per read: a server that drips a byte at a time never trips it."""
-    return _seconds("VLLM_LOCK_UV_DEADLINE", 900)
+    return limits.setting("VLLM_LOCK_UV_DEADLINE", 900)
 
 
 @functools.cache
@@ -54,7 +45,7 @@ def uv_env(cache: Path, *, offline: bool = False, extra: Mapping[str, str] | Non
             "UV_NO_CONFIG": "1",
             "UV_SYSTEM_CERTS": "1",
             "UV_NO_PROGRESS": "1",
-            "UV_HTTP_TIMEOUT": str(int(_seconds("VLLM_LOCK_UV_HTTP_TIMEOUT", 30))),
+            "UV_HTTP_TIMEOUT": str(int(limits.setting("VLLM_LOCK_UV_HTTP_TIMEOUT", 30))),
             "UV_HTTP_RETRIES": "3",
             "UV_PYTHON_DOWNLOADS": "manual",
         }
