@@ -19,6 +19,7 @@ import vllm_lock
 from vllm_lock import codec, plan, pylock
 from vllm_lock import cuda as cuda_rules
 from vllm_lock import layout as layout_rules
+from vllm_lock import rust as rust_rules
 from vllm_lock import receipt as receipts
 from vllm_lock.actions import verify as verify_action
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
@@ -191,6 +192,7 @@ def _steps(
 
     with rep.step("source"):
         build_shell.checkout(lock, request.cache, src, rep.say)
+        check_rust_frontend(lock, src)
 
     external_dirs: dict[str, Path] = {}
     if lock.external_sources or lock.rust is not None:
@@ -300,9 +302,26 @@ def rust_env(lock: Lock, facts: plan.MachineFacts, where: Path, path: str) -> di
         assert rustc is not None and cargo_bin is not None  # preflight refused a lock without them
         tools = cargo.tool_dir(where / "bin", *cargo.real_binaries(rustc, cargo_bin))
         return plan.rust_build_env(lock, path, tools=tools, cargo_home=where / "cargo-home")
-    if lock.build.without_rust:
-        return plan.rust_build_env(lock, path, tools=cargo.left_out_dir(where / "left-out"), cargo_home=None)
-    return {}
+    # no frontend locked: refusing tools, and an empty CARGO_HOME in place of the caller's
+    empty_home = where / "left-out-home"
+    empty_home.mkdir(parents=True, exist_ok=True)
+    return plan.rust_build_env(lock, path, tools=cargo.left_out_dir(where / "left-out"), cargo_home=empty_home)
+
+
+def check_rust_frontend(lock: Lock, src: Path) -> None:
+    """The checked-out tree's Rust frontend (detected as resolve detects it) must be the lock's:
+    presence, toolchain, Cargo.lock path and sha256, artifacts, crates. Before any build."""
+    files = frozenset(build_shell.tracked_files(src))
+
+    def read(path: str) -> str:
+        return (src / path).read_bytes().decode("utf-8", errors="replace")
+
+    try:
+        tree = rust_rules.detect(files, read)
+    except (rust_rules.RustError, OSError) as exc:
+        raise IntegrityError(f"rust: the checked-out commit's Rust frontend cannot be read: {exc}") from None
+    if problem := plan.rust_frontend_problem(lock, tree):
+        raise IntegrityError(problem)
 
 
 def _cuda(version: tuple[int, int] | None) -> str:
