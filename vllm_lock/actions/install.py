@@ -19,8 +19,8 @@ import vllm_lock
 from vllm_lock import codec, plan, pylock
 from vllm_lock import cuda as cuda_rules
 from vllm_lock import layout as layout_rules
-from vllm_lock import rust as rust_rules
 from vllm_lock import receipt as receipts
+from vllm_lock import rust as rust_rules
 from vllm_lock.actions import verify as verify_action
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import InstallError, IntegrityError, OutputError, PreflightError, UsageError
