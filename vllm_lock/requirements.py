@@ -415,13 +415,13 @@ def check_requires_dist(
             distributions[name] = None if lines is None else _Distribution([_parse_line(t) for t in lines])
         return distributions[name]
 
-    added: dict[tuple[str, str], list[str]] = {}
+    added: dict[tuple[str, str], list[_Line]] = {}
 
-    def added_by(name: str, extra: str, found: _Distribution) -> list[str]:
+    def added_by(name: str, extra: str, found: _Distribution) -> list[_Line]:
         """The lines of `name` that `extra` brings in, computed once per (name, extra)."""
         if (name, extra) not in added:
             picked = sorted({*found.by_extra.get(extra, ()), *found.unknown})
-            added[name, extra] = [found.lines[i].text for i in picked if _added_by(found.lines[i], extra, environment)]
+            added[name, extra] = [found.lines[i] for i in picked if _added_by(found.lines[i], extra, environment)]
         return added[name, extra]
 
     queue: deque[tuple[_Line, str, frozenset[str]]] = deque((_parse_line(t), owner, frozenset()) for t in own)
@@ -448,9 +448,11 @@ def check_requires_dist(
         checked += 1
         version = installed.get(name)
         if version is None or not _satisfies(requirement, version):
-            if extras:  # `; extra == "standard"` says nothing the required_by does not
-                requirement.marker = None
-            found = Unmet(requirement=str(requirement), name=name, required_by=required_by, installed=version,
+            shown = requirement
+            if extras:  # `; extra == "standard"` says nothing the required_by does not (a copy: lines are shared)
+                shown = Requirement(str(requirement))
+                shown.marker = None
+            found = Unmet(requirement=str(shown), name=name, required_by=required_by, installed=version,
                           left_out=name in skipped and required_by == owner)
             (expected if found.left_out else unmet).append(found)
             continue
@@ -463,8 +465,8 @@ def check_requires_dist(
                                    problem=f"{name} declares more than {MAX_REQUIRES_DIST} Requires-Dist lines "
                                            "(not read)"))
                 continue
-            texts = dict.fromkeys(t for extra in sorted(wanted) for t in added_by(name, extra, dist))
-            queue.extend((_parse_line(t), by, wanted) for t in texts)
+            lines = {line.text: line for extra in sorted(wanted) for line in added_by(name, extra, dist)}
+            queue.extend((line, by, wanted) for line in lines.values())
     return RequiresDistCheck(checked=checked, unmet=tuple(unmet), expected=tuple(expected))
 
 

@@ -34,6 +34,7 @@ from vllm_lock.shell.store import Store, cache_root
 from vllm_lock.shell.stripping import run_stripping_script, snapshot
 
 DEFAULT_CRATE_REGISTRY = "https://static.crates.io/crates"
+MAX_RUST_SOURCE = 64 << 20  # bytes of one file the Rust frontend's detection reads from the checkout
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -314,7 +315,14 @@ def check_rust_frontend(lock: Lock, src: Path) -> None:
     files = frozenset(build_shell.tracked_files(src))
 
     def read(path: str) -> str:
-        return (src / path).read_bytes().decode("utf-8", errors="replace")
+        full = src / path
+        if full.is_symlink():  # git stores a link as its target's text, which is what resolve read
+            return os.readlink(full)
+        with full.open("rb") as stream:
+            data = stream.read(MAX_RUST_SOURCE + 1)
+        if len(data) > MAX_RUST_SOURCE:
+            raise rust_rules.RustError(f"{path} is larger than {MAX_RUST_SOURCE} bytes")
+        return data.decode("utf-8", errors="replace")
 
     try:
         tree = rust_rules.detect(files, read)
