@@ -311,3 +311,14 @@ def test_provenance_changes_are_listed_as_notes() -> None:
     d = diff_locks(a, b)
     assert d.equal
     assert "provenance.uv-version: 0.9.0 -> 0.9.1" in d.notes
+
+
+def test_a_left_out_torch_member_alone_is_a_difference_shown_in_every_format() -> None:
+    a = make_lock()
+    b = dataclasses.replace(a, torch=dataclasses.replace(a.torch, left_out=("torchcodec",)))
+    d = diff_locks(a, b)
+    assert not d.equal
+    assert [c.key for c in d.other] == [c.key for c in d.fields] and d.other
+    assert all(c.key.startswith("inputs.torch.locked.left-out") for c in d.other)
+    for shown in (render_diff.text(d), render_diff.markdown(d)):
+        assert "inputs.torch.locked.left-out" in shown and "torchcodec" in shown

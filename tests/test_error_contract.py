@@ -142,3 +142,41 @@ def test_9_output(world: TestWorld, tmp_path: Path) -> None:
     result = run(*resolve_args(world, "-o", str(tmp_path / "missing" / "x.lock.toml")), cwd=tmp_path)
     assert_contract(result, ExitCode.OUTPUT, "does not exist")
     assert not (tmp_path / "missing").exists()
+
+
+def test_control_characters_in_a_message_are_escaped(tmp_path: Path) -> None:
+    """An error line carries untrusted text (here a path with a terminal's clear-screen sequence):
+    it reaches stderr escaped, every character printable."""
+    assert error_text("bad \x1b[2J name\n\tcontext \x07") == "error: bad \\x1b[2J name\n  \\tcontext \\x07"
+    result = run("show", "evil\x1b[2Jname.lock.toml", cwd=tmp_path)
+    assert "\x1b" not in result.stderr
+    [line] = assert_contract(result, ExitCode(result.returncode), "evil\\x1b[2Jname")
+    assert line.isprintable()
+
+
+def _closed_stdout(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI with stdout a pipe whose reader has already gone (`vllm-lock show ... | true`)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_", "VLLM_LOCK_DEBUG"))}
+        return subprocess.run([VLLM_LOCK, *args], cwd=cwd, env=base, stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=600)
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("args", [("show",), ("show", "--json"), ("diff", "--format", "json"), ("verify",)])
+def test_a_closed_stdout_exits_quietly_with_141(lock: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
+    """`vllm-lock verify ... | true`, `show ... | head -c1`: the reader went away; no internal error
+    (verify's was exit 2), no silent exit 1 (rich's own handler), the conventional 141."""
+    command, *options = args
+    paths = [str(lock), str(lock)] if command == "diff" else [str(lock)]
+    if command == "verify":  # an empty environment: verify prints its drift report
+        venv = tmp_path / "venv"
+        (venv / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
+        (venv / "bin").mkdir()
+        options = ["--venv", str(venv)]
+    result = _closed_stdout(command, *paths, *options, cwd=tmp_path)
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == ""

@@ -206,3 +206,15 @@ def test_a_dirty_tag_build_names_the_commit() -> None:
     assert plan.version_problem("0.33.1.dev0+g7c7c2c255.d20261126", commit, "v0.33.0") is None
     assert plan.version_problem("0.33.0", commit, "v0.33.0") is None
     assert plan.version_problem("0.32.0", commit, "v0.33.0") is not None
+
+
+def test_a_lock_without_a_rust_frontend_always_builds_with_the_refusing_tools(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No [rust] and no build.without-rust: the build still gets rustc/cargo that refuse to run and
+    an empty CARGO_HOME, never the caller's toolchain (a [rust] dropped from a lock builds nothing)."""
+    lock = sample_lock()
+    lock = lock if lock.rust is None else dataclasses.replace(lock, rust=None)
+    assert not lock.build.without_rust
+    env = plan.rust_build_env(lock, "/usr/bin", tools=tmp_path / "left-out", cargo_home=tmp_path / "home")
+    assert env["RUSTC"] == str(tmp_path / "left-out" / "rustc") and env["CARGO"] == str(tmp_path / "left-out" / "cargo")
+    assert env["PATH"].split(":")[0] == str(tmp_path / "left-out")
+    assert env["VLLM_REQUIRE_RUST_FRONTEND"] == "0" and env["CARGO_HOME"] == str(tmp_path / "home")

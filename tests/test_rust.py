@@ -194,7 +194,9 @@ def test_build_env_requires_the_frontend_offline_or_hides_the_compiler() -> None
     left_out = dataclasses.replace(base, build=dataclasses.replace(base.build, without_rust=True))
     env = plan.rust_build_env(left_out, "/usr/bin", tools=Path("/g/rust/left-out"), cargo_home=None)
     assert env["VLLM_REQUIRE_RUST_FRONTEND"] == "0" and env["CARGO"] == "/g/rust/left-out/cargo"
-    assert plan.rust_build_env(base, "/usr/bin", tools=Path("/t"), cargo_home=None) == {}
+    # no frontend locked at all: the same refusing tools (the caller's toolchain is never used)
+    env = plan.rust_build_env(base, "/usr/bin", tools=Path("/t"), cargo_home=None)
+    assert env["RUSTC"] == "/t/rustc" and env["PATH"] == "/t:/usr/bin" and env["VLLM_REQUIRE_RUST_FRONTEND"] == "0"
 
 
 def test_cargo_config_points_crates_io_at_the_vendored_directory() -> None:
@@ -216,3 +218,28 @@ def test_diff_names_a_rust_change_as_the_reason_for_a_rebuild() -> None:
     left_out = dataclasses.replace(lock, rust=None, build=dataclasses.replace(lock.build, without_rust=True))
     reasons = diffing.identity_change(lock, left_out).reasons
     assert "Rust frontend (toolchain 1.95, 2 crates -> left out (--no-rust))" in reasons
+
+
+def test_the_trees_frontend_is_compared_with_the_locks_field_by_field() -> None:
+    base = sample_lock()
+    locked = frontend()
+    lock = dataclasses.replace(base, rust=locked)
+    tree = rust.RustFacts(
+        toolchain_file=locked.toolchain_file, channel=locked.channel, cargo_lock=locked.cargo_lock,
+        cargo_lock_sha256=locked.cargo_lock_sha256, git_sources=(),
+        crates=tuple(rust.CrateRecord(name=c.name, version=c.version, checksum=c.checksum) for c in locked.crates),
+        artifacts=tuple(rust.ArtifactRecord(target=a.target, kind=a.kind) for a in locked.artifacts),
+    )
+    assert plan.rust_frontend_problem(lock, tree) is None
+    assert plan.rust_frontend_problem(base, None) is None
+    assert (plan.rust_frontend_problem(base, tree) or "").startswith("rust: the commit has a Rust frontend")
+    left_out = dataclasses.replace(base, build=dataclasses.replace(base.build, without_rust=True))
+    assert plan.rust_frontend_problem(left_out, tree) is None
+    assert (plan.rust_frontend_problem(left_out, None) or "").startswith("build.without-rust")
+    assert (plan.rust_frontend_problem(lock, None) or "").startswith("rust: the lock has a [rust] table")
+    for field, changed in (("rust.channel", {"channel": "1.90"}), ("rust.cargo-lock", {"cargo_lock": "x/Cargo.lock"}),
+                           ("rust.cargo-lock-sha256", {"cargo_lock_sha256": "0" * 64}),
+                           ("rust.toolchain-file", {"toolchain_file": "rust-toolchain"}),
+                           ("rust.artifacts", {"artifacts": ()}), ("rust.crates", {"crates": ()})):
+        problem = plan.rust_frontend_problem(lock, dataclasses.replace(tree, **changed))  # type: ignore[arg-type]
+        assert (problem or "").startswith(field + ":"), (field, problem)

@@ -142,3 +142,47 @@ def test_no_rust_is_another_build_identity_installed_without_the_extension(rust,
     assert LEFT_OUT_MESSAGE in result.stderr  # because the build's rustc is the one that refuses to run
     assert _rust_modules(opt) == []
     assert cli("verify", str(path), "--venv", str(opt / "vllm"), cache=rust["cache"]).returncode == 0
+
+
+def _edited(rust, tmp_path: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+    """The rust-frontend lock edited as an attacker would: any field, the content hash recomputed."""
+    import tomllib
+
+    import tomlkit
+
+    data = tomllib.loads(rust["path"].read_text(encoding="utf-8"))
+    data.pop("content-hash")
+    edit(data)
+    digest = "sha256:" + hashlib.sha256(codec.canonical_json(data)).hexdigest()
+    path = tmp_path / "edited.lock.toml"
+    path.write_text(tomlkit.dumps({"content-hash": digest, **data}), encoding="utf-8")
+    return path
+
+
+def _drop_rust(data) -> None:  # type: ignore[no-untyped-def]
+    del data["rust"]
+
+
+def _lower_channel(data) -> None:  # type: ignore[no-untyped-def]
+    data["rust"]["channel"] = "1.90"
+
+
+def _other_cargo_lock(data) -> None:  # type: ignore[no-untyped-def]
+    data["rust"]["cargo-lock-sha256"] = "0" * 64
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    (_drop_rust, "rust: the commit has a Rust frontend (rust/Cargo.lock"),
+    (_lower_channel, "rust.channel: the lock says '1.90'"),
+    (_other_cargo_lock, "rust.cargo-lock-sha256"),
+])
+def test_a_lock_whose_rust_frontend_differs_from_the_tree_is_refused_before_the_build(  # type: ignore[no-untyped-def]
+        rust, world, tmp_path, edit, field) -> None:
+    path = _edited(rust, tmp_path, edit)
+    opt = tmp_path / "opt"
+    result = _install(world, path, opt, rust["cache"], _with_rust_path())
+    assert result.returncode == 8, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and field in errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "==> build" not in result.stderr
+    assert not (opt / "vllm").exists()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from vllm_lock import defaults
-from vllm_lock.cli_app import app, command, mirror_settings, run  # noqa: F401  (app: tests drive it)
+from vllm_lock.cli_app import app, command, mirror_settings, run, stdout_console  # noqa: F401  (app: tests drive it)
 from vllm_lock.progress import Reporter
 
 # Actions are imported inside the commands: a command loads only what it runs (startup time
@@ -83,7 +83,7 @@ def show(
     if as_json:
         print(json.dumps(show_action.summary(loaded, path), indent=2))
     else:
-        show_action.render(loaded, path)
+        show_action.render(loaded, path, stdout_console())
 
 
 @command()

@@ -5,8 +5,10 @@ Tracebacks only with VLLM_LOCK_DEBUG=1."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import select
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -16,6 +18,8 @@ import typer
 from vllm_lock.errors import ExitCode, VllmLockError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from vllm_lock.mirrors import Mirrors
 
 app = typer.Typer(
@@ -31,10 +35,23 @@ CONTEXT_INDENT = "  "
 INTERRUPTED = 130
 
 
+SIGPIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
+
+
+def printable(line: str) -> str:
+    """The line with every non-printable character (ESC, other controls, tabs) escaped as \\xNN /
+    \\uNNNN: messages carry untrusted text (lock fields, paths, GPU names, build output), and a
+    terminal must never interpret it."""
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)
+
+
 def error_text(message: str) -> str:
     """The contract's form of a message: its first non-empty line after `error: `, every other
-    non-empty line indented (lines already indented keep their indentation)."""
-    lines = [line.rstrip() for line in message.splitlines() if line.strip()]
+    non-empty line indented (lines already indented keep their indentation); every character
+    printable."""
+    lines = [printable(line.rstrip()) for line in message.splitlines() if line.strip()]
     head = lines[0].strip() if lines else "unknown error"
     context = [line if line[:1].isspace() else CONTEXT_INDENT + line for line in lines[1:]]
     return "\n".join([f"error: {head}", *context])
@@ -71,6 +88,9 @@ def command(*args: Any, any_error_exit: ExitCode | None = None, **kwargs: Any) -
                 report_error("interrupted")
                 raise typer.Exit(INTERRUPTED) from None
             except Exception as exc:
+                if isinstance(exc, BrokenPipeError) and stdout_closed():
+                    _silence_stdout()
+                    raise typer.Exit(SIGPIPE_EXIT) from None
                 if os.environ.get("VLLM_LOCK_DEBUG") or _is_click_exception(exc):
                     raise
                 report_error(internal_error_text(exc))
@@ -91,16 +111,64 @@ def _is_click_exception(exc: BaseException) -> bool:
         or isinstance(exc, (typer.Exit, typer.Abort))
 
 
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe or socket whose reader is gone (`| head`, `| true`): then a
+    BrokenPipeError is the reader's choice, not a fault. Any other BrokenPipeError (a child's
+    pipe) stays an error."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """stdout onto /dev/null, so the interpreter's last flush at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def stdout_console() -> Console:
+    """A rich console on stdout whose closed pipe is a BrokenPipeError for the one handler (rich's
+    own would exit 1 without a word)."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError(errno.EPIPE, "stdout closed")
+
+    return _Console()
+
+
+def _exit(code: int) -> NoReturn:
+    """sys.exit after flushing stdout here, where a closed one exits quietly with 141."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(SIGPIPE_EXIT)
+    sys.exit(code)
+
+
 def run() -> NoReturn:
     """The app as the console script runs it. Command-line errors (unknown option, missing or bad
     argument: click's UsageError, vendored by typer or not) follow the same contract, exit 2; a
-    bare `vllm-lock` prints the help."""
+    bare `vllm-lock` prints the help. A closed stdout (the reader of a pipe went away) ends the
+    command quietly with 141, as a shell reports a writer killed by SIGPIPE."""
     try:
         code = app(standalone_mode=False)
     except typer.Abort:
         report_error("interrupted")
         sys.exit(INTERRUPTED)
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError) and stdout_closed():
+            _silence_stdout()
+            sys.exit(SIGPIPE_EXIT)
         if not _is_click_exception(exc):
             if os.environ.get("VLLM_LOCK_DEBUG"):
                 raise
@@ -111,10 +179,10 @@ def run() -> NoReturn:
             raise
         if type(exc).__name__ == "NoArgsIsHelpError":  # no command given: the help, as before
             exc.show()  # type: ignore[attr-defined]
-            sys.exit(exit_code)
+            _exit(exit_code)
         report_error(str(format_message()))
         sys.exit(exit_code)
-    sys.exit(code if isinstance(code, int) else ExitCode.OK)
+    _exit(code if isinstance(code, int) else ExitCode.OK)
 
 
 def mirror_settings(options: list[str] | None) -> Mirrors:

@@ -295,6 +295,8 @@ def _shown(key: str, a: Lock, b: Lock, whole_packages: set[str]) -> bool:
         return a.vllm.commit != b.vllm.commit
     if key == "inputs.torch.locked.date":
         return a.torch.version != b.torch.version
+    if key.startswith("inputs.torch.locked.left-out"):
+        return False  # no section shows it: the torch family left out is listed under `other`
     if key.startswith(("inputs.vllm.", "inputs.torch.", "inputs.general-index.", "target.", "build.", "layout.",
                        "external-sources[")):
         return True

@@ -423,6 +423,10 @@ class TorchInput:
         _unique("inputs.torch.locked.companions", "name", [c.name for c in self.companions])
         for i, name in enumerate(self.left_out):
             _check(f"inputs.torch.locked.left-out[{i}]", _package_name_problem(name))
+            # only a torch-family member can be expected unmet: the name rule of torch_family
+            # (torch*; the torch index's own pytorch-* projects). A reader cannot ask the index.
+            _require(name.startswith(("torch", "pytorch-")), f"inputs.torch.locked.left-out[{i}]",
+                     f"{show(name)} is not a torch-family name (torch*, pytorch-*)")
         _require(list(self.left_out) == sorted(set(self.left_out)), "inputs.torch.locked.left-out",
                  "must be sorted, each name once")
         _require("torch" not in self.left_out, "inputs.torch.locked.left-out", "torch itself cannot be left out")
@@ -761,6 +765,8 @@ class Lock:
         names = [p.name for p in self.packages]
         _require(names == sorted(names), "packages", "must be sorted by name")
         _unique("packages", "name", names)
+        for i, name in enumerate(self.torch.left_out):
+            _require(name not in names, f"inputs.torch.locked.left-out[{i}]", f"{show(name)} is a locked package")
         _require(self.torch.cuda != "cpu" or self.build.target_device in ("cpu", "empty"), "inputs.torch.original.cuda",
                  f"a CPU torch cannot build for target device {show(self.build.target_device)}")
         _require(not (self.build.without_rust and self.rust is not None), "build.without-rust",

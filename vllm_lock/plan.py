@@ -34,6 +34,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from vllm_lock import cuda as cuda_rules
+from vllm_lock import rust as rust_rules
 from vllm_lock.model import BuildRecipe, Lock
 
 GIB = 1 << 30
@@ -330,14 +331,49 @@ def build_env(
     return env
 
 
+def rust_frontend_problem(lock: Lock, tree: rust_rules.RustFacts | None) -> str | None:
+    """How the checked-out tree's Rust frontend differs from the lock's, naming the lock field;
+    None when they agree. The lock is untrusted: a `[rust]` table dropped or edited (a lower
+    channel, another Cargo.lock) must not change what is built without saying so."""
+    frontend = lock.rust
+    if frontend is None:
+        if tree is None:
+            return ("build.without-rust: the lock leaves out a Rust frontend the commit does not have"
+                    if lock.build.without_rust else None)
+        if lock.build.without_rust:
+            return None
+        return (f"rust: the commit has a Rust frontend ({tree.cargo_lock}, channel {tree.channel}) but the lock "
+                "has no [rust] table and no build.without-rust")
+    if tree is None:
+        return "rust: the lock has a [rust] table but the checked-out commit has no Rust frontend"
+    artifacts = tuple((a.target, a.kind) for a in frontend.artifacts)
+    crates = tuple((c.name, c.version, c.checksum) for c in frontend.crates)
+    checks = (
+        ("rust.toolchain-file", frontend.toolchain_file, tree.toolchain_file),
+        ("rust.channel", frontend.channel, tree.channel),
+        ("rust.cargo-lock", frontend.cargo_lock, tree.cargo_lock),
+        ("rust.cargo-lock-sha256", frontend.cargo_lock_sha256, tree.cargo_lock_sha256),
+        ("rust.artifacts", artifacts, tuple((a.target, a.kind) for a in tree.artifacts)),
+        ("rust.crates", crates, tuple((c.name, c.version, c.checksum) for c in tree.crates)),
+    )
+    for key, locked, found in checks:
+        if locked != found:
+            return f"{key}: the lock says {_short(locked)}, the checked-out commit has {_short(found)}"
+    return None
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def rust_build_env(lock: Lock, base_path: str, *, tools: Path, cargo_home: Path | None) -> dict[str, str]:
     """The Rust part of the build's environment. With a locked frontend: required
     (VLLM_REQUIRE_RUST_FRONTEND=1, so a missing compiler fails the build instead of silently
     dropping the extension), the real rustc/cargo first on PATH, crates only from the vendored
-    copies (CARGO_HOME's config), offline. Left out (--no-rust): `tools` holds a rustc and cargo
-    that refuse to run, so setuptools-rust skips the optional extension on every machine."""
-    if lock.rust is None and not lock.build.without_rust:
-        return {}
+    copies (CARGO_HOME's config), offline. Without one (left out with --no-rust, or a commit that
+    has none): `tools` holds a rustc and cargo that refuse to run, so no build ever uses the
+    caller's toolchain or CARGO_HOME, and setuptools-rust skips an optional extension."""
     env = {
         "PATH": f"{tools}{os.pathsep}{base_path}" if base_path else str(tools),
         "CARGO": str(tools / "cargo"),

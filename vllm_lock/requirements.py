@@ -9,11 +9,15 @@ from the commit's setup.py with `ast` into data (LineRule), never assumed from o
 from __future__ import annotations
 
 import ast
+import itertools
 import posixpath
+import re
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from packaging.markers import UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -301,6 +305,10 @@ def _parse(lines: Iterable[tuple[str, int, str]]) -> Iterable[str]:
 # ---------------------------------------------------------------- the built vLLM's Requires-Dist
 
 
+MAX_REQUIRES_DIST = 10_000  # Requires-Dist lines read per distribution; more is refused, unread
+_EXTRA_TEST = re.compile(r"""\bextra\s*==\s*["']([^"']*)["']|["']([^"']*)["']\s*==\s*extra\b""")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Unmet:
     """One requirement of the built distribution the environment does not satisfy."""
@@ -310,8 +318,11 @@ class Unmet:
     required_by: str  # "vllm", or "fastapi[standard]" for a requirement an extra brings in
     installed: str | None  # the version installed, None when nothing of that name is
     left_out: bool = False  # a torch-family member the lock leaves out on purpose (--without)
+    problem: str = ""  # why the line could not be checked at all (its marker, too many lines)
 
     def describe(self) -> str:
+        if self.problem:
+            return f"{self.required_by} declares {self.requirement!r}: {self.problem}"
         if not self.name:
             return f"{self.required_by} declares {self.requirement!r}, not a valid requirement"
         have = f"{self.name} {self.installed} is installed" if self.installed else "not installed"
@@ -323,6 +334,51 @@ class RequiresDistCheck:
     checked: int  # requirements that apply to the target (markers true), each evaluated
     unmet: tuple[Unmet, ...]  # failures
     expected: tuple[Unmet, ...]  # unmet on purpose: the lock's left-out torch-family members
+
+
+class _Unevaluable(Exception):
+    """A marker packaging cannot evaluate (`python_version ~= "abc"`): the line is unmet."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Line:
+    text: str
+    requirement: Requirement | None  # None: not a valid requirement
+    extras_tested: frozenset[str] | None  # the extras its marker names; None: unknown (evaluated for each)
+
+
+class _Distribution:
+    """One distribution's Requires-Dist, read and parsed once, its extra lines indexed by extra."""
+
+    def __init__(self, lines: list[_Line]) -> None:
+        self.lines = lines
+        self.by_extra: dict[str, list[int]] = {}
+        self.unknown: list[int] = []
+        for i, line in enumerate(lines):
+            if line.extras_tested is None:
+                self.unknown.append(i)
+            for extra in line.extras_tested or ():
+                self.by_extra.setdefault(extra, []).append(i)
+
+
+def _parse_line(text: str) -> _Line:
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        return _Line(text=text, requirement=None, extras_tested=None)
+    marker = str(requirement.marker) if requirement.marker is not None else ""
+    if "extra" not in marker:
+        return _Line(text=text, requirement=requirement, extras_tested=frozenset())
+    tests = _EXTRA_TEST.findall(marker)
+    if not tests or len(tests) != len(re.findall(r"\bextra\b", marker)):  # `!=`, `in`: evaluated for each extra
+        return _Line(text=text, requirement=requirement, extras_tested=None)
+    return _Line(text=text, requirement=requirement, extras_tested=frozenset(canonicalize_name(a or b) for a, b in tests))
+
+
+def _read_lines(lines: Iterable[str]) -> list[str] | None:
+    """At most MAX_REQUIRES_DIST lines; None when there are more (the distribution is refused)."""
+    read = list(itertools.islice(lines, MAX_REQUIRES_DIST + 1))
+    return None if len(read) > MAX_REQUIRES_DIST else read
 
 
 def check_requires_dist(
@@ -338,41 +394,86 @@ def check_requires_dist(
     (canonical name -> version). Markers are evaluated for `environment` (the lock's target) with
     no extra of the owner selected: the lock names none of vLLM's extras, so `extra == "..."`
     lines are not required. A requirement with extras (`fastapi[standard]`) also requires what
-    those extras add to the installed distribution's own Requires-Dist (`requires_of(name)`),
-    followed to any depth. A prerelease satisfies a specifier (a torch nightly is one)."""
-    skipped = {canonicalize_name(name) for name in left_out}
-    queue: list[tuple[str, str, frozenset[str]]] = [(text, owner, frozenset()) for text in declared]
-    seen: set[tuple[str, str]] = set()
+    those extras add to the installed distribution's own Requires-Dist (`requires_of(name)`, read
+    once per distribution, at most MAX_REQUIRES_DIST lines), followed to any depth. A prerelease
+    satisfies a specifier (a torch nightly is one). A marker that cannot be evaluated makes its
+    line unmet. Only the owner's own requirement of a left-out torch-family name (torch*,
+    pytorch-*) is expected; anything else unmet is a failure."""
+    skipped = {canonicalize_name(name) for name in left_out if _family_name(canonicalize_name(name))}
     unmet: list[Unmet] = []
     expected: list[Unmet] = []
+    own = _read_lines(declared)
+    if own is None:
+        unmet.append(Unmet(requirement=f"{MAX_REQUIRES_DIST + 1}+ lines", name="", required_by=owner, installed=None,
+                           problem=f"more than {MAX_REQUIRES_DIST} Requires-Dist lines (not read)"))
+        return RequiresDistCheck(checked=0, unmet=tuple(unmet), expected=())
+    distributions: dict[str, _Distribution | None] = {}
+
+    def distribution(name: str) -> _Distribution | None:
+        if name not in distributions:
+            lines = _read_lines(requires_of(name))
+            distributions[name] = None if lines is None else _Distribution([_parse_line(t) for t in lines])
+        return distributions[name]
+
+    added: dict[tuple[str, str], list[_Line]] = {}
+
+    def added_by(name: str, extra: str, found: _Distribution) -> list[_Line]:
+        """The lines of `name` that `extra` brings in, computed once per (name, extra)."""
+        if (name, extra) not in added:
+            picked = sorted({*found.by_extra.get(extra, ()), *found.unknown})
+            added[name, extra] = [found.lines[i] for i in picked if _added_by(found.lines[i], extra, environment)]
+        return added[name, extra]
+
+    queue: deque[tuple[_Line, str, frozenset[str]]] = deque((_parse_line(t), owner, frozenset()) for t in own)
+    seen: set[tuple[str, str]] = set()
     checked = 0
     while queue:
-        text, required_by, extras = queue.pop(0)
-        try:
-            requirement = Requirement(text)
-        except InvalidRequirement:
-            unmet.append(Unmet(requirement=text.strip(), name="", required_by=required_by, installed=None))
-            continue
-        if not _applies(requirement, environment, extras):
+        line, required_by, extras = queue.popleft()
+        requirement = line.requirement
+        if requirement is None:
+            unmet.append(Unmet(requirement=line.text.strip(), name="", required_by=required_by, installed=None))
             continue
         name = canonicalize_name(requirement.name)
+        try:
+            applies = _applies(requirement, environment, extras)
+        except _Unevaluable as exc:
+            unmet.append(Unmet(requirement=line.text.strip(), name=name, required_by=required_by, installed=None,
+                               problem=f"its marker cannot be evaluated ({exc})"))
+            continue
+        if not applies:
+            continue
         if (name, str(requirement)) in seen:
             continue
         seen.add((name, str(requirement)))
         checked += 1
         version = installed.get(name)
         if version is None or not _satisfies(requirement, version):
-            if extras:  # `; extra == "standard"` says nothing the required_by does not
-                requirement.marker = None
-            found = Unmet(requirement=str(requirement), name=name, required_by=required_by, installed=version,
-                          left_out=name in skipped)
+            shown = requirement
+            if extras:  # `; extra == "standard"` says nothing the required_by does not (a copy: lines are shared)
+                shown = Requirement(str(requirement))
+                shown.marker = None
+            found = Unmet(requirement=str(shown), name=name, required_by=required_by, installed=version,
+                          left_out=name in skipped and required_by == owner)
             (expected if found.left_out else unmet).append(found)
             continue
         if requirement.extras:
             wanted = frozenset(canonicalize_name(e) for e in requirement.extras)
             by = f"{name}[{','.join(sorted(wanted))}]"
-            queue += [(sub, by, wanted) for sub in requires_of(name) if _added_by(sub, wanted, environment)]
+            dist = distribution(name)
+            if dist is None:
+                unmet.append(Unmet(requirement=str(requirement), name=name, required_by=required_by, installed=version,
+                                   problem=f"{name} declares more than {MAX_REQUIRES_DIST} Requires-Dist lines "
+                                           "(not read)"))
+                continue
+            lines = {line.text: line for extra in sorted(wanted) for line in added_by(name, extra, dist)}
+            queue.extend((line, by, wanted) for line in lines.values())
     return RequiresDistCheck(checked=checked, unmet=tuple(unmet), expected=tuple(expected))
+
+
+def _family_name(name: str) -> bool:
+    """The name rule of a torch-family member a lock may leave out (torch_family's `torch*`; the
+    index's own projects as pytorch-*)."""
+    return name.startswith(("torch", "pytorch-"))
 
 
 def _satisfies(requirement: Requirement, version: str) -> bool:
@@ -385,16 +486,24 @@ def _satisfies(requirement: Requirement, version: str) -> bool:
 def _applies(requirement: Requirement, environment: Mapping[str, str], extras: frozenset[str]) -> bool:
     if requirement.marker is None:
         return True
-    return any(requirement.marker.evaluate({**environment, "extra": extra}) for extra in extras or {""})
-
-
-def _added_by(text: str, extras: frozenset[str], environment: Mapping[str, str]) -> bool:
-    """Whether a line of a distribution's Requires-Dist is one that `extras` bring in (true for
-    one of them, false without any): the unconditional lines came with the distribution itself,
-    and the lock's package check covers those."""
     try:
-        requirement = Requirement(text)
-    except InvalidRequirement:
-        return True  # reported as unreadable
-    return requirement.marker is not None and _applies(requirement, environment, extras) and not _applies(
-        requirement, environment, frozenset())
+        return any(requirement.marker.evaluate({**environment, "extra": extra}) for extra in extras or {""})
+    except (UndefinedComparison, UndefinedEnvironmentName, InvalidVersion, ValueError, TypeError) as exc:
+        raise _Unevaluable(str(exc) or type(exc).__name__) from None
+
+
+def _added_by(line: _Line, extra: str, environment: Mapping[str, str]) -> bool:
+    """Whether a line of a distribution's Requires-Dist is one that `extra` brings in (true with
+    it, false without any): the unconditional lines came with the distribution itself, and the
+    lock's package check covers those. An unreadable line, or one whose marker cannot be
+    evaluated, is taken in (and reported)."""
+    requirement = line.requirement
+    if requirement is None:
+        return True
+    if requirement.marker is None:
+        return False
+    try:
+        return _applies(requirement, environment, frozenset({extra})) and not _applies(
+            requirement, environment, frozenset())
+    except _Unevaluable:
+        return True

@@ -98,3 +98,28 @@ def test_changed_index_or_external_repository_is_a_source_change(sandbox: Sandbo
 def test_identical_locks_still_equal(sandbox: Sandbox) -> None:
     code, out = _diff(sandbox, sandbox.data(), sandbox.data())
     assert code == 0 and ": equal" in out.splitlines()[0] and "sources" not in out
+
+
+def test_a_left_out_torch_member_alone_is_named_in_text_and_markdown(sandbox: Sandbox) -> None:
+    a, b = sandbox.data(), sandbox.data()
+    b["inputs"]["torch"]["locked"]["left-out"] = ["torchcodec"]
+    for fmt in ("text", "markdown", "json"):
+        code, out = _diff(sandbox, a, b, fmt)
+        assert code == 1, out
+        assert "inputs.torch.locked.left-out" in out and "torchcodec" in out, (fmt, out)
+
+
+@pytest.mark.parametrize("name", ["numpy", "locked-torch-member"])
+def test_left_out_is_only_an_unlocked_torch_family_name(sandbox: Sandbox, name: str) -> None:
+    """A left-out name is expected to be unmet by install and verify: anything but an unlocked
+    torch*/pytorch-* name would hide a missing dependency, so the lock is refused on read."""
+    from .conftest import refused
+
+    data = sandbox.data()
+    if name == "locked-torch-member":
+        name = next(p["name"] for p in data["packages"] if p["name"].startswith("torch") and p["name"] != "torch")
+        data["inputs"]["torch"]["locked"]["companions"] = [
+            c for c in data["inputs"]["torch"]["locked"].get("companions", []) if c["name"] != name]
+    data["inputs"]["torch"]["locked"]["left-out"] = [name]
+    line = refused(sandbox.run("show", str(sandbox.write(data))), "inputs.torch.locked.left-out[0]")
+    assert name in line

@@ -20,6 +20,7 @@ from vllm_lock import codec, plan, pylock
 from vllm_lock import cuda as cuda_rules
 from vllm_lock import layout as layout_rules
 from vllm_lock import receipt as receipts
+from vllm_lock import rust as rust_rules
 from vllm_lock.actions import verify as verify_action
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import InstallError, IntegrityError, OutputError, PreflightError, UsageError
@@ -33,6 +34,7 @@ from vllm_lock.shell.store import Store, cache_root
 from vllm_lock.shell.stripping import run_stripping_script, snapshot
 
 DEFAULT_CRATE_REGISTRY = "https://static.crates.io/crates"
+MAX_RUST_SOURCE = 64 << 20  # bytes of one file the Rust frontend's detection reads from the checkout
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +193,7 @@ def _steps(
 
     with rep.step("source"):
         build_shell.checkout(lock, request.cache, src, rep.say)
+        check_rust_frontend(lock, src)
 
     external_dirs: dict[str, Path] = {}
     if lock.external_sources or lock.rust is not None:
@@ -300,9 +303,33 @@ def rust_env(lock: Lock, facts: plan.MachineFacts, where: Path, path: str) -> di
         assert rustc is not None and cargo_bin is not None  # preflight refused a lock without them
         tools = cargo.tool_dir(where / "bin", *cargo.real_binaries(rustc, cargo_bin))
         return plan.rust_build_env(lock, path, tools=tools, cargo_home=where / "cargo-home")
-    if lock.build.without_rust:
-        return plan.rust_build_env(lock, path, tools=cargo.left_out_dir(where / "left-out"), cargo_home=None)
-    return {}
+    # no frontend locked: refusing tools, and an empty CARGO_HOME in place of the caller's
+    empty_home = where / "left-out-home"
+    empty_home.mkdir(parents=True, exist_ok=True)
+    return plan.rust_build_env(lock, path, tools=cargo.left_out_dir(where / "left-out"), cargo_home=empty_home)
+
+
+def check_rust_frontend(lock: Lock, src: Path) -> None:
+    """The checked-out tree's Rust frontend (detected as resolve detects it) must be the lock's:
+    presence, toolchain, Cargo.lock path and sha256, artifacts, crates. Before any build."""
+    files = frozenset(build_shell.tracked_files(src))
+
+    def read(path: str) -> str:
+        full = src / path
+        if full.is_symlink():  # git stores a link as its target's text, which is what resolve read
+            return os.readlink(full)
+        with full.open("rb") as stream:
+            data = stream.read(MAX_RUST_SOURCE + 1)
+        if len(data) > MAX_RUST_SOURCE:
+            raise rust_rules.RustError(f"{path} is larger than {MAX_RUST_SOURCE} bytes")
+        return data.decode("utf-8", errors="replace")
+
+    try:
+        tree = rust_rules.detect(files, read)
+    except (rust_rules.RustError, OSError) as exc:
+        raise IntegrityError(f"rust: the checked-out commit's Rust frontend cannot be read: {exc}") from None
+    if problem := plan.rust_frontend_problem(lock, tree):
+        raise IntegrityError(problem)
 
 
 def _cuda(version: tuple[int, int] | None) -> str:

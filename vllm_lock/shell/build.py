@@ -257,6 +257,12 @@ def checkout(lock: Lock, cache: Path, src: Path, say: Callable[[str], None]) -> 
         say(f"    cloned {url} into {src}")
 
 
+def tracked_files(src: Path) -> list[str]:
+    """The paths git tracks at the checkout's HEAD (what resolve listed at the commit)."""
+    out = _git(["ls-tree", "-r", "-z", "--name-only", "HEAD"], src, "listing the checkout's files")
+    return [name for name in out.split("\0") if name]
+
+
 def _git(args: list[str], cwd: Path | None, what: str) -> str:
     from vllm_lock.shell import git as git_shell
 
