@@ -192,8 +192,10 @@ def gpu_notes(report: GpuReport, archs: tuple[str, ...]) -> list[str]:
 
 # ---------------------------------------------------------------- nvidia-smi output
 
-_CAP = re.compile(r"^(\d+)\.(\d+)$")
-_DRIVER_CUDA = re.compile(r"CUDA Version\s*:\s*(\d+)\.(\d+)")
+# a compute capability is at most two digits a part (sm_120 is 12.0), a CUDA version three: more
+# digits are not a reading (and 5,000 of them are past int()'s limit)
+_CAP = re.compile(r"^(\d{1,2})\.(\d{1,2})$")
+_DRIVER_CUDA = re.compile(r"CUDA Version\s*:\s*(\d{1,3})\.(\d{1,3})(?!\d)")
 _DRIVER_VERSION = re.compile(r"Driver Version\s*:\s*([0-9][0-9.]*)")
 # What nvidia-smi prints when there is no GPU to talk to: no device passed to the container, no
 # kernel driver loaded. Those mean "no GPU present", not "cannot read".

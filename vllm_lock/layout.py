@@ -116,8 +116,18 @@ def build_system_requires(pyproject_text: str) -> tuple[str, ...]:
         data = tomllib.loads(pyproject_text)
     except tomllib.TOMLDecodeError as exc:
         raise LayoutError(f"pyproject.toml: {exc}") from None
-    requires = data.get("build-system", {}).get("requires", [])
-    return tuple(str(Requirement(r)) for r in requires)
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise LayoutError("pyproject.toml: arrays or tables nested too deeply to read") from None
+    except ValueError as exc:  # an integer past Python's digit limit (int_max_str_digits)
+        raise LayoutError(f"pyproject.toml: {str(exc).split(';')[0][:120]}") from None
+    build_system = data.get("build-system", {})
+    requires = build_system.get("requires", []) if isinstance(build_system, dict) else None
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        raise LayoutError("pyproject.toml: [build-system] requires is not a list of strings")
+    try:
+        return tuple(str(Requirement(r)) for r in requires)
+    except InvalidRequirement as exc:
+        raise LayoutError(f"pyproject.toml: [build-system] requires: {exc}") from None
 
 
 def sha256_text(data: bytes) -> str:
