@@ -21,7 +21,7 @@ from test_install_support import cli, install_args, resolve_world_lock, write_va
 
 from vllm_lock import cuda, plan
 from vllm_lock.model import ExternalSource, Lock
-from vllm_lock.shell import machine
+from vllm_lock.shell import machine, proc
 
 # ---------------------------------------------------------------- real nvidia-smi output
 
@@ -398,3 +398,52 @@ def test_phoenix_goes_on_when_the_gpus_fit_or_none_is_visible(tmp_path: Path, ar
     result, log, calls = _phoenix(tmp_path, archs, query, banner)
     assert words in log
     assert result.returncode != 7 and any("dpkg-query" in c for c in calls), log  # went on to the packages
+
+
+# ---------------------------------------------------------------- a hostile tool on PATH
+
+
+def _tool(tmp_path: Path, name: str, script: str) -> dict[str, str]:
+    """An executable `name` on PATH running `script` (sh)."""
+    bin_dir = tmp_path / "hostile-bin"
+    bin_dir.mkdir(exist_ok=True)
+    tool = bin_dir / name
+    tool.write_text("#!/bin/sh\n" + script)
+    tool.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_a_tool_printing_bytes_that_are_not_utf8_is_read_with_replacements(tmp_path: Path) -> None:
+    env = _tool(tmp_path, "nvidia-smi", "printf '9.0, NVIDIA \\377H200\\n'\n")
+    got = machine.gpus(env)
+    assert got.gpus == (cuda.Gpu(name="NVIDIA \ufffdH200", capability=(9, 0)),)
+    env = _tool(tmp_path, "gcc", "printf '12.2.0\\n'; printf '\\376\\377' >&2\n")
+    gcc = next(t for t in machine.toolchain({**env, "CC": "gcc"}) if t.name == "gcc")
+    assert (gcc.path, gcc.version) == (str(tmp_path / "hostile-bin" / "gcc"), "12.2.0")
+
+
+def test_captured_output_is_bounded_to_its_first_and_last_part(tmp_path: Path) -> None:
+    size = 64 << 20  # 16 times what is kept
+    env = _tool(tmp_path, "nvidia-smi", f"head -c {size} /dev/zero | tr '\\0' y\necho; echo 'the last line'\n")
+    ran = proc.run(["nvidia-smi"], env=env, timeout=60)
+    assert ran.ok and len(ran.output) < 2 * proc.CAPTURE_KEEP_BYTES + 100
+    assert ran.output.startswith("yyyy") and ran.output.endswith("the last line\n")
+    assert f"[... {size + 1 + 14 - 2 * proc.CAPTURE_KEEP_BYTES} bytes of output left out ...]" in ran.output
+    got = machine.gpus(env)  # the whole preflight reading: one refusal, a bounded message
+    assert got.error is not None and got.error.startswith("unreadable nvidia-smi line 'yyyy") and len(got.error) < 300
+
+
+def test_a_tool_that_never_stops_printing_meets_its_timeout(tmp_path: Path) -> None:
+    env = _tool(tmp_path, "nvidia-smi", "exec yes\n")
+    ran = proc.run(["nvidia-smi"], env=env, timeout=3)
+    assert ran.timed_out and not ran.ok and len(ran.output) < 2 * proc.CAPTURE_KEEP_BYTES + 100
+
+
+def test_a_compute_capability_of_five_thousand_digits_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    digits = "9" * 5000
+    assert cuda.parse_gpu_query(f"{digits}.0, NVIDIA H200\n") == ((), [f"{digits}.0, NVIDIA H200"])
+    assert cuda.parse_gpu_query("100.0, X\n")[1] == ["100.0, X"]  # three digits: not a capability
+    assert cuda.parse_driver(f"CUDA Version: {digits}.0")[1] is None
+    env = _tool(tmp_path, "nvidia-smi", f'case "$*" in *--query-gpu*) echo "{digits}.0, NVIDIA H200";; '
+                                        f'*) echo "CUDA Version: 13.0";; esac\n')
+    assert machine.gpus(env).error == f"unreadable nvidia-smi line '{digits[:200]}'"

@@ -238,10 +238,10 @@ def gpu_report(query: tuple[int, str] | None, banner: tuple[int, str] | None) ->
         return GpuReport(absent=f"nvidia-smi: {no_gpu}")
     last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "")
     if status != 0:
-        return GpuReport(error=f"nvidia-smi --query-gpu exited {status}: {last or 'no output'}")
+        return GpuReport(error=f"nvidia-smi --query-gpu exited {status}: {last[:200] or 'no output'}")
     gpus, bad = parse_gpu_query(output)
     if bad:
-        return GpuReport(error=f"unreadable nvidia-smi line {bad[0]!r}")
+        return GpuReport(error=f"unreadable nvidia-smi line {bad[0][:200]!r}")
     if not gpus:
         return GpuReport(absent="nvidia-smi lists none")
     driver_version, driver_cuda = parse_driver(banner[1]) if banner is not None and banner[0] == 0 else (None, None)
