@@ -23,16 +23,17 @@ def parse(text: str, path: str) -> ast.Module:
     try:
         tree = ast.parse(text, filename=path)
     except SyntaxError as exc:
-        raise PythonSourceError(f"{path}:{exc.lineno}: {exc.msg}") from None
+        where = f"{path}:{exc.lineno}" if exc.lineno else path  # a null byte has no line
+        raise PythonSourceError(f"{where}: {exc.msg}") from None
     except (RecursionError, MemoryError):
         raise PythonSourceError(f"{path}: nested too deeply to parse") from None
-    except ValueError as exc:  # Python 3.11: a null byte
+    except ValueError as exc:  # a null byte, in Pythons before 3.11.4
         raise PythonSourceError(f"{path}: {exc}") from None
-    pending: list[tuple[ast.AST, int]] = [(tree, 0)]
+    pending: list[tuple[ast.AST, int, int]] = [(tree, 0, 1)]  # node, depth, the nearest line above
     while pending:
-        node, depth = pending.pop()
+        node, depth, line = pending.pop()
+        line = getattr(node, "lineno", line)
         if depth > MAX_AST_DEPTH:
-            line = getattr(node, "lineno", None)
             raise PythonSourceError(f"{path}:{line}: nested deeper than {MAX_AST_DEPTH}")
-        pending.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+        pending.extend((child, depth + 1, line) for child in ast.iter_child_nodes(node))
     return tree
