@@ -4,8 +4,12 @@ never a hang, a RecursionError or a MemoryError (exit 70)."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import os
 import subprocess
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +18,9 @@ import git
 import pytest
 
 from vllm_lock import cmake, layout, pysource, requirements, rust
-from vllm_lock.errors import ExitCode, ResolutionError
+from vllm_lock.errors import ExitCode, PreflightError, ResolutionError
+from vllm_lock.model import Crate
+from vllm_lock.shell import cargo
 from vllm_lock.shell import git as git_shell
 
 UNKNOWN = "CMAKE_CXX_COMPILER_VERSION"  # known only on the build machine: if() keeps both branches
@@ -172,3 +178,40 @@ def test_a_link_inside_the_tree_is_exported(tmp_path: Path) -> None:
     dest.mkdir()
     git_shell.export_tree(repo, commit, dest)
     assert (dest / "requirements" / "cpu.txt").read_text() == "numpy\n" and (dest / "setup.py").is_file()
+
+
+# ---------------------------------------------------------------- a full disk while crates are unpacked
+
+
+def _crate_file(tmp_path: Path, name: str, version: str, size: int) -> tuple[Crate, Path]:
+    """A real .crate (a gzipped tar of <name>-<version>/) with one file of `size` random bytes."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for member, data in ((f"{name}-{version}/Cargo.toml", b'[package]\nname = "x"\n'),
+                             (f"{name}-{version}/src/data.bin", os.urandom(size))):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path = tmp_path / rust.crate_filename(name, version)
+    path.write_bytes(gzip.compress(raw.getvalue()))
+    return Crate(name=name, version=version, checksum=hashlib.sha256(path.read_bytes()).hexdigest()), path
+
+
+def test_a_full_disk_while_unpacking_a_crate_is_exit_7_naming_the_file(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    crate, path = _crate_file(tmp_path, "bigcrate", "1.0.0", 1 << 20)
+    vendor = tmp_path / "vendor"
+    vendor.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(vendor)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs")
+    try:
+        with pytest.raises(PreflightError, match=r"^no space left on the device while unpacking crate bigcrate "
+                                                 r"1\.0\.0 to .*/vendor/\.unpack\.[^/]+/src/data\.bin$") as err:
+            cargo.vendor({crate: path}, vendor)
+        assert err.value.exit_code == ExitCode.PREFLIGHT
+        assert list(vendor.iterdir()) == []  # the half-unpacked folder is gone
+    finally:
+        subprocess.run(["umount", str(vendor)], check=True)
+    cargo.vendor({crate: path}, vendor)  # a rerun with room repairs it
+    assert (vendor / "bigcrate-1.0.0" / "src" / "data.bin").stat().st_size == 1 << 20
