@@ -288,8 +288,14 @@ def test_install_refuses_gcc_below_a_real_vllm_floor(world_lock, tmp_path) -> No
     gcc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True).stdout.strip()
     assert gcc.startswith("12."), "this test expects the machine's gcc 12"
     cpu = write_variant(base, tmp_path / "cpu.lock.toml", external_sources=(*base.external_sources, ONEDNN))
-    _refused(cli(*install_args(cpu, tmp_path / "opt"), cache=world_lock["cache"]),
-             f"gcc {gcc} (/usr/bin/gcc) is below what the lock needs, gcc>=12.3", f"g++ {gcc}")
+    refused = cli(*install_args(cpu, tmp_path / "opt"), cache=world_lock["cache"])
+    _refused(refused, f"gcc {gcc} (/usr/bin/gcc) is below what the lock needs, gcc>=12.3", f"g++ {gcc}")
+    # refused at preflight: no half generation (a folder holding only its log) stays behind; the
+    # log moved to the cache's logs folder, as the console says
+    generations = tmp_path / "opt" / "vllm.generations"
+    assert [p.name for p in generations.iterdir() if p.is_dir()] == [], list(generations.iterdir())
+    moved = refused.stderr.split("nothing was installed; the log is now ", 1)[1].splitlines()[0]
+    assert Path(moved).parent == world_lock["cache"] / "logs" and "==> preflight" in Path(moved).read_text()
     cuda_lock = write_variant(base, tmp_path / "cuda.lock.toml", external_sources=(*base.external_sources, DEEPSELECT),
                               build=dataclasses.replace(base.build, target_device="cuda", cuda_archs=("12.0",)))
     _refused(cli(*install_args(cuda_lock, tmp_path / "opt"), cache=world_lock["cache"]), "gcc>=13", "issue 58158")
