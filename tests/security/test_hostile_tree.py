@@ -68,7 +68,9 @@ HOSTILE_CMAKE: dict[str, tuple[Callable[[], dict[str, str]], str]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(HOSTILE_CMAKE))
+@pytest.mark.parametrize("case", list(HOSTILE_CMAKE), ids=[
+    "include_bomb", "doubling", "long_argument", "nested_references", "nested_ifs", "nested_parens",
+    "command_budget", "nesting_over_includes"])
 def test_hostile_cmake_is_a_layout_error_within_bounds(case: str) -> None:
     make, message = HOSTILE_CMAKE[case]
     files = make()
