@@ -399,6 +399,7 @@ _MAX_INCLUDE_DEPTH = 40
 MAX_COMMANDS = 200_000  # commands and conditions evaluated, over every file and branch
 MAX_INCLUDES = 2_000  # include() calls followed into the tree
 MAX_VALUE_LENGTH = 1 << 20  # characters of one variable's value or one expanded argument
+MAX_COPIED = 10_000_000  # variables copied for the branches of unknown conditions, all told
 # blocks inside blocks (in one file, and over the include() chain), ${} inside ${},
 # parentheses inside a condition: low enough that Python's own recursion limit is never met
 MAX_NESTING = 100
@@ -460,6 +461,7 @@ class _Evaluator:
         self.commands_run = 0
         self.includes_run = 0
         self.nesting = 0
+        self.copied = 0
         self.where = ""  # file:line of the command being evaluated, for the bounds' errors
 
     def step(self, path: str, line: int) -> None:
@@ -552,6 +554,10 @@ class _Evaluator:
                 assert condition is not None
                 forks.append((condition, len(self.pins)))
                 self.conditional += 1
+                self.copied += len(state.variables) + len(state.env)
+                if self.copied > MAX_COPIED:
+                    raise CMakeError(f"{self.where}: more than {MAX_COPIED} variables copied for the branches "
+                                     f"of conditions it cannot decide")
                 ended.append(self.run_block(body, state.copy(), frame, depth))
         finally:
             self.conditional -= len(forks)

@@ -65,12 +65,16 @@ HOSTILE_CMAKE: dict[str, tuple[Callable[[], dict[str, str]], str]] = {
         lambda: {"CMakeLists.txt": f"if({UNKNOWN})\n" * 90 + "include(cmake/a.cmake)\n" + "endif()\n" * 90,
                  "cmake/a.cmake": f"if({UNKNOWN})\n" * 90 + "set(X 1)\n" + "endif()\n" * 90},
         rf"cmake/a.cmake:\d+: blocks nested deeper than {cmake.MAX_NESTING} over the included files"),
+    "an elseif() chain of unknowns over 100,000 variables": (
+        lambda: {"CMakeLists.txt": "".join(f"set(V{i} {i})\n" for i in range(100_000))
+                 + "".join(f"{'else' if i else ''}if(CMAKE_UNKNOWN_{i})\n" for i in range(99_000)) + "endif()\n"},
+        rf"CMakeLists.txt:\d+: more than {cmake.MAX_COPIED} variables copied"),
 }
 
 
 @pytest.mark.parametrize("case", list(HOSTILE_CMAKE), ids=[
     "include_bomb", "doubling", "long_argument", "nested_references", "nested_ifs", "nested_parens",
-    "command_budget", "nesting_over_includes"])
+    "command_budget", "nesting_over_includes", "copies"])
 def test_hostile_cmake_is_a_layout_error_within_bounds(case: str) -> None:
     make, message = HOSTILE_CMAKE[case]
     files = make()
