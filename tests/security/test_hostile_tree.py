@@ -16,12 +16,14 @@ from pathlib import Path
 
 import git
 import pytest
+from test_install_support import cli
 
 from vllm_lock import cmake, layout, pysource, requirements, rust
 from vllm_lock.errors import ExitCode, PreflightError, ResolutionError
 from vllm_lock.model import Crate
 from vllm_lock.shell import cargo
 from vllm_lock.shell import git as git_shell
+from vllm_lock.testworld import TestWorld
 
 UNKNOWN = "CMAKE_CXX_COMPILER_VERSION"  # known only on the build machine: if() keeps both branches
 SECONDS = 20  # each hostile case, on this 2-core machine; the unbounded ones ran for minutes
@@ -227,3 +229,44 @@ def test_a_full_disk_while_unpacking_a_crate_is_exit_7_naming_the_file(tmp_path:
         subprocess.run(["umount", str(vendor)], check=True)
     cargo.vendor({crate: path}, vendor)  # a rerun with room repairs it
     assert (vendor / "bigcrate-1.0.0" / "src" / "data.bin").stat().st_size == 1 << 20
+
+
+# ---------------------------------------------------------------- through the CLI, on a branch of the test world
+
+
+def _hostile_branch(world: TestWorld, name: str, files: dict[str, str], *, append: bool = False) -> None:
+    """A branch off main with files written (or text appended); main is left as it was."""
+    from vllm_lock.testworld.repo import git as world_git
+
+    world_git(world.repo_path, "checkout", "-q", "-b", name, "main")
+    try:
+        for path, text in files.items():
+            target = world.repo_path / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("a" if append else "w", encoding="utf-8") as handle:
+                handle.write(text)
+        world_git(world.repo_path, "add", "-A")
+        world_git(world.repo_path, "commit", "-q", "-m", f"test: {name}")
+    finally:
+        world_git(world.repo_path, "checkout", "-q", "main")
+
+
+@pytest.mark.parametrize(("branch", "files", "message"), [
+    ("hostile-include-bomb", {"CMakeLists.txt": "include(cmake/f0.cmake)\n", **{
+        f"cmake/f{i}.cmake": f"include(cmake/f{i + 1}.cmake)\n" * 2 for i in range(30)}, "cmake/f30.cmake": ""},
+     "include() calls followed"),
+    ("hostile-deep-setup-py", {"setup.py": "\n" + DEEP_SUM}, "setup.py: nested too deeply to parse"),
+])
+def test_resolve_of_a_hostile_tree_is_exit_5_in_one_line(world: TestWorld, tmp_path: Path, branch: str,
+                                                         files: dict[str, str], message: str) -> None:
+    _hostile_branch(world, branch, files, append=True)
+    out = tmp_path / "x.lock.toml"
+    started = time.monotonic()
+    result = cli("resolve", "--repo", world.repo_url, "--ref", branch, "--torch-index", world.torch_nightly_index,
+                 "--index", world.general_index, "--python", "3.11", "--target-device", "cuda", "-o", str(out),
+                 cache=tmp_path / "cache")
+    assert time.monotonic() - started < 120
+    assert result.returncode == ExitCode.RESOLUTION, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert not out.exists()
