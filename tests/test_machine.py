@@ -453,3 +453,11 @@ def test_a_compute_capability_of_five_thousand_digits_is_unreadable_not_a_crash(
     env = _tool(tmp_path, "nvidia-smi", f'case "$*" in *--query-gpu*) echo "{digits}.0, NVIDIA H200";; '
                                         f'*) echo "CUDA Version: 13.0";; esac\n')
     assert machine.gpus(env).error == f"unreadable nvidia-smi line '{digits[:200]}'"
+
+
+def test_streamed_output_keeps_lines_of_bounded_length(tmp_path: Path) -> None:
+    env = _tool(tmp_path, "gcc", "head -c 1048576 /dev/zero | tr '\\0' y; printf '\\377 end\\n'\n")
+    seen: list[str] = []
+    ran = proc.run(["gcc"], env=env, on_line=seen.append, timeout=60)
+    assert ran.ok and max(map(len, seen)) == proc.MAX_LINE_CHARS and seen[-1].endswith("\ufffd end")
+    assert sum(map(len, seen)) == (1 << 20) + 5
