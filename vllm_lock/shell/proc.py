@@ -121,9 +121,11 @@ def _captured(argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], 
         timed_out = True
         proc.kill()
         returncode = proc.wait()
-    for reader in readers:
+    for reader, capture in zip(readers, captures, strict=True):
         # a grandchild that outlives the tool can hold the pipe open: stop waiting for it
         reader.join(timeout=READER_GRACE_S)
+        if not reader.is_alive():
+            capture.stream.close()
     output = "".join(c.text() for c in captures)
     return Completed(argv=tuple(argv), returncode=-9 if timed_out else returncode, output=output,
                      timed_out=timed_out)
@@ -164,9 +166,11 @@ class _Capture:
     def text(self) -> str:
         with self.lock:
             if not self.dropped:
-                return (bytes(self.head) + bytes(self.tail)).decode("utf-8", "replace")
-            marker = f"\n[... {self.dropped} bytes of output left out ...]\n"
-            return self.head.decode("utf-8", "replace") + marker + self.tail.decode("utf-8", "replace")
+                text = (bytes(self.head) + bytes(self.tail)).decode("utf-8", "replace")
+            else:
+                marker = f"\n[... {self.dropped} bytes of output left out ...]\n"
+                text = self.head.decode("utf-8", "replace") + marker + self.tail.decode("utf-8", "replace")
+        return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as text=True reads
 
 
 def echo_line(line: str) -> None:
