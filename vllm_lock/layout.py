@@ -30,6 +30,9 @@ DEVICE_BUILD_REQUIREMENT_PATHS = {
 }
 
 
+MAX_REQUIREMENT_INCLUDE_DEPTH = 20
+
+
 class LayoutError(ValueError):
     """The commit does not look like a vLLM tree this tool understands."""
 
@@ -76,6 +79,8 @@ def parse_requirement_file(path: str, read: Callable[[str], str], _seen: frozens
     (which vllm-lock decides itself) are skipped. Raises LayoutError on what it cannot read."""
     if path in _seen:
         raise LayoutError(f"{path}: include cycle")
+    if len(_seen) >= MAX_REQUIREMENT_INCLUDE_DEPTH:  # vLLM's deepest: cuda.txt -r common.txt
+        raise LayoutError(f"{path}: -r includes nested deeper than {MAX_REQUIREMENT_INCLUDE_DEPTH} files")
     result: list[str] = []
     for number, line in _logical_lines(read(path)):
         if line.startswith(("-r ", "--requirement ", "-c ", "--constraint ")):
