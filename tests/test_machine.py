@@ -21,7 +21,7 @@ from test_install_support import cli, install_args, resolve_world_lock, write_va
 
 from vllm_lock import cuda, plan
 from vllm_lock.model import ExternalSource, Lock
-from vllm_lock.shell import machine
+from vllm_lock.shell import machine, proc
 
 # ---------------------------------------------------------------- real nvidia-smi output
 
@@ -288,8 +288,14 @@ def test_install_refuses_gcc_below_a_real_vllm_floor(world_lock, tmp_path) -> No
     gcc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True).stdout.strip()
     assert gcc.startswith("12."), "this test expects the machine's gcc 12"
     cpu = write_variant(base, tmp_path / "cpu.lock.toml", external_sources=(*base.external_sources, ONEDNN))
-    _refused(cli(*install_args(cpu, tmp_path / "opt"), cache=world_lock["cache"]),
-             f"gcc {gcc} (/usr/bin/gcc) is below what the lock needs, gcc>=12.3", f"g++ {gcc}")
+    refused = cli(*install_args(cpu, tmp_path / "opt"), cache=world_lock["cache"])
+    _refused(refused, f"gcc {gcc} (/usr/bin/gcc) is below what the lock needs, gcc>=12.3", f"g++ {gcc}")
+    # refused at preflight: no half generation (a folder holding only its log) stays behind; the
+    # log moved to the cache's logs folder, as the console says
+    generations = tmp_path / "opt" / "vllm.generations"
+    assert [p.name for p in generations.iterdir() if p.is_dir()] == [], list(generations.iterdir())
+    moved = refused.stderr.split("nothing was installed; the log is now ", 1)[1].splitlines()[0]
+    assert Path(moved).parent == world_lock["cache"] / "logs" and "==> preflight" in Path(moved).read_text()
     cuda_lock = write_variant(base, tmp_path / "cuda.lock.toml", external_sources=(*base.external_sources, DEEPSELECT),
                               build=dataclasses.replace(base.build, target_device="cuda", cuda_archs=("12.0",)))
     _refused(cli(*install_args(cuda_lock, tmp_path / "opt"), cache=world_lock["cache"]), "gcc>=13", "issue 58158")
@@ -398,3 +404,60 @@ def test_phoenix_goes_on_when_the_gpus_fit_or_none_is_visible(tmp_path: Path, ar
     result, log, calls = _phoenix(tmp_path, archs, query, banner)
     assert words in log
     assert result.returncode != 7 and any("dpkg-query" in c for c in calls), log  # went on to the packages
+
+
+# ---------------------------------------------------------------- a hostile tool on PATH
+
+
+def _tool(tmp_path: Path, name: str, script: str) -> dict[str, str]:
+    """An executable `name` on PATH running `script` (sh)."""
+    bin_dir = tmp_path / "hostile-bin"
+    bin_dir.mkdir(exist_ok=True)
+    tool = bin_dir / name
+    tool.write_text("#!/bin/sh\n" + script)
+    tool.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_a_tool_printing_bytes_that_are_not_utf8_is_read_with_replacements(tmp_path: Path) -> None:
+    env = _tool(tmp_path, "nvidia-smi", "printf '9.0, NVIDIA \\377H200\\n'\n")
+    got = machine.gpus(env)
+    assert got.gpus == (cuda.Gpu(name="NVIDIA \ufffdH200", capability=(9, 0)),)
+    env = _tool(tmp_path, "gcc", "printf '12.2.0\\n'; printf '\\376\\377' >&2\n")
+    gcc = next(t for t in machine.toolchain({**env, "CC": "gcc"}) if t.name == "gcc")
+    assert (gcc.path, gcc.version) == (str(tmp_path / "hostile-bin" / "gcc"), "12.2.0")
+
+
+def test_captured_output_is_bounded_to_its_first_and_last_part(tmp_path: Path) -> None:
+    size = 64 << 20  # 16 times what is kept
+    env = _tool(tmp_path, "nvidia-smi", f"head -c {size} /dev/zero | tr '\\0' y\necho; echo 'the last line'\n")
+    ran = proc.run(["nvidia-smi"], env=env, timeout=60)
+    assert ran.ok and len(ran.output) < 2 * proc.CAPTURE_KEEP_BYTES + 100
+    assert ran.output.startswith("yyyy") and ran.output.endswith("the last line\n")
+    assert f"[... {size + 1 + 14 - 2 * proc.CAPTURE_KEEP_BYTES} bytes of output left out ...]" in ran.output
+    got = machine.gpus(env)  # the whole preflight reading: one refusal, a bounded message
+    assert got.error is not None and got.error.startswith("unreadable nvidia-smi line 'yyyy") and len(got.error) < 300
+
+
+def test_a_tool_that_never_stops_printing_meets_its_timeout(tmp_path: Path) -> None:
+    env = _tool(tmp_path, "nvidia-smi", "exec yes\n")
+    ran = proc.run(["nvidia-smi"], env=env, timeout=3)
+    assert ran.timed_out and not ran.ok and len(ran.output) < 2 * proc.CAPTURE_KEEP_BYTES + 100
+
+
+def test_a_compute_capability_of_five_thousand_digits_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    digits = "9" * 5000
+    assert cuda.parse_gpu_query(f"{digits}.0, NVIDIA H200\n") == ((), [f"{digits}.0, NVIDIA H200"])
+    assert cuda.parse_gpu_query("100.0, X\n")[1] == ["100.0, X"]  # three digits: not a capability
+    assert cuda.parse_driver(f"CUDA Version: {digits}.0")[1] is None
+    env = _tool(tmp_path, "nvidia-smi", f'case "$*" in *--query-gpu*) echo "{digits}.0, NVIDIA H200";; '
+                                        f'*) echo "CUDA Version: 13.0";; esac\n')
+    assert machine.gpus(env).error == f"unreadable nvidia-smi line '{digits[:200]}'"
+
+
+def test_streamed_output_keeps_lines_of_bounded_length(tmp_path: Path) -> None:
+    env = _tool(tmp_path, "gcc", "head -c 1048576 /dev/zero | tr '\\0' y; printf '\\377 end\\n'\n")
+    seen: list[str] = []
+    ran = proc.run(["gcc"], env=env, on_line=seen.append, timeout=60)
+    assert ran.ok and max(map(len, seen)) == proc.MAX_LINE_CHARS and seen[-1].endswith("\ufffd end")
+    assert sum(map(len, seen)) == (1 << 20) + 5

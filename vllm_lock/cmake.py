@@ -50,6 +50,7 @@ class Command:
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_REFERENCE = re.compile(r"\$(ENV|CACHE)?\{")
 _BRACKET_OPEN = re.compile(r"\[(=*)\[")
 
 
@@ -208,12 +209,16 @@ _OPENERS = {"function": "endfunction", "macro": "endmacro", "foreach": "endforea
 
 
 def _structure(commands: Sequence[Command], path: str) -> tuple[_Node, ...]:
-    nodes, rest = _block(list(commands), 0, path, closer=None)
+    nodes, rest = _block(list(commands), 0, path, closer=None, depth=0)
     assert rest == len(commands)
     return nodes
 
 
-def _block(commands: list[Command], index: int, path: str, closer: str | None) -> tuple[tuple[_Node, ...], int]:
+def _block(commands: list[Command], index: int, path: str, closer: str | None,
+           depth: int) -> tuple[tuple[_Node, ...], int]:
+    if depth > MAX_NESTING and index > 0:
+        opener = commands[index - 1]
+        raise CMakeError(f"{path}:{opener.line}: blocks nested deeper than {MAX_NESTING}")
     nodes: list[_Node] = []
     while index < len(commands):
         command = commands[index]
@@ -223,16 +228,16 @@ def _block(commands: list[Command], index: int, path: str, closer: str | None) -
                 return tuple(nodes), index
             raise CMakeError(f"{path}:{command.line}: {name}() without its opening command")
         if name == "if":
-            node, index = _if_node(commands, index, path)
+            node, index = _if_node(commands, index, path, depth)
             nodes.append(node)
             continue
         if name == "block":
-            body, end = _block(commands, index + 1, path, "endblock")
+            body, end = _block(commands, index + 1, path, "endblock", depth + 1)
             nodes.extend(body)  # scopes aside, a block runs in place
             index = _closed(commands, end, path, command, "endblock") + 1
             continue
         if name in _OPENERS:
-            body, end = _block(commands, index + 1, path, _OPENERS[name])
+            body, end = _block(commands, index + 1, path, _OPENERS[name], depth + 1)
             nodes.append(_Body(header=command, body=body))
             index = _closed(commands, end, path, command, _OPENERS[name]) + 1
             continue
@@ -247,13 +252,13 @@ def _closed(commands: list[Command], index: int, path: str, opener: Command, clo
     return index
 
 
-def _if_node(commands: list[Command], index: int, path: str) -> tuple[_If, int]:
+def _if_node(commands: list[Command], index: int, path: str, depth: int) -> tuple[_If, int]:
     opener = commands[index]
     branches: list[tuple[Command | None, tuple[_Node, ...]]] = []
     condition: Command | None = opener
     index += 1
     while True:
-        body, index = _block(commands, index, path, "endif")
+        body, index = _block(commands, index, path, "endif", depth + 1)
         branches.append((condition, body))
         if index >= len(commands):
             raise CMakeError(f"{path}:{opener.line}: if() is never closed by endif()")
@@ -388,7 +393,16 @@ _KEYWORDS = frozenset({
     "INSTALL_DIR", "DOWNLOAD_DIR", "STAMP_DIR", "TMP_DIR", "LIST_SEPARATOR", "TLS_VERIFY",
 })
 _KEYWORD_SHAPE = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
+# Bounds on what a hostile tree can make the evaluator do (vLLM's own CMake, every release in
+# tests/real, stays far below each): exceeding one is a CMakeError naming file and line.
 _MAX_INCLUDE_DEPTH = 40
+MAX_COMMANDS = 200_000  # commands and conditions evaluated, over every file and branch
+MAX_INCLUDES = 2_000  # include() calls followed into the tree
+MAX_VALUE_LENGTH = 1 << 20  # characters of one variable's value or one expanded argument
+MAX_COPIED = 10_000_000  # variables copied for the branches of unknown conditions, all told
+# blocks inside blocks (in one file, and over the include() chain), ${} inside ${},
+# parentheses inside a condition: low enough that Python's own recursion limit is never met
+MAX_NESTING = 100
 
 
 def evaluate(
@@ -444,12 +458,34 @@ class _Evaluator:
         self.fatal: list[Stop] = []
         self.functions: set[str] = set()
         self.conditional = 0
+        self.commands_run = 0
+        self.includes_run = 0
+        self.nesting = 0
+        self.copied = 0
+        self.where = ""  # file:line of the command being evaluated, for the bounds' errors
+
+    def step(self, path: str, line: int) -> None:
+        """One more command or condition evaluated: the work budget's count."""
+        self.where = f"{path}:{line}"
+        self.commands_run += 1
+        if self.commands_run > MAX_COMMANDS:
+            raise CMakeError(f"{self.where}: more than {MAX_COMMANDS} commands evaluated (include() or "
+                             f"branches repeated beyond any real configure step)")
+
+    def bounded(self, value: str) -> str:
+        if len(value) > MAX_VALUE_LENGTH:
+            raise CMakeError(f"{self.where}: a value longer than {MAX_VALUE_LENGTH} characters")
+        return value
 
     # -------------------------------------------------------------- files and blocks
 
     def run_file(self, path: str, state: _State, depth: int) -> _State | None:
         if depth > _MAX_INCLUDE_DEPTH:
             raise CMakeError(f"{path}: include() nested deeper than {_MAX_INCLUDE_DEPTH} files")
+        if depth > 0:
+            self.includes_run += 1
+            if self.includes_run > MAX_INCLUDES:
+                raise CMakeError(f"{self.where}: more than {MAX_INCLUDES} include() calls followed")
         commands = tokenize(self.read(path), path)
         nodes = _structure(commands, path)
         if path not in self.included:
@@ -473,6 +509,15 @@ class _Evaluator:
 
     def run_block(self, nodes: Sequence[_Node], state: _State, frame: _Frame, depth: int) -> _State | None:
         """Run nodes in order; None when every path stopped (return() or FATAL_ERROR)."""
+        self.nesting += 1
+        try:
+            return self.run_nodes(nodes, state, frame, depth)
+        finally:
+            self.nesting -= 1
+
+    def run_nodes(self, nodes: Sequence[_Node], state: _State, frame: _Frame, depth: int) -> _State | None:
+        if self.nesting > MAX_NESTING:
+            raise CMakeError(f"{self.where}: blocks nested deeper than {MAX_NESTING} over the included files")
         current: _State | None = state
         for node in nodes:
             if current is None:
@@ -480,33 +525,48 @@ class _Evaluator:
             if isinstance(node, _If):
                 current = self.run_if(node.branches, current, frame, depth)
             elif isinstance(node, _Body):
+                self.step(frame.path, node.header.line)
                 self.skip_body(node, current, frame)
             else:
+                self.step(frame.path, node.line)
                 current = self.run_command(node, current, frame, depth)
         return current
 
     def run_if(self, branches: Sequence[tuple[Command | None, tuple[_Node, ...]]], state: _State,
                frame: _Frame, depth: int) -> _State | None:
-        for index, (condition, body) in enumerate(branches):
-            value = True if condition is None else self.condition(condition, state, frame)
-            if value is False:
-                continue
-            if value is True:
-                return self.run_block(body, state, frame, depth)
-            assert condition is not None
-            before = len(self.pins)
-            self.conditional += 1
-            try:
-                taken = self.run_block(body, state.copy(), frame, depth)
-                not_taken = self.run_if(branches[index + 1:], state.copy(), frame, depth)
-            finally:
-                self.conditional -= 1
+        """The first branch whose condition holds; an unknown condition runs its branch on a copy
+        and goes on to the next (a loop, not recursion: an elseif() chain has no depth limit)."""
+        ended: list[_State | None] = []  # the branches run for unknown conditions
+        forks: list[tuple[Command, int]] = []  # each unknown condition, with the pin count before it
+        current: _State | None = state
+        try:
+            for condition, body in branches:
+                if condition is None:
+                    value: bool | None = True
+                else:
+                    self.step(frame.path, condition.line)
+                    value = self.condition(condition, state, frame)
+                if value is False:
+                    continue
+                if value is True:
+                    current = self.run_block(body, state, frame, depth)
+                    break
+                assert condition is not None
+                forks.append((condition, len(self.pins)))
+                self.conditional += 1
+                self.copied += len(state.variables) + len(state.env)
+                if self.copied > MAX_COPIED:
+                    raise CMakeError(f"{self.where}: more than {MAX_COPIED} variables copied for the branches "
+                                     f"of conditions it cannot decide")
+                ended.append(self.run_block(body, state.copy(), frame, depth))
+        finally:
+            self.conditional -= len(forks)
+        for condition, before in reversed(forks):  # the innermost first, as the nesting reads
             if len(self.pins) > before:
                 self.undecided.append(Undecided(file=frame.path, line=condition.line,
                                                 condition=f"{condition.name}({condition.raw()})"))
-            alive = [s for s in (taken, not_taken) if s is not None]
-            return _merge(alive) if alive else None
-        return state
+        alive = [s for s in (*ended, current) if s is not None]
+        return _merge(alive) if alive else None
 
     def skip_body(self, node: _Body, state: _State, frame: _Frame) -> None:
         kind = node.header.name
@@ -587,7 +647,7 @@ class _Evaluator:
         if unset:
             table.pop(key, None)
         else:
-            table[key] = value
+            table[key] = None if value is None else self.bounded(value)
 
     def list_command(self, command: Command, state: _State) -> None:
         values = self.expand_arguments(command.arguments, state)
@@ -599,7 +659,8 @@ class _Evaluator:
                 return
             parts = [p for p in (current or "").split(";") if p]
             added = [v for v in items if v]
-            state.variables[target] = ";".join([*parts, *added] if values[0] == "APPEND" else [*added, *parts])
+            joined = ";".join([*parts, *added] if values[0] == "APPEND" else [*added, *parts])
+            state.variables[target] = self.bounded(joined)
             return
         self.forget_mentioned(command, state)
 
@@ -710,30 +771,38 @@ class _Evaluator:
             return [value]
         return [part.replace("\\;", ";") for part in re.split(r"(?<!\\);", value) if part]
 
-    def substitute(self, text: str, state: _State) -> str:
+    def substitute(self, text: str, state: _State, nesting: int = 0) -> str:
+        if nesting > MAX_NESTING:
+            raise CMakeError(f"{self.where}: variable references nested deeper than {MAX_NESTING}")
         out: list[str] = []
+        length = 0
         index = 0
         while index < len(text):
+            if length > MAX_VALUE_LENGTH:
+                self.bounded("".join(out))
             char = text[index]
             if char == "\\" and index + 1 < len(text):
                 following = text[index + 1]
                 out.append({"n": "\n", "t": "\t", "r": "\r", ";": "\\;", "\n": ""}.get(following, following))
                 index += 2
                 continue
-            reference = re.match(r"\$(ENV|CACHE)?\{", text[index:])
+            reference = _REFERENCE.match(text, index)
             if reference:
-                start = index + reference.end()
+                start = reference.end()
                 end = _matching_brace(text, start)
                 if end < 0:
                     out.append(text[index:])
                     break
-                name = self.substitute(text[start:end], state)
-                out.append(self.lookup(reference.group(1), name, state))
+                name = self.substitute(text[start:end], state, nesting + 1)
+                value = self.lookup(reference.group(1), name, state)
+                out.append(value)
+                length += len(value)
                 index = end + 1
                 continue
             out.append(char)
+            length += 1
             index += 1
-        return "".join(out)
+        return self.bounded("".join(out))
 
     def lookup(self, space: str | None, name: str, state: _State) -> str:
         table = state.env if space == "ENV" else state.variables
@@ -818,6 +887,7 @@ class _Condition:
         self.index = 0
         self.evaluator = evaluator
         self.state = state
+        self.nesting = 0
 
     def parse(self) -> bool | None:
         if not self.tokens:
@@ -851,19 +921,24 @@ class _Condition:
         return value
 
     def negation(self) -> bool | None:
-        if self.peek("NOT"):
+        negated = False
+        while self.peek("NOT"):  # counted, not recursed: NOT NOT ... has no depth limit
             self.take()
-            value = self.negation()
-            return None if value is None else not value
-        return self.comparison()
+            negated = not negated
+        value = self.comparison()
+        return None if value is None else value != negated
 
     def comparison(self) -> bool | None:
         if self.peek("("):
             self.take()
+            self.nesting += 1
+            if self.nesting > MAX_NESTING:
+                raise CMakeError(f"parentheses nested deeper than {MAX_NESTING} in the condition")
             value = self.logical()
             if not self.peek(")"):
                 raise CMakeError("unbalanced parentheses in the condition")
             self.take()
+            self.nesting -= 1
             return value
         if self.peek(*_UNARY):
             operator = self.take().text
@@ -961,13 +1036,16 @@ def _compare(operator: str, left: Any, right: Any) -> bool:
     return bool(ordered[operator])
 
 
-def _version(text: str) -> tuple[int, ...]:
+def _version(text: str) -> tuple[tuple[int, str], ...]:
+    """Components compared as numbers of any length (int() refuses more than 4300 digits):
+    (digit count, digits) without leading zeros orders as the numbers do."""
     parts = []
     for component in text.strip().split("."):
         digits = re.match(r"\d+", component)
-        parts.append(int(digits.group()) if digits else 0)
+        number = digits.group().lstrip("0") if digits else ""
+        parts.append((len(number), number))
     while len(parts) < 4:
-        parts.append(0)
+        parts.append((0, ""))
     return tuple(parts)
 
 

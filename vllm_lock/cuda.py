@@ -192,8 +192,10 @@ def gpu_notes(report: GpuReport, archs: tuple[str, ...]) -> list[str]:
 
 # ---------------------------------------------------------------- nvidia-smi output
 
-_CAP = re.compile(r"^(\d+)\.(\d+)$")
-_DRIVER_CUDA = re.compile(r"CUDA Version\s*:\s*(\d+)\.(\d+)")
+# a compute capability is at most two digits a part (sm_120 is 12.0), a CUDA version three: more
+# digits are not a reading (and 5,000 of them are past int()'s limit)
+_CAP = re.compile(r"^(\d{1,2})\.(\d{1,2})$")
+_DRIVER_CUDA = re.compile(r"CUDA Version\s*:\s*(\d{1,3})\.(\d{1,3})(?!\d)")
 _DRIVER_VERSION = re.compile(r"Driver Version\s*:\s*([0-9][0-9.]*)")
 # What nvidia-smi prints when there is no GPU to talk to: no device passed to the container, no
 # kernel driver loaded. Those mean "no GPU present", not "cannot read".
@@ -236,10 +238,10 @@ def gpu_report(query: tuple[int, str] | None, banner: tuple[int, str] | None) ->
         return GpuReport(absent=f"nvidia-smi: {no_gpu}")
     last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "")
     if status != 0:
-        return GpuReport(error=f"nvidia-smi --query-gpu exited {status}: {last or 'no output'}")
+        return GpuReport(error=f"nvidia-smi --query-gpu exited {status}: {last[:200] or 'no output'}")
     gpus, bad = parse_gpu_query(output)
     if bad:
-        return GpuReport(error=f"unreadable nvidia-smi line {bad[0]!r}")
+        return GpuReport(error=f"unreadable nvidia-smi line {bad[0][:200]!r}")
     if not gpus:
         return GpuReport(absent="nvidia-smi lists none")
     driver_version, driver_cuda = parse_driver(banner[1]) if banner is not None and banner[0] == 0 else (None, None)

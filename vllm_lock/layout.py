@@ -30,6 +30,9 @@ DEVICE_BUILD_REQUIREMENT_PATHS = {
 }
 
 
+MAX_REQUIREMENT_INCLUDE_DEPTH = 20
+
+
 class LayoutError(ValueError):
     """The commit does not look like a vLLM tree this tool understands."""
 
@@ -76,6 +79,8 @@ def parse_requirement_file(path: str, read: Callable[[str], str], _seen: frozens
     (which vllm-lock decides itself) are skipped. Raises LayoutError on what it cannot read."""
     if path in _seen:
         raise LayoutError(f"{path}: include cycle")
+    if len(_seen) >= MAX_REQUIREMENT_INCLUDE_DEPTH:  # vLLM's deepest: cuda.txt -r common.txt
+        raise LayoutError(f"{path}: -r includes nested deeper than {MAX_REQUIREMENT_INCLUDE_DEPTH} files")
     result: list[str] = []
     for number, line in _logical_lines(read(path)):
         if line.startswith(("-r ", "--requirement ", "-c ", "--constraint ")):
@@ -116,8 +121,18 @@ def build_system_requires(pyproject_text: str) -> tuple[str, ...]:
         data = tomllib.loads(pyproject_text)
     except tomllib.TOMLDecodeError as exc:
         raise LayoutError(f"pyproject.toml: {exc}") from None
-    requires = data.get("build-system", {}).get("requires", [])
-    return tuple(str(Requirement(r)) for r in requires)
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise LayoutError("pyproject.toml: arrays or tables nested too deeply to read") from None
+    except ValueError as exc:  # an integer past Python's digit limit (int_max_str_digits)
+        raise LayoutError(f"pyproject.toml: {str(exc).split(';')[0][:120]}") from None
+    build_system = data.get("build-system", {})
+    requires = build_system.get("requires", []) if isinstance(build_system, dict) else None
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        raise LayoutError("pyproject.toml: [build-system] requires is not a list of strings")
+    try:
+        return tuple(str(Requirement(r)) for r in requires)
+    except InvalidRequirement as exc:
+        raise LayoutError(f"pyproject.toml: [build-system] requires: {exc}") from None
 
 
 def sha256_text(data: bytes) -> str:

@@ -22,6 +22,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from vllm_lock import pysource
 from vllm_lock.layout import LayoutError
 
 SETUP_PY = "setup.py"
@@ -89,9 +90,9 @@ def read_rules(setup_py: str | None) -> RequirementRules:
     if setup_py is None:
         return DEFAULT_RULES
     try:
-        module = ast.parse(setup_py)
-    except SyntaxError as exc:
-        raise LayoutError(f"{SETUP_PY}:{exc.lineno}: {exc.msg}") from None
+        module = pysource.parse(setup_py, SETUP_PY)
+    except pysource.PythonSourceError as exc:
+        raise LayoutError(str(exc)) from None
     function = next((node for node in module.body
                      if isinstance(node, ast.FunctionDef) and node.name == "get_requirements"), None)
     if function is None:

@@ -17,6 +17,8 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vllm_lock import pysource
+
 CRATES_IO_SOURCES = (
     "registry+https://github.com/rust-lang/crates.io-index",
     "sparse+https://index.crates.io/",
@@ -24,6 +26,7 @@ CRATES_IO_SOURCES = (
 TOOLCHAIN_FILES = ("rust-toolchain.toml", "rust-toolchain")
 # setuptools-rust's bindings: Exec installs an executable, every other one a Python extension
 EXECUTABLE_BINDINGS = ("Exec",)
+MAX_TOML_CHARS = 16 << 20  # vLLM 0.33.0's Cargo.lock: 159 KB
 _CHANNEL = re.compile(r"([0-9]{1,3})\.([0-9]{1,4})(?:\.([0-9]{1,4}))?")
 
 
@@ -61,14 +64,25 @@ def channel_version(channel: str) -> tuple[int, ...] | None:
     return tuple(int(g) for g in match.groups() if g is not None) if match else None
 
 
+def _toml(path: str, text: str) -> dict[str, object]:
+    """tomllib recurses once per nested array or inline table: 100,000 `[` end in RecursionError."""
+    if len(text) > MAX_TOML_CHARS:
+        raise RustError(f"{path}: larger than {MAX_TOML_CHARS} characters")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RustError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise RustError(f"{path}: arrays or tables nested too deeply to read") from None
+    except ValueError as exc:  # an integer past Python's digit limit (int_max_str_digits)
+        raise RustError(f"{path}: not valid TOML ({str(exc).split(';')[0][:120]})") from None
+
+
 def parse_toolchain(path: str, text: str) -> str:
     """The channel of a rust-toolchain(.toml); only a numeric channel can be checked against a
     machine's rustc, so a named one is refused."""
     if path.endswith(".toml"):
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise RustError(f"{path}: not valid TOML ({exc})") from None
+        data = _toml(path, text)
         toolchain = data.get("toolchain")
         channel = toolchain.get("channel") if isinstance(toolchain, dict) else None
     else:
@@ -83,10 +97,7 @@ def parse_toolchain(path: str, text: str) -> str:
 def parse_cargo_lock(path: str, text: str) -> tuple[tuple[CrateRecord, ...], tuple[str, ...]]:
     """(crates from crates.io with their checksums, git sources). Workspace members have no
     source; a crate from another registry, or one without a checksum, is an error."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RustError(f"{path}: not valid TOML ({exc})") from None
+    data = _toml(path, text)
     packages = data.get("package", [])
     if not isinstance(packages, list):
         raise RustError(f"{path}: [[package]] is not a list")
@@ -119,9 +130,9 @@ def rust_extension_targets(sources: dict[str, str]) -> tuple[ArtifactRecord, ...
     found: dict[str, ArtifactRecord] = {}
     for path, text in sorted(sources.items()):
         try:
-            tree = ast.parse(text, filename=path)
-        except SyntaxError as exc:
-            raise RustError(f"{path}: cannot parse ({exc.msg}, line {exc.lineno})") from None
+            tree = pysource.parse(text, path)
+        except pysource.PythonSourceError as exc:
+            raise RustError(f"cannot parse {exc}") from None
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call) or _call_name(node.func) != "RustExtension":
                 continue

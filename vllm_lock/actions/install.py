@@ -11,6 +11,7 @@ import datetime as dt
 import errno
 import os
 import platform
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -23,7 +24,7 @@ from vllm_lock import receipt as receipts
 from vllm_lock import rust as rust_rules
 from vllm_lock.actions import verify as verify_action
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
-from vllm_lock.errors import InstallError, IntegrityError, OutputError, PreflightError, UsageError
+from vllm_lock.errors import InstallError, IntegrityError, OutputError, PreflightError, UsageError, VllmLockError
 from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import BuildRecipe, Lock, PatchedFile, index_url_problem
 from vllm_lock.progress import Reporter
@@ -134,15 +135,30 @@ def _build_generation(
     (gen / "logs").mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     log_path = gen / "logs" / f"install-{stamp}.log"
-    with log_path.open("w", encoding="utf-8") as log:
-        rep = reporter.with_log(log)
-        rep.say(f"installing lock {lock.name} ({codec.content_hash(lock)}) into generation {gen}")
-        rep.say(f"full log: {log_path}")
-        if resumed:
-            rep.say("    resuming an unfinished generation")
-        result = _steps(request, lock, layout, gen, editable, rep, log, log_path)
-        reporter.timings.update(rep.timings)
-        return result
+    try:
+        with log_path.open("w", encoding="utf-8") as log:
+            rep = reporter.with_log(log)
+            rep.say(f"installing lock {lock.name} ({codec.content_hash(lock)}) into generation {gen}")
+            rep.say(f"full log: {log_path}")
+            if resumed:
+                rep.say("    resuming an unfinished generation")
+            result = _steps(request, lock, layout, gen, editable, rep, log, log_path)
+            reporter.timings.update(rep.timings)
+            return result
+    except VllmLockError:
+        if not resumed and {p.name for p in gen.iterdir()} == {"logs"}:
+            # refused before any step wrote into it (preflight): no half generation stays behind;
+            # the log, whose words the console showed, moves to the cache's logs folder
+            kept = request.cache / "logs" / f"install-{gen.name}-{stamp}.log"
+            try:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(log_path, kept)  # the cache may be on another file system
+            except OSError:
+                pass  # the log stays where it is: the refusal is what the user must see
+            else:
+                shutil.rmtree(gen, ignore_errors=True)
+                reporter.say(f"nothing was installed; the log is now {kept}")
+        raise
 
 
 def _steps(

@@ -10,6 +10,7 @@ at all for it (CARGO_NET_OFFLINE=true holds), and it checks each vendored crate 
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from vllm_lock import rust as rust_rules
-from vllm_lock.errors import IntegrityError
+from vllm_lock.errors import IntegrityError, OutputError, PreflightError, VllmLockError
 from vllm_lock.model import Crate
 from vllm_lock.shell import proc
 from vllm_lock.shell.store import Store, file_sha256
@@ -97,12 +98,24 @@ def _unpack(path: Path, crate: Crate, dest: Path) -> dict[str, str]:
                 data = extracted.read()
                 relative = "/".join(parts[1:])
                 target = dest.joinpath(*parts[1:])
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(data)
+                except OSError as exc:  # the disk, not the archive: never "not a readable .crate"
+                    raise _write_failed(exc, target, crate) from None
                 files[relative] = hashlib.sha256(data).hexdigest()
     except (OSError, EOFError, tarfile.TarError) as exc:
         raise IntegrityError(f"crate {crate.name} {crate.version}: not a readable .crate archive ({exc})") from None
     return files
+
+
+def _write_failed(exc: OSError, target: Path, crate: Crate) -> VllmLockError:
+    """A full disk is exit 7, as for a wheel staged or downloaded (docs/faults.md); any other
+    write failure (read-only, permissions) exit 9, as install reports it elsewhere."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return PreflightError(f"no space left on the device while unpacking crate {crate.name} {crate.version} "
+                              f"to {target}")
+    return OutputError(f"cannot write {target} (crate {crate.name} {crate.version}): {exc.strerror or exc}")
 
 
 def write_cargo_home(cargo_home: Path, vendor_dir: Path) -> None:

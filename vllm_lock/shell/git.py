@@ -31,7 +31,7 @@ from typing import Literal, overload
 import git
 from git.exc import GitCommandError, GitCommandNotFound, InvalidGitRepositoryError, NoSuchPathError
 
-from vllm_lock.errors import InstallError, UnknownRefError, UnreachableError, VllmLockError
+from vllm_lock.errors import InstallError, ResolutionError, UnknownRefError, UnreachableError, VllmLockError
 from vllm_lock.model import is_commit_sha
 from vllm_lock.shell import limits, mirroring
 
@@ -373,16 +373,25 @@ def read_blob(repo: git.Repo, commit: str, path: str) -> bytes:
 
 
 def export_tree(repo: git.Repo, commit: str, dest: Path) -> None:
-    """The tree of commit, written to dest (no .git): what `git archive` gives."""
+    """The tree of commit, written to dest (no .git): what `git archive` gives. A member that
+    leaves the tree (an absolute symlink, `..`) or is a device is a ResolutionError naming it,
+    raised before anything is written: every member is checked first."""
     data = run(["archive", "--format=tar", "--end-of-options", check_commit(commit)],
                cwd=Path(repo.git_dir), what=f"exporting {commit[:9]}", binary=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = tar.getmembers()
+        try:
+            for member in members:
+                if hasattr(tarfile, "data_filter"):
+                    tarfile.data_filter(member, str(dest))
+                else:  # Python < 3.11.4 (Debian bookworm's 3.11.2): what the data filter checks
+                    _check_member(member)
+        except (tarfile.TarError, ValueError) as exc:  # FilterError is a TarError
+            raise ResolutionError(f"commit {commit[:9]}: the tree cannot be exported safely: {exc}") from None
         if hasattr(tarfile, "data_filter"):
-            tar.extractall(dest, filter="data")
-        else:  # Python < 3.11.4 (Debian bookworm's 3.11.2): check what the data filter would
-            for member in tar.getmembers():
-                _check_member(member)
-            tar.extractall(dest)
+            tar.extractall(dest, members=members, filter="data")
+        else:
+            tar.extractall(dest, members=members)
 
 
 def _check_member(member: tarfile.TarInfo) -> None:

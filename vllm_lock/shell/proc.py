@@ -7,10 +7,18 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+# What a run keeps of a tool's output, whatever it prints (a fake nvidia-smi running `yes` for
+# its whole timeout): captured, the first and last 4 MiB of stdout and of stderr; streamed, every
+# line goes to the log file and the last `tail_lines` lines (each cut at 64 Ki characters) are kept.
+CAPTURE_KEEP_BYTES = 4 << 20
+MAX_LINE_CHARS = 1 << 16
+READER_GRACE_S = 5.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -46,16 +54,9 @@ def run(
         log.write(f"$ {shlex.join(argv)}" + (f"   (in {cwd})" if cwd else "") + "\n")
         log.flush()
     if log is None and on_line is None:
-        try:
-            proc = subprocess.run(
-                list(argv), cwd=cwd, env=full_env, input=stdin_data, capture_output=True, text=True, timeout=timeout
-            )
-        except subprocess.TimeoutExpired as exc:
-            out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-            return Completed(argv=tuple(argv), returncode=-9, output=out, timed_out=True)
-        return Completed(argv=tuple(argv), returncode=proc.returncode, output=proc.stdout + proc.stderr)
+        return _captured(argv, cwd=cwd, env=full_env, timeout=timeout, stdin_data=stdin_data)
 
-    kept: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    kept: collections.deque[str] = collections.deque(maxlen=tail_lines)  # lines of MAX_LINE_CHARS at most
     proc2 = subprocess.Popen(
         list(argv),
         cwd=cwd,
@@ -70,8 +71,6 @@ def run(
     if stdin_data is not None and proc2.stdin:
         proc2.stdin.write(stdin_data)
         proc2.stdin.close()
-    import threading
-
     timed_out = threading.Event()
 
     def _kill() -> None:
@@ -84,7 +83,7 @@ def run(
         timer.start()
     try:
         assert proc2.stdout is not None
-        for line in proc2.stdout:
+        while line := proc2.stdout.readline(MAX_LINE_CHARS):  # a line without end comes in pieces
             line = line.rstrip("\n")
             kept.append(line)
             if log is not None:
@@ -97,6 +96,81 @@ def run(
         if timer:
             timer.cancel()
     return Completed(argv=tuple(argv), returncode=returncode, output="\n".join(kept), timed_out=timed_out.is_set())
+
+
+def _captured(argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], timeout: float | None,
+              stdin_data: str | None) -> Completed:
+    """stdout then stderr, each kept to its first and last CAPTURE_KEEP_BYTES, decoded with
+    U+FFFD for bytes that are not UTF-8: a tool on PATH is as untrusted as its output."""
+    proc = subprocess.Popen(
+        list(argv), cwd=cwd, env=dict(env), stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    captures = [_Capture(proc.stdout), _Capture(proc.stderr)]
+    readers = [threading.Thread(target=c.drain, daemon=True) for c in captures]
+    for reader in readers:
+        reader.start()
+    if stdin_data is not None and proc.stdin is not None:
+        # in a thread of its own: a tool that never reads its input must still meet the timeout
+        threading.Thread(target=_feed, args=(proc.stdin, stdin_data.encode()), daemon=True).start()
+    timed_out = False
+    try:
+        returncode = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.kill()
+        returncode = proc.wait()
+    for reader, capture in zip(readers, captures, strict=True):
+        # a grandchild that outlives the tool can hold the pipe open: stop waiting for it
+        reader.join(timeout=READER_GRACE_S)
+        if not reader.is_alive():
+            capture.stream.close()
+    output = "".join(c.text() for c in captures)
+    return Completed(argv=tuple(argv), returncode=-9 if timed_out else returncode, output=output,
+                     timed_out=timed_out)
+
+
+def _feed(stdin: IO[bytes], data: bytes) -> None:
+    try:
+        stdin.write(data)
+        stdin.close()
+    except (BrokenPipeError, ValueError):
+        pass  # the tool did not read its input: its exit status says the rest
+
+
+class _Capture:
+    """One pipe read to its end, keeping its first and last CAPTURE_KEEP_BYTES."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+        self.lock = threading.Lock()
+
+    def drain(self) -> None:
+        read = getattr(self.stream, "read1", self.stream.read)
+        while chunk := read(1 << 16):
+            with self.lock:
+                room = CAPTURE_KEEP_BYTES - len(self.head)
+                if room > 0:
+                    self.head += chunk[:room]
+                    chunk = chunk[room:]
+                self.tail += chunk
+                if len(self.tail) > CAPTURE_KEEP_BYTES:
+                    cut = len(self.tail) - CAPTURE_KEEP_BYTES
+                    del self.tail[:cut]
+                    self.dropped += cut
+
+    def text(self) -> str:
+        with self.lock:
+            if not self.dropped:
+                text = (bytes(self.head) + bytes(self.tail)).decode("utf-8", "replace")
+            else:
+                marker = f"\n[... {self.dropped} bytes of output left out ...]\n"
+                text = self.head.decode("utf-8", "replace") + marker + self.tail.decode("utf-8", "replace")
+        return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as text=True reads
 
 
 def echo_line(line: str) -> None:
