@@ -82,6 +82,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--version", default="0.33.0", choices=sorted(TORCH))
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", type=Path, help="after the timed runs, one more run of ours under "
+                        "pyinstrument (`pip install pyinstrument`), its text report written here")
     args = parser.parse_args()
     listener, torch_index = serve_torch_index()
     kept = cache_dir().parent / "real-corpus-wheels"
@@ -103,8 +105,8 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VLLM_LOCK_"))}
         env.update(VLLM_LOCK_CACHE=str(cache))
 
-        def ours(dest: Path) -> str:
-            return sh([str(VLLM_LOCK), "install", str(lock_path), "--venv", str(dest / "vllm"), "--src",
+        def ours(dest: Path, prefix: tuple[str, ...] = (str(VLLM_LOCK),)) -> str:
+            return sh([*prefix, "install", str(lock_path), "--venv", str(dest / "vllm"), "--src",
                        str(dest / "vllm_repo"), "--skip-gpu-check", "--max-jobs", "2", "--mirror", repo.mirror], env=env)
 
         store = Store(root=cache)
@@ -146,6 +148,9 @@ def main() -> int:
             start = time.perf_counter()
             bare(root / f"bare-{i}")
             bare_runs.append(time.perf_counter() - start)
+        if args.profile:
+            ours(root / "ours-profiled", (sys.executable, "-m", "pyinstrument", "-r", "text", "--show-all", "-o",
+                                          str(args.profile), str(VLLM_LOCK)))
     finally:
         listener.close()
         if (cache / "cas").is_dir():

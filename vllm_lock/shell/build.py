@@ -69,7 +69,10 @@ def stage_wheels(
     """Every locked wheel (all those of a package that fit the target: the installer picks one)
     in the content-addressed cache (downloaded with its hash checked when missing), hard-linked
     (or copied through a temporary name) under its real filename into dest. A file staged
-    earlier is reused only with the lock's size and sha256. Returns (sha256, filename) -> path."""
+    earlier is reused only with the lock's size and sha256. Returns (sha256, filename) -> the file
+    the installer is to read: the store's own file where its name is the real filename (the same
+    path on every install, so uv reuses the wheel it unpacked last time instead of unpacking it
+    again for each generation's new path), else the staged link (a URL-quoted name in the store)."""
     dest.mkdir(parents=True, exist_ok=True)
     staged: dict[tuple[str, str], Path] = {}
     downloaded = total = 0
@@ -83,7 +86,7 @@ def stage_wheels(
             total += 1
             if not _staged_intact(target, source, wheel):
                 _stage_one(source, target)
-            staged[wheel.sha256, wheel.filename] = target
+            staged[wheel.sha256, wheel.filename] = source if source.name == target.name else target
     say(f"    {total} wheels staged, {downloaded} downloaded, {total - downloaded} from the cache")
     return staged
 
