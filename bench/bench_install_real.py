@@ -82,6 +82,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--version", default="0.33.0", choices=sorted(TORCH))
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--ours-log", type=Path, help="write ours' progress output (last run) here")
     parser.add_argument("--profile", type=Path, help="after the timed runs, one more run of ours under "
                         "pyinstrument (`pip install pyinstrument`), its text report written here")
     args = parser.parse_args()
@@ -148,6 +149,8 @@ def main() -> int:
             start = time.perf_counter()
             bare(root / f"bare-{i}")
             bare_runs.append(time.perf_counter() - start)
+        if args.ours_log:
+            args.ours_log.write_text(stderr)
         if args.profile:
             ours(root / "ours-profiled", (sys.executable, "-m", "pyinstrument", "-r", "text", "--show-all", "-o",
                                           str(args.profile), str(VLLM_LOCK)))

@@ -33,7 +33,10 @@ def test_the_sync_reads_the_same_store_file_on_every_install(tmp_path: Path, wor
     second = build_shell.stage_wheels(lock, store, tmp_path / "gen2" / "wheels", lambda _: None)  # type: ignore[arg-type]
     key = (plain.sha256, WHEEL)
     assert first[key] == second[key] == store.path(plain.sha256, WHEEL)
-    assert (tmp_path / "gen2" / "wheels" / WHEEL).is_file()  # still staged: verify reads the generation's wheels
+    for gen in ("gen1", "gen2"):  # still staged (verify reads the generation's wheels), the store's inode untouched
+        link = tmp_path / gen / "wheels" / WHEEL
+        assert link.is_symlink() and link.resolve() == store.path(plain.sha256, WHEEL)
+    assert store.path(plain.sha256, WHEEL).stat().st_nlink == 1
     qkey = (plain.sha256, quoted_name)
     assert first[qkey] == tmp_path / "gen1" / "wheels" / "packaging-25.0+local-py3-none-any.whl"
     assert second[qkey] == tmp_path / "gen2" / "wheels" / "packaging-25.0+local-py3-none-any.whl"
