@@ -56,7 +56,9 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
 
 def bare_project(lock_path: Path, torch_index: str, where: Path) -> Path:
     lock, _ = lockfiles.read(str(lock_path))
-    pins = [f"torch=={lock.torch.version}", *(f"{c.name}=={c.version}" for c in lock.torch.companions)]
+    # as ours asks: torch and its family pinned, triton left to torch's own pin
+    pins = [f"torch=={lock.torch.version}",
+            *(f"{c.name}=={c.version}" for c in lock.torch.companions if not c.name.endswith("triton"))]
     source = resolve_action.SourceFacts(vllm=lock.vllm, layout=lock.layout, external_sources=(),
                                         runtime=lock.layout.runtime_set, build=lock.layout.build_set, removed=())
     requirements = resolve_action.compile_requirements(source, pins, "triton", lock.torch.left_out)
