@@ -2,7 +2,7 @@
 repository, its external repositories from local stand-ins through --mirror, the torch family from
 a local index, the general index PyPI itself) against a bare `uv pip compile` of the same set.
 
-    .venv/bin/python bench/bench_resolve_real.py [--version 0.33.0] [--device cuda]
+    .venv/bin/python bench/bench_resolve_real.py [--version 0.33.0] [--device cuda|empty] [--runs 5]
 
   ours      `vllm-lock resolve ... --mirror ...` (a new process): git, the stripping script,
             cmake evaluation, torch index pages, uv pip compile, hashes, lock writing.
@@ -10,9 +10,10 @@ a local index, the general index PyPI itself) against a bare `uv pip compile` of
             torch family pinned, routed to the torch index as an explicit index), same target,
             same indexes, same uv cache.
 
-One warm-up run each (fills uv's cache, the git mirrors and the sdist cache), then one timed run
-each. Hashing is reported apart (ours' own "hashes" phase, from its progress output). PyPI's
-answers vary from run to run: one run is a rough figure, not a statistic.
+One warm-up run each (fills uv's cache, the git mirrors and the sdist cache), then --runs timed
+runs of each, alternating (ours, bare, ours, bare...), medians printed. Hashing is reported apart
+(ours' own "hashes" phase, from its progress output). PyPI's answers vary from run to run (uv
+revalidates its cached pages): the spread is printed with the medians.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +56,9 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
 
 def bare_project(lock_path: Path, torch_index: str, where: Path) -> Path:
     lock, _ = lockfiles.read(str(lock_path))
-    pins = [f"torch=={lock.torch.version}", *(f"{c.name}=={c.version}" for c in lock.torch.companions)]
+    # as ours asks: torch and its family pinned, triton left to torch's own pin
+    pins = [f"torch=={lock.torch.version}",
+            *(f"{c.name}=={c.version}" for c in lock.torch.companions if not c.name.endswith("triton"))]
     source = resolve_action.SourceFacts(vllm=lock.vllm, layout=lock.layout, external_sources=(),
                                         runtime=lock.layout.runtime_set, build=lock.layout.build_set, removed=())
     requirements = resolve_action.compile_requirements(source, pins, "triton", lock.torch.left_out)
@@ -67,7 +72,11 @@ def bare_project(lock_path: Path, torch_index: str, where: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--version", default="0.33.0")
-    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--device", default="cuda", choices=("cuda", "empty"))
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--ours-log", type=Path, help="write ours' progress output (last run) here")
+    parser.add_argument("--profile", type=Path, help="after the timed runs, one more run of ours under "
+                        "pyinstrument (`pip install pyinstrument`), its text report written here")
     args = parser.parse_args()
     suite = Path(os.environ.get("VLLM_LOCK_TEST_CACHE") or Path.home() / ".cache" / "vllm-lock-tests")
     listener, torch_index = serve_torch_index()
@@ -94,17 +103,29 @@ def main() -> int:
                                               platform=PLATFORM, default_index=PYPI)
             bare_env = uv_shell.uv_env(cache)
             timed(bare_argv, bare_env, project.parent)  # warm-up
-            ours, stderr = timed(ours_argv, env, root)
-            bare, _ = timed(bare_argv, bare_env, project.parent)
+            ours_runs, bare_runs, hashing_runs, stderr = [], [], [], ""
+            for _ in range(args.runs):
+                seconds, stderr = timed(ours_argv, env, root)
+                ours_runs.append(seconds)
+                found = _HASHES.search(stderr)
+                hashing_runs.append(float(found.group(1)) if found else float("nan"))
+                bare_runs.append(timed(bare_argv, bare_env, project.parent)[0])
+            if args.ours_log:
+                full = re.search(r"^full log: (.+)$", stderr, re.MULTILINE)
+                args.ours_log.write_text(stderr + "\n" + (Path(full.group(1)).read_text() if full else ""))
+                shutil.copy(project, args.ours_log.with_suffix(".bare-pyproject.toml"))
+            if args.profile:
+                timed([sys.executable, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(args.profile),
+                       str(VLLM_LOCK), *ours_argv[1:]], env, root)
             packages = len(lockfiles.read(str(lock_path))[0].packages)
     finally:
         listener.close()
-    found = _HASHES.search(stderr)
-    hashing = float(found.group(1)) if found else float("nan")
+    ours, bare, hashing = (statistics.median(r) for r in (ours_runs, bare_runs, hashing_runs))
     print(f"vLLM {args.version}, target {args.device} (--arch 12.0), {packages} packages, general index {PYPI}")
-    print("one warm-up each, then one run each (PyPI's answer times vary: a rough figure)")
-    print(f"resolve (ours)           {ours:7.2f} s   of which hashing {hashing:.2f} s")
-    print(f"uv pip compile (bare)    {bare:7.2f} s")
+    print(f"one warm-up each, then {args.runs} runs each, alternating; medians (min-max)")
+    print(f"resolve (ours)           {ours:7.2f} s   ({min(ours_runs):.2f}-{max(ours_runs):.2f})   "
+          f"of which hashing {hashing:.2f} s")
+    print(f"uv pip compile (bare)    {bare:7.2f} s   ({min(bare_runs):.2f}-{max(bare_runs):.2f})")
     print(f"ratio ours/bare          {ours / bare:7.2f}x  (target <= 1.3x); without hashing {(ours - hashing) / bare:.2f}x")
     print("ours' phases: " + ", ".join(f"{name} {seconds}s" for name, seconds in _PHASE.findall(stderr)))
     return 0

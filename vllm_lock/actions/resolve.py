@@ -251,7 +251,10 @@ def read_source(request: ResolveRequest, target: Target, reporter: Reporter) -> 
         raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="vllm-lock-src-") as tmp:
         tree = Path(tmp)
-        git_shell.export_tree(repo, commit, tree)
+        try:
+            git_shell.export_paths(repo, commit, tree, stripping_pathspecs(files, detected.stripping_script))
+        except ValueError as exc:
+            raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
         stripped = strip_and_read(tree, detected, rules, request, reporter)
     patched, runtime, build = stripped.patched, stripped.declared.requirements, stripped.build
     layout = Layout(
@@ -276,6 +279,20 @@ def read_source(request: ResolveRequest, target: Target, reporter: Reporter) -> 
     rust = lock_rust_frontend(files, read, commit, without=request.without_rust, reporter=reporter)
     return SourceFacts(vllm=vllm, layout=layout, external_sources=externals, runtime=runtime, build=build,
                        removed=stripped.removed, rust=rust)
+
+
+def stripping_pathspecs(files: Iterable[str], script: str) -> list[str]:
+    """What the stripping script and the requirement readers see of the tree: the script, every
+    requirements file (root requirements*.txt of old layouts, the requirements/ folder of new ones,
+    which the scripts glob), pyproject.toml and setup.py. The rest of the tree (some 9,600 files)
+    is not exported; install runs the script on the whole tree and checks the patched hashes."""
+    present = set(files)
+    specs = [script, *(name for name in ("pyproject.toml", "setup.py") if name in present)]
+    if any(path.startswith("requirements/") for path in present):
+        specs.append("requirements")
+    if any(path.startswith("requirements") and "/" not in path for path in present):
+        specs.append(":(glob)requirements*")
+    return specs
 
 
 def lock_rust_frontend(

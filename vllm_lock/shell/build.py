@@ -67,23 +67,36 @@ def stage_wheels(
     lock: Lock, store: Store, dest: Path, say: Callable[[str], None]
 ) -> dict[tuple[str, str], Path]:
     """Every locked wheel (all those of a package that fit the target: the installer picks one)
-    in the content-addressed cache (downloaded with its hash checked when missing), hard-linked
-    (or copied through a temporary name) under its real filename into dest. A file staged
-    earlier is reused only with the lock's size and sha256. Returns (sha256, filename) -> path."""
+    in the content-addressed cache (downloaded with its hash checked when missing), present under
+    its real filename in dest. Returns (sha256, filename) -> the file the installer is to read.
+
+    Where the store's file has the real filename the installer reads the store's file itself: one
+    path on every install, whose inode is never touched. dest holds a symbolic link to it (on the
+    same filesystem: a hard link would change the inode's ctime, and uv, which keys its unpacked
+    wheels by path and ctime, would unpack every wheel again on every install) or a copy (on
+    another). A URL-quoted store name is not a wheel filename an installer can read: that wheel is
+    hard-linked or copied into dest and read there. A copy or link is made through a temporary
+    name; one staged earlier is reused only with the lock's size and sha256."""
     dest.mkdir(parents=True, exist_ok=True)
     staged: dict[tuple[str, str], Path] = {}
     downloaded = total = 0
     for package in lock.packages:
         for wheel in package.wheels:
-            target = inside(dest, staged_name(wheel))
+            name = staged_name(wheel)  # a plain file name: no directory part
             source = store.path(wheel.sha256, wheel.filename)
+            plain = source.name == name
+            # dest / name is inside dest; inside() would resolve our own link to the store and refuse it
+            target = dest / name if plain else inside(dest, name)
             _, _, fetched = store.fetch(wheel.url, wheel.filename, expected_sha256=wheel.sha256,
                                         expected_size=wheel.size)
             downloaded += fetched
             total += 1
-            if not _staged_intact(target, source, wheel):
+            if plain and source.stat().st_dev == dest.stat().st_dev:
+                if not (target.is_symlink() and os.readlink(target) == str(source)):
+                    _link_one(source, target)
+            elif not _staged_intact(target, source, wheel):
                 _stage_one(source, target)
-            staged[wheel.sha256, wheel.filename] = target
+            staged[wheel.sha256, wheel.filename] = source if plain else target
     say(f"    {total} wheels staged, {downloaded} downloaded, {total - downloaded} from the cache")
     return staged
 
@@ -101,6 +114,21 @@ def _staged_intact(target: Path, source: Path, package: Wheel) -> bool:
     if (have.st_ino, have.st_dev) == (mine.st_ino, mine.st_dev):
         return True
     return file_sha256(target) == package.sha256
+
+
+def _link_one(source: Path, target: Path) -> None:
+    """target, a symbolic link to source, made under a temporary name and renamed over whatever
+    was there (never followed: a rename replaces the link itself)."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial.unlink(missing_ok=True)
+    try:
+        os.symlink(source, partial)
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise PreflightError(f"no space left on the device while staging {target}") from None
+        raise InstallError(f"cannot stage {target}: {exc.strerror or exc}") from None
 
 
 def _stage_one(source: Path, target: Path) -> None:

@@ -394,6 +394,23 @@ def export_tree(repo: git.Repo, commit: str, dest: Path) -> None:
             tar.extractall(dest, members=members)
 
 
+def export_paths(repo: git.Repo, commit: str, dest: Path, pathspecs: Sequence[str]) -> None:
+    """Only the files of commit that pathspecs name, written to dest (no .git). The pathspecs are
+    fixed by our code; each must match a file of the commit (git archive refuses one that does not)."""
+    if not pathspecs:
+        raise ValueError("export_paths needs at least one pathspec")
+    data = run(["archive", "--format=tar", check_commit(commit), "--", *pathspecs],
+               cwd=Path(repo.git_dir), what=f"exporting {commit[:9]}", binary=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = tar.getmembers()
+        for member in members:
+            _check_member(member)
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, members=members, filter="data")
+        else:
+            tar.extractall(dest, members=members)
+
+
 def _check_member(member: tarfile.TarInfo) -> None:
     """Refuse what the "data" extraction filter refuses: paths or links leaving the tree, devices."""
     path = PurePosixPath(member.name)

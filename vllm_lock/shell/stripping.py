@@ -13,10 +13,15 @@ from vllm_lock.shell import proc
 def snapshot(tree: Path) -> dict[str, bytes]:
     """The bytes of every file the stripping script may touch, by repository-relative path."""
     found = {}
-    for path in tree.rglob("*"):
-        rel = path.relative_to(tree).as_posix()
-        if path.is_file() and layout_rules.is_strippable(rel):
-            found[rel] = path.read_bytes()
+    # Only the top-level entries a strippable path can start with are walked: a checkout holds
+    # some 9,600 other files and .git, which cost a whole-tree walk on every install.
+    for top in tree.iterdir():
+        if not (top.name == "pyproject.toml" or top.name.startswith("requirements")):
+            continue
+        for path in (top, *top.rglob("*")) if top.is_dir() and not top.is_symlink() else (top,):
+            rel = path.relative_to(tree).as_posix()
+            if path.is_file() and layout_rules.is_strippable(rel):
+                found[rel] = path.read_bytes()
     return found
 
 
