@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "real"))
 
-from corpus import local_path, make_vllm_repo, serve_torch_index  # noqa: E402
+from corpus import link_files, local_path, make_vllm_repo, serve_torch_index  # noqa: E402
 from sdists import cache_dir  # noqa: E402
 from test_real_cmake import EXPECTED  # noqa: E402
 
@@ -61,17 +61,6 @@ def sh(argv: list[str], *, env: dict[str, str], cwd: Path | None = None) -> str:
     return result.stderr
 
 
-def link_files(source: Path, dest: Path) -> None:
-    """Every file under source present under dest too (hard links, else copies)."""
-    for path in source.rglob("*"):
-        if path.is_file():
-            target = dest / path.relative_to(source)
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(path, target)
-                except OSError:
-                    shutil.copy2(path, target)
 
 
 def build_section(stderr: str) -> str:

@@ -6,13 +6,13 @@ local torch index of fake torch-family wheels with the versions each vLLM pins."
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
-import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdists import sdist
+from sdists import extract_sdist
 
 from vllm_lock.testworld.packages import TRITON_MARKER, X86
 from vllm_lock.testworld.server import IndexConfig, IndexStore, Listener, start_listener
@@ -98,15 +98,7 @@ def make_vllm_repo(version: str, github_root: Path, pins: Iterable[tuple[str, st
     every run, so caches keyed by commit stay valid."""
     tree = local_path(github_root, VLLM_URL)
     tree.mkdir(parents=True)
-    with tarfile.open(sdist(version)) as archive:
-        prefix = f"vllm-{version}/"
-        members = []
-        for member in archive.getmembers():
-            if member.name.startswith(prefix) and (member.isfile() or member.isdir()):
-                member.name = member.name.removeprefix(prefix)
-                if member.name:
-                    members.append(member)
-        archive.extractall(tree, members=members, filter="data")
+    extract_sdist(version, tree)
     git("init", "-q", "-b", "main", cwd=tree)
     tag_commit = _commit_all(tree, f"vLLM {version} (PyPI sdist)")
     git("tag", f"v{version}", cwd=tree)
@@ -267,3 +259,17 @@ def serve_torch_index() -> tuple[Listener, str]:
         store.add_file(TORCH_INDEX_PATH, spec.project, spec.filename, build_wheel(spec), ">=3.10")
     listener = start_listener(store)
     return listener, listener.base + TORCH_INDEX_PATH
+
+
+def link_files(source: Path, dest: Path) -> None:
+    """Every file under source present under dest too (hard links; the store never rewrites a
+    file in place: it writes a temporary and renames it)."""
+    for path in source.rglob("*"):
+        if path.is_file():
+            target = dest / path.relative_to(source)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(path, target)
+                except OSError:
+                    shutil.copy2(path, target)

@@ -69,3 +69,16 @@ def cmake_files(version: str) -> dict[str, str]:
                 assert extracted is not None
                 files[relative] = extracted.read().decode("utf-8")
     return files
+
+
+def extract_sdist(version: str, dest: Path) -> None:
+    """The sdist's tree (files and folders only: no links) into dest, without its top folder."""
+    prefix = f"vllm-{version}/"
+    with tarfile.open(sdist(version)) as archive:
+        members = []
+        for member in archive.getmembers():
+            if member.name.startswith(prefix) and (member.isfile() or member.isdir()):
+                member.name = member.name.removeprefix(prefix)
+                if member.name:
+                    members.append(member)
+        archive.extractall(dest, members=members, filter="data")

@@ -17,7 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from corpus import GITHUB, TORCH_INDEX_PATH, TORCH_RELEASES, VllmRepo, local_path, make_vllm_repo, serve_torch_index
+from corpus import (
+    GITHUB,
+    TORCH_INDEX_PATH,
+    TORCH_RELEASES,
+    VllmRepo,
+    link_files,
+    local_path,
+    make_vllm_repo,
+    serve_torch_index,
+)
 from sdists import cache_dir
 from test_real_cmake import EXPECTED, VERSIONS
 
@@ -150,18 +159,6 @@ INSTALLED = ("0.11.2", "0.20.2", "0.30.0", "0.33.0")
 BUILT_VERSION = {"0.11.2": "0.11.3.dev1", "0.20.2": "0.20.3.dev1", "0.30.0": "0.30.1.dev1", "0.33.0": "0.33.1.dev1"}
 
 
-def _link_files(source: Path, dest: Path) -> None:
-    """Every file under source present under dest too (hard links; the store never rewrites a
-    file in place: it writes a temporary and renames it)."""
-    for path in source.rglob("*"):
-        if path.is_file():
-            target = dest / path.relative_to(source)
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(path, target)
-                except OSError:
-                    shutil.copy2(path, target)
 
 
 RUST_FRONTEND = ("0.30.0", "0.33.0")  # the sdists with rust/ and rust-toolchain.toml (tests/real/test_real_rust.py)
@@ -189,7 +186,7 @@ def test_install_empty_lock_of_real_vllm(version: str, repos: Repos, torch_index
         without_rust=version in RUST_FRONTEND), QUIET)
     kept = cache_dir().parent / "real-corpus-wheels"
     cache = tmp_path / "install-cache"
-    _link_files(kept, cache / "cas")
+    link_files(kept, cache / "cas")
     try:
         result = install(InstallRequest(lock=str(path), venv=tmp_path / "venv", src=tmp_path / "src", cache=cache,
                                         skip_gpu_check=True, mirrors=mirrors), QUIET)
@@ -199,5 +196,5 @@ def test_install_empty_lock_of_real_vllm(version: str, repos: Repos, torch_index
         report = verify_action.verify(str(path), tmp_path / "venv")
         assert not report.drift, report.render()
     finally:
-        _link_files(cache / "cas", kept)
+        link_files(cache / "cas", kept)
         shutil.rmtree(cache / "uv", ignore_errors=True)

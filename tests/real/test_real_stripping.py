@@ -4,13 +4,12 @@ five real vLLM sdists, both modes of the commit's script."""
 
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 
 import git
 import pytest
 from corpus import git as run_git
-from sdists import sdist
+from sdists import extract_sdist
 from test_real_cmake import VERSIONS
 
 from vllm_lock import layout as layout_rules
@@ -24,15 +23,7 @@ pytestmark = pytest.mark.real_corpus
 
 def sdist_repo(version: str, where: Path) -> tuple[git.Repo, str]:
     where.mkdir(parents=True)
-    prefix = f"vllm-{version}/"
-    with tarfile.open(sdist(version)) as archive:
-        members = []
-        for member in archive.getmembers():
-            if member.name.startswith(prefix) and (member.isfile() or member.isdir()):
-                member.name = member.name.removeprefix(prefix)
-                if member.name:
-                    members.append(member)
-        archive.extractall(where, members=members, filter="data")
+    extract_sdist(version, where)
     run_git("init", "-q", "-b", "main", cwd=where)
     run_git("add", "-A", cwd=where)
     run_git("commit", "-q", "--no-verify", "-m", f"vLLM {version}", cwd=where)
