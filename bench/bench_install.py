@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from vllm_lock import plan, pylock
+from vllm_lock.actions.demo import host_platform
 from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import staging
@@ -138,7 +139,7 @@ def main() -> None:
         cache = work / "cache"
         lock, lock_path, _ = resolve(
             ResolveRequest(repo=world.repo_url, torch_index=world.torch_nightly_index,
-                           general_index=world.general_index, python=PY,
+                           general_index=world.general_index, python=PY, platform=host_platform(),
                            torch_date=world.latest_consistent_date.isoformat(), target_device="cpu",
                            output=work / "dev.lock.toml", cache=cache, name="dev"),
             QUIET,
