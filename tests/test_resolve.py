@@ -326,6 +326,11 @@ def test_external_sources_moved_tag_and_unreachable_repository(tmp_path: Path) -
         with pytest.raises(UnreachableError, match=r"external source cutlass \(CMakeLists.txt\)") as err:
             resolve(request_for(own, out, tmp_path / "c"), QUIET)
         assert err.value.exit_code == ExitCode.UNREACHABLE and not out.exists()
+        # read beside uv's compile, the source's error still comes before the compile's own
+        with pytest.raises(UnreachableError, match=r"^external source cutlass \(CMakeLists.txt\)"):
+            resolve(request_for(own, out, tmp_path / "fresh",
+                                general_index=f"http://127.0.0.1:{free_port()}/simple"), QUIET)
+        assert not out.exists()
 
 
 def _resolve_said(world: TestWorld, out: Path, cache: Path, **overrides: object) -> tuple[Lock, str]:

@@ -72,6 +72,17 @@ def test_detection_reads_the_extension_targets_with_ast_not_comments() -> None:
     assert len(facts.crates) == 2
 
 
+def test_only_modules_that_can_call_rust_extension_are_parsed() -> None:
+    # a module without the word is not parsed (0.33.0's 68 KB setup.py): its syntax is not ours to judge here
+    assert rust.rust_extension_targets({"setup.py": "def broken(:\n", "tools/x.py": "import os\n"}) == ()
+    # Python folds identifiers to NFKC: a fullwidth R still names RustExtension, so non-ASCII text is parsed
+    folded = 'from setuptools_rust import RustExtension\nX = \uff32ustExtension(target="vllm._folded")\n'
+    assert rust.rust_extension_targets({"tools/build_rust.py": folded.replace("RustExtension\n", "*\n")}) == (
+        rust.ArtifactRecord(target="vllm._folded", kind="extension"),)
+    with pytest.raises(rust.RustError, match=r"^cannot parse tools/x\.py"):
+        rust.rust_extension_targets({"tools/x.py": "RustExtension(:\n"})
+
+
 def test_detection_needs_setuptools_rust_and_exactly_one_cargo_lock() -> None:
     files = {**tw_crates.rust_files(), "setup.py": SETUP_PY}
     assert rust.detect(set(files), files.__getitem__) is None  # no setuptools_rust: no frontend

@@ -112,7 +112,7 @@ def test_setup_py_too_deep_to_parse_is_the_readers_error() -> None:
     with pytest.raises(layout.LayoutError, match=r"^setup\.py: nested too deeply to parse$"):
         requirements.read_rules(DEEP_SUM)
     with pytest.raises(rust.RustError, match=r"^cannot parse tools/build_rust\.py: nested too deeply"):
-        rust.rust_extension_targets({"tools/build_rust.py": DEEP_SUM})
+        rust.rust_extension_targets({"tools/build_rust.py": "from setuptools_rust import RustExtension\n" + DEEP_SUM})
     # deep enough to parse, too deep for ast.unparse (which names a rule it cannot read)
     shallow = "X = " + "+".join(["a"] * 500) + "\n"
     with pytest.raises(layout.LayoutError, match=rf"^setup\.py:1: nested deeper than {pysource.MAX_AST_DEPTH}$"):

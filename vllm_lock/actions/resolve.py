@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import json
 import os
 import re
@@ -192,12 +193,23 @@ def _resolve(
     pages = IndexPages(request.torch_index_url)
     # The torch index pages do not depend on the vLLM source: fetched while git and the
     # stripping script run (a failure there is reported when the pages are used).
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         pool.submit(pages.prefetch, (torch_family.TORCH,))
         with reporter.step("vLLM source"):
-            source = read_source(request, target, reporter)
-    with reporter.step("torch and the package set"):
-        torch_input, pylock, family = resolve_packages(request, target, source, pages, reporter)
+            compiled_part, rest_of_source = read_source(request, target, reporter)
+        # The CMake external sources (git ls-remote) and the Rust frontend (Cargo.lock) do not feed
+        # the compile: read while uv runs. Their lines follow the compile's; their errors come first,
+        # as when they were read before it.
+        aside = io.StringIO()
+        pending = pool.submit(rest_of_source, Reporter(quiet=True, log=aside))
+        try:
+            with reporter.step("torch and the package set"):
+                torch_input, pylock, family = resolve_packages(request, target, compiled_part, pages, reporter)
+        finally:
+            externals, rust = pending.result()
+            for line in aside.getvalue().splitlines():
+                reporter.say(line)
+    source = dataclasses.replace(compiled_part, external_sources=externals, rust=rust)
     with reporter.step("hashes"):
         packages = hash_packages(pylock, request, pages, reporter)
     lock = Lock(
@@ -231,7 +243,12 @@ def _now() -> str:
 # ---------------------------------------------------------------- vLLM source
 
 
-def read_source(request: ResolveRequest, target: Target, reporter: Reporter) -> SourceFacts:
+SourceRest = Callable[[Reporter], tuple[tuple[ExternalSource, ...], RustFrontend | None]]
+
+
+def read_source(request: ResolveRequest, target: Target, reporter: Reporter) -> tuple[SourceFacts, SourceRest]:
+    """The source facts the compile needs (no external sources, no Rust frontend yet), and the
+    reading of those two, which does not feed the compile (resolve runs it beside uv)."""
     commit = git_shell.resolve_ref(request.repo, request.ref)
     reporter.say(f"    {request.ref} -> {commit}")
     repo = git_shell.update_mirror(request.cache, request.repo, commit)
@@ -267,18 +284,23 @@ def read_source(request: ResolveRequest, target: Target, reporter: Reporter) -> 
         build_set=build,
     )
     vllm = VllmInput(url=request.repo, ref=request.ref, commit=commit, commit_date=git_shell.commit_date(repo, commit))
-    try:
-        reading = layout_rules.external_pins(files, read, target_device=request.target_device, processor=target.machine)
-    except layout_rules.LayoutError as exc:
-        raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
-    reporter.say(f"    cmake for {request.target_device} on {target.machine}: read {', '.join(reading.included) or 'nothing'}")
-    for undecided in reading.undecided:
-        reporter.say(f"    cmake: cannot evaluate {undecided.condition} ({undecided.file}:{undecided.line}) "
-                     "for this target: both branches kept")
-    externals = lock_external_sources(reading.pins, reporter)
-    rust = lock_rust_frontend(files, read, commit, without=request.without_rust, reporter=reporter)
-    return SourceFacts(vllm=vllm, layout=layout, external_sources=externals, runtime=runtime, build=build,
-                       removed=stripped.removed, rust=rust)
+
+    def rest(reporter: Reporter) -> tuple[tuple[ExternalSource, ...], RustFrontend | None]:
+        try:
+            reading = layout_rules.external_pins(files, read, target_device=request.target_device,
+                                                 processor=target.machine)
+        except layout_rules.LayoutError as exc:
+            raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
+        reporter.say(f"    cmake for {request.target_device} on {target.machine}: "
+                     f"read {', '.join(reading.included) or 'nothing'}")
+        for undecided in reading.undecided:
+            reporter.say(f"    cmake: cannot evaluate {undecided.condition} ({undecided.file}:{undecided.line}) "
+                         "for this target: both branches kept")
+        externals = lock_external_sources(reading.pins, reporter)
+        return externals, lock_rust_frontend(files, read, commit, without=request.without_rust, reporter=reporter)
+
+    return SourceFacts(vllm=vllm, layout=layout, external_sources=(), runtime=runtime, build=build,
+                       removed=stripped.removed, rust=None), rest
 
 
 def stripping_pathspecs(files: Iterable[str], script: str) -> list[str]:
