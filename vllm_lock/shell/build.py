@@ -117,33 +117,32 @@ def _staged_intact(target: Path, source: Path, package: Wheel) -> bool:
 
 
 def _link_one(source: Path, target: Path) -> None:
-    """target, a symbolic link to source, made under a temporary name and renamed over whatever
-    was there (never followed: a rename replaces the link itself)."""
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    partial.unlink(missing_ok=True)
-    try:
-        os.symlink(source, partial)
-        os.replace(partial, target)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise PreflightError(f"no space left on the device while staging {target}") from None
-        raise InstallError(f"cannot stage {target}: {exc.strerror or exc}") from None
+    """target, a symbolic link to source (never followed: a rename replaces the link itself)."""
+    _publish(target, lambda partial: os.symlink(source, partial))
 
 
 def _stage_one(source: Path, target: Path) -> None:
-    """source at target: a hard link, or else a copy written under a temporary name, synced
-    and renamed, so that target is never a partial file. A full disk names the file."""
+    """source at target: a hard link, or else a synced copy."""
+    _publish(target, lambda partial: _link_or_copy(source, partial))
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:
+        with source.open("rb") as reader, dest.open("wb") as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
+            writer.flush()
+            os.fsync(writer.fileno())
+
+
+def _publish(target: Path, make: Callable[[Path], None]) -> None:
+    """target made under a temporary name and renamed over whatever was there, so that it is
+    never a partial file; a full disk names the file."""
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     partial.unlink(missing_ok=True)
     try:
-        try:
-            os.link(source, partial)
-        except OSError:
-            with source.open("rb") as reader, partial.open("wb") as writer:
-                shutil.copyfileobj(reader, writer, 1 << 20)
-                writer.flush()
-                os.fsync(writer.fileno())
+        make(partial)
         os.replace(partial, target)
     except OSError as exc:
         partial.unlink(missing_ok=True)
