@@ -34,6 +34,7 @@ from vllm_lock import codec
 from vllm_lock.actions import verify as verify_action
 from vllm_lock.actions.install import InstallRequest, install
 from vllm_lock.actions.resolve import ResolveRequest, resolve
+from vllm_lock.errors import PreflightError
 from vllm_lock.mirrors import parse
 from vllm_lock.model import Lock
 from vllm_lock.progress import QUIET
@@ -198,3 +199,37 @@ def test_install_empty_lock_of_real_vllm(version: str, repos: Repos, torch_index
     finally:
         link_files(cache / "cas", kept)
         shutil.rmtree(cache / "uv", ignore_errors=True)
+
+
+def test_newest_real_vllm_without_a_rust_toolchain_fails_at_preflight(
+    repos: Repos, torch_index: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newest sdist's lock keeps its Rust frontend (no --without-rust): on a machine without
+    rustc and cargo, install stops at preflight with the versions rust-toolchain.toml asks for,
+    before a venv, a download or a build. (With the toolchain present the build needs the 606
+    crates Cargo.lock names from crates.io, which this machine cannot reach: the Rust build itself
+    is proven on the test world, tests/test_rust_install.py.)"""
+    version = VERSIONS[-1]
+    repo = repos[version]
+    mirrors = parse([repo.mirror], None)
+    resolve_cache = tmp_path / "resolve-cache"
+    resolve_cache.mkdir()
+    _uv_cache().mkdir(parents=True, exist_ok=True)
+    os.symlink(_uv_cache(), resolve_cache / "uv")
+    lock, path, _ = resolve(ResolveRequest(
+        repo=repo.url, ref="main", torch_channel="release", torch_version=TORCH[version], cuda="cu128",
+        torch_index=torch_index, general_index=PYPI, python="3.11", platform="x86_64-manylinux_2_36",
+        target_device="empty", output=tmp_path / "empty.lock.toml", cache=resolve_cache, mirrors=mirrors), QUIET)
+    assert lock.rust is not None and not lock.build.without_rust
+    assert (lock.rust.channel, len(lock.rust.crates)) == ("1.95", 606)
+    no_rust = ":".join(p for p in os.environ["PATH"].split(":")
+                       if p and not (Path(p) / "rustc").exists() and not (Path(p) / "cargo").exists())
+    monkeypatch.setenv("PATH", no_rust)
+    monkeypatch.delenv("RUSTC", raising=False)
+    monkeypatch.delenv("CARGO", raising=False)
+    with pytest.raises(PreflightError, match=r"rustc not found") as raised:
+        install(InstallRequest(lock=str(path), venv=tmp_path / "venv", src=tmp_path / "src",
+                               cache=tmp_path / "install-cache", skip_gpu_check=True, mirrors=mirrors), QUIET)
+    assert "rustc>=1.95" in str(raised.value) and "cargo>=1.95" in str(raised.value)
+    assert not (tmp_path / "venv").exists()
+    assert not any((tmp_path / "install-cache").rglob("*.whl"))
