@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import uv
 
-from vllm_lock.testworld import TestWorld, externals
-from vllm_lock.testworld.repo import git, git_env
+from vllm_lock_testworld import TestWorld, externals
+from vllm_lock_testworld.repo import git, git_env
 
 PEP691 = "application/vnd.pypi.simple.v1+json"
 
@@ -526,7 +526,7 @@ def test_stripping_script_modes(world: TestWorld, tmp_path: Path) -> None:
 
 
 def test_serve_command_prints_urls(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "vllm_lock.testworld", "serve",
+    proc = subprocess.Popen([sys.executable, "-m", "vllm_lock_testworld", "serve",
                              str(tmp_path / "served")], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -584,7 +584,7 @@ def test_fake_vllm_regular_wheel_at_tag(world: TestWorld, tmp_path: Path) -> Non
 
 def test_fetch_pypi_wheels_cache_and_offline_error(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from vllm_lock.testworld import pypi
+    from vllm_lock_testworld import pypi
 
     cache = pypi.fetch_pypi_wheels()  # already filled by the world: no download
     for w in pypi.PYPI_WHEELS:
