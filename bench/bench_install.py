@@ -39,7 +39,7 @@ from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import staging
 from vllm_lock.shell import uv as uv_shell
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 PY = "3.11"
 VLLM_LOCK = Path(sys.executable).with_name("vllm-lock")

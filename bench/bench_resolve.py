@@ -31,7 +31,7 @@ from vllm_lock.actions import resolve as resolve_action
 from vllm_lock.model import Target
 from vllm_lock.shell import lockfiles
 from vllm_lock.shell import uv as uv_shell
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 PY, PLATFORM = "3.12", "x86_64-manylinux_2_28"
 VLLM_LOCK = Path(sys.executable).with_name("vllm-lock")

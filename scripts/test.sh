@@ -31,8 +31,8 @@ echo "== installing vllm-lock and test tools into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
 echo "== ruff"
-.venv/bin/ruff check vllm_lock tests bench
+.venv/bin/ruff check vllm_lock vllm_lock_testworld tests bench
 echo "== mypy"
-.venv/bin/mypy vllm_lock
+.venv/bin/mypy vllm_lock vllm_lock_testworld
 echo "== pytest"
 exec .venv/bin/python -m pytest "$@"

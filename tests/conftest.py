@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 REAL_HOME = Path.home()
 SUITE_CACHE = Path(os.environ.get("VLLM_LOCK_TEST_CACHE") or REAL_HOME / ".cache" / "vllm-lock-tests")

@@ -12,7 +12,7 @@ import pytest
 
 from vllm_lock.model import LOCK_VERSION
 from vllm_lock.shell import uv as uv_shell
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 CLI = [sys.executable, "-m", "vllm_lock.cli"]
 

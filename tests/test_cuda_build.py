@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from vllm_lock.testworld import TestWorld
-from vllm_lock.testworld.repo import ARCH_DROP_BRANCH
+from vllm_lock_testworld import TestWorld
+from vllm_lock_testworld.repo import ARCH_DROP_BRANCH
 
 VLLM_LOCK = str(Path(sys.executable).with_name("vllm-lock"))
 REQUIRED = os.environ.get("VLLM_LOCK_REQUIRE_CUDA") == "1"

@@ -17,7 +17,7 @@ from vllm_lock import codec
 from vllm_lock.cli_app import error_text
 from vllm_lock.errors import ExitCode
 from vllm_lock.shell import lockfiles
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 VLLM_LOCK = str(Path(sys.executable).with_name("vllm-lock"))
 

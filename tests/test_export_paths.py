@@ -13,8 +13,8 @@ from vllm_lock.actions.resolve import ResolveRequest, resolve, stripping_pathspe
 from vllm_lock.errors import ExitCode, ResolutionError
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import git as git_shell
-from vllm_lock.testworld import TestWorld
-from vllm_lock.testworld.repo import git
+from vllm_lock_testworld import TestWorld
+from vllm_lock_testworld.repo import git
 
 
 def _repo(tmp_path: Path, links: dict[str, str]) -> tuple[Path, str]:

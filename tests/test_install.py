@@ -23,7 +23,7 @@ from test_install_support import (
 
 from vllm_lock.model import Target
 from vllm_lock.shell.git import mirror_path
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from vllm_lock.mirrors import Mirror, Mirrors, parse
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import git as git_shell
 from vllm_lock.shell import http, mirroring
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 # ---------------------------------------------------------------- pure
 

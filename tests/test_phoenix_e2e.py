@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 sys.path.insert(0, str(Path(__file__).parent / "phoenix"))
 import harness as ph  # noqa: E402

@@ -26,7 +26,7 @@ from vllm_lock.errors import (
 )
 from vllm_lock.model import Lock
 from vllm_lock.progress import QUIET, Reporter
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 
 @pytest.fixture(scope="module")
@@ -402,7 +402,7 @@ def test_empty_target_locks_no_external_sources(world: TestWorld, cache: Path, t
 
 def _branch(world: TestWorld, name: str, edits: dict[str, str]) -> None:
     """A branch off main with text appended to some files (main is left as it was)."""
-    from vllm_lock.testworld.repo import git
+    from vllm_lock_testworld.repo import git
 
     git(world.repo_path, "checkout", "-q", "-b", name, "main")
     for path, text in edits.items():
@@ -497,7 +497,7 @@ def test_a_torch_family_member_without_a_wheel_lets_latest_try_an_older_nightly(
 def derived_commit(world: TestWorld, tmp_path: Path, cuda_txt: str) -> tuple[str, str]:
     """A clone of the test world's vLLM with one more commit whose requirements/cuda.txt is
     `cuda_txt`: (repository URL, commit)."""
-    from vllm_lock.testworld.repo import git
+    from vllm_lock_testworld.repo import git
 
     clone = tmp_path / "vllm"
     git(tmp_path, "clone", "-q", str(world.repo_path), str(clone))

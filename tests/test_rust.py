@@ -13,8 +13,8 @@ from sample_lock import make_lock as sample_lock
 from vllm_lock import codec, plan, rust
 from vllm_lock.errors import LockInvalidError
 from vllm_lock.model import Crate, ModelError, RustArtifact, RustFrontend
-from vllm_lock.testworld import crates as tw_crates
-from vllm_lock.testworld.repo_files import SETUP_PY, _with_rust
+from vllm_lock_testworld import crates as tw_crates
+from vllm_lock_testworld.repo_files import SETUP_PY, _with_rust
 
 SHA = "a" * 64
 

@@ -17,9 +17,9 @@ from test_install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock import codec
 from vllm_lock.shell.cargo import LEFT_OUT_MESSAGE
-from vllm_lock.testworld import TestWorld
-from vllm_lock.testworld import crates as tw_crates
-from vllm_lock.testworld.repo import RUST_BRANCH
+from vllm_lock_testworld import TestWorld
+from vllm_lock_testworld import crates as tw_crates
+from vllm_lock_testworld.repo import RUST_BRANCH
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.cli import app
 from vllm_lock.errors import PreflightError
 from vllm_lock.progress import QUIET
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 # ---------------------------------------------------------------- arch coverage (pure)
 

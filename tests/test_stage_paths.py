@@ -12,7 +12,7 @@ from vllm_lock import layout as layout_rules
 from vllm_lock.shell import build as build_shell
 from vllm_lock.shell.store import Store
 from vllm_lock.shell.stripping import snapshot
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 WHEEL = "packaging-25.0-py3-none-any.whl"
 

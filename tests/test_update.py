@@ -18,7 +18,7 @@ from vllm_lock.cli import app
 from vllm_lock.model import ExternalSource
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import lockfiles
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 # ---------------------------------------------------------------- pure parts
 

@@ -12,7 +12,7 @@ import pytest
 from test_install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock.shell.uv import uv_bin
-from vllm_lock.testworld.repo import UNMET_REQUIREMENT, UNMET_REQUIREMENT_BRANCH
+from vllm_lock_testworld.repo import UNMET_REQUIREMENT, UNMET_REQUIREMENT_BRANCH
 
 pytestmark = pytest.mark.slow
 

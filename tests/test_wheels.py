@@ -18,9 +18,9 @@ from vllm_lock.actions.resolve import ResolveRequest, resolve, size_without_down
 from vllm_lock.model import Lock, Package
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import uv as uv_shell
-from vllm_lock.testworld import TestWorld
-from vllm_lock.testworld.repo import git
-from vllm_lock.testworld.wheels import WheelSpec, build_wheel
+from vllm_lock_testworld import TestWorld
+from vllm_lock_testworld.repo import git
+from vllm_lock_testworld.wheels import WheelSpec, build_wheel
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from sdists import extract_sdist
 
-from vllm_lock.testworld.packages import TRITON_MARKER, X86
-from vllm_lock.testworld.server import IndexConfig, IndexStore, Listener, start_listener
-from vllm_lock.testworld.wheels import WheelSpec, build_wheel
+from vllm_lock_testworld.packages import TRITON_MARKER, X86
+from vllm_lock_testworld.server import IndexConfig, IndexStore, Listener, start_listener
+from vllm_lock_testworld.wheels import WheelSpec, build_wheel
 
 GITHUB = "https://github.com/"
 CUDA = "cu128"

@@ -20,7 +20,7 @@ import tomlkit
 from vllm_lock import codec
 from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.progress import QUIET
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 CLI = [sys.executable, "-m", "vllm_lock.cli"]
 

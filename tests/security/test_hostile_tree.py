@@ -23,7 +23,7 @@ from vllm_lock.errors import ExitCode, PreflightError, ResolutionError
 from vllm_lock.model import Crate
 from vllm_lock.shell import cargo
 from vllm_lock.shell import git as git_shell
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 UNKNOWN = "CMAKE_CXX_COMPILER_VERSION"  # known only on the build machine: if() keeps both branches
 SECONDS = 20  # each hostile case, on this 2-core machine; the unbounded ones ran for minutes
@@ -236,7 +236,7 @@ def test_a_full_disk_while_unpacking_a_crate_is_exit_7_naming_the_file(tmp_path:
 
 def _hostile_branch(world: TestWorld, name: str, files: dict[str, str], *, append: bool = False) -> None:
     """A branch off main with files written (or text appended); main is left as it was."""
-    from vllm_lock.testworld.repo import git as world_git
+    from vllm_lock_testworld.repo import git as world_git
 
     world_git(world.repo_path, "checkout", "-q", "-b", name, "main")
     try:

@@ -15,7 +15,6 @@ from vllm_lock.errors import InstallError
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
 from vllm_lock.shell import proc
-from vllm_lock.testworld import TestWorld
 
 
 def host_python() -> str:
@@ -32,6 +31,8 @@ def run(workdir: Path, reporter: Reporter) -> str:
     """On a fresh test world under workdir: resolve locks/dev.lock.toml (target: this machine's
     Python, so it installs here), show it, install it into workdir/opt/vllm (+ vllm_repo), verify
     the environment against the lock and run `vllm --version` from it. Returns that version."""
+    from vllm_lock_testworld import TestWorld  # the test world ships for the demo only
+
     world_dir = workdir / "world"
     if world_dir.exists():
         shutil.rmtree(world_dir)

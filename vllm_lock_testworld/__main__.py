@@ -1,4 +1,4 @@
-"""python -m vllm_lock.testworld serve ROOT: build the world, print URLs as JSON, serve."""
+"""python -m vllm_lock_testworld serve ROOT: build the world, print URLs as JSON, serve."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .world import TestWorld
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vllm_lock.testworld")
+    parser = argparse.ArgumentParser(prog="python -m vllm_lock_testworld")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="create the world under ROOT and serve until killed")
     serve.add_argument("root", type=Path)
