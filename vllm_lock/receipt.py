@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vllm_lock.compiler_cache import CompilerCacheSession
 from vllm_lock.cuda import GpuReport
 
 RECEIPT_NAME = "receipt.json"
@@ -44,10 +45,21 @@ class Receipt:
     version_checked_by: str = "vllm --version"  # or "import vllm + importlib.metadata" (target empty)
     toolchain: dict[str, dict[str, str | None]] = field(default_factory=dict)  # name -> version, path
     gpus: dict[str, Any] = field(default_factory=dict)  # what preflight saw; empty when not looked at
+    compiler_cache: dict[str, Any] = field(default_factory=dict)  # sccache's version, cache and counts; empty: none
     receipt_version: int = RECEIPT_VERSION
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+def compiler_cache_record(session: CompilerCacheSession | None) -> dict[str, Any]:
+    if session is None:
+        return {}
+    stats = session.stats
+    counts = {} if stats is None else {"hits": stats.hits, "misses": stats.misses,
+                                       "not-cacheable": stats.not_cacheable, "errors": stats.errors}
+    return {"tool": f"sccache {session.version}", "cache": session.cache.describe(), **counts,
+            **({"problem": session.problem} if session.problem else {})}
 
 
 def gpu_record(report: GpuReport | None) -> dict[str, Any]:

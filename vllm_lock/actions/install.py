@@ -7,6 +7,7 @@ A generation without a receipt is unfinished: rerunning resumes it (every step i
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import os
@@ -23,13 +24,14 @@ from vllm_lock import layout as layout_rules
 from vllm_lock import receipt as receipts
 from vllm_lock import rust as rust_rules
 from vllm_lock.actions import verify as verify_action
+from vllm_lock.compiler_cache import CompilerCache, CompilerCacheSession
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import InstallError, IntegrityError, OutputError, PreflightError, UsageError, VllmLockError
 from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import BuildRecipe, Lock, PatchedFile, index_url_problem
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
-from vllm_lock.shell import cargo, generations, lockfiles, machine, mirroring, staging
+from vllm_lock.shell import cargo, generations, lockfiles, machine, mirroring, sccache, staging
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 from vllm_lock.shell.stripping import run_stripping_script, snapshot
@@ -54,6 +56,7 @@ class InstallRequest:
     skip_gpu_check: bool = False  # a build host building for other machines' GPUs
     crate_registry: str = DEFAULT_CRATE_REGISTRY  # <registry>/<name>/<name>-<version>.crate
     mirrors: Mirrors = NO_MIRRORS  # where bytes come from; never in the lock (docs/mirrors.md)
+    compiler_cache: CompilerCache | None = None  # sccache for the build; never in the lock or the identity
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,7 +234,12 @@ def _steps(
     env.update(rust_env(lock, facts, gen / "rust", env.get("PATH", os.environ.get("PATH", ""))))
     env.pop("UV_OFFLINE", None)
     env["UV_OFFLINE"] = "1"
-    with rep.step("build"):
+    cache_session = contextlib.nullcontext(None) if request.compiler_cache is None else sccache.running(
+        sccache.find_sccache(os.environ), request.compiler_cache, basedir=gen, work=gen / "sccache", env=env)
+    with rep.step("build"), cache_session as compiler_cache:
+        if compiler_cache is not None:
+            env.update(compiler_cache.build_env)
+            rep.say(f"    compiler cache: sccache {compiler_cache.version} at {compiler_cache.cache.describe()}")
         shown = ("VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "NVCC_THREADS", "SOURCE_DATE_EPOCH",
                  "VLLM_REQUIRE_RUST_FRONTEND", "CARGO_NET_OFFLINE", "CARGO_HOME")
         for key in (*shown, "CMAKE_ARGS", *(s.override for s in lock.external_sources)):
@@ -241,6 +249,8 @@ def _steps(
             python=str(python), src=src, env=env, editable=editable, dist=gen / "dist", log=log,
             on_line=build_shell.build_filter(on_line), log_path=log_path,
         )
+    if compiler_cache is not None:
+        rep.say(f"    compiler cache: {compiler_cache.stats.describe() if compiler_cache.stats else compiler_cache.problem}")
 
     with rep.step("verify"):
         version, found = verify_built(lock, venv, src, env)
@@ -253,7 +263,7 @@ def _steps(
     with rep.step("receipt"):
         tools = receipt_toolchain(lock, facts.toolchain, venv / "bin")
         receipts.write(gen, make_receipt(lock, gen, editable, version, env, jobs, rep.timings, log_path, found,
-                                         toolchain=tools, gpus=facts.gpus))
+                                         toolchain=tools, gpus=facts.gpus, compiler_cache=compiler_cache))
 
     with rep.step("switch"):
         generations.switch(layout, gen)
@@ -393,6 +403,7 @@ def make_receipt(
     lock: Lock, gen: Path, editable: bool, version: str, env: dict[str, str], jobs: plan.Jobs,
     timings: dict[str, float], log_path: Path, found: set[str], *,
     toolchain: dict[str, dict[str, str | None]] | None = None, gpus: cuda_rules.GpuReport | None = None,
+    compiler_cache: CompilerCacheSession | None = None,
 ) -> receipts.Receipt:
     keys = (
         "VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "VLLM_FLASH_ATTN_VERSION", "SOURCE_DATE_EPOCH",
@@ -426,6 +437,7 @@ def make_receipt(
         version_checked_by=version_check(lock),
         toolchain=toolchain or {},
         gpus=receipts.gpu_record(gpus),
+        compiler_cache=receipts.compiler_cache_record(compiler_cache),
     )
 
 
