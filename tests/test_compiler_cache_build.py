@@ -17,7 +17,7 @@ import test_cuda_build
 from s3server import S3Server, s3_server
 from test_cuda_build import _cuobjdump_dir, resolve_cuda, run
 
-from vllm_lock.testworld import TestWorld
+from vllm_lock_testworld import TestWorld
 
 pytestmark = pytest.mark.slow
 
