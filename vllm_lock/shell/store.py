@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from vllm_lock.errors import IntegrityError, LockInvalidError, VllmLockError
-from vllm_lock.shell import http
+from vllm_lock.shell import files, http
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -153,14 +153,7 @@ class Store:
         target = self._memo_path(url)
         target.parent.mkdir(parents=True, exist_ok=True)
         memo = {"url": url, "etag": got.etag, "size": got.size, "sha256": got.sha256}
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".memo.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(memo, handle)
-        os.replace(tmp, target)
-
-    def verify(self, sha256: str, filename: str) -> bool:
-        """Re-hash a stored file (guards against a corrupted cache)."""
-        return file_sha256(self.path(sha256, filename)) == sha256
+        files.write_atomically(target, json.dumps(memo))
 
 
 def file_sha256(path: Path) -> str:
