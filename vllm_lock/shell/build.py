@@ -32,7 +32,9 @@ def build_vllm(
     result = proc.run(argv, env=env, cwd=src, log=log, on_line=on_line, timeout=timeout)
     if not result.ok:
         tail = "\n".join("    " + line for line in result.output.splitlines()[-15:])
-        raise BuildError(f"building vLLM failed (exit {result.returncode}); last lines:\n{tail}\n  full log: {log_path}")
+        raise BuildError(
+            f"building vLLM failed (exit {result.returncode}); last lines:\n{tail}\n  full log: {log_path}"
+        )
     if editable:
         return None
     wheels = sorted(dist.glob("*.whl"))

@@ -112,7 +112,8 @@ class Store:
             got = http.download(url, tmp, on_progress, expected_size=expected_size, name=filename)
             if expected_sha256 and got.sha256 != expected_sha256:
                 raise IntegrityError(
-                    f"{filename}: bytes served by {url} do not hash to the lock's sha256:{expected_sha256}: refusing them"
+                    f"{filename}: bytes served by {url} do not hash to the lock's "
+                    f"sha256:{expected_sha256}: refusing them"
                 )
             if expected_size is not None and got.size != expected_size:
                 raise IntegrityError(f"{filename}: {url} sent {got.size} bytes, the lock says {expected_size}")

@@ -95,7 +95,9 @@ def compile_argv(
     return argv
 
 
-def run_compile(argv: Sequence[str], *, cwd: Path, cache: Path, log: IO[str] | None, indexes: Sequence[str]) -> proc.Completed:
+def run_compile(
+    argv: Sequence[str], *, cwd: Path, cache: Path, log: IO[str] | None, indexes: Sequence[str]
+) -> proc.Completed:
     """`uv pip compile` within compile_deadline(); past it, UnreachableError naming the index
     that does not answer a HEAD within a few seconds (every index uv was given, when all do)."""
     bound = compile_deadline()
