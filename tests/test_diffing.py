@@ -322,3 +322,28 @@ def test_a_left_out_torch_member_alone_is_a_difference_shown_in_every_format() -
     assert all(c.key.startswith("inputs.torch.locked.left-out") for c in d.other)
     for shown in (render_diff.text(d), render_diff.markdown(d)):
         assert "inputs.torch.locked.left-out" in shown and "torchcodec" in shown
+
+
+def test_the_settings_list_is_one_and_every_rendering_shows_it() -> None:
+    """LockDiff.settings: target, build, layout and external sources, then the general index,
+    torch channel, CUDA, index and vLLM URL; text and markdown list exactly these."""
+    a = make_lock()
+    b = dataclasses.replace(
+        make_lock(url="https://github.com/example/vllm.git", archs=("9.0", "12.0")),
+        torch=dataclasses.replace(a.torch, index="https://download.pytorch.org/whl/nightly/cu129"),
+    )
+    d = diff_locks(a, b)
+    assert [(c.key, c.old, c.new) for c in d.settings] == [
+        ("build.cuda-archs", ["12.0"], ["9.0", "12.0"]),
+        ("torch.index", a.torch.index, "https://download.pytorch.org/whl/nightly/cu129"),
+        ("vllm.url", a.vllm.url, "https://github.com/example/vllm.git"),
+    ]
+    text = render_diff.text(d).splitlines()
+    at = text.index("settings")
+    assert text[at + 1:at + 4] == [f"          {c.key}: {render_diff._value(c.old)} -> {render_diff._value(c.new)}"
+                                   for c in d.settings]
+    assert text[at + 4].startswith(("fields", "build identity"))
+    markdown = render_diff.markdown(d)
+    assert all(f"| `{c.key}` |" in markdown for c in d.settings)
+    assert diff_locks(a, a).settings == () and "settings  build recipe, target and layout unchanged" in (
+        render_diff.text(diff_locks(a, a)))

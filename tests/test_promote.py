@@ -18,7 +18,7 @@ from vllm_lock.cli import app
 from vllm_lock.diffing import CommitHistory
 from vllm_lock.errors import ExitCode, NotTestedError, OutputError, UsageError
 from vllm_lock.model import Lock
-from vllm_lock.shell import lockfiles
+from vllm_lock.shell import files, lockfiles
 
 # ---------------------------------------------------------------- pure
 
@@ -73,7 +73,7 @@ def locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _write(locks: Path, lock: Lock) -> Path:
     path = locks / f"{lock.name}.lock.toml"
-    lockfiles.atomic_write_text(path, codec.dumps(lock))
+    files.write_output(path, codec.dumps(lock))
     return path
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from vllm_lock import layout as layout_rules
-from vllm_lock.shell import build as build_shell
+from vllm_lock.shell import staging
 from vllm_lock.shell.store import Store
 from vllm_lock.shell.stripping import snapshot
 from vllm_lock_testworld import TestWorld
@@ -29,8 +29,8 @@ def test_the_sync_reads_the_same_store_file_on_every_install(tmp_path: Path, wor
     quoted_name = WHEEL.replace("25.0-", "25.0%2Blocal-")
     quoted = SimpleNamespace(**{**vars(plain), "filename": quoted_name, "plain_filename": quoted_name.replace("%2B", "+")})
     lock = SimpleNamespace(packages=(SimpleNamespace(name="packaging", wheels=(plain, quoted)),))
-    first = build_shell.stage_wheels(lock, store, tmp_path / "gen1" / "wheels", lambda _: None)  # type: ignore[arg-type]
-    second = build_shell.stage_wheels(lock, store, tmp_path / "gen2" / "wheels", lambda _: None)  # type: ignore[arg-type]
+    first = staging.stage_wheels(lock, store, tmp_path / "gen1" / "wheels", lambda _: None)  # type: ignore[arg-type]
+    second = staging.stage_wheels(lock, store, tmp_path / "gen2" / "wheels", lambda _: None)  # type: ignore[arg-type]
     key = (plain.sha256, WHEEL)
     assert first[key] == second[key] == store.path(plain.sha256, WHEEL)
     for gen in ("gen1", "gen2"):  # still staged (verify reads the generation's wheels), the store's inode untouched

@@ -9,7 +9,7 @@ import tomllib
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from vllm_lock.errors import LockInvalidError
 from vllm_lock.model import (
@@ -159,6 +159,20 @@ def _rust_data(rust: RustFrontend) -> dict[str, Any]:
 
 def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if v is not None}
+
+
+def same_but_time(a: Lock, b: Lock, time: Literal["resolved-at", "promoted-at"]) -> bool:
+    """Whether a and b hold the same data but for that one time (a rerun that only moved the clock
+    changes nothing on disk). False when either lacks the time (a lock never promoted)."""
+    sides = []
+    for lock in (a, b):
+        data = to_data(lock)
+        holder = data["provenance"] if time == "resolved-at" else data["provenance"].get("promotion")
+        if holder is None:
+            return False
+        del holder[time]
+        sides.append(data)
+    return sides[0] == sides[1]
 
 
 def canonical_json(data: Any) -> bytes:

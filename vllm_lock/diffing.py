@@ -136,22 +136,28 @@ class LockDiff:
     sources: tuple[FieldChange, ...] = ()  # changed source locations, to call out
 
     @property
+    def settings(self) -> tuple[FieldChange, ...]:
+        """The changed settings, in the order every rendering lists them: target, build recipe,
+        layout, external sources, then the general index, torch channel, CUDA, index and vLLM URL."""
+        pairs = (
+            ("general-index", self.general_index),
+            ("torch.channel", self.torch.channel),
+            ("torch.cuda", self.torch.cuda),
+            ("torch.index", self.torch.index),
+            ("vllm.url", self.vllm.url),
+        )
+        inputs = tuple(FieldChange(key=key, old=old, new=new) for key, (old, new) in pairs if old != new)
+        return (*self.target, *self.build, *self.layout, *self.external_sources, *inputs)
+
+    @property
     def equal(self) -> bool:
         return not (
             self.fields
             or self.followed
             or self.vllm.moved
-            or self.vllm.url[0] != self.vllm.url[1]
             or self.torch.moved
-            or self.torch.channel[0] != self.torch.channel[1]
-            or self.torch.cuda[0] != self.torch.cuda[1]
-            or self.torch.index[0] != self.torch.index[1]
             or self.packages
-            or self.target
-            or self.build
-            or self.layout
-            or self.external_sources
-            or self.general_index[0] != self.general_index[1]
+            or self.settings
             or self.identity.changed
         )
 

@@ -4,14 +4,13 @@ complete and verified. A generation without one is unfinished and gets resumed."
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vllm_lock.compiler_cache import CompilerCacheSession
 from vllm_lock.cuda import GpuReport
+from vllm_lock.shell import files
 
 RECEIPT_NAME = "receipt.json"
 RECEIPT_VERSION = 1
@@ -89,16 +88,4 @@ def read(generation: Path) -> Receipt | None:
 
 
 def write(generation: Path, receipt: Receipt) -> None:
-    write_json_atomic(path(generation), receipt.to_json())
-
-
-def write_json_atomic(target: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    files.write_atomically(path(generation), receipt.to_json())

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
-from vllm_lock.diffing import FieldChange, LockDiff, PackageChange, github_slug
+from vllm_lock.diffing import LockDiff, PackageChange, github_slug
 
 FORMATS = ("text", "json", "markdown")
 
@@ -99,18 +99,6 @@ def _md_wheels(change: PackageChange) -> str:
     return "".join(f"<br>`{wheel}`" for wheel in change.wheels)
 
 
-def _settings(diff: LockDiff) -> tuple[FieldChange, ...]:
-    extra = []
-    if diff.general_index[0] != diff.general_index[1]:
-        extra.append(FieldChange(key="general-index", old=diff.general_index[0], new=diff.general_index[1]))
-    t = diff.torch
-    for key, pair in (("torch.channel", t.channel), ("torch.cuda", t.cuda), ("torch.index", t.index),
-                      ("vllm.url", diff.vllm.url)):
-        if pair[0] != pair[1]:
-            extra.append(FieldChange(key=key, old=pair[0], new=pair[1]))
-    return (*diff.target, *diff.build, *diff.layout, *diff.external_sources, *extra)
-
-
 # ---------------------------------------------------------------- text
 
 
@@ -156,7 +144,7 @@ def text(diff: LockDiff) -> str:
             out += [f"            {wheel}" for wheel in p.wheels]
     else:
         out.append("packages  unchanged")
-    settings = _settings(diff)
+    settings = diff.settings
     if settings:
         out.append("settings")
         for setting in settings:
@@ -235,7 +223,7 @@ def markdown(diff: LockDiff) -> str:
         out += ["#### Packages", "", "| package | change | old | new |", "|---|---|---|---|"]
         out += [f"| {p.name} | {p.kind}{_md_wheels(p)} | `{_old(p)}` | `{_new(p)}` |" for p in diff.packages]
         out.append("")
-    settings = _settings(diff)
+    settings = diff.settings
     if settings:
         out += ["#### Settings", "", "| setting | old | new |", "|---|---|---|"]
         out += [f"| {_md_code(c.key)} | {_md_code(c.old)} | {_md_code(c.new)} |" for c in settings]

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 
 from vllm_lock.errors import VllmLockError
-from vllm_lock.shell import build as build_shell
 from vllm_lock.shell import staging
 from vllm_lock.shell.store import Store
 
@@ -47,7 +46,7 @@ def test_a_hostile_filename_never_leaves_the_store(tmp_path: Path, name: str, wo
     wheel = SimpleNamespace(filename=name, plain_filename=name, url=url, sha256=SHA, size=1)
     lock = SimpleNamespace(packages=(SimpleNamespace(name="p", wheels=(wheel,)),))
     with pytest.raises(VllmLockError):
-        build_shell.stage_wheels(lock, store, tmp_path / "gen" / "wheels", lambda _: None)  # type: ignore[arg-type]
+        staging.stage_wheels(lock, store, tmp_path / "gen" / "wheels", lambda _: None)  # type: ignore[arg-type]
     assert _written_outside(store.root, outside) == []
     assert not list((tmp_path / "gen").rglob("*.whl"))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_install_support import cli, install_args, resolve_world_lock
 
-from vllm_lock.shell.build import staged_name
+from vllm_lock.shell.staging import staged_name
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ def test_a_copy_killed_half_way_leaves_nothing_under_the_wheel_name(tmp_path: Pa
     target = small_disk / "wheels" / "w-1.0-py3-none-any.whl"
     target.parent.mkdir()
     code = (
-        "import sys; from pathlib import Path; from vllm_lock.shell.build import _stage_one; "
+        "import sys; from pathlib import Path; from vllm_lock.shell.staging import _stage_one; "
         "_stage_one(Path(sys.argv[1]), Path(sys.argv[2]))"
     )
     child = subprocess.Popen([sys.executable, "-c", code, str(source), str(target)])

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 
 from vllm_lock.errors import VllmLockError
-from vllm_lock.shell import build as build_shell
 from vllm_lock.shell import git as git_shell
 
 
@@ -40,7 +39,7 @@ def _calls(url: str, ref: str, commit: str, cache: Path, src: Path):  # type: ig
         "resolve_ref": lambda: git_shell.resolve_ref(url, ref),
         "update_mirror": lambda: git_shell.update_mirror(cache, url, commit),
         "fetch_commit": lambda: git_shell.fetch_commit(cache, url, commit),
-        "checkout": lambda: build_shell.checkout(lock, cache, src, lambda _: None),  # type: ignore[arg-type]
+        "checkout": lambda: git_shell.checkout(lock, cache, src, lambda _: None),  # type: ignore[arg-type]
     }
 
 
@@ -121,5 +120,5 @@ def test_a_plain_repository_still_resolves(repo: tuple[str, str], tmp_path: Path
     assert git_shell.resolve_ref(url, "main") == commit
     src = tmp_path / "src"
     lock = SimpleNamespace(vllm=SimpleNamespace(url=url, commit=commit))
-    build_shell.checkout(lock, tmp_path / "cache", src, lambda _: None)  # type: ignore[arg-type]
+    git_shell.checkout(lock, tmp_path / "cache", src, lambda _: None)  # type: ignore[arg-type]
     assert (src / "f").read_text() == "x\n"

@@ -181,13 +181,13 @@ def test_a_read_only_cache_says_so(env, tmp_path) -> None:  # type: ignore[no-un
 
 def test_uv_failing_to_find_python_is_not_a_missing_python(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from vllm_lock.errors import PreflightError
-    from vllm_lock.shell import build as build_shell
+    from vllm_lock.shell import uv as uv_shell
 
     with small_tmpfs(tmp_path / "cache", "1m"), read_only(tmp_path / "cache"), monkeypatch.context() as patch:
         patch.setenv("PATH", str(tmp_path / "empty-path"))  # no python3.11 on PATH: uv is asked
         with pytest.raises(PreflightError, match=r"uv python find 3\.11. failed: .*Read-only file system"):
-            build_shell.find_python("3.11", tmp_path / "cache")
-    assert build_shell.find_python("3.99", tmp_path / "other-cache") is None  # uv found none: not an error
+            uv_shell.find_python("3.11", tmp_path / "cache")
+    assert uv_shell.find_python("3.99", tmp_path / "other-cache") is None  # uv found none: not an error
 
 
 def test_a_full_cache_disk(env, tmp_path) -> None:  # type: ignore[no-untyped-def]

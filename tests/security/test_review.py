@@ -19,7 +19,7 @@ from vllm_lock import codec
 from vllm_lock.actions import smoke
 from vllm_lock.errors import ExitCode
 from vllm_lock.model import git_url_problem
-from vllm_lock.shell import lockfiles
+from vllm_lock.shell import files
 
 from .conftest import CLI, Sandbox, refused, with_hash
 
@@ -137,7 +137,7 @@ def _hooked(tmp_path: Path, module: str, function: str, *args: str, debug: bool 
 
 def _lock_file(tmp_path: Path) -> Path:
     path = tmp_path / "dev.lock.toml"
-    lockfiles.atomic_write_text(path, codec.dumps(make_lock()))
+    files.write_output(path, codec.dumps(make_lock()))
     return path
 
 
@@ -180,7 +180,7 @@ def _tested(tmp_path: Path, **receipt: Any) -> Path:
     locks.mkdir()
     lock = make_lock()
     path = locks / "dev.lock.toml"
-    lockfiles.atomic_write_text(path, codec.dumps(lock))
+    files.write_output(path, codec.dumps(lock))
     checks = (smoke.Check(name="import vllm", ok=True, detail="x"),)
     data = smoke.receipt_data(lock=lock, lock_path=path, venv=Path("/opt/vllm"), checks=checks,
                               probe={"errors": {}}, host_gpus=(), host="box", when="2026-11-20T10:00:00Z")

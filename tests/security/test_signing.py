@@ -22,7 +22,7 @@ from vllm_lock import codec, signing
 from vllm_lock.actions import smoke
 from vllm_lock.errors import ExitCode
 from vllm_lock.model import Lock
-from vllm_lock.shell import lockfiles
+from vllm_lock.shell import files
 
 VLLM_LOCK = str(Path(sys.executable).parent / "vllm-lock")
 PRINCIPAL = "release@example.org"
@@ -83,7 +83,7 @@ def ssh_verify(allowed: Path, lock: Path, principal: str = PRINCIPAL) -> subproc
 def write_tested(locks: Path, lock: Lock) -> Path:
     """A dev lock with a passing test receipt, ready to promote."""
     path = locks / f"{lock.name}.lock.toml"
-    lockfiles.atomic_write_text(path, codec.dumps(lock))
+    files.write_output(path, codec.dumps(lock))
     checks = (smoke.Check(name="import vllm", ok=True, detail="x"),)
     data = smoke.receipt_data(lock=lock, lock_path=path, venv=Path("/opt/vllm"), checks=checks,
                               probe={"errors": {}}, host_gpus=(), host="box", when="2026-11-20T10:00:00Z")
@@ -393,7 +393,7 @@ def test_install_require_signed_installs_the_verified_bytes_not_a_file_swapped_a
     signed: World,
 ) -> None:
     evil = signed.root / "evil.lock.toml"
-    lockfiles.atomic_write_text(evil, codec.dumps(make_lock(name="evil")))
+    files.write_output(evil, codec.dumps(make_lock(name="evil")))
     venv = signed.root / "opt" / "vllm"
     proc = subprocess.run(
         [sys.executable, "-c", SWAP_AFTER_CHECK, "install", str(signed.stable), "--venv", str(venv),

@@ -13,8 +13,7 @@ from vllm_lock.actions import verify as verify_action
 from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.errors import InstallError
 from vllm_lock.progress import Reporter
-from vllm_lock.shell import build as build_shell
-from vllm_lock.shell import proc
+from vllm_lock.shell import machine, proc
 
 
 def host_python() -> str:
@@ -23,7 +22,7 @@ def host_python() -> str:
 
 def host_platform() -> str:
     """This machine as a target: the lock's default (Ubuntu 24.04's glibc) may be newer."""
-    major, minor = build_shell.glibc() or (2, 17)
+    major, minor = machine.glibc() or (2, 17)
     return f"{platform.machine()}-manylinux_{major}_{minor}"
 
 

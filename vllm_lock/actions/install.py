@@ -31,7 +31,8 @@ from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import BuildRecipe, Lock, PatchedFile, index_url_problem
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
-from vllm_lock.shell import cargo, generations, lockfiles, machine, mirroring, sccache, staging
+from vllm_lock.shell import cargo, cuda_tools, generations, lockfiles, machine, mirroring, sccache, staging
+from vllm_lock.shell import git as git_shell
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 from vllm_lock.shell.stripping import run_stripping_script, snapshot
@@ -193,25 +194,25 @@ def _steps(
 
     if facts.python_found is None:
         with rep.step("python"):
-            build_shell.install_python(lock.target.python, request.cache, log, on_line)
+            uv_shell.install_python(lock.target.python, request.cache, log, on_line)
 
     uv_env = uv_shell.uv_env(request.cache, offline=True)
     with rep.step("environment"):
-        build_shell.run_uv(
-            build_shell.venv_argv(lock.target.python, venv), env=uv_env, what="creating the venv", log=log, on_line=on_line
+        uv_shell.run_uv(
+            uv_shell.venv_argv(lock.target.python, venv), env=uv_env, what="creating the venv", log=log, on_line=on_line
         )
 
     with rep.step("packages"):
-        staged = build_shell.stage_wheels(lock, store, gen / "wheels", rep.say)
+        staged = staging.stage_wheels(lock, store, gen / "wheels", rep.say)
         pylock_path = gen / "pylock.toml"  # every locked wheel: uv picks the best one for this machine
         pylock_path.write_text(pylock.to_pylock(lock, local_path=lambda _, w: str(staged[w.sha256, w.filename])), encoding="utf-8")
-        build_shell.run_uv(
-            build_shell.sync_argv(venv, pylock_path), env=uv_env, what="installing the locked packages", log=log,
+        uv_shell.run_uv(
+            uv_shell.sync_argv(venv, pylock_path), env=uv_env, what="installing the locked packages", log=log,
             on_line=on_line,
         )
 
     with rep.step("source"):
-        build_shell.checkout(lock, request.cache, src, rep.say)
+        git_shell.checkout(lock, request.cache, src, rep.say)
         check_rust_frontend(lock, src)
 
     external_dirs: dict[str, Path] = {}
@@ -302,7 +303,7 @@ def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tupl
     ok, version = built_version(lock, venv)
     if not ok:
         raise InstallError(f"{version_check(lock)} failed in {venv}: {version}")
-    problem = plan.version_problem(version, lock.vllm.commit, build_shell.exact_tag(src))
+    problem = plan.version_problem(version, lock.vllm.commit, git_shell.exact_tag(src))
     if problem:
         raise InstallError(problem)
     report = verify_action.inspect_packages(lock, venv, check_files=False)
@@ -312,8 +313,8 @@ def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tupl
         raise InstallError("; ".join(rust_problems))
     found: set[str] = set()
     if plan.is_cuda(lock):
-        libraries = build_shell.compiled_libraries(src) + build_shell.compiled_libraries(venv)
-        found = build_shell.cubins(libraries, env)
+        libraries = cuda_tools.compiled_libraries(src) + cuda_tools.compiled_libraries(venv)
+        found = cuda_tools.cubins(libraries, env)
         missing = plan.missing_archs(lock.build.cuda_archs, found)
         if missing:
             raise InstallError(f"the built libraries lack code for {', '.join(missing)} (found: {sorted(found)})")
@@ -338,7 +339,7 @@ def rust_env(lock: Lock, facts: plan.MachineFacts, where: Path, path: str) -> di
 def check_rust_frontend(lock: Lock, src: Path) -> None:
     """The checked-out tree's Rust frontend (detected as resolve detects it) must be the lock's:
     presence, toolchain, Cargo.lock path and sha256, artifacts, crates. Before any build."""
-    files = frozenset(build_shell.tracked_files(src))
+    files = frozenset(git_shell.tracked_files(src))
 
     def read(path: str) -> str:
         full = src / path
@@ -366,7 +367,7 @@ def machine_facts(lock: Lock, where: Path, cache: Path, *, check_gpus: bool) -> 
     """Everything preflight decides on, gathered from the machine (nothing decided here)."""
     nvcc = machine.find_nvcc(os.environ) if plan.is_cuda(lock) else None
     try:
-        python_found, python_error = build_shell.find_python(lock.target.python, cache), None
+        python_found, python_error = uv_shell.find_python(lock.target.python, cache), None
     except PreflightError as exc:
         python_found, python_error = None, str(exc)
     store = Store(cache)
@@ -515,7 +516,7 @@ def build_check(request: BuildCheckRequest, reporter: Reporter) -> tuple[Path, s
             libraries = sorted(unpacked.rglob("*.so"))
             rep.say(f"    libraries: {', '.join(str(p.relative_to(unpacked)) for p in libraries)}")
             if request.target_device == "cuda":
-                found = build_shell.cubins(libraries, env)
+                found = cuda_tools.cubins(libraries, env)
                 rep.say(f"    cubins: {', '.join(sorted(found)) or 'none'}")
                 missing = plan.missing_archs(request.archs, found)
                 if missing:

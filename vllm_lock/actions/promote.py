@@ -23,9 +23,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
-from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
-
 from vllm_lock import codec, signing
 from vllm_lock.actions import diff as diff_action
 from vllm_lock.actions import smoke
@@ -33,7 +30,8 @@ from vllm_lock.diffing import LockDiff
 from vllm_lock.errors import LockInvalidError, NotTestedError, OutputError, UsageError
 from vllm_lock.model import Lock, Promotion, is_valid_lock_name
 from vllm_lock.render_diff import text as diff_text
-from vllm_lock.shell import lockfiles, sshsig
+from vllm_lock.shell import files, lockfiles, sshsig
+from vllm_lock.shell import git as git_shell
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -87,16 +85,6 @@ def evidence_lines(result: PromoteResult) -> list[str]:
     ]
 
 
-def same_promotion(old: Lock, new: Lock) -> bool:
-    """Equal but for the promotion time: promoting the same thing twice changes nothing."""
-    if old.provenance.promotion is None or new.provenance.promotion is None:
-        return False
-    da, db = codec.to_data(old), codec.to_data(new)
-    da["provenance"]["promotion"].pop("promoted-at")
-    db["provenance"]["promotion"].pop("promoted-at")
-    return da == db
-
-
 def commit_message(source: str, to: str, source_hash: str, diff: LockDiff | None, body: str, forced: bool) -> str:
     head = f"vllm-lock: promote {source} to {to}: " + (diff.headline() if diff else "first stable lock")
     tail = f"Promoted from {source} {source_hash}" + (" (FORCED: no passing test receipt)" if forced else "")
@@ -105,16 +93,6 @@ def commit_message(source: str, to: str, source_hash: str, diff: LockDiff | None
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _git_repo(folder: Path) -> git.Repo:
-    try:
-        repo = git.Repo(folder, search_parent_directories=True)
-    except (InvalidGitRepositoryError, NoSuchPathError):
-        raise UsageError(f"--commit: {folder} is not inside a git repository") from None
-    if repo.bare or repo.working_tree_dir is None:
-        raise UsageError(f"--commit: {repo.git_dir} is a bare repository")
-    return repo
 
 
 def promote(source: str = "dev", *, to: str = "stable", force: bool = False, commit: bool = False,
@@ -127,8 +105,8 @@ def promote(source: str = "dev", *, to: str = "stable", force: bool = False, com
         raise UsageError(f"lock name {to!r} is invalid: use lower-case letters, digits, '.', '_', '-'")
     target_path = source_path.parent / f"{to}{lockfiles.SUFFIX}"
     sig_path = signing.signature_path(target_path)
-    lockfiles.check_writable(target_path)
-    lockfiles.check_writable(sig_path)
+    files.check_writable(target_path)
+    files.check_writable(sig_path)
     if sign_key is not None and not sign_key.is_file():
         raise UsageError(f"--sign-key {sign_key}: no such key file")
     found = smoke.find_receipts(source_path, source_hash)
@@ -153,24 +131,24 @@ def promote(source: str = "dev", *, to: str = "stable", force: bool = False, com
         except (LockInvalidError, UnicodeDecodeError):
             previous = None  # replaced; the diff says so
     diff = diff_action.diff_loaded(previous, new, cache=cache) if previous is not None else None
-    repo = _git_repo(base) if commit else None
+    work_tree = git_shell.work_tree(base, option="--commit") if commit else None
     old_signature = _read_signature(sig_path)
-    if previous is not None and old_bytes is not None and same_promotion(previous, new):
+    if previous is not None and old_bytes is not None and codec.same_but_time(previous, new, "promoted-at"):
         # the lock stays byte-identical; with a key, make sure its signature is there and current
         if sign_key is None:
             return PromoteResult(path=target_path, lock=previous, previous=previous, diff=diff, written=False,
                                  forced=not passing, receipts=receipts, committed=None)
         if old_bytes != codec.dumps(previous).encode("utf-8"):
             # equal values in bytes we did not write (a comment, spacing): only our own bytes are signed
-            return _write_promoted(previous, target_path, old_bytes, old_signature, sign_key, repo, base,
+            return _write_promoted(previous, target_path, old_bytes, old_signature, sign_key, work_tree, base,
                                    message=_sign_message(to, previous), diff=diff, receipts=receipts,
                                    forced=not passing, previous=previous)
         signature = sshsig.sign(old_bytes, sign_key)
         committed = None
         if signature != old_signature:
             _write_signature(sig_path, signature, target_path, old_bytes, old_signature)
-            if repo is not None:
-                committed = _commit_or_restore(repo, base, _sign_message(to, previous), to, target_path,
+            if work_tree is not None:
+                committed = _commit_or_restore(work_tree, base, _sign_message(to, previous), to, target_path,
                                                old_bytes, old_signature)
         return PromoteResult(path=target_path, lock=previous, previous=previous, diff=diff, written=False,
                              forced=not passing, receipts=receipts, committed=committed, signature=sig_path,
@@ -178,7 +156,7 @@ def promote(source: str = "dev", *, to: str = "stable", force: bool = False, com
     message = commit_message(lock.name, to, source_hash, diff, diff_text(diff) if diff else (
         f"vLLM {new.vllm.commit} ({new.vllm.commit_date}), torch {new.torch.version}\n"
     ), not passing)
-    return _write_promoted(new, target_path, old_bytes, old_signature, sign_key, repo, base, message=message,
+    return _write_promoted(new, target_path, old_bytes, old_signature, sign_key, work_tree, base, message=message,
                            diff=diff, receipts=receipts, forced=not passing, previous=previous)
 
 
@@ -187,10 +165,10 @@ def _sign_message(to: str, lock: Lock) -> str:
 
 
 def _write_promoted(new: Lock, target_path: Path, old_bytes: bytes | None, old_signature: bytes | None,
-                    sign_key: Path | None, repo: git.Repo | None, base: Path, *, message: str,
+                    sign_key: Path | None, work_tree: Path | None, base: Path, *, message: str,
                     diff: LockDiff | None, receipts: tuple[str, ...], forced: bool,
                     previous: Lock | None = None) -> PromoteResult:
-    """Lock and signature in place (the old signature gone first), committed with `repo`."""
+    """Lock and signature in place (the old signature gone first), committed with `work_tree`."""
     sig_path = signing.signature_path(target_path)
     text = codec.dumps(new)
     # signed before anything is written: a key that cannot sign changes nothing
@@ -198,15 +176,15 @@ def _write_promoted(new: Lock, target_path: Path, old_bytes: bytes | None, old_s
     if old_signature is not None:
         _remove_signature(sig_path)
     try:
-        lockfiles.atomic_write_text(target_path, text)
+        files.write_output(target_path, text)
         if signature is not None:
-            lockfiles.atomic_write_bytes(sig_path, signature)
+            files.write_output(sig_path, signature)
     except OutputError:
         _restore(target_path, old_bytes, sig_path, old_signature)
         raise
     committed = None
-    if repo is not None:
-        committed = _commit_or_restore(repo, base, message, new.name, target_path, old_bytes, old_signature)
+    if work_tree is not None:
+        committed = _commit_or_restore(work_tree, base, message, new.name, target_path, old_bytes, old_signature)
     return PromoteResult(path=target_path, lock=new, previous=previous, diff=diff, written=True,
                          forced=forced, receipts=receipts, committed=committed,
                          signature=sig_path if signature is not None else None,
@@ -214,14 +192,16 @@ def _write_promoted(new: Lock, target_path: Path, old_bytes: bytes | None, old_s
                          signature_removed=signature is None and old_signature is not None)
 
 
-def _commit_or_restore(repo: git.Repo, base: Path, message: str, to: str, lock_path: Path,
+def _commit_or_restore(work_tree: Path, base: Path, message: str, to: str, lock_path: Path,
                        old_bytes: bytes | None, old_signature: bytes | None) -> str:
+    """The locks directory (receipts included) committed in the work tree `work_tree`, or else the
+    previous lock and signature back in place and nothing left staged."""
     try:
-        return _commit(repo, base, message)
-    except (GitCommandError, OSError, ValueError) as exc:
+        return git_shell.commit_folder(work_tree, base, message)
+    except git_shell.GitError as exc:
         _restore(lock_path, old_bytes, signing.signature_path(lock_path), old_signature)
-        _unstage(repo, base)
-        raise OutputError(f"--commit failed, the previous {to} lock is back in place: {_one_line(exc)}") from None
+        git_shell.unstage(work_tree, base)
+        raise OutputError(f"--commit failed, the previous {to} lock is back in place: {exc}") from None
 
 
 def _read_signature(path: Path) -> bytes | None:
@@ -247,24 +227,10 @@ def _remove_signature(path: Path) -> None:
 def _write_signature(sig_path: Path, signature: bytes, lock_path: Path, lock_bytes: bytes,
                      old_signature: bytes | None) -> None:
     try:
-        lockfiles.atomic_write_bytes(sig_path, signature)
+        files.write_output(sig_path, signature)
     except OutputError:
         _restore(lock_path, lock_bytes, sig_path, old_signature)
         raise
-
-
-def _commit(repo: git.Repo, folder: Path, message: str) -> str:
-    """Stage the locks directory (receipts included) and commit only it."""
-    repo.git.add("--all", "--", str(folder))
-    repo.git.commit("-m", message, "--", str(folder))
-    return repo.head.commit.hexsha
-
-
-def _unstage(repo: git.Repo, folder: Path) -> None:
-    try:
-        repo.git.reset("-q", "--", str(folder))
-    except GitCommandError:
-        pass  # no HEAD yet: nothing was committed before, the index entries are harmless
 
 
 def _restore(path: Path, old: bytes | None, sig_path: Path, old_signature: bytes | None) -> None:
@@ -273,12 +239,6 @@ def _restore(path: Path, old: bytes | None, sig_path: Path, old_signature: bytes
     if old is None:
         path.unlink(missing_ok=True)
     else:
-        lockfiles.atomic_write_bytes(path, old)
+        files.write_output(path, old)
     if old_signature:
-        lockfiles.atomic_write_bytes(sig_path, old_signature)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = getattr(exc, "stderr", None) or str(exc)
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[-1].removeprefix("stderr: ").strip("'") if lines else type(exc).__name__
+        files.write_output(sig_path, old_signature)

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from vllm_lock import codec, pylock
 from vllm_lock.model import ExternalSource, Lock
-from vllm_lock.shell import lockfiles
+from vllm_lock.shell import files, lockfiles
 
 
 def summary(lock: Lock, path: Path) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def export(name_or_path: str, output: Path | None) -> Path:
         from vllm_lock.errors import UsageError
 
         raise UsageError(f"{target.name}: PEP 751 requires the name pylock.toml or pylock.<name>.toml")
-    lockfiles.atomic_write_text(target, pylock.to_pylock(lock))
+    files.write_output(target, pylock.to_pylock(lock))
     return target
 
 

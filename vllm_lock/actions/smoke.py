@@ -32,7 +32,7 @@ from vllm_lock.cuda import coverage_problem
 from vllm_lock.defaults import DEFAULT_VENV
 from vllm_lock.errors import PreflightError, UsageError
 from vllm_lock.model import Lock
-from vllm_lock.shell import lockfiles, machine, proc
+from vllm_lock.shell import files, lockfiles, machine, proc
 
 RECEIPT_VERSION = 1
 RECEIPTS_DIR = "receipts"
@@ -270,7 +270,7 @@ def write_receipt(lock_path: Path, data: dict[str, Any]) -> Path:
     stamp = data["date"].replace("-", "").replace(":", "")
     host = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in data["host"])[:64]
     path = folder / f"{stamp}-{host}.json"
-    lockfiles.atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    files.write_output(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
 
 

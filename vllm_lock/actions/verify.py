@@ -23,8 +23,8 @@ from vllm_lock import requirements as requirement_rules
 from vllm_lock import rust as rust_rules
 from vllm_lock.errors import InstallError, UsageError
 from vllm_lock.model import Lock, Package, Wheel
-from vllm_lock.shell import build as build_shell
 from vllm_lock.shell import generations, lockfiles
+from vllm_lock.shell import git as git_shell
 
 OWN = "vllm"  # built from source: present, any version, not in the lock's package list
 
@@ -323,13 +323,13 @@ def verify(lock_ref: str, venv: Path) -> Report:
                     f"installed from {done.lock_name} {done.content_hash}, not this lock {codec.content_hash(lock)}"
                 )
     if src.is_dir():
-        head = build_shell.head_commit(src)
+        head = git_shell.head_commit(src)
         if head != lock.vllm.commit:
             report.source.append(f"{src}: HEAD {head}, lock {lock.vllm.commit}")
         # the installed distribution's version (what `vllm --version` prints, read without running
         # it: an `empty` build's CLI cannot start) must name the locked commit
         if report.vllm_version is not None and (
-            problem := plan.version_problem(report.vllm_version, lock.vllm.commit, build_shell.exact_tag(src))
+            problem := plan.version_problem(report.vllm_version, lock.vllm.commit, git_shell.exact_tag(src))
         ):
             report.source.append(problem)
         for patched in lock.layout.patched_files:

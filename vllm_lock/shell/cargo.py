@@ -85,14 +85,18 @@ def _unpack(path: Path, crate: Crate, dest: Path) -> dict[str, str]:
             for member in tar.getmembers():
                 parts = PurePosixPath(member.name).parts
                 if not parts or parts[0] != prefix or ".." in parts or PurePosixPath(member.name).is_absolute():
-                    raise IntegrityError(f"crate {crate.name} {crate.version}: member {member.name!r} is outside {prefix}/")
+                    raise IntegrityError(
+                        f"crate {crate.name} {crate.version}: member {member.name!r} is outside {prefix}/"
+                    )
                 if member.isdir():
                     continue
                 if not member.isfile():
                     continue  # links and devices: cargo publishes none
                 total += member.size
                 if total > MAX_CRATE_UNPACKED:
-                    raise IntegrityError(f"crate {crate.name} {crate.version}: unpacks to more than {MAX_CRATE_UNPACKED} bytes")
+                    raise IntegrityError(
+                        f"crate {crate.name} {crate.version}: unpacks to more than {MAX_CRATE_UNPACKED} bytes"
+                    )
                 extracted = tar.extractfile(member)
                 assert extracted is not None
                 data = extracted.read()

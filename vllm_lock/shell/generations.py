@@ -17,6 +17,7 @@ from vllm_lock import plan
 from vllm_lock import receipt as receipts
 from vllm_lock.errors import InstallError, OutputError, PreflightError, UsageError
 from vllm_lock.plan import Layout
+from vllm_lock.shell import files
 
 LOCK_NAME = ".install.lock"
 
@@ -167,7 +168,7 @@ def _put_back(link: Path, previous: str | None) -> None:
 
 def _write_profile(layout: Layout, history: list[str]) -> None:
     data = {"history": history[-50:], "src_link": str(layout.src_link)}
-    receipts.write_json_atomic(layout.profile, json.dumps(data, indent=2) + "\n")
+    files.write_atomically(layout.profile, json.dumps(data, indent=2) + "\n")
 
 
 def _profile_data(generations: Path) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""git through gitpython: resolve refs without a checkout, a cached bare mirror, tree export.
+"""git, reached only here: resolve refs without a checkout, cached bare mirrors, tree export,
+the source checkout of a generation, and commits to the user's own repository (promote --commit).
 
 Every git command runs through `run`: the user's own git configuration (global and system:
 url.<base>.insteadOf, http.proxy, http.sslCAInfo, credential helpers) with prompts, hooks and
@@ -8,6 +9,9 @@ one-line errors. Values that come from a lock (URLs, refs, commits) are checked 
 (defence in depth: the lock reader checks them first) and always follow `--` or
 `--end-of-options`, so that git can never read one as an option. A bare mirror is used under
 an fcntl lock of its own, so that installs sharing a cache never fetch into it at once.
+
+gitpython (~70 ms to import) is imported by the functions that run git, not with this module:
+verify reads a checkout's HEAD and `diff` may need no git at all.
 """
 
 from __future__ import annotations
@@ -23,17 +27,18 @@ import shutil
 import tarfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
-import git
-from git.exc import GitCommandError, GitCommandNotFound, InvalidGitRepositoryError, NoSuchPathError
-
-from vllm_lock.errors import InstallError, ResolutionError, UnknownRefError, UnreachableError, VllmLockError
-from vllm_lock.model import is_commit_sha
+from vllm_lock.errors import InstallError, ResolutionError, UnknownRefError, UnreachableError, UsageError
+from vllm_lock.model import Lock, is_commit_sha
 from vllm_lock.shell import limits, mirroring
+
+if TYPE_CHECKING:
+    import git
+    from git.exc import GitCommandError
 
 RETRIES = 3
 URL_SCHEMES = ("https", "http", "ssh", "git", "file")
@@ -137,18 +142,25 @@ def check_commit(commit: str) -> str:
 
 @overload
 def run(args: Sequence[str], *, cwd: Path | None = ..., what: str, url: str | None = ...,
-        binary: Literal[False] = ...) -> str: ...
+        binary: Literal[False] = ..., users_own: bool = ...) -> str: ...
 @overload
 def run(args: Sequence[str], *, cwd: Path | None = ..., what: str, url: str | None = ...,
-        binary: Literal[True]) -> bytes: ...
+        binary: Literal[True], users_own: bool = ...) -> bytes: ...
 def run(
-    args: Sequence[str], *, cwd: Path | None = None, what: str, url: str | None = None, binary: bool = False
+    args: Sequence[str], *, cwd: Path | None = None, what: str, url: str | None = None, binary: bool = False,
+    users_own: bool = False,
 ) -> str | bytes:
     """`git <args>` in cwd. With url (a network call: ls-remote, fetch) the URL must follow a
     `--`; failures that look like the network are retried within one total deadline and end as
-    UnreachableError naming the URL. Other failures raise GitError with git's own last line."""
+    UnreachableError naming the URL. Other failures raise GitError with git's own last line.
+    `users_own`: cwd is the user's own work tree (promote --commit), where the user's hooks and
+    settings are obeyed (a pre-commit hook that refuses stops the commit): FORCED_CONFIG is not applied."""
+    import git
+    from git.exc import GitCommandError, GitCommandNotFound
+
     # no automatic gc/repack: a reader of a shared mirror must never meet a repack under it
-    argv = ["git", *(part for setting in FORCED_CONFIG for part in ("-c", setting)), *args]
+    forced = () if users_own else FORCED_CONFIG
+    argv = ["git", *(part for setting in forced for part in ("-c", setting)), *args]
     if url is not None:
         check_url(url)
         if "--" not in argv or argv.index("--") > argv.index(url):
@@ -275,6 +287,9 @@ def mirror_lock(cache: Path, url: str) -> Iterator[Path]:
 def _open_mirror(path: Path) -> git.Repo:
     """The bare mirror at path (the caller holds its lock): created empty the first time,
     created again when a killed process left it unreadable, stale git lock files removed."""
+    import git
+    from git.exc import InvalidGitRepositoryError, NoSuchPathError
+
     if (path / "HEAD").exists():
         try:
             repo = git.Repo(path)
@@ -450,4 +465,112 @@ def commits_between(repo: git.Repo, old: str, new: str, limit: int) -> tuple[int
     return count, subjects
 
 
-__all__ = ["GitError", "VllmLockError", "check_commit", "check_ref", "check_url", "mirror_lock", "run"]
+
+# ---------------------------------------------------------------- the source checkout
+
+
+def checkout(lock: Lock, cache: Path, src: Path, say: Callable[[str], None]) -> None:
+    """src at the locked commit: cloned from the cached mirror, or an existing checkout reused
+    (fetch, forced switch, clean; ignored build artefacts are kept for incremental rebuilds).
+    A checkout that git cannot bring to the commit (missing objects, a clone killed half-way)
+    is cloned again. HEAD must equal the locked commit, with the tags vLLM's version needs.
+    The mirror's lock is held throughout: no other install fetches into it while we read it."""
+    url = check_url(lock.vllm.url)
+    commit = check_commit(lock.vllm.commit)
+    with mirror_lock(cache, url) as mirror:
+        update_mirror(cache, url, commit)  # UnknownRefError when the remote lost it
+        if (src / ".git").exists():
+            try:
+                _in_checkout(["fetch", "--quiet", "--tags", "--force", "--", str(mirror),
+                              "+refs/heads/*:refs/remotes/mirror/*"], src, "updating the checkout")
+                _to_commit(src, commit)
+                say(f"    reusing the checkout {src}")
+                return
+            except InstallError as exc:
+                say(f"    the checkout {src} is unusable ({exc}); cloning it again")
+        partial = src.with_name(f".{src.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        _in_checkout(["clone", "--quiet", "--no-checkout", "--", str(mirror), str(partial)], None, "cloning the mirror")
+        _in_checkout(["remote", "set-url", "--", "origin", url], partial, "naming the origin")
+        _to_commit(partial, commit)
+        if src.exists() or src.is_symlink():
+            shutil.rmtree(src) if src.is_dir() and not src.is_symlink() else src.unlink()
+        os.rename(partial, src)
+        say(f"    cloned {url} into {src}")
+
+
+def tracked_files(src: Path) -> list[str]:
+    """The paths git tracks at the checkout's HEAD (what resolve listed at the commit)."""
+    out = _in_checkout(["ls-tree", "-r", "-z", "--name-only", "HEAD"], src, "listing the checkout's files")
+    return [name for name in out.split("\0") if name]
+
+
+def _in_checkout(args: list[str], cwd: Path | None, what: str) -> str:
+    try:
+        return run(args, cwd=cwd, what=what)
+    except GitError as exc:
+        raise InstallError(f"{cwd or 'git'}: {exc}") from None
+
+
+def _to_commit(src: Path, commit: str) -> None:
+    _in_checkout(["switch", "--quiet", "--force", "--detach", "--end-of-options", commit],
+                 src, f"checking out {commit[:9]}")
+    _in_checkout(["clean", "-ffdq"], src, "cleaning the checkout")
+    head = _in_checkout(["rev-parse", "--verify", "HEAD"], src, "reading HEAD").strip()
+    if head != commit:
+        raise InstallError(f"{src}: HEAD is {head}, the lock says {commit}")
+
+
+def head_commit(src: Path) -> str | None:
+    """The checkout's HEAD; None when src is no checkout git can read."""
+    try:
+        return run(["rev-parse", "--verify", "HEAD"], cwd=src, what="reading HEAD").strip()
+    except GitError:
+        return None
+
+
+def exact_tag(src: Path) -> str | None:
+    """The version tag (v<digit>...) on the checkout's HEAD, if there is one."""
+    try:
+        out = run(["describe", "--tags", "--exact-match", "--match", "v[0-9]*", "HEAD"], cwd=src,
+                  what="describing HEAD")
+    except GitError:
+        return None
+    return out.strip() or None
+
+
+# ---------------------------------------------------------------- the user's own repository
+
+
+def work_tree(folder: Path, *, option: str) -> Path:
+    """The top of the git work tree that holds folder; UsageError (naming the option that asked
+    for git) when there is none or the repository is bare."""
+    try:
+        git_dir, bare = run(["rev-parse", "--absolute-git-dir", "--is-bare-repository"], cwd=folder,
+                            what="finding the repository", users_own=True).splitlines()[:2]
+    except (GitError, ValueError):
+        raise UsageError(f"{option}: {folder} is not inside a git repository") from None
+    if bare == "true":
+        raise UsageError(f"{option}: {git_dir} is a bare repository")
+    try:
+        return Path(run(["rev-parse", "--show-toplevel"], cwd=folder, what="finding the work tree",
+                        users_own=True).strip())
+    except GitError:  # inside the .git directory of a work tree
+        raise UsageError(f"{option}: {git_dir} is a bare repository") from None
+
+
+def commit_folder(top: Path, folder: Path, message: str) -> str:
+    """Everything under folder staged (new files too) and committed, nothing else; the new
+    commit's SHA. GitError when git or one of the user's hooks refuses."""
+    folder = folder.absolute()
+    run(["add", "--all", "--", str(folder)], cwd=top, what=f"staging {folder}", users_own=True)
+    run(["commit", "-m", message, "--", str(folder)], cwd=top, what=f"committing {folder}", users_own=True)
+    return run(["rev-parse", "--verify", "HEAD"], cwd=top, what="reading HEAD", users_own=True).strip()
+
+
+def unstage(top: Path, folder: Path) -> None:
+    """What commit_folder staged, taken out of the index again (the files stay as they are)."""
+    try:
+        run(["reset", "-q", "--", str(folder.absolute())], cwd=top, what=f"unstaging {folder}", users_own=True)
+    except GitError:
+        pass  # no HEAD yet: nothing was committed before, the index entries are harmless

@@ -337,7 +337,8 @@ def download(
                         on_progress(size, announced or expected_size)
         except _TooLong:
             what = "the lock's size" if expected_size is not None else (
-                "its Content-Length" if announced else f"the download maximum (VLLM_LOCK_DOWNLOAD_MAX={rule.download_max})"
+                "its Content-Length" if announced
+                else f"the download maximum (VLLM_LOCK_DOWNLOAD_MAX={rule.download_max})"
             )
             raise IntegrityError(f"{label}: {url} sends more than {what} of {limit} bytes: refusing it") from None
         except OSError as exc:

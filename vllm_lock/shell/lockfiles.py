@@ -1,16 +1,17 @@
-"""Locks on disk: find by name or path, read with validation, write atomically."""
+"""Locks on disk: find by name or path, read with validation, write atomically (files.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from vllm_lock import codec
-from vllm_lock.errors import LockInvalidError, OutputError, UsageError
+from vllm_lock.errors import LockInvalidError, UsageError
 from vllm_lock.model import Lock, ModelError, is_valid_lock_name
+from vllm_lock.shell.files import check_writable as check_writable  # resolve checks its output early
+from vllm_lock.shell.files import write_output
 
 SUFFIX = ".lock.toml"
 
@@ -48,41 +49,6 @@ def read(name_or_path: str) -> tuple[Lock, Path]:
     return codec.loads(text, origin=str(path)), path
 
 
-def check_writable(path: Path) -> None:
-    """Fail before any slow work if the output cannot be written."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a directory")
-    if not parent.is_dir():
-        raise OutputError(f"cannot write {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise OutputError(f"cannot write {path}: permission denied")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and rename: never half a file."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """atomic_write_text for exact bytes (a signature, a lock put back as it was)."""
-    check_writable(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
 def write(lock: Lock, path: Path) -> bool:
     """Write the lock; an existing file that differs only in provenance time is kept
     byte-identical. Returns whether the file changed."""
@@ -94,9 +60,9 @@ def write(lock: Lock, path: Path) -> bool:
             old = codec.loads(text, origin=str(path))
         except LockInvalidError:
             old = None
-        if old is not None and _same_but_time(old, lock):
+        if old is not None and codec.same_but_time(old, lock, "resolved-at"):
             return False
-    atomic_write_text(path, codec.dumps(lock))
+    write_output(path, codec.dumps(lock))
     return True
 
 
@@ -106,7 +72,7 @@ _RESOLVED_AT = re.compile(r'^resolved-at = "([0-9TZ:-]{1,40})"$', re.MULTILINE)
 def _same_text_but_time(text: str, lock: Lock) -> bool:
     """Whether text is exactly what this lock dumps to at one of the times it records: the
     usual rerun, decided without parsing and validating the old file (~120 ms for 187 packages).
-    Anything else (another layout of the same data, another lock) is left to _same_but_time."""
+    Anything else (another layout of the same data, another lock) is left to codec.same_but_time."""
     for resolved_at in dict.fromkeys(_RESOLVED_AT.findall(text)):
         try:
             then = dataclasses.replace(lock, provenance=dataclasses.replace(lock.provenance, resolved_at=resolved_at))
@@ -115,10 +81,3 @@ def _same_text_but_time(text: str, lock: Lock) -> bool:
         if codec.dumps(then) == text:
             return True
     return False
-
-
-def _same_but_time(a: Lock, b: Lock) -> bool:
-    da, db = codec.to_data(a), codec.to_data(b)
-    da["provenance"].pop("resolved-at")
-    db["provenance"].pop("resolved-at")
-    return da == db

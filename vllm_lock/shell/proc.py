@@ -6,7 +6,6 @@ import collections
 import os
 import shlex
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -171,7 +170,3 @@ class _Capture:
                 marker = f"\n[... {self.dropped} bytes of output left out ...]\n"
                 text = self.head.decode("utf-8", "replace") + marker + self.tail.decode("utf-8", "replace")
         return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as text=True reads
-
-
-def echo_line(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)

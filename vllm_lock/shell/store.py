@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from vllm_lock.errors import IntegrityError, LockInvalidError, VllmLockError
-from vllm_lock.shell import http
+from vllm_lock.shell import files, http
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -112,7 +112,8 @@ class Store:
             got = http.download(url, tmp, on_progress, expected_size=expected_size, name=filename)
             if expected_sha256 and got.sha256 != expected_sha256:
                 raise IntegrityError(
-                    f"{filename}: bytes served by {url} do not hash to the lock's sha256:{expected_sha256}: refusing them"
+                    f"{filename}: bytes served by {url} do not hash to the lock's "
+                    f"sha256:{expected_sha256}: refusing them"
                 )
             if expected_size is not None and got.size != expected_size:
                 raise IntegrityError(f"{filename}: {url} sent {got.size} bytes, the lock says {expected_size}")
@@ -153,14 +154,7 @@ class Store:
         target = self._memo_path(url)
         target.parent.mkdir(parents=True, exist_ok=True)
         memo = {"url": url, "etag": got.etag, "size": got.size, "sha256": got.sha256}
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".memo.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(memo, handle)
-        os.replace(tmp, target)
-
-    def verify(self, sha256: str, filename: str) -> bool:
-        """Re-hash a stored file (guards against a corrupted cache)."""
-        return file_sha256(self.path(sha256, filename)) == sha256
+        files.write_atomically(target, json.dumps(memo))
 
 
 def file_sha256(path: Path) -> str:

@@ -1,19 +1,23 @@
-"""The uv binary pinned by our own dependency (uv==X.Y.Z): discovery, environment, argv."""
+"""The uv binary pinned by our own dependency (uv==X.Y.Z): discovery, environment, every uv
+command's argv and its run (compile for resolve; Python lookup and install, venv, sync, the
+vLLM build's and wheel install's for install), uv's failures turned into our errors."""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import os
+import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 import tomlkit
 import uv as uv_package
 
-from vllm_lock.errors import InstallError, UnreachableError
+from vllm_lock.errors import InstallError, OutputError, PreflightError, UnreachableError
 from vllm_lock.mirrors import Mirrors
 from vllm_lock.shell import http, limits, mirroring, proc
 
@@ -91,16 +95,9 @@ def compile_argv(
     return argv
 
 
-def check(completed_ok: bool, what: str, tail: str) -> None:
-    if not completed_ok:
-        raise InstallError(f"uv failed while {what}: {tail.strip().splitlines()[-1] if tail.strip() else '?'}")
-
-
-def python_argv(python: str) -> Sequence[str]:
-    return (uv_bin(), "python", "find", python)
-
-
-def run_compile(argv: Sequence[str], *, cwd: Path, cache: Path, log: IO[str] | None, indexes: Sequence[str]) -> proc.Completed:
+def run_compile(
+    argv: Sequence[str], *, cwd: Path, cache: Path, log: IO[str] | None, indexes: Sequence[str]
+) -> proc.Completed:
     """`uv pip compile` within compile_deadline(); past it, UnreachableError naming the index
     that does not answer a HEAD within a few seconds (every index uv was given, when all do)."""
     bound = compile_deadline()
@@ -153,3 +150,88 @@ def _answers(index: str) -> bool:
     except Exception:  # anything but an answer
         return False
     return True
+
+
+# ---------------------------------------------------------------- Python
+
+
+def find_python(version: str, cache: Path) -> str | None:
+    """An interpreter for `version` that uv accepts (system or uv-managed), without downloading;
+    None when uv finds none. A `pythonX.Y` on PATH is one `uv venv --python X.Y` finds too, and
+    looking costs nothing; only without it is uv asked (~130 ms: its own start-up and discovery).
+    Any other failure of uv (it cannot create its cache, say) is reported as itself, not as a
+    missing Python."""
+    if on_path := shutil.which(f"python{version}"):
+        return on_path
+    result = proc.run([uv_bin(), "python", "find", version], env=uv_env(cache), timeout=60)
+    if result.ok and result.output.strip():
+        return result.output.strip().splitlines()[-1]
+    if result.ok or "no interpreter found" in result.output.lower():
+        return None
+    raise PreflightError(f"`uv python find {version}` failed: {_uv_error(result.output)}")
+
+
+def _uv_error(output: str) -> str:
+    """uv's error and its causes on one line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("error:")), 0)
+    return "; ".join(line.removeprefix("error:").strip() for line in lines[start:]) or "?"
+
+
+def install_python(version: str, cache: Path, log: IO[str], on_line: Callable[[str], None]) -> None:
+    env = uv_env(cache, extra={"UV_PYTHON_DOWNLOADS": "automatic"})
+    result = proc.run([uv_bin(), "python", "install", version], env=env, timeout=900, log=log, on_line=on_line)
+    if not result.ok:
+        raise InstallError(f"cannot install Python {version} with uv: {result.tail(1)}")
+
+
+# ---------------------------------------------------------------- environments and the build
+
+
+def venv_argv(python: str, venv: Path) -> list[str]:
+    return [uv_bin(), "venv", "--clear", "--no-config", "--python", python, str(venv)]
+
+
+def sync_argv(venv: Path, pylock_path: Path) -> list[str]:
+    return [
+        uv_bin(), "pip", "sync", "--preview-features", "pylock",
+        "--python", str(venv / "bin" / "python"), "--offline", "--no-index", str(pylock_path),
+    ]
+
+
+def editable_argv(python: str, src: Path) -> list[str]:
+    return [
+        uv_bin(), "pip", "install", "-v", "--python", python,
+        "--no-build-isolation", "--no-deps", "--offline", "--no-index", "--reinstall-package", "vllm",
+        "-e", str(src),
+    ]
+
+
+def wheel_argv(python: str, src: Path, out: Path) -> list[str]:
+    return [
+        uv_bin(), "build", "-v", "--wheel", "--python", python, "--no-build-isolation",
+        "--offline", "--no-index", "--out-dir", str(out), str(src),
+    ]
+
+
+def install_wheel_argv(python: str, wheel: Path) -> list[str]:
+    return [
+        uv_bin(), "pip", "install", "--python", python, "--no-deps", "--offline",
+        "--no-index", "--reinstall-package", "vllm", str(wheel),
+    ]
+
+
+def run_uv(
+    argv: list[str], *, env: Mapping[str, str], what: str, log: IO[str], on_line: Callable[[str], None],
+    timeout: float = 600,
+) -> None:
+    result = proc.run(argv, env=env, log=log, on_line=on_line, timeout=timeout)
+    if not result.ok:
+        detail = _uv_error(result.output)
+        if any(f"(os error {code})" in result.output for code in _CANNOT_WRITE):
+            raise OutputError(f"uv could not write while {what}: {detail}")
+        raise InstallError(f"uv failed while {what}: {detail}")
+
+
+# uv reports an OS error as "(os error N)": these mean a full or read-only disk, not a bad lock
+_CANNOT_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)

@@ -1,0 +1,82 @@
+"""shell/git.py beyond mirrors: a checkout's HEAD and version tag (verify), the user's own work
+tree (promote --commit), and gitpython left unimported until git runs. Real git, real repositories."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vllm_lock.errors import UsageError
+from vllm_lock.shell import git as git_shell
+
+
+def _git(where: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=where, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture()
+def work(tmp_path: Path) -> Path:
+    """A work tree with one commit and a locks/ folder inside it."""
+    top = tmp_path / "project"
+    (top / "locks").mkdir(parents=True)
+    _git(top, "init", "-q", "-b", "main")
+    _git(top, "config", "user.name", "t")
+    _git(top, "config", "user.email", "t@t")
+    (top / "README").write_text("x\n")
+    _git(top, "add", "README")
+    _git(top, "commit", "-q", "-m", "one")
+    return top
+
+
+def test_head_and_exact_tag_of_a_checkout(work: Path, tmp_path: Path) -> None:
+    head = _git(work, "rev-parse", "HEAD")
+    assert git_shell.head_commit(work) == head
+    assert git_shell.exact_tag(work) is None
+    _git(work, "tag", "not-a-version")
+    assert git_shell.exact_tag(work) is None  # only v<digit>... tags name a vLLM version
+    _git(work, "tag", "v0.1.0")
+    assert git_shell.exact_tag(work) == "v0.1.0"
+    assert git_shell.head_commit(tmp_path) is None and git_shell.exact_tag(tmp_path) is None  # no checkout
+
+
+def test_the_work_tree_is_found_from_a_folder_inside_it(work: Path, tmp_path: Path) -> None:
+    assert git_shell.work_tree(work / "locks", option="--commit") == work
+    with pytest.raises(UsageError, match=f"^--commit: {tmp_path} is not inside a git repository$"):
+        git_shell.work_tree(tmp_path, option="--commit")
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    with pytest.raises(UsageError, match=f"^--commit: {bare} is a bare repository$"):
+        git_shell.work_tree(bare, option="--commit")
+
+
+def test_commit_folder_commits_only_that_folder_and_obeys_the_users_hooks(work: Path) -> None:
+    (work / "locks" / "stable.lock.toml").write_text("a\n")
+    (work / "elsewhere").write_text("not ours\n")
+    sha = git_shell.commit_folder(work, work / "locks", "promote\n")
+    assert sha == _git(work, "rev-parse", "HEAD")
+    assert _git(work, "show", "--name-only", "--format=", "HEAD") == "locks/stable.lock.toml"
+    assert _git(work, "status", "--porcelain") == "?? elsewhere"
+
+    hook = work / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'hook says no' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    (work / "locks" / "stable.lock.toml").write_text("b\n")
+    with pytest.raises(git_shell.GitError, match="hook says no$"):
+        git_shell.commit_folder(work, work / "locks", "promote again\n")
+    assert _git(work, "rev-parse", "HEAD") == sha
+    git_shell.unstage(work, work / "locks")
+    assert _git(work, "diff", "--cached", "--name-only") == ""  # nothing left staged
+    assert (work / "locks" / "stable.lock.toml").read_text() == "b\n"  # the file itself untouched
+
+
+def test_gitpython_is_imported_only_when_git_runs() -> None:
+    """verify reads a checkout's HEAD through this module: importing it must not cost gitpython's
+    ~70 ms import."""
+    probe = ("import sys; import vllm_lock.actions.verify, vllm_lock.shell.git; "
+             "print('git' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout == "False\n"
