@@ -6,6 +6,7 @@ import pytest
 from sample_lock import C1, C2, make_lock, package
 
 from vllm_lock import codec
+from vllm_lock.build_identity import build_identity
 from vllm_lock.errors import ExitCode, LockInvalidError
 from vllm_lock.model import BuildRecipe, ExternalSource, Lock, Provenance
 
@@ -95,17 +96,17 @@ def test_build_identity_ignores_provenance_names_and_original_refs() -> None:
         vllm=dataclasses.replace(lock.vllm, ref=lock.vllm.commit),
         provenance=Provenance(tool_version="9", uv_version="9", resolved_at="2030-01-01T00:00:00Z"),
     )
-    assert codec.build_identity(same) == codec.build_identity(lock)
+    assert build_identity(same) == build_identity(lock)
 
 
 def test_build_identity_follows_archs_packages_and_commit() -> None:
     lock = make_lock()
-    identity = codec.build_identity(lock)
-    assert codec.build_identity(make_lock(build=BuildRecipe(cuda_archs=("10.0", "12.0")))) != identity
-    assert codec.build_identity(make_lock(commit=C2)) != identity
+    identity = build_identity(lock)
+    assert build_identity(make_lock(build=BuildRecipe(cuda_archs=("10.0", "12.0")))) != identity
+    assert build_identity(make_lock(commit=C2)) != identity
     rehashed = dataclasses.replace(lock.packages[0].wheels[0], sha256="5" * 64)
     changed_pkg = dataclasses.replace(lock.packages[0], wheels=(rehashed,))
-    assert codec.build_identity(make_lock(packages=(changed_pkg, *lock.packages[1:]))) != identity
+    assert build_identity(make_lock(packages=(changed_pkg, *lock.packages[1:]))) != identity
 
 
 def _two_wheels(**second: object) -> Lock:
@@ -131,13 +132,13 @@ def test_several_wheels_per_package_round_trip_in_order() -> None:
 
 
 def test_build_identity_follows_every_wheel_not_only_the_first() -> None:
-    identity = codec.build_identity(_two_wheels())
-    assert codec.build_identity(_two_wheels(sha256="6" * 64)) != identity
+    identity = build_identity(_two_wheels())
+    assert build_identity(_two_wheels(sha256="6" * 64)) != identity
     one = _two_wheels()
     sound = one.package("sound-fake")
     assert sound is not None
     fewer = dataclasses.replace(sound, wheels=sound.wheels[:1])
-    assert codec.build_identity(make_lock(extra=(package("filelock", "3.20.0"), fewer))) != identity
+    assert build_identity(make_lock(extra=(package("filelock", "3.20.0"), fewer))) != identity
 
 
 def _nth(text: str, old: str, new: str, n: int) -> str:

@@ -14,6 +14,7 @@ from vllm_lock import codec
 from vllm_lock.actions import diff as diff_action
 from vllm_lock.actions import promote as promote_action
 from vllm_lock.actions import smoke
+from vllm_lock.build_identity import build_identity
 from vllm_lock.cli import app
 from vllm_lock.diffing import CommitHistory
 from vllm_lock.errors import ExitCode, NotTestedError, OutputError, UsageError
@@ -35,7 +36,7 @@ def test_promoted_carries_every_locked_value() -> None:
     assert (stable.torch.index, stable.torch.date, stable.torch.version, stable.torch.companions) == (
         dev.torch.index, dev.torch.date, dev.torch.version, dev.torch.companions)
     assert stable.provenance.resolved_at == dev.provenance.resolved_at  # never re-resolved
-    assert codec.build_identity(stable) == codec.build_identity(dev)
+    assert build_identity(stable) == build_identity(dev)
     promo = stable.provenance.promotion
     assert promo is not None
     assert (promo.from_name, promo.from_content_hash, promo.forced, promo.test_receipts) == (
