@@ -58,6 +58,7 @@ def test_install_builds_the_locked_commit(base) -> None:  # type: ignore[no-unty
     assert {"preflight", "packages", "build", "verify"} <= set(receipt["timings"])
     stderr = base["first"].stderr
     assert "full log: " in stderr and "MAX_JOBS=" in stderr
+    assert f") into generation {gen}\n" in stderr  # the directory, as the user finds it
     assert "building 'vllm._C' extension" in stderr  # the backend's output streams live
     assert "\x1b[" not in stderr  # not a terminal: plain lines, no live display
     subprocess.run([str(opt / "vllm" / "bin" / "python"), "-c", "import vllm._C"], check=True)

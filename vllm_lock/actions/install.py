@@ -122,7 +122,7 @@ def _build_generation(
     try:
         with log_path.open("w", encoding="utf-8") as log:
             rep = reporter.with_log(log)
-            rep.say(f"installing lock {lock.name} ({codec.content_hash(lock)}) into generation {gen}")
+            rep.say(f"installing lock {lock.name} ({codec.content_hash(lock)}) into generation {gen.root}")
             rep.say(f"full log: {log_path}")
             if resumed:
                 rep.say("    resuming an unfinished generation")
