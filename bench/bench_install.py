@@ -36,6 +36,7 @@ from pathlib import Path
 from vllm_lock import plan, pylock
 from vllm_lock.actions.demo import host_platform
 from vllm_lock.actions.resolve import ResolveRequest, resolve
+from vllm_lock.generation import Generation
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import staging
 from vllm_lock.shell import uv as uv_shell
@@ -147,7 +148,7 @@ def main() -> None:
         pylock_path = work / "pylock.dev.toml"
         pylock_path.write_text(pylock.to_pylock(lock))
         # The baselines get the external sources ours stages, exported once before any timing.
-        externals = external_env(lock, staging.stage(lock.external_sources, cache, work / "external", lambda _: None))
+        externals = external_env(lock, staging.stage(lock.external_sources, cache, Generation(root=work), lambda _: None))
         results: dict[str, float] = {}
         # cold: empty caches (ours: an empty vllm-lock cache, so even the resolve downloads are redone)
         if not args.no_cold:

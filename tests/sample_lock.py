@@ -9,12 +9,12 @@ from urllib.parse import quote
 
 from vllm_lock.model import (
     BuildRecipe,
-    Layout,
     Lock,
     Package,
     PatchedFile,
     Pin,
     Provenance,
+    SourceLayout,
     Target,
     TorchInput,
     VllmInput,
@@ -97,7 +97,7 @@ def make_lock(
         general_index=GENERAL_INDEX,
         target=Target(python="3.12", platform="x86_64-manylinux_2_28"),
         build=BuildRecipe(cuda_archs=archs),
-        layout=Layout(
+        layout=SourceLayout(
             stripping_script="use_existing_torch.py",
             stripping_mode="default",
             runtime_requirements="requirements/cuda.txt",

@@ -3,11 +3,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from sample_lock import C1, C2, make_lock, package
+from sample_lock import C1, make_lock, package
 
 from vllm_lock import codec
+from vllm_lock.build_identity import build_identity
 from vllm_lock.errors import ExitCode, LockInvalidError
-from vllm_lock.model import BuildRecipe, ExternalSource, Lock, Provenance
+from vllm_lock.model import ExternalSource, Lock, Provenance
 
 CUTLASS = ExternalSource(
     name="cutlass", repository="https://github.com/nvidia/cutlass.git", ref="v4.2.1", ref_kind="tag",
@@ -87,27 +88,6 @@ def test_content_hash_covers_everything_but_itself() -> None:
     assert base.startswith("sha256:") and len(base) == 7 + 64
 
 
-def test_build_identity_ignores_provenance_names_and_original_refs() -> None:
-    lock = make_lock()
-    same = make_lock(
-        name="stable",
-        phase="stable",
-        vllm=dataclasses.replace(lock.vllm, ref=lock.vllm.commit),
-        provenance=Provenance(tool_version="9", uv_version="9", resolved_at="2030-01-01T00:00:00Z"),
-    )
-    assert codec.build_identity(same) == codec.build_identity(lock)
-
-
-def test_build_identity_follows_archs_packages_and_commit() -> None:
-    lock = make_lock()
-    identity = codec.build_identity(lock)
-    assert codec.build_identity(make_lock(build=BuildRecipe(cuda_archs=("10.0", "12.0")))) != identity
-    assert codec.build_identity(make_lock(commit=C2)) != identity
-    rehashed = dataclasses.replace(lock.packages[0].wheels[0], sha256="5" * 64)
-    changed_pkg = dataclasses.replace(lock.packages[0], wheels=(rehashed,))
-    assert codec.build_identity(make_lock(packages=(changed_pkg, *lock.packages[1:]))) != identity
-
-
 def _two_wheels(**second: object) -> Lock:
     """A lock whose soundfile-like package locks a py3-none-any and a platform wheel."""
     both = package("sound-fake", "1.0.0", tags=("py3-none-any", "py3-none-manylinux_2_28_x86_64"))
@@ -131,13 +111,13 @@ def test_several_wheels_per_package_round_trip_in_order() -> None:
 
 
 def test_build_identity_follows_every_wheel_not_only_the_first() -> None:
-    identity = codec.build_identity(_two_wheels())
-    assert codec.build_identity(_two_wheels(sha256="6" * 64)) != identity
+    identity = build_identity(_two_wheels())
+    assert build_identity(_two_wheels(sha256="6" * 64)) != identity
     one = _two_wheels()
     sound = one.package("sound-fake")
     assert sound is not None
     fewer = dataclasses.replace(sound, wheels=sound.wheels[:1])
-    assert codec.build_identity(make_lock(extra=(package("filelock", "3.20.0"), fewer))) != identity
+    assert build_identity(make_lock(extra=(package("filelock", "3.20.0"), fewer))) != identity
 
 
 def _nth(text: str, old: str, new: str, n: int) -> str:

@@ -52,19 +52,20 @@ def test_install_builds_the_locked_commit(base) -> None:  # type: ignore[no-unty
     gen = Path(_link(opt)).parent
     assert gen.parent == opt / "vllm.generations"
     receipt = json.loads((gen / "receipt.json").read_text())
-    assert receipt["vllm_commit"] == lock.vllm.commit
-    assert receipt["vllm_version"] == version
-    assert receipt["build_env"]["SOURCE_DATE_EPOCH"]
+    assert receipt["vllm-commit"] == lock.vllm.commit
+    assert receipt["vllm-version"] == version
+    assert receipt["build-env"]["SOURCE_DATE_EPOCH"]
     assert {"preflight", "packages", "build", "verify"} <= set(receipt["timings"])
     stderr = base["first"].stderr
     assert "full log: " in stderr and "MAX_JOBS=" in stderr
+    assert f") into generation {gen}\n" in stderr  # the directory, as the user finds it
     assert "building 'vllm._C' extension" in stderr  # the backend's output streams live
     assert "\x1b[" not in stderr  # not a terminal: plain lines, no live display
     subprocess.run([str(opt / "vllm" / "bin" / "python"), "-c", "import vllm._C"], check=True)
-    assert receipt["external_sources"] == {s.name: s.commit for s in lock.external_sources}
+    assert receipt["external-sources"] == {s.name: s.commit for s in lock.external_sources}
     used = build_info(opt)["external_sources"]
     # every external source came from the staged tree, none was fetched by the build
-    assert {name: u["from"] for name, u in used.items()} == dict.fromkeys(receipt["external_sources"], "override")
+    assert {name: u["from"] for name, u in used.items()} == dict.fromkeys(receipt["external-sources"], "override")
     assert used["cutlass"]["source_id"] == "cutlass v4.2.1"
     assert used["vllm-flash-attn"]["submodule_source_id"] == "cutlass v4.2.1"  # its git submodule, staged too
     assert not (opt / "vllm_repo" / ".deps").exists()

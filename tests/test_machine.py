@@ -317,8 +317,8 @@ def test_empty_lock_installs_verifies_and_tests_without_its_cli(world, world_loc
     cli_run = subprocess.run([str(opt / "vllm" / "bin" / "vllm"), "--version"], capture_output=True, text=True)
     assert cli_run.returncode != 0 and "Failed to infer device type" in cli_run.stderr
     receipt = json.loads((Path(os.readlink(opt / "vllm")).parent / "receipt.json").read_text())
-    assert receipt["version_checked_by"] == "import vllm + importlib.metadata"
-    assert f"g{lock.vllm.commit[:9]}" in receipt["vllm_version"]
+    assert receipt["version-checked-by"] == "import vllm + importlib.metadata"
+    assert f"g{lock.vllm.commit[:9]}" in receipt["vllm-version"]
     gcc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True).stdout.strip()
     assert receipt["toolchain"]["gcc"]["version"] == gcc and receipt["toolchain"]["rustc"]["version"]
 
@@ -331,7 +331,7 @@ def test_empty_lock_installs_verifies_and_tests_without_its_cli(world, world_loc
     # verify reads the installed version (no CLI) and checks that it names the locked commit
     metadata = next((Path(os.readlink(opt / "vllm")) / "lib").glob("python3*/site-packages/vllm-*.dist-info/METADATA"))
     text = metadata.read_text()
-    metadata.write_text(text.replace(f"Version: {receipt['vllm_version']}", "Version: 0.1.dev1+g0badc0de0"))
+    metadata.write_text(text.replace(f"Version: {receipt['vllm-version']}", "Version: 0.1.dev1+g0badc0de0"))
     drifted = cli("verify", str(path), "--venv", str(opt / "vllm"), cache=world_lock["cache"])
     assert drifted.returncode == 1
     assert ("the built vLLM's version is 0.1.dev1+g0badc0de0, which does not name the locked commit "

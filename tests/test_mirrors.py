@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vllm_lock import codec
 from vllm_lock.actions.resolve import ResolveRequest, resolve
+from vllm_lock.build_identity import build_identity
 from vllm_lock.cli import app
 from vllm_lock.errors import ExitCode, UnreachableError, UsageError
 from vllm_lock.mirrors import Mirror, Mirrors, parse
@@ -196,7 +196,7 @@ def test_resolve_through_mirrors_locks_the_original_urls(world: TestWorld, tmp_p
         base, repo=originals["repo"], torch_index=originals["torch"], general_index=originals["general"],
         output=tmp_path / "mirrored.lock.toml", mirrors=mirrors), QUIET)
     assert mirrored.vllm.url == originals["repo"] and mirrored.vllm.commit == direct.vllm.commit
-    assert codec.build_identity(mirrored) == codec.build_identity(direct)
+    assert build_identity(mirrored) == build_identity(direct)
     text = path.read_text()
     assert world.base_url not in text and str(repo_dir) not in text
     urls = [w.url for p in mirrored.packages for w in p.wheels]

@@ -121,11 +121,6 @@ def test_cubin_archs() -> None:
     assert plan.missing_archs(("9.0", "12.0", "10.0"), found) == ["sm_100"]
 
 
-def test_layout_places_generations_beside_the_link(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    layout = plan.Layout(venv_link=tmp_path / "vllm", src_link=tmp_path / "vllm_repo")
-    assert layout.generation("abc") == tmp_path / "vllm.generations" / "abc"
-
-
 def test_target_and_recipe_types_are_reused() -> None:
     assert Target(python="3.11", platform="x86_64-manylinux_2_28").machine == "x86_64"
     assert BuildRecipe(cuda_archs=("9.0",)).torch_cuda_arch_list == "9.0"
@@ -139,30 +134,6 @@ def test_a_cache_that_holds_every_wheel_needs_no_room() -> None:
                                              ("", None), ("2.5", None), ("\u0663", None)])
 def test_positive_int(text: str, value: int | None) -> None:
     assert plan.positive_int(text) == value
-
-
-def test_venv_and_src_side_by_side_is_fine() -> None:
-    g = Path("/opt/vllm.generations")
-    assert plan.layout_problem(venv_link=Path("/opt/vllm"), src_link=Path("/opt/vllm_repo"), generations=g) is None
-    assert plan.layout_problem(venv_link=Path("/opt/vllm"), src_link=Path("/srv/vllm"), generations=g) is None
-    # a shared prefix of the name is not "inside"
-    assert plan.layout_problem(venv_link=Path("/opt/vllm"), src_link=Path("/opt/vllm2"), generations=g) is None
-
-
-@pytest.mark.parametrize(
-    ("venv", "src", "words"),
-    [
-        ("/opt/vllm", "/opt/vllm", "--venv and --src are the same path (/opt/vllm)"),
-        ("/opt/vllm", "/opt/vllm/src", "--src /opt/vllm/src is inside --venv /opt/vllm"),
-        ("/opt/x/vllm", "/opt/x", "--venv /opt/x/vllm is inside --src /opt/x"),
-        ("/opt/vllm", "/opt/vllm.generations/abc/src", "--src /opt/vllm.generations/abc/src is inside the generations"),
-        ("/opt/vllm", "/opt/vllm.generations", "--src /opt/vllm.generations is inside the generations"),
-    ],
-)
-def test_overlapping_venv_and_src(venv: str, src: str, words: str) -> None:
-    generations = Path(venv).with_name(Path(venv).name + ".generations")
-    problem = plan.layout_problem(venv_link=Path(venv), src_link=Path(src), generations=generations)
-    assert problem is not None and words in problem
 
 
 # ---------------------------------------------------------------- GPUs and toolchain in preflight

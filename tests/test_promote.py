@@ -10,10 +10,11 @@ import pytest
 from sample_lock import C1, C2, make_lock
 from typer.testing import CliRunner
 
-from vllm_lock import codec
+from vllm_lock import acceptance, codec
+from vllm_lock import receipt as receipts
 from vllm_lock.actions import diff as diff_action
 from vllm_lock.actions import promote as promote_action
-from vllm_lock.actions import smoke
+from vllm_lock.build_identity import build_identity
 from vllm_lock.cli import app
 from vllm_lock.diffing import CommitHistory
 from vllm_lock.errors import ExitCode, NotTestedError, OutputError, UsageError
@@ -35,7 +36,7 @@ def test_promoted_carries_every_locked_value() -> None:
     assert (stable.torch.index, stable.torch.date, stable.torch.version, stable.torch.companions) == (
         dev.torch.index, dev.torch.date, dev.torch.version, dev.torch.companions)
     assert stable.provenance.resolved_at == dev.provenance.resolved_at  # never re-resolved
-    assert codec.build_identity(stable) == codec.build_identity(dev)
+    assert build_identity(stable) == build_identity(dev)
     promo = stable.provenance.promotion
     assert promo is not None
     assert (promo.from_name, promo.from_content_hash, promo.forced, promo.test_receipts) == (
@@ -78,10 +79,10 @@ def _write(locks: Path, lock: Lock) -> Path:
 
 
 def _receipt(lock_path: Path, lock: Lock, result: str = "pass", when: str = "2026-11-20T10:00:00Z") -> Path:
-    checks = (smoke.Check(name="import vllm", ok=result == "pass", detail="x"),)
-    data = smoke.receipt_data(lock=lock, lock_path=lock_path, venv=Path("/opt/vllm"), checks=checks,
-                              probe={"errors": {}}, host_gpus=(), host="box", when=when)
-    return smoke.write_receipt(lock_path, data)
+    checks = (acceptance.Check(name="import vllm", ok=result == "pass", detail="x"),)
+    receipt = receipts.new_test_receipt(lock=lock, lock_path=lock_path, venv=Path("/opt/vllm"), checks=checks,
+                                        probe={"errors": {}}, host_gpus=(), host="box", when=when)
+    return receipts.write_test_receipt(lock_path, receipt)
 
 
 def test_refuses_without_a_passing_receipt_for_exactly_this_content(locks: Path) -> None:
@@ -121,7 +122,7 @@ def test_promote_records_receipts_diffs_previous_and_is_idempotent(locks: Path) 
     promo = stable.provenance.promotion
     assert promo is not None and not promo.forced
     assert promo.test_receipts == (
-        f"receipts/{receipt.parent.name}/{receipt.name} sha256:{smoke.file_sha256(receipt)} "
+        f"receipts/{receipt.parent.name}/{receipt.name} sha256:{receipts.file_sha256(receipt)} "
         "pass on box at 2026-11-20T10:00:00Z (no GPU)",
     )
     before = stable_path.read_bytes()

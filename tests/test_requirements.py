@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 
-from vllm_lock import layout
 from vllm_lock import requirements as req
-from vllm_lock.layout import LayoutError
+from vllm_lock import source_layout as layout
+from vllm_lock.source_layout import LayoutError
 
 SETUP_PY = textwrap.dedent('''
     import torch

@@ -13,6 +13,7 @@ import pytest
 
 from vllm_lock import codec, diffing
 from vllm_lock.actions.resolve import ResolveRequest, resolve
+from vllm_lock.build_identity import build_identity
 from vllm_lock.errors import (
     CompanionMismatchError,
     ExitCode,
@@ -377,7 +378,7 @@ def test_swapped_nightly_changes_the_hash(tmp_path: Path) -> None:
         assert swapped_package is not None
         (swapped,) = swapped_package.wheels
         assert swapped.filename == torch.filename and swapped.sha256 != torch.sha256
-        assert codec.build_identity(first) != codec.build_identity(second)
+        assert build_identity(first) != build_identity(second)
 
 
 # ---------------------------------------------------------------- first run, target platform, CMake for the target

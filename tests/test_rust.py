@@ -11,6 +11,7 @@ import pytest
 from sample_lock import make_lock as sample_lock
 
 from vllm_lock import codec, plan, rust
+from vllm_lock.build_identity import build_identity
 from vllm_lock.errors import LockInvalidError
 from vllm_lock.model import Crate, ModelError, RustArtifact, RustFrontend
 from vllm_lock_testworld import crates as tw_crates
@@ -165,11 +166,11 @@ def test_build_identity_covers_the_frontend_and_its_absence() -> None:
     lock = dataclasses.replace(sample_lock(), rust=frontend())
     other_crate = frontend(crates=(Crate(name="tw-answer", version="0.1.0", checksum="d" * 64),))
     identities = {
-        codec.build_identity(lock),
-        codec.build_identity(dataclasses.replace(lock, rust=other_crate)),
-        codec.build_identity(dataclasses.replace(lock, rust=frontend(channel="1.96"))),
-        codec.build_identity(dataclasses.replace(lock, rust=frontend(cargo_lock_sha256="e" * 64))),
-        codec.build_identity(dataclasses.replace(lock, rust=None,
+        build_identity(lock),
+        build_identity(dataclasses.replace(lock, rust=other_crate)),
+        build_identity(dataclasses.replace(lock, rust=frontend(channel="1.96"))),
+        build_identity(dataclasses.replace(lock, rust=frontend(cargo_lock_sha256="e" * 64))),
+        build_identity(dataclasses.replace(lock, rust=None,
                                                  build=dataclasses.replace(lock.build, without_rust=True))),
     }
     assert len(identities) == 5

@@ -16,6 +16,7 @@ import pytest
 from test_install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock import codec
+from vllm_lock.build_identity import build_identity
 from vllm_lock.shell.cargo import LEFT_OUT_MESSAGE
 from vllm_lock_testworld import TestWorld
 from vllm_lock_testworld import crates as tw_crates
@@ -133,7 +134,7 @@ def test_no_rust_is_another_build_identity_installed_without_the_extension(rust,
                                     target_device="empty", without_rust=True)
     assert lock.rust is None and lock.build.without_rust
     assert "without-rust = true" in path.read_text()
-    assert codec.build_identity(lock) != codec.build_identity(rust["lock"])
+    assert build_identity(lock) != build_identity(rust["lock"])
     opt = tmp_path / "opt"
     result = _install(world, path, opt, rust["cache"], _with_rust_path())  # a toolchain is there, and unused
     assert result.returncode == 0, result.stderr[-4000:]

@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
-from vllm_lock import layout as layout_rules
+from vllm_lock import source_layout as layout_rules
 from vllm_lock.shell import staging
 from vllm_lock.shell.store import Store
 from vllm_lock.shell.stripping import snapshot

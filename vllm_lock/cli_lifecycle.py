@@ -61,14 +61,14 @@ def smoke(
     venv: Annotated[Path, typer.Option(help="the installed environment")] = DEFAULT_VENV,
 ) -> int:
     """Smoke-test an installed environment and write a test receipt (promote needs a passing one)."""
-    from vllm_lock.actions import smoke as smoke_action
+    from vllm_lock.actions import test_env
 
-    result = smoke_action.smoke_test(name, venv=venv)
+    result = test_env.check_environment(name, venv=venv)
     for check in result.checks:
         print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
-    if not result.data["gpu"]["present"]:
+    if not result.receipt.gpu.present:
         print("no GPU present: GPU visibility and arch coverage not checked")
-    print(f"{'passed' if result.passed else 'FAILED'}; receipt {result.receipt}")
+    print(f"{'passed' if result.passed else 'FAILED'}; receipt {result.receipt_path}")
     return 0 if result.passed else int(ExitCode.DIFFERENT)
 
 

@@ -1,4 +1,5 @@
-"""Lock <-> TOML text, the canonical form, the content hash and the build identity. Pure."""
+"""Lock <-> TOML text, the canonical form and the content hash. Pure. (The build identity, also
+computed over the canonical form, is build_identity.py's.)"""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from vllm_lock.model import (
     BuildRecipe,
     Crate,
     ExternalSource,
-    Layout,
     Lock,
     ModelError,
     Package,
@@ -27,6 +27,7 @@ from vllm_lock.model import (
     Provenance,
     RustArtifact,
     RustFrontend,
+    SourceLayout,
     Target,
     TorchInput,
     VllmInput,
@@ -182,26 +183,6 @@ def canonical_json(data: Any) -> bytes:
 def content_hash(lock: Lock) -> str:
     """sha256 over the canonical form of everything in the lock."""
     return "sha256:" + hashlib.sha256(canonical_json(to_data(lock))).hexdigest()
-
-
-def build_identity(lock: Lock) -> str:
-    """What determines the built vLLM: same identity, same build. Mirrors, names, phase,
-    original refs, provenance and MAX_JOBS are deliberately left out."""
-    data = to_data(lock)
-    identity = {
-        "commit": lock.vllm.commit,
-        "target": data["target"],
-        "build": data["build"],
-        "stripping": [lock.layout.stripping_script, lock.layout.stripping_mode],
-        "patched": sorted((f.path, f.sha256_after) for f in lock.layout.patched_files),
-        # every wheel: which one the installer picks depends on the machine, so all of them count
-        "packages": [(p.name, p.version, [w.sha256 for w in p.wheels]) for p in lock.packages],
-        "external-sources": [(s.name, s.commit) for s in lock.external_sources],
-        "left-out": list(lock.torch.left_out),
-        # the toolchain floor, the Cargo.lock and every crate's bytes decide the Rust artifacts
-        "rust": data.get("rust"),
-    }
-    return hashlib.sha256(canonical_json(identity)).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- TOML text
@@ -489,9 +470,9 @@ def _crate(r: _Reader) -> Crate:
         return Crate(name=r.get("name", str), version=r.get("version", str), checksum=r.get("checksum", str))
 
 
-def _layout(r: _Reader) -> Layout:
+def _layout(r: _Reader) -> SourceLayout:
     with r.exhaustive():
-        return Layout(
+        return SourceLayout(
             stripping_script=r.get("stripping-script", str),
             stripping_mode=r.get("stripping-mode", str),  # type: ignore[arg-type]
             runtime_requirements=r.get("runtime-requirements", str),

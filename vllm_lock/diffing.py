@@ -22,13 +22,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from vllm_lock import codec
-from vllm_lock.model import ExternalSource, Lock, Package, Pin
-
-ChangeKind = Literal["added", "removed", "changed", "rebuilt"]
+from vllm_lock.build_identity import ChangeKind, IdentityChange, identity_change, package_change_kind
+from vllm_lock.model import Lock, Package, Pin
 
 _GITHUB = re.compile(r"^(?:https?://|ssh://git@|git@)github\.com[/:]([^/]+)/([^/]+?)(?:\.git)?/?$")
 
@@ -103,19 +102,6 @@ class TorchDiff:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Identity:
-    """Whether the build identity changed (vLLM must be rebuilt), and why."""
-
-    old: str
-    new: str
-    reasons: tuple[str, ...]
-
-    @property
-    def changed(self) -> bool:
-        return self.old != self.new
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
 class LockDiff:
     names: tuple[str, str]
     phases: tuple[str, str]
@@ -128,7 +114,7 @@ class LockDiff:
     layout: tuple[FieldChange, ...]
     external_sources: tuple[FieldChange, ...]
     general_index: tuple[str, str]
-    identity: Identity
+    identity: IdentityChange
     notes: tuple[str, ...]  # differences that do not make the locks different
     followed: tuple[FieldChange, ...] = ()  # what `update` follows (vLLM ref, torch requested), changed
     fields: tuple[FieldChange, ...] = ()  # every differing leaf of the lock but the notes'
@@ -342,15 +328,11 @@ def package_changes(a: Lock, b: Lock) -> tuple[PackageChange, ...]:
     changes = []
     for name in sorted(old.keys() | new.keys()):
         pa, pb = old.get(name), new.get(name)
-        if pa is None and pb is not None:
-            changes.append(PackageChange(name=name, kind="added", old=None, new=pb.version))
-        elif pb is None and pa is not None:
-            changes.append(PackageChange(name=name, kind="removed", old=pa.version, new=None))
-        elif pa is not None and pb is not None:
-            if pa.version != pb.version:
-                changes.append(PackageChange(name=name, kind="changed", old=pa.version, new=pb.version))
-            elif wheels := wheel_changes(pa, pb):
-                changes.append(PackageChange(name=name, kind="rebuilt", old=pa.version, new=pb.version, wheels=wheels))
+        kind = package_change_kind(pa, pb)
+        if kind is not None:
+            wheels = wheel_changes(pa, pb) if pa is not None and pb is not None and kind == "rebuilt" else ()
+            changes.append(PackageChange(name=name, kind=kind, old=pa.version if pa else None,
+                                         new=pb.version if pb else None, wheels=wheels))
     return tuple(changes)
 
 
@@ -406,91 +388,6 @@ def days_apart(a: str | None, b: str | None) -> int | None:
     if a is None or b is None:
         return None
     return (dt.date.fromisoformat(b) - dt.date.fromisoformat(a)).days
-
-
-def identity_change(a: Lock, b: Lock) -> Identity:
-    """The build identities of both locks and, when they differ, the reasons in plain words."""
-    old, new = codec.build_identity(a), codec.build_identity(b)
-    reasons: list[str] = []
-    if old != new:
-        if a.vllm.commit != b.vllm.commit:
-            reasons.append(f"vLLM commit {a.vllm.commit[:9]} -> {b.vllm.commit[:9]}")
-        if a.target != b.target:
-            reasons.append(
-                f"target Python {a.target.python} {a.target.platform} -> Python {b.target.python} {b.target.platform}"
-            )
-        if a.build != b.build:
-            keys = ", ".join(c.key.removeprefix("build.") for c in field_changes("build", _build(a), _build(b)))
-            reasons.append(f"build recipe ({keys})")
-        if (a.layout.stripping_script, a.layout.stripping_mode) != (b.layout.stripping_script, b.layout.stripping_mode):
-            reasons.append("torch-stripping script or mode")
-        if sorted((f.path, f.sha256_after) for f in a.layout.patched_files) != sorted(
-            (f.path, f.sha256_after) for f in b.layout.patched_files
-        ):
-            reasons.append("files patched by the stripping script")
-        if a.torch.version != b.torch.version:
-            reasons.append(f"torch {a.torch.version} -> {b.torch.version} (vLLM compiles against torch)")
-        moved = _external_moves(a, b)
-        if moved:
-            reasons.append(f"external sources ({', '.join(moved)})")
-        if a.rust != b.rust:
-            reasons.append(f"Rust frontend ({_rust_change(a, b)})")
-        changes = package_changes(a, b)
-        others = [c for c in changes if c.name != "torch"]
-        if others:
-            counts = {k: sum(1 for c in others if c.kind == k) for k in ("changed", "added", "removed", "rebuilt")}
-            words = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
-            reasons.append(f"other locked packages ({words})")
-        elif any(c.name == "torch" and c.kind == "rebuilt" for c in changes):
-            reasons.append("torch wheel rebuilt with other bytes under the same version")
-        if not reasons:
-            reasons.append("build inputs differ")
-    return Identity(old=old, new=new, reasons=tuple(reasons))
-
-
-def _rust_change(a: Lock, b: Lock) -> str:
-    if a.rust is None or b.rust is None:
-        def state(lock: Lock) -> str:
-            if lock.rust is not None:
-                return f"toolchain {lock.rust.channel}, {len(lock.rust.crates)} crates"
-            return "left out (--no-rust)" if lock.build.without_rust else "none"
-        return f"{state(a)} -> {state(b)}"
-    words = []
-    if a.rust.channel != b.rust.channel:
-        words.append(f"toolchain {a.rust.channel} -> {b.rust.channel}")
-    if a.rust.cargo_lock_sha256 != b.rust.cargo_lock_sha256:
-        words.append("Cargo.lock changed")
-    crates = len(set(a.rust.crates) ^ set(b.rust.crates))
-    if crates:
-        words.append(f"{crates} crate entries differ")
-    return ", ".join(words) or "artifacts"
-
-
-def _external_moves(a: Lock, b: Lock) -> list[str]:
-    """`name ref sha -> ref sha` for every external source whose locked commit differs."""
-    old = {s.name: s for s in a.external_sources}
-    new = {s.name: s for s in b.external_sources}
-    moves = []
-    for name in sorted(old.keys() | new.keys()):
-        x, y = old.get(name), new.get(name)
-        if x is not None and y is not None and x.commit == y.commit:
-            continue
-        if x is not None and y is not None and x.ref == y.ref:
-            moves.append(f"{name} {x.ref} moved {x.commit[:9]} -> {y.commit[:9]}")
-        else:
-            moves.append(f"{name} {_pin(x)} -> {_pin(y)}")
-    return moves
-
-
-def _pin(source: ExternalSource | None) -> str:
-    if source is None:
-        return "none"
-    return source.commit[:9] if source.ref_kind == "commit" else f"{source.ref} ({source.commit[:9]})"
-
-
-def _build(lock: Lock) -> dict[str, Any]:
-    build: dict[str, Any] = codec.to_data(lock)["build"]
-    return build
 
 
 # ---------------------------------------------------------------- repositories

@@ -511,7 +511,7 @@ class PatchedFile:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Layout:
+class SourceLayout:
     """What the locked commit looks like and what its stripping script produced."""
 
     stripping_script: str  # "tools/use_existing_torch.py"
@@ -523,7 +523,7 @@ class Layout:
     build_set: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        from vllm_lock.layout import SCRIPT_PATHS  # layout imports this module
+        from vllm_lock.source_layout import SCRIPT_PATHS  # source_layout imports this module
 
         _require(self.stripping_script in SCRIPT_PATHS, "layout.stripping-script",
                  f"{show(self.stripping_script)} is not one of {', '.join(SCRIPT_PATHS)}")
@@ -570,7 +570,7 @@ class ExternalSource(ExternalPin):
     commit: str
 
     def __post_init__(self) -> None:
-        from vllm_lock.layout import is_cmake_pin_file  # layout imports this module
+        from vllm_lock.source_layout import is_cmake_pin_file  # source_layout imports this module
 
         _require(bool(_EXTERNAL_NAME.fullmatch(self.name)), "name",
                  f"external source name {show(self.name)} is not a plain name")
@@ -751,7 +751,7 @@ class Lock:
     general_index: str
     target: Target
     build: BuildRecipe
-    layout: Layout
+    layout: SourceLayout
     external_sources: tuple[ExternalSource, ...]
     packages: tuple[Package, ...]
     provenance: Provenance

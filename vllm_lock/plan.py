@@ -1,5 +1,5 @@
-"""Lock + machine facts -> install plan: preflight problems, MAX_JOBS, the build environment,
-where a generation lives. Pure: no I/O, no subprocess, no clock (the shell gathers the facts).
+"""Lock + machine facts -> install plan: preflight problems, MAX_JOBS, the build environment
+(where a generation lives is generation.py's). Pure: no I/O, no subprocess, no clock (the shell gathers the facts).
 
 MAX_JOBS rule (printed by install, overridable with --max-jobs / $MAX_JOBS):
   vLLM divides MAX_JOBS by NVCC_THREADS, so MAX_JOBS / NVCC_THREADS nvcc processes run at once,
@@ -441,28 +441,6 @@ def missing_archs(archs: tuple[str, ...], found: set[str]) -> list[str]:
     return [cuda_rules.sm_name(a) for a in archs if cuda_rules.sm_name(a) not in found]
 
 
-# ---------------------------------------------------------------- where things live
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Layout:
-    """--venv and --src are symlinks into <venv>.generations/<identity>/{venv,src}."""
-
-    venv_link: Path
-    src_link: Path
-
-    @property
-    def generations(self) -> Path:
-        return self.venv_link.with_name(self.venv_link.name + ".generations")
-
-    def generation(self, identity: str) -> Path:
-        return self.generations / identity
-
-    @property
-    def profile(self) -> Path:
-        return self.generations / "profile.json"
-
-
 def positive_int(text: str) -> int | None:
     """A MAX_JOBS-like setting: a decimal integer >= 1, else None."""
     stripped = text.strip()
@@ -470,29 +448,3 @@ def positive_int(text: str) -> int | None:
         return None
     value = int(stripped)
     return value if value >= 1 else None
-
-
-def link_path_problem(flag: str, link: Path) -> str | None:
-    """A link is replaced by name inside its directory, and its generations sit beside it: the
-    root directory has neither a name nor a directory."""
-    if not link.name:
-        return f"{flag} {link} has no name to link (the root directory?): give a path such as /opt/vllm"
-    return None
-
-
-def layout_problem(*, venv_link: Path, src_link: Path, generations: Path) -> str | None:
-    """Can --venv and --src (paths with their directories resolved) live side by side? Each link
-    is replaced wholesale on every switch, so neither may lie inside the other or inside the
-    generations; None when they can."""
-    if venv_link == src_link:
-        return f"--venv and --src are the same path ({venv_link}): give each its own"
-    pairs = (("--venv", venv_link, "--src", src_link), ("--src", src_link, "--venv", venv_link))
-    for outer_flag, outer, inner_flag, inner in pairs:
-        if inner.is_relative_to(outer):
-            return f"{inner_flag} {inner} is inside {outer_flag} {outer}: put them side by side"
-    for flag, link in (("--venv", venv_link), ("--src", src_link)):
-        if link.is_relative_to(generations):
-            return f"{flag} {link} is inside the generations directory {generations}"
-        if generations.is_relative_to(link):
-            return f"{flag} {link} would contain the generations directory {generations}"
-    return None

@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from vllm_lock import pysource
-from vllm_lock.layout import LayoutError
+from vllm_lock.source_layout import LayoutError
 
 SETUP_PY = "setup.py"
 REQUIREMENTS_DIR = "requirements"

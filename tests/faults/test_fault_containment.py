@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from vllm_lock.errors import VllmLockError
+from vllm_lock.generation import Generation
 from vllm_lock.shell import staging
 from vllm_lock.shell.store import Store
 
@@ -72,11 +73,11 @@ def test_a_symlink_inside_the_store_cannot_lead_out(tmp_path: Path) -> None:
 def test_a_hostile_source_name_never_leaves_the_staging_root(tmp_path: Path, name: str) -> None:
     name = name.format(tmp=tmp_path)  # an absolute name, aimed at this test's own tmp
     source = SimpleNamespace(name=name, repository="file:///nonexistent", commit="1" * 40, ref_kind="commit", ref="1" * 40)
-    root = tmp_path / "gen" / "external"
-    root.mkdir(parents=True)
-    (tmp_path / "gen" / "receipt.json").write_text("{}")
+    gen = Generation(root=tmp_path / "gen")
+    gen.external.mkdir(parents=True)
+    gen.receipt.write_text("{}")
     with pytest.raises(VllmLockError):
-        staging.stage((source,), tmp_path / "cache", root, lambda _: None)  # type: ignore[arg-type]
+        staging.stage((source,), tmp_path / "cache", gen, lambda _: None)  # type: ignore[arg-type]
     assert not (tmp_path / "gen" / "evil").exists() and not (tmp_path / "gen" / "evil.commit").exists()
     assert (tmp_path / "gen" / "receipt.json").exists()  # ".." would have removed the generation
 

@@ -15,8 +15,9 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from sdists import sdist
 
-from vllm_lock import layout, torch_family
 from vllm_lock import requirements as requirement_rules
+from vllm_lock import source_layout as layout
+from vllm_lock import torch_family
 from vllm_lock.actions.resolve import ResolveRequest, strip_and_read
 from vllm_lock.model import Target
 from vllm_lock.progress import QUIET

@@ -12,7 +12,7 @@ from corpus import git as run_git
 from sdists import extract_sdist
 from test_real_cmake import VERSIONS
 
-from vllm_lock import layout as layout_rules
+from vllm_lock import source_layout as layout_rules
 from vllm_lock.actions.resolve import stripping_pathspecs
 from vllm_lock.model import PatchedFile
 from vllm_lock.shell import git as git_shell

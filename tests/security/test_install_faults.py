@@ -19,7 +19,9 @@ import pytest
 from test_install_support import CLI, cli, resolve_world_lock
 
 from vllm_lock.actions import install as install_action
+from vllm_lock.build_identity import generation_id
 from vllm_lock.errors import OutputError
+from vllm_lock.generation import GenerationContainer
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import generations
 
@@ -64,7 +66,7 @@ def one_error(result: subprocess.CompletedProcess[str], code: int, *words: str) 
     return errors[0]
 
 
-class Layout:
+class Links:
     """--venv and --src in two directories (so that each can be made read-only alone)."""
 
     def __init__(self, root: Path) -> None:
@@ -83,19 +85,19 @@ class Layout:
 
 @pytest.fixture(scope="module")
 def env(world, tmp_path_factory):  # type: ignore[no-untyped-def]
-    """A lock, its cache and an installed generation (editable, as the lock says) in a Layout.
+    """A lock, its cache and an installed generation (editable, as the lock says) with links in two directories.
     The `--no-editable` install of the same lock is a second generation that tests build."""
     root = tmp_path_factory.mktemp("install-faults")
     cache = root / "cache"
     lock, path = resolve_world_lock(world, root / "dev.lock.toml", cache)
-    layout = Layout(root / "opt")
+    layout = Links(root / "opt")
     first = cli(*layout.args(path), cache=cache)
     assert first.returncode == 0, first.stderr
     return {"lock": lock, "path": path, "cache": cache, "layout": layout, "root": root}
 
 
 def _wheel_generation(env) -> Path:  # type: ignore[no-untyped-def]
-    return env["layout"].generations / (install_action.generation_id(env["lock"], editable=False))
+    return env["layout"].generations / (str(generation_id(env["lock"], editable=False)))
 
 
 def _no_wheel_generation(env) -> None:  # type: ignore[no-untyped-def]
@@ -307,7 +309,7 @@ def test_a_second_install_while_one_runs(env) -> None:  # type: ignore[no-untype
 def test_the_receipt_is_read_after_the_install_lock_is_taken(env, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """An install that waited while another one completed the same generation finds it complete
     (it does not rebuild it in place: `uv venv --clear` on what is now the live environment)."""
-    opt = Layout(tmp_path / "opt")
+    opt = Links(tmp_path / "opt")
     real_exclusive = generations.exclusive
     others: list[subprocess.CompletedProcess[str]] = []
 
@@ -394,7 +396,7 @@ def test_rollback_with_nothing_to_roll_back_to(env, tmp_path) -> None:  # type: 
     assert list(tmp_path.iterdir()) == []  # not even a generations directory
 
     # one generation only: nothing earlier in the history
-    opt = Layout(tmp_path / "single")
+    opt = Links(tmp_path / "single")
     installed = cli(*opt.args(env["path"]), cache=env["cache"])
     assert installed.returncode == 0, installed.stderr[-3000:]
     before = opt.state()
@@ -407,7 +409,7 @@ def test_rollback_with_nothing_to_roll_back_to(env, tmp_path) -> None:  # type: 
 def test_a_disk_filling_up_while_the_generation_is_written(env, tmp_path, size: str, words: str) -> None:  # type: ignore[no-untyped-def]
     # Preflight's free-disk estimate waived (VLLM_LOCK_MIN_FREE_DISK=0): the disk fills mid-install,
     # in one of uv's writes (2m) or one of ours (48k).
-    opt = Layout(tmp_path / "full")
+    opt = Links(tmp_path / "full")
     with small_tmpfs(tmp_path / "full", size):
         result = cli(*opt.args(env["path"]), cache=env["cache"], env={"VLLM_LOCK_MIN_FREE_DISK": "0"})
         assert not opt.venv.is_symlink() and not opt.src.is_symlink()  # nothing switched
@@ -415,29 +417,27 @@ def test_a_disk_filling_up_while_the_generation_is_written(env, tmp_path, size: 
 
 
 def test_a_failing_second_rename_puts_the_first_link_back(tmp_path) -> None:
-    from vllm_lock import plan
-
-    layout = plan.Layout(venv_link=tmp_path / "vllm", src_link=tmp_path / "vllm_repo")
-    old, new = layout.generation("old"), layout.generation("new")
+    container = GenerationContainer(venv_link=tmp_path / "vllm", src_link=tmp_path / "vllm_repo")
+    old, new = container.generation("old"), container.generation("new")
     for gen in (old, new):
-        (gen / "venv").mkdir(parents=True)
-        (gen / "src").mkdir()
-    generations.switch(layout, old)
+        gen.venv.mkdir(parents=True)
+        gen.src.mkdir()
+    generations.switch(container, old)
     # --src replaced by a real directory after preflight: the temporary link can be made, the
     # rename onto a non-empty directory fails
-    layout.src_link.unlink()
-    (layout.src_link / "keep").mkdir(parents=True)
+    container.src_link.unlink()
+    (container.src_link / "keep").mkdir(parents=True)
     with pytest.raises(OutputError, match=r"vllm_repo \(--src\): Is a directory; .*vllm was switched back"):
-        generations.switch(layout, new)
-    assert os.readlink(layout.venv_link) == str(old / "venv")
-    assert generations.read_profile(layout) == ["old"]
+        generations.switch(container, new)
+    assert os.readlink(container.venv_link) == str(old.venv)
+    assert generations.read_profile(container) == ["old"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vllm", "vllm.generations", "vllm_repo"]  # no temporary links left
 
 
 def test_a_damaged_generation_is_unfinished_while_it_is_rebuilt(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Its old receipt goes first: a rebuild killed after the build but before verify is resumed,
     not taken for a verified generation."""
-    opt = Layout(tmp_path / "opt")
+    opt = Links(tmp_path / "opt")
     assert cli(*opt.args(env["path"]), cache=env["cache"]).returncode == 0
     (opt.venv / "bin" / "vllm").unlink()
     proc = _start(opt.args(env["path"]), env["cache"])

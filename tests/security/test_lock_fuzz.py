@@ -18,8 +18,8 @@ from sample_lock import make_lock, package
 
 from vllm_lock import codec
 from vllm_lock.errors import LockInvalidError
-from vllm_lock.layout import SCRIPT_PATHS
 from vllm_lock.model import BUILD_ENV_RULES, MAX_WHEELS, ExternalSource, Lock, Promotion, Provenance
+from vllm_lock.source_layout import SCRIPT_PATHS
 
 from .conftest import with_hash
 

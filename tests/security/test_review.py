@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from sample_lock import make_lock
 
-from vllm_lock import codec
-from vllm_lock.actions import smoke
+from vllm_lock import acceptance, codec
+from vllm_lock import receipt as receipts
 from vllm_lock.errors import ExitCode
+from vllm_lock.generation import Generation
 from vllm_lock.model import git_url_problem
 from vllm_lock.shell import files
 
@@ -181,10 +182,11 @@ def _tested(tmp_path: Path, **receipt: Any) -> Path:
     lock = make_lock()
     path = locks / "dev.lock.toml"
     files.write_output(path, codec.dumps(lock))
-    checks = (smoke.Check(name="import vllm", ok=True, detail="x"),)
-    data = smoke.receipt_data(lock=lock, lock_path=path, venv=Path("/opt/vllm"), checks=checks,
-                              probe={"errors": {}}, host_gpus=(), host="box", when="2026-11-20T10:00:00Z")
-    written = smoke.write_receipt(path, data)
+    checks = (acceptance.Check(name="import vllm", ok=True, detail="x"),)
+    record = receipts.new_test_receipt(lock=lock, lock_path=path, venv=Path("/opt/vllm"), checks=checks,
+                                       probe={"errors": {}}, host_gpus=(), host="box", when="2026-11-20T10:00:00Z")
+    written = receipts.write_test_receipt(path, record)
+    data = record.to_data()
     for key, value in receipt.items():
         if value is None:
             data.pop(key)
@@ -217,7 +219,7 @@ def test_promote_refuses_a_malformed_receipt_in_one_line(tmp_path: Path, receipt
 
 def test_promote_refuses_the_reviewers_minimal_receipt(tmp_path: Path) -> None:
     path = _tested(tmp_path)
-    folder = smoke.receipts_dir(path, codec.content_hash(make_lock()))
+    folder = receipts.receipts_folder(path, codec.content_hash(make_lock()))
     for old in folder.iterdir():
         old.unlink()
     (folder / "x.json").write_text(json.dumps({"lock": {"content-hash": codec.content_hash(make_lock())},
@@ -288,7 +290,7 @@ def test_a_gitmodules_url_starting_with_a_dash_is_refused_before_staging_fetches
     source = ExternalSource(name="ext", repository=f"file://{ext}", ref=commit, ref_kind="commit", commit=commit,
                             override="EXT_SRC_DIR", declared_in="CMakeLists.txt")
     with pytest.raises(InstallError, match=r"submodule s: url .* starts with '-'") as caught:
-        staging.stage((source,), tmp_path / "cache", tmp_path / "staged", lambda _: None)
+        staging.stage((source,), tmp_path / "cache", Generation(root=tmp_path / "gen"), lambda _: None)
     assert caught.value.exit_code == ExitCode.INSTALL
     assert not marker.exists()
-    assert not (tmp_path / "staged" / "ext").exists()
+    assert not Generation(root=tmp_path / "gen").external_tree("ext").exists()

@@ -18,8 +18,8 @@ import git
 import pytest
 from sample_lock import C1, make_lock
 
-from vllm_lock import codec, signing
-from vllm_lock.actions import smoke
+from vllm_lock import acceptance, codec, signing
+from vllm_lock import receipt as receipts
 from vllm_lock.errors import ExitCode
 from vllm_lock.model import Lock
 from vllm_lock.shell import files
@@ -84,10 +84,10 @@ def write_tested(locks: Path, lock: Lock) -> Path:
     """A dev lock with a passing test receipt, ready to promote."""
     path = locks / f"{lock.name}.lock.toml"
     files.write_output(path, codec.dumps(lock))
-    checks = (smoke.Check(name="import vllm", ok=True, detail="x"),)
-    data = smoke.receipt_data(lock=lock, lock_path=path, venv=Path("/opt/vllm"), checks=checks,
-                              probe={"errors": {}}, host_gpus=(), host="box", when="2026-11-20T10:00:00Z")
-    smoke.write_receipt(path, data)
+    checks = (acceptance.Check(name="import vllm", ok=True, detail="x"),)
+    receipt = receipts.new_test_receipt(lock=lock, lock_path=path, venv=Path("/opt/vllm"), checks=checks,
+                                        probe={"errors": {}}, host_gpus=(), host="box", when="2026-11-20T10:00:00Z")
+    receipts.write_test_receipt(path, receipt)
     return path
 
 

@@ -1,8 +1,9 @@
 """install: a lock -> a verified generation, then an atomic switch of --venv/--src to it.
 
-Steps (each logged with its duration, the whole output also in <generation>/logs/*.log):
-preflight, python, environment, packages, source, strip, build, verify, receipt, switch.
-A generation without a receipt is unfinished: rerunning resumes it (every step is idempotent).
+Steps (each logged with its duration, the whole output also in the generation's logs):
+preflight, python, environment, packages, source, external sources, strip, build, verify,
+receipt, switch; each a function of its own below. A generation without a receipt is
+unfinished: rerunning resumes it (every step is idempotent). Paths: generation.py.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ from pathlib import Path
 from typing import IO
 
 import vllm_lock
-from vllm_lock import codec, plan, pylock
+from vllm_lock import codec, plan, pylock, source_layout
 from vllm_lock import cuda as cuda_rules
-from vllm_lock import layout as layout_rules
 from vllm_lock import receipt as receipts
 from vllm_lock import rust as rust_rules
 from vllm_lock.actions import verify as verify_action
+from vllm_lock.build_identity import generation_id
 from vllm_lock.compiler_cache import CompilerCache, CompilerCacheSession
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import InstallError, IntegrityError, OutputError, PreflightError, UsageError, VllmLockError
+from vllm_lock.generation import Generation, GenerationContainer
 from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import BuildRecipe, Lock, PatchedFile, index_url_problem
 from vllm_lock.progress import Reporter
@@ -62,21 +64,10 @@ class InstallRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class InstallResult:
-    generation: Path
+    generation: Path  # the generation's directory
     state: str  # "unchanged", "switched", "installed"
     version: str
     log: Path | None
-
-
-def generation_id(lock: Lock, editable: bool) -> str:
-    identity = codec.build_identity(lock)
-    if editable == lock.build.editable:
-        return identity
-    return identity + ("-editable" if editable else "-wheel")
-
-
-def layout_for(venv: Path, src: Path) -> plan.Layout:
-    return plan.Layout(venv_link=Path(os.path.abspath(venv)), src_link=Path(os.path.abspath(src)))
 
 
 def install(request: InstallRequest, reporter: Reporter) -> InstallResult:
@@ -84,17 +75,17 @@ def install(request: InstallRequest, reporter: Reporter) -> InstallResult:
         raise UsageError(f"--crate-registry: {problem}")
     lock = request.verified if request.verified is not None else lockfiles.read(request.lock)[0]
     editable = lock.build.editable if request.editable is None else request.editable
-    layout = layout_for(request.venv, request.src)
-    generations.check_layout(layout)
-    gen = layout.generation(generation_id(lock, editable))
+    container = generations.container_for(request.venv, request.src)
+    generations.check_container(container)
+    gen = container.generation(str(generation_id(lock, editable)))
     try:
-        layout.generations.mkdir(parents=True, exist_ok=True)
-        with generations.exclusive(layout.generations), mirroring.using(request.mirrors):
-            return _install_locked(request, lock, layout, gen, editable, reporter)
+        container.root.mkdir(parents=True, exist_ok=True)
+        with generations.exclusive(container), mirroring.using(request.mirrors):
+            return _install_locked(request, lock, container, gen, editable, reporter)
     except OSError as exc:
         if exc.errno not in _CANNOT_WRITE:
             raise
-        where = exc.filename or f"in {layout.generations}"  # a file object's write names no file
+        where = exc.filename or f"in {container.root}"  # a file object's write names no file
         raise OutputError(f"cannot write {where}: {exc.strerror or exc}; rerun install once it is fixed") from None
 
 
@@ -104,173 +95,214 @@ _CANNOT_WRITE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES
 
 
 def _install_locked(
-    request: InstallRequest, lock: Lock, layout: plan.Layout, gen: Path, editable: bool, reporter: Reporter
+    request: InstallRequest, lock: Lock, container: GenerationContainer, gen: Generation, editable: bool,
+    reporter: Reporter,
 ) -> InstallResult:
     """Holding the install lock: everything that decides what to do is read now, not before
     (another install may have completed or switched this generation meanwhile)."""
     done = receipts.read(gen)
-    if done is not None and generations.active(layout) == gen and _links_ok(layout, gen):
-        reporter.say(f"{layout.venv_link} already holds lock {lock.name} ({done.vllm_version}); nothing to do")
-        return InstallResult(generation=gen, state="unchanged", version=done.vllm_version, log=None)
-    if done is not None and (gen / "venv" / "bin" / "vllm").exists():
-        generations.switch(layout, gen)
-        reporter.say(f"switched {layout.venv_link} to the existing generation {gen.name} ({done.vllm_version})")
-        return InstallResult(generation=gen, state="switched", version=done.vllm_version, log=None)
+    if done is not None and generations.active(container) == gen and generations.links_point_at(container, gen):
+        reporter.say(f"{container.venv_link} already holds lock {lock.name} ({done.vllm_version}); nothing to do")
+        return InstallResult(generation=gen.root, state="unchanged", version=done.vllm_version, log=None)
+    if done is not None and gen.vllm_cli.exists():
+        generations.switch(container, gen)
+        reporter.say(f"switched {container.venv_link} to the existing generation {gen.id} ({done.vllm_version})")
+        return InstallResult(generation=gen.root, state="switched", version=done.vllm_version, log=None)
     if done is not None:
         # complete but damaged: unfinished again before any step touches it, so that a failed
         # rebuild is never taken for a good generation
-        receipts.path(gen).unlink()
-    return _build_generation(request, lock, layout, gen, editable, reporter)
-
-
-def _links_ok(layout: plan.Layout, gen: Path) -> bool:
-    return (
-        layout.src_link.is_symlink()
-        and Path(os.readlink(layout.src_link)) == gen / "src"
-        and (layout.venv_link / "bin" / "python").exists()
-        and (layout.venv_link / "bin" / "vllm").exists()  # a damaged generation is rebuilt, not skipped
-    )
+        gen.receipt.unlink()
+    return _build_generation(request, lock, container, gen, editable, reporter)
 
 
 def _build_generation(
-    request: InstallRequest, lock: Lock, layout: plan.Layout, gen: Path, editable: bool, reporter: Reporter
+    request: InstallRequest, lock: Lock, container: GenerationContainer, gen: Generation, editable: bool,
+    reporter: Reporter,
 ) -> InstallResult:
-    resumed = gen.exists()
-    (gen / "logs").mkdir(parents=True, exist_ok=True)
+    resumed = gen.root.exists()
+    gen.logs.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    log_path = gen / "logs" / f"install-{stamp}.log"
+    log_path = gen.install_log(stamp)
     try:
         with log_path.open("w", encoding="utf-8") as log:
             rep = reporter.with_log(log)
-            rep.say(f"installing lock {lock.name} ({codec.content_hash(lock)}) into generation {gen}")
+            rep.say(f"installing lock {lock.name} ({codec.content_hash(lock)}) into generation {gen.root}")
             rep.say(f"full log: {log_path}")
             if resumed:
                 rep.say("    resuming an unfinished generation")
-            result = _steps(request, lock, layout, gen, editable, rep, log, log_path)
+            result = _steps(request, lock, container, gen, editable, rep, log, log_path)
             reporter.timings.update(rep.timings)
             return result
     except VllmLockError:
-        if not resumed and {p.name for p in gen.iterdir()} == {"logs"}:
+        if not resumed and list(gen.root.iterdir()) == [gen.logs]:
             # refused before any step wrote into it (preflight): no half generation stays behind;
             # the log, whose words the console showed, moves to the cache's logs folder
-            kept = request.cache / "logs" / f"install-{gen.name}-{stamp}.log"
+            kept = request.cache / "logs" / f"install-{gen.id}-{stamp}.log"
             try:
                 kept.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(log_path, kept)  # the cache may be on another file system
             except OSError:
                 pass  # the log stays where it is: the refusal is what the user must see
             else:
-                shutil.rmtree(gen, ignore_errors=True)
+                shutil.rmtree(gen.root, ignore_errors=True)
                 reporter.say(f"nothing was installed; the log is now {kept}")
         raise
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Run:
+    """What every step of one install reads: the request, the lock, where it goes, the log."""
+
+    request: InstallRequest
+    lock: Lock
+    gen: Generation
+    store: Store
+    rep: Reporter
+    log: IO[str]
+    log_path: Path
+
+
 def _steps(
-    request: InstallRequest, lock: Lock, layout: plan.Layout, gen: Path, editable: bool, rep: Reporter,
-    log: IO[str], log_path: Path,
+    request: InstallRequest, lock: Lock, container: GenerationContainer, gen: Generation, editable: bool,
+    rep: Reporter, log: IO[str], log_path: Path,
 ) -> InstallResult:
-    store = Store(request.cache)
-    venv = gen / "venv"
-    src = gen / "src"
-    python = venv / "bin" / "python"
-    on_line = rep.line
-
+    run = _Run(request=request, lock=lock, gen=gen, store=Store(request.cache), rep=rep, log=log, log_path=log_path)
     with rep.step("preflight"):
-        generations.check_writable_dir(request.cache, "the cache, VLLM_LOCK_CACHE")
-        facts = machine_facts(lock, layout.generations, request.cache, check_gpus=not request.skip_gpu_check)
-        for note in plan.preflight_notes(lock, facts):
-            rep.say(f"    warning: {note}")
-        problems = plan.preflight_problems(lock, facts, min_free_disk=request.min_free_disk)
-        if facts.python_found is None and request.allow_python_download:
-            problems = [p for p in problems if not p.startswith("Python ")]
-        if problems:
-            raise PreflightError("; ".join(problems))
-        jobs = plan.choose_jobs(lock.build, facts, max_jobs=request.max_jobs, nvcc_threads=request.nvcc_threads)
-        rep.say(f"    MAX_JOBS={jobs.max_jobs} NVCC_THREADS={jobs.nvcc_threads} ({jobs.reason})")
-        rep.say("    toolchain: " + ", ".join(t.describe() for t in facts.toolchain))
-        if facts.gpus is not None and facts.gpus.gpus:
-            gpus = ", ".join(f"{g.name} (sm_{g.capability[0]}{g.capability[1]})" for g in facts.gpus.gpus)
-            rep.say(f"    GPUs: {gpus}; driver {facts.gpus.driver_version} (CUDA {_cuda(facts.gpus.driver_cuda)})")
-
+        facts, jobs = preflight(run, container)
     if facts.python_found is None:
         with rep.step("python"):
-            uv_shell.install_python(lock.target.python, request.cache, log, on_line)
-
+            uv_shell.install_python(lock.target.python, request.cache, log, rep.line)
     uv_env = uv_shell.uv_env(request.cache, offline=True)
     with rep.step("environment"):
-        uv_shell.run_uv(
-            uv_shell.venv_argv(lock.target.python, venv), env=uv_env, what="creating the venv", log=log, on_line=on_line
-        )
-
+        create_environment(run, uv_env)
     with rep.step("packages"):
-        staged = staging.stage_wheels(lock, store, gen / "wheels", rep.say)
-        pylock_path = gen / "pylock.toml"  # every locked wheel: uv picks the best one for this machine
-        pylock_path.write_text(pylock.to_pylock(lock, local_path=lambda _, w: str(staged[w.sha256, w.filename])), encoding="utf-8")
-        uv_shell.run_uv(
-            uv_shell.sync_argv(venv, pylock_path), env=uv_env, what="installing the locked packages", log=log,
-            on_line=on_line,
-        )
-
+        install_packages(run, uv_env)
     with rep.step("source"):
-        git_shell.checkout(lock, request.cache, src, rep.say)
-        check_rust_frontend(lock, src)
-
+        check_out_source(run)
     external_dirs: dict[str, Path] = {}
     if lock.external_sources or lock.rust is not None:
         with rep.step("external sources"):
-            external_dirs = staging.stage(lock.external_sources, request.cache, gen / "external", rep.say)
-            if lock.rust is not None:
-                crates = cargo.fetch(lock.rust.crates, request.crate_registry, store, rep.say)
-                cargo.vendor(crates, gen / "rust" / "vendor")
-                cargo.write_cargo_home(gen / "rust" / "cargo-home", gen / "rust" / "vendor")
-
+            external_dirs = stage_external_sources(run)
     with rep.step("strip"):
-        before = snapshot(src)
-        result = run_stripping_script(src, lock.layout.stripping_argv, python=str(python), log=log)
-        if not result.ok:
-            raise InstallError(f"{lock.layout.stripping_script} failed: {result.tail(1)}")
-        check_patched(lock, layout_rules.patched_files(before, snapshot(src)))
-
-    env = plan.build_env(lock, jobs, uv_env, external_dirs=external_dirs)
-    env.update(rust_env(lock, facts, gen / "rust", env.get("PATH", os.environ.get("PATH", ""))))
-    env.pop("UV_OFFLINE", None)
-    env["UV_OFFLINE"] = "1"
+        strip_source(run)
+    env = build_environment(run, facts, jobs, uv_env, external_dirs)
     cache_session = contextlib.nullcontext(None) if request.compiler_cache is None else sccache.running(
-        sccache.find_sccache(os.environ), request.compiler_cache, basedir=gen, work=gen / "sccache", env=env)
+        sccache.find_sccache(os.environ), request.compiler_cache, basedir=gen.root, work=gen.root / "sccache", env=env)
     with rep.step("build"), cache_session as compiler_cache:
         if compiler_cache is not None:
             env.update(compiler_cache.build_env)
             rep.say(f"    compiler cache: sccache {compiler_cache.version} at {compiler_cache.cache.describe()}")
-        shown = ("VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "NVCC_THREADS", "SOURCE_DATE_EPOCH",
-                 "VLLM_REQUIRE_RUST_FRONTEND", "CARGO_NET_OFFLINE", "CARGO_HOME")
-        for key in (*shown, "CMAKE_ARGS", *(s.override for s in lock.external_sources)):
-            if key in env:
-                rep.say(f"    {key}={env[key]}")
-        build_shell.build_vllm(
-            python=str(python), src=src, env=env, editable=editable, dist=gen / "dist", log=log,
-            on_line=build_shell.build_filter(on_line), log_path=log_path,
-        )
+        build(run, env, editable)
     if compiler_cache is not None:
         rep.say(f"    compiler cache: {compiler_cache.stats.describe() if compiler_cache.stats else compiler_cache.problem}")
-
     with rep.step("verify"):
-        version, found = verify_built(lock, venv, src, env)
-        rep.say(f"    {version_check(lock)}: {version}")
-        if found:
-            rep.say(f"    cubins: {', '.join(sorted(found))}")
-        for note in verify_action.require_built_requirements(lock, venv):
-            rep.say(f"    {note}")
-
+        version, found = verify_step(run, env)
     with rep.step("receipt"):
-        tools = receipt_toolchain(lock, facts.toolchain, venv / "bin")
+        tools = receipt_toolchain(lock, facts.toolchain, gen.venv_bin)
         receipts.write(gen, make_receipt(lock, gen, editable, version, env, jobs, rep.timings, log_path, found,
                                          toolchain=tools, gpus=facts.gpus, compiler_cache=compiler_cache))
-
     with rep.step("switch"):
-        generations.switch(layout, gen)
-        rep.say(f"    {layout.venv_link} -> {venv}")
-        rep.say(f"    {layout.src_link} -> {src}")
-    return InstallResult(generation=gen, state="installed", version=version, log=log_path)
+        generations.switch(container, gen)
+        rep.say(f"    {container.venv_link} -> {gen.venv}")
+        rep.say(f"    {container.src_link} -> {gen.src}")
+    return InstallResult(generation=gen.root, state="installed", version=version, log=log_path)
+
+
+def preflight(run: _Run, container: GenerationContainer) -> tuple[plan.MachineFacts, plan.Jobs]:
+    """Every reason this machine cannot build the lock, refused at once; MAX_JOBS chosen."""
+    request, lock, rep = run.request, run.lock, run.rep
+    generations.check_writable_dir(request.cache, "the cache, VLLM_LOCK_CACHE")
+    facts = machine_facts(lock, container.root, request.cache, check_gpus=not request.skip_gpu_check)
+    for note in plan.preflight_notes(lock, facts):
+        rep.say(f"    warning: {note}")
+    problems = plan.preflight_problems(lock, facts, min_free_disk=request.min_free_disk)
+    if facts.python_found is None and request.allow_python_download:
+        problems = [p for p in problems if not p.startswith("Python ")]
+    if problems:
+        raise PreflightError("; ".join(problems))
+    jobs = plan.choose_jobs(lock.build, facts, max_jobs=request.max_jobs, nvcc_threads=request.nvcc_threads)
+    rep.say(f"    MAX_JOBS={jobs.max_jobs} NVCC_THREADS={jobs.nvcc_threads} ({jobs.reason})")
+    rep.say("    toolchain: " + ", ".join(t.describe() for t in facts.toolchain))
+    if facts.gpus is not None and facts.gpus.gpus:
+        gpus = ", ".join(f"{g.name} (sm_{g.capability[0]}{g.capability[1]})" for g in facts.gpus.gpus)
+        rep.say(f"    GPUs: {gpus}; driver {facts.gpus.driver_version} (CUDA {_cuda(facts.gpus.driver_cuda)})")
+    return facts, jobs
+
+
+def create_environment(run: _Run, uv_env: dict[str, str]) -> None:
+    uv_shell.run_uv(uv_shell.venv_argv(run.lock.target.python, run.gen.venv), env=uv_env,
+                       what="creating the venv", log=run.log, on_line=run.rep.line)
+
+
+def install_packages(run: _Run, uv_env: dict[str, str]) -> None:
+    """Every locked wheel staged from the cache and named in the generation's pylock.toml: uv
+    picks the best one for this machine."""
+    lock, gen = run.lock, run.gen
+    staged = staging.stage_wheels(lock, run.store, gen.wheels, run.rep.say)
+    gen.pylock.write_text(pylock.to_pylock(lock, local_path=lambda _, w: str(staged[w.sha256, w.filename])),
+                          encoding="utf-8")
+    uv_shell.run_uv(uv_shell.sync_argv(gen.venv, gen.pylock), env=uv_env,
+                       what="installing the locked packages", log=run.log, on_line=run.rep.line)
+
+
+def check_out_source(run: _Run) -> None:
+    git_shell.checkout(run.lock, run.request.cache, run.gen.src, run.rep.say)
+    check_rust_frontend(run.lock, run.gen.src)
+
+
+def stage_external_sources(run: _Run) -> dict[str, Path]:
+    """The external CMake sources at their locked commits and the Rust crates, vendored."""
+    lock, gen = run.lock, run.gen
+    external_dirs = staging.stage(lock.external_sources, run.request.cache, gen, run.rep.say)
+    if lock.rust is not None:
+        crates = cargo.fetch(lock.rust.crates, run.request.crate_registry, run.store, run.rep.say)
+        cargo.vendor(crates, gen.rust_vendor)
+        cargo.write_cargo_home(gen.cargo_home, gen.rust_vendor)
+    return external_dirs
+
+
+def strip_source(run: _Run) -> None:
+    """The commit's own stripping script, its result checked against the lock's patched files."""
+    lock, src = run.lock, run.gen.src
+    before = snapshot(src)
+    result = run_stripping_script(src, lock.layout.stripping_argv, python=str(run.gen.python), log=run.log)
+    if not result.ok:
+        raise InstallError(f"{lock.layout.stripping_script} failed: {result.tail(1)}")
+    check_patched(lock, source_layout.patched_files(before, snapshot(src)))
+
+
+def build_environment(
+    run: _Run, facts: plan.MachineFacts, jobs: plan.Jobs, uv_env: dict[str, str], external_dirs: dict[str, Path]
+) -> dict[str, str]:
+    env = plan.build_env(run.lock, jobs, uv_env, external_dirs=external_dirs)
+    env.update(rust_env(run.lock, facts, run.gen, env.get("PATH", os.environ.get("PATH", ""))))
+    env.pop("UV_OFFLINE", None)
+    env["UV_OFFLINE"] = "1"
+    return env
+
+
+def build(run: _Run, env: dict[str, str], editable: bool) -> None:
+    lock, gen, rep = run.lock, run.gen, run.rep
+    shown = ("VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "NVCC_THREADS", "SOURCE_DATE_EPOCH",
+             "VLLM_REQUIRE_RUST_FRONTEND", "CARGO_NET_OFFLINE", "CARGO_HOME")
+    for key in (*shown, "CMAKE_ARGS", *(s.override for s in lock.external_sources)):
+        if key in env:
+            rep.say(f"    {key}={env[key]}")
+    build_shell.build_vllm(
+        python=str(gen.python), src=gen.src, env=env, editable=editable, dist=gen.dist, log=run.log,
+        on_line=build_shell.build_filter(rep.line), log_path=run.log_path,
+    )
+
+
+def verify_step(run: _Run, env: dict[str, str]) -> tuple[str, set[str]]:
+    lock, gen, rep = run.lock, run.gen, run.rep
+    version, found = verify_built(lock, gen.venv, gen.src, env)
+    rep.say(f"    {version_check(lock)}: {version}")
+    if found:
+        rep.say(f"    cubins: {', '.join(sorted(found))}")
+    for note in verify_action.require_built_requirements(lock, gen.venv):
+        rep.say(f"    {note}")
+    return version, found
 
 
 def check_patched(lock: Lock, got: tuple[PatchedFile, ...]) -> None:
@@ -321,19 +353,18 @@ def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tupl
     return version, found
 
 
-def rust_env(lock: Lock, facts: plan.MachineFacts, where: Path, path: str) -> dict[str, str]:
+def rust_env(lock: Lock, facts: plan.MachineFacts, gen: Generation, path: str) -> dict[str, str]:
     """The Rust part of the build environment (plan.rust_build_env), with the binaries preflight
     measured (their real files, not rustup's proxies) or, left out, ones that refuse to run."""
     if lock.rust is not None:
         found = {t.name: t.path for t in facts.toolchain}
         rustc, cargo_bin = found.get("rustc"), found.get("cargo")
         assert rustc is not None and cargo_bin is not None  # preflight refused a lock without them
-        tools = cargo.tool_dir(where / "bin", *cargo.real_binaries(rustc, cargo_bin))
-        return plan.rust_build_env(lock, path, tools=tools, cargo_home=where / "cargo-home")
+        tools = cargo.tool_dir(gen.rust_tools, *cargo.real_binaries(rustc, cargo_bin))
+        return plan.rust_build_env(lock, path, tools=tools, cargo_home=gen.cargo_home)
     # no frontend locked: refusing tools, and an empty CARGO_HOME in place of the caller's
-    empty_home = where / "left-out-home"
-    empty_home.mkdir(parents=True, exist_ok=True)
-    return plan.rust_build_env(lock, path, tools=cargo.left_out_dir(where / "left-out"), cargo_home=empty_home)
+    gen.empty_cargo_home.mkdir(parents=True, exist_ok=True)
+    return plan.rust_build_env(lock, path, tools=cargo.left_out_dir(gen.refusing_tools), cargo_home=gen.empty_cargo_home)
 
 
 def check_rust_frontend(lock: Lock, src: Path) -> None:
@@ -401,20 +432,20 @@ def receipt_toolchain(lock: Lock, tools: tuple[plan.Tool, ...], venv_bin: Path) 
 
 
 def make_receipt(
-    lock: Lock, gen: Path, editable: bool, version: str, env: dict[str, str], jobs: plan.Jobs,
+    lock: Lock, gen: Generation, editable: bool, version: str, env: dict[str, str], jobs: plan.Jobs,
     timings: dict[str, float], log_path: Path, found: set[str], *,
     toolchain: dict[str, dict[str, str | None]] | None = None, gpus: cuda_rules.GpuReport | None = None,
     compiler_cache: CompilerCacheSession | None = None,
-) -> receipts.Receipt:
+) -> receipts.InstallReceipt:
     keys = (
         "VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "VLLM_FLASH_ATTN_VERSION", "SOURCE_DATE_EPOCH",
         "CCACHE_NOHASHDIR", "TORCH_NIGHTLY", "CUDA_HOME", "CMAKE_ARGS", *dict(lock.build.env),
         *(s.override for s in lock.external_sources),
     )
-    return receipts.Receipt(
+    return receipts.InstallReceipt(
         lock_name=lock.name,
         content_hash=codec.content_hash(lock),
-        identity=gen.name,
+        identity=gen.id,
         vllm_commit=lock.vllm.commit,
         vllm_version=version,
         torch_version=lock.torch.version,
@@ -429,8 +460,8 @@ def make_receipt(
         nvcc_threads=jobs.nvcc_threads,
         timings=dict(timings),
         log=str(log_path),
-        venv=str(gen / "venv"),
-        src=str(gen / "src"),
+        venv=str(gen.venv),
+        src=str(gen.src),
         installed_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         tool_version=vllm_lock.__version__,
         cubins=sorted(found),
@@ -443,18 +474,18 @@ def make_receipt(
 
 
 def rollback(venv: Path, src: Path, reporter: Reporter) -> Path:
-    layout = layout_for(venv, src)
-    generations.check_layout(layout)
-    if not layout.generations.is_dir():
-        raise UsageError(f"{layout.venv_link} has never been installed ({layout.generations} does not exist): nothing to roll back")
-    with generations.exclusive(layout.generations):
+    container = generations.container_for(venv, src)
+    generations.check_container(container)
+    if not container.root.is_dir():
+        raise UsageError(f"{container.venv_link} has never been installed ({container.root} does not exist): nothing to roll back")
+    with generations.exclusive(container):
         # the history and the active generation are read under the lock: a concurrent install or
         # rollback may have moved them
-        target = generations.rollback_target(layout)
-        generations.switch(layout, target)
+        target = generations.rollback_target(container)
+        generations.switch(container, target)
         done = receipts.read(target)
-    reporter.say(f"{layout.venv_link} -> {target / 'venv'} ({done.lock_name if done else '?'}, {done.vllm_version if done else '?'})")
-    return target
+    reporter.say(f"{container.venv_link} -> {target.venv} ({done.lock_name if done else '?'}, {done.vllm_version if done else '?'})")
+    return target.root
 
 
 # ---------------------------------------------------------------- build-check (existing environment)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_lock import codec, signing
+from vllm_lock import receipt as test_receipts
 from vllm_lock.actions import diff as diff_action
-from vllm_lock.actions import smoke
 from vllm_lock.diffing import LockDiff
 from vllm_lock.errors import LockInvalidError, NotTestedError, OutputError, UsageError
 from vllm_lock.model import Lock, Promotion, is_valid_lock_name
@@ -109,8 +109,8 @@ def promote(source: str = "dev", *, to: str = "stable", force: bool = False, com
     files.check_writable(sig_path)
     if sign_key is not None and not sign_key.is_file():
         raise UsageError(f"--sign-key {sign_key}: no such key file")
-    found = smoke.find_receipts(source_path, source_hash)
-    passing = [(p, d) for p, d in found if d.get("result") == "pass"]
+    found = test_receipts.find_test_receipts(source_path, source_hash)
+    passing = [(p, r) for p, r in found if r.passed]
     if not passing and not force:
         what = f"{len(found)} receipt(s), none passing" if found else "no test receipt"
         raise NotTestedError(
@@ -119,7 +119,7 @@ def promote(source: str = "dev", *, to: str = "stable", force: bool = False, com
         )
     base = source_path.parent
     receipts = tuple(
-        smoke.receipt_summary(d, os.path.relpath(p, base), smoke.file_sha256(p)) for p, d in passing
+        r.summary(os.path.relpath(p, base), test_receipts.file_sha256(p)) for p, r in passing
     )
     new = promoted(lock, to=to, receipts=receipts, forced=not passing, source_hash=source_hash, when=_now())
     previous: Lock | None = None

@@ -23,10 +23,10 @@ from packaging.version import Version
 
 import vllm_lock
 from vllm_lock import cuda as cuda_rules
-from vllm_lock import layout as layout_rules
 from vllm_lock import nightly, torch_family
 from vllm_lock import requirements as requirement_rules
 from vllm_lock import rust as rust_rules
+from vllm_lock import source_layout as layout_rules
 from vllm_lock.defaults import DEFAULT_GENERAL_INDEX, DEFAULT_PLATFORM, DEFAULT_REPO
 from vllm_lock.errors import (
     CompanionMismatchError,
@@ -46,7 +46,6 @@ from vllm_lock.model import (
     ExternalPin,
     ExternalSource,
     HashOrigin,
-    Layout,
     Lock,
     ModelError,
     Package,
@@ -56,6 +55,7 @@ from vllm_lock.model import (
     Provenance,
     RustArtifact,
     RustFrontend,
+    SourceLayout,
     Target,
     TorchInput,
     VllmInput,
@@ -149,7 +149,7 @@ def validate(request: ResolveRequest) -> tuple[Target, BuildRecipe]:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SourceFacts:
     vllm: VllmInput
-    layout: Layout
+    layout: SourceLayout
     external_sources: tuple[ExternalSource, ...]
     runtime: tuple[str, ...]  # what the build declares for the target (setup.py's rules applied)
     build: tuple[str, ...]
@@ -274,7 +274,7 @@ def read_source(request: ResolveRequest, target: Target, reporter: Reporter) -> 
             raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
         stripped = strip_and_read(tree, detected, rules, request, reporter)
     patched, runtime, build = stripped.patched, stripped.declared.requirements, stripped.build
-    layout = Layout(
+    layout = SourceLayout(
         stripping_script=detected.stripping_script,
         stripping_mode=detected.stripping_mode,
         runtime_requirements=stripped.declared.file,

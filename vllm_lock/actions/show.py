@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vllm_lock import codec, pylock
+from vllm_lock.build_identity import build_identity
 from vllm_lock.model import ExternalSource, Lock
 from vllm_lock.shell import files, lockfiles
 
@@ -22,7 +23,7 @@ def summary(lock: Lock, path: Path) -> dict[str, Any]:
         "name": lock.name,
         "phase": lock.phase,
         "content-hash": codec.content_hash(lock),
-        "build-identity": codec.build_identity(lock),
+        "build-identity": build_identity(lock),
         "vllm": {"url": lock.vllm.url, "ref": lock.vllm.ref, "commit": lock.vllm.commit, "commit-date": lock.vllm.commit_date},
         "torch": {
             "channel": lock.torch.channel,

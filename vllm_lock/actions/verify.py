@@ -21,7 +21,9 @@ from vllm_lock import codec, plan, torch_family
 from vllm_lock import receipt as receipts
 from vllm_lock import requirements as requirement_rules
 from vllm_lock import rust as rust_rules
+from vllm_lock.build_identity import match_installed
 from vllm_lock.errors import InstallError, UsageError
+from vllm_lock.generation import Generation
 from vllm_lock.model import Lock, Package, Wheel
 from vllm_lock.shell import generations, lockfiles
 from vllm_lock.shell import git as git_shell
@@ -215,7 +217,7 @@ def inspect_packages(lock: Lock, venv: Path, *, check_files: bool = True) -> Rep
     dists = installed(site)
     report = Report(lock=lock.name, venv=str(venv))
     locked = {p.name: p.version for p in lock.packages}
-    staged = venv.parent / "wheels"  # the generation's staged wheels (install), when still there
+    staged = Generation.of_venv(venv).wheels  # the generation's staged wheels (install), when still there
     for package in lock.packages:
         name, version = package.name, package.version
         dist = dists.get(name)
@@ -308,20 +310,18 @@ def verify(lock_ref: str, venv: Path) -> Report:
     check_requires_dist(lock, real, report)
     if half_switch := generations.half_switch_problem(venv):
         report.source.append(half_switch)
-    generation = real.parent
+    generation = Generation.of_venv(real)
     done = receipts.read(generation)
     if done is None:
-        report.receipt.append(f"no complete receipt in {generation}")
-        src = generation / "src"
+        report.receipt.append(f"no complete receipt in {generation.root}")
+        src = generation.src
     else:
         src = Path(done.src)
-        if done.content_hash != codec.content_hash(lock):
-            if done.identity.split("-")[0] == codec.build_identity(lock):
-                pass  # same build, other lock file (renamed, promoted): not drift
-            else:
-                report.receipt.append(
-                    f"installed from {done.lock_name} {done.content_hash}, not this lock {codec.content_hash(lock)}"
-                )
+        # the same build from another lock file (renamed, promoted) is not drift
+        if not match_installed(lock, generation=done.identity, content_hash=done.content_hash).same_build:
+            report.receipt.append(
+                f"installed from {done.lock_name} {done.content_hash}, not this lock {codec.content_hash(lock)}"
+            )
     if src.is_dir():
         head = git_shell.head_commit(src)
         if head != lock.vllm.commit:
@@ -341,7 +341,7 @@ def verify(lock_ref: str, venv: Path) -> Report:
         report.source.append(f"source checkout {src} is missing")
     report.source += rust_artifact_problems(lock, real, src)
     for source in lock.external_sources:
-        stamp = generation / "external" / f"{source.name}.commit"
+        stamp = generation.external_stamp(source.name)
         staged = stamp.read_text().strip() if stamp.is_file() else None
         if staged != source.commit:
             report.source.append(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_lock import codec, signing
+from vllm_lock.build_identity import build_identity
 from vllm_lock.errors import ExitCode, LockInvalidError, UsageError, VllmLockError
 from vllm_lock.model import Lock
 from vllm_lock.shell import lockfiles, sshsig
@@ -95,7 +96,7 @@ def host_check(argv: Sequence[str]) -> int:
         print(f"error: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
         return int(ExitCode.INTERNAL)
     print(f"ok {path}: {lock.name} ({lock.phase}), vLLM {lock.vllm.short_commit}, torch {lock.torch.version}, "
-          f"target Python {lock.target.python}, build {codec.build_identity(lock)[:16]}")
+          f"target Python {lock.target.python}, build {build_identity(lock)[:16]}")
     return 0
 
 

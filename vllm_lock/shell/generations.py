@@ -1,7 +1,7 @@
-"""Generations like a Nix profile: `<venv>.generations/<identity>/{venv,src,receipt.json,logs}`,
-`--venv` and `--src` symlinks switched together (rename of temporary symlinks), and a
-profile.json history that rollback walks back. One install or rollback at a time holds
-`<generations>/.install.lock`; whatever decides what to do is read while holding it."""
+"""Generations like a Nix profile (the paths are generation.py's): `--venv` and `--src` symlinks
+switched together into one generation (rename of temporary symlinks), and a profile.json history
+that rollback walks back. One install or rollback at a time holds the container's install lock;
+whatever decides what to do is read while holding it."""
 
 from __future__ import annotations
 
@@ -13,13 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vllm_lock import plan
+from vllm_lock import generation as generation_paths
 from vllm_lock import receipt as receipts
 from vllm_lock.errors import InstallError, OutputError, PreflightError, UsageError
-from vllm_lock.plan import Layout
+from vllm_lock.generation import Generation, GenerationContainer
 from vllm_lock.shell import files
-
-LOCK_NAME = ".install.lock"
 
 
 def _real(path: Path) -> Path:
@@ -27,23 +25,28 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(path.parent)) / path.name
 
 
-def check_layout(layout: Layout) -> None:
+def container_for(venv: Path, src: Path) -> GenerationContainer:
+    """The generations of --venv, the links made absolute (against the working directory)."""
+    return GenerationContainer(venv_link=Path(os.path.abspath(venv)), src_link=Path(os.path.abspath(src)))
+
+
+def check_container(container: GenerationContainer) -> None:
     """Everything about --venv and --src that would fail the switch at the end, checked before
     anything is written: the two can coexist, no real directory is in the way, and the link
     directories and the generations directory can be written."""
-    for flag, link in (("--venv", layout.venv_link), ("--src", layout.src_link)):
-        named = plan.link_path_problem(flag, link)
+    for flag, link in (("--venv", container.venv_link), ("--src", container.src_link)):
+        named = generation_paths.link_path_problem(flag, link)
         if named:
             raise UsageError(named)
-    problem = plan.layout_problem(
-        venv_link=_real(layout.venv_link), src_link=_real(layout.src_link), generations=_real(layout.generations)
+    problem = generation_paths.links_problem(
+        venv_link=_real(container.venv_link), src_link=_real(container.src_link), generations=_real(container.root)
     )
     if problem:
         raise UsageError(problem)
-    check_links(layout)
-    check_writable_dir(layout.venv_link.parent, "--venv's directory")
-    check_writable_dir(layout.src_link.parent, "--src's directory")
-    check_writable_dir(layout.generations, "the generations directory")
+    check_links(container)
+    check_writable_dir(container.venv_link.parent, "--venv's directory")
+    check_writable_dir(container.src_link.parent, "--src's directory")
+    check_writable_dir(container.root, "the generations directory")
 
 
 def check_writable_dir(directory: Path, what: str) -> None:
@@ -65,9 +68,9 @@ def check_writable_dir(directory: Path, what: str) -> None:
     os.unlink(probe)
 
 
-def check_links(layout: Layout) -> None:
+def check_links(container: GenerationContainer) -> None:
     """An old Phoenix install (a real directory at --venv or --src) is never destroyed silently."""
-    for link, flag in ((layout.venv_link, "--venv"), (layout.src_link, "--src")):
+    for link, flag in ((container.venv_link, "--venv"), (container.src_link, "--src")):
         if link.exists() and not link.is_symlink():
             raise PreflightError(
                 f"{link} ({flag}) is a real directory, not a vllm-lock generation link: move it aside "
@@ -76,11 +79,12 @@ def check_links(layout: Layout) -> None:
 
 
 @contextmanager
-def exclusive(directory: Path) -> Iterator[None]:
+def exclusive(container: GenerationContainer) -> Iterator[None]:
     """One install or rollback at a time per generations directory (released by the kernel on
     SIGKILL). The holder's pid is written into the lock file for the message of the next one."""
+    directory = container.root
     # "a+": opening must not truncate the holder's pid before we know we hold the lock
-    with open(directory / LOCK_NAME, "a+", encoding="utf-8") as handle:
+    with open(container.install_lock, "a+", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -97,19 +101,19 @@ def exclusive(directory: Path) -> Iterator[None]:
         yield
 
 
-def active(layout: Layout) -> Path | None:
-    """The generation directory --venv points into, or None."""
-    return _active(layout.venv_link, layout.generations)
+def active(container: GenerationContainer) -> Generation | None:
+    """The generation --venv points into, or None."""
+    return _active(container.venv_link, container.root)
 
 
-def _active(venv_link: Path, generations: Path) -> Path | None:
+def _active(venv_link: Path, root: Path) -> Generation | None:
     if not venv_link.is_symlink():
         return None
     target = Path(os.readlink(venv_link))
     if not target.is_absolute():
         target = venv_link.parent / target
-    generation = target.parent
-    if generation.parent.resolve() != generations.resolve():
+    generation = Generation.of_venv(target)
+    if generation.root.parent.resolve() != root.resolve():
         return None
     return generation
 
@@ -125,38 +129,49 @@ def _readlink(link: Path) -> str | None:
     return os.readlink(link) if link.is_symlink() else None
 
 
-def switch(layout: Layout, generation: Path) -> None:
+def links_point_at(container: GenerationContainer, generation: Generation) -> bool:
+    """--src links to the generation's src, and --venv holds a python and a vllm (a damaged
+    generation is rebuilt, not skipped)."""
+    return (
+        container.src_link.is_symlink()
+        and Path(os.readlink(container.src_link)) == generation.src
+        and (container.venv_link / "bin" / "python").exists()
+        and (container.venv_link / "bin" / "vllm").exists()
+    )
+
+
+def switch(container: GenerationContainer, generation: Generation) -> None:
     """Point --venv and --src at generation, both or neither. Both temporary links are made
     first (what fails on a read-only or full directory), then renamed, venv first (it is what
     running services use); should the second rename fail, the first is put back. A crash
     between the two renames leaves --src behind: `verify` reports it (profile.json names the
     --src link) and a rerun of install, finding its generation complete, switches again."""
-    venv_target, src_target = generation / "venv", generation / "src"
-    layout.venv_link.parent.mkdir(parents=True, exist_ok=True)
-    layout.src_link.parent.mkdir(parents=True, exist_ok=True)
-    history = read_profile(layout)
-    _write_profile(layout, history)  # records the --src link before either rename
-    venv_tmp = _temp_link(layout.venv_link, venv_target)
+    venv_target, src_target = generation.venv, generation.src
+    container.venv_link.parent.mkdir(parents=True, exist_ok=True)
+    container.src_link.parent.mkdir(parents=True, exist_ok=True)
+    history = read_profile(container)
+    _write_profile(container, history)  # records the --src link before either rename
+    venv_tmp = _temp_link(container.venv_link, venv_target)
     try:
-        src_tmp = _temp_link(layout.src_link, src_target)
+        src_tmp = _temp_link(container.src_link, src_target)
     except OSError as exc:
         venv_tmp.unlink(missing_ok=True)
         raise OutputError(
-            f"cannot switch {layout.src_link} (--src): {exc.strerror or exc}; nothing was switched"
+            f"cannot switch {container.src_link} (--src): {exc.strerror or exc}; nothing was switched"
         ) from None
-    previous_venv = _readlink(layout.venv_link)
-    os.replace(venv_tmp, layout.venv_link)
+    previous_venv = _readlink(container.venv_link)
+    os.replace(venv_tmp, container.venv_link)
     try:
-        os.replace(src_tmp, layout.src_link)
+        os.replace(src_tmp, container.src_link)
     except OSError as exc:
         src_tmp.unlink(missing_ok=True)
-        _put_back(layout.venv_link, previous_venv)
+        _put_back(container.venv_link, previous_venv)
         raise OutputError(
-            f"cannot switch {layout.src_link} (--src): {exc.strerror or exc}; "
-            f"{layout.venv_link} was switched back, nothing changed"
+            f"cannot switch {container.src_link} (--src): {exc.strerror or exc}; "
+            f"{container.venv_link} was switched back, nothing changed"
         ) from None
-    history.append(generation.name)
-    _write_profile(layout, history)
+    history.append(generation.id)
+    _write_profile(container, history)
 
 
 def _put_back(link: Path, previous: str | None) -> None:
@@ -166,52 +181,52 @@ def _put_back(link: Path, previous: str | None) -> None:
         os.replace(_temp_link(link, Path(previous)), link)
 
 
-def _write_profile(layout: Layout, history: list[str]) -> None:
-    data = {"history": history[-50:], "src_link": str(layout.src_link)}
-    files.write_atomically(layout.profile, json.dumps(data, indent=2) + "\n")
+def _write_profile(container: GenerationContainer, history: list[str]) -> None:
+    data = {"history": history[-50:], "src_link": str(container.src_link)}
+    files.write_atomically(container.profile, json.dumps(data, indent=2) + "\n")
 
 
-def _profile_data(generations: Path) -> dict[str, object]:
+def _profile_data(profile: Path) -> dict[str, object]:
     try:
-        data = json.loads((generations / "profile.json").read_text(encoding="utf-8"))
+        data = json.loads(profile.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def read_profile(layout: Layout) -> list[str]:
-    history = _profile_data(layout.generations).get("history", [])
+def read_profile(container: GenerationContainer) -> list[str]:
+    history = _profile_data(container.profile).get("history", [])
     return [str(x) for x in history] if isinstance(history, list) else []
 
 
 def half_switch_problem(venv_link: Path) -> str | None:
     """When the --src link recorded for --venv's generations does not point into the generation
     --venv points into (a switch interrupted between its two renames): what is wrong."""
-    generations = venv_link.with_name(venv_link.name + ".generations")
-    generation = _active(venv_link, generations)
-    src_link = _profile_data(generations).get("src_link")
+    root = generation_paths.generations_root(venv_link)
+    generation = _active(venv_link, root)
+    src_link = _profile_data(root / generation_paths.PROFILE_NAME).get("src_link")
     if generation is None or not isinstance(src_link, str):
         return None
     src = Path(src_link)
     target = _readlink(src)
-    if target is not None and Path(os.path.normpath(src.parent / target)) == generation / "src":
+    if target is not None and Path(os.path.normpath(src.parent / target)) == generation.src:
         return None
     return (
-        f"{src} (--src) points to {target or 'nothing'}, not to {generation / 'src'}: a switch did not finish "
+        f"{src} (--src) points to {target or 'nothing'}, not to {generation.src}: a switch did not finish "
         f"(rerun install, or rollback)"
     )
 
 
-def complete(layout: Layout, identity: str) -> bool:
-    return receipts.read(layout.generation(identity)) is not None
+def complete(container: GenerationContainer, generation_id: str) -> bool:
+    return receipts.read(container.generation(generation_id)) is not None
 
 
-def rollback_target(layout: Layout) -> Path:
+def rollback_target(container: GenerationContainer) -> Generation:
     """The most recent complete generation before the active one in the history."""
-    current = active(layout)
+    current = active(container)
     if current is None:
-        raise UsageError(f"{layout.venv_link} is not a vllm-lock generation link: nothing to roll back")
-    for identity in reversed(read_profile(layout)):
-        if identity != current.name and complete(layout, identity):
-            return layout.generation(identity)
-    raise UsageError(f"no earlier complete generation in {layout.generations} to roll back to")
+        raise UsageError(f"{container.venv_link} is not a vllm-lock generation link: nothing to roll back")
+    for generation_id in reversed(read_profile(container)):
+        if generation_id != current.id and complete(container, generation_id):
+            return container.generation(generation_id)
+    raise UsageError(f"no earlier complete generation in {container.root} to roll back to")

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from vllm_lock import gitmodules
-from vllm_lock.errors import InstallError, PreflightError, UnknownRefError, UnreachableError
+from vllm_lock.errors import InstallError, LockInvalidError, PreflightError, UnknownRefError, UnreachableError
+from vllm_lock.generation import Generation
 from vllm_lock.model import ExternalSource, Lock, Wheel
 from vllm_lock.shell import git as git_shell
 from vllm_lock.shell.store import Store, file_sha256, inside, plain_name
@@ -21,20 +22,21 @@ MAX_SUBMODULE_DEPTH = 4
 
 
 def stage(
-    sources: tuple[ExternalSource, ...], cache: Path, root: Path, say: Callable[[str], None]
+    sources: tuple[ExternalSource, ...], cache: Path, gen: Generation, say: Callable[[str], None]
 ) -> dict[str, Path]:
-    """{source name: its staged tree}. A tree already staged at the locked commit is kept (its
-    stamp file beside it is written last, so a killed staging is redone, never trusted)."""
+    """{source name: its staged tree} in the generation. A tree already staged at the locked
+    commit is kept (its stamp file beside it is written last, so a killed staging is redone,
+    never trusted)."""
+    root = gen.external
     root.mkdir(parents=True, exist_ok=True)
     staged = {}
     for source in sources:
-        dest = inside(root, source.name)
-        stamp = inside(root, f"{source.name}.commit")
+        dest, stamp, partial = (_inside(root, path) for path in (
+            gen.external_tree(source.name), gen.external_stamp(source.name), gen.external_partial(source.name)))
         if dest.is_dir() and stamp.is_file() and stamp.read_text().strip() == source.commit:
             say(f"    {source.name}: staged earlier at {source.commit[:12]}")
         else:
             stamp.unlink(missing_ok=True)
-            partial = inside(root, f".{source.name}.partial")
             for stale in (partial, dest):
                 shutil.rmtree(stale, ignore_errors=True)
             try:
@@ -50,6 +52,13 @@ def stage(
             say(f"    {source.name}: {pin}{extra} -> {dest}")
         staged[source.name] = dest
     return staged
+
+
+def _inside(root: Path, path: Path) -> Path:
+    """path, refused unless it lies inside root once resolved (a source name is lock data)."""
+    if not path.is_relative_to(root):
+        raise LockInvalidError(f"refusing {str(path)!r}: it would leave {root}")
+    return inside(root, *path.relative_to(root).parts)
 
 
 def _export(url: str, commit: str, cache: Path, dest: Path, depth: int) -> int:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from vllm_lock import layout as layout_rules
+from vllm_lock import source_layout as layout_rules
 from vllm_lock.shell import proc
 
 

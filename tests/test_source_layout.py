@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from vllm_lock import cuda, layout
+from vllm_lock import cuda, source_layout
 
 
 def reader(files: dict[str, str]):  # type: ignore[no-untyped-def]
     def read(path: str) -> str:
         if path not in files:
-            raise layout.LayoutError(f"{path} is missing")
+            raise source_layout.LayoutError(f"{path} is missing")
         return files[path]
 
     return read
@@ -26,13 +26,13 @@ def reader(files: dict[str, str]):  # type: ignore[no-untyped-def]
     ],
 )
 def test_detect_layout(files: dict[str, str], expected: tuple[str, str, str]) -> None:
-    found = layout.detect_layout(files, reader(files), target_device="cuda")
+    found = source_layout.detect_layout(files, reader(files), target_device="cuda")
     assert (found.stripping_script, found.stripping_mode, found.build_requirements) == expected
 
 
 def test_detect_layout_explains_what_is_missing() -> None:
-    with pytest.raises(layout.LayoutError, match="no use_existing_torch.py"):
-        layout.detect_layout({"setup.py": ""}, reader({}), target_device="cuda")
+    with pytest.raises(source_layout.LayoutError, match="no use_existing_torch.py"):
+        source_layout.detect_layout({"setup.py": ""}, reader({}), target_device="cuda")
 
 
 def test_requirement_files_follow_includes_and_skip_options() -> None:
@@ -42,22 +42,22 @@ def test_requirement_files_follow_includes_and_skip_options() -> None:
         "requirements/common.txt": "# needed by torch.compile\nregex\nfastapi[standard] >= 0.115.0 ; python_version > '3.9'\n"
         "long-name \\\n  >= 1.0\nregex\n",
     }
-    got = layout.parse_requirement_file("requirements/cuda.txt", reader(files))
+    got = source_layout.parse_requirement_file("requirements/cuda.txt", reader(files))
     assert got == ("regex", "fastapi[standard]>=0.115.0; python_version > \"3.9\"", "long-name>=1.0", "numba==0.61.2")
 
 
 def test_requirement_file_errors_name_file_and_line() -> None:
     files = {"requirements/cuda.txt": "ok\nthis is not a requirement\n"}
-    with pytest.raises(layout.LayoutError, match=r"requirements/cuda.txt:2"):
-        layout.parse_requirement_file("requirements/cuda.txt", reader(files))
-    with pytest.raises(layout.LayoutError, match="include cycle"):
-        layout.parse_requirement_file("a.txt", reader({"a.txt": "-r a.txt\n"}))
+    with pytest.raises(source_layout.LayoutError, match=r"requirements/cuda.txt:2"):
+        source_layout.parse_requirement_file("requirements/cuda.txt", reader(files))
+    with pytest.raises(source_layout.LayoutError, match="include cycle"):
+        source_layout.parse_requirement_file("a.txt", reader({"a.txt": "-r a.txt\n"}))
 
 
 def test_patched_files_lists_only_changes() -> None:
     before = {"a.txt": b"torch==2.9\nx\n", "b.txt": b"y\n"}
     after = {"a.txt": b"x\n", "b.txt": b"y\n"}
-    (patched,) = layout.patched_files(before, after)
+    (patched,) = source_layout.patched_files(before, after)
     assert patched.path == "a.txt" and patched.sha256_before != patched.sha256_after
 
 
@@ -95,7 +95,7 @@ VLLM_LIKE = {
 
 
 def pins_for(files: dict[str, str], device: str, processor: str = "x86_64") -> set[tuple[str, str, str, str, str]]:
-    reading = layout.external_pins(files, reader(files), target_device=device, processor=processor)
+    reading = source_layout.external_pins(files, reader(files), target_device=device, processor=processor)
     return {(p.name, p.repository, p.ref, p.ref_kind, p.override) for p in reading.pins}
 
 
@@ -120,7 +120,7 @@ def test_external_pins_for_the_target(device: str, processor: str, expected: set
 
 def test_two_pins_for_one_override_name_both() -> None:
     files = {**VLLM_LIKE, "cmake/cpu_extension.cmake": VLLM_LIKE["cmake/cpu_extension.cmake"].replace("ASIMD", "NEON")}
-    with pytest.raises(layout.LayoutError, match=(
+    with pytest.raises(source_layout.LayoutError, match=(
             r"cmake/cpu_extension.cmake:8: oneDNN https://github.com/oneapi-src/oneDNN.git v3.13 and "
             r"cmake/cpu_extension.cmake:6: oneDNN .* are both pinned for FETCHCONTENT_SOURCE_DIR_ONEDNN")):
         pins_for(files, "cpu")
@@ -136,7 +136,7 @@ def test_two_pins_for_one_override_name_both() -> None:
     ],
 )
 def test_unreadable_cmake_is_a_layout_error(files: dict[str, str], message: str) -> None:
-    with pytest.raises(layout.LayoutError, match=message):
+    with pytest.raises(source_layout.LayoutError, match=message):
         pins_for(files, "cuda")
 
 
