@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from vllm_lock import codec
-from vllm_lock.cli_app import error_text
+from vllm_lock.cli import error_text
 from vllm_lock.errors import ExitCode
 from vllm_lock.shell import lockfiles
 from vllm_lock.testworld import TestWorld

@@ -1,26 +1,29 @@
-"""The typer app and the single error handler. The error contract (docs/error-contract.md): on
-any error stderr gets exactly one line starting with `error: `, then only indented context lines
-(a build's log tail, the full log's path), and the process exits with the code of errors.ExitCode.
-Tracebacks only with VLLM_LOCK_DEBUG=1."""
+"""The vllm-lock command line: the typer app, the one error handler, `main`.
+
+The commands live in cli/lock.py, cli/install.py and cli/lifecycle.py (plain functions: parse,
+call one action, print) and are registered here, each wrapped in the handler. The error contract
+(docs/error-contract.md): on any error stderr gets exactly one line starting with `error: `, then
+only indented context lines (a build's log tail, the full log's path), and the process exits with
+the code errors.exit_code_for() gives. Tracebacks only with VLLM_LOCK_DEBUG=1."""
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import select
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from vllm_lock.errors import ExitCode, VllmLockError
+import vllm_lock
+from vllm_lock.cli import install as install_commands
+from vllm_lock.cli import lifecycle as lifecycle_commands
+from vllm_lock.cli import lock as lock_commands
+from vllm_lock.errors import ExitCode, VllmLockError, exit_code_for
 
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from vllm_lock.mirrors import Mirrors
+CONTEXT_INDENT = "  "
 
 app = typer.Typer(
     name="vllm-lock",
@@ -29,13 +32,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
-CONTEXT_INDENT = "  "
-INTERRUPTED = 130
-
-
-SIGPIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
 
 
 def printable(line: str) -> str:
@@ -70,43 +66,83 @@ def internal_error_text(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {message} (VLLM_LOCK_DEBUG=1 for the traceback)"
 
 
-def command(*args: Any, any_error_exit: ExitCode | None = None, **kwargs: Any) -> Callable[[F], F]:
-    """app.command() with the error handler wrapped around the command body. any_error_exit: the
-    one code for every error of a command whose scripts read 0/1 as answers (verify, diff)."""
+def handled(name: str, command: Callable[..., Any]) -> Callable[..., Any]:
+    """The command with the one error handler around it: a failure is reported by the contract and
+    exits with errors.exit_code_for(failure, command=name); an int result is the exit code."""
 
-    def decorate(fn: F) -> F:
-        @functools.wraps(fn)
-        def wrapper(*a: Any, **kw: Any) -> Any:
-            try:
-                result = fn(*a, **kw)
-            except VllmLockError as exc:
-                if os.environ.get("VLLM_LOCK_DEBUG"):
-                    raise
-                report_error(str(exc))
-                raise typer.Exit(int(any_error_exit or exc.exit_code)) from None
-            except KeyboardInterrupt:
-                report_error("interrupted")
-                raise typer.Exit(INTERRUPTED) from None
-            except Exception as exc:
-                if isinstance(exc, BrokenPipeError) and stdout_closed():
-                    _silence_stdout()
-                    raise typer.Exit(SIGPIPE_EXIT) from None
-                if os.environ.get("VLLM_LOCK_DEBUG") or _is_click_exception(exc):
-                    raise
-                report_error(internal_error_text(exc))
-                raise typer.Exit(int(any_error_exit or ExitCode.INTERNAL)) from None
-            if isinstance(result, int) and result:
-                raise typer.Exit(result)
-            return result
+    @functools.wraps(command)
+    def run_command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = command(*args, **kwargs)
+        except VllmLockError as exc:
+            if os.environ.get("VLLM_LOCK_DEBUG"):
+                raise
+            report_error(str(exc))
+            raise typer.Exit(exit_code_for(exc, command=name)) from None
+        except KeyboardInterrupt as exc:
+            report_error("interrupted")
+            raise typer.Exit(exit_code_for(exc, command=name)) from None
+        except Exception as exc:
+            if isinstance(exc, BrokenPipeError) and stdout_closed():
+                _silence_stdout()
+                raise typer.Exit(ExitCode.STDOUT_CLOSED) from None
+            if os.environ.get("VLLM_LOCK_DEBUG") or _is_click_exception(exc):
+                raise
+            report_error(internal_error_text(exc))
+            raise typer.Exit(exit_code_for(exc, command=name)) from None
+        if isinstance(result, int) and result:
+            raise typer.Exit(result)
+        return result
 
-        app.command(*args, **kwargs)(wrapper)
-        return fn
+    return run_command
 
-    return decorate
+
+COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
+    ("resolve", lock_commands.resolve),
+    ("show", lock_commands.show),
+    ("export", lock_commands.export),
+    ("demo", lifecycle_commands.demo),
+    ("install", install_commands.install),
+    ("verify", install_commands.verify),
+    ("rollback", install_commands.rollback),
+    ("build-check", install_commands.build_check),
+    ("update", lock_commands.update),
+    ("diff", lock_commands.diff),
+    ("test", lifecycle_commands.test),
+    ("promote", lifecycle_commands.promote),
+    ("verify-lock", lock_commands.verify_lock),
+)
+
+
+def _register() -> None:
+    for name, command in COMMANDS:
+        app.command(name)(handled(name, command))
+
+
+_register()
+
+
+def _print_version(requested: bool) -> None:
+    if not requested:
+        return
+    from vllm_lock.shell import uv as uv_shell
+
+    print(f"vllm-lock {vllm_lock.__version__}")
+    print(f"uv {uv_shell.uv_version()}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="print the versions of vllm-lock and of the uv it runs, then exit")] = False,
+) -> None:
+    pass
 
 
 def _is_click_exception(exc: BaseException) -> bool:
-    """typer.Exit / click's usage errors: the parser's, handled by run() (vendored click or not)."""
+    """typer.Exit / click's usage errors: the parser's, handled by main() (vendored click or not)."""
     return callable(getattr(exc, "format_message", None)) and isinstance(getattr(exc, "exit_code", None), int) \
         or isinstance(exc, (typer.Exit, typer.Abort))
 
@@ -133,29 +169,17 @@ def _silence_stdout() -> None:
         pass
 
 
-def stdout_console() -> Console:
-    """A rich console on stdout whose closed pipe is a BrokenPipeError for the one handler (rich's
-    own would exit 1 without a word)."""
-    from rich.console import Console
-
-    class _Console(Console):
-        def on_broken_pipe(self) -> None:
-            raise BrokenPipeError(errno.EPIPE, "stdout closed")
-
-    return _Console()
-
-
 def _exit(code: int) -> NoReturn:
     """sys.exit after flushing stdout here, where a closed one exits quietly with 141."""
     try:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
-        sys.exit(SIGPIPE_EXIT)
+        sys.exit(ExitCode.STDOUT_CLOSED)
     sys.exit(code)
 
 
-def run() -> NoReturn:
+def main() -> NoReturn:
     """The app as the console script runs it. Command-line errors (unknown option, missing or bad
     argument: click's UsageError, vendored by typer or not) follow the same contract, exit 2; a
     bare `vllm-lock` prints the help. A closed stdout (the reader of a pipe went away) ends the
@@ -164,11 +188,11 @@ def run() -> NoReturn:
         code = app(standalone_mode=False)
     except typer.Abort:
         report_error("interrupted")
-        sys.exit(INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:
         if isinstance(exc, BrokenPipeError) and stdout_closed():
             _silence_stdout()
-            sys.exit(SIGPIPE_EXIT)
+            sys.exit(ExitCode.STDOUT_CLOSED)
         if not _is_click_exception(exc):
             if os.environ.get("VLLM_LOCK_DEBUG"):
                 raise
@@ -183,10 +207,3 @@ def run() -> NoReturn:
         report_error(str(format_message()))
         sys.exit(exit_code)
     _exit(code if isinstance(code, int) else ExitCode.OK)
-
-
-def mirror_settings(options: list[str] | None) -> Mirrors:
-    """The mirrors of `--mirror` options and $VLLM_LOCK_MIRRORS (a bad one: a usage error)."""
-    from vllm_lock import mirrors
-
-    return mirrors.parse(options or (), os.environ.get("VLLM_LOCK_MIRRORS"))
