@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import vllm_lock
+from vllm_lock.actions.resolve import ResolveRequest
+from vllm_lock.cli import options
 from vllm_lock.model import LOCK_VERSION
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.testworld import TestWorld
@@ -112,3 +116,24 @@ def test_the_suite_writes_only_under_its_temporary_directories(tmp_path: Path) -
     for path in (Path.home(), cache_root(), Path(os.environ["XDG_CACHE_HOME"])):
         assert session_tmp in path.parents, path
     assert Path(os.environ["VLLM_LOCK_TESTWORLD_CACHE"]).name == "testworld-pypi"
+
+
+def test_version_prints_the_tool_and_the_bundled_uv(tmp_path: Path) -> None:
+    result = run_cli("--version", cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr == ""
+    said_by_uv = subprocess.run([uv_shell.uv_bin(), "--version"], capture_output=True, text=True, check=True).stdout
+    assert result.stdout == f"vllm-lock {vllm_lock.__version__}\nuv {said_by_uv.split()[1]}\n"
+    console_script = subprocess.run([Path(sys.executable).with_name("vllm-lock"), "--version"], capture_output=True,
+                                    text=True, timeout=60)
+    assert console_script.returncode == 0 and console_script.stdout == result.stdout
+
+
+def test_the_command_line_shows_the_resolve_requests_defaults() -> None:
+    """cli/options.py names the defaults without importing the resolver: they must be its own."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ResolveRequest)}
+    shown = {"ref": options.DEFAULT_REF, "torch_channel": options.DEFAULT_TORCH_CHANNEL,
+             "torch_date": options.DEFAULT_TORCH_DATE, "cuda": options.DEFAULT_CUDA, "archs": options.DEFAULT_ARCHS,
+             "python": options.DEFAULT_PYTHON, "flash_attn_version": options.DEFAULT_FLASH_ATTN_VERSION,
+             "target_device": options.DEFAULT_TARGET_DEVICE, "name": options.DEFAULT_LOCK_NAME}
+    assert shown == {name: defaults[name] for name in shown}
+    assert options.archs(None) == defaults["archs"] and options.archs(["9.0"]) == ("9.0",)
