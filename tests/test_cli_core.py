@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 import vllm_lock
 from vllm_lock.actions.resolve import ResolveRequest
-from vllm_lock.cli import options
+from vllm_lock.cli import COMMANDS, app, app_for, options
 from vllm_lock.model import LOCK_VERSION
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.testworld import TestWorld
@@ -137,3 +138,16 @@ def test_the_command_line_shows_the_resolve_requests_defaults() -> None:
              "target_device": options.DEFAULT_TARGET_DEVICE, "name": options.DEFAULT_LOCK_NAME}
     assert shown == {name: defaults[name] for name in shown}
     assert options.archs(None) == defaults["archs"] and options.archs(["9.0"]) == ("9.0",)
+
+
+@pytest.mark.parametrize("name", [name for name, _ in COMMANDS])
+def test_the_app_of_one_command_parses_as_the_whole_app(name: str) -> None:
+    """main() builds only the command it runs: that command's help and its usage errors are the
+    whole app's."""
+    alone = app_for([name, "--help"])
+    assert [c.name for c in alone.registered_commands] == [name]
+    for args in ([name, "--help"], [name, "--no-such-option"]):
+        whole, single = CliRunner().invoke(app, args), CliRunner().invoke(alone, args)
+        assert (single.exit_code, single.output) == (whole.exit_code, whole.output)
+    assert app_for(["--version"]).registered_commands == []
+    assert app_for(["--help"]) is app and app_for([]) is app and app_for(["no-such-command"]) is app

@@ -25,13 +25,6 @@ from vllm_lock.errors import ExitCode, VllmLockError, exit_code_for
 
 CONTEXT_INDENT = "  "
 
-app = typer.Typer(
-    name="vllm-lock",
-    help="Reproducible, hashed locks for building vLLM from source.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
 
 
 def printable(line: str) -> str:
@@ -114,14 +107,6 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
 )
 
 
-def _register() -> None:
-    for name, command in COMMANDS:
-        app.command(name)(handled(name, command))
-
-
-_register()
-
-
 def _print_version(requested: bool) -> None:
     if not requested:
         return
@@ -132,13 +117,41 @@ def _print_version(requested: bool) -> None:
     raise typer.Exit()
 
 
-@app.callback()
 def _options(
     version: Annotated[bool, typer.Option(
         "--version", is_eager=True, callback=_print_version,
         help="print the versions of vllm-lock and of the uv it runs, then exit")] = False,
 ) -> None:
     pass
+
+
+def typer_app(commands: tuple[tuple[str, Callable[..., Any]], ...] = COMMANDS) -> typer.Typer:
+    """The app with these commands, each wrapped in the one handler."""
+    built = typer.Typer(
+        name="vllm-lock",
+        help="Reproducible, hashed locks for building vLLM from source.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    built.callback()(_options)
+    for name, command in commands:
+        built.command(name)(handled(name, command))
+    return built
+
+
+app = typer_app()
+
+
+def app_for(args: list[str]) -> typer.Typer:
+    """The app for a command line: only the command it runs, when it names one (typer builds the
+    parser of every command an app holds on each call, ~10 ms of every run for the twelve that do
+    not run); none for --version; the whole app for the top-level help and an unknown command."""
+    name = next((arg for arg in args if not arg.startswith("-")), None)
+    chosen = tuple((n, command) for n, command in COMMANDS if n == name)
+    if chosen or (name is None and "--version" in args and "--help" not in args):
+        return typer_app(chosen)
+    return app
 
 
 def _is_click_exception(exc: BaseException) -> bool:
@@ -185,7 +198,7 @@ def main() -> NoReturn:
     bare `vllm-lock` prints the help. A closed stdout (the reader of a pipe went away) ends the
     command quietly with 141, as a shell reports a writer killed by SIGPIPE."""
     try:
-        code = app(standalone_mode=False)
+        code = app_for(sys.argv[1:])(standalone_mode=False)
     except typer.Abort:
         report_error("interrupted")
         sys.exit(ExitCode.INTERRUPTED)

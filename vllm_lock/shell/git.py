@@ -26,14 +26,15 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Literal, overload
-
-import git
-from git.exc import GitCommandError, GitCommandNotFound, InvalidGitRepositoryError, NoSuchPathError
+from typing import TYPE_CHECKING, Literal, overload
 
 from vllm_lock.errors import InstallError, ResolutionError, UnknownRefError, UnreachableError, VllmLockError
 from vllm_lock.model import is_commit_sha
 from vllm_lock.shell import limits, mirroring
+
+if TYPE_CHECKING:  # gitpython is imported where git runs: its import costs every other command ~40 ms
+    import git
+    from git.exc import GitCommandError
 
 RETRIES = 3
 URL_SCHEMES = ("https", "http", "ssh", "git", "file")
@@ -147,6 +148,9 @@ def run(
     """`git <args>` in cwd. With url (a network call: ls-remote, fetch) the URL must follow a
     `--`; failures that look like the network are retried within one total deadline and end as
     UnreachableError naming the URL. Other failures raise GitError with git's own last line."""
+    import git
+    from git.exc import GitCommandError, GitCommandNotFound
+
     # no automatic gc/repack: a reader of a shared mirror must never meet a repack under it
     argv = ["git", *(part for setting in FORCED_CONFIG for part in ("-c", setting)), *args]
     if url is not None:
@@ -275,6 +279,9 @@ def mirror_lock(cache: Path, url: str) -> Iterator[Path]:
 def _open_mirror(path: Path) -> git.Repo:
     """The bare mirror at path (the caller holds its lock): created empty the first time,
     created again when a killed process left it unreadable, stale git lock files removed."""
+    import git
+    from git.exc import InvalidGitRepositoryError, NoSuchPathError
+
     if (path / "HEAD").exists():
         try:
             repo = git.Repo(path)
