@@ -19,20 +19,17 @@ from typing import IO
 import vllm_lock
 from vllm_lock import codec, plan, pylock
 from vllm_lock import cuda as cuda_rules
-from vllm_lock import layout as layout_rules
 from vllm_lock import receipt as receipts
 from vllm_lock import rust as rust_rules
-from vllm_lock.actions import verify as verify_action
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import InstallError, IntegrityError, OutputError, PreflightError, UsageError, VllmLockError
 from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import BuildRecipe, Lock, PatchedFile, index_url_problem
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
-from vllm_lock.shell import cargo, generations, lockfiles, machine, mirroring, staging
+from vllm_lock.shell import cargo, generations, lockfiles, machine, mirroring
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
-from vllm_lock.shell.stripping import run_stripping_script, snapshot
 
 DEFAULT_CRATE_REGISTRY = "https://static.crates.io/crates"
 MAX_RUST_SOURCE = 64 << 20  # bytes of one file the Rust frontend's detection reads from the checkout
@@ -165,6 +162,12 @@ def _steps(
     request: InstallRequest, lock: Lock, layout: plan.Layout, gen: Path, editable: bool, rep: Reporter,
     log: IO[str], log_path: Path,
 ) -> InstallResult:
+    # imported here: an install that finds its generation in place (no-op, switch) never needs them
+    from vllm_lock import layout as layout_rules
+    from vllm_lock.actions import verify as verify_action
+    from vllm_lock.shell import staging
+    from vllm_lock.shell.stripping import run_stripping_script, snapshot
+
     store = Store(request.cache)
     venv = gen / "venv"
     src = gen / "src"
@@ -289,6 +292,8 @@ def built_version(lock: Lock, venv: Path) -> tuple[bool, str]:
 
 def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tuple[str, set[str]]:
     """The built version consistent with the commit; the exact package set; for CUDA, every arch."""
+    from vllm_lock.actions import verify as verify_action
+
     ok, version = built_version(lock, venv)
     if not ok:
         raise InstallError(f"{version_check(lock)} failed in {venv}: {version}")
