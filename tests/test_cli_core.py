@@ -151,3 +151,14 @@ def test_the_app_of_one_command_parses_as_the_whole_app(name: str) -> None:
         assert (single.exit_code, single.output) == (whole.exit_code, whole.output)
     assert app_for(["--version"]).registered_commands == []
     assert app_for(["--help"]) is app and app_for([]) is app and app_for(["no-such-command"]) is app
+
+
+def test_show_prints_a_locks_path_as_written_not_as_emoji(tmp_path: Path) -> None:
+    """Text show prints is the user's or the lock's: `:thumbs_up:` in a path stays those
+    characters (rich's default console would print 👍)."""
+    folder = tmp_path / ":thumbs_up:"
+    folder.mkdir()
+    (folder / "before.lock.toml").write_text((Path(__file__).parent / "golden" / "before.lock.toml").read_text())
+    result = run_cli("show", ":thumbs_up:/before.lock.toml", cwd=tmp_path, env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert " - :thumbs_up:/before.lock.toml" in result.stdout and "\N{THUMBS UP SIGN}" not in result.stdout

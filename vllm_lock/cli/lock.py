@@ -92,14 +92,15 @@ def show(lock: options.Lock, as_json: options.AsJson = False) -> None:
 
 def stdout_console() -> Console:
     """A rich console on stdout whose closed pipe is a BrokenPipeError for the one handler (rich's
-    own would exit 1 without a word)."""
+    own would exit 1 without a word). No emoji codes: a lock's text is printed as written (and
+    rich's table of codes, ~5 ms to import, stays unloaded)."""
     from rich.console import Console
 
     class _Console(Console):
         def on_broken_pipe(self) -> None:
             raise BrokenPipeError(errno.EPIPE, "stdout closed")
 
-    return _Console()
+    return _Console(emoji=False)
 
 
 def export(
