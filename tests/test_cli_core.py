@@ -162,3 +162,45 @@ def test_show_prints_a_locks_path_as_written_not_as_emoji(tmp_path: Path) -> Non
     result = run_cli("show", ":thumbs_up:/before.lock.toml", cwd=tmp_path, env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     assert " - :thumbs_up:/before.lock.toml" in result.stdout and "\N{THUMBS UP SIGN}" not in result.stdout
+
+
+# Start-up cost (issue 13): a command imports what it runs. A fresh interpreter runs the CLI (or
+# imports a module) and reports which of the costly modules it loaded.
+PROBE = """
+import json, sys
+watched = {watched!r}
+if sys.argv[1] == "--import":
+    __import__(sys.argv[2])
+    code = 0
+else:
+    from vllm_lock import cli
+    sys.argv = ["vllm-lock", *sys.argv[1:]]
+    try:
+        cli.main()
+    except SystemExit as exit:
+        code = exit.code
+print(json.dumps([code, sorted(m for m in watched if m in sys.modules)]), file=sys.stderr)
+"""
+COSTLY = ("git", "tomlkit", "http.client", "ssl", "email.parser", "tarfile", "rich", "rich._emoji_codes",
+          "vllm_lock.cmake", "vllm_lock.codec", "vllm_lock.shell.git", "vllm_lock.shell.http",
+          "vllm_lock.actions.verify", "vllm_lock.actions.resolve")
+
+
+@pytest.mark.parametrize(
+    ("args", "needed"),
+    [
+        (("--version",), set()),
+        (("show", "before.lock.toml"), {"rich", "vllm_lock.codec"}),
+        (("show", "before.lock.toml", "--json"), {"vllm_lock.codec"}),
+        # an install that finds its generation in place: the build's modules stay unloaded
+        (("--import", "vllm_lock.actions.install"), {"vllm_lock.codec"}),
+    ],
+    ids=["--version", "show", "show --json", "install (no-op path)"],
+)
+def test_a_command_imports_only_what_it_runs(args: tuple[str, ...], needed: set[str], tmp_path: Path) -> None:
+    (tmp_path / "before.lock.toml").write_text((Path(__file__).parent / "golden" / "before.lock.toml").read_text())
+    done = subprocess.run([sys.executable, "-c", PROBE.format(watched=COSTLY), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    code, loaded = json.loads(done.stderr.splitlines()[-1])
+    assert code in (0, None), done.stderr
+    assert set(loaded) == needed
