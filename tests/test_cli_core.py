@@ -194,8 +194,12 @@ COSTLY = ("git", "tomlkit", "http.client", "ssl", "email.parser", "tarfile", "ri
         (("show", "before.lock.toml", "--json"), {"vllm_lock.codec"}),
         # an install that finds its generation in place: the build's modules stay unloaded
         (("--import", "vllm_lock.actions.install"), {"vllm_lock.codec"}),
+        # the shell's modules load their system's library where they call it
+        (("--import", "vllm_lock.shell.git"), {"vllm_lock.shell.git", "tarfile"}),
+        (("--import", "vllm_lock.shell.uv"), set()),
+        (("--import", "vllm_lock.shell.store"), set()),
     ],
-    ids=["--version", "show", "show --json", "install (no-op path)"],
+    ids=["--version", "show", "show --json", "install (no-op path)", "shell.git", "shell.uv", "shell.store"],
 )
 def test_a_command_imports_only_what_it_runs(args: tuple[str, ...], needed: set[str], tmp_path: Path) -> None:
     (tmp_path / "before.lock.toml").write_text((Path(__file__).parent / "golden" / "before.lock.toml").read_text())
