@@ -26,7 +26,6 @@ from vllm_lock.errors import ExitCode, VllmLockError, exit_code_for
 CONTEXT_INDENT = "  "
 
 
-
 def printable(line: str) -> str:
     """The line with every non-printable character (ESC, other controls, tabs) escaped as \\xNN /
     \\uNNNN: messages carry untrusted text (lock fields, paths, GPU names, build output), and a
