@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from vllm_lock import codec
-from vllm_lock.cli_app import error_text
+from vllm_lock import codec, errors
+from vllm_lock.cli import error_text
 from vllm_lock.errors import ExitCode
 from vllm_lock.shell import lockfiles
 from vllm_lock_testworld import TestWorld
@@ -180,3 +180,74 @@ def test_a_closed_stdout_exits_quietly_with_141(lock: Path, tmp_path: Path, args
     result = _closed_stdout(command, *paths, *options, cwd=tmp_path)
     assert result.returncode == 141, result.stderr
     assert result.stderr == ""
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+# The CLI with one action replaced by a function raising the given exception (a bug, a Ctrl-C).
+RAISING = """
+import sys
+from vllm_lock.actions import {module} as target
+def fail(*args, **kwargs):
+    raise {exception}
+target.{function} = fail
+from vllm_lock import cli
+sys.argv = ["vllm-lock", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def _raising(tmp_path: Path, module: str, function: str, exception: str, *args: str
+             ) -> subprocess.CompletedProcess[str]:
+    script = RAISING.format(module=module, function=function, exception=exception)
+    base = {k: v for k, v in os.environ.items() if k != "VLLM_LOCK_DEBUG"}
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=tmp_path, env=base, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.fixture
+def locks(tmp_path: Path) -> Path:
+    """A folder with a good lock (before.lock.toml) and one whose content no longer matches its hash."""
+    good = (GOLDEN / "before.lock.toml").read_text()
+    (tmp_path / "before.lock.toml").write_text(good)
+    tampered = good.replace("editable = true", "editable = false")
+    assert tampered != good
+    (tmp_path / "tampered.lock.toml").write_text(tampered)
+    return tmp_path
+
+
+def test_the_exit_rule_per_command() -> None:
+    """One table: a failure's own code, except for the commands that answer with exit 1."""
+    assert errors.ANSWERING_COMMANDS == {"diff", "verify"}
+    for failure, own in ((errors.LockInvalidError("x"), ExitCode.LOCK_INVALID),
+                         (errors.UnreachableError("x"), ExitCode.UNREACHABLE), (RuntimeError("x"), ExitCode.INTERNAL)):
+        assert errors.exit_code_for(failure, command="show") == own
+        assert errors.exit_code_for(failure, command="diff") == ExitCode.USAGE
+        assert errors.exit_code_for(failure, command="verify") == ExitCode.USAGE
+    for command in ("show", "diff", "verify"):
+        assert errors.exit_code_for(KeyboardInterrupt(), command=command) == ExitCode.INTERRUPTED
+
+
+def test_diff_and_verify_keep_1_for_the_answer_and_exit_2_on_an_invalid_lock(locks: Path) -> None:
+    """The same invalid lock: exit 3 from show, 2 from diff and verify (1 is their answer)."""
+    assert_contract(run("show", "tampered.lock.toml", cwd=locks), ExitCode.LOCK_INVALID, "content-hash mismatch")
+    assert_contract(run("diff", "before.lock.toml", "tampered.lock.toml", cwd=locks), ExitCode.USAGE,
+                    "content-hash mismatch")
+    assert_contract(run("verify", "tampered.lock.toml", "--venv", str(locks / "venv"), cwd=locks), ExitCode.USAGE,
+                    "content-hash mismatch")
+    same = run("diff", "before.lock.toml", "before.lock.toml", "--max-commits", "0", cwd=locks)
+    assert same.returncode == ExitCode.OK and same.stderr == ""
+
+
+def test_a_bug_in_diff_exits_2_and_in_show_70(locks: Path) -> None:
+    bug = "RuntimeError('unexpected')"
+    failure = assert_contract(_raising(locks, "diff", "diff", bug, "diff", "before.lock.toml", "before.lock.toml"),
+                              ExitCode.USAGE, "internal error: RuntimeError: unexpected")
+    assert failure == [failure[0]]
+    assert_contract(_raising(locks, "show", "render", bug, "show", "before.lock.toml"),
+                    ExitCode.INTERNAL, "internal error: RuntimeError: unexpected")
+
+
+def test_an_interrupted_diff_exits_130_not_2(locks: Path) -> None:
+    result = _raising(locks, "diff", "diff", "KeyboardInterrupt()", "diff", "before.lock.toml", "before.lock.toml")
+    assert_contract(result, ExitCode.INTERRUPTED, "interrupted")

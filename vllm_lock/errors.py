@@ -1,4 +1,5 @@
-"""One exception hierarchy; each branch carries its exit code (the only mapping)."""
+"""One exception hierarchy; each branch carries its exit code, and exit_code() is the only mapping
+from a failure to the code a command exits with (docs/error-contract.md)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ class ExitCode(IntEnum):
     INTEGRITY = 8  # bytes do not match the lock
     OUTPUT = 9  # cannot write the output
     INTERNAL = 70  # a bug: an exception no rule expected (EX_SOFTWARE); one line, never a traceback
+    INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C
+    STDOUT_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout went away (not a failure: nothing on stderr)
 
 
 class VllmLockError(Exception):
@@ -79,3 +82,19 @@ class OutputError(VllmLockError):
 
 class NotTestedError(UsageError):
     """No passing test receipt for the lock to promote (exit 2, a usage error: run `test` first)."""
+
+
+# The commands whose exit 1 is an answer, not a failure (verify: drift; diff: different). Scripts
+# read 0 and 1 as the answer, so every failure of theirs exits 2, whatever its class (as
+# diff(1) and cmp(1) do): a lock that does not read is never taken for "different".
+ANSWERING_COMMANDS = frozenset({"verify", "diff"})
+
+
+def exit_code_for(failure: BaseException, *, command: str) -> ExitCode:
+    """The code `vllm-lock <command>` exits with when `failure` ends it."""
+    if isinstance(failure, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if command in ANSWERING_COMMANDS:
+        return ExitCode.USAGE
+    return failure.exit_code if isinstance(failure, VllmLockError) else ExitCode.INTERNAL
+

@@ -8,12 +8,14 @@ import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from vllm_lock import cmake
 from vllm_lock.model import ExternalPin, PatchedFile, git_url_problem, is_commit_sha, ref_problem
+
+if TYPE_CHECKING:  # the evaluator is imported by the functions that run it: reading a lock needs this module, not it
+    from vllm_lock import cmake
 
 SCRIPT_PATHS = ("tools/use_existing_torch.py", "use_existing_torch.py")
 # The build requirements of a target device, newest layout first. vLLM's Dockerfile.cpu and its
@@ -179,6 +181,8 @@ _ISA_PROBES = {
 def cmake_facts(target_device: str, processor: str) -> dict[str, str]:
     """The variables vLLM's configure step starts from for a target: what setup.py passes with
     -D, what find_package(Torch) reports for the device's torch, and the processor."""
+    from vllm_lock import cmake
+
     facts = {
         "VLLM_TARGET_DEVICE": target_device,
         "VLLM_PYTHON_EXECUTABLE": "/usr/bin/python3",
@@ -217,6 +221,8 @@ def external_pins(
     CMakeLists.txt and what it includes. LayoutError (naming file and line) for text it cannot
     read, a pin it cannot read, two pins for one override variable, or a configure step that
     stops (FATAL_ERROR) on every path."""
+    from vllm_lock import cmake
+
     present = frozenset(paths)
     # `empty` compiles no device code: vLLM's CMakeLists.txt returns before any FetchContent for
     # it (every release in tests/real), and a tree whose CMake does not say so fetches nothing

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import IO
 
 import vllm_lock
-from vllm_lock import codec, plan, pylock, source_layout
+from vllm_lock import codec, plan, pylock
 from vllm_lock import cuda as cuda_rules
 from vllm_lock import receipt as receipts
 from vllm_lock import rust as rust_rules
-from vllm_lock.actions import verify as verify_action
 from vllm_lock.build_identity import generation_id
 from vllm_lock.compiler_cache import CompilerCache, CompilerCacheSession
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
@@ -33,11 +32,10 @@ from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import BuildRecipe, Lock, PatchedFile, index_url_problem
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
-from vllm_lock.shell import cargo, cuda_tools, generations, lockfiles, machine, mirroring, sccache, staging
+from vllm_lock.shell import cargo, cuda_tools, generations, lockfiles, machine, mirroring, sccache
 from vllm_lock.shell import git as git_shell
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
-from vllm_lock.shell.stripping import run_stripping_script, snapshot
 
 DEFAULT_CRATE_REGISTRY = "https://static.crates.io/crates"
 MAX_RUST_SOURCE = 64 << 20  # bytes of one file the Rust frontend's detection reads from the checkout
@@ -238,6 +236,8 @@ def install_packages(run: _Run, uv_env: dict[str, str]) -> None:
     """Every locked wheel staged from the cache and named in the generation's pylock.toml: uv
     picks the best one for this machine."""
     lock, gen = run.lock, run.gen
+    from vllm_lock.shell import staging  # not imported by an install that finds its generation in place
+
     staged = staging.stage_wheels(lock, run.store, gen.wheels, run.rep.say)
     gen.pylock.write_text(pylock.to_pylock(lock, local_path=lambda _, w: str(staged[w.sha256, w.filename])),
                           encoding="utf-8")
@@ -253,6 +253,8 @@ def check_out_source(run: _Run) -> None:
 def stage_external_sources(run: _Run) -> dict[str, Path]:
     """The external CMake sources at their locked commits and the Rust crates, vendored."""
     lock, gen = run.lock, run.gen
+    from vllm_lock.shell import staging
+
     external_dirs = staging.stage(lock.external_sources, run.request.cache, gen, run.rep.say)
     if lock.rust is not None:
         crates = cargo.fetch(lock.rust.crates, run.request.crate_registry, run.store, run.rep.say)
@@ -264,6 +266,9 @@ def stage_external_sources(run: _Run) -> dict[str, Path]:
 def strip_source(run: _Run) -> None:
     """The commit's own stripping script, its result checked against the lock's patched files."""
     lock, src = run.lock, run.gen.src
+    from vllm_lock import source_layout
+    from vllm_lock.shell.stripping import run_stripping_script, snapshot
+
     before = snapshot(src)
     result = run_stripping_script(src, lock.layout.stripping_argv, python=str(run.gen.python), log=run.log)
     if not result.ok:
@@ -295,6 +300,8 @@ def build(run: _Run, env: dict[str, str], editable: bool) -> None:
 
 
 def verify_step(run: _Run, env: dict[str, str]) -> tuple[str, set[str]]:
+    from vllm_lock.actions import verify as verify_action
+
     lock, gen, rep = run.lock, run.gen, run.rep
     version, found = verify_built(lock, gen.venv, gen.src, env)
     rep.say(f"    {version_check(lock)}: {version}")
@@ -332,6 +339,8 @@ def built_version(lock: Lock, venv: Path) -> tuple[bool, str]:
 
 def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tuple[str, set[str]]:
     """The built version consistent with the commit; the exact package set; for CUDA, every arch."""
+    from vllm_lock.actions import verify as verify_action
+
     ok, version = built_version(lock, venv)
     if not ok:
         raise InstallError(f"{version_check(lock)} failed in {venv}: {version}")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from vllm_lock import codec, pylock
 from vllm_lock.build_identity import build_identity
 from vllm_lock.model import ExternalSource, Lock
 from vllm_lock.shell import files, lockfiles
+
+if TYPE_CHECKING:  # rich is imported by render: `show --json` and `export` never load it
+    from rich.console import Console
 
 
 def summary(lock: Lock, path: Path) -> dict[str, Any]:
@@ -59,6 +59,9 @@ def summary(lock: Lock, path: Path) -> dict[str, Any]:
 
 
 def render(lock: Lock, path: Path, console: Console | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = console or Console()
     info = summary(lock, path)
     tuple_table = Table(title=f"lock {lock.name} ({lock.phase}) - {path}", show_header=False)

@@ -10,7 +10,6 @@ import json
 import os
 import zipfile
 from dataclasses import asdict, dataclass, field
-from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +109,7 @@ def site_packages(venv: Path) -> Path:
 
 
 def installed(site: Path) -> dict[str, Dist]:
+    from email.parser import HeaderParser  # here: a no-op install imports this module, never runs it
     dists: dict[str, Dist] = {}
     for info in site.glob("*.dist-info"):
         try:
@@ -155,6 +155,7 @@ def changed_files(site: Path, dist: Dist) -> list[str]:
 
 def _wheel_tags(dist: Dist) -> tuple[frozenset[str], str]:
     """The tags and build tag the installed distribution's WHEEL file records."""
+    from email.parser import HeaderParser
     try:
         meta = HeaderParser().parsestr((dist.dist_info / "WHEEL").read_text(encoding="utf-8", errors="replace"))
     except OSError:
@@ -247,6 +248,7 @@ def inspect_packages(lock: Lock, venv: Path, *, check_files: bool = True) -> Rep
 
 
 def _requires_dist(dist: Dist) -> tuple[str, ...]:
+    from email.parser import HeaderParser
     try:
         meta = HeaderParser().parsestr((dist.dist_info / "METADATA").read_text(encoding="utf-8", errors="replace"))
     except OSError:

@@ -11,13 +11,11 @@ at all for it (CARGO_NET_OFFLINE=true holds), and it checks each vendored crate 
 from __future__ import annotations
 
 import errno
-import gzip
 import hashlib
 import io
 import json
 import os
 import shutil
-import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -77,6 +75,9 @@ def vendor(paths: dict[Crate, Path], dest: Path) -> None:
 
 def _unpack(path: Path, crate: Crate, dest: Path) -> dict[str, str]:
     """Regular files under <name>-<version>/ only; returns {relative path: sha256}."""
+    import gzip  # here: every install imports this module, few unpack crates
+    import tarfile
+
     prefix = f"{crate.name}-{crate.version}"
     files: dict[str, str] = {}
     total = 0

