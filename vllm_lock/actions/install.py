@@ -33,7 +33,6 @@ from vllm_lock.model import BuildRecipe, Lock, PatchedFile, index_url_problem
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
 from vllm_lock.shell import cargo, cuda_tools, generations, lockfiles, machine, mirroring, sccache
-from vllm_lock.shell import git as git_shell
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 
@@ -246,6 +245,8 @@ def install_packages(run: _Run, uv_env: dict[str, str]) -> None:
 
 
 def check_out_source(run: _Run) -> None:
+    from vllm_lock.shell import git as git_shell  # gitpython: not for an install that finds its generation
+
     git_shell.checkout(run.lock, run.request.cache, run.gen.src, run.rep.say)
     check_rust_frontend(run.lock, run.gen.src)
 
@@ -344,6 +345,8 @@ def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tupl
     ok, version = built_version(lock, venv)
     if not ok:
         raise InstallError(f"{version_check(lock)} failed in {venv}: {version}")
+    from vllm_lock.shell import git as git_shell
+
     problem = plan.version_problem(version, lock.vllm.commit, git_shell.exact_tag(src))
     if problem:
         raise InstallError(problem)
@@ -379,6 +382,8 @@ def rust_env(lock: Lock, facts: plan.MachineFacts, gen: Generation, path: str) -
 def check_rust_frontend(lock: Lock, src: Path) -> None:
     """The checked-out tree's Rust frontend (detected as resolve detects it) must be the lock's:
     presence, toolchain, Cargo.lock path and sha256, artifacts, crates. Before any build."""
+    from vllm_lock.shell import git as git_shell
+
     files = frozenset(git_shell.tracked_files(src))
 
     def read(path: str) -> str:
