@@ -79,3 +79,19 @@ class OutputError(VllmLockError):
 
 class NotTestedError(UsageError):
     """No passing test receipt for the lock to promote (exit 2, a usage error: run `test` first)."""
+
+
+class CacheEntryError(IntegrityError):
+    """A binary cache entry refused: malformed, unsigned, untrusted, or not its wheel's bytes."""
+
+
+class CacheKeyError(UsageError):
+    """A cache signing or trusted key that is not `name:base64` of an ed25519 key."""
+
+
+class CacheUnreachableError(UnreachableError):
+    """A binary cache that did not answer within its bounds (or refused the request)."""
+
+
+class SubstituteOnlyError(InstallError):
+    """--substitute-only, and no configured cache gave a verified wheel of the build identity."""
