@@ -109,7 +109,7 @@ def demo(
 
 
 # Commands of the other areas register themselves on import.
-from vllm_lock import cli_install, cli_lifecycle  # noqa: E402,F401
+from vllm_lock import cli_cache, cli_install, cli_lifecycle  # noqa: E402,F401
 
 
 def main() -> None:

@@ -70,9 +70,12 @@ def internal_error_text(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {message} (VLLM_LOCK_DEBUG=1 for the traceback)"
 
 
-def command(*args: Any, any_error_exit: ExitCode | None = None, **kwargs: Any) -> Callable[[F], F]:
-    """app.command() with the error handler wrapped around the command body. any_error_exit: the
-    one code for every error of a command whose scripts read 0/1 as answers (verify, diff)."""
+def command(
+    *args: Any, any_error_exit: ExitCode | None = None, on: typer.Typer | None = None, **kwargs: Any
+) -> Callable[[F], F]:
+    """app.command() (or on.command(), a sub-app's) with the error handler wrapped around the
+    command body. any_error_exit: the one code for every error of a command whose scripts read 0/1
+    as answers (verify, diff)."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
@@ -99,7 +102,7 @@ def command(*args: Any, any_error_exit: ExitCode | None = None, **kwargs: Any) -
                 raise typer.Exit(result)
             return result
 
-        app.command(*args, **kwargs)(wrapper)
+        (on or app).command(*args, **kwargs)(wrapper)
         return fn
 
     return decorate

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from vllm_lock import cli_cache
 from vllm_lock.cli_app import command, mirror_settings, report_error
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import ExitCode, UsageError, VllmLockError
@@ -57,6 +58,12 @@ def install(
     skip_gpu_check: Annotated[bool, typer.Option("--skip-gpu-check", help="build for other machines' GPUs: do not check this machine's GPUs and driver against the lock")] = False,
     crate_registry: Annotated[str | None, typer.Option("--crate-registry", help="where the lock's Rust crates are fetched: <URL>/<name>/<name>-<version>.crate (default: $VLLM_LOCK_CRATE_REGISTRY, else static.crates.io)")] = None,
     mirror: Annotated[list[str] | None, typer.Option(help="FROM=TO: fetch URLs starting with FROM from TO instead (git, indexes, wheels; never written to the lock), repeatable; also $VLLM_LOCK_MIRRORS")] = None,
+    cache: Annotated[list[str] | None, typer.Option("--cache", help="binary cache to substitute the build from (file://, http(s)://, s3://), repeatable, in order; else $VLLM_LOCK_CACHES")] = None,
+    trusted_cache_key: Annotated[list[str] | None, typer.Option(help=cli_cache.TRUSTED_HELP)] = None,
+    trusted_cache_keys_file: Annotated[Path | None, typer.Option(help=cli_cache.TRUSTED_FILE_HELP)] = None,
+    substitute_only: Annotated[bool, typer.Option("--substitute-only", help="fail instead of building when no cache has a verified build")] = False,
+    push: Annotated[str | None, typer.Option("--push", help="after a verified build, push the wheel and its signed entry to this cache; else $VLLM_LOCK_PUSH")] = None,
+    cache_signing_key: Annotated[Path | None, typer.Option(help="secret cache key file for --push; else $VLLM_LOCK_CACHE_SIGNING_KEY")] = None,
 ) -> None:
     """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
     from vllm_lock.actions import verify_lock
@@ -82,6 +89,10 @@ def install(
             skip_gpu_check=skip_gpu_check,
             crate_registry=crate_registry or os.environ.get("VLLM_LOCK_CRATE_REGISTRY") or install_action.DEFAULT_CRATE_REGISTRY,
             mirrors=mirror_settings(mirror),
+            caches=cli_cache.cache_settings(
+                cache=cache, trusted_cache_key=trusted_cache_key, trusted_cache_keys_file=trusted_cache_keys_file,
+                substitute_only=substitute_only, push=push, cache_signing_key=cache_signing_key,
+            ),
         ),
         Reporter.for_stderr(),
     )

@@ -44,6 +44,7 @@ class Receipt:
     version_checked_by: str = "vllm --version"  # or "import vllm + importlib.metadata" (target empty)
     toolchain: dict[str, dict[str, str | None]] = field(default_factory=dict)  # name -> version, path
     gpus: dict[str, Any] = field(default_factory=dict)  # what preflight saw; empty when not looked at
+    substituted_from: dict[str, str] = field(default_factory=dict)  # the binary cache's origin; empty when built
     receipt_version: int = RECEIPT_VERSION
 
     def to_json(self) -> str:

@@ -7,6 +7,7 @@ A generation without a receipt is unfinished: rerunning resumes it (every step i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import errno
 import os
@@ -22,6 +23,7 @@ from vllm_lock import cuda as cuda_rules
 from vllm_lock import layout as layout_rules
 from vllm_lock import receipt as receipts
 from vllm_lock import rust as rust_rules
+from vllm_lock.actions import substitute
 from vllm_lock.actions import verify as verify_action
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import InstallError, IntegrityError, OutputError, PreflightError, UsageError, VllmLockError
@@ -54,6 +56,7 @@ class InstallRequest:
     skip_gpu_check: bool = False  # a build host building for other machines' GPUs
     crate_registry: str = DEFAULT_CRATE_REGISTRY  # <registry>/<name>/<name>-<version>.crate
     mirrors: Mirrors = NO_MIRRORS  # where bytes come from; never in the lock (docs/mirrors.md)
+    caches: substitute.CacheSettings = substitute.NO_CACHES  # binary caches: substitute, push
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,12 +210,17 @@ def _steps(
             on_line=on_line,
         )
 
+    hit: substitute.Substitution | None = None
+    if request.caches.caches:
+        with rep.step("substitute"):
+            hit = substitute.step(request.caches, lock, editable, gen / "dist", rep.say)
+
     with rep.step("source"):
         build_shell.checkout(lock, request.cache, src, rep.say)
         check_rust_frontend(lock, src)
 
     external_dirs: dict[str, Path] = {}
-    if lock.external_sources or lock.rust is not None:
+    if (lock.external_sources or lock.rust is not None) and hit is None:
         with rep.step("external sources"):
             external_dirs = staging.stage(lock.external_sources, request.cache, gen / "external", rep.say)
             if lock.rust is not None:
@@ -231,16 +239,20 @@ def _steps(
     env.update(rust_env(lock, facts, gen / "rust", env.get("PATH", os.environ.get("PATH", ""))))
     env.pop("UV_OFFLINE", None)
     env["UV_OFFLINE"] = "1"
-    with rep.step("build"):
-        shown = ("VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "NVCC_THREADS", "SOURCE_DATE_EPOCH",
-                 "VLLM_REQUIRE_RUST_FRONTEND", "CARGO_NET_OFFLINE", "CARGO_HOME")
-        for key in (*shown, "CMAKE_ARGS", *(s.override for s in lock.external_sources)):
-            if key in env:
-                rep.say(f"    {key}={env[key]}")
-        build_shell.build_vllm(
-            python=str(python), src=src, env=env, editable=editable, dist=gen / "dist", log=log,
-            on_line=build_shell.build_filter(on_line), log_path=log_path,
-        )
+    if hit is not None:
+        with rep.step("install cached build"):
+            substitute.install_wheel(hit, python=python, env=env, log=log, on_line=on_line)
+    else:
+        with rep.step("build"):
+            shown = ("VLLM_TARGET_DEVICE", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "NVCC_THREADS", "SOURCE_DATE_EPOCH",
+                     "VLLM_REQUIRE_RUST_FRONTEND", "CARGO_NET_OFFLINE", "CARGO_HOME")
+            for key in (*shown, "CMAKE_ARGS", *(s.override for s in lock.external_sources)):
+                if key in env:
+                    rep.say(f"    {key}={env[key]}")
+            build_shell.build_vllm(
+                python=str(python), src=src, env=env, editable=editable, dist=gen / "dist", log=log,
+                on_line=build_shell.build_filter(on_line), log_path=log_path,
+            )
 
     with rep.step("verify"):
         version, found = verify_built(lock, venv, src, env)
@@ -250,10 +262,21 @@ def _steps(
         for note in verify_action.require_built_requirements(lock, venv):
             rep.say(f"    {note}")
 
+    if hit is None and request.caches.push and not editable:
+        with rep.step("push"):
+            substitute.push_built(
+                request.caches, lock, gen / "dist", version=version, cubins=sorted(found),
+                toolchain={n: t["version"] for n, t in receipt_toolchain(lock, facts.toolchain, venv / "bin").items()},
+                build_seconds=rep.timings.get("build", 0.0), say=rep.say,
+            )
+
     with rep.step("receipt"):
         tools = receipt_toolchain(lock, facts.toolchain, venv / "bin")
-        receipts.write(gen, make_receipt(lock, gen, editable, version, env, jobs, rep.timings, log_path, found,
-                                         toolchain=tools, gpus=facts.gpus))
+        receipt = make_receipt(lock, gen, editable, version, env, jobs, rep.timings, log_path, found,
+                               toolchain=tools, gpus=facts.gpus)
+        if hit is not None:
+            receipt = dataclasses.replace(receipt, substituted_from=hit.origin())
+        receipts.write(gen, receipt)
 
     with rep.step("switch"):
         generations.switch(layout, gen)
