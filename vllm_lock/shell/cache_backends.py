@@ -174,7 +174,9 @@ class HttpBackend:
         except http_shell.NotFound:
             raise CacheUnreachableError(f"{url}: the entry's wheel is missing") from None
         except (UnreachableError, IntegrityError) as exc:
-            raise CacheUnreachableError(str(exc)) from None
+            # http.py words its refusals for a lock's wheels; here the size is the signed entry's
+            message = str(exc).replace("the lock's size", "the entry's size").replace("the lock says", "the entry says")
+            raise CacheUnreachableError(message) from None
         return Fetched(sha256=got.sha256, size=got.size)
 
     def write(self, name: str, source: Path | bytes) -> None:
