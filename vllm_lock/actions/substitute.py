@@ -192,8 +192,10 @@ def fetch_verified(backend: Backend, entry: CacheEntry, wheel: Path) -> None:
     signed size and sha256."""
     got = backend.fetch(entry.wheel_path, wheel, size=entry.wheel_size)
     where = f"{backend.url}/{entry.wheel_path}"
-    if got.size != entry.wheel_size:
+    if got.size < entry.wheel_size:
         raise CacheEntryError(f"{where}: truncated: {got.size} of the signed {entry.wheel_size} bytes")
+    if got.size > entry.wheel_size:
+        raise CacheEntryError(f"{where}: {got.size} bytes, more than the signed {entry.wheel_size}")
     if got.sha256 != entry.wheel_sha256:
         raise CacheEntryError(f"{where}: sha256 {got.sha256} is not the signed {entry.wheel_sha256}")
 
