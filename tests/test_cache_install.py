@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from test_cache_support import s3_server
+from test_cache_support import free_port, http_server, s3_server
 from test_install_support import cli, install_args, resolve_world_lock, vllm_version
 
 pytestmark = pytest.mark.slow
@@ -104,6 +104,36 @@ def test_install_b_substitutes_with_zero_compiler_calls(loop) -> None:  # type: 
     assert f"g{loop['lock'].vllm.commit[:9]}" in vllm_version(opt)
     log = next((gen / "logs").glob("install-*.log")).read_text()
     assert "substituted from" in log
+    clean = cli("verify", str(loop["path"]), "--venv", str(opt / "vllm"), cache=loop["root"] / "cache-b")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+
+def _copy_of_the_cache(loop, dest: Path) -> Path:  # type: ignore[no-untyped-def]
+    shutil.copytree(loop["server"].root / "cache" / "vllm", dest)
+    return dest
+
+
+def test_install_falls_through_an_unreachable_cache_to_a_file_cache(loop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    before = compiler_calls(loop["calls"])
+    directory = _copy_of_the_cache(loop, tmp_path / "dir-cache")
+    dead = f"http://127.0.0.1:{free_port()}/cache"
+    result = cli(*install_args(loop["path"], tmp_path / "opt"), "--cache", dead, "--cache", f"file://{directory}",
+                 cache=tmp_path / "cache", env={**loop["env"], "VLLM_LOCK_TRUSTED_CACHE_KEYS": loop["public"]})
+    assert result.returncode == 0, result.stderr
+    assert f"refused {dead}: " in result.stderr and "Connection refused" in result.stderr
+    assert f"substituted from file://{directory}" in result.stderr
+    assert compiler_calls(loop["calls"]) == before
+
+
+def test_install_substitutes_from_a_static_http_cache(loop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    before = compiler_calls(loop["calls"])
+    with http_server(tmp_path / "http") as server:
+        _copy_of_the_cache(loop, server.root / "cache")
+        result = cli(*install_args(loop["path"], tmp_path / "opt"), cache=tmp_path / "cache",
+                     env={**loop["env"], "VLLM_LOCK_CACHES": server.url, "VLLM_LOCK_TRUSTED_CACHE_KEYS": loop["public"]})
+    assert result.returncode == 0, result.stderr
+    assert f"substituted from {server.url}" in result.stderr
+    assert compiler_calls(loop["calls"]) == before
 
 
 def test_untrusted_cache_is_refused_in_one_line_and_the_install_builds(loop) -> None:  # type: ignore[no-untyped-def]

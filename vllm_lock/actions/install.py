@@ -220,7 +220,7 @@ def _steps(
         check_rust_frontend(lock, src)
 
     external_dirs: dict[str, Path] = {}
-    if (lock.external_sources or lock.rust is not None) and hit is None:
+    if lock.external_sources or lock.rust is not None:
         with rep.step("external sources"):
             external_dirs = staging.stage(lock.external_sources, request.cache, gen / "external", rep.say)
             if lock.rust is not None:
