@@ -88,21 +88,23 @@ def settings(
     substitute_only: bool = False, push: str | None = None, signing_key: Path | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> CacheSettings:
-    """The caches, keys and push target of options, else of their environment variables."""
-    from vllm_lock import cache_keys
-
+    """The caches, keys and push target of options, else of their environment variables.
+    (cryptography is imported only where a key is given: a plain install does not pay for it.)"""
     urls = tuple(caches) or tuple(environ.get(CACHES_ENV, "").split())
     origin = "--cache" if caches else f"${CACHES_ENV}"
     for url in urls:
         check_url(url, origin)
     trusted: list[PublicKey] = []
-    for text in trusted_keys:
-        trusted.append(cache_keys.parse_public(text, origin="--trusted-cache-key"))
-    if not trusted_keys and environ.get(TRUSTED_ENV, "").strip():
-        trusted += cache_keys.parse_public_keys(environ[TRUSTED_ENV], origin=f"${TRUSTED_ENV}")
     key_file = trusted_keys_file or (Path(environ[TRUSTED_FILE_ENV]) if environ.get(TRUSTED_FILE_ENV) else None)
-    if key_file is not None:
-        trusted += cache_keys.parse_public_keys(read_key_file(key_file, "trusted cache keys"), origin=str(key_file))
+    if trusted_keys or environ.get(TRUSTED_ENV, "").strip() or key_file is not None:
+        from vllm_lock import cache_keys
+
+        for text in trusted_keys:
+            trusted.append(cache_keys.parse_public(text, origin="--trusted-cache-key"))
+        if not trusted_keys and environ.get(TRUSTED_ENV, "").strip():
+            trusted += cache_keys.parse_public_keys(environ[TRUSTED_ENV], origin=f"${TRUSTED_ENV}")
+        if key_file is not None:
+            trusted += cache_keys.parse_public_keys(read_key_file(key_file, "trusted cache keys"), origin=str(key_file))
     push_url = push or environ.get(PUSH_ENV) or None
     if push_url:
         check_url(push_url, "--push" if push else f"${PUSH_ENV}")
