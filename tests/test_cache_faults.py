@@ -286,3 +286,18 @@ def test_cache_verify_reports_each_bad_entry(tmp_path: Path) -> None:
     assert f"{IDENTITY}.entry: ok (signed by phoenix-1)" in result.stdout
     assert "fedcba9876543210.entry: REFUSED: " in result.stdout and "truncated: 1 of the signed" in result.stdout
     assert "2 entries, 1 refused" in result.stdout
+
+
+def test_the_worst_interleaving_of_two_pushes_still_ends_valid(cache: Cache, tmp_path: Path) -> None:
+    """Pusher 1 writes its wheel, pusher 2 its wheel and entry, then pusher 1 its entry: the last
+    entry names its own wheel's bytes (wheels are kept under their sha256, never under the identity)."""
+    wheels = [make_wheel(tmp_path / f"host{i}", f"built on host {i} ".encode() * (3000 + i)) for i in (1, 2)]
+    signed = [cache_keys.sign(entry_for(w), KEY) for w in wheels]
+    backend = cache_backends.open_backend(cache.url)
+    backend.write(signed[0].wheel_path, wheels[0])
+    backend.write(signed[1].wheel_path, wheels[1])
+    backend.write(signed[1].name, cache_entry.render(signed[1]).encode())
+    backend.write(signed[0].name, cache_entry.render(signed[0]).encode())
+    hit, said = lookup(cache.url, tmp_path)
+    assert hit is not None, said
+    assert hit.entry == signed[0] and hit.wheel.read_bytes() == wheels[0].read_bytes()
