@@ -5,6 +5,7 @@ means a build (or, with --substitute-only, a one-line error)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from test_cache_support import free_port, http_server, s3_server
-from test_install_support import cli, install_args, resolve_world_lock, vllm_version
+from test_install_support import cli, install_args, resolve_world_lock, vllm_version, write_variant
 
 pytestmark = pytest.mark.slow
 
@@ -185,3 +186,14 @@ def test_bad_cache_options_are_usage_errors(loop, tmp_path) -> None:  # type: ig
         result = cli(*install_args(loop["path"], tmp_path / "opt"), *args, cache=tmp_path / "cache")
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith("error: ") and message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_an_editable_install_is_built_this_round(loop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lock = loop["lock"]
+    editable = write_variant(lock, tmp_path / "editable.lock.toml",
+                             build=dataclasses.replace(lock.build, editable=True))
+    result = cli(*install_args(editable, tmp_path / "opt"), "--cache", loop["url"], "--substitute-only",
+                 cache=tmp_path / "cache", env=loop["env"])
+    assert result.returncode == 6
+    assert result.stderr.splitlines()[-1] == (
+        "error: --substitute-only: an editable install is always built (use --no-editable)")
