@@ -64,7 +64,7 @@ def s3_server(where: Path) -> Iterator[S3Server]:
     log = (where / "rclone.log").open("wb")
     proc = subprocess.Popen(
         [RCLONE, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{access},{secret}",
-         "--force-path-style=true", "--no-check-certificate=false", str(root)],
+         "--force-path-style=true", str(root)],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
     try:
