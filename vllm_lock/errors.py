@@ -84,6 +84,22 @@ class NotTestedError(UsageError):
     """No passing test receipt for the lock to promote (exit 2, a usage error: run `test` first)."""
 
 
+class CacheEntryError(IntegrityError):
+    """A binary cache entry refused: malformed, unsigned, untrusted, or not its wheel's bytes."""
+
+
+class CacheKeyError(UsageError):
+    """A cache signing or trusted key that is not `name:base64` of an ed25519 key."""
+
+
+class CacheUnreachableError(UnreachableError):
+    """A binary cache that did not answer within its bounds (or refused the request)."""
+
+
+class SubstituteOnlyError(InstallError):
+    """--substitute-only, and no configured cache gave a verified wheel of the build identity."""
+
+
 # The commands whose exit 1 is an answer, not a failure (verify: drift; diff: different). Scripts
 # read 0 and 1 as the answer, so every failure of theirs exits 2, whatever its class (as
 # diff(1) and cmp(1) do): a lock that does not read is never taken for "different".

@@ -72,6 +72,7 @@ class InstallReceipt:
     toolchain: dict[str, dict[str, str | None]] = field(default_factory=dict)  # name -> version, path
     gpus: dict[str, Any] = field(default_factory=dict)  # what preflight saw; empty when not looked at
     compiler_cache: dict[str, Any] = field(default_factory=dict)  # sccache's version, cache and counts; empty: none
+    substituted_from: dict[str, str] = field(default_factory=dict)  # the binary cache's origin; empty when built
     receipt_version: int = RECEIPT_VERSION
 
     def to_data(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ unfinished: rerunning resumes it (every step is idempotent). Paths: generation.p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import errno
 import os
@@ -23,6 +24,7 @@ from vllm_lock import codec, plan, pylock
 from vllm_lock import cuda as cuda_rules
 from vllm_lock import receipt as receipts
 from vllm_lock import rust as rust_rules
+from vllm_lock.actions import substitute
 from vllm_lock.build_identity import generation_id
 from vllm_lock.compiler_cache import CompilerCache, CompilerCacheSession
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
@@ -57,6 +59,7 @@ class InstallRequest:
     crate_registry: str = DEFAULT_CRATE_REGISTRY  # <registry>/<name>/<name>-<version>.crate
     mirrors: Mirrors = NO_MIRRORS  # where bytes come from; never in the lock (docs/mirrors.md)
     compiler_cache: CompilerCache | None = None  # sccache for the build; never in the lock or the identity
+    caches: substitute.CacheSettings = substitute.NO_CACHES  # binary caches: substitute, push
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +177,10 @@ def _steps(
         create_environment(run, uv_env)
     with rep.step("packages"):
         install_packages(run, uv_env)
+    hit: substitute.Substitution | None = None
+    if request.caches.caches:
+        with rep.step("substitute"):
+            hit = substitute.step(request.caches, lock, editable, gen.dist, rep.say)
     with rep.step("source"):
         check_out_source(run)
     external_dirs: dict[str, Path] = {}
@@ -183,21 +190,37 @@ def _steps(
     with rep.step("strip"):
         strip_source(run)
     env = build_environment(run, facts, jobs, uv_env, external_dirs)
-    cache_session = contextlib.nullcontext(None) if request.compiler_cache is None else sccache.running(
-        sccache.find_sccache(os.environ), request.compiler_cache, basedir=gen.root, work=gen.root / "sccache", env=env)
-    with rep.step("build"), cache_session as compiler_cache:
+    compiler_cache: CompilerCacheSession | None = None
+    if hit is not None:
+        with rep.step("install cached build"):
+            substitute.install_wheel(hit, python=gen.python, env=env, log=log, on_line=rep.line)
+    else:
+        cache_session = contextlib.nullcontext(None) if request.compiler_cache is None else sccache.running(
+            sccache.find_sccache(os.environ), request.compiler_cache, basedir=gen.root, work=gen.root / "sccache",
+            env=env)
+        with rep.step("build"), cache_session as compiler_cache:
+            if compiler_cache is not None:
+                env.update(compiler_cache.build_env)
+                rep.say(f"    compiler cache: sccache {compiler_cache.version} at {compiler_cache.cache.describe()}")
+            build(run, env, editable)
         if compiler_cache is not None:
-            env.update(compiler_cache.build_env)
-            rep.say(f"    compiler cache: sccache {compiler_cache.version} at {compiler_cache.cache.describe()}")
-        build(run, env, editable)
-    if compiler_cache is not None:
-        rep.say(f"    compiler cache: {compiler_cache.stats.describe() if compiler_cache.stats else compiler_cache.problem}")
+            rep.say(f"    compiler cache: {compiler_cache.stats.describe() if compiler_cache.stats else compiler_cache.problem}")
     with rep.step("verify"):
         version, found = verify_step(run, env)
+    tools = receipt_toolchain(lock, facts.toolchain, gen.venv_bin)
+    if hit is None and request.caches.push and not editable:
+        with rep.step("push"):
+            substitute.push_built(
+                request.caches, lock, gen.dist, version=version, cubins=sorted(found),
+                toolchain={n: t["version"] for n, t in tools.items()},
+                build_seconds=rep.timings.get("build", 0.0), say=rep.say,
+            )
     with rep.step("receipt"):
-        tools = receipt_toolchain(lock, facts.toolchain, gen.venv_bin)
-        receipts.write(gen, make_receipt(lock, gen, editable, version, env, jobs, rep.timings, log_path, found,
-                                         toolchain=tools, gpus=facts.gpus, compiler_cache=compiler_cache))
+        receipt = make_receipt(lock, gen, editable, version, env, jobs, rep.timings, log_path, found,
+                               toolchain=tools, gpus=facts.gpus, compiler_cache=compiler_cache)
+        if hit is not None:
+            receipt = dataclasses.replace(receipt, substituted_from=hit.origin())
+        receipts.write(gen, receipt)
     with rep.step("switch"):
         generations.switch(container, gen)
         rep.say(f"    {container.venv_link} -> {gen.venv}")

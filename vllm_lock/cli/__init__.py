@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 import vllm_lock
+from vllm_lock.cli import cache as cache_commands
 from vllm_lock.cli import install as install_commands
 from vllm_lock.cli import lifecycle as lifecycle_commands
 from vllm_lock.cli import lock as lock_commands
@@ -104,6 +105,13 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("promote", lifecycle_commands.promote),
     ("verify-lock", lock_commands.verify_lock),
 )
+# Commands with sub-commands: (group, help, ((name, command), ...)).
+GROUPS: tuple[tuple[str, str, tuple[tuple[str, Callable[..., Any]], ...]], ...] = (
+    ("key", cache_commands.KEY_HELP, (("generate", cache_commands.key_generate),)),
+    ("cache", cache_commands.CACHE_HELP, (
+        ("push", cache_commands.cache_push), ("ls", cache_commands.cache_ls), ("verify", cache_commands.cache_verify),
+    )),
+)
 
 
 def _print_version(requested: bool) -> None:
@@ -124,8 +132,11 @@ def _options(
     pass
 
 
-def typer_app(commands: tuple[tuple[str, Callable[..., Any]], ...] = COMMANDS) -> typer.Typer:
-    """The app with these commands, each wrapped in the one handler."""
+def typer_app(
+    commands: tuple[tuple[str, Callable[..., Any]], ...] = COMMANDS,
+    groups: tuple[tuple[str, str, tuple[tuple[str, Callable[..., Any]], ...]], ...] = GROUPS,
+) -> typer.Typer:
+    """The app with these commands and groups, each command wrapped in the one handler."""
     built = typer.Typer(
         name="vllm-lock",
         help="Reproducible, hashed locks for building vLLM from source.",
@@ -136,6 +147,11 @@ def typer_app(commands: tuple[tuple[str, Callable[..., Any]], ...] = COMMANDS) -
     built.callback()(_options)
     for name, command in commands:
         built.command(name)(handled(name, command))
+    for group, help_text, members in groups:
+        sub = typer.Typer(help=help_text, no_args_is_help=True)
+        for name, command in members:
+            sub.command(name)(handled(f"{group} {name}", command))
+        built.add_typer(sub, name=group)
     return built
 
 
@@ -148,8 +164,9 @@ def app_for(args: list[str]) -> typer.Typer:
     not run); none for --version; the whole app for the top-level help and an unknown command."""
     name = next((arg for arg in args if not arg.startswith("-")), None)
     chosen = tuple((n, command) for n, command in COMMANDS if n == name)
-    if chosen or (name is None and "--version" in args and "--help" not in args):
-        return typer_app(chosen)
+    group = tuple(g for g in GROUPS if g[0] == name)
+    if chosen or group or (name is None and "--version" in args and "--help" not in args):
+        return typer_app(chosen, group)
     return app
 
 

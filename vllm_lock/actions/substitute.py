@@ -1,0 +1,289 @@
+"""install's substitute step and its push: a verified wheel of the lock's build identity from the
+configured binary caches instead of a build, and a built wheel pushed with its signed entry.
+
+Substitution (non-editable installs): each cache in order is asked for `<identity>.entry`; the
+entry is parsed strictly, must be signed by a trusted key, and the wheel it names must have its
+signed size and sha256 (the download is cut at that size). Any refusal (no entry, malformed,
+unsigned, untrusted, wrong signature, bytes that differ, a cache unreachable or slower than its
+bounds) is one line in the log, and the next cache is asked; when none gives a verified wheel the
+install builds (or, with --substitute-only, fails). The substituted wheel then goes through the
+same verification as a built one. Editable installs build as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from vllm_lock import cache_entry, codec
+from vllm_lock.cache_entry import CacheEntry
+from vllm_lock.errors import CacheEntryError, CacheKeyError, SubstituteOnlyError, UsageError, VllmLockError
+from vllm_lock.model import Lock
+
+if TYPE_CHECKING:
+    from vllm_lock.cache_keys import PublicKey, SecretKey
+    from vllm_lock.shell.cache_backends import Backend
+
+CACHES_ENV = "VLLM_LOCK_CACHES"
+PUSH_ENV = "VLLM_LOCK_PUSH"
+TRUSTED_ENV = "VLLM_LOCK_TRUSTED_CACHE_KEYS"
+TRUSTED_FILE_ENV = "VLLM_LOCK_TRUSTED_CACHE_KEYS_FILE"
+# not VLLM_LOCK_SIGNING_KEY: that one is promote's SSH key for lock signatures
+SIGNING_KEY_ENV = "VLLM_LOCK_CACHE_SIGNING_KEY"
+_SCHEMES = ("file://", "http://", "https://", "s3://")
+MAX_KEY_FILE = 64 << 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheSettings:
+    caches: tuple[str, ...] = ()  # in priority order
+    trusted: tuple[PublicKey, ...] = ()
+    substitute_only: bool = False
+    push: str | None = None
+    signing_key: SecretKey | None = None
+
+
+NO_CACHES = CacheSettings()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Substitution:
+    cache: str
+    signer: str
+    entry: CacheEntry
+    wheel: Path
+
+    def origin(self) -> dict[str, str]:
+        """What the receipt records of where the build came from."""
+        return {
+            "cache": self.cache, "key": self.signer, "entry": self.entry.name, "wheel": self.entry.wheel,
+            "wheel_sha256": self.entry.wheel_sha256, "built_in_seconds": str(self.entry.build_seconds),
+        }
+
+
+def check_url(url: str, origin: str) -> str:
+    if not url.lower().startswith(_SCHEMES) or any(c.isspace() for c in url) or not url.isprintable():
+        raise UsageError(f"{origin}: {url[:200]!r} is not a file://, http(s):// or s3:// cache URL")
+    return url
+
+
+def read_key_file(path: Path, what: str) -> str:
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_KEY_FILE + 1)
+    except OSError as exc:
+        raise CacheKeyError(f"{what} {path}: cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_KEY_FILE:
+        raise CacheKeyError(f"{what} {path}: larger than {MAX_KEY_FILE} bytes: not a key file")
+    return data.decode("utf-8", errors="replace")
+
+
+def settings(
+    *, caches: Sequence[str] = (), trusted_keys: Sequence[str] = (), trusted_keys_file: Path | None = None,
+    substitute_only: bool = False, push: str | None = None, signing_key: Path | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> CacheSettings:
+    """The caches, keys and push target of options, else of their environment variables.
+    (cryptography is imported only where a key is given: a plain install does not pay for it.)"""
+    urls = tuple(caches) or tuple(environ.get(CACHES_ENV, "").split())
+    origin = "--cache" if caches else f"${CACHES_ENV}"
+    for url in urls:
+        check_url(url, origin)
+    trusted: list[PublicKey] = []
+    key_file = trusted_keys_file or (Path(environ[TRUSTED_FILE_ENV]) if environ.get(TRUSTED_FILE_ENV) else None)
+    if trusted_keys or environ.get(TRUSTED_ENV, "").strip() or key_file is not None:
+        from vllm_lock import cache_keys
+
+        for text in trusted_keys:
+            trusted.append(cache_keys.parse_public(text, origin="--trusted-cache-key"))
+        if not trusted_keys and environ.get(TRUSTED_ENV, "").strip():
+            trusted += cache_keys.parse_public_keys(environ[TRUSTED_ENV], origin=f"${TRUSTED_ENV}")
+        if key_file is not None:
+            trusted += cache_keys.parse_public_keys(read_key_file(key_file, "trusted cache keys"), origin=str(key_file))
+    push_url = push or environ.get(PUSH_ENV) or None
+    if push_url:
+        check_url(push_url, "--push" if push else f"${PUSH_ENV}")
+    secret_path = signing_key or (Path(environ[SIGNING_KEY_ENV]) if environ.get(SIGNING_KEY_ENV) else None)
+    secret = load_secret(secret_path) if secret_path is not None else None
+    if push_url and secret is None:
+        raise UsageError(f"pushing to a cache needs a signing key (install: --cache-signing-key FILE; cache push: --signing-key FILE; or ${SIGNING_KEY_ENV})")
+    if substitute_only and not urls:
+        raise UsageError(f"--substitute-only needs a cache (--cache URL or ${CACHES_ENV})")
+    return CacheSettings(caches=urls, trusted=tuple(trusted), substitute_only=substitute_only, push=push_url,
+                         signing_key=secret)
+
+
+def load_secret(path: Path) -> SecretKey:
+    from vllm_lock import cache_keys
+
+    return cache_keys.parse_secret(read_key_file(path, "signing key"), origin=str(path))
+
+
+# ---------------------------------------------------------------- substitution
+
+
+def step(
+    caches: CacheSettings, lock: Lock, editable: bool, dist: Path, say: Callable[[str], None]
+) -> Substitution | None:
+    """The substitute step of install: a verified wheel in dist, or None (build instead)."""
+    if not caches.caches:
+        return None
+    if editable:
+        if caches.substitute_only:
+            raise SubstituteOnlyError("--substitute-only: an editable install is always built (use --no-editable)")
+        say("    editable install: the binary cache serves wheel installs only; building")
+        return None
+    identity = cache_entry.wheel_build_identity(lock)
+    hit = find(identity, caches, dist, say)
+    if hit is not None:
+        say(f"    substituted from {hit.cache}: {hit.entry.wheel} ({hit.entry.name}, signed by {hit.signer})")
+        return hit
+    if caches.substitute_only:
+        raise SubstituteOnlyError(
+            f"--substitute-only: no configured cache has a verified build of identity {identity} "
+            f"(asked: {', '.join(caches.caches)})"
+        )
+    say(f"    no cache has a verified build of identity {identity}: building")
+    return None
+
+
+def find(identity: str, caches: CacheSettings, dist: Path, say: Callable[[str], None]) -> Substitution | None:
+    from vllm_lock.shell import cache_backends
+
+    shutil.rmtree(dist, ignore_errors=True)
+    dist.mkdir(parents=True)
+    name = cache_entry.entry_name(identity)
+    for url in caches.caches:
+        wheel: Path | None = None
+        try:
+            backend = cache_backends.open_backend(url)
+            data = backend.read(name)
+            if data is None:
+                say(f"    {url}: no entry {name}")
+                continue
+            entry, signer = trusted_entry(data, f"{backend.url}/{name}", identity, caches.trusted)
+            wheel = dist / entry.wheel
+            fetch_verified(backend, entry, wheel)
+            return Substitution(cache=url, signer=signer, entry=entry, wheel=wheel)
+        except VllmLockError as exc:
+            say(f"    refused {url}: {_one_line(str(exc))}")
+            if wheel is not None:
+                wheel.unlink(missing_ok=True)
+    return None
+
+
+def trusted_entry(data: bytes, origin: str, identity: str, trusted: Sequence[PublicKey]) -> tuple[CacheEntry, str]:
+    from vllm_lock import cache_keys
+
+    entry = cache_entry.parse(data, origin=origin)
+    if entry.identity != identity:
+        raise CacheEntryError(f"{origin}: names identity {entry.identity}, not {identity}")
+    verdict = cache_keys.trust(entry, trusted)
+    if verdict.signer is None:
+        raise CacheEntryError(f"{origin}: {verdict.problem}")
+    return entry, verdict.signer
+
+
+def fetch_verified(backend: Backend, entry: CacheEntry, wheel: Path) -> None:
+    """The entry's wheel into `wheel`, cut at the signed size; CacheEntryError unless it has the
+    signed size and sha256."""
+    got = backend.fetch(entry.wheel_path, wheel, size=entry.wheel_size)
+    where = f"{backend.url}/{entry.wheel_path}"
+    if got.size < entry.wheel_size:
+        raise CacheEntryError(f"{where}: truncated: {got.size} of the signed {entry.wheel_size} bytes")
+    if got.size > entry.wheel_size:
+        raise CacheEntryError(f"{where}: {got.size} bytes, more than the signed {entry.wheel_size}")
+    if got.sha256 != entry.wheel_sha256:
+        raise CacheEntryError(f"{where}: sha256 {got.sha256} is not the signed {entry.wheel_sha256}")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def install_wheel(
+    hit: Substitution, *, python: Path, env: Mapping[str, str], log: IO[str], on_line: Callable[[str], None],
+) -> None:
+    from vllm_lock.shell import uv as uv_shell
+
+    uv_shell.run_uv(uv_shell.install_wheel_argv(str(python), hit.wheel), env=env,
+                       what="installing the substituted vLLM wheel", log=log, on_line=on_line)
+
+
+# ---------------------------------------------------------------- push
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def built_wheel(dist: Path) -> Path:
+    wheels = sorted(dist.glob("vllm-*.whl"))
+    if len(wheels) != 1:
+        raise UsageError(f"{dist}: expected one built vllm wheel, found {len(wheels)} (a non-editable install builds one)")
+    return wheels[0]
+
+
+def _tool_version(version: str | None) -> str:
+    cleaned = "".join(c if c.isalnum() or c in ".+_-" else "_" for c in (version or "?"))[:64]
+    return cleaned if cleaned and cleaned[0].isalnum() else "?"
+
+
+def make_entry(
+    lock: Lock, wheel: Path, *, version: str, cubins: Sequence[str], toolchain: Mapping[str, str | None],
+    build_seconds: float,
+) -> CacheEntry:
+    sha256, size = file_sha256(wheel)
+    return CacheEntry(
+        identity=cache_entry.wheel_build_identity(lock),
+        wheel=wheel.name,
+        wheel_sha256=sha256,
+        wheel_size=size,
+        vllm_version=version,
+        lock_content_hash=codec.content_hash(lock),
+        archs=tuple(lock.build.cuda_archs),
+        cubins=tuple(sorted(cubins)),
+        toolchain=tuple(sorted((name, _tool_version(v)) for name, v in toolchain.items())),
+        build_seconds=round(max(build_seconds, 0.0), 3),
+    )
+
+
+def push(url: str, entry: CacheEntry, wheel: Path, key: SecretKey) -> CacheEntry:
+    """The wheel, then its signed entry (never an entry without its wheel)."""
+    from vllm_lock import cache_keys
+    from vllm_lock.shell import cache_backends
+
+    signed = cache_keys.sign(entry.unsigned(), key)
+    backend = cache_backends.open_backend(url)
+    backend.write(signed.wheel_path, wheel)
+    backend.write(signed.name, cache_entry.render(signed).encode())
+    return signed
+
+
+def push_built(
+    caches: CacheSettings, lock: Lock, dist: Path, *, version: str, cubins: Sequence[str],
+    toolchain: Mapping[str, str | None], build_seconds: float, say: Callable[[str], None],
+) -> None:
+    """After a verified build: the wheel and its signed entry to the push cache. A failed push is
+    one warning line; the verified install stands."""
+    if caches.push is None or caches.signing_key is None:
+        return
+    try:
+        wheel = built_wheel(dist)
+        entry = make_entry(lock, wheel, version=version, cubins=cubins, toolchain=toolchain,
+                           build_seconds=build_seconds)
+        signed = push(caches.push, entry, wheel, caches.signing_key)
+    except VllmLockError as exc:
+        say(f"    warning: push to {caches.push} failed: {_one_line(str(exc))}")
+        return
+    say(f"    pushed {signed.wheel} to {caches.push} ({signed.name}, signed by {caches.signing_key.name})")
