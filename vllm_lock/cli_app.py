@@ -190,3 +190,4 @@ def mirror_settings(options: list[str] | None) -> Mirrors:
     from vllm_lock import mirrors
 
     return mirrors.parse(options or (), os.environ.get("VLLM_LOCK_MIRRORS"))
+from vllm_lock import cli_bundle  # noqa: E402,F401  (bundle, store gc register on import)

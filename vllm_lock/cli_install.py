@@ -57,6 +57,7 @@ def install(
     skip_gpu_check: Annotated[bool, typer.Option("--skip-gpu-check", help="build for other machines' GPUs: do not check this machine's GPUs and driver against the lock")] = False,
     crate_registry: Annotated[str | None, typer.Option("--crate-registry", help="where the lock's Rust crates are fetched: <URL>/<name>/<name>-<version>.crate (default: $VLLM_LOCK_CRATE_REGISTRY, else static.crates.io)")] = None,
     mirror: Annotated[list[str] | None, typer.Option(help="FROM=TO: fetch URLs starting with FROM from TO instead (git, indexes, wheels; never written to the lock), repeatable; also $VLLM_LOCK_MIRRORS")] = None,
+    from_bundle: Annotated[Path | None, typer.Option("--from-bundle", help="import this offline bundle (vllm-lock bundle) into the cache first: no network needed")] = None,
 ) -> None:
     """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
     from vllm_lock.actions import verify_lock
@@ -82,6 +83,7 @@ def install(
             skip_gpu_check=skip_gpu_check,
             crate_registry=crate_registry or os.environ.get("VLLM_LOCK_CRATE_REGISTRY") or install_action.DEFAULT_CRATE_REGISTRY,
             mirrors=mirror_settings(mirror),
+            from_bundle=from_bundle,
         ),
         Reporter.for_stderr(),
     )

@@ -79,3 +79,11 @@ class OutputError(VllmLockError):
 
 class NotTestedError(UsageError):
     """No passing test receipt for the lock to promote (exit 2, a usage error: run `test` first)."""
+
+
+class BundleError(IntegrityError):
+    """An offline bundle that is unreadable, unsafe, or does not hold what it claims (exit 8)."""
+
+
+class WrongBundleError(UsageError):
+    """An intact bundle of another lock than the one being installed (exit 2)."""

@@ -54,6 +54,7 @@ class InstallRequest:
     skip_gpu_check: bool = False  # a build host building for other machines' GPUs
     crate_registry: str = DEFAULT_CRATE_REGISTRY  # <registry>/<name>/<name>-<version>.crate
     mirrors: Mirrors = NO_MIRRORS  # where bytes come from; never in the lock (docs/mirrors.md)
+    from_bundle: Path | None = None  # an offline bundle imported into the cache first (actions/bundle.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +84,10 @@ def install(request: InstallRequest, reporter: Reporter) -> InstallResult:
     layout = layout_for(request.venv, request.src)
     generations.check_layout(layout)
     gen = layout.generation(generation_id(lock, editable))
+    if request.from_bundle is not None:
+        from vllm_lock.actions import bundle as bundle_action
+
+        bundle_action.import_bundle(request.from_bundle, lock, request.cache, reporter)
     try:
         layout.generations.mkdir(parents=True, exist_ok=True)
         with generations.exclusive(layout.generations), mirroring.using(request.mirrors):
