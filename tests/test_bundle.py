@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ def offline(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     try:
         cache = root / "resolve-cache"
         lock, path = resolve_world_lock(world, root / "dev.lock.toml", cache)
+        described = subprocess.run(["git", "-C", str(world.repo_path), "describe", "--tags", "--abbrev=0", lock.vllm.commit],
+                                   capture_output=True, text=True, check=True).stdout.strip()
         started = time.monotonic()
         first = cli("bundle", str(path), "-o", str(root / "dev.tar"), cache=cache)
         seconds = time.monotonic() - started
@@ -43,7 +46,8 @@ def offline(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
         repos.rename(gone / repos.name)
     shutil.rmtree(cache)
     print(f"\nbundle of the test world: {(root / 'dev.tar').stat().st_size} bytes in {seconds:.2f} s")
-    return {"lock": lock, "path": path, "root": root, "bundle": root / "dev.tar", "again": root / "again.tar"}
+    return {"lock": lock, "path": path, "root": root, "bundle": root / "dev.tar", "again": root / "again.tar",
+            "described": described}
 
 
 def _members(bundle: Path) -> list[tarfile.TarInfo]:
@@ -87,6 +91,10 @@ def test_install_from_the_bundle_needs_no_network_and_verifies(offline, tmp_path
     clean = cli("verify", str(offline["path"]), "--venv", str(opt / "vllm"), cache=cache)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "importing bundle" in result.stderr
+    # the tags came along: setuptools-scm counts from the same tag as at the origin
+    tag = subprocess.run(["git", "-C", str(opt / "vllm_repo"), "describe", "--tags", "--abbrev=0", "HEAD"],
+                         capture_output=True, text=True)
+    assert tag.stdout.strip() == offline["described"], tag.stderr
 
 
 # ---------------------------------------------------------------- bad bundles
