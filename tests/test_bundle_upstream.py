@@ -55,8 +55,8 @@ def test_reinstall_after_the_nightly_and_the_repository_are_gone(tmp_path: Path)
         fresh = cli(*install_args(path, tmp_path / "fresh"), cache=tmp_path / "fresh-cache", timeout=600)
         assert fresh.returncode != 0
 
-        # store gc with the lock live keeps everything the reinstall needs
-        gc = cli("store", "gc", "--venv", str(tmp_path / "one" / "vllm"), cache=cache,
+        # store gc with the lock live (and no generation named) keeps everything the reinstall needs
+        gc = cli("store", "gc", "--venv", str(tmp_path / "elsewhere" / "vllm"), cache=cache,
                  env={"VLLM_LOCK_LOCKS_DIR": str(locks)})
         assert gc.returncode == 0, gc.stderr
         again = cli(*install_args(path, tmp_path / "two"), cache=cache, timeout=600)
