@@ -206,3 +206,55 @@ def test_bundle_output_that_cannot_be_written_is_one_line(offline, tmp_path) -> 
     result = cli("bundle", str(offline["path"]), "-o", str(tmp_path / "missing-dir" / "x.tar"), cache=tmp_path / "c")
     assert result.returncode == 9 and result.stderr.count("error:") == 1, result.stderr
     assert not os.path.exists(tmp_path / "missing-dir")
+
+
+# ---------------------------------------------------------------- Rust crates, and the manifest's rules
+
+
+def test_a_rust_lock_bundles_its_crates_and_imports_them(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from vllm_lock.actions import bundle as bundle_action
+    from vllm_lock.progress import QUIET
+    from vllm_lock.shell.store import Store
+    from vllm_lock.testworld.repo import RUST_BRANCH
+
+    cache = tmp_path / "cache"
+    lock, path = resolve_world_lock(world, tmp_path / "rust.lock.toml", cache, ref=RUST_BRANCH, target_device="empty")
+    assert lock.rust is not None and lock.rust.crates
+    out = tmp_path / "rust.tar"
+    made = cli("bundle", str(path), "-o", str(out), "--crate-registry", world.crate_registry, cache=cache)
+    assert made.returncode == 0, made.stderr
+    names = {m.name for m in _members(out)}
+    for crate in lock.rust.crates:
+        assert bm.crate_member(crate.checksum, f"{crate.name}-{crate.version}.crate") in names
+    fresh = tmp_path / "fresh"
+    bundle_action.import_bundle(out, lock, fresh, QUIET)
+    store = Store(fresh)
+    assert all(store.verify(c.checksum, f"{c.name}-{c.version}.crate") for c in lock.rust.crates)
+    assert all(store.verify(w.sha256, w.filename) for p in lock.packages for w in p.wheels)
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("lock.toml", None),
+        ("wheels/" + "a" * 64 + "/torch-2.10.0.dev20261112%2Bcu128-cp312-cp312-manylinux_2_28_x86_64.whl", None),
+        ("git/0123456789abcdef.bundle", None),
+        ("../lock.toml", "leaves the bundle"),
+        ("wheels/" + "a" * 64 + "/../../x", "leaves the bundle"),
+        ("/etc/passwd", "absolute path"),
+        ("wheels/" + "a" * 63 + "/x.whl", "not a name a bundle holds"),
+        ("wheels/" + "a" * 64 + "/-rf.whl", "not a name a bundle holds"),
+        ("git/config", "not a name a bundle holds"),
+    ],
+)
+def test_member_names_follow_the_schema(name: str, problem: str | None) -> None:
+    got = bm.path_problem(name)
+    assert (got is None) if problem is None else (got is not None and problem in got), got
+
+
+@pytest.mark.parametrize("text", [b"", b"[]", b'{"bundle-version": 2}', b"\xff", b'{"bundle-version": 1, "lock": {}}'])
+def test_a_malformed_manifest_is_a_bundle_error(text: bytes) -> None:
+    from vllm_lock.errors import BundleError
+
+    with pytest.raises(BundleError, match="manifest.json"):
+        bm.loads(text)
