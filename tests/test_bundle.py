@@ -258,3 +258,18 @@ def test_a_malformed_manifest_is_a_bundle_error(text: bytes) -> None:
 
     with pytest.raises(BundleError, match="manifest.json"):
         bm.loads(text)
+
+
+def test_a_damaged_store_file_is_not_bundled(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from vllm_lock.shell.store import Store
+
+    cache = tmp_path / "cache"
+    lock, path = resolve_world_lock(world, tmp_path / "dev.lock.toml", cache)
+    torch = next(w for p in lock.packages if p.name == "torch" for w in p.wheels)
+    stored = Store(cache).path(torch.sha256, torch.filename)
+    stored.write_bytes(stored.read_bytes()[::-1])  # same size, other bytes
+    out = tmp_path / "dev.tar"
+    result = cli("bundle", str(path), "-o", str(out), cache=cache)
+    assert result.returncode == 8 and result.stderr.count("error:") == 1, result.stderr
+    assert "no longer hashes to the lock's sha256" in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".dev.tar*"))
