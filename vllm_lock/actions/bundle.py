@@ -22,7 +22,15 @@ from pathlib import Path
 
 from vllm_lock import bundle_manifest as bm
 from vllm_lock import codec
-from vllm_lock.errors import BundleError, IntegrityError, LockInvalidError, UnknownRefError, UnreachableError
+from vllm_lock.errors import (
+    BundleError,
+    IntegrityError,
+    LockInvalidError,
+    OutputError,
+    UnknownRefError,
+    UnreachableError,
+    UsageError,
+)
 from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import Lock
 from vllm_lock.progress import Reporter
@@ -82,6 +90,9 @@ def bundle(request: BundleRequest, reporter: Reporter) -> BundleResult:
                                                          shallow=shallow))
                     reporter.say(f"    {url}: {len(commits)} commit{'s' if len(commits) != 1 else ''}")
             files.extend(built_wheel_members(lock, request.cache))
+            for name, _ in files:  # what the import would refuse is never written
+                if problem := bm.path_problem(name):
+                    raise UsageError(f"cannot bundle lock {lock.name}: {problem}")
             with reporter.step("write"):
                 members = bundle_file.write(request.output, files, _manifest_maker(lock, tuple(repositories)))
     finally:
@@ -153,8 +164,11 @@ def import_bundle(bundle_path: Path, lock: Lock, cache: Path, reporter: Reporter
     reporter.say(f"importing bundle {bundle_path}")
     store = Store(cache)
     incoming = cache / "incoming"
-    incoming.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=incoming, prefix=".bundle-"))
+    try:
+        incoming.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=incoming, prefix=".bundle-"))
+    except OSError as exc:
+        raise OutputError(f"cannot unpack the bundle into {incoming}: {exc.strerror or exc}") from None
     try:
         seen, manifest_bytes = bundle_file.read(bundle_path, work)
         manifest = bm.loads(manifest_bytes)
