@@ -100,6 +100,14 @@ class SubstituteOnlyError(InstallError):
     """--substitute-only, and no configured cache gave a verified wheel of the build identity."""
 
 
+class BundleError(IntegrityError):
+    """An offline bundle that is unreadable, unsafe, or does not hold what it claims (exit 8)."""
+
+
+class WrongBundleError(UsageError):
+    """An intact bundle of another lock than the one being installed (exit 2)."""
+
+
 # The commands whose exit 1 is an answer, not a failure (verify: drift; diff: different). Scripts
 # read 0 and 1 as the answer, so every failure of theirs exits 2, whatever its class (as
 # diff(1) and cmp(1) do): a lock that does not read is never taken for "different".

@@ -60,6 +60,7 @@ class InstallRequest:
     mirrors: Mirrors = NO_MIRRORS  # where bytes come from; never in the lock (docs/mirrors.md)
     compiler_cache: CompilerCache | None = None  # sccache for the build; never in the lock or the identity
     caches: substitute.CacheSettings = substitute.NO_CACHES  # binary caches: substitute, push
+    from_bundle: Path | None = None  # an offline bundle imported into the cache first (actions/bundle.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +79,10 @@ def install(request: InstallRequest, reporter: Reporter) -> InstallResult:
     container = generations.container_for(request.venv, request.src)
     generations.check_container(container)
     gen = container.generation(str(generation_id(lock, editable)))
+    if request.from_bundle is not None:
+        from vllm_lock.actions import bundle as bundle_action
+
+        bundle_action.import_bundle(request.from_bundle, lock, request.cache, reporter)
     try:
         container.root.mkdir(parents=True, exist_ok=True)
         with generations.exclusive(container), mirroring.using(request.mirrors):

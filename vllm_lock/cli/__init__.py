@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 import vllm_lock
+from vllm_lock.cli import bundle as bundle_commands
 from vllm_lock.cli import cache as cache_commands
 from vllm_lock.cli import install as install_commands
 from vllm_lock.cli import lifecycle as lifecycle_commands
@@ -104,6 +105,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("test", lifecycle_commands.test),
     ("promote", lifecycle_commands.promote),
     ("verify-lock", lock_commands.verify_lock),
+    ("bundle", bundle_commands.bundle),
 )
 # Commands with sub-commands: (group, help, ((name, command), ...)).
 GROUPS: tuple[tuple[str, str, tuple[tuple[str, Callable[..., Any]], ...]], ...] = (
@@ -111,6 +113,7 @@ GROUPS: tuple[tuple[str, str, tuple[tuple[str, Callable[..., Any]], ...]], ...] 
     ("cache", cache_commands.CACHE_HELP, (
         ("push", cache_commands.cache_push), ("ls", cache_commands.cache_ls), ("verify", cache_commands.cache_verify),
     )),
+    ("store", bundle_commands.STORE_HELP, (("gc", bundle_commands.store_gc),)),
 )
 
 

@@ -79,6 +79,7 @@ def install(
     substitute_only: Annotated[bool, typer.Option("--substitute-only", help="fail instead of building when no cache has a verified build")] = False,
     push: Annotated[str | None, typer.Option("--push", help="after a verified build, push the wheel and its signed entry to this cache; else $VLLM_LOCK_PUSH")] = None,
     cache_signing_key: Annotated[Path | None, typer.Option(help="secret cache key file for --push; else $VLLM_LOCK_CACHE_SIGNING_KEY")] = None,
+    from_bundle: Annotated[Path | None, typer.Option("--from-bundle", help="import this offline bundle (vllm-lock bundle) into the cache first: no network needed")] = None,
 ) -> None:
     """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
     from vllm_lock.actions import verify_lock
@@ -109,6 +110,7 @@ def install(
                 cache=cache, trusted_cache_key=trusted_cache_key, trusted_cache_keys_file=trusted_cache_keys_file,
                 substitute_only=substitute_only, push=push, cache_signing_key=cache_signing_key,
             ),
+            from_bundle=from_bundle,
         ),
         Reporter.for_stderr(),
     )

@@ -574,3 +574,113 @@ def unstage(top: Path, folder: Path) -> None:
         run(["reset", "-q", "--", str(folder.absolute())], cwd=top, what=f"unstaging {folder}", users_own=True)
     except GitError:
         pass  # no HEAD yet: nothing was committed before, the index entries are harmless
+# ---------------------------------------------------------------- offline bundles (vllm-lock bundle)
+
+
+def has_commits(cache: Path, url: str, commits: Sequence[str]) -> bool:
+    """Whether url's mirror already holds every one of commits (no network)."""
+    path = mirror_path(cache, url)
+    if not (path / "HEAD").exists():
+        return False
+    with mirror_lock(cache, url):
+        repo = _open_mirror(path)
+        return all(_has_commit(repo, c) for c in commits)
+
+
+def submodules_at(cache: Path, url: str, commit: str) -> list[tuple[str, str]]:
+    """(url, commit) of each git submodule of url@commit, read from the mirror (which holds it)."""
+    from vllm_lock import gitmodules
+
+    with mirror_lock(cache, url) as path:
+        config, links = gitmodules_listing(_open_mirror(path), commit)
+    found = gitmodules.submodules(url, gitmodules.parse_config(config), gitmodules.parse_gitlinks(links))
+    return [(sub.url, sub.commit) for sub in found]
+
+
+def bundle_repository(cache: Path, url: str, commits: Sequence[str], out: Path, *, with_tags: bool) -> tuple[str, ...]:
+    """A `git bundle` of url's mirror at out holding each commit (as refs/vllm-lock/<commit>,
+    created in the mirror too, so that nothing prunes it) and, with_tags, every tag merged into
+    one of them (setuptools-scm derives vLLM's version from them). Returns the commits at which
+    the bundled history stops (the mirror is shallow there): an import must mark them shallow.
+    One pack thread: the same mirror bundles to the same bytes."""
+    wanted = sorted({check_commit(c) for c in commits})
+    with mirror_lock(cache, url) as path:
+        repo = _open_mirror(path)
+        where = Path(repo.git_dir)
+        refs = []
+        for commit in wanted:
+            if not _has_commit(repo, commit):
+                raise UnknownRefError(f"commit {commit} is not in the mirror of {url}")
+            run(["update-ref", f"refs/vllm-lock/{commit}", commit], cwd=where, what="naming a bundled commit")
+            refs.append(f"refs/vllm-lock/{commit}")
+        if with_tags:
+            tags: set[str] = set()
+            for commit in wanted:
+                out_refs = run(["for-each-ref", f"--merged={commit}", "--format=%(refname)", "refs/tags"], cwd=where,
+                               what="listing tags")
+                tags.update(line.strip() for line in out_refs.splitlines() if line.strip())
+            refs.extend(sorted(tags))
+        shallow: tuple[str, ...] = ()
+        boundary = where / "shallow"
+        if boundary.is_file():
+            cut = set(boundary.read_text().split())
+            reachable = set(run(["rev-list", "--end-of-options", *wanted], cwd=where, what="listing history").split())
+            shallow = tuple(sorted(cut & reachable))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run(["-c", "pack.threads=1", "bundle", "create", "--quiet", str(out), *refs], cwd=where,
+            what=f"bundling {url}")
+        return shallow
+
+
+def import_bundle(cache: Path, url: str, bundle: Path, commits: Sequence[str], shallow: Sequence[str]) -> None:
+    """Fetch commits (refs/vllm-lock/<commit>) and the tags the mirror lacks from a git bundle
+    file into url's mirror. Shallow commits the mirror does not hold yet are marked shallow first
+    (the bundle's history stops there); git checks every object it receives. A failed fetch
+    leaves the mirror's shallow list as it was."""
+    wanted = sorted({check_commit(c) for c in commits})
+    with mirror_lock(cache, url) as path:
+        repo = _open_mirror(path)
+        if all(_has_commit(repo, c) for c in wanted):
+            return
+        where = Path(repo.git_dir)
+        heads = run(["bundle", "list-heads", "--", str(bundle)], cwd=where, what=f"reading the bundle of {url}")
+        listed = {}
+        for line in heads.splitlines():
+            sha, _, name = line.partition(" ")
+            listed[name.strip()] = sha
+        refspecs = []
+        for commit in wanted:
+            if listed.get(f"refs/vllm-lock/{commit}") != commit:
+                raise GitError(f"the bundle of {url} does not hold commit {commit}")
+            refspecs.append(f"refs/vllm-lock/{commit}:refs/vllm-lock/{commit}")
+        have_tags = set(run(["for-each-ref", "--format=%(refname)", "refs/tags"], cwd=where,
+                            what="listing tags").split())
+        for name in sorted(listed):
+            if name.startswith("refs/tags/") and name not in have_tags and _plain_tag_ref(name):
+                refspecs.append(f"{name}:{name}")
+        boundary = where / "shallow"
+        before = boundary.read_text() if boundary.is_file() else None
+        new_cuts = [check_commit(c) for c in sorted(set(shallow)) if not _has_commit(repo, c)]
+        if new_cuts:
+            boundary.write_text((before or "") + "".join(f"{c}\n" for c in new_cuts))
+        try:
+            run(["fetch", "--quiet", "--no-tags", "--", str(bundle), *refspecs], cwd=where,
+                what=f"fetching {url} from the bundle")
+        except GitError:
+            if before is None:
+                boundary.unlink(missing_ok=True)
+            else:
+                boundary.write_text(before)
+            raise
+        if missing := [c for c in wanted if not _has_commit(repo, c)]:
+            raise GitError(f"the bundle of {url} did not bring commit {missing[0]}")
+
+
+def _plain_tag_ref(name: str) -> bool:
+    try:
+        check_ref(name.removeprefix("refs/tags/"))
+    except UnknownRefError:
+        return False
+    return True
+
+

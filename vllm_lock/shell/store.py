@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from vllm_lock.errors import IntegrityError, LockInvalidError, VllmLockError
+from vllm_lock.errors import IntegrityError, LockInvalidError, UnreachableError, VllmLockError
 from vllm_lock.shell import files
 
 if TYPE_CHECKING:  # http (ssl, http.client) is imported where bytes are fetched, not by every user of the store
@@ -115,7 +115,13 @@ class Store:
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            got = http.download(url, tmp, on_progress, expected_size=expected_size, name=filename)
+            try:
+                got = http.download(url, tmp, on_progress, expected_size=expected_size, name=filename)
+            except http.NotFound:  # gone upstream (a nightly the index no longer keeps), not a bug
+                raise UnreachableError(
+                    f"{filename}: {url} answers 404 (no longer published); a cache or an offline bundle "
+                    f"(install --from-bundle) that holds it can still provide it"
+                ) from None
             if expected_sha256 and got.sha256 != expected_sha256:
                 raise IntegrityError(
                     f"{filename}: bytes served by {url} do not hash to the lock's "
