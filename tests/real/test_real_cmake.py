@@ -10,7 +10,8 @@ from functools import cache
 import pytest
 from sdists import cmake_files, sdist
 
-from vllm_lock import cmake, layout
+from vllm_lock import cmake
+from vllm_lock import source_layout as layout
 
 Pin = tuple[str, str, str, str]  # name, repository, ref, override
 

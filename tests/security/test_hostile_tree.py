@@ -18,7 +18,8 @@ import git
 import pytest
 from test_install_support import cli
 
-from vllm_lock import cmake, layout, pysource, requirements, rust
+from vllm_lock import cmake, pysource, requirements, rust
+from vllm_lock import source_layout as layout
 from vllm_lock.errors import ExitCode, PreflightError, ResolutionError
 from vllm_lock.model import Crate
 from vllm_lock.shell import cargo
