@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
-from vllm_lock import codec, signing
+from vllm_lock import clock, codec, signing
 from vllm_lock.actions import diff as diff_action
 from vllm_lock.actions import smoke
 from vllm_lock.diffing import LockDiff
@@ -103,10 +102,6 @@ def commit_message(source: str, to: str, source_hash: str, diff: LockDiff | None
     return f"{head}\n\n{body.rstrip()}\n\n{tail}\n"
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _git_repo(folder: Path) -> git.Repo:
     try:
         repo = git.Repo(folder, search_parent_directories=True)
@@ -143,7 +138,7 @@ def promote(source: str = "dev", *, to: str = "stable", force: bool = False, com
     receipts = tuple(
         smoke.receipt_summary(d, os.path.relpath(p, base), smoke.file_sha256(p)) for p, d in passing
     )
-    new = promoted(lock, to=to, receipts=receipts, forced=not passing, source_hash=source_hash, when=_now())
+    new = promoted(lock, to=to, receipts=receipts, forced=not passing, source_hash=source_hash, when=clock.utc_timestamp())
     previous: Lock | None = None
     old_bytes: bytes | None = None
     if target_path.is_file():

@@ -14,7 +14,6 @@ commits them with the locks.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import vllm_lock
-from vllm_lock import codec
+from vllm_lock import clock, codec
 from vllm_lock import receipt as install_receipts
 from vllm_lock.cuda import arch_covers as arch_covers  # the coverage rule lives in cuda.py
 from vllm_lock.cuda import coverage_problem
@@ -299,7 +298,7 @@ def host_gpus() -> tuple[Gpu, ...]:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return clock.utc_timestamp()
 
 
 def install_receipt(venv: Path) -> install_receipts.Receipt | None:
