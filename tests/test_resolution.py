@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import tomllib
 
+from hypothesis import example, given
+from hypothesis import strategies as st
+
 from vllm_lock import resolution
 from vllm_lock.model import Pin
 
@@ -71,3 +74,13 @@ def test_locked_versions_by_canonical_name_and_the_companions_in_family_order() 
     assert resolution.companion_pins(("torchvision", "torch-audio"), locked) == (
         Pin(name="torch-audio", version="2.9.1+cu128"), Pin(name="triton", version="3.5.1"))
     assert resolution.companion_pins(("triton",), locked) == (Pin(name="triton", version="3.5.1"),)
+
+
+@example(['q"\\\n', "a\x7fb"], "http://x/", ["torch"])  # escapes JSON and TOML share; DEL
+@given(st.lists(st.text(), max_size=5), st.text(), st.lists(st.text(min_size=1), max_size=4))
+def test_synthetic_project_is_toml_that_reads_back_as_given(requirements: list[str], index: str,
+                                                            routed: list[str]) -> None:
+    doc = tomllib.loads(resolution.synthetic_project(requirements, index, routed))
+    assert doc["project"]["dependencies"] == requirements
+    assert doc["tool"]["uv"]["index"][0]["url"] == index
+    assert doc["tool"]["uv"]["sources"] == {name: {"index": "torch-index"} for name in routed}

@@ -8,11 +8,11 @@ package only from the general index (no dependency confusion)."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-import tomlkit
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -46,13 +46,20 @@ def routed_names(channel: Literal["nightly", "release"], members: Iterable[str])
 
 def synthetic_project(requirements: Sequence[str], torch_index: str, routed: Iterable[str]) -> str:
     """The pyproject.toml uv compiles: the whole set as its dependencies, the routed packages
-    sourced from the torch index only."""
-    doc = tomlkit.document()
-    doc["project"] = {"name": "vllm-lock-resolution", "version": "0", "dependencies": list(requirements)}
-    index = tomlkit.aot()
-    index.append(tomlkit.item({"name": TORCH_INDEX_NAME, "url": torch_index, "explicit": True}))
-    doc["tool"] = {"uv": {"index": index, "sources": {n: {"index": TORCH_INDEX_NAME} for n in sorted(routed)}}}
-    return tomlkit.dumps(doc)
+    sourced from the torch index only. Written as text (a resolve that leaves its lock unchanged
+    then never imports tomlkit); every key and value is a quoted TOML string."""
+    lines = ["[project]", f"name = {_string('vllm-lock-resolution')}", f"version = {_string('0')}", "dependencies = ["]
+    lines += [f"    {_string(requirement)}," for requirement in requirements]
+    lines += ["]", "", "[[tool.uv.index]]", f"name = {_string(TORCH_INDEX_NAME)}", f"url = {_string(torch_index)}",
+              "explicit = true", "", "[tool.uv.sources]"]
+    lines += [f"{_string(name)} = {{ index = {_string(TORCH_INDEX_NAME)} }}" for name in sorted(set(routed))]
+    return "\n".join(lines) + "\n"
+
+
+def _string(value: str) -> str:
+    """A TOML basic string. JSON's escapes are TOML's; DEL, which JSON leaves raw and TOML
+    refuses raw, is escaped too."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def pylock_packages(pylock: str) -> list[dict[str, Any]]:

@@ -69,6 +69,7 @@ def _resolve(
     # stripping script run (a failure there is reported when the pages are used).
     with ThreadPoolExecutor(max_workers=2) as pool:
         pool.submit(pages.prefetch, (torch_family.TORCH,))
+        uv_version = pool.submit(uv_shell.uv_version)  # `uv --version`: a process, run beside git
         with reporter.step("vLLM source"):
             compiled_part, rest_of_source = read_source(request, target, reporter)
         # The CMake external sources (git ls-remote) and the Rust frontend (Cargo.lock) do not feed
@@ -99,7 +100,7 @@ def _resolve(
         rust=source.rust,
         packages=packages,
         provenance=Provenance(
-            tool_version=vllm_lock.__version__, uv_version=uv_shell.uv_version(), resolved_at=clock.utc_timestamp()
+            tool_version=vllm_lock.__version__, uv_version=uv_version.result(), resolved_at=clock.utc_timestamp()
         ),
     )
     changed = lockfiles.write(lock, output)

@@ -3,6 +3,7 @@ declares, its external CMake sources and its Rust frontend."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ def read_source(request: ResolveRequest, target: Target, reporter: Reporter) -> 
     repo = git_shell.update_mirror(request.cache, request.repo, commit)
     files = git_shell.list_files(repo, commit)
 
+    @functools.cache  # layout, setup.py's rules, CMake and Rust read some files more than once
     def read(path: str) -> str:
         return git_shell.read_blob(repo, commit, path).decode("utf-8", errors="replace")
 
