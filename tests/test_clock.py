@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,22 @@ def test_a_malformed_source_date_epoch_is_a_usage_error(monkeypatch: pytest.Monk
     with pytest.raises(UsageError, match=rf"^SOURCE_DATE_EPOCH='{re.escape(value)}' is not a time in whole seconds") as err:
         clock.utc_timestamp()
     assert err.value.exit_code == ExitCode.USAGE
+
+
+def test_promote_stamps_the_promotion_with_the_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sample_lock import make_lock
+
+    from vllm_lock import codec
+    from vllm_lock.actions import promote
+    from vllm_lock.shell import lockfiles
+
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    monkeypatch.setenv("VLLM_LOCK_LOCKS_DIR", str(locks))
+    monkeypatch.setenv("VLLM_LOCK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1900000000")
+    lockfiles.atomic_write_text(locks / "dev.lock.toml", codec.dumps(make_lock()))
+    promote.promote("dev", force=True)
+    stable, _ = lockfiles.read("stable")
+    assert stable.provenance.promotion is not None
+    assert stable.provenance.promotion.promoted_at == "2030-03-17T17:46:40Z"
