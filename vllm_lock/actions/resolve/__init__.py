@@ -67,7 +67,7 @@ def _resolve(
     pages = IndexPages(request.torch_index_url)
     # The torch index pages do not depend on the vLLM source: fetched while git and the
     # stripping script run (a failure there is reported when the pages are used).
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=3) as pool:
         pool.submit(pages.prefetch, (torch_family.TORCH,))
         uv_version = pool.submit(uv_shell.uv_version)  # `uv --version`: a process, run beside git
         with reporter.step("vLLM source"):
@@ -77,6 +77,7 @@ def _resolve(
         # as when they were read before it.
         aside = io.StringIO()
         pending = pool.submit(rest_of_source, Reporter(quiet=True, log=aside))
+        existing = pool.submit(lockfiles.read_existing, output)  # parsed while uv runs, compared after
         try:
             with reporter.step("torch and the package set"):
                 torch_input, pylock, family = resolve_packages(request, target, compiled_part, pages, reporter)
@@ -103,5 +104,6 @@ def _resolve(
             tool_version=vllm_lock.__version__, uv_version=uv_version.result(), resolved_at=clock.utc_timestamp()
         ),
     )
-    changed = lockfiles.write(lock, output)
+    old = existing.result()
+    changed = not (old is not None and lockfiles.same_but_time(old, lock)) and lockfiles.write(lock, output)
     return lock, output, changed

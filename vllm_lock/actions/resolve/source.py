@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import tempfile
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,17 +64,22 @@ def read_source(request: ResolveRequest, target: Target, reporter: Reporter) -> 
     except layout_rules.LayoutError as exc:
         raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
     reporter.say(f"    layout: {detected.stripping_script} ({detected.stripping_mode}), {detected.build_requirements}")
-    try:
-        rules = requirement_rules.read_rules(read("setup.py") if "setup.py" in files else None)
-    except layout_rules.LayoutError as exc:
-        raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
-    with tempfile.TemporaryDirectory(prefix="vllm-lock-src-") as tmp:
+    setup_py = read("setup.py") if "setup.py" in files else None
+    # setup.py's rules (an ast walk of ~70 KB) are read while git exports the tree and the
+    # stripping script runs
+    with ThreadPoolExecutor(max_workers=1) as aside, tempfile.TemporaryDirectory(prefix="vllm-lock-src-") as tmp:
+        pending_rules = aside.submit(_read_rules, setup_py, commit)
         tree = Path(tmp)
         try:
-            git_shell.export_paths(repo, commit, tree, stripping_pathspecs(files, detected.stripping_script))
-        except ValueError as exc:
-            raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
-        stripped = strip_and_read(tree, detected, rules, request, reporter)
+            try:
+                git_shell.export_paths(repo, commit, tree, stripping_pathspecs(files, detected.stripping_script))
+            except ValueError as exc:
+                raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
+            stripping = run_stripping(tree, detected, reporter)
+        except Exception:
+            pending_rules.result()  # setup.py's error first, as when it was read before the export
+            raise
+        stripped = read_stripped(tree, stripping, detected, pending_rules.result(), request, reporter)
     patched, runtime, build = stripped.patched, stripped.declared.requirements, stripped.build
     layout = Layout(
         stripping_script=detected.stripping_script,
@@ -179,6 +185,20 @@ class StrippedTree:
     removed: tuple[str, ...]
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Stripping:
+    before: dict[str, bytes]  # the strippable files before the script ran, and after
+    after: dict[str, bytes]
+    patched: tuple[PatchedFile, ...]
+
+
+def _read_rules(setup_py: str | None, commit: str) -> requirement_rules.RequirementRules:
+    try:
+        return requirement_rules.read_rules(setup_py)
+    except layout_rules.LayoutError as exc:
+        raise ResolutionError(f"commit {commit[:9]}: {exc}") from None
+
+
 def strip_and_read(
     tree: Path,
     detected: layout_rules.DetectedLayout,
@@ -186,14 +206,33 @@ def strip_and_read(
     request: ResolveRequest,
     reporter: Reporter,
 ) -> StrippedTree:
+    return read_stripped(tree, run_stripping(tree, detected, reporter), detected, rules, request, reporter)
+
+
+def run_stripping(tree: Path, detected: layout_rules.DetectedLayout, reporter: Reporter) -> Stripping:
+    """The commit's stripping script run on the exported tree, and what it changed (its output
+    goes to the log; read_stripped says what it patched)."""
     before = snapshot(tree)
     argv = (detected.stripping_script, "--prefix") if detected.stripping_mode == "prefix" else (detected.stripping_script,)
     result = run_stripping_script(tree, argv, log=reporter.log)
     if not result.ok:
         raise ResolutionError(f"{detected.stripping_script} failed: {result.tail(1)}")
     after = snapshot(tree)
-    patched = layout_rules.patched_files(before, after)
-    reporter.say(f"    stripping script patched {len(patched)} files")
+    return Stripping(before=before, after=after, patched=layout_rules.patched_files(before, after))
+
+
+def read_stripped(
+    tree: Path,
+    stripping: Stripping,
+    detected: layout_rules.DetectedLayout,
+    rules: requirement_rules.RequirementRules,
+    request: ResolveRequest,
+    reporter: Reporter,
+) -> StrippedTree:
+    """The requirements of the stripped tree: the runtime set the build declares for the target,
+    the build set, and the lines the script removed from the files read."""
+    before, after = stripping.before, stripping.after
+    reporter.say(f"    stripping script patched {len(stripping.patched)} files")
 
     def read(path: str) -> str:
         full = tree / path
@@ -221,5 +260,5 @@ def strip_and_read(
         if path in before:
             removed += torch_family.removed_lines(before[path].decode("utf-8", errors="replace"),
                                                   after.get(path, b"").decode("utf-8", errors="replace"))
-    return StrippedTree(patched=patched, declared=declared, build=tuple(dict.fromkeys(build)),
+    return StrippedTree(patched=stripping.patched, declared=declared, build=tuple(dict.fromkeys(build)),
                         removed=torch_family.removed_requirements(removed))
