@@ -76,7 +76,8 @@ def baseline_project(world: TestWorld, lock_path: Path, where: Path) -> Path:
     torch family as that resolve locked it (taken from the commit), pinned exactly."""
     lock, _ = lockfiles.read(str(lock_path))
     pins = [f"torch=={lock.torch.version}", *(f"{c.name}=={c.version}" for c in lock.torch.companions)]
-    requirements = resolution.compile_requirements(lock.layout.runtime_set, lock.layout.build_set, pins, "pytorch-triton")
+    requirements = resolution.compile_requirements(lock.layout.runtime_set, lock.layout.build_set, pins,
+                                                   "pytorch-triton")
     project = where / "pyproject.toml"
     where.mkdir(parents=True, exist_ok=True)
     project.write_text(resolution.synthetic_project(

@@ -60,7 +60,8 @@ def bare_project(lock_path: Path, torch_index: str, where: Path) -> Path:
     # as ours asks: torch and its family pinned, triton left to torch's own pin
     pins = [f"torch=={lock.torch.version}",
             *(f"{c.name}=={c.version}" for c in lock.torch.companions if not c.name.endswith("triton"))]
-    requirements = resolution.compile_requirements(lock.layout.runtime_set, lock.layout.build_set, pins, "triton", lock.torch.left_out)
+    requirements = resolution.compile_requirements(lock.layout.runtime_set, lock.layout.build_set, pins, "triton",
+                                                   lock.torch.left_out)
     where.mkdir(parents=True, exist_ok=True)
     project = where / "pyproject.toml"
     project.write_text(resolution.synthetic_project(

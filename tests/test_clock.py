@@ -35,7 +35,8 @@ def test_without_source_date_epoch_it_is_now_in_utc(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize("value", ["yesterday", "1.5", "99999999999999999999"])
 def test_a_malformed_source_date_epoch_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
-    with pytest.raises(UsageError, match=rf"^SOURCE_DATE_EPOCH='{re.escape(value)}' is not a time in whole seconds") as err:
+    expected = rf"^SOURCE_DATE_EPOCH='{re.escape(value)}' is not a time in whole seconds"
+    with pytest.raises(UsageError, match=expected) as err:
         clock.utc_timestamp()
     assert err.value.exit_code == ExitCode.USAGE
 

@@ -138,7 +138,8 @@ def promote(source: str = "dev", *, to: str = "stable", force: bool = False, com
     receipts = tuple(
         smoke.receipt_summary(d, os.path.relpath(p, base), smoke.file_sha256(p)) for p, d in passing
     )
-    new = promoted(lock, to=to, receipts=receipts, forced=not passing, source_hash=source_hash, when=clock.utc_timestamp())
+    new = promoted(lock, to=to, receipts=receipts, forced=not passing, source_hash=source_hash,
+                   when=clock.utc_timestamp())
     previous: Lock | None = None
     old_bytes: bytes | None = None
     if target_path.is_file():

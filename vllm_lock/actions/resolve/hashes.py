@@ -77,7 +77,8 @@ def hash_wheel(
         if size:
             reporter.say(f"    {filename}: hash from the index, size from {how}")
     if not sha256 or not size:
-        reporter.say(f"    downloading {filename} to hash it (the index publishes no {'hash' if not sha256 else 'size'})")
+        missing = "hash" if not sha256 else "size"
+        reporter.say(f"    downloading {filename} to hash it (the index publishes no {missing})")
         sha256, size, _ = store.fetch(url, filename, expected_sha256=sha256, on_progress=_progress(reporter, filename))
     return Wheel(filename=filename, url=url, size=int(size), sha256=sha256, hash_origin=origin)
 

@@ -213,7 +213,8 @@ def run_stripping(tree: Path, detected: layout_rules.DetectedLayout, reporter: R
     """The commit's stripping script run on the exported tree, and what it changed (its output
     goes to the log; read_stripped says what it patched)."""
     before = snapshot(tree)
-    argv = (detected.stripping_script, "--prefix") if detected.stripping_mode == "prefix" else (detected.stripping_script,)
+    script = detected.stripping_script
+    argv = (script, "--prefix") if detected.stripping_mode == "prefix" else (script,)
     result = run_stripping_script(tree, argv, log=reporter.log)
     if not result.ok:
         raise ResolutionError(f"{detected.stripping_script} failed: {result.tail(1)}")

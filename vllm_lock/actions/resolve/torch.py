@@ -70,7 +70,8 @@ class IndexPages:
                 page = http.get_text(f"{self.index}/")
             except http.NotFound:
                 page = ""
-            self._projects = frozenset(canonicalize_name(link.filename) for link in nightly.parse_simple_page(page, self.index))
+            listed = nightly.parse_simple_page(page, self.index)
+            self._projects = frozenset(canonicalize_name(link.filename) for link in listed)
         return self._projects
 
     def link(self, project: str, url: str) -> nightly.Link | None:
@@ -128,7 +129,8 @@ def resolve_packages(
         return (*_resolve_release(request, target, source, family, pages, torch_wheels, reporter), family)
     builds = nightly.nightly_builds(torch_wheels, cuda=request.cuda, target=target)
     if not builds:
-        raise NoNightlyError(f"no torch nightly for {request.cuda}, Python {target.python}, {target.platform} on {index}")
+        raise NoNightlyError(
+            f"no torch nightly for {request.cuda}, Python {target.python}, {target.platform} on {index}")
     member_builds = {
         m.name: {d: w.version for d, w in nightly.nightly_builds(pages.links(m.name), cuda=request.cuda,
                                                                  target=target).items()}
@@ -276,7 +278,8 @@ def compile_preferring(
     named = set(uv_errors.named_in(output, (c.member.name for c in preferred)))
     unfit = [c for c in preferred if c.member.name in named] or preferred
     for choice in unfit:
-        reporter.say(f"    {choice.requirement} (the commit's pin) does not fit {torch_pin}: asking for {choice.fallback}")
+        reporter.say(f"    {choice.requirement} (the commit's pin) does not fit {torch_pin}: "
+                     f"asking for {choice.fallback}")
     retry = [dataclasses.replace(c, requirement=c.fallback, preferred=False, fallback=None) if c in unfit and c.fallback
              else c for c in choices]
     return compile_set(request, target, source, torch_pins=[torch_pin, *(c.requirement for c in retry)],
