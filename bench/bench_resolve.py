@@ -26,8 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vllm_lock import nightly
-from vllm_lock.actions import resolve as resolve_action
+from vllm_lock import nightly, resolution
 from vllm_lock.model import Target
 from vllm_lock.shell import lockfiles
 from vllm_lock.shell import uv as uv_shell
@@ -77,12 +76,11 @@ def baseline_project(world: TestWorld, lock_path: Path, where: Path) -> Path:
     torch family as that resolve locked it (taken from the commit), pinned exactly."""
     lock, _ = lockfiles.read(str(lock_path))
     pins = [f"torch=={lock.torch.version}", *(f"{c.name}=={c.version}" for c in lock.torch.companions)]
-    source = resolve_action.SourceFacts(vllm=lock.vllm, layout=lock.layout, external_sources=(),
-                                        runtime=lock.layout.runtime_set, build=lock.layout.build_set, removed=())
-    requirements = resolve_action.compile_requirements(source, pins, "pytorch-triton")
+    requirements = resolution.compile_requirements(lock.layout.runtime_set, lock.layout.build_set, pins,
+                                                   "pytorch-triton")
     project = where / "pyproject.toml"
     where.mkdir(parents=True, exist_ok=True)
-    project.write_text(resolve_action.synthetic_project(
+    project.write_text(resolution.synthetic_project(
         requirements, world.torch_nightly_index, {"torch", *(c.name for c in lock.torch.companions)}))
     return project
 

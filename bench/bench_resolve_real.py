@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "real"
 from corpus import make_vllm_repo, serve_torch_index  # noqa: E402
 from test_real_cmake import EXPECTED  # noqa: E402
 
-from vllm_lock.actions import resolve as resolve_action  # noqa: E402
+from vllm_lock import resolution  # noqa: E402
 from vllm_lock.shell import lockfiles  # noqa: E402
 from vllm_lock.shell import uv as uv_shell  # noqa: E402
 
@@ -60,12 +60,11 @@ def bare_project(lock_path: Path, torch_index: str, where: Path) -> Path:
     # as ours asks: torch and its family pinned, triton left to torch's own pin
     pins = [f"torch=={lock.torch.version}",
             *(f"{c.name}=={c.version}" for c in lock.torch.companions if not c.name.endswith("triton"))]
-    source = resolve_action.SourceFacts(vllm=lock.vllm, layout=lock.layout, external_sources=(),
-                                        runtime=lock.layout.runtime_set, build=lock.layout.build_set, removed=())
-    requirements = resolve_action.compile_requirements(source, pins, "triton", lock.torch.left_out)
+    requirements = resolution.compile_requirements(lock.layout.runtime_set, lock.layout.build_set, pins, "triton",
+                                                   lock.torch.left_out)
     where.mkdir(parents=True, exist_ok=True)
     project = where / "pyproject.toml"
-    project.write_text(resolve_action.synthetic_project(
+    project.write_text(resolution.synthetic_project(
         requirements, torch_index, {"torch", "triton", *(c.name for c in lock.torch.companions)}))
     return project
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vllm_lock.actions.resolve import ResolveRequest, resolve, stripping_pathspecs
+from vllm_lock.actions.resolve import ResolveRequest, resolve
+from vllm_lock.actions.resolve.source import stripping_pathspecs
 from vllm_lock.errors import ExitCode, ResolutionError
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import git as git_shell

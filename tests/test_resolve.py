@@ -457,41 +457,6 @@ def test_target_specific_failures_and_undecidable_conditions(tmp_path: Path) -> 
         assert err.value.exit_code == ExitCode.RESOLUTION and not out.exists()
 
 
-@pytest.mark.parametrize(
-    ("output", "expected"),
-    [
-        ("error: No solution found when resolving dependencies\n  cause: Because llguidance==1.7.0 has no wheels "
-         "with a matching platform tag (e.g., `manylinux_2_28_x86_64`) and only llguidance==1.7.0 is available, we "
-         "can conclude that all versions of llguidance cannot be used.\n\nhint: Wheels are available for "
-         "`llguidance` (v1.7.0) on the following platforms: `manylinux_2_31_x86_64`,\n `manylinux_2_28_aarch64`\n",
-         "llguidance v1.7.0 ships no wheel for x86_64-manylinux_2_28; its wheels are for these platforms: "
-         "manylinux_2_31_x86_64, manylinux_2_28_aarch64"),
-        ("hint: You require CPython 3.12 (`cp312`), but we only found wheels for `fake` (v1.0.0) with the following "
-         "Python implementation tag: `cp311`",
-         "fake v1.0.0 ships no wheel for Python 3.12; its wheels are for these Python tags: cp311"),
-        ("  cause: Because fake==1.0.0 has no wheels with a matching platform tag (e.g., `manylinux_2_28_x86_64`)",
-         "fake ships no wheel for x86_64-manylinux_2_28, Python 3.12 (no platform tag matches)"),
-        ("  cause: Because torch==2.10 depends on missing-thing, we can conclude ...", None),
-    ],
-)
-def test_no_wheel_message(output: str, expected: str | None) -> None:
-    from vllm_lock.actions.resolve import no_wheel_message
-    from vllm_lock.model import Target
-
-    assert no_wheel_message(output, Target(python="3.12", platform="x86_64-manylinux_2_28")) == expected
-
-
-def test_a_torch_family_member_without_a_wheel_lets_latest_try_an_older_nightly() -> None:
-    from vllm_lock.actions.resolve import _compile_error
-    from vllm_lock.model import Target
-
-    output = ("hint: Wheels are available for `torchvision` (v0.25.0.dev20261113+cu128) on the following platforms: "
-              "`manylinux_2_28_x86_64`")
-    error = _compile_error(output, ["torch==2.10.0"], Target(python="3.12", platform="aarch64-manylinux_2_28"),
-                           frozenset({"torch", "torchvision", "pytorch-triton"}))
-    assert isinstance(error, CompanionMismatchError) and "torchvision v0.25.0.dev20261113+cu128 ships no wheel" in str(error)
-
-
 # ---------------------------------------------------------------- the torch family from the commit
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from test_install_support import cli, install_args, resolve_world_lock
 
-from vllm_lock.actions.resolve import ResolveRequest, resolve, size_without_download
+from vllm_lock.actions.resolve import ResolveRequest, resolve
+from vllm_lock.actions.resolve.hashes import size_without_download
 from vllm_lock.model import Lock, Package
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import uv as uv_shell

@@ -18,7 +18,8 @@ from sdists import sdist
 from vllm_lock import requirements as requirement_rules
 from vllm_lock import source_layout as layout
 from vllm_lock import torch_family
-from vllm_lock.actions.resolve import ResolveRequest, strip_and_read
+from vllm_lock.actions.resolve import ResolveRequest
+from vllm_lock.actions.resolve.source import strip_and_read
 from vllm_lock.model import Target
 from vllm_lock.progress import QUIET
 

@@ -13,7 +13,7 @@ from sdists import extract_sdist
 from test_real_cmake import VERSIONS
 
 from vllm_lock import source_layout as layout_rules
-from vllm_lock.actions.resolve import stripping_pathspecs
+from vllm_lock.actions.resolve.source import stripping_pathspecs
 from vllm_lock.model import PatchedFile
 from vllm_lock.shell import git as git_shell
 from vllm_lock.shell.stripping import run_stripping_script, snapshot

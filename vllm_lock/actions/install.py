@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO
 
 import vllm_lock
-from vllm_lock import codec, plan, pylock
+from vllm_lock import clock, codec, plan, pylock
 from vllm_lock import cuda as cuda_rules
 from vllm_lock import receipt as receipts
 from vllm_lock import rust as rust_rules
@@ -504,7 +504,7 @@ def make_receipt(
         log=str(log_path),
         venv=str(gen.venv),
         src=str(gen.src),
-        installed_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        installed_at=clock.utc_timestamp(),
         tool_version=vllm_lock.__version__,
         cubins=sorted(found),
         external_sources={s.name: s.commit for s in lock.external_sources},

@@ -18,12 +18,11 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllm_lock import codec, signing
+from vllm_lock import clock, codec, signing
 from vllm_lock import receipt as test_receipts
 from vllm_lock.actions import diff as diff_action
 from vllm_lock.diffing import LockDiff
@@ -91,8 +90,6 @@ def commit_message(source: str, to: str, source_hash: str, diff: LockDiff | None
     return f"{head}\n\n{body.rstrip()}\n\n{tail}\n"
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def promote(source: str = "dev", *, to: str = "stable", force: bool = False, commit: bool = False,
@@ -121,7 +118,8 @@ def promote(source: str = "dev", *, to: str = "stable", force: bool = False, com
     receipts = tuple(
         r.summary(os.path.relpath(p, base), test_receipts.file_sha256(p)) for p, r in passing
     )
-    new = promoted(lock, to=to, receipts=receipts, forced=not passing, source_hash=source_hash, when=_now())
+    new = promoted(lock, to=to, receipts=receipts, forced=not passing, source_hash=source_hash,
+                   when=clock.utc_timestamp())
     previous: Lock | None = None
     old_bytes: bytes | None = None
     if target_path.is_file():

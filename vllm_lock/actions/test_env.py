@@ -3,14 +3,13 @@ receipt (receipt.py), passing or failing: promote needs a passing one for the lo
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import platform
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllm_lock import acceptance
+from vllm_lock import acceptance, clock
 from vllm_lock import receipt as receipts
 from vllm_lock.defaults import DEFAULT_VENV
 from vllm_lock.errors import PreflightError
@@ -35,10 +34,6 @@ def host_gpus() -> tuple[acceptance.Gpu, ...]:
     report = machine.gpus(os.environ)
     return tuple(acceptance.Gpu(name=g.name, capability=g.capability, driver=report.driver_version)
                  for g in report.gpus)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def install_receipt(venv: Path) -> receipts.InstallReceipt | None:
@@ -71,6 +66,6 @@ def check_environment(name: str | None = None, *, venv: Path = DEFAULT_VENV) -> 
                                  (installed.identity, installed.content_hash) if installed else None)
     receipt = receipts.new_test_receipt(lock=lock, lock_path=lock_path, venv=venv, checks=checks, probe=probe,
                                         host_gpus=gpus, host=socket.gethostname() or platform.node() or "unknown",
-                                        when=_now())
+                                        when=clock.utc_timestamp())
     path = receipts.write_test_receipt(lock_path, receipt)
     return EnvironmentTest(lock=lock, checks=checks, receipt=receipt, receipt_path=path)
