@@ -29,7 +29,7 @@ def _modules() -> set[str]:
     for package in ("vllm_lock", "vllm_lock_testworld"):
         for path in (ROOT / package).rglob("*.py"):
             relative = path.relative_to(ROOT).as_posix()
-            if "/skeleton/" in relative or path.name == "__init__.py" and path.parent.name != "cli":
+            if "/skeleton/" in relative or path.name == "__init__.py" and path.parent.name not in ("cli", "resolve"):
                 continue
             found.add(relative)
     return found
