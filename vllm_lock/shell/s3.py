@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import http.client
 import os
+import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from vllm_lock.errors import CacheUnreachableError, UnreachableError, UsageError
 from vllm_lock.shell import http as http_shell
 
 MAX_LISTING_PAGE = 16 << 20
+MAX_LISTING_PAGES = 100_000  # 100 million keys at S3's 1000 a page
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -63,6 +66,9 @@ def parse_url(url: str, environ: Mapping[str, str]) -> Location:
     if unknown or any(len(v) != 1 for v in query.values()):
         raise UsageError(f"{url}: only endpoint= and region= may follow the '?', each once")
     region = query.get("region", [environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"])[0]
+    if not _REGION.fullmatch(region):
+        # it is part of the default endpoint's host name and of every signature's scope
+        raise UsageError(f"{url}: region {region[:40]!r} is not an S3 region name (like us-east-1)")
     endpoint = urlsplit(query.get("endpoint", [f"https://s3.{region}.amazonaws.com"])[0])
     if endpoint.scheme not in ("http", "https") or not endpoint.hostname or endpoint.path not in ("", "/"):
         raise UsageError(f"{url}: endpoint= must be http(s)://HOST[:PORT]")
@@ -232,29 +238,40 @@ class Client:
             conn.close()
 
     def list_keys(self, *, deadline: float) -> Iterator[str]:
-        """Every key under the prefix (relative to it), page by page."""
+        """Every key under the prefix (relative to it), page by page, all pages within one total
+        deadline: a server that answers `IsTruncated` forever (the same continuation token, or a
+        new one each time) is refused, not followed."""
         token: str | None = None
-        while True:
-            query = {"list-type": "2", "prefix": self.location.prefix}
-            if token:
-                query["continuation-token"] = token
-            with http_shell._deadline(deadline) as guard:
+        tokens: set[str] = set()
+        keys: list[str] = []
+        with http_shell._deadline(deadline) as guard:
+            for _ in range(MAX_LISTING_PAGES):
+                query = {"list-type": "2", "prefix": self.location.prefix}
+                if token:
+                    query["continuation-token"] = token
+                if guard.expired.is_set():
+                    raise CacheUnreachableError(self._failure(self.location.label, guard, "listing"))
                 conn, response = self._request(guard, "GET", None, query=query)
                 try:
                     page = b"".join(_chunks(self.location.label, response, guard, MAX_LISTING_PAGE))
                 finally:
                     conn.close()
-            try:
-                root = ElementTree.fromstring(page)
-            except ElementTree.ParseError as exc:
-                raise CacheUnreachableError(f"{self.location.label}: the listing is not S3's XML ({exc})") from None
-            for item in root.iter(f"{_NS}Contents"):
-                key = item.findtext(f"{_NS}Key") or ""
-                if key.startswith(self.location.prefix):
-                    yield key[len(self.location.prefix):]
-            token = root.findtext(f"{_NS}NextContinuationToken")
-            if root.findtext(f"{_NS}IsTruncated") != "true" or not token:
-                return
+                try:
+                    root = ElementTree.fromstring(page)
+                except ElementTree.ParseError as exc:
+                    raise CacheUnreachableError(f"{self.location.label}: the listing is not S3's XML ({exc})") from None
+                for item in root.iter(f"{_NS}Contents"):
+                    key = item.findtext(f"{_NS}Key") or ""
+                    if key.startswith(self.location.prefix):
+                        keys.append(key[len(self.location.prefix):])
+                token = root.findtext(f"{_NS}NextContinuationToken")
+                if root.findtext(f"{_NS}IsTruncated") != "true" or not token:
+                    return iter(keys)
+                if token in tokens:
+                    raise CacheUnreachableError(f"{self.location.label}: the listing repeats a continuation token "
+                                                f"(a server that never ends its listing): refusing it")
+                tokens.add(token)
+        raise CacheUnreachableError(f"{self.location.label}: the listing has more than {MAX_LISTING_PAGES} pages: refusing it")
 
 
 def _chunks(label: str, response: http.client.HTTPResponse, guard: object, limit: int) -> Iterator[bytes]:
