@@ -174,7 +174,26 @@ def test_the_region_cannot_steer_the_default_endpoint_elsewhere() -> None:
     assert s3.parse_url("s3://bucket/p?region=eu-west-3", {}).host == "s3.eu-west-3.amazonaws.com"
 
 
+def test_an_s3_url_cannot_name_another_bucket_through_its_prefix() -> None:
+    for url in ("s3://bucket/../other", "s3://bucket/a/./b", "s3://bucket/a//b", "s3://b\u00fccket/p"):
+        with pytest.raises(UsageError):
+            s3.parse_url(url, {})
+
+
 # ---------------------------------------------------------------- a file:// cache anyone may write to
+
+
+def test_a_link_planted_in_a_shared_file_cache_does_not_redirect_a_push(tmp_path: Path) -> None:
+    """`wheels/<sha256>` made a link by another cache user: root's push would write the wheel there."""
+    wheel = tmp_path / "vllm-0.11.1-cp311-cp311-linux_x86_64.whl"
+    wheel.write_bytes(WHEEL_BYTES)
+    root, elsewhere = tmp_path / "cache", tmp_path / "elsewhere"
+    (root / "wheels").mkdir(parents=True)
+    elsewhere.mkdir()
+    (root / "wheels" / signed_entry().wheel_sha256).symlink_to(elsewhere)
+    with pytest.raises(CacheUnreachableError, match="leads out of the cache"):
+        substitute.push(f"file://{root}", signed_entry().unsigned(), wheel, KEY)
+    assert list(elsewhere.iterdir()) == [] and not (root / signed_entry().name).exists()
 
 
 def _read_in_a_child(url: str, name: str, *, fetch_size: int | None = None) -> subprocess.CompletedProcess[str]:

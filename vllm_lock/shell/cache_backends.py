@@ -150,6 +150,11 @@ class FileBackend:
         target = self._path(name)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.parent.resolve().is_relative_to(self.root.resolve()):
+                # anyone may write to a shared cache: a planted `wheels/<sha256>` link would make a
+                # pusher (root) write the wheel wherever it points
+                raise CacheUnreachableError(f"{self.url}: {Path(name).parent} leads out of the cache (a link): "
+                                            f"refusing to write {name}")
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
             try:
                 with os.fdopen(fd, "wb") as writer:

@@ -59,7 +59,8 @@ class Credentials:
 def parse_url(url: str, environ: Mapping[str, str]) -> Location:
     parts = urlsplit(url)
     bucket = parts.netloc
-    if parts.scheme != "s3" or not bucket or not all(c.isalnum() or c in ".-" for c in bucket) or parts.fragment:
+    if (parts.scheme != "s3" or not bucket or not bucket.isascii() or not all(c.isalnum() or c in ".-" for c in bucket)
+            or parts.fragment):
         raise UsageError(f"{url}: not s3://BUCKET/PREFIX[?endpoint=URL&region=NAME]")
     query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
     unknown = set(query) - {"endpoint", "region"}
@@ -77,6 +78,9 @@ def parse_url(url: str, environ: Mapping[str, str]) -> Location:
     except ValueError:
         raise UsageError(f"{url}: the endpoint's port is not a port") from None
     prefix = parts.path.strip("/")
+    if prefix and any(segment in ("", ".", "..") for segment in prefix.split("/")):
+        # a server or proxy that normalises the path would take /bucket/../other as another bucket
+        raise UsageError(f"{url}: the prefix {prefix!r} has an empty, . or .. segment")
     return Location(bucket=bucket, prefix=prefix + "/" if prefix else "", scheme=endpoint.scheme,
                     host=endpoint.hostname, port=port, region=region)
 
