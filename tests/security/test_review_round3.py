@@ -363,3 +363,47 @@ def test_the_wheel_of_a_signed_entry_lies_under_its_signed_sha256_only() -> None
         with pytest.raises(CacheEntryError):
             cache_entry.parse(text.encode(), origin="e")
     assert base64.b64decode(cache_keys.SecretKey.text(KEY).split(":")[1])[32:] == KEY.public().key
+
+
+def _tar(path: Path, members: list[tarfile.TarInfo], fmt: int = tarfile.PAX_FORMAT) -> Path:
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for info in members:
+            tar.addfile(info, io.BytesIO(bytes(info.size)) if info.isreg() else None)
+    return path
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = kind, size, link
+    return info
+
+
+_WHEEL = "wheels/" + "ab" * 32 + "/torch-2.10.0-py3-none-any.whl"
+
+
+@pytest.mark.parametrize(("members", "words"), [
+    ([_member(_WHEEL, tarfile.SYMTYPE, link="/etc/shadow")], "not a regular file"),
+    ([_member(_WHEEL, tarfile.LNKTYPE, link="lock.toml")], "not a regular file"),
+    ([_member(_WHEEL, tarfile.CHRTYPE)], "not a regular file"),
+    ([_member(_WHEEL, tarfile.FIFOTYPE)], "not a regular file"),
+    ([_member("wheels/" + "ab" * 32, tarfile.DIRTYPE)], "not a name a bundle holds"),
+    ([_member("lock.toml", size=3), _member("lock.toml", size=3)], "appears twice"),
+    ([_member("manifest.json", size=2), _member("lock.toml")], "must come last"),
+    ([_member("/etc/cron.d/x")], "absolute path"),
+    ([_member("wheels/../../../etc/x")], "leaves the bundle"),
+    ([_member("lock.toml\0x")], "has no manifest.json"),  # tarfile cuts the name at its NUL: lock.toml, checked as one
+    ([_member("git/0123456789abcdef.bundle/../../x")], "leaves the bundle"),
+    ([_member("crates/" + "ab" * 32 + "/-rf.crate")], "not a name a bundle holds"),
+])
+def test_what_held_crafted_tar_members_are_refused(tmp_path: Path, members: list[tarfile.TarInfo], words: str) -> None:
+    bundle = _tar(tmp_path / "b.tar", members)
+    with pytest.raises(BundleError, match=words):
+        bundle_file.read(bundle, tmp_path / "unpacked")
+    assert {p.name for p in tmp_path.iterdir()} <= {"b.tar", "unpacked"}  # nothing outside the scratch folder
+
+
+def test_what_held_the_member_count_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLLM_LOCK_BUNDLE_MAX_MEMBERS", "3")
+    names = ["wheels/" + f"{i:064x}" + "/w-1-py3-none-any.whl" for i in range(5)]
+    with pytest.raises(BundleError, match="more than 3 members"):
+        bundle_file.read(_tar(tmp_path / "b.tar", [_member(n) for n in names]), tmp_path / "unpacked")
