@@ -180,6 +180,17 @@ def test_an_s3_url_cannot_name_another_bucket_through_its_prefix() -> None:
             s3.parse_url(url, {})
 
 
+@pytest.mark.parametrize("url", [
+    "https://ci:s3cr3t@127.0.0.1:1/cache",
+    "s3://bucket/p?endpoint=http://AKIAEXAMPLE:s3cr3t@127.0.0.1:1",
+])
+def test_a_cache_url_with_credentials_is_refused_without_echoing_them(url: str) -> None:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "x"}
+    done = subprocess.run([*CLI, "cache", "ls", url], capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert done.returncode == 2 and done.stderr.startswith("error:") and len(done.stderr.splitlines()) == 1
+    assert "s3cr3t" not in done.stderr + done.stdout
+
+
 # ---------------------------------------------------------------- a file:// cache anyone may write to
 
 

@@ -187,6 +187,12 @@ class FileBackend:
 
 class HttpBackend:
     def __init__(self, url: str) -> None:
+        netloc = url.split("://", 1)[-1].split("/", 1)[0]
+        if "@" in netloc:
+            # every message and the receipt show the cache's URL: never with what looks like a secret
+            scheme = url.split(":", 1)[0]
+            raise UsageError(f"cache {scheme}://…@{netloc.rsplit('@', 1)[1][:100]}: credentials in a cache URL "
+                             f"would be logged (and urllib does not send them): refusing it")
         self.url = url.rstrip("/")
 
     def read(self, name: str) -> bytes | None:

@@ -71,6 +71,10 @@ def parse_url(url: str, environ: Mapping[str, str]) -> Location:
         # it is part of the default endpoint's host name and of every signature's scope
         raise UsageError(f"{url}: region {region[:40]!r} is not an S3 region name (like us-east-1)")
     endpoint = urlsplit(query.get("endpoint", [f"https://s3.{region}.amazonaws.com"])[0])
+    if "@" in endpoint.netloc:
+        # the URL is shown in logs and recorded in receipts: never echo it with what looks like a secret
+        raise UsageError(f"s3://{bucket}: credentials in endpoint= would be logged: use AWS_ACCESS_KEY_ID and "
+                         f"AWS_SECRET_ACCESS_KEY (or a profile)")
     if endpoint.scheme not in ("http", "https") or not endpoint.hostname or endpoint.path not in ("", "/"):
         raise UsageError(f"{url}: endpoint= must be http(s)://HOST[:PORT]")
     try:
