@@ -418,3 +418,22 @@ def test_what_held_the_member_count_is_capped(tmp_path: Path, monkeypatch: pytes
     names = ["wheels/" + f"{i:064x}" + "/w-1-py3-none-any.whl" for i in range(5)]
     with pytest.raises(BundleError, match="more than 3 members"):
         bundle_file.read(_tar(tmp_path / "b.tar", [_member(n) for n in names]), tmp_path / "unpacked")
+
+
+def test_what_held_a_key_file_is_0600_and_never_written_over_or_through_a_link(tmp_path: Path) -> None:
+    key = tmp_path / "k.secret"
+    first = subprocess.run([*CLI, "key", "generate", "--name", "k", "-o", str(key)], capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert first.returncode == 0 and (key.stat().st_mode & 0o777) == 0o600
+    before = key.read_bytes()
+    again = subprocess.run([*CLI, "key", "generate", "--name", "k", "-o", str(key)], capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert again.returncode == 9 and again.stderr.startswith("error:") and key.read_bytes() == before
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    (tmp_path / "link.secret").symlink_to(victim)
+    linked = subprocess.run([*CLI, "key", "generate", "--name", "k", "-o", str(tmp_path / "link.secret")],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert linked.returncode == 9 and victim.read_text() == "keep\n"
+    secret = cache_keys.parse_secret(before.decode(), origin="k.secret")
+    assert first.stdout.strip() == secret.public().text()  # the public half is printed, never the secret
