@@ -68,7 +68,8 @@ def running(binary: Path, cache: CompilerCache, *, basedir: Path, work: Path,
     link = launcher_dir / "sccache"
     link.unlink(missing_ok=True)
     link.symlink_to(binary)
-    private = Path(tempfile.mkdtemp(prefix="vllm-lock-sccache-"))  # mode 0700
+    # mode 0700; /tmp when $TMPDIR is too long for a socket path (at most 107 bytes)
+    private = Path(tempfile.mkdtemp(prefix="vllm-lock-sccache-", dir="/tmp" if len(tempfile.gettempdir()) > 64 else None))
     try:
         extra = sccache_env(cache, sccache=str(binary), basedirs=[str(basedir)], server_socket=str(private / "server"),
                             error_log=str(work / "sccache-server.log"))
