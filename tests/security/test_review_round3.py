@@ -437,3 +437,17 @@ def test_what_held_a_key_file_is_0600_and_never_written_over_or_through_a_link(t
     assert linked.returncode == 9 and victim.read_text() == "keep\n"
     secret = cache_keys.parse_secret(before.decode(), origin="k.secret")
     assert first.stdout.strip() == secret.public().text()  # the public half is printed, never the secret
+
+
+@pytest.mark.xfail(strict=True, reason="finding 13: substitute.check_url accepts a cache URL with user:password@ "
+                   "and find() logs `refused <url>` whole; refuse userinfo in check_url (exit 2, not echoed)")
+def test_a_cache_url_with_credentials_never_reaches_the_install_log(tmp_path: Path) -> None:
+    lines: list[str] = []
+    try:
+        settings = substitute.settings(caches=["https://ci:s3cr3t@127.0.0.1:1/cache"], trusted_keys=[KEY.public().text()])
+        substitute.find(IDENTITY, settings, tmp_path / "dist", lines.append)
+    except UsageError as exc:
+        lines.append(str(exc))
+        assert "s3cr3t" not in "\n".join(lines)
+        return
+    pytest.fail(f"accepted, and logged: {lines}")
