@@ -167,6 +167,17 @@ def test_an_s3_listing_has_one_total_deadline(endless_s3: tuple[str, type[_Endle
     assert time.monotonic() - started < 5
 
 
+def test_an_s3_listing_of_endless_keys_is_refused_before_memory_runs_out(
+    endless_s3: tuple[str, type[_EndlessListing]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, handler = endless_s3
+    handler.repeat_token, handler.pages = False, 400
+    monkeypatch.setattr(s3, "MAX_LISTED_KEYS", 50)  # the bound, lowered: 1 million keys would take minutes here
+    with pytest.raises(CacheUnreachableError, match="more than 50 keys"):
+        cache_backends.open_backend(url).entries()
+    assert handler.requests <= 52
+
+
 def test_the_region_cannot_steer_the_default_endpoint_elsewhere() -> None:
     # region= is part of the default endpoint's host: `attacker.example/#` would send signed requests there
     with pytest.raises(UsageError, match="region"):

@@ -29,6 +29,7 @@ from vllm_lock.shell import http as http_shell
 
 MAX_LISTING_PAGE = 16 << 20
 MAX_LISTING_PAGES = 100_000  # 100 million keys at S3's 1000 a page
+MAX_LISTED_KEYS = 1_000_000  # kept in memory: a server sending millions of tiny keys is refused
 _REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -246,7 +247,7 @@ class Client:
             conn.close()
 
     def list_keys(self, *, deadline: float) -> Iterator[str]:
-        """Every key under the prefix (relative to it), page by page, all pages within one total
+        """Every key directly under the prefix (relative to it), page by page, all pages within one total
         deadline: a server that answers `IsTruncated` forever (the same continuation token, or a
         new one each time) is refused, not followed."""
         token: str | None = None
@@ -254,7 +255,8 @@ class Client:
         keys: list[str] = []
         with http_shell._deadline(deadline) as guard:
             for _ in range(MAX_LISTING_PAGES):
-                query = {"list-type": "2", "prefix": self.location.prefix}
+                # delimiter: the top level only (the entries), not every wheels/<sha256>/ object
+                query = {"list-type": "2", "prefix": self.location.prefix, "delimiter": "/"}
                 if token:
                     query["continuation-token"] = token
                 if guard.expired.is_set():
@@ -272,6 +274,9 @@ class Client:
                     key = item.findtext(f"{_NS}Key") or ""
                     if key.startswith(self.location.prefix):
                         keys.append(key[len(self.location.prefix):])
+                if len(keys) > MAX_LISTED_KEYS:
+                    raise CacheUnreachableError(f"{self.location.label}: the listing has more than {MAX_LISTED_KEYS} "
+                                                f"keys: refusing it")
                 token = root.findtext(f"{_NS}NextContinuationToken")
                 if root.findtext(f"{_NS}IsTruncated") != "true" or not token:
                     return iter(keys)
