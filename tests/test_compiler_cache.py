@@ -46,12 +46,12 @@ def test_bad_urls(url: str, message: str) -> None:
 
 def test_env_for_a_folder_and_for_s3() -> None:
     folder = sccache_env(CompilerCache(kind="dir", location="/c"), sccache="/bin/sccache", basedirs=["/g/1"],
-                         port=4321, error_log="/g/1/log")
+                         server_socket="/tmp/s/server", error_log="/g/1/log")
     assert folder["SCCACHE_DIR"] == "/c" and "SCCACHE_BUCKET" not in folder
-    assert folder["SCCACHE_BASEDIRS"] == "/g/1" and folder["SCCACHE_SERVER_PORT"] == "4321"
+    assert folder["SCCACHE_BASEDIRS"] == "/g/1" and folder["SCCACHE_SERVER_UDS"] == "/tmp/s/server"
     assert {folder[f"CMAKE_{lang}_COMPILER_LAUNCHER"] for lang in ("C", "CXX", "CUDA")} == {"/bin/sccache"}
     s3 = sccache_env(parse_compiler_cache("s3://bkt/p?endpoint=http://127.0.0.1:9"), sccache="s", basedirs=["/a", "/b"],
-                     port=1, error_log="l")
+                     server_socket="/s", error_log="l")
     assert (s3["SCCACHE_BUCKET"], s3["SCCACHE_S3_KEY_PREFIX"], s3["SCCACHE_ENDPOINT"], s3["SCCACHE_S3_USE_SSL"]) == (
         "bkt", "p", "http://127.0.0.1:9", "false")
     assert s3["SCCACHE_BASEDIRS"] == "/a:/b" and "SCCACHE_DIR" not in s3

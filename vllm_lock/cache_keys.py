@@ -121,22 +121,25 @@ def sign(entry: CacheEntry, key: SecretKey) -> CacheEntry:
 def trust(entry: CacheEntry, trusted: Iterable[PublicKey]) -> Trust:
     """Trusted when a signature by a trusted key's name verifies with that key; otherwise the
     reason: unsigned, signed only by unknown keys, or a signature that does not verify."""
-    keys = {k.name: k for k in trusted}
+    # several trusted keys may share a name (a key rotated under its old name): try each of them
+    keys: dict[str, list[PublicKey]] = {}
+    for k in trusted:
+        keys.setdefault(k.name, []).append(k)
     if not entry.signatures:
         return Trust(signer=None, problem="the entry is unsigned")
     if not keys:
         return Trust(signer=None, problem="no trusted cache keys are configured")
     bad: list[str] = []
     for sig in entry.signatures:
-        key = keys.get(sig.key_name)
-        if key is None:
-            continue
-        try:
-            Ed25519PublicKey.from_public_bytes(key.key).verify(sig.value, fingerprint(entry))
-        except InvalidSignature:
+        named = keys.get(sig.key_name, [])
+        for key in named:
+            try:
+                Ed25519PublicKey.from_public_bytes(key.key).verify(sig.value, fingerprint(entry))
+            except InvalidSignature:
+                continue
+            return Trust(signer=sig.key_name, problem=None)
+        if named:
             bad.append(sig.key_name)
-            continue
-        return Trust(signer=sig.key_name, problem=None)
     if bad:
         return Trust(signer=None, problem=f"the signature by {', '.join(bad)} does not verify (wrong signature, or the entry was altered)")
     names = ", ".join(s.key_name for s in entry.signatures)

@@ -21,6 +21,7 @@ SCCACHE_VERSION = "0.16.0"
 # compilation itself; a build's compile steps are the top-level ones.
 _SUB_STEPS = frozenset({"PTX", "CUBIN", "CUDA (Device code)"})
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 
 
 class CompilerCacheError(ValueError):
@@ -65,22 +66,39 @@ def parse_compiler_cache(url: str) -> CompilerCache:
     if unknown or any(len(v) != 1 for v in query.values()):
         raise CompilerCacheError(f"compiler cache {url!r}: only endpoint= and region= are understood, once each")
     endpoint = query.get("endpoint", [None])[0]
-    if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
-        raise CompilerCacheError(f"compiler cache {url!r}: the endpoint must be an http(s) URL")
+    if endpoint is not None and not _plain_endpoint(endpoint):
+        raise CompilerCacheError(f"compiler cache {url!r}: the endpoint must be an http(s) URL, "
+                                 f"http(s)://HOST[:PORT] (no credentials, path, query or fragment: use AWS_* variables)")
     prefix = parts.path.strip("/")
     if prefix and any(segment in ("", ".", "..") for segment in prefix.split("/")):
         raise CompilerCacheError(f"compiler cache {url!r}: the prefix {prefix!r} has an empty, . or .. segment")
-    return CompilerCache(kind="s3", location=parts.netloc, prefix=prefix, endpoint=endpoint,
-                         region=query.get("region", ["us-east-1"])[0])
+    region = query.get("region", ["us-east-1"])[0]
+    if not _REGION.fullmatch(region):
+        raise CompilerCacheError(f"compiler cache {url!r}: {region[:40]!r} is not an S3 region name")
+    return CompilerCache(kind="s3", location=parts.netloc, prefix=prefix, endpoint=endpoint, region=region)
 
 
-def sccache_env(cache: CompilerCache, *, sccache: str, basedirs: Sequence[str], port: int,
+def _plain_endpoint(endpoint: str) -> bool:
+    """http(s)://HOST[:PORT] and nothing else: the endpoint is shown in logs and the receipt."""
+    parts = urlsplit(endpoint)
+    try:
+        parts.port  # noqa: B018 (a port that is not one raises)
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname) and parts.username is None
+            and parts.password is None and parts.path in ("", "/") and not parts.query and not parts.fragment
+            and endpoint.isprintable() and not any(c.isspace() for c in endpoint))
+
+
+def sccache_env(cache: CompilerCache, *, sccache: str, basedirs: Sequence[str], server_socket: str,
                 error_log: str) -> dict[str, str]:
     """The variables the build and sccache's server run with. CMake (>= 3.17) takes its compiler
     launchers from the environment, and vLLM's setup.py adds the same launchers when `sccache` is
     on PATH; the base directories make objects built under one generation's folder hit under another's."""
     env = {
-        "SCCACHE_SERVER_PORT": str(port),  # a server of our own, never a user's server on the default port
+        # a server of our own on a Unix socket in a folder only we can enter: sccache's server runs
+        # whatever compiler a client names, so a TCP port would let any local user run code as us
+        "SCCACHE_SERVER_UDS": server_socket,
         "SCCACHE_IDLE_TIMEOUT": "0",
         "SCCACHE_BASEDIRS": ":".join(basedirs),
         "SCCACHE_ERROR_LOG": error_log,

@@ -23,6 +23,24 @@ from vllm_lock.shell import limits
 from vllm_lock.shell.store import Store, entry_lock, inside
 
 CHUNK = 1 << 20
+# a PAX or GNU long-name header is read whole into memory by tarfile before any member check runs:
+# a bundle's own names are a few hundred bytes, so anything past this is refused unread
+MAX_HEADER_BYTES = 1 << 20
+_HEADER_TYPES = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                           tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK})
+
+
+class _HugeHeader(tarfile.TarError):
+    pass
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """TarInfo that refuses an extended header larger than MAX_HEADER_BYTES before reading it."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _HEADER_TYPES and self.size > MAX_HEADER_BYTES:
+            raise _HugeHeader(f"an extended header of {self.size} bytes (at most {MAX_HEADER_BYTES})")
+        return super()._proc_member(tarfile_)  # type: ignore[misc,no-any-return]
 
 
 def max_members() -> int:
@@ -108,9 +126,11 @@ def read(bundle: Path, dest: Path) -> tuple[dict[str, Member], bytes]:
     manifest: bytes | None = None
     total = 0
     try:
-        tar = tarfile.open(bundle, mode="r:")
+        tar = tarfile.open(bundle, mode="r:", tarinfo=_BoundedTarInfo)
     except FileNotFoundError:
         raise BundleError(f"bundle {bundle} not found") from None
+    except _HugeHeader as exc:
+        raise BundleError(f"refusing the bundle: {exc}") from None
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise BundleError(f"{bundle} is not a readable bundle (not an uncompressed tar: {exc})") from None
     with tar:
@@ -140,6 +160,8 @@ def read(bundle: Path, dest: Path) -> tuple[dict[str, Member], bytes]:
                         raise BundleError(f"{bundle} ends inside {MANIFEST} (truncated)")
                     continue
                 seen[name] = _unpack(stream, member, inside(dest, *name.split("/")), bundle)
+        except _HugeHeader as exc:
+            raise BundleError(f"refusing the bundle: {exc}") from None
         except (tarfile.TarError, EOFError) as exc:
             raise BundleError(f"{bundle} is truncated or damaged ({exc})") from None
     if manifest is None:

@@ -15,13 +15,16 @@ import errno
 import hashlib
 import http.client
 import os
+import re
 import shutil
+import stat
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from vllm_lock.cache_entry import ENTRY_SUFFIX, MAX_ENTRY_BYTES
 from vllm_lock.errors import CacheUnreachableError, IntegrityError, UnreachableError, UsageError
@@ -31,6 +34,20 @@ from vllm_lock.shell import limits, s3
 
 def entry_deadline() -> float:
     return limits.setting("VLLM_LOCK_CACHE_DEADLINE", 20)
+
+
+def list_deadline() -> float:
+    """The total deadline of listing a cache (every page of it: `ls` and `verify`)."""
+    return limits.setting("VLLM_LOCK_CACHE_LIST_DEADLINE", 600)
+
+
+# the only object names `ls` and `verify` take for entries: anything else in a cache (a name with
+# control characters, `..`, another suffix) is not an entry and is never shown or read
+_ENTRY_NAME = re.compile(r"[0-9a-f]{16}" + re.escape(ENTRY_SUFFIX))
+
+
+def _entry_names(names: Iterable[str]) -> list[str]:
+    return sorted(name for name in names if _ENTRY_NAME.fullmatch(name))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -91,9 +108,22 @@ class FileBackend:
     def _path(self, name: str) -> Path:
         return self.root / name  # names are built from validated identities, sha256s and wheel names
 
+    def _open(self, name: str) -> IO[bytes]:
+        """The object for reading, only when it is a regular file: anyone may write to a cache,
+        and a FIFO or a device in it would block a read forever (no deadline covers a file)."""
+        fd = os.open(self._path(name), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise CacheUnreachableError(f"{self.url}/{name}: not a regular file: refusing it")
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
     def read(self, name: str) -> bytes | None:
         try:
-            with self._path(name).open("rb") as stream:
+            with self._open(name) as stream:
                 return stream.read(MAX_ENTRY_BYTES + 1)
         except FileNotFoundError:
             return None
@@ -103,7 +133,7 @@ class FileBackend:
     def fetch(self, name: str, dest: Path, *, size: int) -> Fetched:
         digest, written = hashlib.sha256(), 0
         try:
-            with self._path(name).open("rb") as reader, dest.open("wb") as writer:
+            with self._open(name) as reader, dest.open("wb") as writer:
                 while written < size and (chunk := reader.read(min(1 << 20, size - written))):
                     digest.update(chunk)
                     writer.write(chunk)
@@ -120,6 +150,11 @@ class FileBackend:
         target = self._path(name)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.parent.resolve().is_relative_to(self.root.resolve()):
+                # anyone may write to a shared cache: a planted `wheels/<sha256>` link would make a
+                # pusher (root) write the wheel wherever it points
+                raise CacheUnreachableError(f"{self.url}: {Path(name).parent} leads out of the cache (a link): "
+                                            f"refusing to write {name}")
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
             try:
                 with os.fdopen(fd, "wb") as writer:
@@ -140,7 +175,7 @@ class FileBackend:
 
     def entries(self) -> list[str]:
         try:
-            return sorted(p.name for p in self.root.iterdir() if p.name.endswith(ENTRY_SUFFIX) and p.is_file())
+            return _entry_names(p.name for p in self.root.iterdir() if p.is_file())
         except FileNotFoundError:
             return []
         except OSError as exc:
@@ -152,6 +187,12 @@ class FileBackend:
 
 class HttpBackend:
     def __init__(self, url: str) -> None:
+        netloc = url.split("://", 1)[-1].split("/", 1)[0]
+        if "@" in netloc:
+            # every message and the receipt show the cache's URL: never with what looks like a secret
+            scheme = url.split(":", 1)[0]
+            raise UsageError(f"cache {scheme}://…@{netloc.rsplit('@', 1)[1][:100]}: credentials in a cache URL "
+                             f"would be logged (and urllib does not send them): refusing it")
         self.url = url.rstrip("/")
 
     def read(self, name: str) -> bytes | None:
@@ -242,7 +283,6 @@ class S3Backend:
 
     def entries(self) -> list[str]:
         try:
-            return sorted(k for k in self.client.list_keys(deadline=entry_deadline())
-                          if k.endswith(ENTRY_SUFFIX) and "/" not in k)
+            return _entry_names(self.client.list_keys(deadline=list_deadline()))
         except s3.NotFound:
             return []

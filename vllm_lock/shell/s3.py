@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import http.client
 import os
+import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ from vllm_lock.errors import CacheUnreachableError, UnreachableError, UsageError
 from vllm_lock.shell import http as http_shell
 
 MAX_LISTING_PAGE = 16 << 20
+MAX_LISTING_PAGES = 100_000  # 100 million keys at S3's 1000 a page
+MAX_LISTED_KEYS = 1_000_000  # kept in memory: a server sending millions of tiny keys is refused
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -56,14 +60,22 @@ class Credentials:
 def parse_url(url: str, environ: Mapping[str, str]) -> Location:
     parts = urlsplit(url)
     bucket = parts.netloc
-    if parts.scheme != "s3" or not bucket or not all(c.isalnum() or c in ".-" for c in bucket) or parts.fragment:
+    if (parts.scheme != "s3" or not bucket or not bucket.isascii() or not all(c.isalnum() or c in ".-" for c in bucket)
+            or parts.fragment):
         raise UsageError(f"{url}: not s3://BUCKET/PREFIX[?endpoint=URL&region=NAME]")
     query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
     unknown = set(query) - {"endpoint", "region"}
     if unknown or any(len(v) != 1 for v in query.values()):
         raise UsageError(f"{url}: only endpoint= and region= may follow the '?', each once")
     region = query.get("region", [environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"])[0]
+    if not _REGION.fullmatch(region):
+        # it is part of the default endpoint's host name and of every signature's scope
+        raise UsageError(f"{url}: region {region[:40]!r} is not an S3 region name (like us-east-1)")
     endpoint = urlsplit(query.get("endpoint", [f"https://s3.{region}.amazonaws.com"])[0])
+    if "@" in endpoint.netloc:
+        # the URL is shown in logs and recorded in receipts: never echo it with what looks like a secret
+        raise UsageError(f"s3://{bucket}: credentials in endpoint= would be logged: use AWS_ACCESS_KEY_ID and "
+                         f"AWS_SECRET_ACCESS_KEY (or a profile)")
     if endpoint.scheme not in ("http", "https") or not endpoint.hostname or endpoint.path not in ("", "/"):
         raise UsageError(f"{url}: endpoint= must be http(s)://HOST[:PORT]")
     try:
@@ -71,6 +83,9 @@ def parse_url(url: str, environ: Mapping[str, str]) -> Location:
     except ValueError:
         raise UsageError(f"{url}: the endpoint's port is not a port") from None
     prefix = parts.path.strip("/")
+    if prefix and any(segment in ("", ".", "..") for segment in prefix.split("/")):
+        # a server or proxy that normalises the path would take /bucket/../other as another bucket
+        raise UsageError(f"{url}: the prefix {prefix!r} has an empty, . or .. segment")
     return Location(bucket=bucket, prefix=prefix + "/" if prefix else "", scheme=endpoint.scheme,
                     host=endpoint.hostname, port=port, region=region)
 
@@ -232,29 +247,44 @@ class Client:
             conn.close()
 
     def list_keys(self, *, deadline: float) -> Iterator[str]:
-        """Every key under the prefix (relative to it), page by page."""
+        """Every key directly under the prefix (relative to it), page by page, all pages within one total
+        deadline: a server that answers `IsTruncated` forever (the same continuation token, or a
+        new one each time) is refused, not followed."""
         token: str | None = None
-        while True:
-            query = {"list-type": "2", "prefix": self.location.prefix}
-            if token:
-                query["continuation-token"] = token
-            with http_shell._deadline(deadline) as guard:
+        tokens: set[str] = set()
+        keys: list[str] = []
+        with http_shell._deadline(deadline) as guard:
+            for _ in range(MAX_LISTING_PAGES):
+                # delimiter: the top level only (the entries), not every wheels/<sha256>/ object
+                query = {"list-type": "2", "prefix": self.location.prefix, "delimiter": "/"}
+                if token:
+                    query["continuation-token"] = token
+                if guard.expired.is_set():
+                    raise CacheUnreachableError(self._failure(self.location.label, guard, "listing"))
                 conn, response = self._request(guard, "GET", None, query=query)
                 try:
                     page = b"".join(_chunks(self.location.label, response, guard, MAX_LISTING_PAGE))
                 finally:
                     conn.close()
-            try:
-                root = ElementTree.fromstring(page)
-            except ElementTree.ParseError as exc:
-                raise CacheUnreachableError(f"{self.location.label}: the listing is not S3's XML ({exc})") from None
-            for item in root.iter(f"{_NS}Contents"):
-                key = item.findtext(f"{_NS}Key") or ""
-                if key.startswith(self.location.prefix):
-                    yield key[len(self.location.prefix):]
-            token = root.findtext(f"{_NS}NextContinuationToken")
-            if root.findtext(f"{_NS}IsTruncated") != "true" or not token:
-                return
+                try:
+                    root = ElementTree.fromstring(page)
+                except ElementTree.ParseError as exc:
+                    raise CacheUnreachableError(f"{self.location.label}: the listing is not S3's XML ({exc})") from None
+                for item in root.iter(f"{_NS}Contents"):
+                    key = item.findtext(f"{_NS}Key") or ""
+                    if key.startswith(self.location.prefix):
+                        keys.append(key[len(self.location.prefix):])
+                if len(keys) > MAX_LISTED_KEYS:
+                    raise CacheUnreachableError(f"{self.location.label}: the listing has more than {MAX_LISTED_KEYS} "
+                                                f"keys: refusing it")
+                token = root.findtext(f"{_NS}NextContinuationToken")
+                if root.findtext(f"{_NS}IsTruncated") != "true" or not token:
+                    return iter(keys)
+                if token in tokens:
+                    raise CacheUnreachableError(f"{self.location.label}: the listing repeats a continuation token "
+                                                f"(a server that never ends its listing): refusing it")
+                tokens.add(token)
+        raise CacheUnreachableError(f"{self.location.label}: the listing has more than {MAX_LISTING_PAGES} pages: refusing it")
 
 
 def _chunks(label: str, response: http.client.HTTPResponse, guard: object, limit: int) -> Iterator[bytes]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,17 +51,15 @@ def find_sccache(env: Mapping[str, str]) -> Path:
     return candidate.resolve()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def running(binary: Path, cache: CompilerCache, *, basedir: Path, work: Path,
             env: Mapping[str, str]) -> Iterator[CompilerCacheSession]:
-    """Start a server of our own (its own port, its own settings) for one build under `basedir`,
-    yield the environment the build adds, read its statistics and stop it."""
+    """Start a server of our own (its own socket, its own settings) for one build under `basedir`,
+    yield the environment the build adds, read its statistics and stop it.
+
+    The server listens on a Unix socket in a fresh 0700 folder (short: a socket path has at most
+    107 bytes), never on a TCP port: sccache's server runs the compiler its client names, and any
+    local user can reach 127.0.0.1."""
     if cache.kind == "dir":
         Path(cache.location).mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
@@ -70,12 +68,22 @@ def running(binary: Path, cache: CompilerCache, *, basedir: Path, work: Path,
     link = launcher_dir / "sccache"
     link.unlink(missing_ok=True)
     link.symlink_to(binary)
-    extra = sccache_env(cache, sccache=str(binary), basedirs=[str(basedir)], port=_free_port(),
-                        error_log=str(work / "sccache-server.log"))
-    server_env = {key: env[key] for key in _PASSED if key in env} | extra
-    started = proc.run([str(binary), "--start-server"], env=server_env, timeout=_SERVER_DEADLINE_S)
-    if not started.ok:
-        raise PreflightError(f"sccache could not start its server for {cache.describe()}: {started.tail(1)}")
+    # mode 0700; /tmp when $TMPDIR is too long for a socket path (at most 107 bytes)
+    private = Path(tempfile.mkdtemp(prefix="vllm-lock-sccache-", dir="/tmp" if len(tempfile.gettempdir()) > 64 else None))
+    try:
+        extra = sccache_env(cache, sccache=str(binary), basedirs=[str(basedir)], server_socket=str(private / "server"),
+                            error_log=str(work / "sccache-server.log"))
+        server_env = {key: env[key] for key in _PASSED if key in env} | extra
+        started = proc.run([str(binary), "--start-server"], env=server_env, timeout=_SERVER_DEADLINE_S)
+        if not started.ok:
+            raise PreflightError(f"sccache could not start its server for {cache.describe()}: {started.tail(1)}")
+        yield from _serve(binary, cache, env, extra, server_env, launcher_dir)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _serve(binary: Path, cache: CompilerCache, env: Mapping[str, str], extra: dict[str, str],
+           server_env: dict[str, str], launcher_dir: Path) -> Iterator[CompilerCacheSession]:
     # vLLM's setup.py adds the CMake launchers itself when `sccache` is on PATH
     build_env = extra | {"PATH": f"{launcher_dir}{os.pathsep}{env.get('PATH', '')}"}
     session = CompilerCacheSession(binary=str(binary), cache=cache, build_env=build_env)
