@@ -214,7 +214,7 @@ def test_bundle_output_that_cannot_be_written_is_one_line(offline, tmp_path) -> 
 def test_a_rust_lock_bundles_its_crates_and_imports_them(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from vllm_lock.actions import bundle as bundle_action
     from vllm_lock.progress import QUIET
-    from vllm_lock.shell.store import Store
+    from vllm_lock.shell.store import Store, file_sha256
     from vllm_lock_testworld.repo import RUST_BRANCH
 
     cache = tmp_path / "cache"
@@ -229,8 +229,12 @@ def test_a_rust_lock_bundles_its_crates_and_imports_them(world, tmp_path) -> Non
     fresh = tmp_path / "fresh"
     bundle_action.import_bundle(out, lock, fresh, QUIET)
     store = Store(fresh)
-    assert all(store.verify(c.checksum, f"{c.name}-{c.version}.crate") for c in lock.rust.crates)
-    assert all(store.verify(w.sha256, w.filename) for p in lock.packages for w in p.wheels)
+
+    def intact(sha256: str, filename: str) -> bool:
+        return store.has(sha256, filename) and file_sha256(store.path(sha256, filename)) == sha256
+
+    assert all(intact(c.checksum, f"{c.name}-{c.version}.crate") for c in lock.rust.crates)
+    assert all(intact(w.sha256, w.filename) for p in lock.packages for w in p.wheels)
 
 
 @pytest.mark.parametrize(
@@ -261,7 +265,7 @@ def test_a_malformed_manifest_is_a_bundle_error(text: bytes) -> None:
 
 
 def test_a_damaged_store_file_is_not_bundled(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from vllm_lock.shell.store import Store
+    from vllm_lock.shell.store import Store, file_sha256
 
     cache = tmp_path / "cache"
     lock, path = resolve_world_lock(world, tmp_path / "dev.lock.toml", cache)
