@@ -265,7 +265,7 @@ def test_a_malformed_manifest_is_a_bundle_error(text: bytes) -> None:
 
 
 def test_a_damaged_store_file_is_not_bundled(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from vllm_lock.shell.store import Store, file_sha256
+    from vllm_lock.shell.store import Store
 
     cache = tmp_path / "cache"
     lock, path = resolve_world_lock(world, tmp_path / "dev.lock.toml", cache)
