@@ -335,8 +335,6 @@ def upstream(tmp_path: Path) -> dict[str, str]:
 URL = "https://github.com/vllm-project/vllm.git"
 
 
-@pytest.mark.xfail(strict=True, reason="finding 10: git.import_bundle fetches every plain tag of the bundle "
-                   "into the mirror; only tags merged into the lock's commits may enter")
 def test_a_bundle_cannot_plant_a_tag_on_another_locks_commit(tmp_path: Path, upstream: dict[str, str]) -> None:
     """setuptools-scm derives vLLM's version from the nearest tag: a tag planted on a commit of
     ANOTHER lock changes the version that lock builds (and pushes to the binary cache) later."""
@@ -346,8 +344,6 @@ def test_a_bundle_cannot_plant_a_tag_on_another_locks_commit(tmp_path: Path, ups
     assert "refs/tags/v99.0.0" not in tags.split()
 
 
-@pytest.mark.xfail(strict=True, reason="finding 11: git.import_bundle writes the manifest's shallow commits "
-                   "into the mirror's shallow file unchecked; keep only cuts the bundle's history reaches")
 def test_a_bundle_cannot_mark_another_locks_commit_shallow(tmp_path: Path, upstream: dict[str, str]) -> None:
     """A shallow mark on a commit the mirror does not hold yet cuts that commit's history when a
     later install of another lock fetches it (its version then counts from no tag)."""
@@ -360,8 +356,6 @@ def test_a_bundle_cannot_mark_another_locks_commit_shallow(tmp_path: Path, upstr
 # ---------------------------------------------------------------- store gc
 
 
-@pytest.mark.xfail(strict=True, reason="finding 12: store gc run outside the folder that holds ./locks "
-                   "finds no live lock and deletes what every lock needs; refuse a missing locks folder")
 def test_store_gc_refuses_to_run_without_a_locks_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vllm_lock.actions import store_gc
     from vllm_lock.progress import QUIET

@@ -14,6 +14,7 @@ from pathlib import Path
 from vllm_lock import store_gc
 from vllm_lock.actions import bundle as bundle_action
 from vllm_lock.defaults import DEFAULT_VENV
+from vllm_lock.errors import UsageError
 from vllm_lock.model import Lock
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import gc_inventory, lockfiles
@@ -43,7 +44,13 @@ class GcResult:
 
 
 def live_locks(keep: tuple[str, ...]) -> list[Lock]:
-    paths = sorted(lockfiles.locks_dir().glob(f"*{lockfiles.SUFFIX}")) if lockfiles.locks_dir().is_dir() else []
+    """The locks in the locks folder and those named. No locks folder and none named is refused:
+    run from the wrong folder, gc would find no live lock and delete what every lock needs."""
+    folder = lockfiles.locks_dir()
+    if not folder.is_dir() and not keep:
+        raise UsageError(f"store gc: no locks folder {folder} and no --keep-lock: nothing would be kept "
+                         "(run it where locks/ is, set VLLM_LOCK_LOCKS_DIR, or name the locks to keep)")
+    paths = sorted(folder.glob(f"*{lockfiles.SUFFIX}")) if folder.is_dir() else []
     return [lockfiles.read(str(p))[0] for p in paths] + [lockfiles.read(k)[0] for k in keep]
 
 

@@ -655,9 +655,12 @@ def import_bundle(cache: Path, url: str, bundle: Path, commits: Sequence[str], s
             refspecs.append(f"refs/vllm-lock/{commit}:refs/vllm-lock/{commit}")
         have_tags = set(run(["for-each-ref", "--format=%(refname)", "refs/tags"], cwd=where,
                             what="listing tags").split())
-        for name in sorted(listed):
-            if name.startswith("refs/tags/") and name not in have_tags and _plain_tag_ref(name):
-                refspecs.append(f"{name}:{name}")
+        # tags land in a private namespace first: only those merged into a wanted commit become
+        # tags of the mirror (a tag the bundle puts on another lock's commit would set that lock's
+        # version through setuptools-scm)
+        staged_tags = {name: f"refs/vllm-lock-import/{name.removeprefix('refs/')}" for name in sorted(listed)
+                       if name.startswith("refs/tags/") and name not in have_tags and _plain_tag_ref(name)}
+        refspecs += [f"{name}:{private}" for name, private in staged_tags.items()]
         boundary = where / "shallow"
         before = boundary.read_text() if boundary.is_file() else None
         new_cuts = [check_commit(c) for c in sorted(set(shallow)) if not _has_commit(repo, c)]
@@ -666,14 +669,38 @@ def import_bundle(cache: Path, url: str, bundle: Path, commits: Sequence[str], s
         try:
             run(["fetch", "--quiet", "--no-tags", "--", str(bundle), *refspecs], cwd=where,
                 what=f"fetching {url} from the bundle")
+            if new_cuts:  # only cuts the wanted history reaches stay shallow marks
+                reached = set(run(["rev-list", *wanted], cwd=where, what="listing the imported history").split())
+                kept = [c for c in new_cuts if c in reached]
+                boundary.write_text((before or "") + "".join(f"{c}\n" for c in kept))
+                if not boundary.read_text():
+                    boundary.unlink()
         except GitError:
             if before is None:
                 boundary.unlink(missing_ok=True)
             else:
                 boundary.write_text(before)
             raise
+        finally:
+            _adopt_merged_tags(where, staged_tags, wanted)
         if missing := [c for c in wanted if not _has_commit(repo, c)]:
             raise GitError(f"the bundle of {url} did not bring commit {missing[0]}")
+
+
+def _adopt_merged_tags(where: Path, staged: dict[str, str], wanted: Sequence[str]) -> None:
+    """Tags fetched into the private namespace: those merged into a wanted commit become tags,
+    every private ref is deleted."""
+    present = set(run(["for-each-ref", "--format=%(refname)", "refs/vllm-lock-import/"], cwd=where,
+                      what="listing imported tags").split())
+    merged: set[str] = set()
+    for commit in wanted:
+        merged |= set(run(["for-each-ref", "--format=%(refname)", "--merged", commit, "refs/vllm-lock-import/"],
+                          cwd=where, what="listing imported tags").split())
+    for name, private in staged.items():
+        if private in merged:
+            run(["update-ref", name, private], cwd=where, what=f"adopting {name}")
+    for private in present:
+        run(["update-ref", "-d", private], cwd=where, what="dropping imported refs")
 
 
 def _plain_tag_ref(name: str) -> bool:
