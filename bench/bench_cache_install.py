@@ -50,7 +50,7 @@ def sh(argv: list[str], *, env: dict[str, str] | None = None) -> str:
     return result.stdout
 
 
-def timed(fn) -> float:  # type: ignore[no-untyped-def]
+def timed(fn) -> float:
     start = time.monotonic()
     fn()
     return time.monotonic() - start
@@ -74,7 +74,7 @@ def compiles(calls: Path) -> int:
     return sum("-dump" not in line for line in calls.read_text().splitlines())
 
 
-def installed_wheels(lock, store: Store) -> list[Path]:  # type: ignore[no-untyped-def]
+def installed_wheels(lock, store: Store) -> list[Path]:
     """Per locked package, the store's file of the wheel this machine installs (best tag)."""
     rank = {tag: i for i, tag in enumerate(sys_tags())}
     chosen = []

@@ -52,13 +52,13 @@ def sh(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None =
         raise SystemExit(f"failed: {' '.join(argv)}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
 
 
-def timed(fn) -> float:  # type: ignore[no-untyped-def]
+def timed(fn) -> float:
     start = time.monotonic()
     fn()
     return time.monotonic() - start
 
 
-def median_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
+def median_of(repeat: int, fn) -> float:
     """fn(i) for i in range(repeat), timed; the median (one slow outlier does not decide a ratio)."""
     return statistics.median(timed(functools.partial(fn, i)) for i in range(repeat))
 
@@ -69,13 +69,13 @@ def ours(lock: Path, opt: Path, cache: Path) -> None:
         "--src", str(opt / "vllm_repo")], env=env)
 
 
-def clone_and_strip(world: TestWorld, lock, src: Path, python: Path) -> None:  # type: ignore[no-untyped-def]
+def clone_and_strip(world: TestWorld, lock, src: Path, python: Path) -> None:
     sh(["git", "clone", "-q", world.repo_url.removeprefix("file://"), str(src)])
     sh(["git", "checkout", "-q", lock.vllm.commit], cwd=src)
     sh([str(python), *lock.layout.stripping_argv], cwd=src)
 
 
-def external_env(lock, staged: dict[str, Path]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def external_env(lock, staged: dict[str, Path]) -> dict[str, str]:
     """The override variables and CMAKE_ARGS ours gives its build, for the baselines' builds."""
     env = {s.override: str(staged[s.name]) for s in lock.external_sources}
     if lock.external_sources:
@@ -83,7 +83,7 @@ def external_env(lock, staged: dict[str, Path]) -> dict[str, str]:  # type: igno
     return env
 
 
-def uv_bare(world: TestWorld, lock, pylock_path: Path, dest: Path, uv_cache: Path,  # type: ignore[no-untyped-def]
+def uv_bare(world: TestWorld, lock, pylock_path: Path, dest: Path, uv_cache: Path,
             externals: dict[str, str]) -> None:
     env = uv_shell.uv_env(uv_cache)
     uv = uv_shell.uv_bin()
@@ -96,7 +96,7 @@ def uv_bare(world: TestWorld, lock, pylock_path: Path, dest: Path, uv_cache: Pat
         "-e", str(dest / "src")], env=build_env)
 
 
-def pip_flow(world: TestWorld, lock, dest: Path, pip_cache: Path | None,  # type: ignore[no-untyped-def]
+def pip_flow(world: TestWorld, lock, dest: Path, pip_cache: Path | None,
              externals: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1",

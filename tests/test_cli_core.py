@@ -62,7 +62,7 @@ def test_show_json(project: Path, world: TestWorld) -> None:
         (lambda t: t[: len(t) // 2], "not valid TOML"),
     ],
 )
-def test_bad_locks_exit_3_with_one_line(project: Path, tmp_path: Path, edit, message) -> None:  # type: ignore[no-untyped-def]
+def test_bad_locks_exit_3_with_one_line(project: Path, tmp_path: Path, edit, message) -> None:
     bad = tmp_path / "bad.lock.toml"
     bad.write_text(edit((project / "locks/dev.lock.toml").read_text()))
     result = run_cli("show", str(bad), cwd=project)

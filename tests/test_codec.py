@@ -16,7 +16,7 @@ CUTLASS = ExternalSource(
 )
 
 
-def lock_with_sources():  # type: ignore[no-untyped-def]
+def lock_with_sources():
     return make_lock(external_sources=(CUTLASS,))
 
 
@@ -76,7 +76,7 @@ def test_hand_edit_is_detected() -> None:
         (lambda t: t.replace('tool-version = "0.1.0"', 'tool-version = "0.1.0\\u0007"'), r"a \\u escape"),
     ],
 )
-def test_malformed_locks_name_the_problem(mutate, message) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_locks_name_the_problem(mutate, message) -> None:
     with pytest.raises(LockInvalidError, match=message):
         codec.loads(mutate(codec.dumps(lock_with_sources())), check_hash=False)
 
@@ -172,6 +172,6 @@ def _no_wheels(text: str) -> str:
          r"packages\[2\].wheels\[1\].filename: .* is listed twice"),
     ],
 )
-def test_every_wheel_entry_is_checked(mutate, message) -> None:  # type: ignore[no-untyped-def]
+def test_every_wheel_entry_is_checked(mutate, message) -> None:
     with pytest.raises(LockInvalidError, match=message):
         codec.loads(mutate(codec.dumps(_two_wheels())), check_hash=False)

@@ -15,7 +15,7 @@ from vllm_lock.errors import LockInvalidError
 from vllm_lock.model import BuildRecipe, ModelError
 
 
-def _cpu_lock(target_device: str):  # type: ignore[no-untyped-def]
+def _cpu_lock(target_device: str):
     lock = make_lock()
     torch = dataclasses.replace(lock.torch, cuda="cpu")
     return dataclasses.replace(lock, torch=torch, build=BuildRecipe(cuda_archs=("12.0",), target_device=target_device))

@@ -209,14 +209,14 @@ def test_unknown_format() -> None:
 # ---------------------------------------------------------------- nothing hides (issue 12, item 5)
 
 
-def _with_package(lock, **changes):  # type: ignore[no-untyped-def]
+def _with_package(lock, **changes):
     """The first package's (only) wheel changed."""
     package = lock.packages[0]
     first = dataclasses.replace(package, wheels=(dataclasses.replace(package.wheels[0], **changes),))
     return dataclasses.replace(lock, packages=(first, *lock.packages[1:]))
 
 
-def _wheel_key(lock, leaf: str) -> str:  # type: ignore[no-untyped-def]
+def _wheel_key(lock, leaf: str) -> str:
     package = lock.packages[0]
     return f"packages[{package.name}].wheels[{package.wheels[0].filename}].{leaf}"
 

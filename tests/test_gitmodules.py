@@ -47,6 +47,6 @@ def test_submodules_join_gitmodules_and_gitlinks() -> None:
         ({"x": {"path": "/etc", "url": "https://e"}}, {"/etc": SHA}, "leaves the source tree"),
     ],
 )
-def test_unsafe_or_incomplete_submodules_are_refused(config, links, message) -> None:  # type: ignore[no-untyped-def]
+def test_unsafe_or_incomplete_submodules_are_refused(config, links, message) -> None:
     with pytest.raises(SubmoduleError, match=message):
         submodules("https://github.com/x/y", config, links)

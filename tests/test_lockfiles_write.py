@@ -12,7 +12,7 @@ from vllm_lock import codec
 from vllm_lock.shell import lockfiles
 
 
-def _at(lock, when: str):  # type: ignore[no-untyped-def]
+def _at(lock, when: str):
     return dataclasses.replace(lock, provenance=dataclasses.replace(lock.provenance, resolved_at=when))
 
 

@@ -16,12 +16,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from install_support import cli, install_args, resolve_world_lock, write_variant
 from sample_lock import make_lock
-from test_install_support import cli, install_args, resolve_world_lock, write_variant
 
 from vllm_lock import cuda, plan
 from vllm_lock.model import ExternalSource, Lock
 from vllm_lock.shell import machine, proc
+from vllm_lock_testworld import TestWorld
 
 # ---------------------------------------------------------------- real nvidia-smi output
 
@@ -98,7 +99,7 @@ def test_unreadable_nvidia_smi_is_refused_with_its_words() -> None:
     # arch-specific code runs only on exactly its arch
     (H200_QUERY, H200_BANNER, ("8.0a",), "cu130", None, ["re-resolve with --arch 9.0"]),
 ])
-def test_refusals_name_what_would_fit(query, banner, archs, variant, nvcc, words) -> None:  # type: ignore[no-untyped-def]
+def test_refusals_name_what_would_fit(query, banner, archs, variant, nvcc, words) -> None:
     problems = cuda.gpu_problems(report(query, banner), archs, variant, nvcc)
     assert len(problems) == 1, problems
     for word in words:
@@ -242,7 +243,7 @@ def test_machine_toolchain_reads_the_real_tools() -> None:
 
 
 @pytest.fixture(scope="module")
-def world_lock(world, tmp_path_factory):  # type: ignore[no-untyped-def]
+def world_lock(world: TestWorld, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("machine")
     cache = root / "cache"
     lock, path = resolve_world_lock(world, root / "dev.lock.toml", cache)
@@ -258,7 +259,7 @@ def _refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
 
 
 @pytest.mark.slow
-def test_install_refuses_an_uncovered_gpu_before_anything(world_lock, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_install_refuses_an_uncovered_gpu_before_anything(world_lock, tmp_path: Path) -> None:
     base = world_lock["lock"]
     lock = write_variant(base, tmp_path / "cuda.lock.toml",
                          build=dataclasses.replace(base.build, target_device="cuda", cuda_archs=("12.0",)))
@@ -281,7 +282,7 @@ def test_install_refuses_an_uncovered_gpu_before_anything(world_lock, tmp_path) 
 
 
 @pytest.mark.slow
-def test_install_refuses_gcc_below_a_real_vllm_floor(world_lock, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_install_refuses_gcc_below_a_real_vllm_floor(world_lock, tmp_path: Path) -> None:
     """This machine has gcc 12.2: a lock building vLLM's CPU extension on x86_64 (as a real CPU lock
     of any recent vLLM does) or a 0.30+ CUDA lock's DeepSelect is refused, with the numbers."""
     base = world_lock["lock"]
@@ -302,7 +303,7 @@ def test_install_refuses_gcc_below_a_real_vllm_floor(world_lock, tmp_path) -> No
 
 
 @pytest.mark.slow
-def test_empty_lock_installs_verifies_and_tests_without_its_cli(world, world_lock, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_empty_lock_installs_verifies_and_tests_without_its_cli(world: TestWorld, world_lock, tmp_path: Path) -> None:
     """An `empty` build's `vllm --version` cannot start ("Failed to infer device type", as in
     vLLM; the test world's CLI does the same): install, verify and test read the version from
     `import vllm` and the installed distribution instead."""
@@ -358,7 +359,7 @@ esac
 """
 
 
-def _phoenix(tmp_path: Path, archs: tuple[str, ...], query: str, banner: str):  # type: ignore[no-untyped-def]
+def _phoenix(tmp_path: Path, archs: tuple[str, ...], query: str, banner: str):
     import sys
 
     from vllm_lock import codec

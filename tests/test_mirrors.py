@@ -230,7 +230,7 @@ def test_cli_resolve_takes_mirrors_from_option_and_environment(world: TestWorld,
 def test_install_fetches_through_mirrors(world: TestWorld, tmp_path: Path) -> None:
     """A lock naming only unreachable originals installs with `--mirror` (a fresh cache: vLLM's
     repository and every wheel are fetched through the mirrors) and fails without them."""
-    from test_install_support import cli, install_args, resolve_world_lock
+    from install_support import cli, install_args, resolve_world_lock
 
     repo_dir = Path(world.repo_url.removeprefix("file://"))
     host = "https://pkgs.invalid"

@@ -14,7 +14,7 @@ from vllm_lock.model import BuildRecipe, ExternalSource, Lock, Target
 GIB = plan.GIB
 
 
-def facts(**changes) -> plan.MachineFacts:  # type: ignore[no-untyped-def]
+def facts(**changes) -> plan.MachineFacts:
     base = dict(
         machine="x86_64", glibc=(2, 39), cpus=16, mem_available=64 * GIB, free_disk=500 * GIB,
         python_found="/usr/bin/python3.12", nvcc="/usr/local/cuda/bin/nvcc", nvcc_version=(12, 8),
@@ -48,7 +48,7 @@ def test_fine_machine_has_no_problems() -> None:
          "`uv python find 3.12` failed: Read-only file system"),
     ],
 )
-def test_each_problem_is_one_clear_line(changes, words) -> None:  # type: ignore[no-untyped-def]
+def test_each_problem_is_one_clear_line(changes, words) -> None:
     problems = plan.preflight_problems(lock(cuda_archs=("12.0",), target_device="cuda"), facts(**changes))
     assert len(problems) == 1 and words in problems[0]
 
@@ -179,7 +179,7 @@ def test_a_dirty_tag_build_names_the_commit() -> None:
     assert plan.version_problem("0.32.0", commit, "v0.33.0") is not None
 
 
-def test_a_lock_without_a_rust_frontend_always_builds_with_the_refusing_tools(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_lock_without_a_rust_frontend_always_builds_with_the_refusing_tools(tmp_path: Path) -> None:
     """No [rust] and no build.without-rust: the build still gets rustc/cargo that refuse to run and
     an empty CARGO_HOME, never the caller's toolchain (a [rust] dropped from a lock builds nothing)."""
     lock = sample_lock()

@@ -14,7 +14,7 @@ AARCH64 = torch_family.target_environment(Target(python="3.12", platform="aarch6
 
 
 def _check(declared: Iterable[str], installed: Mapping[str, str], metadata: Mapping[str, tuple[str, ...]] | None = None,
-           environment: Mapping[str, str] = X86_64, left_out: Iterable[str] = ()):  # type: ignore[no-untyped-def]
+           environment: Mapping[str, str] = X86_64, left_out: Iterable[str] = ()):
     return check_requires_dist(declared, installed, lambda name: (metadata or {}).get(name, ()),
                                environment=environment, left_out=left_out)
 

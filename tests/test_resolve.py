@@ -48,7 +48,7 @@ def request_for(world: TestWorld, out: Path, cache: Path, **overrides: object) -
 
 
 @pytest.fixture(scope="module")
-def latest(world: TestWorld, cache: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def latest(world: TestWorld, cache: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("locks") / "dev.lock.toml"
     lock, path, changed = resolve(request_for(world, out, cache), QUIET)
     assert changed
@@ -61,7 +61,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_latest_picks_newest_consistent_nightly(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+def test_latest_picks_newest_consistent_nightly(world: TestWorld, latest) -> None:
     lock, _ = latest
     assert lock.torch.requested == "latest"
     assert lock.torch.date == world.latest_consistent_date.isoformat()
@@ -71,7 +71,7 @@ def test_latest_picks_newest_consistent_nightly(world: TestWorld, latest) -> Non
     assert {c.name: c.version for c in lock.torch.companions}["torchvision"] == versions["torchvision"]
 
 
-def test_lock_pins_commit_and_layout(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+def test_lock_pins_commit_and_layout(world: TestWorld, latest) -> None:
     lock, _ = latest
     assert lock.vllm.ref == "main"
     assert lock.vllm.commit == world.commits[-1]
@@ -94,7 +94,7 @@ def test_a_full_log_is_kept(world: TestWorld, tmp_path: Path) -> None:
     assert "torch nightly" in text and "external cutlass" in text  # what resolve said
 
 
-def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest) -> None:
     lock, _ = latest
     sources = {s.name: s for s in lock.external_sources}
     assert set(sources) == {"cutlass", "vllm-flash-attn", "flashmla"}
@@ -110,7 +110,7 @@ def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest) -> 
     }
 
 
-def test_every_artifact_is_hashed_and_routed(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+def test_every_artifact_is_hashed_and_routed(world: TestWorld, latest) -> None:
     lock, _ = latest
     assert {p.name for p in lock.packages} >= {"torch", "torchvision", "torchaudio", "pytorch-triton",
                                                "typing-extensions", "filelock", "setuptools"}
@@ -126,7 +126,7 @@ def test_every_artifact_is_hashed_and_routed(world: TestWorld, latest) -> None: 
                 assert wheel.hash_origin == "index"
 
 
-def test_no_dependency_confusion(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+def test_no_dependency_confusion(world: TestWorld, latest) -> None:
     """The torch index also lists typing-extensions (higher version, other bytes)."""
     lock, _ = latest
     assert any("typing" in f for f in world.filenames("nightly"))
@@ -146,7 +146,7 @@ def test_dependency_confusion_is_refused(world: TestWorld, cache: Path, tmp_path
 
 
 def test_same_inputs_give_byte_identical_locks(world: TestWorld, cache: Path, latest, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     lock, path = latest
     before = path.read_bytes()
     _, _, changed = resolve(request_for(world, path, cache), QUIET)  # same output: kept
@@ -285,7 +285,7 @@ def test_https_index_needs_the_trusted_ca(world: TestWorld, tmp_path: Path, monk
         ({"torch_channel": "release"}, "needs --torch-version"),
     ],
 )
-def test_bad_arguments_fail_before_any_work(world: TestWorld, tmp_path: Path, overrides, message) -> None:  # type: ignore[no-untyped-def]
+def test_bad_arguments_fail_before_any_work(world: TestWorld, tmp_path: Path, overrides, message) -> None:
     out = tmp_path / "x.lock.toml"
     world.clear_requests()
     with pytest.raises(UsageError, match=message) as err:

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_install_support import cli, install_args, resolve_world_lock
+from install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock import codec
 from vllm_lock.build_identity import build_identity
@@ -40,7 +40,7 @@ def _without_rust_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def rust(world: TestWorld, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def rust(world: TestWorld, tmp_path_factory: pytest.TempPathFactory):
     if shutil.which("rustc", path=_with_rust_path()) is None:
         if os.environ.get("VLLM_LOCK_REQUIRE_RUST") == "1":  # scripts/test.sh: these tests must run
             pytest.fail("no rustc on this machine: the Rust build tests need rustc and cargo >= 1.95 (rustup)")
@@ -61,7 +61,7 @@ def _rust_modules(opt: Path) -> list[str]:
     return sorted(p.name for root in (site / "vllm", opt / "vllm_repo" / "vllm") for p in root.glob("_rust_*.so"))
 
 
-def test_resolve_locks_the_toolchain_the_cargo_lock_and_its_crates(rust, world) -> None:  # type: ignore[no-untyped-def]
+def test_resolve_locks_the_toolchain_the_cargo_lock_and_its_crates(rust, world: TestWorld) -> None:
     frontend = rust["lock"].rust
     assert frontend is not None
     assert (frontend.channel, frontend.toolchain_file, frontend.cargo_lock) == ("1.95", "rust-toolchain.toml",
@@ -76,7 +76,7 @@ def test_resolve_locks_the_toolchain_the_cargo_lock_and_its_crates(rust, world) 
     assert not rust["lock"].build.without_rust
 
 
-def test_missing_toolchain_fails_at_preflight_before_any_build(rust, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_toolchain_fails_at_preflight_before_any_build(rust, world: TestWorld, tmp_path: Path) -> None:
     result = _install(world, rust["path"], tmp_path / "opt", rust["cache"], _without_rust_path())
     assert result.returncode == 7, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -87,7 +87,7 @@ def test_missing_toolchain_fails_at_preflight_before_any_build(rust, world, tmp_
     assert not (tmp_path / "opt" / "vllm").exists()
 
 
-def test_install_builds_the_frontend_offline_and_verify_checks_it(rust, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_install_builds_the_frontend_offline_and_verify_checks_it(rust, world: TestWorld, tmp_path: Path) -> None:
     opt = tmp_path / "opt"
     result = _install(world, rust["path"], opt, rust["cache"], _with_rust_path())
     assert result.returncode == 0, result.stderr[-4000:]
@@ -111,7 +111,7 @@ def test_install_builds_the_frontend_offline_and_verify_checks_it(rust, world, t
     assert "Rust extension vllm._rust_hello (vllm/_rust_hello*.so) is not installed" in drift.stdout
 
 
-def test_a_crate_whose_bytes_differ_from_its_checksum_is_refused(rust, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_crate_whose_bytes_differ_from_its_checksum_is_refused(rust, world: TestWorld, tmp_path: Path) -> None:
     world.tamper_crate("tw-offset")
     try:
         cache = tmp_path / "cache"  # nothing cached: the crate is downloaded now
@@ -129,7 +129,7 @@ def test_a_crate_whose_bytes_differ_from_its_checksum_is_refused(rust, world, tm
     assert "resuming an unfinished generation" in rerun.stderr
 
 
-def test_no_rust_is_another_build_identity_installed_without_the_extension(rust, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_no_rust_is_another_build_identity_installed_without_the_extension(rust, world: TestWorld, tmp_path: Path) -> None:
     lock, path = resolve_world_lock(world, tmp_path / "norust.lock.toml", rust["cache"], ref=RUST_BRANCH,
                                     target_device="empty", without_rust=True)
     assert lock.rust is None and lock.build.without_rust
@@ -145,7 +145,7 @@ def test_no_rust_is_another_build_identity_installed_without_the_extension(rust,
     assert cli("verify", str(path), "--venv", str(opt / "vllm"), cache=rust["cache"]).returncode == 0
 
 
-def _edited(rust, tmp_path: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+def _edited(rust, tmp_path: Path, edit) -> Path:
     """The rust-frontend lock edited as an attacker would: any field, the content hash recomputed."""
     import tomllib
 
@@ -160,15 +160,15 @@ def _edited(rust, tmp_path: Path, edit) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
-def _drop_rust(data) -> None:  # type: ignore[no-untyped-def]
+def _drop_rust(data) -> None:
     del data["rust"]
 
 
-def _lower_channel(data) -> None:  # type: ignore[no-untyped-def]
+def _lower_channel(data) -> None:
     data["rust"]["channel"] = "1.90"
 
 
-def _other_cargo_lock(data) -> None:  # type: ignore[no-untyped-def]
+def _other_cargo_lock(data) -> None:
     data["rust"]["cargo-lock-sha256"] = "0" * 64
 
 
@@ -177,8 +177,8 @@ def _other_cargo_lock(data) -> None:  # type: ignore[no-untyped-def]
     (_lower_channel, "rust.channel: the lock says '1.90'"),
     (_other_cargo_lock, "rust.cargo-lock-sha256"),
 ])
-def test_a_lock_whose_rust_frontend_differs_from_the_tree_is_refused_before_the_build(  # type: ignore[no-untyped-def]
-        rust, world, tmp_path, edit, field) -> None:
+def test_a_lock_whose_rust_frontend_differs_from_the_tree_is_refused_before_the_build(
+        rust, world: TestWorld, tmp_path: Path, edit, field) -> None:
     path = _edited(rust, tmp_path, edit)
     opt = tmp_path / "opt"
     result = _install(world, path, opt, rust["cache"], _with_rust_path())

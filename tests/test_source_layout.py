@@ -5,7 +5,7 @@ import pytest
 from vllm_lock import cuda, source_layout
 
 
-def reader(files: dict[str, str]):  # type: ignore[no-untyped-def]
+def reader(files: dict[str, str]):
     def read(path: str) -> str:
         if path not in files:
             raise source_layout.LayoutError(f"{path} is missing")

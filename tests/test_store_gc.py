@@ -14,11 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from test_install_support import cli, install_args, resolve_world_lock
+from install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock import store_gc
 from vllm_lock.shell import git as git_shell
 from vllm_lock.shell.store import Store
+from vllm_lock_testworld import TestWorld
 
 # ---------------------------------------------------------------- the plan (pure)
 
@@ -55,12 +56,12 @@ def _age(root: Path, seconds: float) -> None:
         os.utime(path, (then, then), follow_symlinks=False)
 
 
-def _shas(lock) -> set[str]:  # type: ignore[no-untyped-def]
+def _shas(lock) -> set[str]:
     return {w.sha256 for p in lock.packages for w in p.wheels}
 
 
 @pytest.mark.slow
-def test_gc_keeps_live_locks_and_generations_and_reports_what_it_freed(world, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_gc_keeps_live_locks_and_generations_and_reports_what_it_freed(world: TestWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache, locks = tmp_path / "cache", tmp_path / "locks"
     locks.mkdir()
     monkeypatch.setenv("VLLM_LOCK_CACHE", str(cache))

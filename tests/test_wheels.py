@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_install_support import cli, install_args, resolve_world_lock
+from install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock.actions.resolve import ResolveRequest, resolve, size_without_download
 from vllm_lock.model import Lock, Package
@@ -38,7 +38,7 @@ def _branch(world: TestWorld, name: str, text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def own(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def own(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("wheels")
     with TestWorld.create(root / "world") as world:
         _branch(world, "wheels", "vllm-fake-multi>=1.0\nvllm-fake-sound>=1.0\n")
@@ -52,7 +52,7 @@ def _package(lock: Lock, name: str) -> Package:
     return package
 
 
-def test_resolve_locks_every_wheel_that_fits_with_its_hash(own) -> None:  # type: ignore[no-untyped-def]
+def test_resolve_locks_every_wheel_that_fits_with_its_hash(own) -> None:
     world, lock = own["world"], own["lock"]
     for name, files in (("vllm-fake-multi", MULTI), ("vllm-fake-sound", SOUND)):
         package = _package(lock, name)
@@ -65,7 +65,7 @@ def test_resolve_locks_every_wheel_that_fits_with_its_hash(own) -> None:  # type
     assert "lock-version = 3" in text and text.count("[[packages.wheels]]") == sum(len(p.wheels) for p in lock.packages)
 
 
-def test_pylock_export_lists_every_wheel_and_uv_installs_the_platform_one(own, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pylock_export_lists_every_wheel_and_uv_installs_the_platform_one(own, tmp_path: Path) -> None:
     out = tmp_path / "pylock.dev.toml"
     result = cli("export", str(own["path"]), "-o", str(out), cache=own["cache"])
     assert result.returncode == 0, result.stderr
@@ -89,14 +89,14 @@ def _module(venv: Path, module: str) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def installed(own):  # type: ignore[no-untyped-def]
+def installed(own):
     opt = own["root"] / "opt"
     result = cli(*install_args(own["path"], opt), cache=own["cache"])
     assert result.returncode == 0, result.stderr[-3000:]
     return opt
 
 
-def test_install_lets_uv_pick_and_verify_accepts_the_one_installed(own, installed) -> None:  # type: ignore[no-untyped-def]
+def test_install_lets_uv_pick_and_verify_accepts_the_one_installed(own, installed) -> None:
     venv = installed / "vllm"
     assert _module(venv, "vllm_fake_sound") == {"tag": "py3-none-manylinux_2_28_x86_64", "bundled": True}
     assert _module(venv, "vllm_fake_multi")["tag"] == "cp311-cp311-manylinux_2_28_x86_64"  # the newest glibc that fits
@@ -107,7 +107,7 @@ def test_install_lets_uv_pick_and_verify_accepts_the_one_installed(own, installe
     assert report["wheels"]["vllm-fake-sound"] == SOUND[1] and report["wheels"]["vllm-fake-multi"] == MULTI[1]
 
 
-def test_verify_refuses_a_wheel_the_lock_does_not_list(own, installed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_verify_refuses_a_wheel_the_lock_does_not_list(own, installed, tmp_path: Path) -> None:
     """Same name and version, another wheel (one for a newer glibc): its files match its own
     RECORD, so only the check against the locked wheels can tell."""
     venv = installed / "vllm"
@@ -131,7 +131,7 @@ def test_verify_refuses_a_wheel_the_lock_does_not_list(own, installed, tmp_path:
 
 
 @pytest.mark.parametrize("filename", [MULTI[1], MULTI[0]])  # the one uv would pick, and the one it would not
-def test_install_refuses_either_wheel_with_other_bytes(own, installed, tmp_path: Path, filename: str) -> None:  # type: ignore[no-untyped-def]
+def test_install_refuses_either_wheel_with_other_bytes(own, installed, tmp_path: Path, filename: str) -> None:
     """Runs after the installs above: the server now serves other bytes under this file's name."""
     own["world"].swap_nightly_file(filename)
     result = cli(*install_args(own["path"], tmp_path / "opt"), cache=tmp_path / "fresh-cache")
@@ -141,7 +141,7 @@ def test_install_refuses_either_wheel_with_other_bytes(own, installed, tmp_path:
     assert not (tmp_path / "opt" / "vllm").exists()
 
 
-def test_a_version_2_lock_is_refused_with_the_re_resolve_message(own, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_version_2_lock_is_refused_with_the_re_resolve_message(own, tmp_path: Path) -> None:
     old = tmp_path / "old.lock.toml"
     old.write_text(own["path"].read_text().replace("lock-version = 3", "lock-version = 2", 1))
     result = cli("show", str(old), cache=own["cache"])
@@ -189,7 +189,7 @@ def test_size_from_the_json_form_when_head_gives_none(world: TestWorld) -> None:
                                  world.torch_release_index + "/torch/") == (None, "")
 
 
-def test_a_wheel_whose_wheel_file_disagrees_with_its_name_is_found_by_its_record(own, installed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_wheel_whose_wheel_file_disagrees_with_its_name_is_found_by_its_record(own, installed, tmp_path: Path) -> None:
     """Some real wheels record other tags in WHEEL than their file name carries: the installed
     files are then matched against each locked wheel's own RECORD (from the staged wheels)."""
     from vllm_lock.actions.verify import Dist, installed_wheel

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # test_install_support
+from vllm_lock_testworld import TestWorld
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # install_support
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from faultservers import FaultHTTPServer, SilentListener  # noqa: E402
 
 
 @pytest.fixture()
-def fault_http(world) -> Iterator[FaultHTTPServer]:  # type: ignore[no-untyped-def]
+def fault_http(world: TestWorld) -> Iterator[FaultHTTPServer]:
     server = FaultHTTPServer(upstream=world.base_url)
     try:
         yield server

@@ -15,6 +15,7 @@ from vllm_lock.errors import VllmLockError
 from vllm_lock.generation import Generation
 from vllm_lock.shell import staging
 from vllm_lock.shell.store import Store
+from vllm_lock_testworld import TestWorld
 
 SHA = hashlib.sha256(b"x").hexdigest()
 HOSTILE_NAMES = [
@@ -32,7 +33,7 @@ def _written_outside(root: Path, outside: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
-def test_a_hostile_filename_never_leaves_the_store(tmp_path: Path, name: str, world) -> None:  # type: ignore[no-untyped-def]
+def test_a_hostile_filename_never_leaves_the_store(tmp_path: Path, name: str, world: TestWorld) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     store = Store(tmp_path / "cache" / "x" / "y")
@@ -83,7 +84,7 @@ def test_a_hostile_source_name_never_leaves_the_staging_root(tmp_path: Path, nam
 
 
 @pytest.mark.parametrize("scheme", ["ftp", "file"])
-def test_a_redirect_leaves_http_never(fault_http, silent_git, scheme: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_redirect_leaves_http_never(fault_http, silent_git, scheme: str, tmp_path: Path) -> None:
     """An index redirecting to ftp: or file: gets an error; no connection is even attempted."""
     from vllm_lock.shell import http
 

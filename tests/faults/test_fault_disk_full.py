@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_install_support import cli, install_args, resolve_world_lock
+from install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock.shell.staging import staged_name
+from vllm_lock_testworld import TestWorld
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ def _fill(mount: Path, room: int) -> Path:
     return filler
 
 
-def test_disk_full_at_the_wheel_copy_names_the_file_and_the_rerun_repairs(world, small_disk: Path, tmp_path: Path) -> None:
+def test_disk_full_at_the_wheel_copy_names_the_file_and_the_rerun_repairs(world: TestWorld, small_disk: Path, tmp_path: Path) -> None:
     lock, path = resolve_world_lock(world, tmp_path / "dev.lock.toml", tmp_path / "cache")
     (setuptools,) = next(p for p in lock.packages if p.name == "setuptools").wheels
     assert setuptools.size > ROOM

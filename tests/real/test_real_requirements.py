@@ -489,7 +489,7 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return found
 
 
-def _read_as_built(trees: dict[str, Path], tmp_path: Path, version: str, device: str, cuda: str):  # type: ignore[no-untyped-def]
+def _read_as_built(trees: dict[str, Path], tmp_path: Path, version: str, device: str, cuda: str):
     tree = tmp_path / "tree"
     shutil.copytree(trees[version], tree)
     paths = [p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()]

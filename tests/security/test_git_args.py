@@ -32,7 +32,7 @@ def _hostile_url(marker: Path) -> str:
     return f"--upload-pack=touch {marker};"
 
 
-def _calls(url: str, ref: str, commit: str, cache: Path, src: Path):  # type: ignore[no-untyped-def]
+def _calls(url: str, ref: str, commit: str, cache: Path, src: Path):
     """Every shell entry point a lock's URL, ref or commit reaches."""
     lock = SimpleNamespace(vllm=SimpleNamespace(url=url, commit=commit))
     return {
@@ -43,7 +43,7 @@ def _calls(url: str, ref: str, commit: str, cache: Path, src: Path):  # type: ig
     }
 
 
-def _assert_refused_and_nothing_ran(calls, marker: Path) -> None:  # type: ignore[no-untyped-def]
+def _assert_refused_and_nothing_ran(calls, marker: Path) -> None:
     for name, call in calls.items():
         with pytest.raises(VllmLockError) as caught:
             call()

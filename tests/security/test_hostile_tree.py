@@ -16,7 +16,7 @@ from pathlib import Path
 
 import git
 import pytest
-from test_install_support import cli
+from install_support import cli
 
 from vllm_lock import cmake, layout, pysource, requirements, rust
 from vllm_lock.errors import ExitCode, PreflightError, ResolutionError

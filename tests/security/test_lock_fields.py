@@ -10,6 +10,8 @@ from urllib.parse import quote, unquote
 
 import pytest
 
+from vllm_lock_testworld import TestWorld
+
 from .conftest import Sandbox, refused
 
 Data = dict[str, Any]
@@ -149,7 +151,7 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize(("edit", "key"), [(e, k) for _, e, k in HOSTILE], ids=[i for i, _, _ in HOSTILE])
-def test_install_refuses_a_hostile_field_before_anything_runs(sandbox: Sandbox, edit, key: str) -> None:  # type: ignore[no-untyped-def]
+def test_install_refuses_a_hostile_field_before_anything_runs(sandbox: Sandbox, edit, key: str) -> None:
     data = sandbox.data()
     edit(data, sandbox)
     lock = sandbox.write(data)
@@ -178,7 +180,7 @@ def test_other_commands_refuse_the_git_option_url(sandbox: Sandbox, command: str
     assert sandbox.written() == []
 
 
-def test_diff_of_two_locks_carrying_the_option_url_runs_no_git(sandbox: Sandbox, world) -> None:  # type: ignore[no-untyped-def]
+def test_diff_of_two_locks_carrying_the_option_url_runs_no_git(sandbox: Sandbox, world: TestWorld) -> None:
     """The issue's case: both locks carry the URL and their commits differ, so diff would fetch."""
     a, b = sandbox.data(), sandbox.data()
     for data in (a, b):
