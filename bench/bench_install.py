@@ -31,12 +31,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vllm_lock import plan, pylock
 from vllm_lock.actions.demo import host_platform
 from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.generation import Generation
+from vllm_lock.model import Lock
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import staging
 from vllm_lock.shell import uv as uv_shell
@@ -52,13 +54,13 @@ def sh(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None =
         raise SystemExit(f"failed: {' '.join(argv)}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
 
 
-def timed(fn) -> float:
+def timed(fn: Callable[[], object]) -> float:
     start = time.monotonic()
     fn()
     return time.monotonic() - start
 
 
-def median_of(repeat: int, fn) -> float:
+def median_of(repeat: int, fn: Callable[[int], object]) -> float:
     """fn(i) for i in range(repeat), timed; the median (one slow outlier does not decide a ratio)."""
     return statistics.median(timed(functools.partial(fn, i)) for i in range(repeat))
 
@@ -69,13 +71,13 @@ def ours(lock: Path, opt: Path, cache: Path) -> None:
         "--src", str(opt / "vllm_repo")], env=env)
 
 
-def clone_and_strip(world: TestWorld, lock, src: Path, python: Path) -> None:
+def clone_and_strip(world: TestWorld, lock: Lock, src: Path, python: Path) -> None:
     sh(["git", "clone", "-q", world.repo_url.removeprefix("file://"), str(src)])
     sh(["git", "checkout", "-q", lock.vllm.commit], cwd=src)
     sh([str(python), *lock.layout.stripping_argv], cwd=src)
 
 
-def external_env(lock, staged: dict[str, Path]) -> dict[str, str]:
+def external_env(lock: Lock, staged: dict[str, Path]) -> dict[str, str]:
     """The override variables and CMAKE_ARGS ours gives its build, for the baselines' builds."""
     env = {s.override: str(staged[s.name]) for s in lock.external_sources}
     if lock.external_sources:
@@ -83,7 +85,7 @@ def external_env(lock, staged: dict[str, Path]) -> dict[str, str]:
     return env
 
 
-def uv_bare(world: TestWorld, lock, pylock_path: Path, dest: Path, uv_cache: Path,
+def uv_bare(world: TestWorld, lock: Lock, pylock_path: Path, dest: Path, uv_cache: Path,
             externals: dict[str, str]) -> None:
     env = uv_shell.uv_env(uv_cache)
     uv = uv_shell.uv_bin()
@@ -96,7 +98,7 @@ def uv_bare(world: TestWorld, lock, pylock_path: Path, dest: Path, uv_cache: Pat
         "-e", str(dest / "src")], env=build_env)
 
 
-def pip_flow(world: TestWorld, lock, dest: Path, pip_cache: Path | None,
+def pip_flow(world: TestWorld, lock: Lock, dest: Path, pip_cache: Path | None,
              externals: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1",
@@ -158,7 +160,7 @@ def main() -> None:
             results["pip cold"] = timed(lambda: pip_flow(world, lock, work / "p-cold", None, externals))
         # warm: caches filled by a first run into another directory; then the flows take turns
         # (one run of each per round), so that a change in the machine's load hits all of them
-        flows = {
+        flows: dict[str, Callable[[Path], None]] = {
             "ours": lambda d: ours(lock_path, d, cache),
             "uv-bare": lambda d: uv_bare(world, lock, pylock_path, d, work / "uvc", externals),
             "pip": lambda d: pip_flow(world, lock, d, work / "pipc", externals),

@@ -21,6 +21,17 @@ CLI = [sys.executable, "-m", "vllm_lock.cli"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class ResolvedLock:
+    """A lock of the test world resolved once for a module's tests: the lock and its file, the
+    vllm-lock cache it was resolved with, and the module's temporary root."""
+
+    lock: Lock
+    path: Path
+    cache: Path
+    root: Path
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class InstalledLock:
     """A lock of the test world installed once for a module's tests: the lock and its file, the
     vllm-lock cache it was resolved and installed with, the install's root (venv opt/vllm, source

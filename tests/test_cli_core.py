@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,8 @@ def test_show_json(project: Path, world: TestWorld) -> None:
         (lambda t: t[: len(t) // 2], "not valid TOML"),
     ],
 )
-def test_bad_locks_exit_3_with_one_line(project: Path, tmp_path: Path, edit, message) -> None:
+def test_bad_locks_exit_3_with_one_line(project: Path, tmp_path: Path, edit: Callable[[str], str], message: str
+                                        ) -> None:
     bad = tmp_path / "bad.lock.toml"
     bad.write_text(edit((project / "locks/dev.lock.toml").read_text()))
     result = run_cli("show", str(bad), cwd=project)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sample_lock import C1, make_lock, package
@@ -16,7 +18,7 @@ CUTLASS = ExternalSource(
 )
 
 
-def lock_with_sources():
+def lock_with_sources() -> Lock:
     return make_lock(external_sources=(CUTLASS,))
 
 
@@ -76,7 +78,7 @@ def test_hand_edit_is_detected() -> None:
         (lambda t: t.replace('tool-version = "0.1.0"', 'tool-version = "0.1.0\\u0007"'), r"a \\u escape"),
     ],
 )
-def test_malformed_locks_name_the_problem(mutate, message) -> None:
+def test_malformed_locks_name_the_problem(mutate: Callable[[str], str], message: str) -> None:
     with pytest.raises(LockInvalidError, match=message):
         codec.loads(mutate(codec.dumps(lock_with_sources())), check_hash=False)
 
@@ -88,7 +90,7 @@ def test_content_hash_covers_everything_but_itself() -> None:
     assert base.startswith("sha256:") and len(base) == 7 + 64
 
 
-def _two_wheels(**second: object) -> Lock:
+def _two_wheels(**second: Any) -> Lock:
     """A lock whose soundfile-like package locks a py3-none-any and a platform wheel."""
     both = package("sound-fake", "1.0.0", tags=("py3-none-any", "py3-none-manylinux_2_28_x86_64"))
     if second:
@@ -172,6 +174,6 @@ def _no_wheels(text: str) -> str:
          r"packages\[2\].wheels\[1\].filename: .* is listed twice"),
     ],
 )
-def test_every_wheel_entry_is_checked(mutate, message) -> None:
+def test_every_wheel_entry_is_checked(mutate: Callable[[str], str], message: str) -> None:
     with pytest.raises(LockInvalidError, match=message):
         codec.loads(mutate(codec.dumps(_two_wheels())), check_hash=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import pytest
 from sample_lock import C1, C2, make_lock, package
@@ -39,7 +40,7 @@ def test_name_phase_and_provenance_are_notes_not_differences() -> None:
     ({"ref": "release-evil"}, "inputs.vllm.original.ref"),
     ({"requested": "2026-11-05"}, "inputs.torch.original.requested"),
 ])
-def test_what_update_follows_changed_is_a_difference_not_a_note(changed: dict[str, str], key: str) -> None:
+def test_what_update_follows_changed_is_a_difference_not_a_note(changed: dict[str, Any], key: str) -> None:
     """A PR that repoints the followed branch (or pins `latest` to a date) changes every future
     `update`: not "equal", although the build identity stays the same."""
     a, b = make_lock(), make_lock(**changed)
@@ -209,14 +210,14 @@ def test_unknown_format() -> None:
 # ---------------------------------------------------------------- nothing hides (issue 12, item 5)
 
 
-def _with_package(lock, **changes):
+def _with_package(lock: Lock, **changes: Any) -> Lock:
     """The first package's (only) wheel changed."""
     package = lock.packages[0]
     first = dataclasses.replace(package, wheels=(dataclasses.replace(package.wheels[0], **changes),))
     return dataclasses.replace(lock, packages=(first, *lock.packages[1:]))
 
 
-def _wheel_key(lock, leaf: str) -> str:
+def _wheel_key(lock: Lock, leaf: str) -> str:
     package = lock.packages[0]
     return f"packages[{package.name}].wheels[{package.wheels[0].filename}].{leaf}"
 

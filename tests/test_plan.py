@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sample_lock import make_lock as sample_lock
@@ -14,18 +15,17 @@ from vllm_lock.model import BuildRecipe, ExternalSource, Lock, Target
 GIB = plan.GIB
 
 
-def facts(**changes) -> plan.MachineFacts:
-    base = dict(
+def facts(**changes: Any) -> plan.MachineFacts:
+    base = plan.MachineFacts(
         machine="x86_64", glibc=(2, 39), cpus=16, mem_available=64 * GIB, free_disk=500 * GIB,
         python_found="/usr/bin/python3.12", nvcc="/usr/local/cuda/bin/nvcc", nvcc_version=(12, 8),
     )
-    base.update(changes)
-    return plan.MachineFacts(**base)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)
 
 
-def lock(**build: object) -> Lock:
+def lock(**build: Any) -> Lock:
     lk = sample_lock()
-    return dataclasses.replace(lk, build=dataclasses.replace(lk.build, **build)) if build else lk  # type: ignore[arg-type]
+    return dataclasses.replace(lk, build=dataclasses.replace(lk.build, **build)) if build else lk
 
 
 def test_fine_machine_has_no_problems() -> None:
@@ -48,7 +48,7 @@ def test_fine_machine_has_no_problems() -> None:
          "`uv python find 3.12` failed: Read-only file system"),
     ],
 )
-def test_each_problem_is_one_clear_line(changes, words) -> None:
+def test_each_problem_is_one_clear_line(changes: dict[str, object], words: str) -> None:
     problems = plan.preflight_problems(lock(cuda_archs=("12.0",), target_device="cuda"), facts(**changes))
     assert len(problems) == 1 and words in problems[0]
 

@@ -7,14 +7,14 @@ from collections.abc import Iterable, Mapping
 
 from vllm_lock import torch_family
 from vllm_lock.model import Target
-from vllm_lock.requirements import check_requires_dist
+from vllm_lock.requirements import RequiresDistCheck, check_requires_dist
 
 X86_64 = torch_family.target_environment(Target(python="3.12", platform="x86_64-manylinux_2_39"))
 AARCH64 = torch_family.target_environment(Target(python="3.12", platform="aarch64-manylinux_2_39"))
 
 
 def _check(declared: Iterable[str], installed: Mapping[str, str], metadata: Mapping[str, tuple[str, ...]] | None = None,
-           environment: Mapping[str, str] = X86_64, left_out: Iterable[str] = ()):
+           environment: Mapping[str, str] = X86_64, left_out: Iterable[str] = ()) -> RequiresDistCheck:
     return check_requires_dist(declared, installed, lambda name: (metadata or {}).get(name, ()),
                                environment=environment, left_out=left_out)
 

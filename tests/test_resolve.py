@@ -8,12 +8,13 @@ import io
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from vllm_lock import codec, diffing
+from vllm_lock import codec
 from vllm_lock.actions.resolve import ResolveRequest, resolve
-from vllm_lock.build_identity import build_identity
+from vllm_lock.build_identity import build_identity, identity_change
 from vllm_lock.errors import (
     CompanionMismatchError,
     ExitCode,
@@ -35,7 +36,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def request_for(world: TestWorld, out: Path, cache: Path, **overrides: object) -> ResolveRequest:
+def request_for(world: TestWorld, out: Path, cache: Path, **overrides: Any) -> ResolveRequest:
     base = ResolveRequest(
         repo=world.repo_url,
         torch_index=world.torch_nightly_index,
@@ -44,11 +45,11 @@ def request_for(world: TestWorld, out: Path, cache: Path, **overrides: object) -
         output=out,
         cache=cache,
     )
-    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **overrides)
 
 
 @pytest.fixture(scope="module")
-def latest(world: TestWorld, cache: Path, tmp_path_factory: pytest.TempPathFactory):
+def latest(world: TestWorld, cache: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Lock, Path]:
     out = tmp_path_factory.mktemp("locks") / "dev.lock.toml"
     lock, path, changed = resolve(request_for(world, out, cache), QUIET)
     assert changed
@@ -61,7 +62,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_latest_picks_newest_consistent_nightly(world: TestWorld, latest) -> None:
+def test_latest_picks_newest_consistent_nightly(world: TestWorld, latest: tuple[Lock, Path]) -> None:
     lock, _ = latest
     assert lock.torch.requested == "latest"
     assert lock.torch.date == world.latest_consistent_date.isoformat()
@@ -71,7 +72,7 @@ def test_latest_picks_newest_consistent_nightly(world: TestWorld, latest) -> Non
     assert {c.name: c.version for c in lock.torch.companions}["torchvision"] == versions["torchvision"]
 
 
-def test_lock_pins_commit_and_layout(world: TestWorld, latest) -> None:
+def test_lock_pins_commit_and_layout(world: TestWorld, latest: tuple[Lock, Path]) -> None:
     lock, _ = latest
     assert lock.vllm.ref == "main"
     assert lock.vllm.commit == world.commits[-1]
@@ -94,7 +95,7 @@ def test_a_full_log_is_kept(world: TestWorld, tmp_path: Path) -> None:
     assert "torch nightly" in text and "external cutlass" in text  # what resolve said
 
 
-def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest) -> None:
+def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest: tuple[Lock, Path]) -> None:
     lock, _ = latest
     sources = {s.name: s for s in lock.external_sources}
     assert set(sources) == {"cutlass", "vllm-flash-attn", "flashmla"}
@@ -110,7 +111,7 @@ def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest) -> 
     }
 
 
-def test_every_artifact_is_hashed_and_routed(world: TestWorld, latest) -> None:
+def test_every_artifact_is_hashed_and_routed(world: TestWorld, latest: tuple[Lock, Path]) -> None:
     lock, _ = latest
     assert {p.name for p in lock.packages} >= {"torch", "torchvision", "torchaudio", "pytorch-triton",
                                                "typing-extensions", "filelock", "setuptools"}
@@ -126,7 +127,7 @@ def test_every_artifact_is_hashed_and_routed(world: TestWorld, latest) -> None:
                 assert wheel.hash_origin == "index"
 
 
-def test_no_dependency_confusion(world: TestWorld, latest) -> None:
+def test_no_dependency_confusion(world: TestWorld, latest: tuple[Lock, Path]) -> None:
     """The torch index also lists typing-extensions (higher version, other bytes)."""
     lock, _ = latest
     assert any("typing" in f for f in world.filenames("nightly"))
@@ -145,7 +146,7 @@ def test_dependency_confusion_is_refused(world: TestWorld, cache: Path, tmp_path
     assert not out.exists()
 
 
-def test_same_inputs_give_byte_identical_locks(world: TestWorld, cache: Path, latest, tmp_path: Path,
+def test_same_inputs_give_byte_identical_locks(world: TestWorld, cache: Path, latest: tuple[Lock, Path], tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     lock, path = latest
     before = path.read_bytes()
@@ -285,7 +286,8 @@ def test_https_index_needs_the_trusted_ca(world: TestWorld, tmp_path: Path, monk
         ({"torch_channel": "release"}, "needs --torch-version"),
     ],
 )
-def test_bad_arguments_fail_before_any_work(world: TestWorld, tmp_path: Path, overrides, message) -> None:
+def test_bad_arguments_fail_before_any_work(
+        world: TestWorld, tmp_path: Path, overrides: dict[str, object], message: str) -> None:
     out = tmp_path / "x.lock.toml"
     world.clear_requests()
     with pytest.raises(UsageError, match=message) as err:
@@ -318,7 +320,7 @@ def test_external_sources_moved_tag_and_unreachable_repository(tmp_path: Path) -
         second, _, _ = resolve(request_for(own, tmp_path / "b.lock.toml", tmp_path / "c"), QUIET)
         assert next(s.commit for s in second.external_sources if s.name == "cutlass") == moved
         assert first.vllm.commit == second.vllm.commit
-        change = diffing.identity_change(first, second)
+        change = identity_change(first, second)
         assert change.changed and any("cutlass v4.2.1 moved" in r for r in change.reasons)
 
         cutlass = Path(own.external_url("cutlass").removeprefix("file://"))

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from vllm_lock import cuda, source_layout
 
 
-def reader(files: dict[str, str]):
+def reader(files: dict[str, str]) -> Callable[[str], str]:
     def read(path: str) -> str:
         if path not in files:
             raise source_layout.LayoutError(f"{path} is missing")

@@ -17,6 +17,7 @@ import pytest
 from install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock import store_gc
+from vllm_lock.model import Lock
 from vllm_lock.shell import git as git_shell
 from vllm_lock.shell.store import Store
 from vllm_lock_testworld import TestWorld
@@ -56,7 +57,7 @@ def _age(root: Path, seconds: float) -> None:
         os.utime(path, (then, then), follow_symlinks=False)
 
 
-def _shas(lock) -> set[str]:
+def _shas(lock: Lock) -> set[str]:
     return {w.sha256 for p in lock.packages for w in p.wheels}
 
 

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from vllm_lock_testworld import TestWorld
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # install_support
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from faultservers import FaultHTTPServer, SilentListener  # noqa: E402
+from .faultservers import FaultHTTPServer, SilentListener
 
 
 @pytest.fixture()

@@ -17,6 +17,8 @@ from vllm_lock.shell import staging
 from vllm_lock.shell.store import Store
 from vllm_lock_testworld import TestWorld
 
+from .faultservers import FaultHTTPServer, SilentListener
+
 SHA = hashlib.sha256(b"x").hexdigest()
 HOSTILE_NAMES = [
     "../../../../outside/wheel.whl",
@@ -84,7 +86,8 @@ def test_a_hostile_source_name_never_leaves_the_staging_root(tmp_path: Path, nam
 
 
 @pytest.mark.parametrize("scheme", ["ftp", "file"])
-def test_a_redirect_leaves_http_never(fault_http, silent_git, scheme: str, tmp_path: Path) -> None:
+def test_a_redirect_leaves_http_never(fault_http: FaultHTTPServer, silent_git: SilentListener, scheme: str,
+                                      tmp_path: Path) -> None:
     """An index redirecting to ftp: or file: gets an error; no connection is even attempted."""
     from vllm_lock.shell import http
 

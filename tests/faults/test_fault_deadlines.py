@@ -6,16 +6,18 @@ the environment variables of docs/faults.md; only the upper bound on time is a t
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from faultservers import FaultHTTPServer, SilentListener
 from install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock import codec
 from vllm_lock.model import Lock
 from vllm_lock_testworld import TestWorld
+
+from .faultservers import FaultHTTPServer, SilentListener
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +31,8 @@ def _error_line(stderr: str) -> str:
     return errors[0]
 
 
-def _resolve(world: TestWorld, cache: Path, out: Path, env: dict[str, str], **options: str):
+def _resolve(world: TestWorld, cache: Path, out: Path, env: dict[str, str], **options: str
+             ) -> tuple[subprocess.CompletedProcess[str], float]:
     args = {
         "--repo": world.repo_url, "--torch-index": world.torch_nightly_index, "--index": world.general_index,
         "--python": "3.11", "--torch-date": world.latest_consistent_date.isoformat(), "--target-device": "cpu",

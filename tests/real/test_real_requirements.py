@@ -18,7 +18,7 @@ from sdists import sdist
 from vllm_lock import requirements as requirement_rules
 from vllm_lock import source_layout as layout
 from vllm_lock import torch_family
-from vllm_lock.actions.resolve import ResolveRequest, strip_and_read
+from vllm_lock.actions.resolve import ResolveRequest, StrippedTree, strip_and_read
 from vllm_lock.model import Target
 from vllm_lock.progress import QUIET
 
@@ -489,7 +489,8 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return found
 
 
-def _read_as_built(trees: dict[str, Path], tmp_path: Path, version: str, device: str, cuda: str):
+def _read_as_built(trees: dict[str, Path], tmp_path: Path, version: str, device: str, cuda: str
+                   ) -> tuple[requirement_rules.RequirementRules, StrippedTree, torch_family.FamilyReading]:
     tree = tmp_path / "tree"
     shutil.copytree(trees[version], tree)
     paths = [p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()]

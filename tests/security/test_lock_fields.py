@@ -151,7 +151,8 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize(("edit", "key"), [(e, k) for _, e, k in HOSTILE], ids=[i for i, _, _ in HOSTILE])
-def test_install_refuses_a_hostile_field_before_anything_runs(sandbox: Sandbox, edit, key: str) -> None:
+def test_install_refuses_a_hostile_field_before_anything_runs(
+        sandbox: Sandbox, edit: Callable[[Data, Sandbox], None], key: str) -> None:
     data = sandbox.data()
     edit(data, sandbox)
     lock = sandbox.write(data)

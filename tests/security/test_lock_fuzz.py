@@ -51,7 +51,7 @@ HOSTILE = [
 scalars = st.one_of(
     st.sampled_from(HOSTILE),
     st.integers(min_value=2040, max_value=100_000).map(lambda n: "x" * n),  # at and far over the bounds
-    st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40),
+    st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.sampled_from([0, -1, 2**62, 2**63 - 1]),
     st.booleans(),

@@ -145,7 +145,7 @@ def _lock_file(tmp_path: Path) -> Path:
 
 def test_an_unexpected_exception_is_one_internal_error_line_with_exit_70(tmp_path: Path) -> None:
     proc = _hooked(tmp_path, "show", "render", "show", str(_lock_file(tmp_path)))
-    assert proc.returncode == ExitCode.INTERNAL == 70
+    assert proc.returncode == 70 and ExitCode.INTERNAL == proc.returncode
     assert proc.stderr.splitlines() == [
         "error: internal error: RuntimeError: unexpected second line (VLLM_LOCK_DEBUG=1 for the traceback)"]
     debug = _hooked(tmp_path, "show", "render", "show", str(_lock_file(tmp_path)), debug=True)
