@@ -159,6 +159,7 @@ def test_build_output_streams_into_the_log_while_pct_exec_holds_it(host: ph.Host
     utils = host.phoenix / "bin" / "phoenix_hypervisor_common_utils.sh"
     with _gated(host, container, f'source "{utils}"; pct_exec {CTID} -- sh -c "{GATED_CMD}"') as (proc, release):
         assert ph.wait_for(container.path(FIRST_WRITTEN).exists, timeout=60), "the command never ran"
+        assert proc.stdout is not None  # _bash pipes it
         ready, _, _ = select.select([proc.stdout], [], [], 0)
         assert not ready, "pct_exec passed output on while the command ran: it must capture-then-print"
         release()
