@@ -114,7 +114,8 @@ def main() -> None:
         cc_env, calls = compiler_wrappers(work / "cc")
         env = dict(os.environ, VLLM_LOCK_CACHE=str(store_root), **cc_env)
         sh([str(VLLM_LOCK), "install", str(lock_path), "--venv", str(work / "prime/vllm"), "--src",
-            str(work / "prime/vllm_repo"), "--push", f"file://{binary_cache}", "--cache-signing-key", str(key)], env=env)
+            str(work / "prime/vllm_repo"), "--push", f"file://{binary_cache}", "--cache-signing-key", str(key)],
+            env=env)
         built_compiles = compiles(calls)
         assert built_compiles > 0, "the priming build made no compiler call: the wrappers are not used"
 

@@ -91,7 +91,8 @@ def uv_bare(world: TestWorld, lock: Lock, pylock_path: Path, dest: Path, uv_cach
     uv = uv_shell.uv_bin()
     venv = dest / "venv"
     sh([uv, "venv", "--python", PY, str(venv)], env=env)
-    sh([uv, "pip", "sync", "--preview-features", "pylock", "--python", str(venv / "bin/python"), str(pylock_path)], env=env)
+    sh([uv, "pip", "sync", "--preview-features", "pylock", "--python", str(venv / "bin/python"), str(pylock_path)],
+       env=env)
     clone_and_strip(world, lock, dest / "src", venv / "bin/python")
     build_env = dict(env, VLLM_TARGET_DEVICE=lock.build.target_device, MAX_JOBS="2", **externals)
     sh([uv, "pip", "install", "--python", str(venv / "bin/python"), "--no-build-isolation", "--no-deps",
@@ -150,7 +151,8 @@ def main() -> None:
         pylock_path = work / "pylock.dev.toml"
         pylock_path.write_text(pylock.to_pylock(lock))
         # The baselines get the external sources ours stages, exported once before any timing.
-        externals = external_env(lock, staging.stage(lock.external_sources, cache, Generation(root=work), lambda _: None))
+        externals = external_env(lock,
+                                 staging.stage(lock.external_sources, cache, Generation(root=work), lambda _: None))
         results: dict[str, float] = {}
         # cold: empty caches (ours: an empty vllm-lock cache, so even the resolve downloads are redone)
         if not args.no_cold:
@@ -177,8 +179,10 @@ def main() -> None:
 
     for name, seconds in results.items():
         print(f"{name:18s} {seconds:7.2f} s")
-    print("ours: vllm-lock install (one process, its modules byte-compiled as pip installs them); uv-bare: uv venv, uv pip sync, git clone, stripping script,")
-    print("uv pip install -e (processes), with the same staged external sources and -DFETCHCONTENT_FULLY_DISCONNECTED=ON;")
+    print("ours: vllm-lock install (one process, its modules byte-compiled as pip installs them); uv-bare: uv venv, uv "
+          "pip sync, git clone, stripping script,")
+    print("uv pip install -e (processes), with the same staged external sources and "
+          "-DFETCHCONTENT_FULLY_DISCONNECTED=ON;")
     print("pip: the Phoenix flow with the same staged external sources")
     for mode in ("warm",) if args.no_cold else ("warm", "cold"):
         o, u, p = results[f"ours {mode}"], results[f"uv-bare {mode}"], results[f"pip {mode}"]

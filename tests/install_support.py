@@ -68,7 +68,8 @@ def write_variant(lock: Lock, path: Path, **changes: Any) -> Path:
     return path
 
 
-def cli(*args: str, cache: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cache: Path, env: dict[str, str] | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess[str]:
     full = dict(os.environ, VLLM_LOCK_CACHE=str(cache))
     full.update(env or {})
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=full, timeout=timeout)

@@ -40,7 +40,8 @@ def wheel(name: str, version: str, tag: str = "py3-none-any", seed: str = "", so
     url = (f"{TORCH_INDEX}/{quote(filename)}" if source == "torch"
            else f"https://files.pythonhosted.org/packages/00/11/{filename}")
     suffix = "" if tag == "py3-none-any" else f"-{tag}"
-    return Wheel(filename=filename, url=url, size=100, sha256=sha(f"{name}-{version}-{seed}{suffix}"), hash_origin="index")
+    return Wheel(filename=filename, url=url, size=100, sha256=sha(f"{name}-{version}-{seed}{suffix}"),
+                 hash_origin="index")
 
 
 def package(name: str, version: str, seed: str = "", source: PackageSource = "general",

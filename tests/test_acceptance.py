@@ -60,7 +60,8 @@ def test_host_gpus_come_from_nvidia_smi_on_path(tmp_path: Path, monkeypatch: pyt
     """No GPU here: a stand-in nvidia-smi prints the real output of an H200 (driver 580.159.04)."""
     smi = tmp_path / "nvidia-smi"
     smi.write_text('#!/bin/sh\ncase "$*" in\n  *--query-gpu*) echo "9.0, NVIDIA H200" ;;\n'
-                   '  *) echo "| NVIDIA-SMI 580.159.04             Driver Version: 580.159.04     CUDA Version: 13.0     |" ;;\n'
+                   '  *) echo "| NVIDIA-SMI 580.159.04             Driver Version: 580.159.04     CUDA Version: 13.0   '
+                   '  |" ;;\n'
                    'esac\n')
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")

@@ -85,7 +85,8 @@ def test_resolve_errors_map_to_exit_codes(project: Path, world: TestWorld, tmp_p
     assert run_cli("resolve", *common, "--torch-date", "2026-01-01", env=env).returncode == 5
     result = run_cli("resolve", *common, "--arch", "12.0", "--cuda", "cu126", env=env)
     assert result.returncode == 2 and "sm_120 needs CUDA >= 12.8" in result.stderr
-    result = run_cli("resolve", *[c if c != str(tmp_path / "x.lock.toml") else "/proc/x.lock.toml" for c in common], env=env)
+    result = run_cli("resolve", *[c if c != str(tmp_path / "x.lock.toml") else "/proc/x.lock.toml" for c in common],
+                     env=env)
     assert result.returncode == 9 and "cannot write" in result.stderr
     assert not (tmp_path / "x.lock.toml").exists()
 

@@ -62,8 +62,8 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def resolve_cuda(world: TestWorld, out: Path, env: dict[str, str], ref: str = "main") -> Path:
     result = run("resolve", "--repo", world.repo_url, "--ref", ref, "--torch-index", world.torch_nightly_index,
-                 "--index", world.general_index, "--python", "3.11", "--platform", "x86_64-manylinux_2_28", "--arch", "9.0", "--arch", "12.0",
-                 "--target-device", "cuda", "-o", str(out), env=env)
+                 "--index", world.general_index, "--python", "3.11", "--platform", "x86_64-manylinux_2_28",
+                 "--arch", "9.0", "--arch", "12.0", "--target-device", "cuda", "-o", str(out), env=env)
     assert result.returncode == 0, result.stderr
     return out
 

@@ -67,7 +67,8 @@ def test_vllm_and_torch_moves_need_a_rebuild_and_say_why() -> None:
     assert d.vllm.compare_url == f"https://github.com/vllm-project/vllm/compare/{C1}...{C2}"
     assert d.torch.days_apart == 7
     assert {c.name for c in d.torch.companions} == {"torchvision", "torchaudio"}
-    assert {p.name: p.kind for p in d.packages} == {"torch": "changed", "torchaudio": "changed", "torchvision": "changed"}
+    assert {p.name: p.kind for p in d.packages} == {"torch": "changed", "torchaudio": "changed",
+                                                    "torchvision": "changed"}
     assert d.identity.changed
     reasons = " | ".join(d.identity.reasons)
     assert f"vLLM commit {C1[:9]} -> {C2[:9]}" in reasons
@@ -270,7 +271,8 @@ def _multi(tags: tuple[str, ...] = TAGS, seed: str = "") -> Lock:
 def test_a_wheel_added_removed_or_rehashed_is_a_rebuild_named_by_file() -> None:
     a = _multi()
     for b, words in (
-        (_multi(tags=(*TAGS, "cp312-abi3-manylinux_2_28_x86_64")), ["+ multi_fake-1.0.0-cp312-abi3-manylinux_2_28_x86_64.whl"]),
+        (_multi(tags=(*TAGS, "cp312-abi3-manylinux_2_28_x86_64")),
+         ["+ multi_fake-1.0.0-cp312-abi3-manylinux_2_28_x86_64.whl"]),
         (_multi(tags=TAGS[1:]), ["- multi_fake-1.0.0-cp312-cp312-manylinux_2_17_x86_64.whl"]),
     ):
         d = diff_locks(a, b)

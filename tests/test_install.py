@@ -142,7 +142,8 @@ def test_installs_nothing_that_resolve_already_cached(base: InstalledBase, world
     assert f"{wheels - nightly} downloaded, {nightly} from the cache" in log
 
 
-def _fails_and_keeps(base: InstalledBase, result: subprocess.CompletedProcess[str], code: int, words: tuple[str, ...]) -> None:
+def _fails_and_keeps(base: InstalledBase, result: subprocess.CompletedProcess[str], code: int,
+                     words: tuple[str, ...]) -> None:
     assert result.returncode == code, (result.returncode, result.stderr[-2000:])
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert error, result.stderr
@@ -152,7 +153,8 @@ def _fails_and_keeps(base: InstalledBase, result: subprocess.CompletedProcess[st
 
 
 def test_wrong_platform(base: InstalledBase, tmp_path: Path) -> None:
-    lock = write_variant(base.lock, tmp_path / "arm.lock.toml", target=Target(python="3.11", platform="aarch64-manylinux_2_28"))
+    lock = write_variant(base.lock, tmp_path / "arm.lock.toml",
+                         target=Target(python="3.11", platform="aarch64-manylinux_2_28"))
     before = _link(base.opt)
     result = cli(*install_args(lock, base.opt), cache=base.cache)
     _fails_and_keeps(base, result, 7, ("aarch64-manylinux_2_28",))
@@ -160,7 +162,8 @@ def test_wrong_platform(base: InstalledBase, tmp_path: Path) -> None:
 
 
 def test_python_unavailable(base: InstalledBase, tmp_path: Path) -> None:
-    lock = write_variant(base.lock, tmp_path / "py.lock.toml", target=Target(python="3.99", platform="x86_64-manylinux_2_28"))
+    lock = write_variant(base.lock, tmp_path / "py.lock.toml",
+                         target=Target(python="3.99", platform="x86_64-manylinux_2_28"))
     result = cli(*install_args(lock, base.opt), cache=base.cache)
     _fails_and_keeps(base, result, 7, ("Python 3.99 is not available",))
 
@@ -216,7 +219,8 @@ def test_external_commit_gone_from_remote(base: InstalledBase, tmp_path: Path) -
     _fails_and_keeps(base, result, 5, ("external source cutlass", gone))
 
 
-def test_a_cmake_source_missing_from_the_lock_fails_instead_of_being_fetched(base: InstalledBase, tmp_path: Path) -> None:
+def test_a_cmake_source_missing_from_the_lock_fails_instead_of_being_fetched(base: InstalledBase,
+                                                                             tmp_path: Path) -> None:
     sources = tuple(s for s in base.lock.external_sources if s.name != "flashmla")
     lock = write_variant(base.lock, tmp_path / "partial.lock.toml", external_sources=sources)
     result = cli(*install_args(lock, base.opt), cache=base.cache)

@@ -132,7 +132,8 @@ def _nvidia_smi(tmp_path: Path, query: str, banner: str, status: int = 0) -> dic
     (bin_dir / "banner.txt").write_text(banner)
     smi = bin_dir / "nvidia-smi"
     smi.write_text(f'#!/bin/sh\ncase "$*" in\n  *--query-gpu=compute_cap,name*) cat "{bin_dir}/query.txt"; '
-                   f'exit {status} ;;\n  "") cat "{bin_dir}/banner.txt" ;;\n  *) echo "unexpected: $*" >&2; exit 2 ;;\nesac\n')
+                   f'exit {status} ;;\n  "") cat "{bin_dir}/banner.txt" ;;\n  *) echo "unexpected: $*" >&2; exit 2 '
+                   ';;\nesac\n')
     smi.chmod(0o755)
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
 
@@ -304,7 +305,8 @@ def test_install_refuses_gcc_below_a_real_vllm_floor(world_lock: ResolvedLock, t
 
 
 @pytest.mark.slow
-def test_empty_lock_installs_verifies_and_tests_without_its_cli(world: TestWorld, world_lock: ResolvedLock, tmp_path: Path) -> None:
+def test_empty_lock_installs_verifies_and_tests_without_its_cli(world: TestWorld, world_lock: ResolvedLock,
+                                                                tmp_path: Path) -> None:
     """An `empty` build's `vllm --version` cannot start ("Failed to infer device type", as in
     vLLM; the test world's CLI does the same): install, verify and test read the version from
     `import vllm` and the installed distribution instead."""

@@ -78,7 +78,8 @@ def test_max_jobs_rule() -> None:
 
 def test_build_env_from_the_lock() -> None:
     lk = lock(cuda_archs=("10.0", "12.0"), env=(("CMAKE_BUILD_TYPE", "Release"),))
-    env = plan.build_env(lk, plan.Jobs(max_jobs=8, nvcc_threads=2, reason=""), {"PATH": "/bin", "VLLM_USE_PRECOMPILED": "1"})
+    env = plan.build_env(lk, plan.Jobs(max_jobs=8, nvcc_threads=2, reason=""),
+                         {"PATH": "/bin", "VLLM_USE_PRECOMPILED": "1"})
     assert env["TORCH_CUDA_ARCH_LIST"] == "10.0;12.0"
     assert env["MAX_JOBS"] == "8" and env["NVCC_THREADS"] == "2"
     assert env["CCACHE_NOHASHDIR"] == "true" and env["CMAKE_BUILD_TYPE"] == "Release"

@@ -20,13 +20,15 @@ def _check(declared: Iterable[str], installed: Mapping[str, str], metadata: Mapp
 
 
 def test_met_requirements_are_counted_and_nothing_is_unmet() -> None:
-    check = _check(["filelock>=3.16.1", "Typing_Extensions>=4.10"], {"filelock": "3.20.0", "typing-extensions": "4.15.0"})
+    check = _check(["filelock>=3.16.1", "Typing_Extensions>=4.10"],
+                   {"filelock": "3.20.0", "typing-extensions": "4.15.0"})
     assert check.checked == 2 and check.unmet == () and check.expected == ()
 
 
 def test_an_unmet_version_names_the_requirement_and_what_is_installed() -> None:
     check = _check(["filelock>=3.16.1", "vllm-fake-dep-a>=9.0"], {"filelock": "3.20.0", "vllm-fake-dep-a": "1.1"})
-    assert [u.describe() for u in check.unmet] == ["vllm requires vllm-fake-dep-a>=9.0: vllm-fake-dep-a 1.1 is installed"]
+    assert [u.describe() for u in check.unmet] == ["vllm requires vllm-fake-dep-a>=9.0: vllm-fake-dep-a 1.1 is "
+                                                   "installed"]
 
 
 def test_a_missing_distribution_is_unmet() -> None:

@@ -107,7 +107,8 @@ def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest: tup
         if source.ref_kind == "commit":
             assert source.commit == source.ref
     assert {s.name: s.override for s in lock.external_sources} == {
-        "cutlass": "VLLM_CUTLASS_SRC_DIR", "vllm-flash-attn": "VLLM_FLASH_ATTN_SRC_DIR", "flashmla": "FLASH_MLA_SRC_DIR",
+        "cutlass": "VLLM_CUTLASS_SRC_DIR", "vllm-flash-attn": "VLLM_FLASH_ATTN_SRC_DIR",
+        "flashmla": "FLASH_MLA_SRC_DIR",
     }
 
 
@@ -260,12 +261,14 @@ def test_unreachable_index(world: TestWorld, cache: Path, tmp_path: Path) -> Non
 def test_unreachable_general_index(world: TestWorld, cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "x.lock.toml"
     with pytest.raises(UnreachableError, match="unreachable while resolving") as err:
-        resolve(request_for(world, out, tmp_path / "fresh", general_index=f"http://127.0.0.1:{free_port()}/simple"), QUIET)
+        resolve(request_for(world, out, tmp_path / "fresh", general_index=f"http://127.0.0.1:{free_port()}/simple"),
+                QUIET)
     assert err.value.exit_code == ExitCode.UNREACHABLE and not out.exists()
 
 
 def test_https_index_needs_the_trusted_ca(world: TestWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    https = dict(torch_index=world.https_url(world.torch_nightly_index), general_index=world.https_url(world.general_index))
+    https = dict(torch_index=world.https_url(world.torch_nightly_index),
+                 general_index=world.https_url(world.general_index))
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     with pytest.raises(UnreachableError, match="TLS certificate not trusted"):
         resolve(request_for(world, tmp_path / "x.lock.toml", tmp_path / "c1", **https), QUIET)
@@ -491,7 +494,8 @@ def test_a_torch_family_member_without_a_wheel_lets_latest_try_an_older_nightly(
               "`manylinux_2_28_x86_64`")
     error = _compile_error(output, ["torch==2.10.0"], Target(python="3.12", platform="aarch64-manylinux_2_28"),
                            frozenset({"torch", "torchvision", "pytorch-triton"}))
-    assert isinstance(error, CompanionMismatchError) and "torchvision v0.25.0.dev20261113+cu128 ships no wheel" in str(error)
+    assert isinstance(error,
+                      CompanionMismatchError) and "torchvision v0.25.0.dev20261113+cu128 ships no wheel" in str(error)
 
 
 # ---------------------------------------------------------------- the torch family from the commit
@@ -516,7 +520,8 @@ def family_of(lock: Lock) -> dict[str, str]:
 def test_release_family_is_the_commits_own(world: TestWorld, cache: Path, tmp_path: Path) -> None:
     # no torchvision at this commit; torchaudio 2.9.0 pins torch 2.9.0 (does not fit 2.9.1);
     # torchcodec 0.8.0 fits torch 2.9.1 (so does the newer 0.9.0, which uv alone would take)
-    repo, commit = derived_commit(world, tmp_path, "-r common.txt\ntorch==2.9.1\ntorchaudio==2.9.0\ntorchcodec==0.8.0\n")
+    repo, commit = derived_commit(world, tmp_path,
+                                  "-r common.txt\ntorch==2.9.1\ntorchaudio==2.9.0\ntorchcodec==0.8.0\n")
     log = io.StringIO()
     lock, _, _ = resolve(
         request_for(world, tmp_path / "r.lock.toml", cache, repo=repo, ref=commit, torch_channel="release",
@@ -526,8 +531,10 @@ def test_release_family_is_the_commits_own(world: TestWorld, cache: Path, tmp_pa
     assert family_of(lock) == {"torchaudio": "2.9.1+cu128", "torchcodec": "0.8.0+cu128", "triton": "3.5.1"}
     assert lock.package("torchvision") is None
     codec = lock.package("torchcodec")
-    assert codec is not None and codec.source == "torch" and all("/r2/whl/cu128/torchcodec-0.8.0" in w.url for w in codec.wheels)
-    assert "torchaudio==2.9.0 (the commit's pin) does not fit torch==2.9.1+cu128: asking for torchaudio" in log.getvalue()
+    assert codec is not None and codec.source == "torch"
+    assert all("/r2/whl/cu128/torchcodec-0.8.0" in w.url for w in codec.wheels)
+    assert ("torchaudio==2.9.0 (the commit's pin) does not fit torch==2.9.1+cu128: asking for torchaudio"
+            in log.getvalue())
 
 
 def test_a_declared_torch_index_package_is_a_member(world: TestWorld, cache: Path, tmp_path: Path) -> None:
@@ -589,7 +596,8 @@ def test_cli_member_the_index_lacks_is_one_error_line_and_without_is_accepted(wo
     import subprocess
     import sys
 
-    repo, commit = derived_commit(world, tmp_path, "-r common.txt\ntorch==2.9.1\ntorchaudio==2.9.1\ntorchcodec==0.8.0\n")
+    repo, commit = derived_commit(world, tmp_path,
+                                  "-r common.txt\ntorch==2.9.1\ntorchaudio==2.9.1\ntorchcodec==0.8.0\n")
     out = tmp_path / "cli.lock.toml"
     base = [sys.executable, "-m", "vllm_lock.cli", "resolve", "--repo", repo, "--ref", commit, "--torch-index",
             world.torch_nightly_index, "--index", world.general_index, "--python", "3.11", "-o", str(out)]

@@ -78,7 +78,8 @@ def test_resolve_locks_the_toolchain_the_cargo_lock_and_its_crates(rust: Resolve
     assert not rust.lock.build.without_rust
 
 
-def test_missing_toolchain_fails_at_preflight_before_any_build(rust: ResolvedLock, world: TestWorld, tmp_path: Path) -> None:
+def test_missing_toolchain_fails_at_preflight_before_any_build(rust: ResolvedLock, world: TestWorld,
+                                                               tmp_path: Path) -> None:
     result = _install(world, rust.path, tmp_path / "opt", rust.cache, _without_rust_path())
     assert result.returncode == 7, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -89,7 +90,8 @@ def test_missing_toolchain_fails_at_preflight_before_any_build(rust: ResolvedLoc
     assert not (tmp_path / "opt" / "vllm").exists()
 
 
-def test_install_builds_the_frontend_offline_and_verify_checks_it(rust: ResolvedLock, world: TestWorld, tmp_path: Path) -> None:
+def test_install_builds_the_frontend_offline_and_verify_checks_it(rust: ResolvedLock, world: TestWorld,
+                                                                  tmp_path: Path) -> None:
     opt = tmp_path / "opt"
     result = _install(world, rust.path, opt, rust.cache, _with_rust_path())
     assert result.returncode == 0, result.stderr[-4000:]
@@ -113,7 +115,8 @@ def test_install_builds_the_frontend_offline_and_verify_checks_it(rust: Resolved
     assert "Rust extension vllm._rust_hello (vllm/_rust_hello*.so) is not installed" in drift.stdout
 
 
-def test_a_crate_whose_bytes_differ_from_its_checksum_is_refused(rust: ResolvedLock, world: TestWorld, tmp_path: Path) -> None:
+def test_a_crate_whose_bytes_differ_from_its_checksum_is_refused(rust: ResolvedLock, world: TestWorld,
+                                                                 tmp_path: Path) -> None:
     world.tamper_crate("tw-offset")
     try:
         cache = tmp_path / "cache"  # nothing cached: the crate is downloaded now
@@ -131,7 +134,8 @@ def test_a_crate_whose_bytes_differ_from_its_checksum_is_refused(rust: ResolvedL
     assert "resuming an unfinished generation" in rerun.stderr
 
 
-def test_no_rust_is_another_build_identity_installed_without_the_extension(rust: ResolvedLock, world: TestWorld, tmp_path: Path) -> None:
+def test_no_rust_is_another_build_identity_installed_without_the_extension(rust: ResolvedLock, world: TestWorld,
+                                                                           tmp_path: Path) -> None:
     lock, path = resolve_world_lock(world, tmp_path / "norust.lock.toml", rust.cache, ref=RUST_BRANCH,
                                     target_device="empty", without_rust=True)
     assert lock.rust is None and lock.build.without_rust

@@ -62,7 +62,8 @@ def _shas(lock: Lock) -> set[str]:
 
 
 @pytest.mark.slow
-def test_gc_keeps_live_locks_and_generations_and_reports_what_it_freed(world: TestWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gc_keeps_live_locks_and_generations_and_reports_what_it_freed(world: TestWorld, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     cache, locks = tmp_path / "cache", tmp_path / "locks"
     locks.mkdir()
     monkeypatch.setenv("VLLM_LOCK_CACHE", str(cache))
@@ -112,7 +113,8 @@ def test_gc_keeps_live_locks_and_generations_and_reports_what_it_freed(world: Te
     assert _entry_dirs(cache) == before - doomed
     assert (_shas(live) | _shas(kept_by_generation)) & before <= _entry_dirs(cache)
     assert not extra_mirror.exists()
-    assert sorted(p.name for p in (cache / "git").glob("*.git")) == [m for m in mirrors_before if m != extra_mirror.name]
+    remaining = sorted(p.name for p in (cache / "git").glob("*.git"))
+    assert remaining == [m for m in mirrors_before if m != extra_mirror.name]
 
     again = cli("store", "gc", "--venv", str(opt / "vllm"), cache=cache, env=env)
     assert "freed 0 files, 0 bytes" in again.stdout

@@ -140,7 +140,8 @@ def test_a_requirement_uninstalled_afterwards_is_unmet(installed: InstalledLock)
     assert _verify(installed).returncode == 0
 
 
-def test_install_fails_at_verify_when_the_build_requires_what_the_lock_lacks(installed: InstalledLock, world: TestWorld, tmp_path: Path) -> None:
+def test_install_fails_at_verify_when_the_build_requires_what_the_lock_lacks(installed: InstalledLock, world: TestWorld,
+                                                                             tmp_path: Path) -> None:
     # the branch's setup.py adds a requirement its requirements files do not name: the lock
     # (read from those files) carries vllm-fake-dep-a 1.1.0, the built metadata asks for >=9.0
     _, path = resolve_world_lock(world, tmp_path / "more.lock.toml", installed.cache, ref=UNMET_REQUIREMENT_BRANCH)

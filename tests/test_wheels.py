@@ -145,7 +145,8 @@ def test_verify_refuses_a_wheel_the_lock_does_not_list(own: OwnWorld, installed:
 
 
 @pytest.mark.parametrize("filename", [MULTI[1], MULTI[0]])  # the one uv would pick, and the one it would not
-def test_install_refuses_either_wheel_with_other_bytes(own: OwnWorld, installed: Path, tmp_path: Path, filename: str) -> None:
+def test_install_refuses_either_wheel_with_other_bytes(own: OwnWorld, installed: Path, tmp_path: Path,
+                                                       filename: str) -> None:
     """Runs after the installs above: the server now serves other bytes under this file's name."""
     own.world.swap_nightly_file(filename)
     result = cli(*install_args(own.path, tmp_path / "opt"), cache=tmp_path / "fresh-cache")
@@ -204,7 +205,8 @@ def test_size_from_the_json_form_when_head_gives_none(world: TestWorld) -> None:
                                  world.torch_release_index + "/torch/") == (None, "")
 
 
-def test_a_wheel_whose_wheel_file_disagrees_with_its_name_is_found_by_its_record(own: OwnWorld, installed: Path, tmp_path: Path) -> None:
+def test_a_wheel_whose_wheel_file_disagrees_with_its_name_is_found_by_its_record(own: OwnWorld, installed: Path,
+                                                                                 tmp_path: Path) -> None:
     """Some real wheels record other tags in WHEEL than their file name carries: the installed
     files are then matched against each locked wheel's own RECORD (from the staged wheels)."""
     from vllm_lock.actions.verify import Dist, installed_wheel
@@ -214,7 +216,8 @@ def test_a_wheel_whose_wheel_file_disagrees_with_its_name_is_found_by_its_record
     info = tmp_path / "vllm_fake_sound-1.0.0.dist-info"
     subprocess.run(["cp", "-r", str(site / info.name), str(info)], check=True)
     wheel_file = info / "WHEEL"
-    wheel_file.write_text(wheel_file.read_text().replace("Tag: py3-none-manylinux_2_28_x86_64", "Tag: py3-none-linux_x86_64"))
+    wheel_file.write_text(wheel_file.read_text().replace("Tag: py3-none-manylinux_2_28_x86_64",
+                                                         "Tag: py3-none-linux_x86_64"))
     dist = Dist(name="vllm-fake-sound", version="1.0.0", dist_info=info)
     package = _package(own.lock, "vllm-fake-sound")
     found = installed_wheel(package, dist, gen / "wheels")

@@ -2,8 +2,9 @@
 
 FaultHTTPServer proxies the test world, except for paths given a fault: "drip" answers one byte
 (status line, headers, body) every `interval` seconds; "endless" sends a body without a length
-that never ends; "redirect:<url>" redirects there. SilentListener accepts TCP connections and never says a word (a git:// server
-that hangs). Each records what reached it as events, so that tests wait on events, not sleeps."""
+that never ends; "redirect:<url>" redirects there. SilentListener accepts TCP connections and never
+says a word (a git:// server that hangs). Each records what reached it as events, so that tests wait
+on events, not sleeps."""
 
 from __future__ import annotations
 

@@ -75,7 +75,8 @@ def test_a_symlink_inside_the_store_cannot_lead_out(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["../evil", "{tmp}/gen/evil", ".."])
 def test_a_hostile_source_name_never_leaves_the_staging_root(tmp_path: Path, name: str) -> None:
     name = name.format(tmp=tmp_path)  # an absolute name, aimed at this test's own tmp
-    source = SimpleNamespace(name=name, repository="file:///nonexistent", commit="1" * 40, ref_kind="commit", ref="1" * 40)
+    source = SimpleNamespace(name=name, repository="file:///nonexistent", commit="1" * 40, ref_kind="commit",
+                             ref="1" * 40)
     gen = Generation(root=tmp_path / "gen")
     gen.external.mkdir(parents=True)
     gen.receipt.write_text("{}")

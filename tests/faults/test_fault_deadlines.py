@@ -123,7 +123,8 @@ def test_a_silent_git_server_ends_resolve(world: TestWorld, silent_git: SilentLi
     assert elapsed < 3 + SLACK_S
 
 
-def test_a_silent_git_server_ends_install(world: TestWorld, world_lock: Lock, silent_git: SilentListener, tmp_path: Path) -> None:
+def test_a_silent_git_server_ends_install(world: TestWorld, world_lock: Lock, silent_git: SilentListener,
+                                          tmp_path: Path) -> None:
     url = f"git://127.0.0.1:{silent_git.port}/vllm.git"
     lock = _moved(world_lock, world.base_url, world.base_url, tmp_path / "git.lock.toml", url=url)
     started = time.monotonic()

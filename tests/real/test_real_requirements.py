@@ -79,7 +79,7 @@ opentelemetry-sdk>=1.26.0,<1.27.0
 opentelemetry-api>=1.26.0,<1.27.0
 opentelemetry-exporter-otlp>=1.26.0,<1.27.0
 opentelemetry-semantic-conventions-ai>=0.4.1,<0.5.0
-""",
+""",  # noqa: E501 (vLLM's requirement lines, verbatim)
     "0.11.2": """\
 regex
 cachetools
@@ -132,7 +132,7 @@ setproctitle
 openai-harmony >= 0.0.3
 anthropic == 0.71.0
 model-hosting-container-standards < 1.0.0
-""",
+""",  # noqa: E501 (vLLM's requirement lines, verbatim)
     "0.20.2": """\
 regex
 cachetools
@@ -190,7 +190,7 @@ opentelemetry-sdk >= 1.27.0
 opentelemetry-api >= 1.27.0
 opentelemetry-exporter-otlp >= 1.27.0
 opentelemetry-semantic-conventions-ai >= 0.4.1
-""",
+""",  # noqa: E501 (vLLM's requirement lines, verbatim)
     "0.30.0": """\
 regex
 cachetools
@@ -250,7 +250,7 @@ opentelemetry-sdk >= 1.27.0
 opentelemetry-api >= 1.27.0
 opentelemetry-exporter-otlp >= 1.27.0
 opentelemetry-semantic-conventions-ai >= 0.4.1
-""",
+""",  # noqa: E501 (vLLM's requirement lines, verbatim)
     "0.33.0": """\
 regex
 cachetools
@@ -314,7 +314,7 @@ opentelemetry-sdk >= 1.27.0
 opentelemetry-api >= 1.27.0
 opentelemetry-exporter-otlp >= 1.27.0
 opentelemetry-semantic-conventions-ai >= 0.4.1
-""",
+""",  # noqa: E501 (vLLM's requirement lines, verbatim)
 }
 
 # What each target adds after common.txt, as setup.py declares it (stripped files; CUDA rules applied)
@@ -419,7 +419,7 @@ intel-openmp==2024.2.1; platform_machine == "x86_64"
 triton @ https://github.com/triton-lang/triton-cpu/releases/download/v3.8.0/triton-3.8.0+cpu-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl ; platform_machine == "x86_64" and python_version == "3.11"
 triton @ https://github.com/triton-lang/triton-cpu/releases/download/v3.8.0/triton-3.8.0+cpu-cp312-abi3-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl ; platform_machine == "x86_64" and python_version >= "3.12"
 py-cpuinfo; platform_machine == "aarch64"
-""",
+""",  # noqa: E501 (vLLM's requirement lines, verbatim)
 }
 
 Family = list[tuple[str, str, str]]  # name, the commit's pin, where it came from

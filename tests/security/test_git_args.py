@@ -82,7 +82,8 @@ def test_a_ref_or_commit_starting_with_a_dash_runs_nothing(tmp_path: Path, repo:
             git_shell.resolve_ref(url, ref)
 
 
-def test_a_dash_ref_is_only_a_pattern_to_git(tmp_path: Path, repo: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dash_ref_is_only_a_pattern_to_git(tmp_path: Path, repo: tuple[str, str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(git_shell, "check_ref", lambda ref: ref)
     url, _ = repo
     marker = tmp_path / "marker"
@@ -91,7 +92,8 @@ def test_a_dash_ref_is_only_a_pattern_to_git(tmp_path: Path, repo: tuple[str, st
     assert not marker.exists()
 
 
-def test_commits_are_passed_after_end_of_options(tmp_path: Path, repo: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_commits_are_passed_after_end_of_options(tmp_path: Path, repo: tuple[str, str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     url, commit = repo
     mirror = git_shell.update_mirror(tmp_path / "cache", url, commit)
     monkeypatch.setattr(git_shell, "check_commit", lambda c: c)

@@ -147,7 +147,8 @@ def test_pyproject_build_requires_of_the_wrong_shape_is_a_layout_error(text: str
 
 def test_a_chain_of_requirement_includes_is_bounded() -> None:
     files = {f"requirements/r{i}.txt": f"-r r{i + 1}.txt\n" for i in range(5000)}
-    with pytest.raises(source_layout.LayoutError, match=rf"-r includes nested deeper than {source_layout.MAX_REQUIREMENT_INCLUDE_DEPTH}"):
+    with pytest.raises(source_layout.LayoutError,
+                       match=rf"-r includes nested deeper than {source_layout.MAX_REQUIREMENT_INCLUDE_DEPTH}"):
         source_layout.parse_requirement_file("requirements/r0.txt", files.__getitem__)
 
 

@@ -214,7 +214,8 @@ def test_a_full_cache_disk(env: InstalledLinks, tmp_path: Path) -> None:
     with small_tmpfs(cache, "256k"):
         subprocess.run(["dd", "if=/dev/zero", f"of={cache / 'filler'}", "bs=4k"], capture_output=True)  # ENOSPC ends it
         result = cli(*layout.args(env.path, "--no-editable"), cache=cache)
-    line = one_error(result, 7, f"not enough free disk for the cache {cache}: 0.0 MiB free", "MiB of wheels to download")
+    line = one_error(result, 7, f"not enough free disk for the cache {cache}: 0.0 MiB free",
+                     "MiB of wheels to download")
     assert "Python 3.11 is not available" not in line  # the full cache is said as such
     assert "==> environment" not in result.stderr
     assert layout.state() == before
@@ -309,7 +310,8 @@ def test_a_second_install_while_one_runs(env: InstalledLinks) -> None:
     try:
         _stop_at(first, "installing lock")  # printed once the install lock is held
         second = cli(*layout.args(env.path, "--no-editable"), cache=env.cache)
-        one_error(second, 6, f"another vllm-lock install or rollback (pid {first.pid}) is running on {layout.generations}")
+        one_error(second, 6,
+                  f"another vllm-lock install or rollback (pid {first.pid}) is running on {layout.generations}")
         same = cli(*layout.args(env.path), cache=env.cache)  # even the active lock's no-op waits its turn
         one_error(same, 6, "another vllm-lock install or rollback")
         back = cli("rollback", "--venv", str(layout.venv), "--src", str(layout.src), cache=env.cache)
@@ -320,7 +322,8 @@ def test_a_second_install_while_one_runs(env: InstalledLinks) -> None:
     assert layout.state() == before
 
 
-def test_the_receipt_is_read_after_the_install_lock_is_taken(env: InstalledLinks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_receipt_is_read_after_the_install_lock_is_taken(env: InstalledLinks, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """An install that waited while another one completed the same generation finds it complete
     (it does not rebuild it in place: `uv venv --clear` on what is now the live environment)."""
     opt = Links(tmp_path / "opt")
@@ -341,7 +344,8 @@ def test_the_receipt_is_read_after_the_install_lock_is_taken(env: InstalledLinks
     assert len(list((result.generation / "logs").glob("install-*.log"))) == 1  # one build: the other's
 
 
-def test_rollback_reads_the_history_after_taking_the_lock(env: InstalledLinks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rollback_reads_the_history_after_taking_the_lock(env: InstalledLinks, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     layout = env.layout
     wheel = cli(*layout.args(env.path, "--no-editable"), cache=env.cache)
     assert wheel.returncode == 0, wheel.stderr[-3000:]
@@ -399,7 +403,8 @@ def test_a_malformed_build_env_at_resolve(world: TestWorld, tmp_path: Path, item
     out = tmp_path / "x.lock.toml"
     result = cli("resolve", "--repo", world.repo_url, "--torch-index", world.torch_nightly_index,
                  "--index", world.general_index, "--python", "3.11", "--target-device", "cpu",
-                 "--build-env", "CMAKE_BUILD_TYPE=Release", "--build-env", item, "-o", str(out), cache=tmp_path / "cache")
+                 "--build-env", "CMAKE_BUILD_TYPE=Release", "--build-env", item, "-o", str(out),
+                 cache=tmp_path / "cache")
     one_error(result, 2, f"--build-env {item!r} is not KEY=VALUE")
     assert not out.exists()
 
@@ -420,7 +425,8 @@ def test_rollback_with_nothing_to_roll_back_to(env: InstalledLinks, tmp_path: Pa
 
 
 @pytest.mark.parametrize(("size", "words"), [("2m", "uv could not write"), ("4k", "cannot write")])
-def test_a_disk_filling_up_while_the_generation_is_written(env: InstalledLinks, tmp_path: Path, size: str, words: str) -> None:
+def test_a_disk_filling_up_while_the_generation_is_written(env: InstalledLinks, tmp_path: Path, size: str,
+                                                           words: str) -> None:
     # Preflight's free-disk estimate waived (VLLM_LOCK_MIN_FREE_DISK=0): the disk fills mid-install,
     # in one of uv's writes (2m) or one of ours (48k).
     opt = Links(tmp_path / "full")
@@ -445,7 +451,8 @@ def test_a_failing_second_rename_puts_the_first_link_back(tmp_path: Path) -> Non
         generations.switch(container, new)
     assert os.readlink(container.venv_link) == str(old.venv)
     assert generations.read_profile(container) == ["old"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["vllm", "vllm.generations", "vllm_repo"]  # no temporary links left
+    # no temporary links left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vllm", "vllm.generations", "vllm_repo"]
 
 
 def test_a_damaged_generation_is_unfinished_while_it_is_rebuilt(env: InstalledLinks, tmp_path: Path) -> None:

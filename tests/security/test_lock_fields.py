@@ -94,7 +94,8 @@ def _duplicate_external(data: Data, box: Sandbox) -> None:
 
 HOSTILE = [
     # 1. the stripping script runs as root
-    ("script-option", _set("layout.stripping-script", '-cimport os;os.system("touch MARKER")'), "layout.stripping-script"),
+    ("script-option", _set("layout.stripping-script", '-cimport os;os.system("touch MARKER")'),
+     "layout.stripping-script"),
     ("script-absolute", _evil_script, "layout.stripping-script"),
     ("script-escape", _set("layout.stripping-script", "../input/evil.py"), "layout.stripping-script"),
     # 2. git option injection and transports
@@ -186,7 +187,8 @@ def test_diff_of_two_locks_carrying_the_option_url_runs_no_git(sandbox: Sandbox,
     a, b = sandbox.data(), sandbox.data()
     for data in (a, b):
         _set("inputs.vllm.original.url", "--upload-pack=touch MARKER;")(data, sandbox)
-    b["inputs"]["vllm"]["locked"]["commit"] = next(c for c in world.commits if c != a["inputs"]["vllm"]["locked"]["commit"])
+    a_commit = a["inputs"]["vllm"]["locked"]["commit"]
+    b["inputs"]["vllm"]["locked"]["commit"] = next(c for c in world.commits if c != a_commit)
     # diff reports every error as exit 2: scripts read 0 equal / 1 different (README)
     refused(sandbox.run("diff", str(sandbox.write(a, "a")), str(sandbox.write(b, "b"))), "inputs.vllm.original.url",
             code=2)

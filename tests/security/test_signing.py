@@ -199,7 +199,8 @@ def test_key_trusted_only_for_another_namespace_is_refused(signed: World) -> Non
     assert one_error_line(proc)
 
 
-@pytest.mark.parametrize("content", [b"", b"garbage\n", b"-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n"])
+@pytest.mark.parametrize("content",
+                         [b"", b"garbage\n", b"-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n"])
 def test_malformed_signature_file_is_refused(signed: World, content: bytes) -> None:
     signed.stable_sig.write_bytes(content)
     proc = signed.cli("verify-lock", "stable", "--trusted-keys", str(signed.allowed))

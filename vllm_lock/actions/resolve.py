@@ -380,7 +380,9 @@ class StrippedTree:
 
 def cuda_major(request: ResolveRequest) -> int | None:
     """The torch's CUDA major (setup.py reads torch.version.cuda): the variant's, for cuda."""
-    return cuda_rules.parse_variant(request.cuda)[0] if request.target_device == "cuda" and request.cuda != "cpu" else None
+    if request.target_device != "cuda" or request.cuda == "cpu":
+        return None
+    return cuda_rules.parse_variant(request.cuda)[0]
 
 
 def strip_and_read(
@@ -391,7 +393,8 @@ def strip_and_read(
     reporter: Reporter,
 ) -> StrippedTree:
     before = snapshot(tree)
-    argv = (detected.stripping_script, "--prefix") if detected.stripping_mode == "prefix" else (detected.stripping_script,)
+    prefix = ("--prefix",) if detected.stripping_mode == "prefix" else ()
+    argv = (detected.stripping_script, *prefix)
     result = run_stripping_script(tree, argv, log=reporter.log)
     if not result.ok:
         raise ResolutionError(f"{detected.stripping_script} failed: {result.tail(1)}")
@@ -469,7 +472,8 @@ class IndexPages:
                 page = http.get_text(f"{self.index}/")
             except http.NotFound:
                 page = ""
-            self._projects = frozenset(canonicalize_name(link.filename) for link in nightly.parse_simple_page(page, self.index))
+            links = nightly.parse_simple_page(page, self.index)
+            self._projects = frozenset(canonicalize_name(link.filename) for link in links)
         return self._projects
 
     def link(self, project: str, url: str) -> nightly.Link | None:
@@ -523,7 +527,8 @@ def resolve_packages(
         return (*_resolve_release(request, target, source, family, pages, torch_wheels, reporter), family)
     builds = nightly.nightly_builds(torch_wheels, cuda=request.cuda, target=target)
     if not builds:
-        raise NoNightlyError(f"no torch nightly for {request.cuda}, Python {target.python}, {target.platform} on {index}")
+        raise NoNightlyError(f"no torch nightly for {request.cuda}, Python {target.python}, {target.platform} on "
+                             f"{index}")
     member_builds = {
         m.name: {d: w.version for d, w in nightly.nightly_builds(pages.links(m.name), cuda=request.cuda,
                                                                  target=target).items()}
@@ -673,7 +678,8 @@ def compile_preferring(
         raise _compile_error(output, pins, target, _routed(request, family))
     unfit = [c for c in preferred if c.member.name in output.lower()] or preferred
     for choice in unfit:
-        reporter.say(f"    {choice.requirement} (the commit's pin) does not fit {torch_pin}: asking for {choice.fallback}")
+        reporter.say(f"    {choice.requirement} (the commit's pin) does not fit {torch_pin}: asking for "
+                     f"{choice.fallback}")
     retry = [dataclasses.replace(c, requirement=c.fallback, preferred=False, fallback=None) if c in unfit and c.fallback
              else c for c in choices]
     return compile_set(request, target, source, family, [torch_pin, *(c.requirement for c in retry)], reporter)
@@ -767,7 +773,8 @@ def no_wheel_message(output: str, target: Target) -> str | None:
             return (f"{match.group('name')} {match.group('version')} ships no wheel for {wanted}; "
                     f"its wheels are for these {what}: {tags}")
     if match := _NO_WHEEL_CAUSE.search(flat):
-        return f"{match.group('name')} ships no wheel for {target.platform}, Python {target.python} (no {match.group('what')} tag matches)"
+        return (f"{match.group('name')} ships no wheel for {target.platform}, Python {target.python} (no "
+                f"{match.group('what')} tag matches)")
     return None
 
 
@@ -855,7 +862,8 @@ def hash_wheel(
         if size:
             reporter.say(f"    {filename}: hash from the index, size from {how}")
     if not sha256 or not size:
-        reporter.say(f"    downloading {filename} to hash it (the index publishes no {'hash' if not sha256 else 'size'})")
+        reporter.say(f"    downloading {filename} to hash it (the index publishes no "
+                     f"{'hash' if not sha256 else 'size'})")
         sha256, size, _ = store.fetch(url, filename, expected_sha256=sha256, on_progress=_progress(reporter, filename))
     return Wheel(filename=filename, url=url, size=int(size), sha256=sha256, hash_origin=origin)
 
