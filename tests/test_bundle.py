@@ -47,7 +47,8 @@ def offline(tmp_path_factory: pytest.TempPathFactory) -> Bundled:
     try:
         cache = root / "resolve-cache"
         lock, path = resolve_world_lock(world, root / "dev.lock.toml", cache)
-        described = subprocess.run(["git", "-C", str(world.repo_path), "describe", "--tags", "--abbrev=0", lock.vllm.commit],
+        described = subprocess.run(["git", "-C", str(world.repo_path), "describe", "--tags", "--abbrev=0",
+                                    lock.vllm.commit],
                                    capture_output=True, text=True, check=True).stdout.strip()
         started = time.monotonic()
         first = cli("bundle", str(path), "-o", str(root / "dev.tar"), cache=cache)
@@ -141,7 +142,8 @@ def _redo_manifest(members: dict[str, bytes], manifest: bytes) -> bytes:
     import hashlib
 
     data = json.loads(manifest)
-    data["members"] = [{"path": n, "sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for n, b in sorted(members.items())]
+    data["members"] = [{"path": n, "sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
+                       for n, b in sorted(members.items())]
     return json.dumps(data).encode()
 
 

@@ -42,7 +42,8 @@ def test_text_round_trips_and_is_fixed() -> None:
     assert cache_entry.parse(text.encode(), origin="e") == signed
     assert text.splitlines()[:3] == ["Format: 1", "Identity: 0123456789abcdef",
                                      "Wheel: vllm-0.11.1.dev5+gabcdef012.cpu-cp311-cp311-linux_x86_64.whl"]
-    assert [line.split(":")[1].strip() for line in text.splitlines() if line.startswith("Sig:")] == ["phoenix-1", "phoenix-2"]
+    signers = [line.split(":")[1].strip() for line in text.splitlines() if line.startswith("Sig:")]
+    assert signers == ["phoenix-1", "phoenix-2"]
     empty = entry(archs=(), cubins=(), toolchain=())
     assert "Archs:\nCubins:\nToolchain:\n" in cache_entry.render(empty)
     assert cache_entry.parse(cache_entry.render(empty).encode(), origin="e") == empty
@@ -80,7 +81,8 @@ def _text(**replace_lines: str) -> bytes:
         (_text(WheelSize="WheelSize: 0"), "WheelSize: '0' is not a plain decimal number"),
         (_text(WheelSha256="WheelSha256: " + "g" * 64), "WheelSha256: invalid value"),
         (_text(Wheel="Wheel: ../../etc/passwd.whl"), "Wheel: not a vllm wheel file name"),
-        (_text(Wheel="Wheel: vllm-0.2-cp311-cp311-linux_x86_64.whl"), "VllmVersion: 0.11.1.dev5+gabcdef012.cpu is not the wheel's version 0.2"),
+        (_text(Wheel="Wheel: vllm-0.2-cp311-cp311-linux_x86_64.whl"),
+         "VllmVersion: 0.11.1.dev5+gabcdef012.cpu is not the wheel's version 0.2"),
         (_text(Archs="Archs: 9.0 9.0"), "Archs: invalid value"),
         (_text(Cubins="Cubins: compute_90"), "Cubins: invalid value"),
         (_text(Toolchain="Toolchain: gcc"), "Toolchain: invalid value"),

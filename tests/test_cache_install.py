@@ -116,7 +116,8 @@ def test_install_b_substitutes_with_zero_compiler_calls(loop: CacheLoop) -> None
     result = cli(*install_args(loop.path, opt), "--cache", loop.url, "--trusted-cache-key", loop.public,
                  cache=loop.root / "cache-b", env=loop.env)
     assert result.returncode == 0, result.stderr
-    assert compiler_calls(loop.calls) == before, loop.calls.read_text()[-3000:] + result.stderr[-3000:]  # not one compiler call
+    # not one compiler call
+    assert compiler_calls(loop.calls) == before, loop.calls.read_text()[-3000:] + result.stderr[-3000:]
     assert "==> build" not in result.stderr and "building 'vllm._C' extension" not in result.stderr
     assert f"substituted from {loop.url}: vllm-" in result.stderr and "signed by phoenix-1" in result.stderr
     assert "==> verify" in result.stderr  # the same verification as after a build
@@ -191,8 +192,10 @@ def test_cache_push_of_the_installed_generation(loop: CacheLoop, tmp_path: Path)
                  "--venv", str(loop.root / "opt-a" / "vllm"), "--src", str(loop.root / "opt-a" / "vllm_repo"),
                  cache=loop.root / "cache-a")
     assert result.returncode == 0, result.stderr
-    assert [p.name for p in target.glob("*.entry")] == [p.name for p in (loop.server.root / "cache" / "vllm").glob("*.entry")]
-    checked = cli("cache", "verify", f"file://{target}", "--trusted-cache-key", loop.public, cache=loop.root / "cache-a")
+    pushed = loop.server.root / "cache" / "vllm"
+    assert [p.name for p in target.glob("*.entry")] == [p.name for p in pushed.glob("*.entry")]
+    checked = cli("cache", "verify", f"file://{target}", "--trusted-cache-key", loop.public,
+                  cache=loop.root / "cache-a")
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
