@@ -129,7 +129,8 @@ def _bash(host: ph.Host, code: str) -> subprocess.Popen[str]:
 
 
 @contextlib.contextmanager
-def _gated(host: ph.Host, container: ph.Container, code: str) -> Iterator[tuple[subprocess.Popen[str], Callable[[], None]]]:
+def _gated(host: ph.Host, container: ph.Container,
+           code: str) -> Iterator[tuple[subprocess.Popen[str], Callable[[], None]]]:
     """`bash -c code` on the host, with a FIFO at GATE in the container; the callable lets the
     blocked command go on. The test's end is opened read-write, which never blocks and keeps what
     it wrote for a reader that opens later; closing it on the way out (EOF) frees a command a
