@@ -79,7 +79,7 @@ def test_second_build_takes_its_compile_steps_from_the_shared_cache(
     first = run("install", str(first_lock), "--venv", str(tmp_path / "a" / "vllm"), "--src",
                 str(tmp_path / "a" / "vllm_repo"), "--compiler-cache", cache_url, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
-    a = _receipt(tmp_path / "a")["compiler_cache"]
+    a = _receipt(tmp_path / "a")["compiler-cache"]
     assert isinstance(a, dict) and a["tool"] == "sccache 0.16.0" and a["errors"] == 0
     assert a["misses"] >= 2 and a["hits"] == 0  # the extension's .cu and .cpp files, compiled for real
     assert any((s3.root / "objects" / "vllm").rglob("*")), "nothing reached the S3 server"
@@ -89,7 +89,7 @@ def test_second_build_takes_its_compile_steps_from_the_shared_cache(
     second_install = run("install", str(tmp_path / "b.lock.toml"), "--venv", str(tmp_path / "b" / "vllm"), "--src",
                          str(tmp_path / "b" / "vllm_repo"), "--compiler-cache", cache_url, env=env_b)
     assert second_install.returncode == 0, second_install.stderr[-3000:]
-    b = _receipt(tmp_path / "b")["compiler_cache"]
+    b = _receipt(tmp_path / "b")["compiler-cache"]
     assert isinstance(b, dict) and b["errors"] == 0
     assert b["hits"] + b["misses"] == a["misses"]  # the same compile steps
     assert b["hits"] / (b["hits"] + b["misses"]) >= 0.9, b
