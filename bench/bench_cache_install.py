@@ -27,12 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from packaging.tags import sys_tags
 from packaging.utils import parse_wheel_filename
 
 from vllm_lock.actions.resolve import ResolveRequest, resolve
+from vllm_lock.model import Lock
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import staging
 from vllm_lock.shell import uv as uv_shell
@@ -50,7 +52,7 @@ def sh(argv: list[str], *, env: dict[str, str] | None = None) -> str:
     return result.stdout
 
 
-def timed(fn) -> float:  # type: ignore[no-untyped-def]
+def timed(fn: Callable[[], object]) -> float:
     start = time.monotonic()
     fn()
     return time.monotonic() - start
@@ -74,7 +76,7 @@ def compiles(calls: Path) -> int:
     return sum("-dump" not in line for line in calls.read_text().splitlines())
 
 
-def installed_wheels(lock, store: Store) -> list[Path]:  # type: ignore[no-untyped-def]
+def installed_wheels(lock: Lock, store: Store) -> list[Path]:
     """Per locked package, the store's file of the wheel this machine installs (best tag)."""
     rank = {tag: i for i, tag in enumerate(sys_tags())}
     chosen = []
@@ -112,7 +114,8 @@ def main() -> None:
         cc_env, calls = compiler_wrappers(work / "cc")
         env = dict(os.environ, VLLM_LOCK_CACHE=str(store_root), **cc_env)
         sh([str(VLLM_LOCK), "install", str(lock_path), "--venv", str(work / "prime/vllm"), "--src",
-            str(work / "prime/vllm_repo"), "--push", f"file://{binary_cache}", "--cache-signing-key", str(key)], env=env)
+            str(work / "prime/vllm_repo"), "--push", f"file://{binary_cache}", "--cache-signing-key", str(key)],
+            env=env)
         built_compiles = compiles(calls)
         assert built_compiles > 0, "the priming build made no compiler call: the wrappers are not used"
 

@@ -31,12 +31,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vllm_lock import plan, pylock
 from vllm_lock.actions.demo import host_platform
 from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.generation import Generation
+from vllm_lock.model import Lock
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import staging
 from vllm_lock.shell import uv as uv_shell
@@ -52,13 +54,13 @@ def sh(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None =
         raise SystemExit(f"failed: {' '.join(argv)}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
 
 
-def timed(fn) -> float:  # type: ignore[no-untyped-def]
+def timed(fn: Callable[[], object]) -> float:
     start = time.monotonic()
     fn()
     return time.monotonic() - start
 
 
-def median_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
+def median_of(repeat: int, fn: Callable[[int], object]) -> float:
     """fn(i) for i in range(repeat), timed; the median (one slow outlier does not decide a ratio)."""
     return statistics.median(timed(functools.partial(fn, i)) for i in range(repeat))
 
@@ -69,13 +71,13 @@ def ours(lock: Path, opt: Path, cache: Path) -> None:
         "--src", str(opt / "vllm_repo")], env=env)
 
 
-def clone_and_strip(world: TestWorld, lock, src: Path, python: Path) -> None:  # type: ignore[no-untyped-def]
+def clone_and_strip(world: TestWorld, lock: Lock, src: Path, python: Path) -> None:
     sh(["git", "clone", "-q", world.repo_url.removeprefix("file://"), str(src)])
     sh(["git", "checkout", "-q", lock.vllm.commit], cwd=src)
     sh([str(python), *lock.layout.stripping_argv], cwd=src)
 
 
-def external_env(lock, staged: dict[str, Path]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def external_env(lock: Lock, staged: dict[str, Path]) -> dict[str, str]:
     """The override variables and CMAKE_ARGS ours gives its build, for the baselines' builds."""
     env = {s.override: str(staged[s.name]) for s in lock.external_sources}
     if lock.external_sources:
@@ -83,20 +85,21 @@ def external_env(lock, staged: dict[str, Path]) -> dict[str, str]:  # type: igno
     return env
 
 
-def uv_bare(world: TestWorld, lock, pylock_path: Path, dest: Path, uv_cache: Path,  # type: ignore[no-untyped-def]
+def uv_bare(world: TestWorld, lock: Lock, pylock_path: Path, dest: Path, uv_cache: Path,
             externals: dict[str, str]) -> None:
     env = uv_shell.uv_env(uv_cache)
     uv = uv_shell.uv_bin()
     venv = dest / "venv"
     sh([uv, "venv", "--python", PY, str(venv)], env=env)
-    sh([uv, "pip", "sync", "--preview-features", "pylock", "--python", str(venv / "bin/python"), str(pylock_path)], env=env)
+    sh([uv, "pip", "sync", "--preview-features", "pylock", "--python", str(venv / "bin/python"), str(pylock_path)],
+       env=env)
     clone_and_strip(world, lock, dest / "src", venv / "bin/python")
     build_env = dict(env, VLLM_TARGET_DEVICE=lock.build.target_device, MAX_JOBS="2", **externals)
     sh([uv, "pip", "install", "--python", str(venv / "bin/python"), "--no-build-isolation", "--no-deps",
         "-e", str(dest / "src")], env=build_env)
 
 
-def pip_flow(world: TestWorld, lock, dest: Path, pip_cache: Path | None,  # type: ignore[no-untyped-def]
+def pip_flow(world: TestWorld, lock: Lock, dest: Path, pip_cache: Path | None,
              externals: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1",
@@ -148,7 +151,8 @@ def main() -> None:
         pylock_path = work / "pylock.dev.toml"
         pylock_path.write_text(pylock.to_pylock(lock))
         # The baselines get the external sources ours stages, exported once before any timing.
-        externals = external_env(lock, staging.stage(lock.external_sources, cache, Generation(root=work), lambda _: None))
+        externals = external_env(lock,
+                                 staging.stage(lock.external_sources, cache, Generation(root=work), lambda _: None))
         results: dict[str, float] = {}
         # cold: empty caches (ours: an empty vllm-lock cache, so even the resolve downloads are redone)
         if not args.no_cold:
@@ -158,7 +162,7 @@ def main() -> None:
             results["pip cold"] = timed(lambda: pip_flow(world, lock, work / "p-cold", None, externals))
         # warm: caches filled by a first run into another directory; then the flows take turns
         # (one run of each per round), so that a change in the machine's load hits all of them
-        flows = {
+        flows: dict[str, Callable[[Path], None]] = {
             "ours": lambda d: ours(lock_path, d, cache),
             "uv-bare": lambda d: uv_bare(world, lock, pylock_path, d, work / "uvc", externals),
             "pip": lambda d: pip_flow(world, lock, d, work / "pipc", externals),
@@ -175,8 +179,10 @@ def main() -> None:
 
     for name, seconds in results.items():
         print(f"{name:18s} {seconds:7.2f} s")
-    print("ours: vllm-lock install (one process, its modules byte-compiled as pip installs them); uv-bare: uv venv, uv pip sync, git clone, stripping script,")
-    print("uv pip install -e (processes), with the same staged external sources and -DFETCHCONTENT_FULLY_DISCONNECTED=ON;")
+    print("ours: vllm-lock install (one process, its modules byte-compiled as pip installs them); uv-bare: uv venv, uv "
+          "pip sync, git clone, stripping script,")
+    print("uv pip install -e (processes), with the same staged external sources and "
+          "-DFETCHCONTENT_FULLY_DISCONNECTED=ON;")
     print("pip: the Phoenix flow with the same staged external sources")
     for mode in ("warm",) if args.no_cold else ("warm", "cold"):
         o, u, p = results[f"ours {mode}"], results[f"uv-bare {mode}"], results[f"pip {mode}"]

@@ -97,7 +97,8 @@ def main() -> int:
 
         def ours(dest: Path, prefix: tuple[str, ...] = (str(VLLM_LOCK),)) -> str:
             return sh([*prefix, "install", str(lock_path), "--venv", str(dest / "vllm"), "--src",
-                       str(dest / "vllm_repo"), "--skip-gpu-check", "--max-jobs", "2", "--mirror", repo.mirror], env=env)
+                       str(dest / "vllm_repo"), "--skip-gpu-check", "--max-jobs", "2", "--mirror", repo.mirror],
+                       env=env)
 
         store = Store(root=cache)
         pylock_path = root / "pylock.local.toml"  # the user's lock file, its wheels the same local files
@@ -149,7 +150,8 @@ def main() -> int:
             link_files(cache / "cas", kept)
         shutil.rmtree(root, ignore_errors=True)
     ours_s, bare_s = statistics.median(ours_runs), statistics.median(bare_runs)
-    print(f"vLLM {args.version}, target empty, Python {PY}, {len(lock.packages)} packages (wheels from the local store)")
+    print(f"vLLM {args.version}, target empty, Python {PY}, {len(lock.packages)} packages (wheels from the local "
+          "store)")
     print(f"one priming run each, then {args.runs} runs each, alternating; medians (min-max)")
     print(f"vllm-lock install (ours)  {ours_s:7.2f} s   ({min(ours_runs):.2f}-{max(ours_runs):.2f})")
     print(f"uv venv + uv pip sync + git clone/checkout + strip + uv pip install -e (bare)  "
@@ -157,7 +159,8 @@ def main() -> int:
     print(f"ratio ours/bare           {ours_s / bare_s:7.2f}x  (target <= 1.1x)")
     print("ours' phases (last run): " + ", ".join(f"{name} {seconds}s" for name, seconds in _PHASE.findall(stderr)))
     print("bare's steps (last run): " + ", ".join(f"{name} {seconds}s" for name, seconds in bare_steps.items()))
-    print("bare build environment: " + " ".join(f"{k}={build_env[k]}" for k in dict(_SHOWN.findall(build_section(primed)))))
+    shown = dict(_SHOWN.findall(build_section(primed)))
+    print("bare build environment: " + " ".join(f"{k}={build_env[k]}" for k in shown))
     return 0
 
 

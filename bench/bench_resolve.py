@@ -129,8 +129,10 @@ def main() -> int:
     print("          hashes with a HEAD per unhashed nightly, lock writing)")
     print("baseline: uv pip compile of the same requirement set (new process, same indexes, same uv cache)")
     print(f"runs: {args.runs} each after one warm-up, interleaved; medians")
-    print(f"resolve (ours)           median {ours_m * 1000:7.1f} ms  (min {min(ours) * 1000:.1f}, max {max(ours) * 1000:.1f})")
-    print(f"uv pip compile (bare)    median {bare_m * 1000:7.1f} ms  (min {min(bare) * 1000:.1f}, max {max(bare) * 1000:.1f})")
+    print(f"resolve (ours)           median {ours_m * 1000:7.1f} ms  (min {min(ours) * 1000:.1f}, max "
+          f"{max(ours) * 1000:.1f})")
+    print(f"uv pip compile (bare)    median {bare_m * 1000:7.1f} ms  (min {min(bare) * 1000:.1f}, max "
+          f"{max(bare) * 1000:.1f})")
     print(f"ratio ours/bare                 {ours_m / bare_m:7.2f}x   (target <= 1.5x)")
     print(f"nightly page parse 60x30 median {parse * 1000:7.1f} ms   (in-process, target <= 50 ms)")
     return 0

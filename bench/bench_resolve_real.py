@@ -129,7 +129,8 @@ def main() -> int:
     print(f"resolve (ours)           {ours:7.2f} s   ({min(ours_runs):.2f}-{max(ours_runs):.2f})   "
           f"of which hashing {hashing:.2f} s")
     print(f"uv pip compile (bare)    {bare:7.2f} s   ({min(bare_runs):.2f}-{max(bare_runs):.2f})")
-    print(f"ratio ours/bare          {ours / bare:7.2f}x  (target <= 1.3x); without hashing {(ours - hashing) / bare:.2f}x")
+    print(f"ratio ours/bare          {ours / bare:7.2f}x  (target <= 1.3x); without hashing "
+          f"{(ours - hashing) / bare:.2f}x")
     print("ours' phases: " + ", ".join(f"{name} {seconds}s" for name, seconds in _PHASE.findall(stderr)))
     return 0
 

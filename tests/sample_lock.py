@@ -11,6 +11,7 @@ from vllm_lock.model import (
     BuildRecipe,
     Lock,
     Package,
+    PackageSource,
     PatchedFile,
     Pin,
     Provenance,
@@ -39,14 +40,15 @@ def wheel(name: str, version: str, tag: str = "py3-none-any", seed: str = "", so
     url = (f"{TORCH_INDEX}/{quote(filename)}" if source == "torch"
            else f"https://files.pythonhosted.org/packages/00/11/{filename}")
     suffix = "" if tag == "py3-none-any" else f"-{tag}"
-    return Wheel(filename=filename, url=url, size=100, sha256=sha(f"{name}-{version}-{seed}{suffix}"), hash_origin="index")
+    return Wheel(filename=filename, url=url, size=100, sha256=sha(f"{name}-{version}-{seed}{suffix}"),
+                 hash_origin="index")
 
 
-def package(name: str, version: str, seed: str = "", source: str = "general",
+def package(name: str, version: str, seed: str = "", source: PackageSource = "general",
             tags: tuple[str, ...] = ("py3-none-any",)) -> Package:
     """A package locking one wheel per tag (sorted by file name, as resolve writes them)."""
     wheels = sorted((wheel(name, version, tag, seed, source) for tag in tags), key=lambda w: w.filename)
-    return Package(name=name, version=version, source=source, wheels=tuple(wheels))  # type: ignore[arg-type]
+    return Package(name=name, version=version, source=source, wheels=tuple(wheels))
 
 
 def torch_packages(date: str) -> tuple[Package, ...]:

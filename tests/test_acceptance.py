@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sample_lock import make_lock
@@ -59,7 +60,8 @@ def test_host_gpus_come_from_nvidia_smi_on_path(tmp_path: Path, monkeypatch: pyt
     """No GPU here: a stand-in nvidia-smi prints the real output of an H200 (driver 580.159.04)."""
     smi = tmp_path / "nvidia-smi"
     smi.write_text('#!/bin/sh\ncase "$*" in\n  *--query-gpu*) echo "9.0, NVIDIA H200" ;;\n'
-                   '  *) echo "| NVIDIA-SMI 580.159.04             Driver Version: 580.159.04     CUDA Version: 13.0     |" ;;\n'
+                   '  *) echo "| NVIDIA-SMI 580.159.04             Driver Version: 580.159.04     CUDA Version: 13.0   '
+                   '  |" ;;\n'
                    'esac\n')
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
@@ -91,8 +93,8 @@ GOOD_PROBE = {
 H100 = acceptance.Gpu(name="NVIDIA H100", capability=(9, 0), driver="570.1")
 
 
-def _with_devices(*devices: tuple[str, tuple[int, int]]) -> dict:  # type: ignore[type-arg]
-    probe = json.loads(json.dumps(GOOD_PROBE))
+def _with_devices(*devices: tuple[str, tuple[int, int]]) -> dict[str, Any]:
+    probe: dict[str, Any] = json.loads(json.dumps(GOOD_PROBE))
     probe["torch"]["cuda_available"] = bool(devices)
     probe["torch"]["devices"] = [{"name": n, "capability": list(c)} for n, c in devices]
     return probe
@@ -122,7 +124,7 @@ def test_no_gpu_passes_without_gpu_checks() -> None:
         (_with_devices(("NVIDIA RTX PRO 6000", (12, 0))), (), set()),
     ],
 )
-def test_gpu_checks(probe: dict, host: tuple[acceptance.Gpu, ...], failed: set[str]) -> None:  # type: ignore[type-arg]
+def test_gpu_checks(probe: dict[str, Any], host: tuple[acceptance.Gpu, ...], failed: set[str]) -> None:
     checks = acceptance.evaluate(LOCK, probe, (True, "0.11.1"), host)
     assert set(_failed(checks)) == failed
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -10,19 +11,35 @@ import shutil
 import subprocess
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_install_support import cli, install_args, resolve_world_lock, vllm_version, write_variant
+from install_support import cli, install_args, resolve_world_lock, vllm_version, write_variant
 
 from vllm_lock import bundle_manifest as bm
+from vllm_lock.model import Lock
+from vllm_lock.shell.store import file_sha256
 from vllm_lock_testworld import TestWorld
 
 pytestmark = pytest.mark.slow
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Bundled:
+    """The module's lock (and its file), the bundle and a second bundle of the same lock, the tag
+    `git describe` gave the locked commit, and the module's temporary root."""
+
+    lock: Lock
+    path: Path
+    root: Path
+    bundle: Path
+    again: Path
+    described: str
+
+
 @pytest.fixture(scope="module")
-def offline(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def offline(tmp_path_factory: pytest.TempPathFactory) -> Bundled:
     """A lock of a test world bundled twice; then the world is gone: its index and crate servers
     stopped and its git repositories (vLLM and the external sources) moved out of reach."""
     root = tmp_path_factory.mktemp("bundle")
@@ -30,7 +47,8 @@ def offline(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     try:
         cache = root / "resolve-cache"
         lock, path = resolve_world_lock(world, root / "dev.lock.toml", cache)
-        described = subprocess.run(["git", "-C", str(world.repo_path), "describe", "--tags", "--abbrev=0", lock.vllm.commit],
+        described = subprocess.run(["git", "-C", str(world.repo_path), "describe", "--tags", "--abbrev=0",
+                                    lock.vllm.commit],
                                    capture_output=True, text=True, check=True).stdout.strip()
         started = time.monotonic()
         first = cli("bundle", str(path), "-o", str(root / "dev.tar"), cache=cache)
@@ -46,8 +64,14 @@ def offline(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
         repos.rename(gone / repos.name)
     shutil.rmtree(cache)
     print(f"\nbundle of the test world: {(root / 'dev.tar').stat().st_size} bytes in {seconds:.2f} s")
-    return {"lock": lock, "path": path, "root": root, "bundle": root / "dev.tar", "again": root / "again.tar",
-            "described": described}
+    return Bundled(lock=lock, path=path, root=root, bundle=root / "dev.tar", again=root / "again.tar",
+                   described=described)
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(member)
+    assert handle is not None, member.name  # a bundle holds regular files only
+    return handle.read()
 
 
 def _members(bundle: Path) -> list[tarfile.TarInfo]:
@@ -55,18 +79,18 @@ def _members(bundle: Path) -> list[tarfile.TarInfo]:
         return tar.getmembers()
 
 
-def test_the_same_lock_bundles_to_the_same_bytes(offline) -> None:  # type: ignore[no-untyped-def]
-    assert offline["bundle"].read_bytes() == offline["again"].read_bytes()
-    members = _members(offline["bundle"])
+def test_the_same_lock_bundles_to_the_same_bytes(offline: Bundled) -> None:
+    assert offline.bundle.read_bytes() == offline.again.read_bytes()
+    members = _members(offline.bundle)
     names = [m.name for m in members]
     assert names[-1] == bm.MANIFEST and names[:-1] == sorted(names[:-1])
     assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {(0, 0, 0, "", "", 0o644)}
 
 
-def test_the_bundle_holds_every_wheel_the_sources_and_a_manifest(offline) -> None:  # type: ignore[no-untyped-def]
-    lock = offline["lock"]
-    with tarfile.open(offline["bundle"]) as tar:
-        manifest = bm.loads(tar.extractfile(bm.MANIFEST).read())  # type: ignore[union-attr]
+def test_the_bundle_holds_every_wheel_the_sources_and_a_manifest(offline: Bundled) -> None:
+    lock = offline.lock
+    with tarfile.open(offline.bundle) as tar:
+        manifest = bm.loads(_read_member(tar, tar.getmember(bm.MANIFEST)))
     listed = {m.path: m for m in manifest.members}
     for package in lock.packages:
         for wheel in package.wheels:
@@ -79,32 +103,32 @@ def test_the_bundle_holds_every_wheel_the_sources_and_a_manifest(offline) -> Non
     assert manifest.content_hash and manifest.lock_name == lock.name
 
 
-def test_install_from_the_bundle_needs_no_network_and_verifies(offline, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_install_from_the_bundle_needs_no_network_and_verifies(offline: Bundled, tmp_path: Path) -> None:
     cache, opt = tmp_path / "fresh-cache", tmp_path / "opt"
     started = time.monotonic()
-    result = cli(*install_args(offline["path"], opt), "--from-bundle", str(offline["bundle"]), cache=cache, timeout=600)
+    result = cli(*install_args(offline.path, opt), "--from-bundle", str(offline.bundle), cache=cache, timeout=600)
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
     print(f"\ninstall --from-bundle: {seconds:.1f} s")
-    lock = offline["lock"]
+    lock = offline.lock
     assert f"g{lock.vllm.commit[:9]}" in vllm_version(opt)
-    clean = cli("verify", str(offline["path"]), "--venv", str(opt / "vllm"), cache=cache)
+    clean = cli("verify", str(offline.path), "--venv", str(opt / "vllm"), cache=cache)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "importing bundle" in result.stderr
     # the tags came along: setuptools-scm counts from the same tag as at the origin
     tag = subprocess.run(["git", "-C", str(opt / "vllm_repo"), "describe", "--tags", "--abbrev=0", "HEAD"],
                          capture_output=True, text=True)
-    assert tag.stdout.strip() == offline["described"], tag.stderr
+    assert tag.stdout.strip() == offline.described, tag.stderr
 
 
 # ---------------------------------------------------------------- bad bundles
 
 
-def _rewrite(bundle: Path, out: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+def _rewrite(bundle: Path, out: Path, edit: Callable[[str, bytes], list[tuple[str, bytes]]]) -> Path:
     """out: bundle's members passed through edit(name, bytes) -> [(name, bytes)], manifest redone
     to match (a forger's consistent bundle) unless edit handles manifest.json itself."""
     with tarfile.open(bundle) as tar:
-        members = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
+        members = [(m.name, _read_member(tar, m)) for m in tar.getmembers()]
     with tarfile.open(out, "w") as tar:
         for name, data in members:
             for new_name, new_data in edit(name, data):
@@ -118,13 +142,14 @@ def _redo_manifest(members: dict[str, bytes], manifest: bytes) -> bytes:
     import hashlib
 
     data = json.loads(manifest)
-    data["members"] = [{"path": n, "sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for n, b in sorted(members.items())]
+    data["members"] = [{"path": n, "sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
+                       for n, b in sorted(members.items())]
     return json.dumps(data).encode()
 
 
 def _tampered_wheel(bundle: Path, out: Path, *, fix_manifest: bool) -> Path:
     with tarfile.open(bundle) as tar:
-        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+        members = {m.name: _read_member(tar, m) for m in tar.getmembers()}
     victim = next(n for n in sorted(members) if n.startswith("wheels/"))
     members[victim] = members[victim] + b"\0"
     manifest = members.pop(bm.MANIFEST)
@@ -163,10 +188,11 @@ def _case(name: str, bundle: Path, tmp: Path) -> Path:
         ("no-manifest", 8, "has no manifest.json"),
     ],
 )
-def test_a_bad_bundle_is_one_line_and_installs_nothing(offline, tmp_path, case, code, words) -> None:  # type: ignore[no-untyped-def]
-    bad = _case(case, offline["bundle"], tmp_path)
+def test_a_bad_bundle_is_one_line_and_installs_nothing(offline: Bundled, tmp_path: Path, case: str, code: int,
+                                                       words: str) -> None:
+    bad = _case(case, offline.bundle, tmp_path)
     cache, opt = tmp_path / "cache", tmp_path / "work" / "opt"
-    result = cli(*install_args(offline["path"], opt), "--from-bundle", str(bad), cache=cache)
+    result = cli(*install_args(offline.path, opt), "--from-bundle", str(bad), cache=cache)
     assert result.returncode == code, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and words in errors[0], result.stderr
@@ -175,18 +201,18 @@ def test_a_bad_bundle_is_one_line_and_installs_nothing(offline, tmp_path, case, 
     assert not (tmp_path / "cache" / "escaped.txt").exists() and not list(tmp_path.rglob("escaped.txt"))
 
 
-def test_a_bundle_of_another_lock_is_refused(offline, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    other = write_variant(offline["lock"], tmp_path / "other.lock.toml", name="other")
+def test_a_bundle_of_another_lock_is_refused(offline: Bundled, tmp_path: Path) -> None:
+    other = write_variant(offline.lock, tmp_path / "other.lock.toml", name="other")
     cache, opt = tmp_path / "cache", tmp_path / "opt"
-    result = cli(*install_args(other, opt), "--from-bundle", str(offline["bundle"]), cache=cache)
+    result = cli(*install_args(other, opt), "--from-bundle", str(offline.bundle), cache=cache)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "the bundle is for lock 'dev'" in errors[0], result.stderr
     _nothing_installed(cache, opt)
 
 
-def test_a_missing_bundle_file_is_one_line(offline, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    result = cli(*install_args(offline["path"], tmp_path / "opt"), "--from-bundle", str(tmp_path / "nope.tar"),
+def test_a_missing_bundle_file_is_one_line(offline: Bundled, tmp_path: Path) -> None:
+    result = cli(*install_args(offline.path, tmp_path / "opt"), "--from-bundle", str(tmp_path / "nope.tar"),
                  cache=tmp_path / "cache")
     assert result.returncode == 8 and result.stderr.count("error:") == 1, result.stderr
 
@@ -202,8 +228,8 @@ def _nothing_installed(cache: Path, opt: Path) -> None:
     assert not incoming.exists() or not any(incoming.iterdir())
 
 
-def test_bundle_output_that_cannot_be_written_is_one_line(offline, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    result = cli("bundle", str(offline["path"]), "-o", str(tmp_path / "missing-dir" / "x.tar"), cache=tmp_path / "c")
+def test_bundle_output_that_cannot_be_written_is_one_line(offline: Bundled, tmp_path: Path) -> None:
+    result = cli("bundle", str(offline.path), "-o", str(tmp_path / "missing-dir" / "x.tar"), cache=tmp_path / "c")
     assert result.returncode == 9 and result.stderr.count("error:") == 1, result.stderr
     assert not os.path.exists(tmp_path / "missing-dir")
 
@@ -211,10 +237,10 @@ def test_bundle_output_that_cannot_be_written_is_one_line(offline, tmp_path) -> 
 # ---------------------------------------------------------------- Rust crates, and the manifest's rules
 
 
-def test_a_rust_lock_bundles_its_crates_and_imports_them(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_rust_lock_bundles_its_crates_and_imports_them(world: TestWorld, tmp_path: Path) -> None:
     from vllm_lock.actions import bundle as bundle_action
     from vllm_lock.progress import QUIET
-    from vllm_lock.shell.store import Store, file_sha256
+    from vllm_lock.shell.store import Store
     from vllm_lock_testworld.repo import RUST_BRANCH
 
     cache = tmp_path / "cache"
@@ -264,7 +290,7 @@ def test_a_malformed_manifest_is_a_bundle_error(text: bytes) -> None:
         bm.loads(text)
 
 
-def test_a_damaged_store_file_is_not_bundled(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_damaged_store_file_is_not_bundled(world: TestWorld, tmp_path: Path) -> None:
     from vllm_lock.shell.store import Store
 
     cache = tmp_path / "cache"

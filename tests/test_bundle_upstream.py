@@ -9,7 +9,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from test_install_support import cli, install_args, resolve_world_lock, vllm_version
+from install_support import cli, install_args, resolve_world_lock, vllm_version
 
 from vllm_lock_testworld import TestWorld
 from vllm_lock_testworld.world import NIGHTLY

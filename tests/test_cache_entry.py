@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from typing import Any
 
 import pytest
 from sample_lock import make_lock
@@ -19,8 +20,8 @@ KEY = cache_keys.secret_from_seed("phoenix-1", bytes(range(32)))
 OTHER = cache_keys.secret_from_seed("phoenix-2", bytes(range(1, 33)))
 
 
-def entry(**changes: object) -> CacheEntry:
-    base = dict(
+def entry(**changes: Any) -> CacheEntry:
+    base = CacheEntry(
         identity="0123456789abcdef",
         wheel="vllm-0.11.1.dev5+gabcdef012.cpu-cp311-cp311-linux_x86_64.whl",
         wheel_sha256=SHA,
@@ -32,8 +33,7 @@ def entry(**changes: object) -> CacheEntry:
         toolchain=(("cmake", "3.31.6"), ("gcc", "12.2.0"), ("nvcc", "?")),
         build_seconds=812.5,
     )
-    base.update(changes)
-    return CacheEntry(**base)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)
 
 
 def test_text_round_trips_and_is_fixed() -> None:
@@ -42,7 +42,8 @@ def test_text_round_trips_and_is_fixed() -> None:
     assert cache_entry.parse(text.encode(), origin="e") == signed
     assert text.splitlines()[:3] == ["Format: 1", "Identity: 0123456789abcdef",
                                      "Wheel: vllm-0.11.1.dev5+gabcdef012.cpu-cp311-cp311-linux_x86_64.whl"]
-    assert [line.split(":")[1].strip() for line in text.splitlines() if line.startswith("Sig:")] == ["phoenix-1", "phoenix-2"]
+    signers = [line.split(":")[1].strip() for line in text.splitlines() if line.startswith("Sig:")]
+    assert signers == ["phoenix-1", "phoenix-2"]
     empty = entry(archs=(), cubins=(), toolchain=())
     assert "Archs:\nCubins:\nToolchain:\n" in cache_entry.render(empty)
     assert cache_entry.parse(cache_entry.render(empty).encode(), origin="e") == empty
@@ -80,7 +81,8 @@ def _text(**replace_lines: str) -> bytes:
         (_text(WheelSize="WheelSize: 0"), "WheelSize: '0' is not a plain decimal number"),
         (_text(WheelSha256="WheelSha256: " + "g" * 64), "WheelSha256: invalid value"),
         (_text(Wheel="Wheel: ../../etc/passwd.whl"), "Wheel: not a vllm wheel file name"),
-        (_text(Wheel="Wheel: vllm-0.2-cp311-cp311-linux_x86_64.whl"), "VllmVersion: 0.11.1.dev5+gabcdef012.cpu is not the wheel's version 0.2"),
+        (_text(Wheel="Wheel: vllm-0.2-cp311-cp311-linux_x86_64.whl"),
+         "VllmVersion: 0.11.1.dev5+gabcdef012.cpu is not the wheel's version 0.2"),
         (_text(Archs="Archs: 9.0 9.0"), "Archs: invalid value"),
         (_text(Cubins="Cubins: compute_90"), "Cubins: invalid value"),
         (_text(Toolchain="Toolchain: gcc"), "Toolchain: invalid value"),
@@ -137,7 +139,7 @@ def test_trust_names_its_signer_or_its_reason() -> None:
     assert "signature by phoenix-1 does not verify" in (cache_keys.trust(signed, [impostor]).problem or "")
     # every signed field matters: another wheel's bytes or another identity break the signature
     for change in ({"wheel_sha256": "cd" * 32}, {"wheel_size": 12346}, {"identity": "fedcba9876543210"}):
-        altered = dataclasses.replace(signed, **change)  # type: ignore[arg-type]
+        altered = dataclasses.replace(signed, **change)
         assert "does not verify" in (cache_keys.trust(altered, [KEY.public()]).problem or "")
     # fields outside the fingerprint are metadata: changing them keeps the signature
     assert cache_keys.trust(dataclasses.replace(signed, build_seconds=1.0), [KEY.public()]).signer == "phoenix-1"

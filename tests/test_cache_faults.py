@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_cache_support import free_port, http_server, s3_server
+from test_cache_support import S3Server, free_port, http_server, s3_server
 
 from vllm_lock import cache_entry, cache_keys
 from vllm_lock.actions import substitute
@@ -35,13 +35,14 @@ class Cache:
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory) -> Iterator[object]:  # type: ignore[no-untyped-def]
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     with s3_server(tmp_path_factory.mktemp("s3")) as server:
         yield server
 
 
 @pytest.fixture(params=["file", "http", "s3"])
-def cache(request, tmp_path, s3, monkeypatch) -> Iterator[Cache]:  # type: ignore[no-untyped-def]
+def cache(request: pytest.FixtureRequest, tmp_path: Path, s3: S3Server,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[Cache]:
     if request.param == "file":
         yield Cache(url=f"file://{tmp_path / 'dir-cache'}", objects=tmp_path / "dir-cache")
     elif request.param == "http":
@@ -116,7 +117,8 @@ def test_truncated_wheel(cache: Cache, tmp_path: Path) -> None:
     assert hit is None and not list((tmp_path / "dist").iterdir())  # nothing unverified left behind
     line = refusal(said)
     half, full = signed.wheel_size // 2, signed.wheel_size
-    assert f"truncated: {half} of the signed {full} bytes" in line or f"announces {half} bytes, the entry says {full}" in line
+    assert (f"truncated: {half} of the signed {full} bytes" in line
+            or f"announces {half} bytes, the entry says {full}" in line)
 
 
 def test_altered_wheel_of_the_same_size(cache: Cache, tmp_path: Path) -> None:
@@ -182,7 +184,7 @@ def test_a_refused_cache_falls_through_to_the_next(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["http", "s3"])
-def test_unreachable_cache(scheme: str, tmp_path: Path, s3, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_cache(scheme: str, tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
     port = free_port()  # nothing listens there
@@ -194,7 +196,7 @@ def test_unreachable_cache(scheme: str, tmp_path: Path, s3, monkeypatch) -> None
     assert line.strip().startswith(f"refused {url}: ") and "Connection refused" in line, line
 
 
-def test_slow_cache_is_bounded(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_slow_cache_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLLM_LOCK_CACHE_DEADLINE", "1")
     with http_server(tmp_path / "http") as server:
         publish(server.url, tmp_path)
@@ -206,7 +208,8 @@ def test_slow_cache_is_bounded(tmp_path: Path, monkeypatch) -> None:  # type: ig
     assert "did not finish within 1 s (VLLM_LOCK_CACHE_DEADLINE)" in refusal(said)
 
 
-def test_s3_wrong_credentials_never_show_the_secret(tmp_path: Path, s3, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_s3_wrong_credentials_never_show_the_secret(tmp_path: Path, s3: S3Server,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.env["AWS_ACCESS_KEY_ID"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-0123456789")
     hit, said = lookup(s3.url(prefix="creds"), tmp_path)
@@ -215,7 +218,8 @@ def test_s3_wrong_credentials_never_show_the_secret(tmp_path: Path, s3, monkeypa
     assert "not-the-secret" not in " ".join(said) and s3.env["AWS_SECRET_ACCESS_KEY"] not in " ".join(said)
 
 
-def test_s3_credentials_from_the_shared_credentials_file(tmp_path: Path, s3, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_s3_credentials_from_the_shared_credentials_file(tmp_path: Path, s3: S3Server,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(variable, raising=False)
     credentials = tmp_path / "credentials"
@@ -254,7 +258,8 @@ substitute.push(sys.argv[1], entry_for(wheel), wheel, key)
 """
 
 
-def test_two_concurrent_pushes_of_one_identity_end_with_one_valid_entry(tmp_path: Path, s3, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_two_concurrent_pushes_of_one_identity_end_with_one_valid_entry(tmp_path: Path, s3: S3Server,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     env = dict(os.environ, **s3.env)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.env["AWS_ACCESS_KEY_ID"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env["AWS_SECRET_ACCESS_KEY"])

@@ -10,11 +10,16 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cache_support import free_port, http_server, s3_server
-from test_install_support import cli, install_args, resolve_world_lock, vllm_version, write_variant
+from install_support import cli, install_args, resolve_world_lock, vllm_version, write_variant
+from test_cache_support import S3Server, free_port, http_server, s3_server
+
+from vllm_lock.model import Lock
+from vllm_lock_testworld import TestWorld
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +43,26 @@ def compiler_calls(calls: Path) -> int:
     return sum("-dump" not in line and "--version" not in line for line in calls.read_text().splitlines())
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CacheLoop:
+    """The module's lock (and its file), signing key and its public half, the S3 server and its cache
+    URL, the environment of install A (credentials, counting compilers), its compiler-call log, and
+    install A's result."""
+
+    root: Path
+    lock: Lock
+    path: Path
+    key: Path
+    public: str
+    server: S3Server
+    url: str
+    env: dict[str, str]
+    calls: Path
+    first: subprocess.CompletedProcess[str]
+
+
 @pytest.fixture(scope="module")
-def loop(world, tmp_path_factory):  # type: ignore[no-untyped-def]
+def loop(world: TestWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CacheLoop]:
     """A non-editable lock, a signing key, an S3 server; install A built and pushed to it."""
     root = tmp_path_factory.mktemp("cache-loop")
     lock, path = resolve_world_lock(world, root / "dev.lock.toml", root / "cache-a", editable=False)
@@ -55,145 +78,148 @@ def loop(world, tmp_path_factory):  # type: ignore[no-untyped-def]
         first = cli(*install_args(path, root / "opt-a"), "--push", url, "--cache-signing-key", str(key),
                     cache=root / "cache-a", env=env)
         assert first.returncode == 0, first.stderr
-        yield {"root": root, "lock": lock, "path": path, "key": key, "public": public, "server": server,
-               "url": url, "env": env, "calls": calls, "first": first}
+        yield CacheLoop(root=root, lock=lock, path=path, key=key, public=public, server=server,
+                        url=url, env=env, calls=calls, first=first)
 
 
-def test_key_generate_writes_a_private_secret_and_prints_the_public_key(loop) -> None:  # type: ignore[no-untyped-def]
-    assert stat.S_IMODE(loop["key"].stat().st_mode) == 0o600
-    assert loop["public"].startswith("phoenix-1:") and loop["public"] not in loop["key"].read_text()
-    again = cli("key", "generate", "--name", "phoenix-1", "-o", str(loop["key"]), cache=loop["root"] / "cache-a")
+def test_key_generate_writes_a_private_secret_and_prints_the_public_key(loop: CacheLoop) -> None:
+    assert stat.S_IMODE(loop.key.stat().st_mode) == 0o600
+    assert loop.public.startswith("phoenix-1:") and loop.public not in loop.key.read_text()
+    again = cli("key", "generate", "--name", "phoenix-1", "-o", str(loop.key), cache=loop.root / "cache-a")
     assert again.returncode == 9 and again.stderr.startswith("error: ") and "refusing to overwrite" in again.stderr
     assert len(again.stderr.splitlines()) == 1
 
 
-def test_install_a_builds_and_pushes_the_wheel_then_its_signed_entry(loop) -> None:  # type: ignore[no-untyped-def]
-    assert compiler_calls(loop["calls"]) > 0  # the wrapper sees the build's compiler calls
-    stderr = loop["first"].stderr
+def test_install_a_builds_and_pushes_the_wheel_then_its_signed_entry(loop: CacheLoop) -> None:
+    assert compiler_calls(loop.calls) > 0  # the wrapper sees the build's compiler calls
+    stderr = loop.first.stderr
     assert "==> push" in stderr and "pushed vllm-" in stderr and "signed by phoenix-1" in stderr
-    prefix = loop["server"].root / "cache" / "vllm"
+    prefix = loop.server.root / "cache" / "vllm"
     entries = list(prefix.glob("*.entry"))
     assert len(entries) == 1
     text = entries[0].read_text()
     assert text.startswith("Format: 1\nIdentity: ") and "\nSig: phoenix-1:" in text
     wheel = next(prefix.glob("wheels/*/vllm-*.whl"))
     assert f"WheelSize: {wheel.stat().st_size}\n" in text
-    listed = cli("cache", "ls", loop["url"], cache=loop["root"] / "cache-a", env=loop["env"])
+    listed = cli("cache", "ls", loop.url, cache=loop.root / "cache-a", env=loop.env)
     assert listed.returncode == 0, listed.stderr
     assert entries[0].name.removesuffix(".entry") in listed.stdout and "phoenix-1" in listed.stdout
-    checked = cli("cache", "verify", loop["url"], "--trusted-cache-key", loop["public"],
-                  cache=loop["root"] / "cache-a", env=loop["env"])
+    checked = cli("cache", "verify", loop.url, "--trusted-cache-key", loop.public,
+                  cache=loop.root / "cache-a", env=loop.env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "ok (signed by phoenix-1)" in checked.stdout
 
 
-def test_install_b_substitutes_with_zero_compiler_calls(loop) -> None:  # type: ignore[no-untyped-def]
-    before = compiler_calls(loop["calls"])
-    opt = loop["root"] / "opt-b"
-    result = cli(*install_args(loop["path"], opt), "--cache", loop["url"], "--trusted-cache-key", loop["public"],
-                 cache=loop["root"] / "cache-b", env=loop["env"])
+def test_install_b_substitutes_with_zero_compiler_calls(loop: CacheLoop) -> None:
+    before = compiler_calls(loop.calls)
+    opt = loop.root / "opt-b"
+    result = cli(*install_args(loop.path, opt), "--cache", loop.url, "--trusted-cache-key", loop.public,
+                 cache=loop.root / "cache-b", env=loop.env)
     assert result.returncode == 0, result.stderr
-    assert compiler_calls(loop["calls"]) == before, loop["calls"].read_text()[-3000:] + result.stderr[-3000:]  # not one compiler call
+    # not one compiler call
+    assert compiler_calls(loop.calls) == before, loop.calls.read_text()[-3000:] + result.stderr[-3000:]
     assert "==> build" not in result.stderr and "building 'vllm._C' extension" not in result.stderr
-    assert f"substituted from {loop['url']}: vllm-" in result.stderr and "signed by phoenix-1" in result.stderr
+    assert f"substituted from {loop.url}: vllm-" in result.stderr and "signed by phoenix-1" in result.stderr
     assert "==> verify" in result.stderr  # the same verification as after a build
     gen = Path(os.readlink(opt / "vllm")).parent
     receipt = json.loads((gen / "receipt.json").read_text())
-    assert receipt["substituted-from"]["cache"] == loop["url"]
+    assert receipt["substituted-from"]["cache"] == loop.url
     assert receipt["substituted-from"]["key"] == "phoenix-1"
     assert receipt["substituted-from"]["entry"].endswith(".entry")
-    assert f"g{loop['lock'].vllm.commit[:9]}" in vllm_version(opt)
+    assert f"g{loop.lock.vllm.commit[:9]}" in vllm_version(opt)
     log = next((gen / "logs").glob("install-*.log")).read_text()
     assert "substituted from" in log
-    clean = cli("verify", str(loop["path"]), "--venv", str(opt / "vllm"), cache=loop["root"] / "cache-b")
+    clean = cli("verify", str(loop.path), "--venv", str(opt / "vllm"), cache=loop.root / "cache-b")
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
 
-def _copy_of_the_cache(loop, dest: Path) -> Path:  # type: ignore[no-untyped-def]
-    shutil.copytree(loop["server"].root / "cache" / "vllm", dest)
+def _copy_of_the_cache(loop: CacheLoop, dest: Path) -> Path:
+    shutil.copytree(loop.server.root / "cache" / "vllm", dest)
     return dest
 
 
-def test_install_falls_through_an_unreachable_cache_to_a_file_cache(loop, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    before = compiler_calls(loop["calls"])
+def test_install_falls_through_an_unreachable_cache_to_a_file_cache(loop: CacheLoop, tmp_path: Path) -> None:
+    before = compiler_calls(loop.calls)
     directory = _copy_of_the_cache(loop, tmp_path / "dir-cache")
     dead = f"http://127.0.0.1:{free_port()}/cache"
-    result = cli(*install_args(loop["path"], tmp_path / "opt"), "--cache", dead, "--cache", f"file://{directory}",
-                 cache=tmp_path / "cache", env={**loop["env"], "VLLM_LOCK_TRUSTED_CACHE_KEYS": loop["public"]})
+    result = cli(*install_args(loop.path, tmp_path / "opt"), "--cache", dead, "--cache", f"file://{directory}",
+                 cache=tmp_path / "cache", env={**loop.env, "VLLM_LOCK_TRUSTED_CACHE_KEYS": loop.public})
     assert result.returncode == 0, result.stderr
     assert f"refused {dead}: " in result.stderr and "Connection refused" in result.stderr
     assert f"substituted from file://{directory}" in result.stderr
-    assert compiler_calls(loop["calls"]) == before
+    assert compiler_calls(loop.calls) == before
 
 
-def test_install_substitutes_from_a_static_http_cache(loop, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    before = compiler_calls(loop["calls"])
+def test_install_substitutes_from_a_static_http_cache(loop: CacheLoop, tmp_path: Path) -> None:
+    before = compiler_calls(loop.calls)
     with http_server(tmp_path / "http") as server:
         _copy_of_the_cache(loop, server.root / "cache")
-        result = cli(*install_args(loop["path"], tmp_path / "opt"), cache=tmp_path / "cache",
-                     env={**loop["env"], "VLLM_LOCK_CACHES": server.url, "VLLM_LOCK_TRUSTED_CACHE_KEYS": loop["public"]})
+        result = cli(*install_args(loop.path, tmp_path / "opt"), cache=tmp_path / "cache",
+                     env={**loop.env, "VLLM_LOCK_CACHES": server.url, "VLLM_LOCK_TRUSTED_CACHE_KEYS": loop.public})
     assert result.returncode == 0, result.stderr
     assert f"substituted from {server.url}" in result.stderr
-    assert compiler_calls(loop["calls"]) == before
+    assert compiler_calls(loop.calls) == before
 
 
-def test_untrusted_cache_is_refused_in_one_line_and_the_install_builds(loop) -> None:  # type: ignore[no-untyped-def]
-    before = compiler_calls(loop["calls"])
-    other = cli("key", "generate", "--name", "someone-else", "-o", str(loop["root"] / "keys" / "other.secret"),
-                cache=loop["root"] / "cache-c")
-    result = cli(*install_args(loop["path"], loop["root"] / "opt-c"), "--cache", loop["url"],
-                 "--trusted-cache-key", other.stdout.strip(), cache=loop["root"] / "cache-c", env=loop["env"])
+def test_untrusted_cache_is_refused_in_one_line_and_the_install_builds(loop: CacheLoop) -> None:
+    before = compiler_calls(loop.calls)
+    other = cli("key", "generate", "--name", "someone-else", "-o", str(loop.root / "keys" / "other.secret"),
+                cache=loop.root / "cache-c")
+    result = cli(*install_args(loop.path, loop.root / "opt-c"), "--cache", loop.url,
+                 "--trusted-cache-key", other.stdout.strip(), cache=loop.root / "cache-c", env=loop.env)
     assert result.returncode == 0, result.stderr
     refusals = [line for line in result.stderr.splitlines() if line.strip().startswith("refused ")]
     assert len(refusals) == 1 and "signed only by keys that are not trusted (phoenix-1)" in refusals[0]
     assert "no cache has a verified build of identity" in result.stderr and "==> build" in result.stderr
-    assert compiler_calls(loop["calls"]) > before
+    assert compiler_calls(loop.calls) > before
 
 
-def test_substitute_only_fails_instead_of_building(loop) -> None:  # type: ignore[no-untyped-def]
-    before = compiler_calls(loop["calls"])
-    result = cli(*install_args(loop["path"], loop["root"] / "opt-d"), "--cache", loop["url"], "--substitute-only",
-                 cache=loop["root"] / "cache-d", env=loop["env"])
+def test_substitute_only_fails_instead_of_building(loop: CacheLoop) -> None:
+    before = compiler_calls(loop.calls)
+    result = cli(*install_args(loop.path, loop.root / "opt-d"), "--cache", loop.url, "--substitute-only",
+                 cache=loop.root / "cache-d", env=loop.env)
     assert result.returncode == 6
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [errors[0]] and "--substitute-only: no configured cache has a verified build" in errors[0]
     assert "refused s3://cache/vllm" in result.stderr and "no trusted cache keys are configured" in result.stderr
-    assert compiler_calls(loop["calls"]) == before
+    assert compiler_calls(loop.calls) == before
     assert "Traceback" not in result.stderr
 
 
-def test_cache_push_of_the_installed_generation(loop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cache_push_of_the_installed_generation(loop: CacheLoop, tmp_path: Path) -> None:
     target = tmp_path / "pushed"
-    result = cli("cache", "push", str(loop["path"]), "--push", f"file://{target}", "--signing-key", str(loop["key"]),
-                 "--venv", str(loop["root"] / "opt-a" / "vllm"), "--src", str(loop["root"] / "opt-a" / "vllm_repo"),
-                 cache=loop["root"] / "cache-a")
+    result = cli("cache", "push", str(loop.path), "--push", f"file://{target}", "--signing-key", str(loop.key),
+                 "--venv", str(loop.root / "opt-a" / "vllm"), "--src", str(loop.root / "opt-a" / "vllm_repo"),
+                 cache=loop.root / "cache-a")
     assert result.returncode == 0, result.stderr
-    assert [p.name for p in target.glob("*.entry")] == [p.name for p in (loop["server"].root / "cache" / "vllm").glob("*.entry")]
-    checked = cli("cache", "verify", f"file://{target}", "--trusted-cache-key", loop["public"], cache=loop["root"] / "cache-a")
+    pushed = loop.server.root / "cache" / "vllm"
+    assert [p.name for p in target.glob("*.entry")] == [p.name for p in pushed.glob("*.entry")]
+    checked = cli("cache", "verify", f"file://{target}", "--trusted-cache-key", loop.public,
+                  cache=loop.root / "cache-a")
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_bad_cache_options_are_usage_errors(loop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_cache_options_are_usage_errors(loop: CacheLoop, tmp_path: Path) -> None:
     cases = [
         (["--cache", "ftp://x/y"], "is not a file://, http(s):// or s3:// cache URL"),
         (["--trusted-cache-key", "phoenix-1"], "not a public cache key"),
         (["--push", "file:///tmp/x"], "pushing to a cache needs a signing key"),
         (["--substitute-only"], "--substitute-only needs a cache"),
-        (["--cache", "file:///tmp/x", "--trusted-cache-key", Path(loop["key"]).read_text().strip()],
+        (["--cache", "file:///tmp/x", "--trusted-cache-key", Path(loop.key).read_text().strip()],
          "is a secret key, not a public one"),
     ]
     for args, message in cases:
-        result = cli(*install_args(loop["path"], tmp_path / "opt"), *args, cache=tmp_path / "cache")
+        result = cli(*install_args(loop.path, tmp_path / "opt"), *args, cache=tmp_path / "cache")
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith("error: ") and message in result.stderr and len(result.stderr.splitlines()) == 1
 
 
-def test_an_editable_install_is_built_this_round(loop, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    lock = loop["lock"]
+def test_an_editable_install_is_built_this_round(loop: CacheLoop, tmp_path: Path) -> None:
+    lock = loop.lock
     editable = write_variant(lock, tmp_path / "editable.lock.toml",
                              build=dataclasses.replace(lock.build, editable=True))
-    result = cli(*install_args(editable, tmp_path / "opt"), "--cache", loop["url"], "--substitute-only",
-                 cache=tmp_path / "cache", env=loop["env"])
+    result = cli(*install_args(editable, tmp_path / "opt"), "--cache", loop.url, "--substitute-only",
+                 cache=tmp_path / "cache", env=loop.env)
     assert result.returncode == 6
     assert result.stderr.splitlines()[-1] == (
         "error: --substitute-only: an editable install is always built (use --no-editable)")

@@ -60,7 +60,8 @@ def test_credentials_from_the_environment_then_the_profile(tmp_path: Path) -> No
     assert "secret-value" not in repr(creds) and "id" not in repr(creds).replace("Credentials", "")
     (tmp_path / ".aws").mkdir()
     (tmp_path / ".aws" / "credentials").write_text(
-        "[default]\naws_access_key_id = d\naws_secret_access_key = ds\n[ci]\naws_access_key_id = c\naws_secret_access_key = cs\n")
+        "[default]\naws_access_key_id = d\naws_secret_access_key = ds\n"
+        "[ci]\naws_access_key_id = c\naws_secret_access_key = cs\n")
     assert s3.credentials({}, tmp_path).access_key == "d"
     assert s3.credentials({"AWS_PROFILE": "ci"}, tmp_path).secret_key == "cs"
     with pytest.raises(UsageError, match="no AWS credentials: .* profile 'nope'"):

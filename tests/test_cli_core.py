@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,8 @@ def test_show_json(project: Path, world: TestWorld) -> None:
         (lambda t: t[: len(t) // 2], "not valid TOML"),
     ],
 )
-def test_bad_locks_exit_3_with_one_line(project: Path, tmp_path: Path, edit, message) -> None:  # type: ignore[no-untyped-def]
+def test_bad_locks_exit_3_with_one_line(project: Path, tmp_path: Path, edit: Callable[[str], str], message: str
+                                        ) -> None:
     bad = tmp_path / "bad.lock.toml"
     bad.write_text(edit((project / "locks/dev.lock.toml").read_text()))
     result = run_cli("show", str(bad), cwd=project)
@@ -83,7 +85,8 @@ def test_resolve_errors_map_to_exit_codes(project: Path, world: TestWorld, tmp_p
     assert run_cli("resolve", *common, "--torch-date", "2026-01-01", env=env).returncode == 5
     result = run_cli("resolve", *common, "--arch", "12.0", "--cuda", "cu126", env=env)
     assert result.returncode == 2 and "sm_120 needs CUDA >= 12.8" in result.stderr
-    result = run_cli("resolve", *[c if c != str(tmp_path / "x.lock.toml") else "/proc/x.lock.toml" for c in common], env=env)
+    result = run_cli("resolve", *[c if c != str(tmp_path / "x.lock.toml") else "/proc/x.lock.toml" for c in common],
+                     env=env)
     assert result.returncode == 9 and "cannot write" in result.stderr
     assert not (tmp_path / "x.lock.toml").exists()
 

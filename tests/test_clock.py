@@ -46,14 +46,14 @@ def test_promote_stamps_the_promotion_with_the_clock(tmp_path: Path, monkeypatch
 
     from vllm_lock import codec
     from vllm_lock.actions import promote
-    from vllm_lock.shell import lockfiles
+    from vllm_lock.shell import files, lockfiles
 
     locks = tmp_path / "locks"
     locks.mkdir()
     monkeypatch.setenv("VLLM_LOCK_LOCKS_DIR", str(locks))
     monkeypatch.setenv("VLLM_LOCK_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1900000000")
-    lockfiles.atomic_write_text(locks / "dev.lock.toml", codec.dumps(make_lock()))
+    files.write_output(locks / "dev.lock.toml", codec.dumps(make_lock()))
     promote.promote("dev", force=True)
     stable, _ = lockfiles.read("stable")
     assert stable.provenance.promotion is not None

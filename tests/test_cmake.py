@@ -217,7 +217,8 @@ def test_elseif_else_take_the_first_true_branch() -> None:
     cuda = run(files, VLLM_TARGET_DEVICE="cuda")
     assert pins(cuda) == {("triton_kernels", "https://github.com/triton-lang/triton.git", "v3.5.1")}
     assert cuda.undecided == () and cuda.pins[0].source_dir_variable == "TRITON_KERNELS_SRC_DIR"
-    assert pins(run(files, VLLM_TARGET_DEVICE="rocm")) == {("triton_kernels", "https://github.com/ROCm/triton.git", SHA)}
+    rocm = pins(run(files, VLLM_TARGET_DEVICE="rocm"))
+    assert rocm == {("triton_kernels", "https://github.com/ROCm/triton.git", SHA)}
 
 
 ONEDNN = (
@@ -255,7 +256,8 @@ def test_first_declaration_of_a_name_wins() -> None:
 def test_variables_set_in_an_undecided_branch_become_unknown() -> None:
     files = {"CMakeLists.txt": "if(CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)\n  set(T v1)\nelse()\n  set(T v2)\n"
                                "endif()\n" + declare(tag="${T}")}
-    with pytest.raises(cmake.CMakeError, match=r"CMakeLists.txt:6: cannot read the GIT_TAG of dep \(a value it cannot know\)"):
+    with pytest.raises(cmake.CMakeError,
+                       match=r"CMakeLists.txt:6: cannot read the GIT_TAG of dep \(a value it cannot know\)"):
         run(files)
 
 
@@ -265,7 +267,8 @@ def test_return_and_fatal_error_stop_their_path() -> None:
     assert {p[0] for p in pins(run(files, STOP="ON"))} == {"after"}
     assert {p[0] for p in pins(run(files, STOP="OFF"))} == {"after", "skipped"}
     fatal = run({"CMakeLists.txt": 'message(FATAL_ERROR "Unsupported" " target")\n' + declare()})
-    assert fatal.pins == () and fatal.stopped == cmake.Stop(file="CMakeLists.txt", line=1, message="Unsupported  target")
+    assert fatal.pins == () and fatal.stopped == cmake.Stop(file="CMakeLists.txt", line=1,
+                                                            message="Unsupported  target")
     survived = run({"CMakeLists.txt": "if(CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)\n message(FATAL_ERROR old)\n"
                                       "endif()\n" + declare()})
     assert survived.stopped is None and len(survived.pins) == 1
@@ -292,7 +295,8 @@ def test_pin_commands(body: str, expected: tuple[str, str, tuple[str, ...] | Non
 
 def test_local_tree_declarations_and_one_argument_populate_are_not_pins() -> None:
     files = {"CMakeLists.txt": "FetchContent_Declare(dep SOURCE_DIR /src/dep)\nFetchContent_Populate(dep)\n"
-                               "FetchContent_MakeAvailable(dep)\nif(NOT dep_SOURCE_DIR)\n  message(FATAL_ERROR x)\nendif()\n"}
+                               "FetchContent_MakeAvailable(dep)\nif(NOT dep_SOURCE_DIR)\n  message(FATAL_ERROR "
+                               "x)\nendif()\n"}
     reading = run(files)
     assert reading.pins == () and reading.stopped is None
 
@@ -302,7 +306,8 @@ def test_local_tree_declarations_and_one_argument_populate_are_not_pins() -> Non
     [
         ("FetchContent_Declare(dep GIT_REPOSITORY https://example.invalid/dep.git)\n", "names no GIT_TAG"),
         ("FetchContent_Declare(dep URL https://example.invalid/dep.tar.gz)\n", "other than git"),
-        ("FetchContent_Declare(dep GIT_REPOSITORY ${NOWHERE} GIT_TAG v1)\n", r"cannot read the GIT_REPOSITORY of dep \(nothing\)"),
+        ("FetchContent_Declare(dep GIT_REPOSITORY ${NOWHERE} GIT_TAG v1)\n",
+         r"cannot read the GIT_REPOSITORY of dep \(nothing\)"),
         ("string(REGEX MATCH x T y)\n" + "FetchContent_Declare(dep GIT_REPOSITORY r GIT_TAG ${T})\n",
          "cannot read the GIT_TAG of dep"),
         ("function(fetch)\n  FetchContent_Declare(dep GIT_REPOSITORY r GIT_TAG v1)\nendfunction()\n",
@@ -324,7 +329,8 @@ def test_loops_and_unrun_commands_make_what_they_mention_unknown() -> None:
     files = {"CMakeLists.txt": "set(T v1)\nforeach(n 1 2)\n  set(T v${n})\nendforeach()\n"
                                "if(T STREQUAL v1)\n" + declare() + "endif()\n"}
     assert len(run(files).undecided) == 1
-    protected = {"CMakeLists.txt": "find_isa(${CPUINFO} asimd ASIMD_FOUND)\nif(ASIMD_FOUND)\n" + declare() + "endif()\n"}
+    protected = {
+        "CMakeLists.txt": "find_isa(${CPUINFO} asimd ASIMD_FOUND)\nif(ASIMD_FOUND)\n" + declare() + "endif()\n"}
     assert run(protected, ASIMD_FOUND="OFF").pins == ()  # a fact outlives the probe we do not run
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sample_lock import C1, make_lock, package
@@ -16,7 +18,7 @@ CUTLASS = ExternalSource(
 )
 
 
-def lock_with_sources():  # type: ignore[no-untyped-def]
+def lock_with_sources() -> Lock:
     return make_lock(external_sources=(CUTLASS,))
 
 
@@ -29,7 +31,8 @@ def test_dumps_is_deterministic_and_ordered() -> None:
     text = codec.dumps(lock_with_sources())
     assert text == codec.dumps(lock_with_sources())
     order = [text.index(key) for key in ("\nlock-version", "\ncontent-hash", "[inputs.vllm.original]", "[target]",
-                                          "[build]", "[layout]", "[[external-sources]]", "[[packages]]", "[provenance]")]
+                                          "[build]", "[layout]", "[[external-sources]]", "[[packages]]",
+                                          "[provenance]")]
     assert order == sorted(order)
 
 
@@ -53,22 +56,26 @@ def test_hand_edit_is_detected() -> None:
     [
         (lambda t: t.replace("lock-version = 3", "lock-version = 99"), "unknown lock-version 99"),
         (lambda t: t.replace("lock-version = 3", 'lock-version = "1"'), "unknown lock-version '1'"),
-        (lambda t: t.replace("lock-version = 3", "lock-version = 1"), "older than this vllm-lock reads .3.; re-resolve"),
+        (lambda t: t.replace("lock-version = 3", "lock-version = 1"),
+         "older than this vllm-lock reads .3.; re-resolve"),
         (lambda t: t.replace("lock-version = 3", "lock-version = 2"),
          r"lock-version 2 is older than this vllm-lock reads \(3\); re-resolve it with vllm-lock resolve"),
         (lambda t: t.replace('ref-kind = "tag"\ncommit = "', 'ref-kind = "tag"\ncommit = "v4'),
          "external source cutlass: commit 'v4"),
         (lambda t: t.replace('override = "VLLM_CUTLASS_SRC_DIR"', 'override = "$(rm -rf /)"'),
          "not an environment variable name"),
-        (lambda t: t.replace('name = "cutlass"', 'name = "../../etc"'), "external source name '../../etc' is not a plain name"),
+        (lambda t: t.replace('name = "cutlass"', 'name = "../../etc"'),
+         "external source name '../../etc' is not a plain name"),
         (lambda t: t + "\n[[[broken", "not valid TOML"),
         (lambda t: t.replace('phase = "development"', 'phase = "development"\nsurprise = 1'), "unknown key surprise"),
         (lambda t: t.replace("size = 100", 'size = "big"', 1), r"packages\[0\].wheels\[0\].size must be int, got str"),
         (lambda t: t.replace(f'commit = "{C1}"', 'commit = "main"'), "not a 40-hex SHA"),
         (lambda t: t.replace('[target]\npython = "3.12"\n', "[target]\n"), "missing key target.python"),
         # `$` matches before a trailing newline and `\d` matches any digit: both are fullmatch and ASCII now
-        (lambda t: t.replace(f'commit = "{C1}"', f'commit = "{C1}\\n"'), r"inputs.vllm.locked.commit: .* non-printable"),
-        (lambda t: t.replace('cuda-archs = ["12.0"]', 'cuda-archs = ["\uff11\uff12.\uff10"]'), r"build.cuda-archs\[0\]"),
+        (lambda t: t.replace(f'commit = "{C1}"', f'commit = "{C1}\\n"'),
+         r"inputs.vllm.locked.commit: .* non-printable"),
+        (lambda t: t.replace('cuda-archs = ["12.0"]', 'cuda-archs = ["\uff11\uff12.\uff10"]'),
+         r"build.cuda-archs\[0\]"),
         (lambda t: t.replace('stripping-mode = "default"', 'stripping-mode = "\u202edefault"'),
          r"line \d+: the non-printable character U\+202E \(Cf\)"),  # the raw text scan, before TOML
         (lambda t: t.replace('url = "https://pypi.org/simple"', 'url = "https://[pypi.org/simple"'),
@@ -76,19 +83,20 @@ def test_hand_edit_is_detected() -> None:
         (lambda t: t.replace('tool-version = "0.1.0"', 'tool-version = "0.1.0\\u0007"'), r"a \\u escape"),
     ],
 )
-def test_malformed_locks_name_the_problem(mutate, message) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_locks_name_the_problem(mutate: Callable[[str], str], message: str) -> None:
     with pytest.raises(LockInvalidError, match=message):
         codec.loads(mutate(codec.dumps(lock_with_sources())), check_hash=False)
 
 
 def test_content_hash_covers_everything_but_itself() -> None:
     base = codec.content_hash(make_lock())
-    later = make_lock(provenance=Provenance(tool_version="0.1.0", uv_version="0.9.0", resolved_at="2026-11-27T00:00:00Z"))
+    later = make_lock(provenance=Provenance(tool_version="0.1.0", uv_version="0.9.0",
+                                            resolved_at="2026-11-27T00:00:00Z"))
     assert codec.content_hash(later) != base
     assert base.startswith("sha256:") and len(base) == 7 + 64
 
 
-def _two_wheels(**second: object) -> Lock:
+def _two_wheels(**second: Any) -> Lock:
     """A lock whose soundfile-like package locks a py3-none-any and a platform wheel."""
     both = package("sound-fake", "1.0.0", tags=("py3-none-any", "py3-none-manylinux_2_28_x86_64"))
     if second:
@@ -168,10 +176,11 @@ def _no_wheels(text: str) -> str:
         # the set itself: sorted, unique, not empty
         (_swap_wheels, r"packages\[2\].wheels: must be sorted by filename"),
         (_no_wheels, r"packages\[0\].wheels: is empty"),
-        (lambda t: t.replace("sound_fake-1.0.0-py3-none-manylinux_2_28_x86_64.whl", "sound_fake-1.0.0-py3-none-any.whl"),
+        (lambda t: t.replace("sound_fake-1.0.0-py3-none-manylinux_2_28_x86_64.whl",
+                             "sound_fake-1.0.0-py3-none-any.whl"),
          r"packages\[2\].wheels\[1\].filename: .* is listed twice"),
     ],
 )
-def test_every_wheel_entry_is_checked(mutate, message) -> None:  # type: ignore[no-untyped-def]
+def test_every_wheel_entry_is_checked(mutate: Callable[[str], str], message: str) -> None:
     with pytest.raises(LockInvalidError, match=message):
         codec.loads(mutate(codec.dumps(_two_wheels())), check_hash=False)

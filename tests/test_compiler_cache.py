@@ -75,7 +75,7 @@ def test_stats_count_compile_steps_not_nvccs_inner_steps() -> None:
 
 
 @pytest.mark.parametrize("text", ["", "{}", json.dumps({"stats": {"cache_hits": {"counts": {"C/C++": -1}}}}),
-                                  _stats({"C/C++": True}, {})])  # type: ignore[dict-item]
+                                  _stats({"C/C++": True}, {})])
 def test_unreadable_stats(text: str) -> None:
     with pytest.raises(CompilerCacheError, match="sccache's statistics"):
         parse_stats(text)

@@ -56,7 +56,9 @@ def _cubins(opt: Path) -> dict[str, str]:
         library = next((opt / "vllm_repo").resolve().glob("vllm/_C*.so"))
     out = opt / "cubins"
     out.mkdir()
-    subprocess.run([str(_cuobjdump_dir() / "cuobjdump"), "--extract-elf", "all", str(library)], cwd=out,
+    cuobjdump_dir = _cuobjdump_dir()
+    assert cuobjdump_dir is not None  # the module is skipped without it
+    subprocess.run([str(cuobjdump_dir / "cuobjdump"), "--extract-elf", "all", str(library)], cwd=out,
                    check=True, capture_output=True)
     return {p.name.split(".")[-2]: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())}
 

@@ -12,10 +12,10 @@ from sample_lock import make_lock
 
 from vllm_lock import codec
 from vllm_lock.errors import LockInvalidError
-from vllm_lock.model import BuildRecipe, ModelError
+from vllm_lock.model import BuildRecipe, Lock, ModelError
 
 
-def _cpu_lock(target_device: str):  # type: ignore[no-untyped-def]
+def _cpu_lock(target_device: str) -> Lock:
     lock = make_lock()
     torch = dataclasses.replace(lock.torch, cuda="cpu")
     return dataclasses.replace(lock, torch=torch, build=BuildRecipe(cuda_archs=("12.0",), target_device=target_device))

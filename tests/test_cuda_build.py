@@ -62,8 +62,8 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def resolve_cuda(world: TestWorld, out: Path, env: dict[str, str], ref: str = "main") -> Path:
     result = run("resolve", "--repo", world.repo_url, "--ref", ref, "--torch-index", world.torch_nightly_index,
-                 "--index", world.general_index, "--python", "3.11", "--platform", "x86_64-manylinux_2_28", "--arch", "9.0", "--arch", "12.0",
-                 "--target-device", "cuda", "-o", str(out), env=env)
+                 "--index", world.general_index, "--python", "3.11", "--platform", "x86_64-manylinux_2_28",
+                 "--arch", "9.0", "--arch", "12.0", "--target-device", "cuda", "-o", str(out), env=env)
     assert result.returncode == 0, result.stderr
     return out
 
@@ -95,7 +95,9 @@ def test_lock_for_two_archs_installs_and_verifies(cuda_lock: Path, cuda_env: dic
     assert answer == "42"  # the CMake-built CUDA extension imports (host code; no GPU needed)
     info = json.loads(Path(library).with_name("_build_info.json").read_text())
     assert info["extension"] == "cmake-cuda" and info["TORCH_CUDA_ARCH_LIST"] == "9.0;12.0"
-    listing = subprocess.run([str(_cuobjdump_dir() / "cuobjdump"), "--list-elf", library], capture_output=True,
+    cuobjdump_dir = _cuobjdump_dir()
+    assert cuobjdump_dir is not None  # _missing() skipped the module otherwise
+    listing = subprocess.run([str(cuobjdump_dir / "cuobjdump"), "--list-elf", library], capture_output=True,
                              text=True, check=True).stdout
     assert "sm_90" in listing and "sm_120" in listing
 

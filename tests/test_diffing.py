@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import pytest
 from sample_lock import C1, C2, make_lock, package
@@ -39,7 +40,7 @@ def test_name_phase_and_provenance_are_notes_not_differences() -> None:
     ({"ref": "release-evil"}, "inputs.vllm.original.ref"),
     ({"requested": "2026-11-05"}, "inputs.torch.original.requested"),
 ])
-def test_what_update_follows_changed_is_a_difference_not_a_note(changed: dict[str, str], key: str) -> None:
+def test_what_update_follows_changed_is_a_difference_not_a_note(changed: dict[str, Any], key: str) -> None:
     """A PR that repoints the followed branch (or pins `latest` to a date) changes every future
     `update`: not "equal", although the build identity stays the same."""
     a, b = make_lock(), make_lock(**changed)
@@ -66,7 +67,8 @@ def test_vllm_and_torch_moves_need_a_rebuild_and_say_why() -> None:
     assert d.vllm.compare_url == f"https://github.com/vllm-project/vllm/compare/{C1}...{C2}"
     assert d.torch.days_apart == 7
     assert {c.name for c in d.torch.companions} == {"torchvision", "torchaudio"}
-    assert {p.name: p.kind for p in d.packages} == {"torch": "changed", "torchaudio": "changed", "torchvision": "changed"}
+    assert {p.name: p.kind for p in d.packages} == {"torch": "changed", "torchaudio": "changed",
+                                                    "torchvision": "changed"}
     assert d.identity.changed
     reasons = " | ".join(d.identity.reasons)
     assert f"vLLM commit {C1[:9]} -> {C2[:9]}" in reasons
@@ -209,14 +211,14 @@ def test_unknown_format() -> None:
 # ---------------------------------------------------------------- nothing hides (issue 12, item 5)
 
 
-def _with_package(lock, **changes):  # type: ignore[no-untyped-def]
+def _with_package(lock: Lock, **changes: Any) -> Lock:
     """The first package's (only) wheel changed."""
     package = lock.packages[0]
     first = dataclasses.replace(package, wheels=(dataclasses.replace(package.wheels[0], **changes),))
     return dataclasses.replace(lock, packages=(first, *lock.packages[1:]))
 
 
-def _wheel_key(lock, leaf: str) -> str:  # type: ignore[no-untyped-def]
+def _wheel_key(lock: Lock, leaf: str) -> str:
     package = lock.packages[0]
     return f"packages[{package.name}].wheels[{package.wheels[0].filename}].{leaf}"
 
@@ -269,7 +271,8 @@ def _multi(tags: tuple[str, ...] = TAGS, seed: str = "") -> Lock:
 def test_a_wheel_added_removed_or_rehashed_is_a_rebuild_named_by_file() -> None:
     a = _multi()
     for b, words in (
-        (_multi(tags=(*TAGS, "cp312-abi3-manylinux_2_28_x86_64")), ["+ multi_fake-1.0.0-cp312-abi3-manylinux_2_28_x86_64.whl"]),
+        (_multi(tags=(*TAGS, "cp312-abi3-manylinux_2_28_x86_64")),
+         ["+ multi_fake-1.0.0-cp312-abi3-manylinux_2_28_x86_64.whl"]),
         (_multi(tags=TAGS[1:]), ["- multi_fake-1.0.0-cp312-cp312-manylinux_2_17_x86_64.whl"]),
     ):
         d = diff_locks(a, b)

@@ -43,7 +43,8 @@ def assert_contract(result: subprocess.CompletedProcess[str], code: ExitCode, me
 
 def resolve_args(world: TestWorld, *extra: str) -> list[str]:
     return ["resolve", "--repo", world.repo_url, "--torch-index", world.torch_nightly_index,
-            "--index", world.general_index, "--python", "3.11", "--platform", "x86_64-manylinux_2_28", "--target-device", "cpu",
+            "--index", world.general_index, "--python", "3.11", "--platform", "x86_64-manylinux_2_28",
+            "--target-device", "cpu",
             *extra]
 
 
@@ -67,7 +68,8 @@ def test_error_text_form() -> None:
         (("resolve", "--bogus"), "No such option: --bogus"),
         (("install",), "Missing argument 'lock'."),
         (("install", "x", "--max-jobs", "many"), "--max-jobs must be a positive integer, got 'many'"),
-        (("resolve", "--arch", "9.9", "-o", "x.lock.toml"), "cannot build arch 9.9 with cu128: unknown CUDA architecture"),
+        (("resolve", "--arch", "9.9", "-o", "x.lock.toml"),
+         "cannot build arch 9.9 with cu128: unknown CUDA architecture"),
     ],
 )
 def test_2_usage(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
@@ -76,7 +78,8 @@ def test_2_usage(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
 
 def test_3_lock_invalid(lock: Path, tmp_path: Path) -> None:
     edited = tmp_path / "edited.lock.toml"
-    edited.write_text(lock.read_text().replace("--", "--", 1).replace('target-device = "cpu"', 'target-device = "rocm"'))
+    edited.write_text(lock.read_text().replace("--", "--", 1).replace('target-device = "cpu"',
+                                                                      'target-device = "rocm"'))
     assert edited.read_text() != lock.read_text()
     assert_contract(run("show", str(edited), cwd=tmp_path), ExitCode.LOCK_INVALID, "content-hash mismatch")
 

@@ -47,6 +47,7 @@ def test_submodules_join_gitmodules_and_gitlinks() -> None:
         ({"x": {"path": "/etc", "url": "https://e"}}, {"/etc": SHA}, "leaves the source tree"),
     ],
 )
-def test_unsafe_or_incomplete_submodules_are_refused(config, links, message) -> None:  # type: ignore[no-untyped-def]
+def test_unsafe_or_incomplete_submodules_are_refused(
+        config: dict[str, dict[str, str]], links: dict[str, str], message: str) -> None:
     with pytest.raises(SubmoduleError, match=message):
         submodules("https://github.com/x/y", config, links)

@@ -9,10 +9,11 @@ from pathlib import Path
 from sample_lock import make_lock, package
 
 from vllm_lock import codec
+from vllm_lock.model import Lock
 from vllm_lock.shell import lockfiles
 
 
-def _at(lock, when: str):  # type: ignore[no-untyped-def]
+def _at(lock: Lock, when: str) -> Lock:
     return dataclasses.replace(lock, provenance=dataclasses.replace(lock.provenance, resolved_at=when))
 
 

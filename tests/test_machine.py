@@ -16,12 +16,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from install_support import ResolvedLock, cli, install_args, resolve_world_lock, write_variant
 from sample_lock import make_lock
-from test_install_support import cli, install_args, resolve_world_lock, write_variant
 
 from vllm_lock import cuda, plan
 from vllm_lock.model import ExternalSource, Lock
 from vllm_lock.shell import machine, proc
+from vllm_lock_testworld import TestWorld
 
 # ---------------------------------------------------------------- real nvidia-smi output
 
@@ -98,7 +99,8 @@ def test_unreadable_nvidia_smi_is_refused_with_its_words() -> None:
     # arch-specific code runs only on exactly its arch
     (H200_QUERY, H200_BANNER, ("8.0a",), "cu130", None, ["re-resolve with --arch 9.0"]),
 ])
-def test_refusals_name_what_would_fit(query, banner, archs, variant, nvcc, words) -> None:  # type: ignore[no-untyped-def]
+def test_refusals_name_what_would_fit(query: str, banner: str, archs: tuple[str, ...], variant: str,
+                                      nvcc: tuple[int, int] | None, words: list[str]) -> None:
     problems = cuda.gpu_problems(report(query, banner), archs, variant, nvcc)
     assert len(problems) == 1, problems
     for word in words:
@@ -130,7 +132,8 @@ def _nvidia_smi(tmp_path: Path, query: str, banner: str, status: int = 0) -> dic
     (bin_dir / "banner.txt").write_text(banner)
     smi = bin_dir / "nvidia-smi"
     smi.write_text(f'#!/bin/sh\ncase "$*" in\n  *--query-gpu=compute_cap,name*) cat "{bin_dir}/query.txt"; '
-                   f'exit {status} ;;\n  "") cat "{bin_dir}/banner.txt" ;;\n  *) echo "unexpected: $*" >&2; exit 2 ;;\nesac\n')
+                   f'exit {status} ;;\n  "") cat "{bin_dir}/banner.txt" ;;\n  *) echo "unexpected: $*" >&2; exit 2 '
+                   ';;\nesac\n')
     smi.chmod(0o755)
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
 
@@ -242,11 +245,11 @@ def test_machine_toolchain_reads_the_real_tools() -> None:
 
 
 @pytest.fixture(scope="module")
-def world_lock(world, tmp_path_factory):  # type: ignore[no-untyped-def]
+def world_lock(world: TestWorld, tmp_path_factory: pytest.TempPathFactory) -> ResolvedLock:
     root = tmp_path_factory.mktemp("machine")
     cache = root / "cache"
     lock, path = resolve_world_lock(world, root / "dev.lock.toml", cache)
-    return {"lock": lock, "path": path, "cache": cache, "root": root}
+    return ResolvedLock(lock=lock, path=path, cache=cache, root=root)
 
 
 def _refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -258,60 +261,61 @@ def _refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
 
 
 @pytest.mark.slow
-def test_install_refuses_an_uncovered_gpu_before_anything(world_lock, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    base = world_lock["lock"]
+def test_install_refuses_an_uncovered_gpu_before_anything(world_lock: ResolvedLock, tmp_path: Path) -> None:
+    base = world_lock.lock
     lock = write_variant(base, tmp_path / "cuda.lock.toml",
                          build=dataclasses.replace(base.build, target_device="cuda", cuda_archs=("12.0",)))
     env = _nvidia_smi(tmp_path, L40S_QUERY, BLACKWELL_BANNER)
-    result = cli(*install_args(lock, tmp_path / "opt"), cache=world_lock["cache"], env=env)
+    result = cli(*install_args(lock, tmp_path / "opt"), cache=world_lock.cache, env=env)
     _refused(result, "NVIDIA L40S (sm_89)", "--arch 8.9")
     assert not (tmp_path / "opt" / "vllm").exists()
     assert not list((tmp_path / "opt" / "vllm.generations").glob("*/venv"))  # refused before the environment
 
     # this machine's nvcc is 13.0: its cubins need a CUDA 13 driver, more than the cu128 torch does
     old_driver = _nvidia_smi(tmp_path, BLACKWELL_QUERY, L40S_BANNER)
-    _refused(cli(*install_args(lock, tmp_path / "opt"), cache=world_lock["cache"], env=old_driver),
+    _refused(cli(*install_args(lock, tmp_path / "opt"), cache=world_lock.cache, env=old_driver),
              "driver 550.54.15 supports CUDA up to 12.4, but nvcc 13.0 compiles vLLM's kernels", "580.65.06 or newer")
 
     # a build host building for other machines' GPUs: past the GPU check (this fake-torch CUDA
     # build then fails later, at the cubin check, which is not what this test is about)
-    skipped = cli(*install_args(lock, tmp_path / "opt"), "--skip-gpu-check", cache=world_lock["cache"], env=env)
+    skipped = cli(*install_args(lock, tmp_path / "opt"), "--skip-gpu-check", cache=world_lock.cache, env=env)
     assert "GPU check skipped (--skip-gpu-check)" in skipped.stderr
     assert "sm_89" not in skipped.stderr and skipped.returncode != 7, skipped.stderr[-2000:]
 
 
 @pytest.mark.slow
-def test_install_refuses_gcc_below_a_real_vllm_floor(world_lock, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_install_refuses_gcc_below_a_real_vllm_floor(world_lock: ResolvedLock, tmp_path: Path) -> None:
     """This machine has gcc 12.2: a lock building vLLM's CPU extension on x86_64 (as a real CPU lock
     of any recent vLLM does) or a 0.30+ CUDA lock's DeepSelect is refused, with the numbers."""
-    base = world_lock["lock"]
+    base = world_lock.lock
     gcc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True).stdout.strip()
     assert gcc.startswith("12."), "this test expects the machine's gcc 12"
     cpu = write_variant(base, tmp_path / "cpu.lock.toml", external_sources=(*base.external_sources, ONEDNN))
-    refused = cli(*install_args(cpu, tmp_path / "opt"), cache=world_lock["cache"])
+    refused = cli(*install_args(cpu, tmp_path / "opt"), cache=world_lock.cache)
     _refused(refused, f"gcc {gcc} (/usr/bin/gcc) is below what the lock needs, gcc>=12.3", f"g++ {gcc}")
     # refused at preflight: no half generation (a folder holding only its log) stays behind; the
     # log moved to the cache's logs folder, as the console says
     generations = tmp_path / "opt" / "vllm.generations"
     assert [p.name for p in generations.iterdir() if p.is_dir()] == [], list(generations.iterdir())
     moved = refused.stderr.split("nothing was installed; the log is now ", 1)[1].splitlines()[0]
-    assert Path(moved).parent == world_lock["cache"] / "logs" and "==> preflight" in Path(moved).read_text()
+    assert Path(moved).parent == world_lock.cache / "logs" and "==> preflight" in Path(moved).read_text()
     cuda_lock = write_variant(base, tmp_path / "cuda.lock.toml", external_sources=(*base.external_sources, DEEPSELECT),
                               build=dataclasses.replace(base.build, target_device="cuda", cuda_archs=("12.0",)))
-    _refused(cli(*install_args(cuda_lock, tmp_path / "opt"), cache=world_lock["cache"]), "gcc>=13", "issue 58158")
+    _refused(cli(*install_args(cuda_lock, tmp_path / "opt"), cache=world_lock.cache), "gcc>=13", "issue 58158")
 
 
 @pytest.mark.slow
-def test_empty_lock_installs_verifies_and_tests_without_its_cli(world, world_lock, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_empty_lock_installs_verifies_and_tests_without_its_cli(world: TestWorld, world_lock: ResolvedLock,
+                                                                tmp_path: Path) -> None:
     """An `empty` build's `vllm --version` cannot start ("Failed to infer device type", as in
     vLLM; the test world's CLI does the same): install, verify and test read the version from
     `import vllm` and the installed distribution instead."""
-    root = world_lock["root"]
-    lock, path = resolve_world_lock(world, root / "empty.lock.toml", world_lock["cache"], target_device="empty",
+    root = world_lock.root
+    lock, path = resolve_world_lock(world, root / "empty.lock.toml", world_lock.cache, target_device="empty",
                                     name="empty")
     assert lock.external_sources == ()
     opt = tmp_path / "opt"
-    result = cli(*install_args(path, opt), cache=world_lock["cache"])
+    result = cli(*install_args(path, opt), cache=world_lock.cache)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "import vllm + importlib.metadata: " in result.stderr
     cli_run = subprocess.run([str(opt / "vllm" / "bin" / "vllm"), "--version"], capture_output=True, text=True)
@@ -322,9 +326,9 @@ def test_empty_lock_installs_verifies_and_tests_without_its_cli(world, world_loc
     gcc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True).stdout.strip()
     assert receipt["toolchain"]["gcc"]["version"] == gcc and receipt["toolchain"]["rustc"]["version"]
 
-    verified = cli("verify", str(path), "--venv", str(opt / "vllm"), cache=world_lock["cache"])
+    verified = cli("verify", str(path), "--venv", str(opt / "vllm"), cache=world_lock.cache)
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    tested = cli("test", str(path), "--venv", str(opt / "vllm"), cache=world_lock["cache"])
+    tested = cli("test", str(path), "--venv", str(opt / "vllm"), cache=world_lock.cache)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "vllm version" in tested.stdout + tested.stderr
 
@@ -332,7 +336,7 @@ def test_empty_lock_installs_verifies_and_tests_without_its_cli(world, world_loc
     metadata = next((Path(os.readlink(opt / "vllm")) / "lib").glob("python3*/site-packages/vllm-*.dist-info/METADATA"))
     text = metadata.read_text()
     metadata.write_text(text.replace(f"Version: {receipt['vllm-version']}", "Version: 0.1.dev1+g0badc0de0"))
-    drifted = cli("verify", str(path), "--venv", str(opt / "vllm"), cache=world_lock["cache"])
+    drifted = cli("verify", str(path), "--venv", str(opt / "vllm"), cache=world_lock.cache)
     assert drifted.returncode == 1
     assert ("the built vLLM's version is 0.1.dev1+g0badc0de0, which does not name the locked commit "
             f"{lock.vllm.commit[:9]}") in drifted.stdout
@@ -358,7 +362,8 @@ esac
 """
 
 
-def _phoenix(tmp_path: Path, archs: tuple[str, ...], query: str, banner: str):  # type: ignore[no-untyped-def]
+def _phoenix(tmp_path: Path, archs: tuple[str, ...], query: str, banner: str
+             ) -> tuple[subprocess.CompletedProcess[str], str, list[str]]:
     import sys
 
     from vllm_lock import codec

@@ -68,7 +68,8 @@ def test_same_source_twice_in_one_place_is_an_error() -> None:
 
 
 def test_cli_bad_mirror_one_error_line_exit_usage(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["resolve", "--mirror", "https://github.com/=ftp://x/", "-o", str(tmp_path / "l.toml")])
+    result = CliRunner().invoke(app,
+                                ["resolve", "--mirror", "https://github.com/=ftp://x/", "-o", str(tmp_path / "l.toml")])
     assert result.exit_code == ExitCode.USAGE
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: --mirror: mirror 'https://github.com/=ftp://x/'"), lines
@@ -126,7 +127,8 @@ def test_git_mirror_error_names_mirror_and_original(tmp_path: Path) -> None:
     assert f"file://{tmp_path}/none/org/lib (mirror of {ORIGINAL})" in str(caught.value)
 
 
-def test_users_insteadof_is_honoured(upstream: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_users_insteadof_is_honoured(upstream: tuple[Path, str], tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     root, commit = upstream
     config = tmp_path / "user.gitconfig"
     config.write_text(f'[url "file://{root}/"]\n\tinsteadOf = https://github.invalid/\n')
@@ -165,7 +167,8 @@ def test_http_fetches_from_the_mirror_and_pages_read_as_the_original(world: Test
     project = filename.split("-")[0].replace("_", "-").lower()
     with mirroring.using(parse([f"{original}/={world.base_url}/"], None)):
         page = http.get_text(f"{index}/{project}/")
-        got = http.download(original + world.file_url(filename).removeprefix(world.base_url), tmp_path / "w", name=filename)
+        got = http.download(original + world.file_url(filename).removeprefix(world.base_url), tmp_path / "w",
+                            name=filename)
     assert world.base_url not in page and f"{original}/" in page  # the mirror's links, read back
     assert got.sha256 == world.file_sha256(filename)
     with pytest.raises(UnreachableError, match="pkgs.invalid"):
@@ -188,7 +191,8 @@ def test_resolve_through_mirrors_locks_the_original_urls(world: TestWorld, tmp_p
         "torch": host + world.torch_nightly_index.removeprefix(world.base_url),
         "general": host + world.general_index.removeprefix(world.base_url),
     }
-    mirrors = parse([f"https://github.invalid/vllm-project/=file://{repo_dir.parent}/", f"{host}/={world.base_url}/"], None)
+    mirrors = parse([f"https://github.invalid/vllm-project/=file://{repo_dir.parent}/", f"{host}/={world.base_url}/"],
+                    None)
     base = ResolveRequest(repo=world.repo_url, torch_index=world.torch_nightly_index, general_index=world.general_index,
                           python="3.11", output=tmp_path / "direct.lock.toml", cache=tmp_path / "cache")
     direct, _, _ = resolve(base, QUIET)
@@ -230,7 +234,7 @@ def test_cli_resolve_takes_mirrors_from_option_and_environment(world: TestWorld,
 def test_install_fetches_through_mirrors(world: TestWorld, tmp_path: Path) -> None:
     """A lock naming only unreachable originals installs with `--mirror` (a fresh cache: vLLM's
     repository and every wheel are fetched through the mirrors) and fails without them."""
-    from test_install_support import cli, install_args, resolve_world_lock
+    from install_support import cli, install_args, resolve_world_lock
 
     repo_dir = Path(world.repo_url.removeprefix("file://"))
     host = "https://pkgs.invalid"
@@ -243,11 +247,13 @@ def test_install_fetches_through_mirrors(world: TestWorld, tmp_path: Path) -> No
     assert world.base_url not in path.read_text()
     without = cli(*install_args(path, tmp_path / "opt"), cache=tmp_path / "install-cache")
     errors = [line for line in without.stderr.splitlines() if line.startswith("error:")]
-    assert without.returncode == ExitCode.UNREACHABLE and len(errors) == 1 and "pkgs.invalid" in errors[0], without.stderr
+    assert without.returncode == ExitCode.UNREACHABLE, without.stderr
+    assert len(errors) == 1 and "pkgs.invalid" in errors[0], without.stderr
     mirrored = cli(*install_args(path, tmp_path / "opt"), "--mirror", specs[0], cache=tmp_path / "install-cache",
                    env={"VLLM_LOCK_MIRRORS": specs[1]})
     assert mirrored.returncode == 0, mirrored.stderr
-    assert cli("verify", str(path), "--venv", str(tmp_path / "opt" / "vllm"), cache=tmp_path / "install-cache").returncode == 0
+    assert cli("verify", str(path), "--venv", str(tmp_path / "opt" / "vllm"),
+               cache=tmp_path / "install-cache").returncode == 0
 
 
 def test_update_moves_through_mirrors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,7 +55,8 @@ def test_nightly_builds_filter_variant_python_and_platform() -> None:
     wheels = nightly.parse_simple_page(page(*files), PAGE_URL)
     builds = nightly.nightly_builds(wheels, cuda="cu128", target=X86_312)
     assert sorted(builds) == [dt.date(2026, 11, 10), dt.date(2026, 11, 14)]
-    aarch = nightly.nightly_builds(wheels, cuda="cu128", target=Target(python="3.12", platform="aarch64-manylinux_2_28"))
+    aarch = nightly.nightly_builds(wheels, cuda="cu128",
+                                   target=Target(python="3.12", platform="aarch64-manylinux_2_28"))
     assert sorted(aarch) == [dt.date(2026, 11, 12)]
 
 
@@ -74,7 +75,8 @@ def test_nearest_dates_and_latest_order() -> None:
 
 
 def test_companion_window_includes_the_next_day() -> None:
-    files = [f"torchvision-0.25.0.dev{d}+cu128-cp312-cp312-manylinux_2_28_x86_64.whl" for d in ("20261109", "20261110", "20261112")]
+    files = [f"torchvision-0.25.0.dev{d}+cu128-cp312-cp312-manylinux_2_28_x86_64.whl" for d in ("20261109", "20261110",
+                                                                                                "20261112")]
     builds = nightly.nightly_builds(nightly.parse_simple_page(page(*files), PAGE_URL),
                                     cuda="cu128", target=X86_312)
     got = nightly.companion_candidates(builds, dt.date(2026, 11, 9))

@@ -129,7 +129,8 @@ def _bash(host: ph.Host, code: str) -> subprocess.Popen[str]:
 
 
 @contextlib.contextmanager
-def _gated(host: ph.Host, container: ph.Container, code: str) -> Iterator[tuple[subprocess.Popen[str], Callable[[], None]]]:
+def _gated(host: ph.Host, container: ph.Container,
+           code: str) -> Iterator[tuple[subprocess.Popen[str], Callable[[], None]]]:
     """`bash -c code` on the host, with a FIFO at GATE in the container; the callable lets the
     blocked command go on. The test's end is opened read-write, which never blocks and keeps what
     it wrote for a reader that opens later; closing it on the way out (EOF) frees a command a
@@ -159,6 +160,7 @@ def test_build_output_streams_into_the_log_while_pct_exec_holds_it(host: ph.Host
     utils = host.phoenix / "bin" / "phoenix_hypervisor_common_utils.sh"
     with _gated(host, container, f'source "{utils}"; pct_exec {CTID} -- sh -c "{GATED_CMD}"') as (proc, release):
         assert ph.wait_for(container.path(FIRST_WRITTEN).exists, timeout=60), "the command never ran"
+        assert proc.stdout is not None  # _bash pipes it
         ready, _, _ = select.select([proc.stdout], [], [], 0)
         assert not ready, "pct_exec passed output on while the command ran: it must capture-then-print"
         release()

@@ -147,7 +147,8 @@ def test_schema_snippet_matches_the_script() -> None:
 
 
 def test_script_passes_bash_syntax_check() -> None:
-    for script in (ph.FEATURE_SCRIPT, ph.BUNDLE_BUILDER, ph.HERE / "pct", ph.HERE / "phoenix_hypervisor_common_utils.sh"):
+    for script in (ph.FEATURE_SCRIPT, ph.BUNDLE_BUILDER, ph.HERE / "pct",
+                   ph.HERE / "phoenix_hypervisor_common_utils.sh"):
         subprocess.run(["bash", "-n", str(script)], check=True)
 
 

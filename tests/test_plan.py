@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sample_lock import make_lock as sample_lock
@@ -14,18 +15,17 @@ from vllm_lock.model import BuildRecipe, ExternalSource, Lock, Target
 GIB = plan.GIB
 
 
-def facts(**changes) -> plan.MachineFacts:  # type: ignore[no-untyped-def]
-    base = dict(
+def facts(**changes: Any) -> plan.MachineFacts:
+    base = plan.MachineFacts(
         machine="x86_64", glibc=(2, 39), cpus=16, mem_available=64 * GIB, free_disk=500 * GIB,
         python_found="/usr/bin/python3.12", nvcc="/usr/local/cuda/bin/nvcc", nvcc_version=(12, 8),
     )
-    base.update(changes)
-    return plan.MachineFacts(**base)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)
 
 
-def lock(**build: object) -> Lock:
+def lock(**build: Any) -> Lock:
     lk = sample_lock()
-    return dataclasses.replace(lk, build=dataclasses.replace(lk.build, **build)) if build else lk  # type: ignore[arg-type]
+    return dataclasses.replace(lk, build=dataclasses.replace(lk.build, **build)) if build else lk
 
 
 def test_fine_machine_has_no_problems() -> None:
@@ -48,7 +48,7 @@ def test_fine_machine_has_no_problems() -> None:
          "`uv python find 3.12` failed: Read-only file system"),
     ],
 )
-def test_each_problem_is_one_clear_line(changes, words) -> None:  # type: ignore[no-untyped-def]
+def test_each_problem_is_one_clear_line(changes: dict[str, object], words: str) -> None:
     problems = plan.preflight_problems(lock(cuda_archs=("12.0",), target_device="cuda"), facts(**changes))
     assert len(problems) == 1 and words in problems[0]
 
@@ -78,7 +78,8 @@ def test_max_jobs_rule() -> None:
 
 def test_build_env_from_the_lock() -> None:
     lk = lock(cuda_archs=("10.0", "12.0"), env=(("CMAKE_BUILD_TYPE", "Release"),))
-    env = plan.build_env(lk, plan.Jobs(max_jobs=8, nvcc_threads=2, reason=""), {"PATH": "/bin", "VLLM_USE_PRECOMPILED": "1"})
+    env = plan.build_env(lk, plan.Jobs(max_jobs=8, nvcc_threads=2, reason=""),
+                         {"PATH": "/bin", "VLLM_USE_PRECOMPILED": "1"})
     assert env["TORCH_CUDA_ARCH_LIST"] == "10.0;12.0"
     assert env["MAX_JOBS"] == "8" and env["NVCC_THREADS"] == "2"
     assert env["CCACHE_NOHASHDIR"] == "true" and env["CMAKE_BUILD_TYPE"] == "Release"
@@ -179,7 +180,7 @@ def test_a_dirty_tag_build_names_the_commit() -> None:
     assert plan.version_problem("0.32.0", commit, "v0.33.0") is not None
 
 
-def test_a_lock_without_a_rust_frontend_always_builds_with_the_refusing_tools(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_lock_without_a_rust_frontend_always_builds_with_the_refusing_tools(tmp_path: Path) -> None:
     """No [rust] and no build.without-rust: the build still gets rustc/cargo that refuse to run and
     an empty CARGO_HOME, never the caller's toolchain (a [rust] dropped from a lock builds nothing)."""
     lock = sample_lock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import git
@@ -139,8 +140,8 @@ def test_commit_with_gitpython(locks: Path) -> None:
     result = CliRunner().invoke(app, ["promote", "dev", "--to", "stable", "--commit"])
     assert result.exit_code == 0, result.output
     head = repo.head.commit
-    assert head.message.startswith("vllm-lock: promote dev to stable: first stable lock")
-    files = {item.path for item in head.tree.traverse()}  # type: ignore[union-attr]
+    assert str(head.message).startswith("vllm-lock: promote dev to stable: first stable lock")
+    files = {os.fspath(item.path) for item in head.tree.traverse() if isinstance(item, git.Blob)}
     assert "locks/stable.lock.toml" in files and "locks/dev.lock.toml" in files
     assert any(f.startswith("locks/receipts/") and f.endswith(".json") for f in files)
     assert "committed" in result.output

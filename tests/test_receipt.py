@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,7 +60,8 @@ def test_an_install_receipt_is_written_in_kebab_case_and_read_back(tmp_path: Pat
     lambda d: d.update({"vllm-version": d["vllm_version"]}),  # a field in both styles
     lambda d: d.update({"surprise": 1}),  # an unknown key
 ])
-def test_an_install_receipt_this_code_cannot_read_is_an_unfinished_generation(tmp_path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+def test_an_install_receipt_this_code_cannot_read_is_an_unfinished_generation(
+        tmp_path: Path, edit: Callable[[dict[str, Any]], object]) -> None:
     data = json.loads((DATA / "install-receipt.json").read_text())
     edit(data)
     assert receipts.read(_generation(tmp_path, json.dumps(data))) is None

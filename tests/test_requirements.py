@@ -116,7 +116,8 @@ def test_declared_set_per_device_and_cuda_major(device: str, major: int | None, 
 def test_dropped_and_rewritten_lines_are_reported_as_written() -> None:
     declared = req.declared_requirements(req.read_rules(SETUP_PY), read, target_device="cuda", cuda_major=12)
     assert declared.dropped == ("flashinfer-cubin==0.7.2", "flashinfer-jit-cache==0.7.2",
-                                "apache-tvm-ffi==0.1.11  # like flashinfer-cubin: setup.py matches the raw line, comment included")
+                                "apache-tvm-ffi==0.1.11  # like flashinfer-cubin: setup.py matches the raw line, "
+                                "comment included")
     assert declared.rewritten == (("nvidia-cutlass-dsl[cu13]==4.8.0", "nvidia-cutlass-dsl==4.8.0"),
                                   ("humming-kernels[cu13]==0.1.19", "humming-kernels[cu12]==0.1.19"))
 
@@ -145,7 +146,8 @@ def test_a_tree_whose_setup_py_has_no_get_requirements_reads_one_file_per_device
          'if "vllm-flash-attn" in req and torch.version.hip:'),
         ("req = req.replace(\"humming-kernels[cu13]\", \"humming-kernels[cu12]\")",
          "req = req.upper()"),
-        ("modified_requirements.append(req)", "print(req)\n            if req:\n                pass\n            else:\n                pass"),
+        ("modified_requirements.append(req)",
+         "print(req)\n            if req:\n                pass\n            else:\n                pass"),
     ],
 )
 def test_a_rule_this_tool_cannot_read_names_setup_py_and_its_line(change: str, message: str) -> None:

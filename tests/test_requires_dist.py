@@ -7,26 +7,28 @@ from collections.abc import Iterable, Mapping
 
 from vllm_lock import torch_family
 from vllm_lock.model import Target
-from vllm_lock.requirements import check_requires_dist
+from vllm_lock.requirements import RequiresDistCheck, check_requires_dist
 
 X86_64 = torch_family.target_environment(Target(python="3.12", platform="x86_64-manylinux_2_39"))
 AARCH64 = torch_family.target_environment(Target(python="3.12", platform="aarch64-manylinux_2_39"))
 
 
 def _check(declared: Iterable[str], installed: Mapping[str, str], metadata: Mapping[str, tuple[str, ...]] | None = None,
-           environment: Mapping[str, str] = X86_64, left_out: Iterable[str] = ()):  # type: ignore[no-untyped-def]
+           environment: Mapping[str, str] = X86_64, left_out: Iterable[str] = ()) -> RequiresDistCheck:
     return check_requires_dist(declared, installed, lambda name: (metadata or {}).get(name, ()),
                                environment=environment, left_out=left_out)
 
 
 def test_met_requirements_are_counted_and_nothing_is_unmet() -> None:
-    check = _check(["filelock>=3.16.1", "Typing_Extensions>=4.10"], {"filelock": "3.20.0", "typing-extensions": "4.15.0"})
+    check = _check(["filelock>=3.16.1", "Typing_Extensions>=4.10"],
+                   {"filelock": "3.20.0", "typing-extensions": "4.15.0"})
     assert check.checked == 2 and check.unmet == () and check.expected == ()
 
 
 def test_an_unmet_version_names_the_requirement_and_what_is_installed() -> None:
     check = _check(["filelock>=3.16.1", "vllm-fake-dep-a>=9.0"], {"filelock": "3.20.0", "vllm-fake-dep-a": "1.1"})
-    assert [u.describe() for u in check.unmet] == ["vllm requires vllm-fake-dep-a>=9.0: vllm-fake-dep-a 1.1 is installed"]
+    assert [u.describe() for u in check.unmet] == ["vllm requires vllm-fake-dep-a>=9.0: vllm-fake-dep-a 1.1 is "
+                                                   "installed"]
 
 
 def test_a_missing_distribution_is_unmet() -> None:

@@ -8,12 +8,13 @@ import io
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from vllm_lock import codec, diffing
+from vllm_lock import codec
 from vllm_lock.actions.resolve import ResolveRequest, resolve
-from vllm_lock.build_identity import build_identity
+from vllm_lock.build_identity import build_identity, identity_change
 from vllm_lock.errors import (
     CompanionMismatchError,
     ExitCode,
@@ -35,7 +36,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def request_for(world: TestWorld, out: Path, cache: Path, **overrides: object) -> ResolveRequest:
+def request_for(world: TestWorld, out: Path, cache: Path, **overrides: Any) -> ResolveRequest:
     base = ResolveRequest(
         repo=world.repo_url,
         torch_index=world.torch_nightly_index,
@@ -44,11 +45,11 @@ def request_for(world: TestWorld, out: Path, cache: Path, **overrides: object) -
         output=out,
         cache=cache,
     )
-    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **overrides)
 
 
 @pytest.fixture(scope="module")
-def latest(world: TestWorld, cache: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def latest(world: TestWorld, cache: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Lock, Path]:
     out = tmp_path_factory.mktemp("locks") / "dev.lock.toml"
     lock, path, changed = resolve(request_for(world, out, cache), QUIET)
     assert changed
@@ -61,7 +62,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_latest_picks_newest_consistent_nightly(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+def test_latest_picks_newest_consistent_nightly(world: TestWorld, latest: tuple[Lock, Path]) -> None:
     lock, _ = latest
     assert lock.torch.requested == "latest"
     assert lock.torch.date == world.latest_consistent_date.isoformat()
@@ -71,7 +72,7 @@ def test_latest_picks_newest_consistent_nightly(world: TestWorld, latest) -> Non
     assert {c.name: c.version for c in lock.torch.companions}["torchvision"] == versions["torchvision"]
 
 
-def test_lock_pins_commit_and_layout(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+def test_lock_pins_commit_and_layout(world: TestWorld, latest: tuple[Lock, Path]) -> None:
     lock, _ = latest
     assert lock.vllm.ref == "main"
     assert lock.vllm.commit == world.commits[-1]
@@ -94,7 +95,7 @@ def test_a_full_log_is_kept(world: TestWorld, tmp_path: Path) -> None:
     assert "torch nightly" in text and "external cutlass" in text  # what resolve said
 
 
-def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest: tuple[Lock, Path]) -> None:
     lock, _ = latest
     sources = {s.name: s for s in lock.external_sources}
     assert set(sources) == {"cutlass", "vllm-flash-attn", "flashmla"}
@@ -106,11 +107,12 @@ def test_external_tags_are_locked_to_their_commits(world: TestWorld, latest) -> 
         if source.ref_kind == "commit":
             assert source.commit == source.ref
     assert {s.name: s.override for s in lock.external_sources} == {
-        "cutlass": "VLLM_CUTLASS_SRC_DIR", "vllm-flash-attn": "VLLM_FLASH_ATTN_SRC_DIR", "flashmla": "FLASH_MLA_SRC_DIR",
+        "cutlass": "VLLM_CUTLASS_SRC_DIR", "vllm-flash-attn": "VLLM_FLASH_ATTN_SRC_DIR",
+        "flashmla": "FLASH_MLA_SRC_DIR",
     }
 
 
-def test_every_artifact_is_hashed_and_routed(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+def test_every_artifact_is_hashed_and_routed(world: TestWorld, latest: tuple[Lock, Path]) -> None:
     lock, _ = latest
     assert {p.name for p in lock.packages} >= {"torch", "torchvision", "torchaudio", "pytorch-triton",
                                                "typing-extensions", "filelock", "setuptools"}
@@ -126,7 +128,7 @@ def test_every_artifact_is_hashed_and_routed(world: TestWorld, latest) -> None: 
                 assert wheel.hash_origin == "index"
 
 
-def test_no_dependency_confusion(world: TestWorld, latest) -> None:  # type: ignore[no-untyped-def]
+def test_no_dependency_confusion(world: TestWorld, latest: tuple[Lock, Path]) -> None:
     """The torch index also lists typing-extensions (higher version, other bytes)."""
     lock, _ = latest
     assert any("typing" in f for f in world.filenames("nightly"))
@@ -145,8 +147,8 @@ def test_dependency_confusion_is_refused(world: TestWorld, cache: Path, tmp_path
     assert not out.exists()
 
 
-def test_same_inputs_give_byte_identical_locks(world: TestWorld, cache: Path, latest, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_same_inputs_give_byte_identical_locks(world: TestWorld, cache: Path, latest: tuple[Lock, Path], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     lock, path = latest
     before = path.read_bytes()
     _, _, changed = resolve(request_for(world, path, cache), QUIET)  # same output: kept
@@ -259,12 +261,14 @@ def test_unreachable_index(world: TestWorld, cache: Path, tmp_path: Path) -> Non
 def test_unreachable_general_index(world: TestWorld, cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "x.lock.toml"
     with pytest.raises(UnreachableError, match="unreachable while resolving") as err:
-        resolve(request_for(world, out, tmp_path / "fresh", general_index=f"http://127.0.0.1:{free_port()}/simple"), QUIET)
+        resolve(request_for(world, out, tmp_path / "fresh", general_index=f"http://127.0.0.1:{free_port()}/simple"),
+                QUIET)
     assert err.value.exit_code == ExitCode.UNREACHABLE and not out.exists()
 
 
 def test_https_index_needs_the_trusted_ca(world: TestWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    https = dict(torch_index=world.https_url(world.torch_nightly_index), general_index=world.https_url(world.general_index))
+    https = dict(torch_index=world.https_url(world.torch_nightly_index),
+                 general_index=world.https_url(world.general_index))
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     with pytest.raises(UnreachableError, match="TLS certificate not trusted"):
         resolve(request_for(world, tmp_path / "x.lock.toml", tmp_path / "c1", **https), QUIET)
@@ -285,7 +289,8 @@ def test_https_index_needs_the_trusted_ca(world: TestWorld, tmp_path: Path, monk
         ({"torch_channel": "release"}, "needs --torch-version"),
     ],
 )
-def test_bad_arguments_fail_before_any_work(world: TestWorld, tmp_path: Path, overrides, message) -> None:  # type: ignore[no-untyped-def]
+def test_bad_arguments_fail_before_any_work(
+        world: TestWorld, tmp_path: Path, overrides: dict[str, object], message: str) -> None:
     out = tmp_path / "x.lock.toml"
     world.clear_requests()
     with pytest.raises(UsageError, match=message) as err:
@@ -318,7 +323,7 @@ def test_external_sources_moved_tag_and_unreachable_repository(tmp_path: Path) -
         second, _, _ = resolve(request_for(own, tmp_path / "b.lock.toml", tmp_path / "c"), QUIET)
         assert next(s.commit for s in second.external_sources if s.name == "cutlass") == moved
         assert first.vllm.commit == second.vllm.commit
-        change = diffing.identity_change(first, second)
+        change = identity_change(first, second)
         assert change.changed and any("cutlass v4.2.1 moved" in r for r in change.reasons)
 
         cutlass = Path(own.external_url("cutlass").removeprefix("file://"))
@@ -479,7 +484,8 @@ def family_of(lock: Lock) -> dict[str, str]:
 def test_release_family_is_the_commits_own(world: TestWorld, cache: Path, tmp_path: Path) -> None:
     # no torchvision at this commit; torchaudio 2.9.0 pins torch 2.9.0 (does not fit 2.9.1);
     # torchcodec 0.8.0 fits torch 2.9.1 (so does the newer 0.9.0, which uv alone would take)
-    repo, commit = derived_commit(world, tmp_path, "-r common.txt\ntorch==2.9.1\ntorchaudio==2.9.0\ntorchcodec==0.8.0\n")
+    repo, commit = derived_commit(world, tmp_path,
+                                  "-r common.txt\ntorch==2.9.1\ntorchaudio==2.9.0\ntorchcodec==0.8.0\n")
     log = io.StringIO()
     lock, _, _ = resolve(
         request_for(world, tmp_path / "r.lock.toml", cache, repo=repo, ref=commit, torch_channel="release",
@@ -489,8 +495,10 @@ def test_release_family_is_the_commits_own(world: TestWorld, cache: Path, tmp_pa
     assert family_of(lock) == {"torchaudio": "2.9.1+cu128", "torchcodec": "0.8.0+cu128", "triton": "3.5.1"}
     assert lock.package("torchvision") is None
     codec = lock.package("torchcodec")
-    assert codec is not None and codec.source == "torch" and all("/r2/whl/cu128/torchcodec-0.8.0" in w.url for w in codec.wheels)
-    assert "torchaudio==2.9.0 (the commit's pin) does not fit torch==2.9.1+cu128: asking for torchaudio" in log.getvalue()
+    assert codec is not None and codec.source == "torch"
+    assert all("/r2/whl/cu128/torchcodec-0.8.0" in w.url for w in codec.wheels)
+    assert ("torchaudio==2.9.0 (the commit's pin) does not fit torch==2.9.1+cu128: asking for torchaudio"
+            in log.getvalue())
 
 
 def test_a_declared_torch_index_package_is_a_member(world: TestWorld, cache: Path, tmp_path: Path) -> None:
@@ -552,7 +560,8 @@ def test_cli_member_the_index_lacks_is_one_error_line_and_without_is_accepted(wo
     import subprocess
     import sys
 
-    repo, commit = derived_commit(world, tmp_path, "-r common.txt\ntorch==2.9.1\ntorchaudio==2.9.1\ntorchcodec==0.8.0\n")
+    repo, commit = derived_commit(world, tmp_path,
+                                  "-r common.txt\ntorch==2.9.1\ntorchaudio==2.9.1\ntorchcodec==0.8.0\n")
     out = tmp_path / "cli.lock.toml"
     base = [sys.executable, "-m", "vllm_lock.cli", "resolve", "--repo", repo, "--ref", commit, "--torch-index",
             world.torch_nightly_index, "--index", world.general_index, "--python", "3.11", "-o", str(out)]

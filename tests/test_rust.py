@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sample_lock import make_lock as sample_lock
@@ -20,15 +21,14 @@ from vllm_lock_testworld.repo_files import SETUP_PY, _with_rust
 SHA = "a" * 64
 
 
-def frontend(**changes: object) -> RustFrontend:
-    values: dict[str, object] = dict(
+def frontend(**changes: Any) -> RustFrontend:
+    base = RustFrontend(
         toolchain_file="rust-toolchain.toml", channel="1.95", cargo_lock="rust/Cargo.lock", cargo_lock_sha256=SHA,
         artifacts=(RustArtifact(target="vllm._rust_hello", kind="extension"),),
         crates=(Crate(name="tw-answer", version="0.1.0", checksum="b" * 64),
                 Crate(name="tw-offset", version="1.2.3", checksum="c" * 64)),
     )
-    values.update(changes)
-    return RustFrontend(**values)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)
 
 
 # ---------------------------------------------------------------- parsing and detection
@@ -221,14 +221,14 @@ def test_cargo_config_points_crates_io_at_the_vendored_directory() -> None:
 
 
 def test_diff_names_a_rust_change_as_the_reason_for_a_rebuild() -> None:
-    from vllm_lock import diffing
+    from vllm_lock.build_identity import identity_change
 
     lock = dataclasses.replace(sample_lock(), rust=frontend())
     newer = dataclasses.replace(lock, rust=frontend(channel="1.96", cargo_lock_sha256="e" * 64))
-    assert diffing.identity_change(lock, newer).reasons == (
+    assert identity_change(lock, newer).reasons == (
         "Rust frontend (toolchain 1.95 -> 1.96, Cargo.lock changed)",)
     left_out = dataclasses.replace(lock, rust=None, build=dataclasses.replace(lock.build, without_rust=True))
-    reasons = diffing.identity_change(lock, left_out).reasons
+    reasons = identity_change(lock, left_out).reasons
     assert "Rust frontend (toolchain 1.95, 2 crates -> left out (--no-rust))" in reasons
 
 
@@ -253,5 +253,5 @@ def test_the_trees_frontend_is_compared_with_the_locks_field_by_field() -> None:
                            ("rust.cargo-lock-sha256", {"cargo_lock_sha256": "0" * 64}),
                            ("rust.toolchain-file", {"toolchain_file": "rust-toolchain"}),
                            ("rust.artifacts", {"artifacts": ()}), ("rust.crates", {"crates": ()})):
-        problem = plan.rust_frontend_problem(lock, dataclasses.replace(tree, **changed))  # type: ignore[arg-type]
+        problem = plan.rust_frontend_problem(lock, dataclasses.replace(tree, **changed))
         assert (problem or "").startswith(field + ":"), (field, problem)

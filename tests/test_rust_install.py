@@ -10,10 +10,12 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from test_install_support import cli, install_args, resolve_world_lock
+from install_support import ResolvedLock, cli, install_args, resolve_world_lock
 
 from vllm_lock import codec
 from vllm_lock.build_identity import build_identity
@@ -40,7 +42,7 @@ def _without_rust_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def rust(world: TestWorld, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def rust(world: TestWorld, tmp_path_factory: pytest.TempPathFactory) -> ResolvedLock:
     if shutil.which("rustc", path=_with_rust_path()) is None:
         if os.environ.get("VLLM_LOCK_REQUIRE_RUST") == "1":  # scripts/test.sh: these tests must run
             pytest.fail("no rustc on this machine: the Rust build tests need rustc and cargo >= 1.95 (rustup)")
@@ -48,7 +50,7 @@ def rust(world: TestWorld, tmp_path_factory: pytest.TempPathFactory):  # type: i
     root = tmp_path_factory.mktemp("rust")
     cache = root / "cache"
     lock, path = resolve_world_lock(world, root / "rust.lock.toml", cache, ref=RUST_BRANCH, target_device="empty")
-    return {"lock": lock, "path": path, "cache": cache, "root": root}
+    return ResolvedLock(lock=lock, path=path, cache=cache, root=root)
 
 
 def _install(world: TestWorld, lock: Path, opt: Path, cache: Path, path: str) -> subprocess.CompletedProcess[str]:
@@ -61,8 +63,8 @@ def _rust_modules(opt: Path) -> list[str]:
     return sorted(p.name for root in (site / "vllm", opt / "vllm_repo" / "vllm") for p in root.glob("_rust_*.so"))
 
 
-def test_resolve_locks_the_toolchain_the_cargo_lock_and_its_crates(rust, world) -> None:  # type: ignore[no-untyped-def]
-    frontend = rust["lock"].rust
+def test_resolve_locks_the_toolchain_the_cargo_lock_and_its_crates(rust: ResolvedLock, world: TestWorld) -> None:
+    frontend = rust.lock.rust
     assert frontend is not None
     assert (frontend.channel, frontend.toolchain_file, frontend.cargo_lock) == ("1.95", "rust-toolchain.toml",
                                                                                "rust/Cargo.lock")
@@ -73,11 +75,12 @@ def test_resolve_locks_the_toolchain_the_cargo_lock_and_its_crates(rust, world) 
     assert [(c.name, c.version, c.checksum) for c in frontend.crates] == [
         ("tw-answer", "0.1.0", served["tw-answer"]), ("tw-offset", "1.2.3", served["tw-offset"])]
     assert [(a.target, a.kind) for a in frontend.artifacts] == [("vllm._rust_hello", "extension")]
-    assert not rust["lock"].build.without_rust
+    assert not rust.lock.build.without_rust
 
 
-def test_missing_toolchain_fails_at_preflight_before_any_build(rust, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    result = _install(world, rust["path"], tmp_path / "opt", rust["cache"], _without_rust_path())
+def test_missing_toolchain_fails_at_preflight_before_any_build(rust: ResolvedLock, world: TestWorld,
+                                                               tmp_path: Path) -> None:
+    result = _install(world, rust.path, tmp_path / "opt", rust.cache, _without_rust_path())
     assert result.returncode == 7, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr
@@ -87,9 +90,10 @@ def test_missing_toolchain_fails_at_preflight_before_any_build(rust, world, tmp_
     assert not (tmp_path / "opt" / "vllm").exists()
 
 
-def test_install_builds_the_frontend_offline_and_verify_checks_it(rust, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_install_builds_the_frontend_offline_and_verify_checks_it(rust: ResolvedLock, world: TestWorld,
+                                                                  tmp_path: Path) -> None:
     opt = tmp_path / "opt"
-    result = _install(world, rust["path"], opt, rust["cache"], _with_rust_path())
+    result = _install(world, rust.path, opt, rust.cache, _with_rust_path())
     assert result.returncode == 0, result.stderr[-4000:]
     assert "crates: 2 checked against Cargo.lock's checksums (2 downloaded)" in result.stderr
     assert "VLLM_REQUIRE_RUST_FRONTEND=1" in result.stderr and "CARGO_NET_OFFLINE=true" in result.stderr
@@ -103,19 +107,20 @@ def test_install_builds_the_frontend_offline_and_verify_checks_it(rust, world, t
                              f"import ctypes; print(ctypes.CDLL({str(so)!r}).vllm_rust_answer())"],
                             capture_output=True, text=True, check=True).stdout.strip()
     assert answer == "42"
-    clean = cli("verify", str(rust["path"]), "--venv", str(opt / "vllm"), cache=rust["cache"])
+    clean = cli("verify", str(rust.path), "--venv", str(opt / "vllm"), cache=rust.cache)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     so.unlink()
-    drift = cli("verify", str(rust["path"]), "--venv", str(opt / "vllm"), cache=rust["cache"])
+    drift = cli("verify", str(rust.path), "--venv", str(opt / "vllm"), cache=rust.cache)
     assert drift.returncode == 1, drift.stdout + drift.stderr
     assert "Rust extension vllm._rust_hello (vllm/_rust_hello*.so) is not installed" in drift.stdout
 
 
-def test_a_crate_whose_bytes_differ_from_its_checksum_is_refused(rust, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_crate_whose_bytes_differ_from_its_checksum_is_refused(rust: ResolvedLock, world: TestWorld,
+                                                                 tmp_path: Path) -> None:
     world.tamper_crate("tw-offset")
     try:
         cache = tmp_path / "cache"  # nothing cached: the crate is downloaded now
-        result = _install(world, rust["path"], tmp_path / "opt", cache, _with_rust_path())
+        result = _install(world, rust.path, tmp_path / "opt", cache, _with_rust_path())
     finally:
         world.restore_crates()
     assert result.returncode == 8, result.stderr[-3000:]
@@ -124,34 +129,35 @@ def test_a_crate_whose_bytes_differ_from_its_checksum_is_refused(rust, world, tm
     assert "==> build" not in result.stderr
     assert not list((cache / "cas" / "sha256").glob("*/tw-offset-1.2.3.crate"))
     # the registry serves the right bytes again: a rerun repairs the unfinished generation
-    rerun = _install(world, rust["path"], tmp_path / "opt", cache, _with_rust_path())
+    rerun = _install(world, rust.path, tmp_path / "opt", cache, _with_rust_path())
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming an unfinished generation" in rerun.stderr
 
 
-def test_no_rust_is_another_build_identity_installed_without_the_extension(rust, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    lock, path = resolve_world_lock(world, tmp_path / "norust.lock.toml", rust["cache"], ref=RUST_BRANCH,
+def test_no_rust_is_another_build_identity_installed_without_the_extension(rust: ResolvedLock, world: TestWorld,
+                                                                           tmp_path: Path) -> None:
+    lock, path = resolve_world_lock(world, tmp_path / "norust.lock.toml", rust.cache, ref=RUST_BRANCH,
                                     target_device="empty", without_rust=True)
     assert lock.rust is None and lock.build.without_rust
     assert "without-rust = true" in path.read_text()
-    assert build_identity(lock) != build_identity(rust["lock"])
+    assert build_identity(lock) != build_identity(rust.lock)
     opt = tmp_path / "opt"
-    result = _install(world, path, opt, rust["cache"], _with_rust_path())  # a toolchain is there, and unused
+    result = _install(world, path, opt, rust.cache, _with_rust_path())  # a toolchain is there, and unused
     assert result.returncode == 0, result.stderr[-4000:]
     assert "VLLM_REQUIRE_RUST_FRONTEND=1" not in result.stderr
     assert "can't find Rust compiler" in result.stderr  # setuptools-rust skipped the optional extension
     assert LEFT_OUT_MESSAGE in result.stderr  # because the build's rustc is the one that refuses to run
     assert _rust_modules(opt) == []
-    assert cli("verify", str(path), "--venv", str(opt / "vllm"), cache=rust["cache"]).returncode == 0
+    assert cli("verify", str(path), "--venv", str(opt / "vllm"), cache=rust.cache).returncode == 0
 
 
-def _edited(rust, tmp_path: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+def _edited(rust: ResolvedLock, tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
     """The rust-frontend lock edited as an attacker would: any field, the content hash recomputed."""
     import tomllib
 
     import tomlkit
 
-    data = tomllib.loads(rust["path"].read_text(encoding="utf-8"))
+    data = tomllib.loads(rust.path.read_text(encoding="utf-8"))
     data.pop("content-hash")
     edit(data)
     digest = "sha256:" + hashlib.sha256(codec.canonical_json(data)).hexdigest()
@@ -160,15 +166,15 @@ def _edited(rust, tmp_path: Path, edit) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
-def _drop_rust(data) -> None:  # type: ignore[no-untyped-def]
+def _drop_rust(data: dict[str, Any]) -> None:
     del data["rust"]
 
 
-def _lower_channel(data) -> None:  # type: ignore[no-untyped-def]
+def _lower_channel(data: dict[str, Any]) -> None:
     data["rust"]["channel"] = "1.90"
 
 
-def _other_cargo_lock(data) -> None:  # type: ignore[no-untyped-def]
+def _other_cargo_lock(data: dict[str, Any]) -> None:
     data["rust"]["cargo-lock-sha256"] = "0" * 64
 
 
@@ -177,11 +183,12 @@ def _other_cargo_lock(data) -> None:  # type: ignore[no-untyped-def]
     (_lower_channel, "rust.channel: the lock says '1.90'"),
     (_other_cargo_lock, "rust.cargo-lock-sha256"),
 ])
-def test_a_lock_whose_rust_frontend_differs_from_the_tree_is_refused_before_the_build(  # type: ignore[no-untyped-def]
-        rust, world, tmp_path, edit, field) -> None:
+def test_a_lock_whose_rust_frontend_differs_from_the_tree_is_refused_before_the_build(
+        rust: ResolvedLock, world: TestWorld, tmp_path: Path, edit: Callable[[dict[str, Any]], None], field: str
+) -> None:
     path = _edited(rust, tmp_path, edit)
     opt = tmp_path / "opt"
-    result = _install(world, path, opt, rust["cache"], _with_rust_path())
+    result = _install(world, path, opt, rust.cache, _with_rust_path())
     assert result.returncode == 8, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and field in errors[0], result.stderr[-3000:]

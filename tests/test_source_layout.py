@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from vllm_lock import cuda, source_layout
 
 
-def reader(files: dict[str, str]):  # type: ignore[no-untyped-def]
+def reader(files: dict[str, str]) -> Callable[[str], str]:
     def read(path: str) -> str:
         if path not in files:
             raise source_layout.LayoutError(f"{path} is missing")
@@ -39,7 +41,8 @@ def test_requirement_files_follow_includes_and_skip_options() -> None:
     files = {
         "requirements/cuda.txt": "-r common.txt\n--extra-index-url https://download.pytorch.org/whl/cu128\n"
         "numba == 0.61.2 # pinned\n",
-        "requirements/common.txt": "# needed by torch.compile\nregex\nfastapi[standard] >= 0.115.0 ; python_version > '3.9'\n"
+        "requirements/common.txt": "# needed by torch.compile\nregex\nfastapi[standard] >= 0.115.0 ; python_version > "
+                                   "'3.9'\n"
         "long-name \\\n  >= 1.0\nregex\n",
     }
     got = source_layout.parse_requirement_file("requirements/cuda.txt", reader(files))
@@ -79,13 +82,15 @@ VLLM_LIKE = {
     ),
     "cmake/utils.cmake": "macro(find_isa CPUINFO TARGET OUT)\nendmacro()\n",
     "cmake/external_projects/vllm_flash_attn.cmake": (
-        "FetchContent_Declare(\n  vllm-flash-attn\n  GIT_REPOSITORY https://github.com/vllm-project/flash-attention.git\n"
+        "FetchContent_Declare(\n  vllm-flash-attn\n  GIT_REPOSITORY "
+        "https://github.com/vllm-project/flash-attention.git\n"
         f"  GIT_TAG {SHA}\n)\n"
     ),
     "cmake/cpu_extension.cmake": (
         'find_isa(${CPUINFO} "asimd" ASIMD_FOUND)\n'
         'set(FETCHCONTENT_SOURCE_DIR_ONEDNN "$ENV{FETCHCONTENT_SOURCE_DIR_ONEDNN}" CACHE PATH "oneDNN")\n'
-        "if(FETCHCONTENT_SOURCE_DIR_ONEDNN)\n  FetchContent_Declare(oneDNN SOURCE_DIR ${FETCHCONTENT_SOURCE_DIR_ONEDNN})\n"
+        "if(FETCHCONTENT_SOURCE_DIR_ONEDNN)\n  FetchContent_Declare(oneDNN SOURCE_DIR "
+        "${FETCHCONTENT_SOURCE_DIR_ONEDNN})\n"
         "elseif(ASIMD_FOUND)\n"
         f"  FetchContent_Declare(oneDNN GIT_REPOSITORY https://github.com/oneapi-src/oneDNN.git GIT_TAG {SHA})\n"
         "else()\n  FetchContent_Declare(oneDNN GIT_REPOSITORY https://github.com/oneapi-src/oneDNN.git GIT_TAG v3.13)\n"

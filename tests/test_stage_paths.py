@@ -24,10 +24,13 @@ def test_the_sync_reads_the_same_store_file_on_every_install(tmp_path: Path, wor
     store = Store(tmp_path / "cache")
     with urllib.request.urlopen(world.file_url(WHEEL)) as response:
         size = len(response.read())
+    # stand-ins, not model records: the lock model refuses this pair (one package version, a wheel
+    # named for another), and staging reads only these fields
     plain = SimpleNamespace(filename=WHEEL, plain_filename=WHEEL, url=world.file_url(WHEEL),
                             sha256=world.file_sha256(WHEEL), size=size)
     quoted_name = WHEEL.replace("25.0-", "25.0%2Blocal-")
-    quoted = SimpleNamespace(**{**vars(plain), "filename": quoted_name, "plain_filename": quoted_name.replace("%2B", "+")})
+    quoted = SimpleNamespace(**{**vars(plain), "filename": quoted_name,
+                                "plain_filename": quoted_name.replace("%2B", "+")})
     lock = SimpleNamespace(packages=(SimpleNamespace(name="packaging", wheels=(plain, quoted)),))
     first = staging.stage_wheels(lock, store, tmp_path / "gen1" / "wheels", lambda _: None)  # type: ignore[arg-type]
     second = staging.stage_wheels(lock, store, tmp_path / "gen2" / "wheels", lambda _: None)  # type: ignore[arg-type]

@@ -14,11 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from test_install_support import cli, install_args, resolve_world_lock
+from install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock import store_gc
+from vllm_lock.model import Lock
 from vllm_lock.shell import git as git_shell
 from vllm_lock.shell.store import Store
+from vllm_lock_testworld import TestWorld
 
 # ---------------------------------------------------------------- the plan (pure)
 
@@ -55,12 +57,13 @@ def _age(root: Path, seconds: float) -> None:
         os.utime(path, (then, then), follow_symlinks=False)
 
 
-def _shas(lock) -> set[str]:  # type: ignore[no-untyped-def]
+def _shas(lock: Lock) -> set[str]:
     return {w.sha256 for p in lock.packages for w in p.wheels}
 
 
 @pytest.mark.slow
-def test_gc_keeps_live_locks_and_generations_and_reports_what_it_freed(world, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_gc_keeps_live_locks_and_generations_and_reports_what_it_freed(world: TestWorld, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     cache, locks = tmp_path / "cache", tmp_path / "locks"
     locks.mkdir()
     monkeypatch.setenv("VLLM_LOCK_CACHE", str(cache))
@@ -110,7 +113,8 @@ def test_gc_keeps_live_locks_and_generations_and_reports_what_it_freed(world, tm
     assert _entry_dirs(cache) == before - doomed
     assert (_shas(live) | _shas(kept_by_generation)) & before <= _entry_dirs(cache)
     assert not extra_mirror.exists()
-    assert sorted(p.name for p in (cache / "git").glob("*.git")) == [m for m in mirrors_before if m != extra_mirror.name]
+    remaining = sorted(p.name for p in (cache / "git").glob("*.git"))
+    assert remaining == [m for m in mirrors_before if m != extra_mirror.name]
 
     again = cli("store", "gc", "--venv", str(opt / "vllm"), cache=cache, env=env)
     assert "freed 0 files, 0 bytes" in again.stdout

@@ -111,7 +111,8 @@ def _pins(world: TestWorld, project: str) -> dict[str, str]:
 
 def test_companion_scenarios(world: TestWorld) -> None:
     vision, audio = _pins(world, "torchvision"), _pins(world, "torchaudio")
-    tv = lambda d: f"2.10.0.dev{ymd(d)}+cu128"  # noqa: E731
+    def tv(day: dt.date) -> str:
+        return f"2.10.0.dev{ymd(day)}+cu128"
     broken, lag = world.broken_companion_date, world.lagging_companion_date
     assert broken in world.nightly_dates and lag in world.nightly_dates
     assert tv(broken) not in vision.values() and tv(broken) not in audio.values()

@@ -22,7 +22,8 @@ names = [m.name for m in pkgutil.walk_packages(vllm_lock.__path__, "vllm_lock.")
          if not m.name.endswith(".__main__")]
 for name in names:
     importlib.import_module(name)
-print(json.dumps({"imported": names, "testworld": sorted(n for n in sys.modules if n.startswith("vllm_lock_testworld"))}))
+loaded = sorted(n for n in sys.modules if n.startswith("vllm_lock_testworld"))
+print(json.dumps({"imported": names, "testworld": loaded}))
 """
 
 

@@ -25,7 +25,8 @@ def test_removed_lines_are_what_the_script_deleted() -> None:
     after = "-r common.txt\nnumba\nnumba\n"
     assert tf.removed_lines(before, after) == ("# torch pins", "torch==2.14.0", "torchaudio==2.11.0")
     assert tf.removed_requirements(tf.removed_lines(before, after)) == ("torch==2.14.0", "torchaudio==2.11.0")
-    assert tf.removed_requirements(['    "torch == 2.10.0",', "--extra-index-url x", "xformers==0.0.29 # Requires PyTorch"]) \
+    assert tf.removed_requirements(['    "torch == 2.10.0",', "--extra-index-url x",
+                                    "xformers==0.0.29 # Requires PyTorch"]) \
         == ("xformers==0.0.29",)
 
 
@@ -66,7 +67,8 @@ def test_without_leaves_members_out_and_is_recorded() -> None:
                                 environment=X86).members
     kept, left_out = tf.leave_out(members, ["TorchAudio"])
     assert [m.name for m in kept] == ["torchvision"] and left_out == ("torchaudio",)
-    with pytest.raises(tf.FamilyError, match="--without regex: not a torch-family member .*members: torchaudio, torchvision"):
+    with pytest.raises(tf.FamilyError,
+                       match="--without regex: not a torch-family member .*members: torchaudio, torchvision"):
         tf.leave_out(members, ["regex"])
     with pytest.raises(tf.FamilyError, match="--without torch"):
         tf.leave_out(members, ["torch"])

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from sample_lock import C1, C2, make_lock
@@ -32,9 +33,9 @@ from vllm_lock_testworld import TestWorld
         ("v0.11.0", "2.9.1", "release", {"vllm": True, "torch": False}),
     ],
 )
-def test_floating(ref: str, requested: str, channel: str, expected: dict[str, bool]) -> None:
+def test_floating(ref: str, requested: str, channel: Literal["nightly", "release"], expected: dict[str, bool]) -> None:
     lock = make_lock(ref=ref, requested=requested)
-    lock = dataclasses.replace(lock, torch=dataclasses.replace(lock.torch, channel=channel))  # type: ignore[arg-type]
+    lock = dataclasses.replace(lock, torch=dataclasses.replace(lock.torch, channel=channel))
     assert update_action.floating(lock) == expected
 
 
@@ -88,8 +89,8 @@ def _resolve(world: TestWorld, locks: Path, name: str = "dev", torch_date: str =
     return path
 
 
-def _update(**kwargs: bool) -> update_action.UpdateResult:
-    return update_action.update("dev", reporter=QUIET, **kwargs)
+def _update(*, vllm: bool = False, torch: bool = False) -> update_action.UpdateResult:
+    return update_action.update("dev", vllm=vllm, torch=torch, reporter=QUIET)
 
 
 def test_nothing_moved_keeps_the_file_byte_identical(own_world: TestWorld, locks: Path,

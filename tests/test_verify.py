@@ -9,16 +9,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_install_support import cli, install_args, resolve_world_lock
+from install_support import InstalledLock, cli, install_args, resolve_world_lock
 
 from vllm_lock.shell.uv import uv_bin
+from vllm_lock_testworld import TestWorld
 from vllm_lock_testworld.repo import UNMET_REQUIREMENT, UNMET_REQUIREMENT_BRANCH
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def installed(world, tmp_path_factory):  # type: ignore[no-untyped-def]
+def installed(world: TestWorld, tmp_path_factory: pytest.TempPathFactory) -> InstalledLock:
     root = tmp_path_factory.mktemp("verify")
     cache = root / "cache"
     lock, path = resolve_world_lock(world, root / "dev.lock.toml", cache)
@@ -26,14 +27,14 @@ def installed(world, tmp_path_factory):  # type: ignore[no-untyped-def]
     result = cli(*install_args(path, opt), cache=cache)
     assert result.returncode == 0, result.stderr
     site = next((opt / "vllm" / "lib").glob("python3*/site-packages"))
-    return {"lock": lock, "path": path, "cache": cache, "opt": opt, "site": site}
+    return InstalledLock(lock=lock, path=path, cache=cache, opt=opt, site=site)
 
 
-def _verify(installed, *extra: str):  # type: ignore[no-untyped-def]
-    return cli("verify", str(installed["path"]), "--venv", str(installed["opt"] / "vllm"), *extra, cache=installed["cache"])
+def _verify(installed: InstalledLock, *extra: str) -> subprocess.CompletedProcess[str]:
+    return cli("verify", str(installed.path), "--venv", str(installed.opt / "vllm"), *extra, cache=installed.cache)
 
 
-def test_clean(installed) -> None:  # type: ignore[no-untyped-def]
+def test_clean(installed: InstalledLock) -> None:
     result = _verify(installed)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "clean" in result.stdout
@@ -44,8 +45,8 @@ def test_clean(installed) -> None:  # type: ignore[no-untyped-def]
     assert data["requires_dist_checked"] >= 5 and data["unmet"] == [] and data["notes"] == []
 
 
-def test_a_cpu_lock_builds_with_the_cpu_build_file(installed) -> None:  # type: ignore[no-untyped-def]
-    lock = installed["lock"]  # target device cpu
+def test_a_cpu_lock_builds_with_the_cpu_build_file(installed: InstalledLock) -> None:
+    lock = installed.lock  # target device cpu
     assert lock.build.target_device == "cpu"
     assert lock.layout.build_requirements == "requirements/build/cpu.txt"
     # its torch line (torch==X+cpu; marker) is stripped: torch comes from the lock's torch index
@@ -53,8 +54,8 @@ def test_a_cpu_lock_builds_with_the_cpu_build_file(installed) -> None:  # type: 
     assert not any(r.startswith("torch") for r in lock.layout.build_set)
 
 
-def test_drift_is_reported_then_repaired_state_is_clean(installed) -> None:  # type: ignore[no-untyped-def]
-    site: Path = installed["site"]
+def test_drift_is_reported_then_repaired_state_is_clean(installed: InstalledLock) -> None:
+    site: Path = installed.site
     # extra: a foreign distribution
     extra = site / "intruder-1.0.dist-info"
     extra.mkdir()
@@ -89,9 +90,9 @@ def test_drift_is_reported_then_repaired_state_is_clean(installed) -> None:  # t
     assert _verify(installed).returncode == 0
 
 
-def test_source_drift(installed) -> None:  # type: ignore[no-untyped-def]
-    src = installed["opt"] / "vllm_repo"
-    patched = installed["lock"].layout.patched_files[0].path
+def test_source_drift(installed: InstalledLock) -> None:
+    src = installed.opt / "vllm_repo"
+    patched = installed.lock.layout.patched_files[0].path
     target = src / patched
     original = target.read_bytes()
     target.write_bytes(original + b"torch==9.9\n")
@@ -102,28 +103,28 @@ def test_source_drift(installed) -> None:  # type: ignore[no-untyped-def]
         target.write_bytes(original)
 
 
-def test_other_lock_is_drift(installed, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    _, other = resolve_world_lock(world, tmp_path / "other.lock.toml", installed["cache"], torch_date="2026-11-05")
-    result = cli("verify", str(other), "--venv", str(installed["opt"] / "vllm"), cache=installed["cache"])
+def test_other_lock_is_drift(installed: InstalledLock, world: TestWorld, tmp_path: Path) -> None:
+    _, other = resolve_world_lock(world, tmp_path / "other.lock.toml", installed.cache, torch_date="2026-11-05")
+    result = cli("verify", str(other), "--venv", str(installed.opt / "vllm"), cache=installed.cache)
     assert result.returncode == 1
     assert "different  torch" in result.stdout and "receipt" in result.stdout
 
 
-def test_error_exits_2(installed, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    result = cli("verify", str(installed["path"]), "--venv", str(tmp_path / "nothing"), cache=installed["cache"])
+def test_error_exits_2(installed: InstalledLock, tmp_path: Path) -> None:
+    result = cli("verify", str(installed.path), "--venv", str(tmp_path / "nothing"), cache=installed.cache)
     assert result.returncode == 2 and result.stderr.startswith("error:")
-    result = cli("verify", str(tmp_path / "missing.lock.toml"), cache=installed["cache"])
+    result = cli("verify", str(tmp_path / "missing.lock.toml"), cache=installed.cache)
     assert result.returncode == 2
 
 
-def _uv(installed, *args: str) -> None:  # type: ignore[no-untyped-def]
-    python = installed["opt"] / "vllm" / "bin" / "python"
-    env = dict(os.environ, UV_CACHE_DIR=str(installed["cache"] / "uv-test"), UV_OFFLINE="1")
+def _uv(installed: InstalledLock, *args: str) -> None:
+    python = installed.opt / "vllm" / "bin" / "python"
+    env = dict(os.environ, UV_CACHE_DIR=str(installed.cache / "uv-test"), UV_OFFLINE="1")
     subprocess.run([uv_bin(), "pip", *args, "--python", str(python)], check=True, capture_output=True, env=env)
 
 
-def test_a_requirement_uninstalled_afterwards_is_unmet(installed) -> None:  # type: ignore[no-untyped-def]
-    gen = Path(os.readlink(installed["opt"] / "vllm")).parent
+def test_a_requirement_uninstalled_afterwards_is_unmet(installed: InstalledLock) -> None:
+    gen = Path(os.readlink(installed.opt / "vllm")).parent
     (wheel,) = (gen / "wheels").rglob("vllm_fake_dep_a-*.whl")
     _uv(installed, "uninstall", "vllm-fake-dep-a")
     try:
@@ -139,12 +140,13 @@ def test_a_requirement_uninstalled_afterwards_is_unmet(installed) -> None:  # ty
     assert _verify(installed).returncode == 0
 
 
-def test_install_fails_at_verify_when_the_build_requires_what_the_lock_lacks(installed, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_install_fails_at_verify_when_the_build_requires_what_the_lock_lacks(installed: InstalledLock, world: TestWorld,
+                                                                             tmp_path: Path) -> None:
     # the branch's setup.py adds a requirement its requirements files do not name: the lock
     # (read from those files) carries vllm-fake-dep-a 1.1.0, the built metadata asks for >=9.0
-    _, path = resolve_world_lock(world, tmp_path / "more.lock.toml", installed["cache"], ref=UNMET_REQUIREMENT_BRANCH)
+    _, path = resolve_world_lock(world, tmp_path / "more.lock.toml", installed.cache, ref=UNMET_REQUIREMENT_BRANCH)
     opt = tmp_path / "opt"
-    result = cli(*install_args(path, opt), cache=installed["cache"])
+    result = cli(*install_args(path, opt), cache=installed.cache)
     assert result.returncode == 6, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: the built vLLM's own requirements are not met: vllm requires {UNMET_REQUIREMENT}: "
@@ -153,14 +155,14 @@ def test_install_fails_at_verify_when_the_build_requires_what_the_lock_lacks(ins
     assert not (opt / "vllm").exists()  # nothing switched to the failed generation
 
 
-def test_left_out_members_are_notes_not_drift(installed, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_left_out_members_are_notes_not_drift(installed: InstalledLock, world: TestWorld, tmp_path: Path) -> None:
     # cpu.txt declares torchaudio; a lock made with --without torchaudio does not install it
-    _, path = resolve_world_lock(world, tmp_path / "without.lock.toml", installed["cache"], without=("torchaudio",))
+    _, path = resolve_world_lock(world, tmp_path / "without.lock.toml", installed.cache, without=("torchaudio",))
     opt = tmp_path / "opt"
-    result = cli(*install_args(path, opt), cache=installed["cache"])
+    result = cli(*install_args(path, opt), cache=installed.cache)
     assert result.returncode == 0, result.stdout + result.stderr
     note = "vllm requires torchaudio; platform_machine != \"s390x\": not installed (left out on purpose by the lock"
     assert note in result.stderr
-    verified = cli("verify", str(path), "--venv", str(opt / "vllm"), cache=installed["cache"])
+    verified = cli("verify", str(path), "--venv", str(opt / "vllm"), cache=installed.cache)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert f"note       {note}" in verified.stdout

@@ -5,14 +5,16 @@ without the bundled library beside a platform wheel with it, like soundfile)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import tomllib
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_install_support import cli, install_args, resolve_world_lock
+from install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.actions.resolve.hashes import size_without_download
@@ -38,13 +40,24 @@ def _branch(world: TestWorld, name: str, text: str) -> None:
     git(world.repo_path, "checkout", "-q", "main")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OwnWorld:
+    """A test world of the module's own (with a branch of multi-wheel requirements) and its resolved lock."""
+
+    world: TestWorld
+    root: Path
+    lock: Lock
+    path: Path
+    cache: Path
+
+
 @pytest.fixture(scope="module")
-def own(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnWorld]:
     root = tmp_path_factory.mktemp("wheels")
     with TestWorld.create(root / "world") as world:
         _branch(world, "wheels", "vllm-fake-multi>=1.0\nvllm-fake-sound>=1.0\n")
         lock, path = resolve_world_lock(world, root / "dev.lock.toml", root / "cache", ref="wheels")
-        yield {"world": world, "root": root, "lock": lock, "path": path, "cache": root / "cache"}
+        yield OwnWorld(world=world, root=root, lock=lock, path=path, cache=root / "cache")
 
 
 def _package(lock: Lock, name: str) -> Package:
@@ -53,8 +66,8 @@ def _package(lock: Lock, name: str) -> Package:
     return package
 
 
-def test_resolve_locks_every_wheel_that_fits_with_its_hash(own) -> None:  # type: ignore[no-untyped-def]
-    world, lock = own["world"], own["lock"]
+def test_resolve_locks_every_wheel_that_fits_with_its_hash(own: OwnWorld) -> None:
+    world, lock = own.world, own.lock
     for name, files in (("vllm-fake-multi", MULTI), ("vllm-fake-sound", SOUND)):
         package = _package(lock, name)
         assert tuple(w.filename for w in package.wheels) == files  # cp312 wheels do not fit Python 3.11
@@ -62,13 +75,13 @@ def test_resolve_locks_every_wheel_that_fits_with_its_hash(own) -> None:  # type
             assert wheel.sha256 == world.file_sha256(wheel.filename) and wheel.hash_origin == "index"
             assert wheel.url == world.file_url(wheel.filename)
         assert len({w.sha256 for w in package.wheels}) == 2  # different bytes
-    text = own["path"].read_text()
+    text = own.path.read_text()
     assert "lock-version = 3" in text and text.count("[[packages.wheels]]") == sum(len(p.wheels) for p in lock.packages)
 
 
-def test_pylock_export_lists_every_wheel_and_uv_installs_the_platform_one(own, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pylock_export_lists_every_wheel_and_uv_installs_the_platform_one(own: OwnWorld, tmp_path: Path) -> None:
     out = tmp_path / "pylock.dev.toml"
-    result = cli("export", str(own["path"]), "-o", str(out), cache=own["cache"])
+    result = cli("export", str(own.path), "-o", str(out), cache=own.cache)
     assert result.returncode == 0, result.stderr
     exported = {p["name"]: p for p in tomllib.loads(out.read_text())["packages"]}
     for name, files in (("vllm-fake-multi", MULTI), ("vllm-fake-sound", SOUND)):
@@ -86,29 +99,30 @@ def test_pylock_export_lists_every_wheel_and_uv_installs_the_platform_one(own, t
 def _module(venv: Path, module: str) -> dict[str, object]:
     code = f"import json, {module} as m; print(json.dumps({{'tag': m.wheel_tag, 'bundled': m.bundled_library}}))"
     out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+    fields: dict[str, object] = json.loads(out.stdout)
+    return fields
 
 
 @pytest.fixture(scope="module")
-def installed(own):  # type: ignore[no-untyped-def]
-    opt = own["root"] / "opt"
-    result = cli(*install_args(own["path"], opt), cache=own["cache"])
+def installed(own: OwnWorld) -> Path:
+    opt = own.root / "opt"
+    result = cli(*install_args(own.path, opt), cache=own.cache)
     assert result.returncode == 0, result.stderr[-3000:]
     return opt
 
 
-def test_install_lets_uv_pick_and_verify_accepts_the_one_installed(own, installed) -> None:  # type: ignore[no-untyped-def]
+def test_install_lets_uv_pick_and_verify_accepts_the_one_installed(own: OwnWorld, installed: Path) -> None:
     venv = installed / "vllm"
     assert _module(venv, "vllm_fake_sound") == {"tag": "py3-none-manylinux_2_28_x86_64", "bundled": True}
     assert _module(venv, "vllm_fake_multi")["tag"] == "cp311-cp311-manylinux_2_28_x86_64"  # the newest glibc that fits
-    result = cli("verify", str(own["path"]), "--venv", str(venv), "--json", cache=own["cache"])
+    result = cli("verify", str(own.path), "--venv", str(venv), "--json", cache=own.cache)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["drift"] is False
     assert report["wheels"]["vllm-fake-sound"] == SOUND[1] and report["wheels"]["vllm-fake-multi"] == MULTI[1]
 
 
-def test_verify_refuses_a_wheel_the_lock_does_not_list(own, installed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_verify_refuses_a_wheel_the_lock_does_not_list(own: OwnWorld, installed: Path, tmp_path: Path) -> None:
     """Same name and version, another wheel (one for a newer glibc): its files match its own
     RECORD, so only the check against the locked wheels can tell."""
     venv = installed / "vllm"
@@ -121,31 +135,32 @@ def test_verify_refuses_a_wheel_the_lock_does_not_list(own, installed, tmp_path:
             "--reinstall", "--offline", "--no-index"]
     subprocess.run([*swap, str(wheel)], env=env, check=True)
     try:
-        result = cli("verify", str(own["path"]), "--venv", str(venv), cache=own["cache"])
+        result = cli("verify", str(own.path), "--venv", str(venv), cache=own.cache)
         assert result.returncode == 1, result.stdout + result.stderr
         assert (f"different  vllm-fake-sound: installed 1.0.0 wheel py3-none-manylinux_2_31_x86_64, "
                 f"lock {SOUND[0]} or {SOUND[1]}") in result.stdout
     finally:
         staged = Path(installed / "vllm").resolve().parent / "wheels" / SOUND[1]
         subprocess.run([*swap, str(staged)], env=env, check=True)
-    assert cli("verify", str(own["path"]), "--venv", str(venv), cache=own["cache"]).returncode == 0
+    assert cli("verify", str(own.path), "--venv", str(venv), cache=own.cache).returncode == 0
 
 
 @pytest.mark.parametrize("filename", [MULTI[1], MULTI[0]])  # the one uv would pick, and the one it would not
-def test_install_refuses_either_wheel_with_other_bytes(own, installed, tmp_path: Path, filename: str) -> None:  # type: ignore[no-untyped-def]
+def test_install_refuses_either_wheel_with_other_bytes(own: OwnWorld, installed: Path, tmp_path: Path,
+                                                       filename: str) -> None:
     """Runs after the installs above: the server now serves other bytes under this file's name."""
-    own["world"].swap_nightly_file(filename)
-    result = cli(*install_args(own["path"], tmp_path / "opt"), cache=tmp_path / "fresh-cache")
+    own.world.swap_nightly_file(filename)
+    result = cli(*install_args(own.path, tmp_path / "opt"), cache=tmp_path / "fresh-cache")
     assert result.returncode == 8, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and filename in errors[0] and "refusing" in errors[0]
     assert not (tmp_path / "opt" / "vllm").exists()
 
 
-def test_a_version_2_lock_is_refused_with_the_re_resolve_message(own, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_version_2_lock_is_refused_with_the_re_resolve_message(own: OwnWorld, tmp_path: Path) -> None:
     old = tmp_path / "old.lock.toml"
-    old.write_text(own["path"].read_text().replace("lock-version = 3", "lock-version = 2", 1))
-    result = cli("show", str(old), cache=own["cache"])
+    old.write_text(own.path.read_text().replace("lock-version = 3", "lock-version = 2", 1))
+    result = cli("show", str(old), cache=own.cache)
     assert result.returncode == 3
     assert result.stderr.strip().splitlines() == [
         f"error: {old}: lock-version 2 is older than this vllm-lock reads (3); re-resolve it with vllm-lock resolve"]
@@ -175,7 +190,8 @@ def test_a_published_hash_without_a_size_is_completed_without_downloading(tmp_pa
 
 def _served(world: TestWorld, filename: str) -> bytes:
     with urllib.request.urlopen(world.file_url(filename)) as response:
-        return response.read()  # type: ignore[no-any-return]
+        data: bytes = response.read()
+        return data
 
 
 def test_size_from_the_json_form_when_head_gives_none(world: TestWorld) -> None:
@@ -190,7 +206,8 @@ def test_size_from_the_json_form_when_head_gives_none(world: TestWorld) -> None:
                                  world.torch_release_index + "/torch/") == (None, "")
 
 
-def test_a_wheel_whose_wheel_file_disagrees_with_its_name_is_found_by_its_record(own, installed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_wheel_whose_wheel_file_disagrees_with_its_name_is_found_by_its_record(own: OwnWorld, installed: Path,
+                                                                                 tmp_path: Path) -> None:
     """Some real wheels record other tags in WHEEL than their file name carries: the installed
     files are then matched against each locked wheel's own RECORD (from the staged wheels)."""
     from vllm_lock.actions.verify import Dist, installed_wheel
@@ -200,9 +217,10 @@ def test_a_wheel_whose_wheel_file_disagrees_with_its_name_is_found_by_its_record
     info = tmp_path / "vllm_fake_sound-1.0.0.dist-info"
     subprocess.run(["cp", "-r", str(site / info.name), str(info)], check=True)
     wheel_file = info / "WHEEL"
-    wheel_file.write_text(wheel_file.read_text().replace("Tag: py3-none-manylinux_2_28_x86_64", "Tag: py3-none-linux_x86_64"))
+    wheel_file.write_text(wheel_file.read_text().replace("Tag: py3-none-manylinux_2_28_x86_64",
+                                                         "Tag: py3-none-linux_x86_64"))
     dist = Dist(name="vllm-fake-sound", version="1.0.0", dist_info=info)
-    package = _package(own["lock"], "vllm-fake-sound")
+    package = _package(own.lock, "vllm-fake-sound")
     found = installed_wheel(package, dist, gen / "wheels")
     assert found is not None and found.filename == SOUND[1]
     assert installed_wheel(package, dist, None) is None  # no staged wheels: nothing to match against

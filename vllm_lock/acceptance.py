@@ -123,7 +123,8 @@ def evaluate(lock: Lock, probe: dict[str, Any], version_run: tuple[bool, str], h
         # installed distribution's, which the probe read after `import vllm`
         found = probe.get("vllm")
         checks.append(Check(name="vllm version", ok=bool(found),
-                            detail=f"{found} (importlib.metadata; `vllm --version` needs a device, an empty build has none)"
+                            detail=f"{found} (importlib.metadata; `vllm --version` needs a device, an empty build has "
+                                   "none)"
                             if found else "not readable: import vllm failed"))
     else:
         ok, output = version_run

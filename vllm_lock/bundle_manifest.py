@@ -216,7 +216,8 @@ def check_members(manifest: Manifest, seen: dict[str, Member]) -> None:
             raise BundleError(f"bundle member {path!r} is not in its manifest")
         if (got.sha256, got.size) != (want.sha256, want.size):
             raise BundleError(f"bundle member {path!r} does not match its manifest "
-                              f"(sha256 {got.sha256[:16]}…, {got.size} bytes; manifest: {want.sha256[:16]}…, {want.size} bytes)")
+                              f"(sha256 {got.sha256[:16]}…, {got.size} bytes; manifest: {want.sha256[:16]}…, "
+                              f"{want.size} bytes)")
     if missing := sorted(set(listed) - set(seen)):
         raise BundleError(f"the bundle lacks {missing[0]!r}, which its manifest lists (truncated?)")
     for repo in manifest.repositories:

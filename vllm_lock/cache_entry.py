@@ -215,7 +215,8 @@ def parse(data: bytes, *, origin: str) -> CacheEntry:
     if missing := [key for key in _KEYS if key not in values]:
         raise CacheEntryError(f"{origin}: missing {', '.join(missing)}")
     if values["Format"] != str(ENTRY_FORMAT):
-        raise CacheEntryError(f"{origin}: Format {values['Format'][:20]!r} is not {ENTRY_FORMAT}: a newer vllm-lock wrote it")
+        raise CacheEntryError(f"{origin}: Format {values['Format'][:20]!r} is not {ENTRY_FORMAT}: a newer vllm-lock "
+                              "wrote it")
     for key, rule in (("WheelSize", _SIZE), ("BuildSeconds", _SECONDS)):
         if not rule.fullmatch(values[key]):
             raise CacheEntryError(f"{origin}: {key}: {values[key][:40]!r} is not a plain decimal number")
@@ -247,5 +248,6 @@ def _signature(value: str, where: str) -> Signature:
     except (binascii.Error, ValueError):
         raise CacheEntryError(f"{where}: Sig of key {name}: not base64") from None
     if len(raw) != SIGNATURE_BYTES:
-        raise CacheEntryError(f"{where}: Sig of key {name}: {len(raw)} bytes, an ed25519 signature has {SIGNATURE_BYTES}")
+        raise CacheEntryError(f"{where}: Sig of key {name}: {len(raw)} bytes, an ed25519 signature has "
+                              f"{SIGNATURE_BYTES}")
     return Signature(key_name=name, value=raw)

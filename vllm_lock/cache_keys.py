@@ -60,7 +60,8 @@ class Trust:
 
 def check_name(name: str) -> str:
     if not KEY_NAME.fullmatch(name):
-        raise CacheKeyError(f"key name {name[:70]!r}: letters, digits, '.', '_' and '-', at most 64, not starting with a sign")
+        raise CacheKeyError(f"key name {name[:70]!r}: letters, digits, '.', '_' and '-', at most 64, not starting with "
+                            "a sign")
     return name
 
 
@@ -141,6 +142,7 @@ def trust(entry: CacheEntry, trusted: Iterable[PublicKey]) -> Trust:
         if named:
             bad.append(sig.key_name)
     if bad:
-        return Trust(signer=None, problem=f"the signature by {', '.join(bad)} does not verify (wrong signature, or the entry was altered)")
+        return Trust(signer=None, problem=f"the signature by {', '.join(bad)} does not verify (wrong signature, or the "
+                                          "entry was altered)")
     names = ", ".join(s.key_name for s in entry.signatures)
     return Trust(signer=None, problem=f"signed only by keys that are not trusted ({names})")

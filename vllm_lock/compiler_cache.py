@@ -68,7 +68,8 @@ def parse_compiler_cache(url: str) -> CompilerCache:
     endpoint = query.get("endpoint", [None])[0]
     if endpoint is not None and not _plain_endpoint(endpoint):
         raise CompilerCacheError(f"compiler cache {url!r}: the endpoint must be an http(s) URL, "
-                                 f"http(s)://HOST[:PORT] (no credentials, path, query or fragment: use AWS_* variables)")
+                                 "http(s)://HOST[:PORT] (no credentials, path, query or fragment: "
+                                 "use AWS_* variables)")
     prefix = parts.path.strip("/")
     if prefix and any(segment in ("", ".", "..") for segment in prefix.split("/")):
         raise CompilerCacheError(f"compiler cache {url!r}: the prefix {prefix!r} has an empty, . or .. segment")

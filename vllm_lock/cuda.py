@@ -36,7 +36,8 @@ def arch_problem(arch: str, cuda: tuple[int, int]) -> str | None:
     if minimum is None:
         return f"unknown CUDA architecture {arch!r} (known: {', '.join(MIN_CUDA_FOR_ARCH)})"
     if cuda < minimum:
-        return f"sm_{key.replace('.', '')} needs CUDA >= {minimum[0]}.{minimum[1]}, the variant is CUDA {cuda[0]}.{cuda[1]}"
+        return (f"sm_{key.replace('.', '')} needs CUDA >= {minimum[0]}.{minimum[1]}, the variant is CUDA "
+                f"{cuda[0]}.{cuda[1]}")
     maximum = MAX_CUDA_FOR_ARCH.get(key)
     if maximum is not None and cuda > maximum:
         return f"CUDA {cuda[0]}.{cuda[1]} can no longer build sm_{key.replace('.', '')}"

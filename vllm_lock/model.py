@@ -291,7 +291,8 @@ def build_env_problem(key: str, value: str) -> str | None:
     """A build.env entry: an allowed variable with a value of its type."""
     rule = BUILD_ENV_RULES.get(key)
     if key == "MAX_JOBS":
-        return "MAX_JOBS does not belong in the build recipe: it does not change the output; set it at install time (--max-jobs)"
+        return ("MAX_JOBS does not belong in the build recipe: it does not change the output; set it at install time "
+                "(--max-jobs)")
     if rule is None:
         return (f"{show(key)} is not an allowed build setting (allowed: {', '.join(sorted(BUILD_ENV_RULES))}; "
                 "nothing that names a program, path, library or URL)")
@@ -413,7 +414,8 @@ class TorchInput:
                 _check("inputs.torch.original.requested", date_problem(self.requested))
         else:
             _check("inputs.torch.original.requested", version_problem(self.requested))
-        _require(bool(_CUDA.fullmatch(self.cuda)), "inputs.torch.original.cuda", f"{show(self.cuda)} is not like cu128 or cpu")
+        _require(bool(_CUDA.fullmatch(self.cuda)), "inputs.torch.original.cuda",
+                 f"{show(self.cuda)} is not like cu128 or cpu")
         _check("inputs.torch.original.index", index_url_problem(self.index))
         _check("inputs.torch.locked.version", version_problem(self.version))
         if self.channel == "nightly":
@@ -506,8 +508,10 @@ class PatchedFile:
 
     def __post_init__(self) -> None:
         _check("path", relative_path_problem(self.path))
-        _require(bool(_SHA256.fullmatch(self.sha256_before)), "sha256-before", f"{show(self.sha256_before)} is not a sha256")
-        _require(bool(_SHA256.fullmatch(self.sha256_after)), "sha256-after", f"{show(self.sha256_after)} is not a sha256")
+        _require(bool(_SHA256.fullmatch(self.sha256_before)), "sha256-before",
+                 f"{show(self.sha256_before)} is not a sha256")
+        _require(bool(_SHA256.fullmatch(self.sha256_after)), "sha256-after",
+                 f"{show(self.sha256_after)} is not a sha256")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -606,7 +610,8 @@ class Wheel:
 
     def __post_init__(self) -> None:
         _require(bool(_SHA256.fullmatch(self.sha256)), "sha256", f"{show(self.sha256)} is not a sha256")
-        _require(0 < self.size <= MAX_PACKAGE_SIZE, "size", f"{show(self.size)} is not between 1 and {MAX_PACKAGE_SIZE}")
+        _require(0 < self.size <= MAX_PACKAGE_SIZE, "size",
+                 f"{show(self.size)} is not between 1 and {MAX_PACKAGE_SIZE}")
         _require(self.hash_origin in ("index", "downloaded"), "hash-origin",
                  f"{show(self.hash_origin)} is not index or downloaded")
 

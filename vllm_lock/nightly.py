@@ -43,7 +43,8 @@ def parse_simple_page(html: str, page_url: str) -> tuple[Link, ...]:
     links = []
     for match in _ANCHOR.finditer(html):
         attrs = {
-            m.group(1).lower(): unescape(m.group(2) if m.group(2) is not None else m.group(3) if m.group(3) is not None else m.group(4))
+            m.group(1).lower(): unescape(m.group(2) if m.group(2) is not None
+                                         else m.group(3) if m.group(3) is not None else m.group(4))
             for m in _ATTRIBUTE.finditer(match.group(1))
         }
         href = attrs.get("href")
@@ -105,7 +106,8 @@ def _candidates(links: Iterable[Link], *, cuda: str, target: Target) -> tuple[Wh
     variant), then the full wheel-name parse on what is left."""
     marker = f"+{cuda}"
     return wheel_links(
-        link for link in links if marker in link.filename and (target.machine in link.filename or "-any." in link.filename)
+        link for link in links
+        if marker in link.filename and (target.machine in link.filename or "-any." in link.filename)
     )
 
 

@@ -123,7 +123,8 @@ def preflight_problems(lock: Lock, facts: MachineFacts, *, min_free_disk: int | 
         )
     if is_cuda(lock):
         if facts.nvcc is None:
-            problems.append("nvcc not found ($CUDA_HOME/bin when CUDA_HOME is set, else /usr/local/cuda/bin, PATH); install the CUDA toolkit")
+            problems.append("nvcc not found ($CUDA_HOME/bin when CUDA_HOME is set, else /usr/local/cuda/bin, PATH); "
+                            "install the CUDA toolkit")
         elif facts.nvcc_version is None:
             problems.append(f"cannot read the version of {facts.nvcc}")
         else:

@@ -39,7 +39,8 @@ DEVICE_PREDICATES = {
     "_is_hpu": "hpu",
 }
 # A tree whose setup.py has no get_requirements (e.g. the test world): one file per device.
-DEFAULT_FILES = {device: "common.txt" if device == "empty" else f"{device}.txt" for device in DEVICE_PREDICATES.values()}
+DEFAULT_FILES = {device: "common.txt" if device == "empty" else f"{device}.txt"
+                 for device in DEVICE_PREDICATES.values()}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -271,7 +272,8 @@ def declared_requirements(
     )
 
 
-def _raw_lines(name: str, read: Callable[[str], str], files: list[str], seen: frozenset[str]) -> list[tuple[str, int, str]]:
+def _raw_lines(name: str, read: Callable[[str], str], files: list[str],
+               seen: frozenset[str]) -> list[tuple[str, int, str]]:
     path = posixpath.normpath(posixpath.join(REQUIREMENTS_DIR, name))
     if path in seen:
         raise LayoutError(f"{path}: include cycle")
@@ -373,7 +375,8 @@ def _parse_line(text: str) -> _Line:
     tests = _EXTRA_TEST.findall(marker)
     if not tests or len(tests) != len(re.findall(r"\bextra\b", marker)):  # `!=`, `in`: evaluated for each extra
         return _Line(text=text, requirement=requirement, extras_tested=None)
-    return _Line(text=text, requirement=requirement, extras_tested=frozenset(canonicalize_name(a or b) for a, b in tests))
+    return _Line(text=text, requirement=requirement,
+                 extras_tested=frozenset(canonicalize_name(a or b) for a, b in tests))
 
 
 def _read_lines(lines: Iterable[str]) -> list[str] | None:

@@ -76,7 +76,8 @@ def detect_layout(paths: Iterable[str], read: Callable[[str], str], *, target_de
     )
 
 
-def parse_requirement_file(path: str, read: Callable[[str], str], _seen: frozenset[str] = frozenset()) -> tuple[str, ...]:
+def parse_requirement_file(path: str, read: Callable[[str], str],
+                           _seen: frozenset[str] = frozenset()) -> tuple[str, ...]:
     """Requirement strings of a requirements file, following -r/-c includes; index options
     (which vllm-lock decides itself) are skipped. Raises LayoutError on what it cannot read."""
     if path in _seen:

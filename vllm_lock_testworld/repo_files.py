@@ -105,7 +105,8 @@ def _add_rust_frontend(files: dict[str, str]) -> None:
     files["pyproject.toml"] = replace_once(files["pyproject.toml"], scm, scm + '    "setuptools-rust>=1.9.0",\n')
     for path in ("requirements/build.txt", *BUILD_REQUIREMENTS):
         if path in files:
-            files[path] = replace_once(files[path], "setuptools-scm>=8\n", "setuptools-scm>=8\nsetuptools-rust>=1.9.0\n")
+            files[path] = replace_once(files[path], "setuptools-scm>=8\n",
+                                       "setuptools-scm>=8\nsetuptools-rust>=1.9.0\n")
 
 
 def repo_files(s: RepoState) -> dict[str, str]:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # test_install_support
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vllm_lock_testworld import TestWorld
 
-from faultservers import FaultHTTPServer, SilentListener  # noqa: E402
+from .faultservers import FaultHTTPServer, SilentListener
 
 
 @pytest.fixture()
-def fault_http(world) -> Iterator[FaultHTTPServer]:  # type: ignore[no-untyped-def]
+def fault_http(world: TestWorld) -> Iterator[FaultHTTPServer]:
     server = FaultHTTPServer(upstream=world.base_url)
     try:
         yield server

@@ -2,8 +2,9 @@
 
 FaultHTTPServer proxies the test world, except for paths given a fault: "drip" answers one byte
 (status line, headers, body) every `interval` seconds; "endless" sends a body without a length
-that never ends; "redirect:<url>" redirects there. SilentListener accepts TCP connections and never says a word (a git:// server
-that hangs). Each records what reached it as events, so that tests wait on events, not sleeps."""
+that never ends; "redirect:<url>" redirects there. SilentListener accepts TCP connections and never
+says a word (a git:// server that hangs). Each records what reached it as events, so that tests wait
+on events, not sleeps."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ class FaultHTTPServer:
             handler.close_connection = True
 
     def _proxy(self, handler: BaseHTTPRequestHandler, head: bool) -> None:
-        conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
+        conn = http.client.HTTPConnection(self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=30)
         try:
             conn.request(handler.command, handler.path, headers={
                 "Host": handler.headers.get("Host", ""), "Accept": handler.headers.get("Accept", "*/*"),
@@ -98,8 +99,8 @@ class FaultHTTPServer:
             conn.close()
         handler.send_response(response.status)
         for key in ("Content-Type", "Content-Length", "ETag", "Location"):
-            if response.getheader(key) is not None:
-                handler.send_header(key, response.getheader(key))
+            if (value := response.getheader(key)) is not None:
+                handler.send_header(key, value)
         handler.end_headers()
         if not head:
             handler.wfile.write(body)

@@ -15,6 +15,9 @@ from vllm_lock.errors import VllmLockError
 from vllm_lock.generation import Generation
 from vllm_lock.shell import staging
 from vllm_lock.shell.store import Store
+from vllm_lock_testworld import TestWorld
+
+from .faultservers import FaultHTTPServer, SilentListener
 
 SHA = hashlib.sha256(b"x").hexdigest()
 HOSTILE_NAMES = [
@@ -32,7 +35,7 @@ def _written_outside(root: Path, outside: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
-def test_a_hostile_filename_never_leaves_the_store(tmp_path: Path, name: str, world) -> None:  # type: ignore[no-untyped-def]
+def test_a_hostile_filename_never_leaves_the_store(tmp_path: Path, name: str, world: TestWorld) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     store = Store(tmp_path / "cache" / "x" / "y")
@@ -72,7 +75,8 @@ def test_a_symlink_inside_the_store_cannot_lead_out(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["../evil", "{tmp}/gen/evil", ".."])
 def test_a_hostile_source_name_never_leaves_the_staging_root(tmp_path: Path, name: str) -> None:
     name = name.format(tmp=tmp_path)  # an absolute name, aimed at this test's own tmp
-    source = SimpleNamespace(name=name, repository="file:///nonexistent", commit="1" * 40, ref_kind="commit", ref="1" * 40)
+    source = SimpleNamespace(name=name, repository="file:///nonexistent", commit="1" * 40, ref_kind="commit",
+                             ref="1" * 40)
     gen = Generation(root=tmp_path / "gen")
     gen.external.mkdir(parents=True)
     gen.receipt.write_text("{}")
@@ -83,7 +87,8 @@ def test_a_hostile_source_name_never_leaves_the_staging_root(tmp_path: Path, nam
 
 
 @pytest.mark.parametrize("scheme", ["ftp", "file"])
-def test_a_redirect_leaves_http_never(fault_http, silent_git, scheme: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_redirect_leaves_http_never(fault_http: FaultHTTPServer, silent_git: SilentListener, scheme: str,
+                                      tmp_path: Path) -> None:
     """An index redirecting to ftp: or file: gets an error; no connection is even attempted."""
     from vllm_lock.shell import http
 

@@ -6,15 +6,18 @@ the environment variables of docs/faults.md; only the upper bound on time is a t
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from faultservers import FaultHTTPServer, SilentListener
-from test_install_support import cli, install_args, resolve_world_lock
+from install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock import codec
 from vllm_lock.model import Lock
+from vllm_lock_testworld import TestWorld
+
+from .faultservers import FaultHTTPServer, SilentListener
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +31,8 @@ def _error_line(stderr: str) -> str:
     return errors[0]
 
 
-def _resolve(world, cache: Path, out: Path, env: dict[str, str], **options: str):  # type: ignore[no-untyped-def]
+def _resolve(world: TestWorld, cache: Path, out: Path, env: dict[str, str], **options: str
+             ) -> tuple[subprocess.CompletedProcess[str], float]:
     args = {
         "--repo": world.repo_url, "--torch-index": world.torch_nightly_index, "--index": world.general_index,
         "--python": "3.11", "--torch-date": world.latest_consistent_date.isoformat(), "--target-device": "cpu",
@@ -42,7 +46,7 @@ def _resolve(world, cache: Path, out: Path, env: dict[str, str], **options: str)
 
 
 @pytest.fixture(scope="module")
-def world_lock(world, tmp_path_factory) -> Lock:  # type: ignore[no-untyped-def]
+def world_lock(world: TestWorld, tmp_path_factory: pytest.TempPathFactory) -> Lock:
     root = tmp_path_factory.mktemp("deadlines")
     lock, _ = resolve_world_lock(world, root / "dev.lock.toml", root / "cache")
     return lock
@@ -62,7 +66,7 @@ def _moved(lock: Lock, old_base: str, new_base: str, path: Path, **vllm: str) ->
     return path
 
 
-def test_a_dripping_torch_index_ends_resolve(world, fault_http: FaultHTTPServer, tmp_path: Path) -> None:
+def test_a_dripping_torch_index_ends_resolve(world: TestWorld, fault_http: FaultHTTPServer, tmp_path: Path) -> None:
     fault_http.faults["*"] = "drip"
     index = fault_http.base_url + "/whl/nightly/cu128"
     result, elapsed = _resolve(world, tmp_path / "cache", tmp_path / "x.lock.toml",
@@ -75,7 +79,7 @@ def test_a_dripping_torch_index_ends_resolve(world, fault_http: FaultHTTPServer,
     assert not (tmp_path / "x.lock.toml").exists()
 
 
-def test_a_hanging_general_index_is_named(world, fault_http: FaultHTTPServer, tmp_path: Path) -> None:
+def test_a_hanging_general_index_is_named(world: TestWorld, fault_http: FaultHTTPServer, tmp_path: Path) -> None:
     """uv's own requests: UV_HTTP_TIMEOUT is per read, so the whole `uv pip compile` is bounded."""
     fault_http.faults["*"] = "drip"
     index = fault_http.base_url + "/pypi/simple"
@@ -90,7 +94,7 @@ def test_a_hanging_general_index_is_named(world, fault_http: FaultHTTPServer, tm
 
 @pytest.mark.parametrize(("fault", "code"), [("drip", 4), ("endless", 8)])
 def test_a_download_that_never_ends_stops_install(
-    world, world_lock: Lock, fault_http: FaultHTTPServer, tmp_path: Path, fault: str, code: int
+    world: TestWorld, world_lock: Lock, fault_http: FaultHTTPServer, tmp_path: Path, fault: str, code: int
 ) -> None:
     fault_http.faults["*"] = fault
     lock = _moved(world_lock, world.base_url, fault_http.base_url, tmp_path / "moved.lock.toml")
@@ -109,7 +113,7 @@ def test_a_download_that_never_ends_stops_install(
         assert all(f.stat().st_size <= max(sizes) for f in (tmp_path / "cache").rglob("*") if f.is_file())
 
 
-def test_a_silent_git_server_ends_resolve(world, silent_git: SilentListener, tmp_path: Path) -> None:
+def test_a_silent_git_server_ends_resolve(world: TestWorld, silent_git: SilentListener, tmp_path: Path) -> None:
     url = f"git://127.0.0.1:{silent_git.port}/vllm.git"
     result, elapsed = _resolve(world, tmp_path / "cache", tmp_path / "x.lock.toml",
                                {"VLLM_LOCK_GIT_PROBE_DEADLINE": "3"}, **{"--repo": url})
@@ -119,7 +123,8 @@ def test_a_silent_git_server_ends_resolve(world, silent_git: SilentListener, tmp
     assert elapsed < 3 + SLACK_S
 
 
-def test_a_silent_git_server_ends_install(world, world_lock: Lock, silent_git: SilentListener, tmp_path: Path) -> None:
+def test_a_silent_git_server_ends_install(world: TestWorld, world_lock: Lock, silent_git: SilentListener,
+                                          tmp_path: Path) -> None:
     url = f"git://127.0.0.1:{silent_git.port}/vllm.git"
     lock = _moved(world_lock, world.base_url, world.base_url, tmp_path / "git.lock.toml", url=url)
     started = time.monotonic()

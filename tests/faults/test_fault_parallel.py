@@ -10,7 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_install_support import CLI, cli, install_args, resolve_world_lock
+from install_support import CLI, cli, install_args, resolve_world_lock
+
+from vllm_lock_testworld import TestWorld
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +20,7 @@ ROUNDS = int(os.environ.get("VLLM_LOCK_FAULT_ROUNDS", "2"))
 INSTALLS = 3
 
 
-def test_parallel_installs_sharing_an_empty_cache(world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_parallel_installs_sharing_an_empty_cache(world: TestWorld, tmp_path: Path) -> None:
     _, lock = resolve_world_lock(world, tmp_path / "dev.lock.toml", tmp_path / "resolve-cache")
     outcomes = []
     for round_ in range(ROUNDS):
@@ -48,7 +50,7 @@ def test_parallel_installs_sharing_an_empty_cache(world, tmp_path: Path) -> None
     assert outcomes == [0] * (ROUNDS * INSTALLS)
 
 
-def test_a_checkout_missing_objects_is_cloned_again(world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_checkout_missing_objects_is_cloned_again(world: TestWorld, tmp_path: Path) -> None:
     """What a clone racing a fetch used to leave: a generation whose source misses objects, which
     failed every rerun. The unfinished generation's rerun now clones it again."""
     _, lock = resolve_world_lock(world, tmp_path / "dev.lock.toml", tmp_path / "cache")

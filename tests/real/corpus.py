@@ -215,7 +215,8 @@ def install():
     sys.meta_path.append(_Finder())
 '''
 _TORCH_FILES = (
-    ("torch/__init__.py", '"""Fake torch (vllm-lock corpus)."""\nimport sys\n\nfrom torch import _stub\n\n_stub.install()\n'
+    ("torch/__init__.py",
+     '"""Fake torch (vllm-lock corpus)."""\nimport sys\n\nfrom torch import _stub\n\n_stub.install()\n'
                           "from torch import version, utils  # noqa: E402\n\n"
                           "__version__ = version.__version__\n\n\n"
                           "def __getattr__(name):\n"

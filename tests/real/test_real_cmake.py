@@ -10,8 +10,7 @@ from functools import cache
 import pytest
 from sdists import cmake_files, sdist
 
-from vllm_lock import cmake
-from vllm_lock import source_layout as layout
+from vllm_lock import cmake, source_layout
 
 Pin = tuple[str, str, str, str]  # name, repository, ref, override
 
@@ -124,9 +123,9 @@ def tree(version: str) -> tuple[frozenset[str], dict[str, str]]:
     return paths, cmake_files(version)
 
 
-def read_pins(version: str, device: str, processor: str) -> layout.ExternalPinsReading:
+def read_pins(version: str, device: str, processor: str) -> source_layout.ExternalPinsReading:
     paths, files = tree(version)
-    return layout.external_pins(paths, files.__getitem__, target_device=device, processor=processor)
+    return source_layout.external_pins(paths, files.__getitem__, target_device=device, processor=processor)
 
 
 @pytest.mark.parametrize(("version", "device", "processor"), sorted(EXPECTED))
@@ -150,6 +149,6 @@ def test_empty_target_fetches_nothing_by_cmakes_own_logic(version: str) -> None:
     """`empty` locks nothing by rule; vLLM's own CMakeLists.txt agrees when evaluated for it."""
     paths, files = tree(version)
     reading = cmake.evaluate("CMakeLists.txt", paths, files.__getitem__,
-                             facts=layout.cmake_facts("empty", "x86_64"))
+                             facts=source_layout.cmake_facts("empty", "x86_64"))
     assert reading.pins == () and reading.stopped is None
     assert "cmake/cpu_extension.cmake" not in reading.included

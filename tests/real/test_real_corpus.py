@@ -83,7 +83,8 @@ class Repos:
     time a test asks for it."""
 
     def __init__(self, factory: pytest.TempPathFactory) -> None:
-        self.factory, self.made = factory, {}
+        self.factory = factory
+        self.made: dict[str, VllmRepo] = {}
 
     def __getitem__(self, version: str) -> VllmRepo:
         if version not in self.made:

@@ -19,7 +19,7 @@ from vllm_lock import requirements as requirement_rules
 from vllm_lock import source_layout as layout
 from vllm_lock import torch_family
 from vllm_lock.actions.resolve import ResolveRequest
-from vllm_lock.actions.resolve.source import strip_and_read
+from vllm_lock.actions.resolve.source import StrippedTree, strip_and_read
 from vllm_lock.model import Target
 from vllm_lock.progress import QUIET
 
@@ -80,7 +80,7 @@ opentelemetry-sdk>=1.26.0,<1.27.0
 opentelemetry-api>=1.26.0,<1.27.0
 opentelemetry-exporter-otlp>=1.26.0,<1.27.0
 opentelemetry-semantic-conventions-ai>=0.4.1,<0.5.0
-""",
+""",  # noqa: E501 (vLLM's requirement lines, verbatim)
     "0.11.2": """\
 regex
 cachetools
@@ -133,7 +133,7 @@ setproctitle
 openai-harmony >= 0.0.3
 anthropic == 0.71.0
 model-hosting-container-standards < 1.0.0
-""",
+""",  # noqa: E501 (vLLM's requirement lines, verbatim)
     "0.20.2": """\
 regex
 cachetools
@@ -191,7 +191,7 @@ opentelemetry-sdk >= 1.27.0
 opentelemetry-api >= 1.27.0
 opentelemetry-exporter-otlp >= 1.27.0
 opentelemetry-semantic-conventions-ai >= 0.4.1
-""",
+""",  # noqa: E501 (vLLM's requirement lines, verbatim)
     "0.30.0": """\
 regex
 cachetools
@@ -251,7 +251,7 @@ opentelemetry-sdk >= 1.27.0
 opentelemetry-api >= 1.27.0
 opentelemetry-exporter-otlp >= 1.27.0
 opentelemetry-semantic-conventions-ai >= 0.4.1
-""",
+""",  # noqa: E501 (vLLM's requirement lines, verbatim)
     "0.33.0": """\
 regex
 cachetools
@@ -315,7 +315,7 @@ opentelemetry-sdk >= 1.27.0
 opentelemetry-api >= 1.27.0
 opentelemetry-exporter-otlp >= 1.27.0
 opentelemetry-semantic-conventions-ai >= 0.4.1
-""",
+""",  # noqa: E501 (vLLM's requirement lines, verbatim)
 }
 
 # What each target adds after common.txt, as setup.py declares it (stripped files; CUDA rules applied)
@@ -420,7 +420,7 @@ intel-openmp==2024.2.1; platform_machine == "x86_64"
 triton @ https://github.com/triton-lang/triton-cpu/releases/download/v3.8.0/triton-3.8.0+cpu-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl ; platform_machine == "x86_64" and python_version == "3.11"
 triton @ https://github.com/triton-lang/triton-cpu/releases/download/v3.8.0/triton-3.8.0+cpu-cp312-abi3-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl ; platform_machine == "x86_64" and python_version >= "3.12"
 py-cpuinfo; platform_machine == "aarch64"
-""",
+""",  # noqa: E501 (vLLM's requirement lines, verbatim)
 }
 
 Family = list[tuple[str, str, str]]  # name, the commit's pin, where it came from
@@ -490,7 +490,8 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return found
 
 
-def _read_as_built(trees: dict[str, Path], tmp_path: Path, version: str, device: str, cuda: str):  # type: ignore[no-untyped-def]
+def _read_as_built(trees: dict[str, Path], tmp_path: Path, version: str, device: str, cuda: str
+                   ) -> tuple[requirement_rules.RequirementRules, StrippedTree, torch_family.FamilyReading]:
     tree = tmp_path / "tree"
     shutil.copytree(trees[version], tree)
     paths = [p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()]

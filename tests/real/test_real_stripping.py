@@ -42,7 +42,7 @@ def test_partial_export_patches_what_the_whole_tree_patches(version: str, tmp_pa
     files = git_shell.list_files(repo, commit)
     detected = layout_rules.detect_layout(
         files, lambda p: git_shell.read_blob(repo, commit, p).decode(), target_device="cuda")
-    modes = [(detected.stripping_script,)]
+    modes: list[tuple[str, ...]] = [(detected.stripping_script,)]
     if detected.stripping_mode == "prefix":
         modes.append((detected.stripping_script, "--prefix"))
     for number, argv in enumerate(modes):

@@ -6,10 +6,12 @@ refusal of option-like values, and the `--` / `--end-of-options` before every su
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from sample_lock import make_lock
 
 from vllm_lock.errors import VllmLockError
 from vllm_lock.shell import git as git_shell
@@ -19,7 +21,9 @@ from vllm_lock.shell import git as git_shell
 def repo(tmp_path: Path) -> tuple[str, str]:
     """A real repository: (file:// URL, its commit on main)."""
     path = tmp_path / "repo"
-    run = lambda *a: subprocess.run(["git", *a], cwd=path, check=True, capture_output=True, text=True)  # noqa: E731
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, text=True)
+
     path.mkdir()
     run("init", "-q", "-b", "main")
     (path / "f").write_text("x\n")
@@ -32,7 +36,7 @@ def _hostile_url(marker: Path) -> str:
     return f"--upload-pack=touch {marker};"
 
 
-def _calls(url: str, ref: str, commit: str, cache: Path, src: Path):  # type: ignore[no-untyped-def]
+def _calls(url: str, ref: str, commit: str, cache: Path, src: Path) -> dict[str, Callable[[], object]]:
     """Every shell entry point a lock's URL, ref or commit reaches."""
     lock = SimpleNamespace(vllm=SimpleNamespace(url=url, commit=commit))
     return {
@@ -43,7 +47,7 @@ def _calls(url: str, ref: str, commit: str, cache: Path, src: Path):  # type: ig
     }
 
 
-def _assert_refused_and_nothing_ran(calls, marker: Path) -> None:  # type: ignore[no-untyped-def]
+def _assert_refused_and_nothing_ran(calls: dict[str, Callable[[], object]], marker: Path) -> None:
     for name, call in calls.items():
         with pytest.raises(VllmLockError) as caught:
             call()
@@ -78,7 +82,8 @@ def test_a_ref_or_commit_starting_with_a_dash_runs_nothing(tmp_path: Path, repo:
             git_shell.resolve_ref(url, ref)
 
 
-def test_a_dash_ref_is_only_a_pattern_to_git(tmp_path: Path, repo: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dash_ref_is_only_a_pattern_to_git(tmp_path: Path, repo: tuple[str, str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(git_shell, "check_ref", lambda ref: ref)
     url, _ = repo
     marker = tmp_path / "marker"
@@ -87,7 +92,8 @@ def test_a_dash_ref_is_only_a_pattern_to_git(tmp_path: Path, repo: tuple[str, st
     assert not marker.exists()
 
 
-def test_commits_are_passed_after_end_of_options(tmp_path: Path, repo: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_commits_are_passed_after_end_of_options(tmp_path: Path, repo: tuple[str, str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     url, commit = repo
     mirror = git_shell.update_mirror(tmp_path / "cache", url, commit)
     monkeypatch.setattr(git_shell, "check_commit", lambda c: c)
@@ -119,6 +125,5 @@ def test_a_plain_repository_still_resolves(repo: tuple[str, str], tmp_path: Path
     url, commit = repo
     assert git_shell.resolve_ref(url, "main") == commit
     src = tmp_path / "src"
-    lock = SimpleNamespace(vllm=SimpleNamespace(url=url, commit=commit))
-    git_shell.checkout(lock, tmp_path / "cache", src, lambda _: None)  # type: ignore[arg-type]
+    git_shell.checkout(make_lock(url=url, commit=commit), tmp_path / "cache", src, lambda _: None)
     assert (src / "f").read_text() == "x\n"

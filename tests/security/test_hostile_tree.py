@@ -16,10 +16,9 @@ from pathlib import Path
 
 import git
 import pytest
-from test_install_support import cli
+from install_support import cli
 
-from vllm_lock import cmake, pysource, requirements, rust
-from vllm_lock import source_layout as layout
+from vllm_lock import cmake, pysource, requirements, rust, source_layout
 from vllm_lock.errors import ExitCode, PreflightError, ResolutionError
 from vllm_lock.model import Crate
 from vllm_lock.shell import cargo
@@ -30,8 +29,8 @@ UNKNOWN = "CMAKE_CXX_COMPILER_VERSION"  # known only on the build machine: if() 
 SECONDS = 20  # each hostile case, on this 2-core machine; the unbounded ones ran for minutes
 
 
-def pins(files: dict[str, str]) -> layout.ExternalPinsReading:
-    return layout.external_pins(files, files.__getitem__, target_device="cuda", processor="x86_64")
+def pins(files: dict[str, str]) -> source_layout.ExternalPinsReading:
+    return source_layout.external_pins(files, files.__getitem__, target_device="cuda", processor="x86_64")
 
 
 def _include_bomb() -> dict[str, str]:
@@ -82,7 +81,7 @@ def test_hostile_cmake_is_a_layout_error_within_bounds(case: str) -> None:
     make, message = HOSTILE_CMAKE[case]
     files = make()
     started = time.monotonic()
-    with pytest.raises(layout.LayoutError, match=message):
+    with pytest.raises(source_layout.LayoutError, match=message):
         pins(files)
     assert time.monotonic() - started < SECONDS
 
@@ -110,15 +109,15 @@ DEEP_SUM = "X = " + "+".join(["a"] * 30_000) + "\n"
 
 
 def test_setup_py_too_deep_to_parse_is_the_readers_error() -> None:
-    with pytest.raises(layout.LayoutError, match=r"^setup\.py: nested too deeply to parse$"):
+    with pytest.raises(source_layout.LayoutError, match=r"^setup\.py: nested too deeply to parse$"):
         requirements.read_rules(DEEP_SUM)
     with pytest.raises(rust.RustError, match=r"^cannot parse tools/build_rust\.py: nested too deeply"):
         rust.rust_extension_targets({"tools/build_rust.py": "from setuptools_rust import RustExtension\n" + DEEP_SUM})
     # deep enough to parse, too deep for ast.unparse (which names a rule it cannot read)
     shallow = "X = " + "+".join(["a"] * 500) + "\n"
-    with pytest.raises(layout.LayoutError, match=rf"^setup\.py:1: nested deeper than {pysource.MAX_AST_DEPTH}$"):
+    with pytest.raises(source_layout.LayoutError, match=rf"^setup\.py:1: nested deeper than {pysource.MAX_AST_DEPTH}$"):
         requirements.read_rules(shallow)
-    with pytest.raises(layout.LayoutError, match=r"^setup\.py: source code string cannot contain null bytes$"):
+    with pytest.raises(source_layout.LayoutError, match=r"^setup\.py: source code string cannot contain null bytes$"):
         requirements.read_rules("x = 1\0")
 
 
@@ -132,8 +131,8 @@ def test_toml_of_the_tree_too_deep_or_too_long_is_the_readers_error(text: str) -
         rust.parse_cargo_lock("rust/Cargo.lock", text)
     with pytest.raises(rust.RustError, match=r"^rust-toolchain\.toml: "):
         rust.parse_toolchain("rust-toolchain.toml", text)
-    with pytest.raises(layout.LayoutError, match=r"^pyproject\.toml: "):
-        layout.build_system_requires(text)
+    with pytest.raises(source_layout.LayoutError, match=r"^pyproject\.toml: "):
+        source_layout.build_system_requires(text)
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -142,14 +141,15 @@ def test_toml_of_the_tree_too_deep_or_too_long_is_the_readers_error(text: str) -
     ('[build-system]\nrequires = ["not a requirement!"]\n', "requires: "),
 ])
 def test_pyproject_build_requires_of_the_wrong_shape_is_a_layout_error(text: str, message: str) -> None:
-    with pytest.raises(layout.LayoutError, match=message):
-        layout.build_system_requires(text)
+    with pytest.raises(source_layout.LayoutError, match=message):
+        source_layout.build_system_requires(text)
 
 
 def test_a_chain_of_requirement_includes_is_bounded() -> None:
     files = {f"requirements/r{i}.txt": f"-r r{i + 1}.txt\n" for i in range(5000)}
-    with pytest.raises(layout.LayoutError, match=rf"-r includes nested deeper than {layout.MAX_REQUIREMENT_INCLUDE_DEPTH}"):
-        layout.parse_requirement_file("requirements/r0.txt", files.__getitem__)
+    with pytest.raises(source_layout.LayoutError,
+                       match=rf"-r includes nested deeper than {source_layout.MAX_REQUIREMENT_INCLUDE_DEPTH}"):
+        source_layout.parse_requirement_file("requirements/r0.txt", files.__getitem__)
 
 
 # ---------------------------------------------------------------- the exported tree

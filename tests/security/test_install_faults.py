@@ -8,6 +8,7 @@ tmpfs. Concurrency is event-based: a process is stopped (SIGSTOP) at a line of i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -16,14 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_install_support import CLI, cli, resolve_world_lock
+from install_support import CLI, cli, resolve_world_lock
 
 from vllm_lock.actions import install as install_action
 from vllm_lock.build_identity import generation_id
 from vllm_lock.errors import OutputError
 from vllm_lock.generation import GenerationContainer
+from vllm_lock.model import Lock
 from vllm_lock.progress import QUIET
 from vllm_lock.shell import generations
+from vllm_lock_testworld import TestWorld
 
 pytestmark = [
     pytest.mark.slow,
@@ -83,8 +86,19 @@ class Links:
         return os.readlink(self.venv), os.readlink(self.src), f"{version.returncode} {version.stdout.strip()}"
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InstalledLinks:
+    """The module's lock (and its file), cache, the installed links, and the temporary root."""
+
+    lock: Lock
+    path: Path
+    cache: Path
+    layout: Links
+    root: Path
+
+
 @pytest.fixture(scope="module")
-def env(world, tmp_path_factory):  # type: ignore[no-untyped-def]
+def env(world: TestWorld, tmp_path_factory: pytest.TempPathFactory) -> InstalledLinks:
     """A lock, its cache and an installed generation (editable, as the lock says) with links in two directories.
     The `--no-editable` install of the same lock is a second generation that tests build."""
     root = tmp_path_factory.mktemp("install-faults")
@@ -93,16 +107,16 @@ def env(world, tmp_path_factory):  # type: ignore[no-untyped-def]
     layout = Links(root / "opt")
     first = cli(*layout.args(path), cache=cache)
     assert first.returncode == 0, first.stderr
-    return {"lock": lock, "path": path, "cache": cache, "layout": layout, "root": root}
+    return InstalledLinks(lock=lock, path=path, cache=cache, layout=layout, root=root)
 
 
-def _wheel_generation(env) -> Path:  # type: ignore[no-untyped-def]
-    return env["layout"].generations / (str(generation_id(env["lock"], editable=False)))
+def _wheel_generation(env: InstalledLinks) -> Path:
+    return env.layout.generations / (str(generation_id(env.lock, editable=False)))
 
 
-def _no_wheel_generation(env) -> None:  # type: ignore[no-untyped-def]
+def _no_wheel_generation(env: InstalledLinks) -> None:
     """The --no-editable generation gone (never the active one), so that installing it builds."""
-    layout, gen = env["layout"], _wheel_generation(env)
+    layout, gen = env.layout, _wheel_generation(env)
     assert not os.readlink(layout.venv).startswith(str(gen))
     shutil.rmtree(gen, ignore_errors=True)
 
@@ -129,50 +143,50 @@ def _stop_at(proc: subprocess.Popen[str], marker: str) -> list[str]:
 # ---------------------------------------------------------------- item 12: one line, not a traceback
 
 
-def test_a_regular_file_as_the_parent_of_venv(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_regular_file_as_the_parent_of_venv(env: InstalledLinks, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     venv = tmp_path / "file" / "vllm"
-    result = cli("install", str(env["path"]), "--venv", str(venv), "--src", str(tmp_path / "src"), cache=env["cache"])
+    result = cli("install", str(env.path), "--venv", str(venv), "--src", str(tmp_path / "src"), cache=env.cache)
     one_error(result, 9, f"{tmp_path / 'file'} (--venv's directory) is not a directory")
     assert (tmp_path / "file").read_text() == "not a directory"
     assert not (tmp_path / "src").exists()
 
 
-def test_a_read_only_venv_directory(env) -> None:  # type: ignore[no-untyped-def]
-    layout = env["layout"]
+def test_a_read_only_venv_directory(env: InstalledLinks) -> None:
+    layout = env.layout
     _no_wheel_generation(env)
     before = layout.state()
     with read_only(layout.venv.parent):
-        result = cli(*layout.args(env["path"], "--no-editable"), cache=env["cache"])
+        result = cli(*layout.args(env.path, "--no-editable"), cache=env.cache)
     one_error(result, 9, f"cannot write in {layout.venv.parent} (--venv's directory)", "Read-only file system")
     assert "==> " not in result.stderr  # refused before any step: no build ran for nothing
     assert layout.state() == before
     assert not _wheel_generation(env).exists()
 
 
-def test_a_read_only_src_directory_is_refused_before_the_build(env) -> None:  # type: ignore[no-untyped-def]
-    layout = env["layout"]
+def test_a_read_only_src_directory_is_refused_before_the_build(env: InstalledLinks) -> None:
+    layout = env.layout
     _no_wheel_generation(env)
     before = layout.state()
     with read_only(layout.src.parent):
-        result = cli(*layout.args(env["path"], "--no-editable"), cache=env["cache"])
+        result = cli(*layout.args(env.path, "--no-editable"), cache=env.cache)
     one_error(result, 9, f"cannot write in {layout.src.parent} (--src's directory)", "Read-only file system")
     assert "==> " not in result.stderr
     assert layout.state() == before
     assert not _wheel_generation(env).exists()
 
 
-def test_a_read_only_cache_says_so(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_read_only_cache_says_so(env: InstalledLinks, tmp_path: Path) -> None:
     # Once reported as "Python 3.11 is not available": `uv python find` could not create its cache.
-    layout = env["layout"]
+    layout = env.layout
     _no_wheel_generation(env)
     before = layout.state()
     cache = tmp_path / "ro-cache"
     cache.mkdir()
-    subprocess.run(["mount", "--bind", str(env["cache"]), str(cache)], check=True)
+    subprocess.run(["mount", "--bind", str(env.cache), str(cache)], check=True)
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(cache)], check=True)
-        result = cli(*layout.args(env["path"], "--no-editable"), cache=cache)
+        result = cli(*layout.args(env.path, "--no-editable"), cache=cache)
     finally:
         subprocess.run(["umount", str(cache)], check=True)
     line = one_error(result, 9, f"cannot write in {cache} (the cache, VLLM_LOCK_CACHE)", "Read-only file system")
@@ -181,7 +195,7 @@ def test_a_read_only_cache_says_so(env, tmp_path) -> None:  # type: ignore[no-un
     assert layout.state() == before
 
 
-def test_uv_failing_to_find_python_is_not_a_missing_python(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_uv_failing_to_find_python_is_not_a_missing_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vllm_lock.errors import PreflightError
     from vllm_lock.shell import uv as uv_shell
 
@@ -192,15 +206,16 @@ def test_uv_failing_to_find_python_is_not_a_missing_python(tmp_path, monkeypatch
     assert uv_shell.find_python("3.99", tmp_path / "other-cache") is None  # uv found none: not an error
 
 
-def test_a_full_cache_disk(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    layout = env["layout"]
+def test_a_full_cache_disk(env: InstalledLinks, tmp_path: Path) -> None:
+    layout = env.layout
     _no_wheel_generation(env)
     before = layout.state()
     cache = tmp_path / "small-cache"
     with small_tmpfs(cache, "256k"):
         subprocess.run(["dd", "if=/dev/zero", f"of={cache / 'filler'}", "bs=4k"], capture_output=True)  # ENOSPC ends it
-        result = cli(*layout.args(env["path"], "--no-editable"), cache=cache)
-    line = one_error(result, 7, f"not enough free disk for the cache {cache}: 0.0 MiB free", "MiB of wheels to download")
+        result = cli(*layout.args(env.path, "--no-editable"), cache=cache)
+    line = one_error(result, 7, f"not enough free disk for the cache {cache}: 0.0 MiB free",
+                     "MiB of wheels to download")
     assert "Python 3.11 is not available" not in line  # the full cache is said as such
     assert "==> environment" not in result.stderr
     assert layout.state() == before
@@ -209,32 +224,32 @@ def test_a_full_cache_disk(env, tmp_path) -> None:  # type: ignore[no-untyped-de
 # ---------------------------------------------------------------- item 11: the switch, both links or neither
 
 
-def test_venv_and_src_that_would_overlap_are_refused(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_venv_and_src_that_would_overlap_are_refused(env: InstalledLinks, tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "alias").symlink_to(tmp_path / "real")
-    same = cli("install", str(env["path"]), "--venv", str(tmp_path / "real" / "x"),
-               "--src", str(tmp_path / "alias" / "x"), cache=env["cache"])
+    same = cli("install", str(env.path), "--venv", str(tmp_path / "real" / "x"),
+               "--src", str(tmp_path / "alias" / "x"), cache=env.cache)
     one_error(same, 2, "--venv and --src are the same path", str(tmp_path / "real" / "x"))
-    inside = cli("install", str(env["path"]), "--venv", str(tmp_path / "opt" / "vllm"),
-                 "--src", str(tmp_path / "opt" / "vllm" / "src"), cache=env["cache"])
+    inside = cli("install", str(env.path), "--venv", str(tmp_path / "opt" / "vllm"),
+                 "--src", str(tmp_path / "opt" / "vllm" / "src"), cache=env.cache)
     one_error(inside, 2, "--src", "is inside --venv")
-    in_generations = cli("install", str(env["path"]), "--venv", str(tmp_path / "opt" / "vllm"),
-                         "--src", str(tmp_path / "opt" / "vllm.generations" / "src"), cache=env["cache"])
+    in_generations = cli("install", str(env.path), "--venv", str(tmp_path / "opt" / "vllm"),
+                         "--src", str(tmp_path / "opt" / "vllm.generations" / "src"), cache=env.cache)
     one_error(in_generations, 2, "is inside the generations directory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alias", "real"]  # nothing created
     assert not any((tmp_path / "real").iterdir())
-    layout = env["layout"]
+    layout = env.layout
     before = layout.state()
-    live = cli("install", str(env["path"]), "--venv", str(layout.venv), "--src", str(layout.venv), cache=env["cache"])
+    live = cli("install", str(env.path), "--venv", str(layout.venv), "--src", str(layout.venv), cache=env.cache)
     one_error(live, 2, f"--venv and --src are the same path ({layout.venv})")
     assert layout.state() == before
 
 
-def test_src_directory_turning_read_only_mid_install_switches_neither_link(env) -> None:  # type: ignore[no-untyped-def]
-    layout = env["layout"]
+def test_src_directory_turning_read_only_mid_install_switches_neither_link(env: InstalledLinks) -> None:
+    layout = env.layout
     _no_wheel_generation(env)
     before = layout.state()
-    proc = _start(layout.args(env["path"], "--no-editable"), env["cache"])
+    proc = _start(layout.args(env.path, "--no-editable"), env.cache)
     try:
         _stop_at(proc, "==> build")
         with read_only(layout.src.parent):
@@ -247,39 +262,39 @@ def test_src_directory_turning_read_only_mid_install_switches_neither_link(env) 
     one_error(result, 9, f"cannot switch {layout.src} (--src)", "Read-only file system", "nothing was switched")
     assert layout.state() == before  # --venv was not switched alone
     # the generation itself is complete: a rerun only switches, and both links move
-    rerun = cli(*layout.args(env["path"], "--no-editable"), cache=env["cache"])
+    rerun = cli(*layout.args(env.path, "--no-editable"), cache=env.cache)
     assert rerun.returncode == 0 and "switched" in rerun.stdout, rerun.stderr[-3000:]
     gen = _wheel_generation(env)
     assert (os.readlink(layout.venv), os.readlink(layout.src)) == (str(gen / "venv"), str(gen / "src"))
-    back = cli(*layout.args(env["path"]), cache=env["cache"])
+    back = cli(*layout.args(env.path), cache=env.cache)
     assert back.returncode == 0 and "switched" in back.stdout, back.stderr[-3000:]
     assert layout.state() == before
 
 
-def test_a_crash_between_the_two_renames_is_drift_and_a_rerun_repairs_it(env) -> None:  # type: ignore[no-untyped-def]
-    layout = env["layout"]
+def test_a_crash_between_the_two_renames_is_drift_and_a_rerun_repairs_it(env: InstalledLinks) -> None:
+    layout = env.layout
     # two complete generations; the editable one active
-    wheel = cli(*layout.args(env["path"], "--no-editable"), cache=env["cache"])
+    wheel = cli(*layout.args(env.path, "--no-editable"), cache=env.cache)
     assert wheel.returncode == 0, wheel.stderr[-3000:]
-    editable = cli(*layout.args(env["path"]), cache=env["cache"])
+    editable = cli(*layout.args(env.path), cache=env.cache)
     assert editable.returncode == 0, editable.stderr[-3000:]
     before = layout.state()
-    clean = cli("verify", str(env["path"]), "--venv", str(layout.venv), cache=env["cache"])
+    clean = cli("verify", str(env.path), "--venv", str(layout.venv), cache=env.cache)
     assert clean.returncode == 0, clean.stdout
     # a switch to the wheel generation killed after its first rename: --venv moved, --src did not
     gen = _wheel_generation(env)
     tmp = layout.venv.with_name(".vllm.crash")
     tmp.symlink_to(gen / "venv")
     os.replace(tmp, layout.venv)
-    drift = cli("verify", str(env["path"]), "--venv", str(layout.venv), cache=env["cache"])
+    drift = cli("verify", str(env.path), "--venv", str(layout.venv), cache=env.cache)
     assert drift.returncode == 1, drift.stdout + drift.stderr
     assert f"{layout.src} (--src) points to {before[1]}, not to {gen / 'src'}: a switch did not finish" in drift.stdout
-    rerun = cli(*layout.args(env["path"], "--no-editable"), cache=env["cache"])
+    rerun = cli(*layout.args(env.path, "--no-editable"), cache=env.cache)
     assert rerun.returncode == 0 and "switched" in rerun.stdout, rerun.stderr[-3000:]
     assert os.readlink(layout.src) == str(gen / "src")
-    clean = cli("verify", str(env["path"]), "--venv", str(layout.venv), cache=env["cache"])
+    clean = cli("verify", str(env.path), "--venv", str(layout.venv), cache=env.cache)
     assert clean.returncode == 0, clean.stdout
-    back = cli(*layout.args(env["path"]), cache=env["cache"])
+    back = cli(*layout.args(env.path), cache=env.cache)
     assert back.returncode == 0, back.stderr[-3000:]
     assert layout.state() == before
 
@@ -287,18 +302,19 @@ def test_a_crash_between_the_two_renames_is_drift_and_a_rerun_repairs_it(env) ->
 # ---------------------------------------------------------------- item 10 and issue 13: one install at a time
 
 
-def test_a_second_install_while_one_runs(env) -> None:  # type: ignore[no-untyped-def]
-    layout = env["layout"]
+def test_a_second_install_while_one_runs(env: InstalledLinks) -> None:
+    layout = env.layout
     _no_wheel_generation(env)
     before = layout.state()
-    first = _start(layout.args(env["path"], "--no-editable"), env["cache"])
+    first = _start(layout.args(env.path, "--no-editable"), env.cache)
     try:
         _stop_at(first, "installing lock")  # printed once the install lock is held
-        second = cli(*layout.args(env["path"], "--no-editable"), cache=env["cache"])
-        one_error(second, 6, f"another vllm-lock install or rollback (pid {first.pid}) is running on {layout.generations}")
-        same = cli(*layout.args(env["path"]), cache=env["cache"])  # even the active lock's no-op waits its turn
+        second = cli(*layout.args(env.path, "--no-editable"), cache=env.cache)
+        one_error(second, 6,
+                  f"another vllm-lock install or rollback (pid {first.pid}) is running on {layout.generations}")
+        same = cli(*layout.args(env.path), cache=env.cache)  # even the active lock's no-op waits its turn
         one_error(same, 6, "another vllm-lock install or rollback")
-        back = cli("rollback", "--venv", str(layout.venv), "--src", str(layout.src), cache=env["cache"])
+        back = cli("rollback", "--venv", str(layout.venv), "--src", str(layout.src), cache=env.cache)
         one_error(back, 6, "another vllm-lock install or rollback")
     finally:
         os.killpg(first.pid, signal.SIGKILL)
@@ -306,7 +322,8 @@ def test_a_second_install_while_one_runs(env) -> None:  # type: ignore[no-untype
     assert layout.state() == before
 
 
-def test_the_receipt_is_read_after_the_install_lock_is_taken(env, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_receipt_is_read_after_the_install_lock_is_taken(env: InstalledLinks, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """An install that waited while another one completed the same generation finds it complete
     (it does not rebuild it in place: `uv venv --clear` on what is now the live environment)."""
     opt = Links(tmp_path / "opt")
@@ -314,31 +331,32 @@ def test_the_receipt_is_read_after_the_install_lock_is_taken(env, tmp_path, monk
     others: list[subprocess.CompletedProcess[str]] = []
 
     @contextlib.contextmanager
-    def another_install_finishes_first(directory: Path) -> Iterator[None]:
-        others.append(cli(*opt.args(env["path"]), cache=env["cache"]))
+    def another_install_finishes_first(directory: GenerationContainer) -> Iterator[None]:
+        others.append(cli(*opt.args(env.path), cache=env.cache))
         with real_exclusive(directory):
             yield
 
     monkeypatch.setattr(generations, "exclusive", another_install_finishes_first)
-    request = install_action.InstallRequest(lock=str(env["path"]), venv=opt.venv, src=opt.src, cache=env["cache"])
+    request = install_action.InstallRequest(lock=str(env.path), venv=opt.venv, src=opt.src, cache=env.cache)
     result = install_action.install(request, QUIET)
     assert others and others[0].returncode == 0, others[0].stderr[-3000:] if others else "hook not called"
     assert result.state == "unchanged"
     assert len(list((result.generation / "logs").glob("install-*.log"))) == 1  # one build: the other's
 
 
-def test_rollback_reads_the_history_after_taking_the_lock(env, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    layout = env["layout"]
-    wheel = cli(*layout.args(env["path"], "--no-editable"), cache=env["cache"])
+def test_rollback_reads_the_history_after_taking_the_lock(env: InstalledLinks, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = env.layout
+    wheel = cli(*layout.args(env.path, "--no-editable"), cache=env.cache)
     assert wheel.returncode == 0, wheel.stderr[-3000:]
-    editable = cli(*layout.args(env["path"]), cache=env["cache"])
+    editable = cli(*layout.args(env.path), cache=env.cache)
     assert editable.returncode == 0, editable.stderr[-3000:]
     active = Path(os.readlink(layout.venv)).parent
     real_exclusive = generations.exclusive
 
     @contextlib.contextmanager
-    def another_rollback_first(directory: Path) -> Iterator[None]:
-        other = cli("rollback", "--venv", str(layout.venv), "--src", str(layout.src), cache=env["cache"])
+    def another_rollback_first(directory: GenerationContainer) -> Iterator[None]:
+        other = cli("rollback", "--venv", str(layout.venv), "--src", str(layout.src), cache=env.cache)
         assert other.returncode == 0, other.stderr
         with real_exclusive(directory):
             yield
@@ -365,58 +383,60 @@ def test_rollback_reads_the_history_after_taking_the_lock(env, tmp_path, monkeyp
         ([], {"NVCC_THREADS": "-1"}, "$NVCC_THREADS must be a positive integer, got '-1'"),
     ],
 )
-def test_a_bad_max_jobs(env, args, environ, words) -> None:  # type: ignore[no-untyped-def]
-    layout = env["layout"]
+def test_a_bad_max_jobs(env: InstalledLinks, args: list[str], environ: dict[str, str], words: str) -> None:
+    layout = env.layout
     before = layout.state()
-    result = cli(*layout.args(env["path"], "--no-editable", *args), cache=env["cache"], env=environ)
+    result = cli(*layout.args(env.path, "--no-editable", *args), cache=env.cache, env=environ)
     one_error(result, 2, words)
     assert "==> " not in result.stderr
     assert layout.state() == before
 
 
-def test_a_good_max_jobs_from_the_environment_is_used(env) -> None:  # type: ignore[no-untyped-def]
-    layout = env["layout"]
-    result = cli(*layout.args(env["path"]), cache=env["cache"], env={"MAX_JOBS": "3"})
+def test_a_good_max_jobs_from_the_environment_is_used(env: InstalledLinks) -> None:
+    layout = env.layout
+    result = cli(*layout.args(env.path), cache=env.cache, env={"MAX_JOBS": "3"})
     assert result.returncode == 0, result.stderr  # the active lock: nothing to do, but the value was accepted
 
 
 @pytest.mark.parametrize("item", ["NOEQUALS", "=value", ""])
-def test_a_malformed_build_env_at_resolve(world, tmp_path, item: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_malformed_build_env_at_resolve(world: TestWorld, tmp_path: Path, item: str) -> None:
     out = tmp_path / "x.lock.toml"
     result = cli("resolve", "--repo", world.repo_url, "--torch-index", world.torch_nightly_index,
                  "--index", world.general_index, "--python", "3.11", "--target-device", "cpu",
-                 "--build-env", "CMAKE_BUILD_TYPE=Release", "--build-env", item, "-o", str(out), cache=tmp_path / "cache")
+                 "--build-env", "CMAKE_BUILD_TYPE=Release", "--build-env", item, "-o", str(out),
+                 cache=tmp_path / "cache")
     one_error(result, 2, f"--build-env {item!r} is not KEY=VALUE")
     assert not out.exists()
 
 
-def test_rollback_with_nothing_to_roll_back_to(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    never = cli("rollback", "--venv", str(tmp_path / "vllm"), "--src", str(tmp_path / "vllm_repo"), cache=env["cache"])
+def test_rollback_with_nothing_to_roll_back_to(env: InstalledLinks, tmp_path: Path) -> None:
+    never = cli("rollback", "--venv", str(tmp_path / "vllm"), "--src", str(tmp_path / "vllm_repo"), cache=env.cache)
     one_error(never, 2, f"{tmp_path / 'vllm'} has never been installed", "nothing to roll back")
     assert list(tmp_path.iterdir()) == []  # not even a generations directory
 
     # one generation only: nothing earlier in the history
     opt = Links(tmp_path / "single")
-    installed = cli(*opt.args(env["path"]), cache=env["cache"])
+    installed = cli(*opt.args(env.path), cache=env.cache)
     assert installed.returncode == 0, installed.stderr[-3000:]
     before = opt.state()
-    once = cli("rollback", "--venv", str(opt.venv), "--src", str(opt.src), cache=env["cache"])
+    once = cli("rollback", "--venv", str(opt.venv), "--src", str(opt.src), cache=env.cache)
     one_error(once, 2, f"no earlier complete generation in {opt.generations} to roll back to")
     assert opt.state() == before
 
 
 @pytest.mark.parametrize(("size", "words"), [("2m", "uv could not write"), ("4k", "cannot write")])
-def test_a_disk_filling_up_while_the_generation_is_written(env, tmp_path, size: str, words: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_disk_filling_up_while_the_generation_is_written(env: InstalledLinks, tmp_path: Path, size: str,
+                                                           words: str) -> None:
     # Preflight's free-disk estimate waived (VLLM_LOCK_MIN_FREE_DISK=0): the disk fills mid-install,
     # in one of uv's writes (2m) or one of ours (48k).
     opt = Links(tmp_path / "full")
     with small_tmpfs(tmp_path / "full", size):
-        result = cli(*opt.args(env["path"]), cache=env["cache"], env={"VLLM_LOCK_MIN_FREE_DISK": "0"})
+        result = cli(*opt.args(env.path), cache=env.cache, env={"VLLM_LOCK_MIN_FREE_DISK": "0"})
         assert not opt.venv.is_symlink() and not opt.src.is_symlink()  # nothing switched
     one_error(result, 9, words, "No space left on device")
 
 
-def test_a_failing_second_rename_puts_the_first_link_back(tmp_path) -> None:
+def test_a_failing_second_rename_puts_the_first_link_back(tmp_path: Path) -> None:
     container = GenerationContainer(venv_link=tmp_path / "vllm", src_link=tmp_path / "vllm_repo")
     old, new = container.generation("old"), container.generation("new")
     for gen in (old, new):
@@ -431,24 +451,25 @@ def test_a_failing_second_rename_puts_the_first_link_back(tmp_path) -> None:
         generations.switch(container, new)
     assert os.readlink(container.venv_link) == str(old.venv)
     assert generations.read_profile(container) == ["old"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["vllm", "vllm.generations", "vllm_repo"]  # no temporary links left
+    # no temporary links left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vllm", "vllm.generations", "vllm_repo"]
 
 
-def test_a_damaged_generation_is_unfinished_while_it_is_rebuilt(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_damaged_generation_is_unfinished_while_it_is_rebuilt(env: InstalledLinks, tmp_path: Path) -> None:
     """Its old receipt goes first: a rebuild killed after the build but before verify is resumed,
     not taken for a verified generation."""
     opt = Links(tmp_path / "opt")
-    assert cli(*opt.args(env["path"]), cache=env["cache"]).returncode == 0
+    assert cli(*opt.args(env.path), cache=env.cache).returncode == 0
     (opt.venv / "bin" / "vllm").unlink()
-    proc = _start(opt.args(env["path"]), env["cache"])
+    proc = _start(opt.args(env.path), env.cache)
     try:
         _stop_at(proc, "==> verify")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     assert (opt.venv / "bin" / "vllm").exists()  # built, not verified
-    drift = cli("verify", str(env["path"]), "--venv", str(opt.venv), cache=env["cache"])
+    drift = cli("verify", str(env.path), "--venv", str(opt.venv), cache=env.cache)
     assert drift.returncode == 1 and "no complete receipt" in drift.stdout, drift.stdout
-    rerun = cli(*opt.args(env["path"]), cache=env["cache"])
+    rerun = cli(*opt.args(env.path), cache=env.cache)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming an unfinished generation" in rerun.stderr and "nothing to do" not in rerun.stderr

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from vllm_lock_testworld import TestWorld
+
 from .conftest import Sandbox
 
 
@@ -63,7 +65,7 @@ def test_a_package_filename_and_size_changed_are_named(sandbox: Sandbox) -> None
     assert f"- {original}" in out and f"+ {retagged}" in out  # the package line names both wheels
 
 
-def test_a_changed_vllm_url_is_called_out_not_hidden_behind_the_identity(sandbox: Sandbox, world) -> None:  # type: ignore[no-untyped-def]
+def test_a_changed_vllm_url_is_called_out_not_hidden_behind_the_identity(sandbox: Sandbox, world: TestWorld) -> None:
     a, b = sandbox.data(), sandbox.data()
     b["inputs"]["vllm"]["original"]["url"] = "https://github.com/someone-else/vllm.git"
     code, out = _diff(sandbox, a, b)

@@ -10,6 +10,8 @@ from urllib.parse import quote, unquote
 
 import pytest
 
+from vllm_lock_testworld import TestWorld
+
 from .conftest import Sandbox, refused
 
 Data = dict[str, Any]
@@ -92,7 +94,8 @@ def _duplicate_external(data: Data, box: Sandbox) -> None:
 
 HOSTILE = [
     # 1. the stripping script runs as root
-    ("script-option", _set("layout.stripping-script", '-cimport os;os.system("touch MARKER")'), "layout.stripping-script"),
+    ("script-option", _set("layout.stripping-script", '-cimport os;os.system("touch MARKER")'),
+     "layout.stripping-script"),
     ("script-absolute", _evil_script, "layout.stripping-script"),
     ("script-escape", _set("layout.stripping-script", "../input/evil.py"), "layout.stripping-script"),
     # 2. git option injection and transports
@@ -149,7 +152,8 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize(("edit", "key"), [(e, k) for _, e, k in HOSTILE], ids=[i for i, _, _ in HOSTILE])
-def test_install_refuses_a_hostile_field_before_anything_runs(sandbox: Sandbox, edit, key: str) -> None:  # type: ignore[no-untyped-def]
+def test_install_refuses_a_hostile_field_before_anything_runs(
+        sandbox: Sandbox, edit: Callable[[Data, Sandbox], None], key: str) -> None:
     data = sandbox.data()
     edit(data, sandbox)
     lock = sandbox.write(data)
@@ -178,12 +182,13 @@ def test_other_commands_refuse_the_git_option_url(sandbox: Sandbox, command: str
     assert sandbox.written() == []
 
 
-def test_diff_of_two_locks_carrying_the_option_url_runs_no_git(sandbox: Sandbox, world) -> None:  # type: ignore[no-untyped-def]
+def test_diff_of_two_locks_carrying_the_option_url_runs_no_git(sandbox: Sandbox, world: TestWorld) -> None:
     """The issue's case: both locks carry the URL and their commits differ, so diff would fetch."""
     a, b = sandbox.data(), sandbox.data()
     for data in (a, b):
         _set("inputs.vllm.original.url", "--upload-pack=touch MARKER;")(data, sandbox)
-    b["inputs"]["vllm"]["locked"]["commit"] = next(c for c in world.commits if c != a["inputs"]["vllm"]["locked"]["commit"])
+    a_commit = a["inputs"]["vllm"]["locked"]["commit"]
+    b["inputs"]["vllm"]["locked"]["commit"] = next(c for c in world.commits if c != a_commit)
     # diff reports every error as exit 2: scripts read 0 equal / 1 different (README)
     refused(sandbox.run("diff", str(sandbox.write(a, "a")), str(sandbox.write(b, "b"))), "inputs.vllm.original.url",
             code=2)

@@ -46,12 +46,13 @@ HOSTILE = [
     "ssh://-oProxyCommand=x/y", "host:path", "a\x00b", "a\nb", "\u202eevil", "LD_PRELOAD",
     "PATH", "use_existing_torch.py", "tools/use_existing_torch.py", "..", "", " ", "main", "v1..2", "a~1",
     "https://pypi.org/simple", "https://evil.example/x.whl", "%2e%2e%2fx.whl", "torch-1-py3-none-any.whl",
-    "0" * 40, "c" * 40, "http://[::1/x", "https://[zz]/x.whl", "ssh://a]b/x", "2026-02-30", "2026-11-20T10:00:00Z", "2026-11-20T10:00:00Z\n", "ṁain", "１２.０",
+    "0" * 40, "c" * 40, "http://[::1/x", "https://[zz]/x.whl", "ssh://a]b/x", "2026-02-30", "2026-11-20T10:00:00Z",
+    "2026-11-20T10:00:00Z\n", "ṁain", "１２.０",
 ]
 scalars = st.one_of(
     st.sampled_from(HOSTILE),
     st.integers(min_value=2040, max_value=100_000).map(lambda n: "x" * n),  # at and far over the bounds
-    st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40),
+    st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.sampled_from([0, -1, 2**62, 2**63 - 1]),
     st.booleans(),
@@ -98,7 +99,8 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
         elif action == "hostile":
             parent[leaf] = draw(st.sampled_from(HOSTILE))
         elif action == "prefix" and isinstance(parent[leaf], str):
-            parent[leaf] = draw(st.sampled_from(["-", "../", "/", "ext::", "file://", "\x00", "é", "http://[", "https://]"])) + parent[leaf]
+            parent[leaf] = draw(st.sampled_from(["-", "../", "/", "ext::", "file://", "\x00", "é", "http://[",
+                                                 "https://]"])) + parent[leaf]
         elif action == "int":
             parent[leaf] = draw(st.sampled_from([-1, 0, 2**63 - 1, -(2**63)]))
         elif action == "type":

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sample_lock import make_lock
@@ -29,8 +30,8 @@ PRINCIPAL = ph.SIGNER
 LOCK_REFUSED = 3
 
 
-def lock_text(name: str = "stable", **overrides: object) -> str:
-    return codec.dumps(make_lock(name=name, **overrides))  # type: ignore[arg-type]
+def lock_text(name: str = "stable", **overrides: Any) -> str:
+    return codec.dumps(make_lock(name=name, **overrides))
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from vllm_lock.errors import ExitCode
 from vllm_lock.generation import Generation
 from vllm_lock.model import git_url_problem
 from vllm_lock.shell import files
+from vllm_lock_testworld import TestWorld
 
 from .conftest import CLI, Sandbox, refused, with_hash
 
@@ -144,7 +145,7 @@ def _lock_file(tmp_path: Path) -> Path:
 
 def test_an_unexpected_exception_is_one_internal_error_line_with_exit_70(tmp_path: Path) -> None:
     proc = _hooked(tmp_path, "show", "render", "show", str(_lock_file(tmp_path)))
-    assert proc.returncode == ExitCode.INTERNAL == 70
+    assert proc.returncode == 70 and ExitCode.INTERNAL == proc.returncode
     assert proc.stderr.splitlines() == [
         "error: internal error: RuntimeError: unexpected second line (VLLM_LOCK_DEBUG=1 for the traceback)"]
     debug = _hooked(tmp_path, "show", "render", "show", str(_lock_file(tmp_path)), debug=True)
@@ -247,7 +248,7 @@ def _git(cwd: Path, *args: str) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def test_a_cmake_pin_with_an_option_url_stops_resolve_before_any_git_call(sandbox: Sandbox, world) -> None:  # type: ignore[no-untyped-def]
+def test_a_cmake_pin_with_an_option_url_stops_resolve_before_any_git_call(sandbox: Sandbox, world: TestWorld) -> None:
     """A vLLM commit whose CMake pins `GIT_REPOSITORY "--upload-pack=touch MARKER;"`: the tree is
     as untrusted as a lock, so the pin meets the lock's URL rule (a resolution error, exit 5,
     naming file and line) before `git ls-remote` sees it."""

@@ -222,7 +222,8 @@ def _read_in_a_child(url: str, name: str, *, fetch_size: int | None = None) -> s
     """A FIFO blocks open() forever: the read runs in a child the test can time out."""
     call = (f"b.fetch({name!r}, pathlib.Path({tempfile.mkdtemp()!r}) / 'w', size={fetch_size})"
             if fetch_size is not None else f"b.read({name!r})")
-    code = ("import pathlib, sys\nfrom vllm_lock.shell import cache_backends\nfrom vllm_lock.errors import VllmLockError\n"
+    code = ("import pathlib, sys\nfrom vllm_lock.shell import cache_backends\n"
+            "from vllm_lock.errors import VllmLockError\n"
             f"b = cache_backends.open_backend({url!r})\n"
             f"try:\n    {call}\nexcept VllmLockError as exc:\n    print('refused:', exc)\n")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=False)
@@ -449,7 +450,8 @@ def test_what_held_a_key_file_is_0600_and_never_written_over_or_through_a_link(t
 def test_a_cache_url_with_credentials_never_reaches_the_install_log(tmp_path: Path) -> None:
     lines: list[str] = []
     try:
-        settings = substitute.settings(caches=["https://ci:s3cr3t@127.0.0.1:1/cache"], trusted_keys=[KEY.public().text()])
+        settings = substitute.settings(caches=["https://ci:s3cr3t@127.0.0.1:1/cache"],
+                                       trusted_keys=[KEY.public().text()])
         substitute.find(IDENTITY, settings, tmp_path / "dist", lines.append)
     except UsageError as exc:
         lines.append(str(exc))

@@ -199,7 +199,8 @@ def test_key_trusted_only_for_another_namespace_is_refused(signed: World) -> Non
     assert one_error_line(proc)
 
 
-@pytest.mark.parametrize("content", [b"", b"garbage\n", b"-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n"])
+@pytest.mark.parametrize("content",
+                         [b"", b"garbage\n", b"-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n"])
 def test_malformed_signature_file_is_refused(signed: World, content: bytes) -> None:
     signed.stable_sig.write_bytes(content)
     proc = signed.cli("verify-lock", "stable", "--trusted-keys", str(signed.allowed))
@@ -309,7 +310,7 @@ def test_commit_commits_lock_and_signature_and_a_later_unsigned_promote_removes_
         cfg.set_value("user", "name", "Test").set_value("user", "email", "t@example.com")
     proc = world.cli("promote", "dev", "--to", "stable", "--sign-key", str(world.key), "--commit")
     assert proc.returncode == 0, proc.stderr
-    tree = {item.path for item in repo.head.commit.tree.traverse()}  # type: ignore[union-attr]
+    tree = {os.fspath(item.path) for item in repo.head.commit.tree.traverse() if isinstance(item, git.Blob)}
     assert {"locks/stable.lock.toml", "locks/stable.lock.toml.sig"} <= tree
     committed_sig = repo.head.commit.tree / "locks/stable.lock.toml.sig"
     assert committed_sig.data_stream.read() == world.stable_sig.read_bytes()
@@ -317,7 +318,7 @@ def test_commit_commits_lock_and_signature_and_a_later_unsigned_promote_removes_
     write_tested(world.locks, make_lock(torch_date="2026-11-12"))
     proc = world.cli("promote", "dev", "--to", "stable", "--commit")
     assert proc.returncode == 0, proc.stderr
-    tree = {item.path for item in repo.head.commit.tree.traverse()}  # type: ignore[union-attr]
+    tree = {os.fspath(item.path) for item in repo.head.commit.tree.traverse() if isinstance(item, git.Blob)}
     assert "locks/stable.lock.toml" in tree and "locks/stable.lock.toml.sig" not in tree
 
 
@@ -347,8 +348,10 @@ def test_trusted_keys_precedence() -> None:
     pick = signing.trusted_keys
     assert pick(opt, env, system_default=system, system_default_exists=True) == signing.TrustedKeys(
         path=opt, source="--trusted-keys")
-    assert pick(None, env, system_default=system, system_default_exists=True).path == Path(env_file)  # type: ignore[union-attr]
-    assert pick(None, {}, system_default=system, system_default_exists=True).path == system  # type: ignore[union-attr]
+    from_env = pick(None, env, system_default=system, system_default_exists=True)
+    assert from_env is not None and from_env.path == Path(env_file)
+    system_wide = pick(None, {}, system_default=system, system_default_exists=True)
+    assert system_wide is not None and system_wide.path == system
     assert pick(None, {}, system_default=system, system_default_exists=False) is None
 
 

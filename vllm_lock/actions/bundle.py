@@ -73,11 +73,13 @@ def bundle(request: BundleRequest, reporter: Reporter) -> BundleResult:
                 for package in lock.packages:
                     for wheel in package.wheels:
                         store.fetch(wheel.url, wheel.filename, expected_sha256=wheel.sha256, expected_size=wheel.size)
-                        files.append((bm.wheel_member(wheel.sha256, wheel.filename), store.path(wheel.sha256, wheel.filename)))
+                        files.append((bm.wheel_member(wheel.sha256, wheel.filename),
+                                      store.path(wheel.sha256, wheel.filename)))
                 reporter.say(f"    {len(files) - 1} wheels")
             if lock.rust is not None:
                 with reporter.step("crates"):
-                    for crate, crate_path in cargo.fetch(lock.rust.crates, request.crate_registry, store, reporter.say).items():
+                    fetched = cargo.fetch(lock.rust.crates, request.crate_registry, store, reporter.say)
+                    for crate, crate_path in fetched.items():
                         files.append((bm.crate_member(crate.checksum, crate_path.name), crate_path))
             with reporter.step("sources"):
                 repositories = []

@@ -87,7 +87,8 @@ def list_entries(url: str) -> list[Listed]:
             data = backend.read(name)
             if data is None:
                 raise CacheEntryError(f"{backend.url}/{name}: gone while listing")
-            listed.append(Listed(name=name, entry=cache_entry.parse(data, origin=f"{backend.url}/{name}"), problem=None))
+            listed.append(Listed(name=name, entry=cache_entry.parse(data, origin=f"{backend.url}/{name}"),
+                                 problem=None))
         except VllmLockError as exc:
             listed.append(Listed(name=name, entry=None, problem=str(exc)))
     return listed

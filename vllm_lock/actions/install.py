@@ -209,7 +209,8 @@ def _steps(
                 rep.say(f"    compiler cache: sccache {compiler_cache.version} at {compiler_cache.cache.describe()}")
             build(run, env, editable)
         if compiler_cache is not None:
-            rep.say(f"    compiler cache: {compiler_cache.stats.describe() if compiler_cache.stats else compiler_cache.problem}")
+            stats = compiler_cache.stats
+            rep.say(f"    compiler cache: {stats.describe() if stats else compiler_cache.problem}")
     with rep.step("verify"):
         version, found = verify_step(run, env)
     tools = receipt_toolchain(lock, facts.toolchain, gen.venv_bin)
@@ -404,7 +405,8 @@ def rust_env(lock: Lock, facts: plan.MachineFacts, gen: Generation, path: str) -
         return plan.rust_build_env(lock, path, tools=tools, cargo_home=gen.cargo_home)
     # no frontend locked: refusing tools, and an empty CARGO_HOME in place of the caller's
     gen.empty_cargo_home.mkdir(parents=True, exist_ok=True)
-    return plan.rust_build_env(lock, path, tools=cargo.left_out_dir(gen.refusing_tools), cargo_home=gen.empty_cargo_home)
+    return plan.rust_build_env(lock, path, tools=cargo.left_out_dir(gen.refusing_tools),
+                               cargo_home=gen.empty_cargo_home)
 
 
 def check_rust_frontend(lock: Lock, src: Path) -> None:
@@ -519,14 +521,16 @@ def rollback(venv: Path, src: Path, reporter: Reporter) -> Path:
     container = generations.container_for(venv, src)
     generations.check_container(container)
     if not container.root.is_dir():
-        raise UsageError(f"{container.venv_link} has never been installed ({container.root} does not exist): nothing to roll back")
+        raise UsageError(f"{container.venv_link} has never been installed ({container.root} does not exist): "
+                         "nothing to roll back")
     with generations.exclusive(container):
         # the history and the active generation are read under the lock: a concurrent install or
         # rollback may have moved them
         target = generations.rollback_target(container)
         generations.switch(container, target)
         done = receipts.read(target)
-    reporter.say(f"{container.venv_link} -> {target.venv} ({done.lock_name if done else '?'}, {done.vllm_version if done else '?'})")
+    reporter.say(f"{container.venv_link} -> {target.venv} "
+                 f"({done.lock_name if done else '?'}, {done.vllm_version if done else '?'})")
     return target.root
 
 

@@ -24,7 +24,8 @@ def summary(lock: Lock, path: Path) -> dict[str, Any]:
         "phase": lock.phase,
         "content-hash": codec.content_hash(lock),
         "build-identity": build_identity(lock),
-        "vllm": {"url": lock.vllm.url, "ref": lock.vllm.ref, "commit": lock.vllm.commit, "commit-date": lock.vllm.commit_date},
+        "vllm": {"url": lock.vllm.url, "ref": lock.vllm.ref, "commit": lock.vllm.commit,
+                 "commit-date": lock.vllm.commit_date},
         "torch": {
             "channel": lock.torch.channel,
             "requested": lock.torch.requested,
@@ -73,7 +74,8 @@ def render(lock: Lock, path: Path, console: Console | None = None) -> None:
     tuple_table.add_row("torch", f"{lock.torch.requested} -> {lock.torch.version} ({torch_when}, {lock.torch.cuda})")
     tuple_table.add_row("companions", ", ".join(f"{c.name} {c.version}" for c in lock.torch.companions))
     tuple_table.add_row("target", f"Python {lock.target.python}, {lock.target.platform}")
-    tuple_table.add_row("build", f"archs {lock.build.torch_cuda_arch_list}, flash-attn {lock.build.flash_attn_version}, "
+    tuple_table.add_row("build",
+                        f"archs {lock.build.torch_cuda_arch_list}, flash-attn {lock.build.flash_attn_version}, "
                         f"{lock.build.target_device}, {'editable' if lock.build.editable else 'wheel'}")
     tuple_table.add_row("layout", f"{lock.layout.stripping_script} ({lock.layout.stripping_mode}), "
                         f"{len(lock.layout.patched_files)} patched files")

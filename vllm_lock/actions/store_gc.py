@@ -60,9 +60,11 @@ def collect(request: GcRequest, reporter: Reporter) -> GcResult:
     roots = store_gc.union(store_gc.lock_roots(lock) for lock in locks)
     for lock in locks:  # submodule repositories of the external sources, read from the mirrors
         closure = bundle_action.source_closure(lock, request.cache, fetch=False)
-        roots = roots | store_gc.Roots(urls=frozenset(closure), commits=frozenset(c for cs in closure.values() for c in cs))
+        roots = roots | store_gc.Roots(urls=frozenset(closure),
+                                       commits=frozenset(c for cs in closure.values() for c in cs))
     generations = [v.with_name(v.name + ".generations") for v in request.venvs]
-    gen_count = sum(1 for g in generations if g.is_dir() for p in g.iterdir() if p.is_dir() and not p.name.startswith("."))
+    gen_count = sum(1 for g in generations if g.is_dir()
+                    for p in g.iterdir() if p.is_dir() and not p.name.startswith("."))
     for folder in generations:
         roots = roots | gc_inventory.generation_roots(folder)
     roots = store_gc.Roots(sha256s=roots.sha256s, urls=roots.urls,
@@ -84,8 +86,10 @@ def collect(request: GcRequest, reporter: Reporter) -> GcResult:
             else:
                 skipped += 1
     for entry in plan.delete_entries:
-        reporter.say(f"    {'would delete' if request.dry_run else 'deleted'} cas/sha256/{entry.key} ({entry.size} bytes)")
+        reporter.say(f"    {'would delete' if request.dry_run else 'deleted'} cas/sha256/{entry.key} ({entry.size} "
+                     "bytes)")
     for mirror in plan.delete_mirrors:
-        reporter.say(f"    {'would delete' if request.dry_run else 'deleted'} git/{mirror.key}.git ({mirror.size} bytes)")
+        reporter.say(f"    {'would delete' if request.dry_run else 'deleted'} git/{mirror.key}.git ({mirror.size} "
+                     "bytes)")
     return GcResult(plan=plan, freed_files=freed_files, freed_bytes=freed_bytes, skipped=skipped, locks=len(locks),
                     generations=gen_count)

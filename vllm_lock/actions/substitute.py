@@ -111,7 +111,8 @@ def settings(
     secret_path = signing_key or (Path(environ[SIGNING_KEY_ENV]) if environ.get(SIGNING_KEY_ENV) else None)
     secret = load_secret(secret_path) if secret_path is not None else None
     if push_url and secret is None:
-        raise UsageError(f"pushing to a cache needs a signing key (install: --cache-signing-key FILE; cache push: --signing-key FILE; or ${SIGNING_KEY_ENV})")
+        raise UsageError("pushing to a cache needs a signing key (install: --cache-signing-key FILE; "
+                         f"cache push: --signing-key FILE; or ${SIGNING_KEY_ENV})")
     if substitute_only and not urls:
         raise UsageError(f"--substitute-only needs a cache (--cache URL or ${CACHES_ENV})")
     return CacheSettings(caches=urls, trusted=tuple(trusted), substitute_only=substitute_only, push=push_url,
@@ -230,7 +231,8 @@ def file_sha256(path: Path) -> tuple[str, int]:
 def built_wheel(dist: Path) -> Path:
     wheels = sorted(dist.glob("vllm-*.whl"))
     if len(wheels) != 1:
-        raise UsageError(f"{dist}: expected one built vllm wheel, found {len(wheels)} (a non-editable install builds one)")
+        raise UsageError(f"{dist}: expected one built vllm wheel, found {len(wheels)} "
+                         "(a non-editable install builds one)")
     return wheels[0]
 
 

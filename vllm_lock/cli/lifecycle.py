@@ -18,7 +18,8 @@ from vllm_lock.signing import SIGNING_KEY_ENV
 
 
 def test(
-    name: Annotated[str | None, typer.Argument(help=f"the lock to test against: {options.LOCK_HELP} (default: the one installed)")] = None,
+    name: Annotated[str | None, typer.Argument(
+        help=f"the lock to test against: {options.LOCK_HELP} (default: the one installed)")] = None,
     venv: options.Venv = DEFAULT_VENV,
 ) -> int:
     """Smoke-test an installed environment and write a test receipt (promote needs a passing one)."""
@@ -34,7 +35,8 @@ def test(
 
 
 def promote(
-    source: Annotated[str, typer.Argument(help=f"the lock to promote: {options.LOCK_HELP}")] = options.DEFAULT_LOCK_NAME,
+    source: Annotated[str, typer.Argument(
+        help=f"the lock to promote: {options.LOCK_HELP}")] = options.DEFAULT_LOCK_NAME,
     to: Annotated[str, typer.Option("--to", help="name of the stable lock")] = "stable",
     force: Annotated[bool, typer.Option("--force", help="promote without a passing test receipt (recorded)")] = False,
     commit: Annotated[bool, typer.Option("--commit", help="git-commit the locks directory")] = False,

@@ -31,20 +31,28 @@ def resolve(
     torch_date: Annotated[str, typer.Option(help="nightly date YYYY-MM-DD or 'latest'")] = options.DEFAULT_TORCH_DATE,
     torch_version: Annotated[str | None, typer.Option(help="release version, e.g. 2.9.1")] = None,
     cuda: Annotated[str, typer.Option(help="CUDA variant of the torch index")] = options.DEFAULT_CUDA,
-    torch_index: Annotated[str | None, typer.Option(help="torch index URL (default: PyTorch's for channel+cuda)")] = None,
-    index: Annotated[str, typer.Option(help="general package index (everything but the torch family)")] = defaults.DEFAULT_GENERAL_INDEX,
+    torch_index: Annotated[str | None, typer.Option(
+        help="torch index URL (default: PyTorch's for channel+cuda)")] = None,
+    index: Annotated[str, typer.Option(
+        help="general package index (everything but the torch family)")] = defaults.DEFAULT_GENERAL_INDEX,
     arch: options.Arch = None,
     python: Annotated[str, typer.Option(help="target Python")] = options.DEFAULT_PYTHON,
-    platform: Annotated[str, typer.Option(help="target platform, e.g. aarch64-manylinux_2_28")] = defaults.DEFAULT_PLATFORM,
-    flash_attn_version: Annotated[str, typer.Option(help="VLLM_FLASH_ATTN_VERSION")] = options.DEFAULT_FLASH_ATTN_VERSION,
+    platform: Annotated[str, typer.Option(
+        help="target platform, e.g. aarch64-manylinux_2_28")] = defaults.DEFAULT_PLATFORM,
+    flash_attn_version: Annotated[str, typer.Option(
+        help="VLLM_FLASH_ATTN_VERSION")] = options.DEFAULT_FLASH_ATTN_VERSION,
     target_device: options.TargetDevice = options.DEFAULT_TARGET_DEVICE,
-    build_env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE output-affecting build setting, repeatable")] = None,
+    build_env: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE output-affecting build setting, repeatable")] = None,
     no_editable: options.NoEditable = False,
     name: Annotated[str, typer.Option(help="lock name: writes locks/<name>.lock.toml")] = options.DEFAULT_LOCK_NAME,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the lock here instead")] = None,
-    rehash: Annotated[bool, typer.Option("--rehash", help="download unhashed nightlies again even if their ETag did not change")] = False,
-    without: Annotated[list[str] | None, typer.Option(help="leave this torch-family member out on purpose (recorded in the lock), repeatable")] = None,
-    no_rust: Annotated[bool, typer.Option("--no-rust", help="leave the commit's Rust frontend out on purpose (recorded in the build recipe)")] = False,
+    rehash: Annotated[bool, typer.Option(
+        "--rehash", help="download unhashed nightlies again even if their ETag did not change")] = False,
+    without: Annotated[list[str] | None, typer.Option(
+        help="leave this torch-family member out on purpose (recorded in the lock), repeatable")] = None,
+    no_rust: Annotated[bool, typer.Option(
+        "--no-rust", help="leave the commit's Rust frontend out on purpose (recorded in the build recipe)")] = False,
     mirror: options.Mirror = None,
 ) -> None:
     """Resolve a (vLLM commit, torch nightly, build deps) tuple into a hashed lock."""
@@ -105,7 +113,8 @@ def stdout_console() -> Console:
 
 def export(
     lock: options.Lock,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="default: pylock.<name>.toml beside the lock")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="default: pylock.<name>.toml beside the lock")] = None,
 ) -> None:
     """Write the lock's Python layer as a PEP 751 pylock (uv pip sync accepts it)."""
     from vllm_lock.actions import show as show_action

@@ -226,7 +226,8 @@ class HttpBackend:
         body = source if isinstance(source, bytes) else source.open("rb")
         request = urllib.request.Request(
             url, data=body, method="PUT",
-            headers={"User-Agent": http_shell.USER_AGENT, "Content-Length": str(size), "Content-Type": "application/octet-stream"},
+            headers={"User-Agent": http_shell.USER_AGENT, "Content-Length": str(size),
+                     "Content-Type": "application/octet-stream"},
         )
         try:
             with http_shell._deadline(http_shell.bounds().download_deadline(size)) as guard:
@@ -245,7 +246,8 @@ class HttpBackend:
                 body.close()
 
     def entries(self) -> list[str]:
-        raise UsageError(f"{self.url}: a static HTTP cache cannot be listed (ls and verify read file:// and s3:// caches)")
+        raise UsageError(f"{self.url}: a static HTTP cache cannot be listed (ls and verify read file:// and s3:// "
+                         "caches)")
 
 
 def _deadline_named(message: str) -> str:

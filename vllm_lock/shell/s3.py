@@ -145,7 +145,8 @@ def signed_headers(
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     headers["authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, SignedHeaders={';'.join(names)}, Signature={signature}"
+        f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
+        f"SignedHeaders={';'.join(names)}, Signature={signature}"
     )
     return headers
 
@@ -170,7 +171,8 @@ class Client:
     def _connection(self) -> http.client.HTTPConnection:
         # http.py's guarded connections: the request's total deadline shuts their sockets
         if self.location.scheme == "https":
-            return http_shell._GuardedHTTPSConnection(self.location.host, self.location.port, context=http_shell._ssl_context())
+            return http_shell._GuardedHTTPSConnection(self.location.host, self.location.port,
+                                                      context=http_shell._ssl_context())
         return http_shell._GuardedHTTPConnection(self.location.host, self.location.port)
 
     def _request(
@@ -284,7 +286,8 @@ class Client:
                     raise CacheUnreachableError(f"{self.location.label}: the listing repeats a continuation token "
                                                 f"(a server that never ends its listing): refusing it")
                 tokens.add(token)
-        raise CacheUnreachableError(f"{self.location.label}: the listing has more than {MAX_LISTING_PAGES} pages: refusing it")
+        raise CacheUnreachableError(
+            f"{self.location.label}: the listing has more than {MAX_LISTING_PAGES} pages: refusing it")
 
 
 def _chunks(label: str, response: http.client.HTTPResponse, guard: object, limit: int) -> Iterator[bytes]:

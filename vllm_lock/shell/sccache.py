@@ -69,7 +69,8 @@ def running(binary: Path, cache: CompilerCache, *, basedir: Path, work: Path,
     link.unlink(missing_ok=True)
     link.symlink_to(binary)
     # mode 0700; /tmp when $TMPDIR is too long for a socket path (at most 107 bytes)
-    private = Path(tempfile.mkdtemp(prefix="vllm-lock-sccache-", dir="/tmp" if len(tempfile.gettempdir()) > 64 else None))
+    short_enough = len(tempfile.gettempdir()) <= 64
+    private = Path(tempfile.mkdtemp(prefix="vllm-lock-sccache-", dir=None if short_enough else "/tmp"))
     try:
         extra = sccache_env(cache, sccache=str(binary), basedirs=[str(basedir)], server_socket=str(private / "server"),
                             error_log=str(work / "sccache-server.log"))

@@ -9,19 +9,45 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from vllm_lock import codec
 from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.model import Lock
 from vllm_lock.progress import QUIET
+from vllm_lock_testworld import TestWorld
 
 CLI = [sys.executable, "-m", "vllm_lock.cli"]
 
 
-def resolve_world_lock(world, out: Path, cache: Path, **overrides) -> tuple[Lock, Path]:  # type: ignore[no-untyped-def]
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ResolvedLock:
+    """A lock of the test world resolved once for a module's tests: the lock and its file, the
+    vllm-lock cache it was resolved with, and the module's temporary root."""
+
+    lock: Lock
+    path: Path
+    cache: Path
+    root: Path
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InstalledLock:
+    """A lock of the test world installed once for a module's tests: the lock and its file, the
+    vllm-lock cache it was resolved and installed with, the install's root (venv opt/vllm, source
+    opt/vllm_repo) and the venv's site-packages."""
+
+    lock: Lock
+    path: Path
+    cache: Path
+    opt: Path
+    site: Path
+
+
+def resolve_world_lock(world: TestWorld, out: Path, cache: Path, **overrides: Any) -> tuple[Lock, Path]:
     """A lock of the test world for this host (Python 3.11) with a target device the fake torch
-    can build (cpu: a plain C extension)."""
-    settings = dict(
+    can build (cpu: a plain C extension); `overrides` replace fields of the ResolveRequest."""
+    request = ResolveRequest(
         repo=world.repo_url,
         torch_index=world.torch_nightly_index,
         general_index=world.general_index,
@@ -33,17 +59,17 @@ def resolve_world_lock(world, out: Path, cache: Path, **overrides) -> tuple[Lock
         cache=cache,
         name="dev",
     )
-    settings.update(overrides)
-    lock, path, _ = resolve(ResolveRequest(**settings), QUIET)
+    lock, path, _ = resolve(dataclasses.replace(request, **overrides), QUIET)
     return lock, path
 
 
-def write_variant(lock: Lock, path: Path, **changes) -> Path:  # type: ignore[no-untyped-def]
+def write_variant(lock: Lock, path: Path, **changes: Any) -> Path:
     path.write_text(codec.dumps(dataclasses.replace(lock, **changes)), encoding="utf-8")
     return path
 
 
-def cli(*args: str, cache: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cache: Path, env: dict[str, str] | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess[str]:
     full = dict(os.environ, VLLM_LOCK_CACHE=str(cache))
     full.update(env or {})
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=full, timeout=timeout)
@@ -58,8 +84,9 @@ def vllm_version(opt: Path) -> str:
     return out.stdout.strip()
 
 
-def build_info(opt: Path) -> dict:  # type: ignore[type-arg]
+def build_info(opt: Path) -> dict[str, Any]:
     """What the installed test-world vLLM recorded about its own build (vllm/_build_info.json)."""
     code = "import importlib.resources as r; print(r.files('vllm').joinpath('_build_info.json').read_text())"
     out = subprocess.run([str(opt / "vllm" / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+    info: dict[str, Any] = json.loads(out.stdout)
+    return info
