@@ -895,7 +895,11 @@ publish_build() {
 }
 
 run_install() {
-    log_info "Building vLLM from lock '${LOCK_NAME}' into ${VENV_DIR} (source ${SRC_DIR}); this can take a while..."
+    if [ -n "$CACHE_HIT" ]; then
+        log_info "Installing vLLM from lock '${LOCK_NAME}' into ${VENV_DIR} (source ${SRC_DIR}) with the cached build..."
+    else
+        log_info "Building vLLM from lock '${LOCK_NAME}' into ${VENV_DIR} (source ${SRC_DIR}); this can take a while..."
+    fi
     if ! run_streaming vllm-lock env PATH="$CT_PATH" PYTHONUNBUFFERED=1 \
         "$TOOL_BIN" install "$CT_LOCK" --venv "$VENV_DIR" --src "$SRC_DIR" "${INSTALL_SIGNED_ARGS[@]}" \
         "${INSTALL_CACHE_ARGS[@]}"; then

@@ -445,6 +445,8 @@ def test_second_container_substitutes_the_first_containers_build_from_the_host_c
         assert f"vLLM installed from lock 'stable' in CTID {SECOND_CTID} and verified." in log
         version = second.exec("/opt/vllm/bin/vllm", "--version")
         assert version.returncode == 0, version.stdout + version.stderr
+    if os.environ.get("PHOENIX_E2E_SHOW_LOG"):
+        print(first.stderr + "\n----- second container -----\n" + log)
     print(f"\nphoenix cache timings: first container (build + publish) {t_build:.1f}s, "
           f"second container (substituted) {t_substitute:.1f}s")
 
