@@ -252,17 +252,18 @@ check_config_json() {
     fi
     # jq keeps the last of duplicate keys without a word, so `"vllm_lock": "stable"` reviewed at the
     # top of an object could be overridden by a second `"vllm_lock"` (or `"vllm\u005flock"`) below
-    # it. The stream form sees every occurrence: more than one value under one object is refused.
+    # it (the same for `"vllm_cache"`). The stream form sees every occurrence: more than one value
+    # under one object is refused.
     dup=$(jq -r -n --stream "$DUPLICATE_LOCK_KEY_JQ" "$LXC_CONFIG_FILE" | head -n 1)
     if [ -n "$dup" ]; then
-        log_error "Refusing: ${LXC_CONFIG_FILE} has more than one 'vllm_lock' value at $(printf '%q' "$dup") (a duplicate key; jq would silently use the last)."
+        log_error "Refusing: ${LXC_CONFIG_FILE} has more than one '${dup##*.}' value at $(printf '%q' "$dup") (a duplicate key; jq would silently use the last)."
         exit_script 2
     fi
 }
 
-# Paths (a.b.c) of objects holding more than one "vllm_lock" leaf: duplicate keys (or a non-string
-# value with several leaves, refused later anyway).
-DUPLICATE_LOCK_KEY_JQ='[inputs | select(length == 2) | .[0] | (map(. == "vllm_lock") | index(true)) as $i
+# Paths (a.b.c.key) of "vllm_lock" or "vllm_cache" keys with more than one leaf in one object:
+# duplicate keys (or a non-string value with several leaves, refused later anyway).
+DUPLICATE_LOCK_KEY_JQ='[inputs | select(length == 2) | .[0] | (map(. == "vllm_lock" or . == "vllm_cache") | index(true)) as $i
   | select($i != null) | .[0:$i + 1]] | group_by(.) | map(select(length > 1) | .[0] | map(tostring) | join(".")) | .[]'
 
 # A file name as one log line can show it: printf %q escapes a newline or a control character

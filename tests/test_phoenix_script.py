@@ -327,3 +327,16 @@ def test_cache_keys_are_checked_on_the_host(cache_host: ph.Host, tmp_path: Path)
     proc = host.run(CTID)
     assert proc.returncode == 2
     assert "must be a regular file" in proc.stderr and host.pct_calls() == []
+
+
+def test_a_duplicate_vllm_cache_key_is_refused(host: ph.Host) -> None:
+    """jq keeps the last of duplicate keys: a reviewed cache could be swapped by a second key below it."""
+    text = json.dumps(ph.phoenix_config(CTID), indent=2)
+    text = text.replace('"name": "embedding-server",',
+                        '"vllm_cache": "/srv/reviewed", "name": "embedding-server", "vllm_cache": "/srv/other",')
+    host.config_file.write_text(text)
+    proc = host.run(CTID)
+    assert proc.returncode == 2
+    lines = _refusal_lines(host)
+    assert len(lines) == 1 and "more than one 'vllm_cache' value at lxc_configs.801.vllm_cache" in lines[0], lines
+    assert host.pct_calls() == []
