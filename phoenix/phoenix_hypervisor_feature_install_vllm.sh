@@ -144,6 +144,8 @@ assert callable(host_check)'
 #   identity LOCK                          the entry name of the lock's wheel build
 #   lookup LOCK URL KEYS OUT               a verified entry + wheel for the lock in URL, laid out
 #                                          as a file:// cache under OUT/cache; exit 1 on a miss
+#   present LOCK URL KEYS                  exit 0 when URL has a trusted entry for the lock, 1 when
+#                                          it has none (no wheel is read)
 #   entry-wheel ENTRY                      the wheel path and size an entry names
 #   publish LOCK ENTRY WHEEL URL SIGNING   check a container's build against the lock, sign, push
 # Prints its progress, then one `error: ...` line on a failure (exit: vllm-lock's code).
@@ -182,7 +184,7 @@ def run():
         Path(out).write_text("".join(k.text() + "\n" for k in keys))
         print(" ".join(k.name for k in keys) or "none")
         return 0
-    lock = lockfiles.read(args[0])[0] if command in ("identity", "lookup", "publish") else None
+    lock = lockfiles.read(args[0])[0] if command in ("identity", "lookup", "present", "publish") else None
     if command == "identity":
         print(cache_entry.entry_name(cache_entry.wheel_build_identity(lock)))
         return 0
@@ -198,6 +200,19 @@ def run():
         hit.wheel.rename(wheel)
         (out / "cache" / hit.entry.name).write_text(cache_entry.render(hit.entry))
         print(f"hit {hit.entry.name} {hit.entry.wheel_path} {hit.signer}")
+        return 0
+    if command == "present":
+        from vllm_lock.shell import cache_backends
+        url, keys = args[1], Path(args[2])
+        identity = cache_entry.wheel_build_identity(lock)
+        trusted = substitute.settings(trusted_keys_file=keys, environ={}).trusted
+        backend = cache_backends.open_backend(url)
+        data = backend.read(cache_entry.entry_name(identity))
+        if data is None:
+            print(f"{url}: no entry {cache_entry.entry_name(identity)}")
+            return 1
+        entry, signer = substitute.trusted_entry(data, url, identity, trusted)
+        print(f"{url}: {entry.name} signed by {signer}")
         return 0
     if command == "entry-wheel":
         entry = cache_entry.parse(Path(args[0]).read_bytes(), origin="the entry from the container")
@@ -895,6 +910,26 @@ publish_build() {
     pct_exec "$CTID" -- rm -rf -- "$CT_OUTBOX" >/dev/null
 }
 
+# On a no-op rerun: when this host signs and its cache has no entry for the installed build (the
+# first publish failed, or the cache was emptied since), the container's installed wheel is put in
+# the outbox (`vllm-lock cache push`, throwaway key) and published as after a build.
+republish_installed_build() {
+    local out rc=0
+    [ -n "$CACHE_SIGNING" ] && [ -n "$CACHE_TOOL" ] || return 0
+    out=$(cache_tool present "$HOST_LOCK" "$CACHE_URL" "$CACHE_KEYS_FILE") || rc=$?
+    [ "$rc" -eq 1 ] || return 0
+    log_info "The binary cache ${CACHE_URL} has no build of lock '${LOCK_NAME}'; publishing the one installed in CTID ${CTID}."
+    pct_exec "$CTID" -- rm -rf -- "$CT_OUTBOX" "$CT_OUTBOX_KEY" >/dev/null
+    if ! out=$(pct exec "$CTID" -- "$TOOL_BIN" key generate --name "outbox-${CTID}" -o "$CT_OUTBOX_KEY" </dev/null 2>&1) ||
+        ! out=$(pct exec "$CTID" -- "$TOOL_BIN" cache push "$CT_LOCK" --push "file://${CT_OUTBOX}" \
+            --signing-key "$CT_OUTBOX_KEY" --venv "$VENV_DIR" --src "$SRC_DIR" </dev/null 2>&1); then
+        log_warn "Not published: CTID ${CTID} could not put its installed build in ${CT_OUTBOX}: $(last_line "$out")"
+        pct exec "$CTID" -- rm -rf -- "$CT_OUTBOX" "$CT_OUTBOX_KEY" </dev/null >/dev/null 2>&1 || true
+        return 0
+    fi
+    publish_build
+}
+
 run_install() {
     if [ -n "$CACHE_HIT" ]; then
         log_info "Installing vLLM from lock '${LOCK_NAME}' into ${VENV_DIR} (source ${SRC_DIR}) with the cached build..."
@@ -957,6 +992,7 @@ main() {
     require_nvidia
     check_gpus_for_lock
     if already_installed; then
+        republish_installed_build
         log_success "vLLM from lock '${LOCK_NAME}' is already installed and verified in CTID ${CTID}; nothing to do."
         exit_script 0
     fi

@@ -50,7 +50,8 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def phoenix_rootfs() -> Path:
     try:
-        return rootfs.ensure_tarball()
+        tarball: Path = rootfs.ensure_tarball()
+        return tarball
     except rootfs.RootfsUnavailable as exc:
         _unavailable(str(exc))
         raise
@@ -62,7 +63,8 @@ def phoenix_bundle(phoenix_rootfs: Path) -> Path:
     it (only a missing external prerequisite, debootstrap, may skip; phoenix_rootfs decides that
     first, so a machine that cannot run the containers never gets here)."""
     try:
-        return ph.ensure_bundle(rootfs.cache_dir())
+        bundle: Path = ph.ensure_bundle(rootfs.cache_dir())
+        return bundle
     except (ph.BundleBuildFailed, subprocess.TimeoutExpired) as exc:
         failure = f"phoenix/build-vllm-lock-bundle.sh failed: {exc}"
     pytest.fail(failure, pytrace=False)
@@ -371,7 +373,7 @@ SECOND_CTID = "802"
 
 def _two_container_config(**root_keys: Any) -> dict[str, Any]:
     """801 and 802 alike (same lock, same template); root_keys are fleet-wide defaults."""
-    config = ph.phoenix_config(CTID)
+    config: dict[str, Any] = ph.phoenix_config(CTID)
     config["lxc_configs"][SECOND_CTID] = copy.deepcopy(config["lxc_configs"][CTID])
     config.update(root_keys)
     return config
@@ -424,6 +426,23 @@ def test_second_container_substitutes_the_first_containers_build_from_the_host_c
                for p in container.path("/opt/vllm-lock").rglob("*") if p.is_file() and p.stat().st_size < 1 << 20)
     assert not container.path("/opt/vllm-lock/outbox.secret").exists()
     assert not container.path("/opt/vllm-lock/outbox").exists()
+
+    # the cache loses the entry (a failed publish, a wiped cache): the next run of the feature on
+    # 801 is a no-op that publishes the installed build again, compiling nothing
+    published = entries[0].read_text()
+    shutil.rmtree(cache)
+    calls = len(container.compiler_calls())
+    again = host.run(CTID, "https://172.16.100.11:9000")
+    assert again.returncode == 0, again.stderr[-6000:]
+    assert "nothing to do" in again.stderr
+    assert f"Published the build of lock 'stable' from CTID {CTID} to file://{cache}: vllm-" in again.stderr
+    assert len(container.compiler_calls()) == calls
+    republished = cache / entries[0].name
+    assert republished.exists() and "\nSig: phoenix-1:" in republished.read_text()
+    assert "\nWheelSha256: " in published and published.split("\nWheelSha256: ")[1][:64] in republished.read_text()
+    assert not container.path("/opt/vllm-lock/outbox.secret").exists()
+    noop = host.run(CTID, "https://172.16.100.11:9000")  # present now: nothing to publish either
+    assert noop.returncode == 0 and "nothing to do" in noop.stderr and "Published" not in noop.stderr
 
     # 802, same lock: the host finds the signed build, the container checks and installs it;
     # not one compiler call, and the log says where the build came from

@@ -272,7 +272,8 @@ def test_offline_lock_bundle_must_be_a_regular_file(host: ph.Host, tmp_path: Pat
 # ---- the binary cache's key files: checked with the bundle's vllm-lock, before any pct call -------
 @pytest.fixture(scope="module")
 def tool_bundle() -> Path:
-    return ph.ensure_bundle(rootfs.cache_dir())
+    bundle: Path = ph.ensure_bundle(rootfs.cache_dir())
+    return bundle
 
 
 @pytest.fixture
