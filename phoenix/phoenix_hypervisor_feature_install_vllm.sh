@@ -20,10 +20,18 @@
 #   P/etc/vllm-locks/allowed_signers              optional trusted keys: when present, only locks
 #                                                 signed by one of them are accepted (docs/signing.md)
 #   P/etc/certs/proxy_ca.crt                      optional proxy CA, pushed into the container
+#   P/etc/vllm-cache/trusted-keys                 binary cache: trusted public keys (name:base64)
+#   P/etc/vllm-cache/signing.key                  binary cache: the host's secret key; present = the
+#                                                 host signs and publishes what containers build
+#   P/share/vllm-lock/bundles/<name>.tar          optional offline bundle of lock <name> (vllm-lock
+#                                                 bundle), installed with --from-bundle
 # Container layout:
 #   /opt/vllm-lock/{venv,bundle,locks}            vllm-lock itself and the pushed lock (+ .sig)
 #   /opt/vllm-lock/allowed_signers                the host's trusted keys, for install --require-signed
 #   /opt/vllm-lock/installed                      "<lock sha256> <lock name>" after a verified install
+#   /opt/vllm-lock/{cache,cache-keys}             the entry + wheel the host found, and the trusted keys
+#   /opt/vllm-lock/{outbox,outbox.secret}         a build's wheel + entry for the host to sign (throwaway key)
+#   /opt/vllm-lock/bundles/<name>.tar             the lock's offline bundle, while the install needs it
 #   /opt/vllm, /opt/vllm_repo                     what the application runner uses (unchanged)
 #
 # Idempotent: a rerun after success checks the stamp + `vllm-lock verify` and exits; a rerun after
@@ -36,6 +44,11 @@
 # regular file (never a symlink), its signature must be good when trusted keys are configured,
 # and it must read as a valid lock (vllm-lock from the bundle, run on the host; bash checks only
 # when the host cannot run it). What is checked is a private copy, and that copy is what is pushed.
+# Binary cache (optional key "vllm_cache": a directory, http(s):// or s3:// URL): the host looks the
+# lock's build up with the bundle's vllm-lock and pushes a verified hit into the container, which
+# checks it again and installs it without compiling; a container that builds leaves its wheel in an
+# outbox, and the host checks it, signs it with its own key (never pushed into a container) and
+# publishes it. docs/phoenix.md has the threat model.
 
 set -e
 set -o pipefail
@@ -55,6 +68,17 @@ MAX_LOCK_BYTES=$((16 * 1024 * 1024))  # real locks are ~100 KB
 DEFAULT_LOCK_NAME="stable"
 LOCK_NAME_RE='^[a-z0-9][a-z0-9._-]{0,63}$'
 CTID_RE='^[0-9]{1,9}$'
+VLLM_CACHE_KEYS_DIR="${PHOENIX_ROOT}/etc/vllm-cache"
+CACHE_TRUSTED_KEYS="${VLLM_CACHE_KEYS_DIR}/trusted-keys"
+CACHE_SIGNING_KEY="${VLLM_CACHE_KEYS_DIR}/signing.key"
+LOCK_BUNDLE_DIR="${PHOENIX_ROOT}/share/vllm-lock/bundles"
+# The "vllm_cache" value: an absolute directory (or file:///DIR), http(s)://HOST[:PORT][/PATH] or
+# s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME]. Path segments never start with a dot (no "..");
+# no user-info (credentials stay in the host's AWS configuration, never in phoenix_lxc_configs.json).
+CACHE_URL_RE='^((file://)?(/[A-Za-z0-9_][A-Za-z0-9._-]{0,63})+/?|https?://([A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?(/[A-Za-z0-9_][A-Za-z0-9._~-]{0,63})*/?|s3://[a-z0-9][a-z0-9.-]{1,62}(/[A-Za-z0-9_][A-Za-z0-9._~-]{0,63})*/?(\?[A-Za-z0-9._~:/=&-]{1,512})?)$'
+MAX_CACHE_URL=1024
+MAX_ENTRY_BYTES=16384  # vllm-lock's own bound on an entry
+MAX_BUILT_WHEEL_BYTES=$((8 * 1024 * 1024 * 1024))  # a container's wheel the host will take (vLLM's are < 1 GiB)
 
 # --- Container side ------------------------------------------------------------------------
 VENV_DIR="/opt/vllm"
@@ -66,6 +90,11 @@ CT_LOCK_DIR="${TOOL_DIR}/locks"
 STAMP_FILE="${TOOL_DIR}/installed"
 CT_TRUSTED_KEYS="${TOOL_DIR}/allowed_signers"
 BUNDLE_STAMP="${TOOL_DIR}/bundle.sha256"
+CT_CACHE_DIR="${TOOL_DIR}/cache"
+CT_CACHE_KEYS="${TOOL_DIR}/cache-keys"
+CT_OUTBOX="${TOOL_DIR}/outbox"
+CT_OUTBOX_KEY="${TOOL_DIR}/outbox.secret"
+CT_BUNDLE_DIR="${TOOL_DIR}/bundles"
 SYSTEM_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt"
 CT_PATH="/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What the build needs on Ubuntu 24.04 / Debian 12; only the missing ones are installed.
@@ -82,6 +111,14 @@ CT_LOCK=""
 TRUSTED_KEYS_FILE=""  # set when the host requires signed locks
 INSTALL_SIGNED_ARGS=()
 STREAM_TAIL=""
+CACHE_URL=""  # the configured binary cache, normalized (a directory becomes file:///DIR)
+CACHE_TOOL=""  # set when the bundle's vllm-lock can run the cache steps on the host
+CACHE_KEYS_FILE=""  # trusted public keys for the container (the host's own signing key's included)
+CACHE_SIGNING=""  # set when the host signs and publishes builds (CACHE_SIGNING_KEY exists)
+CACHE_HIT=""  # "<entry> <wheel path> <signer>" of the host's lookup
+ENTRY_NAME=""  # <identity>.entry of the lock's wheel build
+LOCK_BUNDLE=""  # P/share/vllm-lock/bundles/<name>.tar, when present
+INSTALL_CACHE_ARGS=()
 
 # Validates one lock file with the bundle's own vllm-lock, imported from its pure-Python wheels
 # (zipimport): nothing is installed on the host. argv: N wheel... LOCK
@@ -98,6 +135,112 @@ n = int(sys.argv[1])
 sys.path[:0] = sys.argv[2:2 + n]
 from vllm_lock.actions.verify_lock import host_check
 assert callable(host_check)'
+
+# The binary cache steps on the host, with the bundle's vllm-lock unpacked into a private site
+# folder (cryptography is compiled code: no zipimport). argv: SITE COMMAND ARGS...
+#   unpack WHEEL...                        unpack the wheels into SITE; probe that signing works
+#   keys OUT TRUSTED SIGNING               the container's trusted keys (TRUSTED's + the signing
+#                                          key's public half; "" = none) to OUT
+#   identity LOCK                          the entry name of the lock's wheel build
+#   lookup LOCK URL KEYS OUT               a verified entry + wheel for the lock in URL, laid out
+#                                          as a file:// cache under OUT/cache; exit 1 on a miss
+#   present LOCK URL KEYS                  exit 0 when URL has a trusted entry for the lock, 1 when
+#                                          it has none (no wheel is read)
+#   entry-wheel ENTRY                      the wheel path and size an entry names
+#   publish LOCK ENTRY WHEEL URL SIGNING   check a container's build against the lock, sign, push
+# Prints its progress, then one `error: ...` line on a failure (exit: vllm-lock's code).
+HOST_CACHE_PY='import sys
+site, command, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.path.insert(0, site)
+
+
+def run():
+    from pathlib import Path
+    if command == "unpack":
+        import zipfile
+        for wheel in args:
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(site)
+    from vllm_lock import cache_entry, cache_keys, codec
+    from vllm_lock.actions import substitute
+    from vllm_lock.errors import CacheEntryError, CacheKeyError
+    from vllm_lock.shell import lockfiles
+    if command == "unpack":
+        cache_keys.secret_from_seed("probe", bytes(32)).public()
+        return 0
+    if command == "keys":
+        out, trusted_file, signing_file = args
+        keys = []
+        if signing_file:
+            keys.append(substitute.load_secret(Path(signing_file)).public())
+        if trusted_file:
+            text = substitute.read_key_file(Path(trusted_file), "trusted cache keys")
+            for key in cache_keys.parse_public_keys(text, origin=trusted_file):
+                same = [k for k in keys if k.name == key.name]
+                if same and same[0].key != key.key:
+                    raise CacheKeyError(f"{trusted_file}: key name {key.name} is also the name of another key")
+                if not same:
+                    keys.append(key)
+        Path(out).write_text("".join(k.text() + "\n" for k in keys))
+        print(" ".join(k.name for k in keys) or "none")
+        return 0
+    lock = lockfiles.read(args[0])[0] if command in ("identity", "lookup", "present", "publish") else None
+    if command == "identity":
+        print(cache_entry.entry_name(cache_entry.wheel_build_identity(lock)))
+        return 0
+    if command == "lookup":
+        url, keys, out = args[1], Path(args[2]), Path(args[3])
+        identity = cache_entry.wheel_build_identity(lock)
+        settings = substitute.settings(caches=[url], trusted_keys_file=keys, environ={})
+        hit = substitute.find(identity, settings, out / "dist", lambda line: print(line.strip(), flush=True))
+        if hit is None:
+            return 1
+        wheel = out / "cache" / hit.entry.wheel_path
+        wheel.parent.mkdir(parents=True)
+        hit.wheel.rename(wheel)
+        (out / "cache" / hit.entry.name).write_text(cache_entry.render(hit.entry))
+        print(f"hit {hit.entry.name} {hit.entry.wheel_path} {hit.signer}")
+        return 0
+    if command == "present":
+        from vllm_lock.shell import cache_backends
+        url, keys = args[1], Path(args[2])
+        identity = cache_entry.wheel_build_identity(lock)
+        trusted = substitute.settings(trusted_keys_file=keys, environ={}).trusted
+        backend = cache_backends.open_backend(url)
+        data = backend.read(cache_entry.entry_name(identity))
+        if data is None:
+            print(f"{url}: no entry {cache_entry.entry_name(identity)}")
+            return 1
+        entry, signer = substitute.trusted_entry(data, url, identity, trusted)
+        print(f"{url}: {entry.name} signed by {signer}")
+        return 0
+    if command == "entry-wheel":
+        entry = cache_entry.parse(Path(args[0]).read_bytes(), origin="the entry from the container")
+        print(f"{entry.wheel_path} {entry.wheel_size}")
+        return 0
+    if command == "publish":
+        entry_file, wheel, url, signing = Path(args[1]), Path(args[2]), args[3], Path(args[4])
+        entry = cache_entry.parse(entry_file.read_bytes(), origin="the entry from the container")
+        identity = cache_entry.wheel_build_identity(lock)
+        if entry.identity != identity or entry.lock_content_hash != codec.content_hash(lock):
+            raise CacheEntryError(f"the entry from the container is for identity {entry.identity}, not the identity {identity} of the lock")
+        sha256, size = substitute.file_sha256(wheel)
+        if (wheel.name, sha256, size) != (entry.wheel, entry.wheel_sha256, entry.wheel_size):
+            raise CacheEntryError(f"the wheel from the container {wheel.name} ({size} bytes, sha256 {sha256}) is not the one its entry names")
+        key = substitute.load_secret(signing)
+        signed = substitute.push(url, entry, wheel, key)
+        print(f"{signed.wheel} ({signed.name}, signed by {key.name})")
+        return 0
+    print(f"error: unknown command {command}")
+    return 2
+
+
+try:
+    sys.exit(run())
+except Exception as exc:
+    code = getattr(getattr(exc, "exit_code", None), "value", 70)
+    print("error: " + " ".join(str(exc).split())[:500] if code != 70 else f"error: internal error: {type(exc).__name__}: {exc}")
+    sys.exit(code)'
 
 # =====================================================================================
 # Validation (before anything touches the container)
@@ -124,17 +267,18 @@ check_config_json() {
     fi
     # jq keeps the last of duplicate keys without a word, so `"vllm_lock": "stable"` reviewed at the
     # top of an object could be overridden by a second `"vllm_lock"` (or `"vllm\u005flock"`) below
-    # it. The stream form sees every occurrence: more than one value under one object is refused.
+    # it (the same for `"vllm_cache"`). The stream form sees every occurrence: more than one value
+    # under one object is refused.
     dup=$(jq -r -n --stream "$DUPLICATE_LOCK_KEY_JQ" "$LXC_CONFIG_FILE" | head -n 1)
     if [ -n "$dup" ]; then
-        log_error "Refusing: ${LXC_CONFIG_FILE} has more than one 'vllm_lock' value at $(printf '%q' "$dup") (a duplicate key; jq would silently use the last)."
+        log_error "Refusing: ${LXC_CONFIG_FILE} has more than one '${dup##*.}' value at $(printf '%q' "$dup") (a duplicate key; jq would silently use the last)."
         exit_script 2
     fi
 }
 
-# Paths (a.b.c) of objects holding more than one "vllm_lock" leaf: duplicate keys (or a non-string
-# value with several leaves, refused later anyway).
-DUPLICATE_LOCK_KEY_JQ='[inputs | select(length == 2) | .[0] | (map(. == "vllm_lock") | index(true)) as $i
+# Paths (a.b.c.key) of "vllm_lock" or "vllm_cache" keys with more than one leaf in one object:
+# duplicate keys (or a non-string value with several leaves, refused later anyway).
+DUPLICATE_LOCK_KEY_JQ='[inputs | select(length == 2) | .[0] | (map(. == "vllm_lock" or . == "vllm_cache") | index(true)) as $i
   | select($i != null) | .[0:$i + 1]] | group_by(.) | map(select(length > 1) | .[0] | map(tostring) | join(".")) | .[]'
 
 # A file name as one log line can show it: printf %q escapes a newline or a control character
@@ -263,21 +407,33 @@ check_lock_signature() {
 # on the host (Proxmox VE 8 has 3.11), the bundle's vllm-lock reads it here; otherwise only bash
 # checks run here and the container's vllm-lock, which reads the lock before it builds anything,
 # is the full check.
-validate_lock_on_host() {
-    local why="" py out wheels
-    py=$(command -v python3 || true)
+# Can the bundle's vllm-lock run on this host? Sets HOST_PY and TOOL_PROBLEM (empty: yes); the
+# bundle is unpacked into HOST_WORK/bundle and its checksums checked, once.
+check_host_tool() {
+    TOOL_PROBLEM=""
+    HOST_PY=$(command -v python3 || true)
     if [ ! -f "$VLLM_LOCK_BUNDLE" ]; then
-        why="no offline bundle at ${VLLM_LOCK_BUNDLE}"
-    elif [ -z "$py" ]; then
-        why="no python3 on the host"
-    elif ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-        why="the host's python3 is older than 3.11"
-    else
+        TOOL_PROBLEM="no offline bundle at ${VLLM_LOCK_BUNDLE}"
+    elif [ -z "$HOST_PY" ]; then
+        TOOL_PROBLEM="no python3 on the host"
+    elif ! "$HOST_PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        TOOL_PROBLEM="the host's python3 is older than 3.11"
+    elif [ ! -f "${HOST_WORK}/bundle/.checked" ]; then
         mkdir -p "${HOST_WORK}/bundle"
         if ! tar -xf "$VLLM_LOCK_BUNDLE" -C "${HOST_WORK}/bundle" 2>/dev/null ||
             ! (cd "${HOST_WORK}/bundle" && sha256sum -c --quiet SHA256SUMS >/dev/null 2>&1); then
             log_fatal "The vllm-lock bundle ${VLLM_LOCK_BUNDLE} failed its checksums on the host."
         fi
+        : >"${HOST_WORK}/bundle/.checked"
+    fi
+}
+
+validate_lock_on_host() {
+    local why="" py out wheels
+    check_host_tool
+    why="$TOOL_PROBLEM"
+    py="$HOST_PY"
+    if [ -z "$why" ]; then
         wheels=("${HOST_WORK}"/bundle/*-none-any.whl)
         if ! out=$("$py" -I -c "$HOST_PROBE_PY" "${#wheels[@]}" "${wheels[@]}" 2>&1); then
             why="the bundle's vllm-lock cannot run on the host ($(last_line "$out"))"
@@ -300,6 +456,99 @@ validate_lock_on_host() {
 }
 
 # =====================================================================================
+# Binary cache and offline bundle: configuration (before anything touches the container)
+# =====================================================================================
+# "vllm_cache" (per container, else the file root's, like vllm_lock): refused unless a string
+# matching CACHE_URL_RE; a directory becomes file:///DIR.
+read_cache_setting() {
+    local raw value
+    if ! raw=$(jq_get_value "$CTID" '.vllm_cache | if . == null then null else tojson end' 2>/dev/null); then
+        return 0
+    fi
+    value="${raw#\"}"
+    value="${value%\"}"
+    if [[ "$raw" != "\"${value}\"" || "${#value}" -gt "$MAX_CACHE_URL" || ! "$value" =~ $CACHE_URL_RE ]]; then
+        log_error "Refusing: 'vllm_cache' must be an absolute directory, file:///DIR, http(s)://HOST[:PORT]/PATH or s3://BUCKET/PREFIX[?endpoint=URL] (letters, digits, '.', '_', '-', '~'; no credentials), got $(printf '%q' "${raw:0:200}")."
+        exit_script 2
+    fi
+    case "$value" in
+    /*) value="file://${value%/}" ;;
+    file://* | http://* | https://*) value="${value%/}" ;;
+    esac
+    CACHE_URL="$value"
+}
+
+cache_tool() {
+    "$HOST_PY" -I -c "$HOST_CACHE_PY" "${HOST_WORK}/site" "$@" 2>&1
+}
+
+# The cache steps run here with the bundle's vllm-lock (unpacked into HOST_WORK/site: it signs with
+# compiled code). Where it cannot run, the container builds: the cache saves time, it is never a
+# reason to fail. Bad key files are refused (exit 2).
+configure_binary_cache() {
+    local f out trusted="" wheels=() wheel
+    [ -n "$CACHE_URL" ] || return 0
+    for f in "$CACHE_TRUSTED_KEYS" "$CACHE_SIGNING_KEY"; do
+        if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then
+            log_error "Refusing: ${f} must be a regular file, not a link or anything else."
+            exit_script 2
+        fi
+    done
+    if [ -f "$CACHE_SIGNING_KEY" ]; then
+        if [ -n "$(find "$CACHE_SIGNING_KEY" -perm /077 -print)" ]; then
+            log_error "Refusing: the cache signing key ${CACHE_SIGNING_KEY} is open to others than its owner (chmod 600 it)."
+            exit_script 2
+        fi
+        CACHE_SIGNING=1
+    fi
+    check_host_tool
+    if [ -n "$TOOL_PROBLEM" ]; then
+        log_warn "Binary cache ${CACHE_URL} not used: ${TOOL_PROBLEM} (its steps run on the host with the bundle's vllm-lock); CTID ${CTID} builds."
+        CACHE_SIGNING=""
+        return 0
+    fi
+    for wheel in "${HOST_WORK}"/bundle/*.whl; do
+        case "${wheel##*/}" in
+        uv-*) ;;  # the resolver's binary: not needed here
+        *) wheels+=("$wheel") ;;
+        esac
+    done
+    if ! out=$(cache_tool unpack "${wheels[@]}"); then
+        log_warn "Binary cache ${CACHE_URL} not used: the bundle's vllm-lock cannot check or sign on this host ($(last_line "$out")); CTID ${CTID} builds."
+        CACHE_SIGNING=""
+        return 0
+    fi
+    [ ! -f "$CACHE_TRUSTED_KEYS" ] || trusted="$CACHE_TRUSTED_KEYS"
+    CACHE_KEYS_FILE="${HOST_WORK}/cache-keys"
+    if ! out=$(cache_tool keys "$CACHE_KEYS_FILE" "$trusted" "${CACHE_SIGNING:+$CACHE_SIGNING_KEY}"); then
+        log_error "Refusing: binary cache keys: $(last_line "$out")"
+        exit_script 2
+    fi
+    if ! ENTRY_NAME=$(cache_tool identity "$HOST_LOCK") || [[ ! "$ENTRY_NAME" =~ ^[A-Za-z0-9._-]+\.entry$ ]]; then
+        log_fatal "The bundle's vllm-lock cannot name the build of lock '${LOCK_NAME}': $(last_line "$ENTRY_NAME")"
+    fi
+    CACHE_TOOL=1
+    log_info "Binary cache ${CACHE_URL} for lock '${LOCK_NAME}' (${ENTRY_NAME}); trusted keys: $(last_line "$out")${CACHE_SIGNING:+; this host signs and publishes new builds (${CACHE_SIGNING_KEY})}."
+}
+
+# P/share/vllm-lock/bundles/<lock name>.tar, when present: everything the install reads, for a
+# container without network (the container's vllm-lock checks it against the lock).
+choose_lock_bundle() {
+    local bundle="${LOCK_BUNDLE_DIR}/${LOCK_NAME}.tar"
+    if [ -L "$bundle" ]; then
+        log_error "Refusing: the offline bundle ${bundle} is a symbolic link (to $(shown_link_target "$bundle")); put the file itself there."
+        exit_script 2
+    fi
+    [ -e "$bundle" ] || return 0
+    if [ ! -f "$bundle" ]; then
+        log_error "Refusing: the offline bundle ${bundle} is not a regular file."
+        exit_script 2
+    fi
+    LOCK_BUNDLE="$bundle"
+    log_info "Offline bundle for lock '${LOCK_NAME}': ${bundle} ($(stat -c %s -- "$bundle") bytes); CTID ${CTID} installs from it (--from-bundle)."
+}
+
+# =====================================================================================
 # Container helpers
 # =====================================================================================
 # Quiet probe: runs argv in the container, no logging, exit status only.
@@ -316,6 +565,7 @@ run_streaming() {
     local rc=0
     log_info "[${label}] running in CTID ${CTID}: $*"
     : >"$STREAM_TAIL"
+    : >"${STREAM_TAIL}.substituted"
     pct exec "$CTID" -- "$@" </dev/null 2>&1 | _log_lines "$label" || rc=$?
     if [ "$rc" -ne 0 ]; then
         log_error "[${label}] exited with code ${rc}."
@@ -328,6 +578,9 @@ _log_lines() {
     while IFS= read -r line || [ -n "$line" ]; do
         log_info "[${label}] ${line}"
         printf '%s\n' "$line" >>"$STREAM_TAIL"
+        case "$line" in
+        *"substituted from "*) printf '%s\n' "$line" >>"${STREAM_TAIL}.substituted" ;;
+        esac
     done
     # keep the tail file small
     tail -n 200 "$STREAM_TAIL" >"${STREAM_TAIL}.t" && mv -f "${STREAM_TAIL}.t" "$STREAM_TAIL"
@@ -553,12 +806,148 @@ ensure_target_python() {
         log_fatal "Python ${py} (target of lock '${LOCK_NAME}') is not installable in CTID ${CTID}; resolve a lock for the container's Python."
 }
 
+# Container side of the binary cache. The host looks the lock's build up (with its own network and
+# credentials); a verified hit goes into the container as a one-entry file:// cache, which the
+# container's vllm-lock checks again (trusted keys pushed in) and installs without compiling.
+# Without a hit, and when this host signs, the install leaves its build in an outbox, signed with a
+# throwaway key made in the container for this run (install --push needs one; nothing trusts it).
+prepare_container_cache() {
+    local out rc=0 line hit entry wheel_path signer
+    [ -n "$CACHE_URL" ] || return 0
+    INSTALL_CACHE_ARGS+=(--no-editable)  # the cache holds wheels; an editable install always builds
+    pct_exec "$CTID" -- rm -rf -- "$CT_CACHE_DIR" "$CT_CACHE_KEYS" "$CT_OUTBOX" "$CT_OUTBOX_KEY" >/dev/null
+    [ -n "$CACHE_TOOL" ] || return 0
+    log_info "Looking up the build of lock '${LOCK_NAME}' in the binary cache ${CACHE_URL}..."
+    out=$(cache_tool lookup "$HOST_LOCK" "$CACHE_URL" "$CACHE_KEYS_FILE" "${HOST_WORK}/lookup") || rc=$?
+    while IFS= read -r line; do
+        if [ -n "$line" ] && [[ "$line" != "hit "* ]]; then
+            log_info "[cache] ${line}"
+        fi
+    done <<<"$out"
+    hit=$(grep '^hit ' <<<"$out" | tail -n 1) || true
+    read -r _ entry wheel_path signer <<<"$hit"
+    if [ "$rc" -eq 0 ] && [[ "$entry" == "$ENTRY_NAME" && "$wheel_path" =~ ^wheels/[0-9a-f]{64}/[A-Za-z0-9._+-]+\.whl$ ]]; then
+        pct_exec "$CTID" -- mkdir -p "${CT_CACHE_DIR}/${wheel_path%/*}" >/dev/null
+        run_pct_push "$CTID" "$CACHE_KEYS_FILE" "$CT_CACHE_KEYS"
+        run_pct_push "$CTID" "${HOST_WORK}/lookup/cache/${wheel_path}" "${CT_CACHE_DIR}/${wheel_path}"
+        run_pct_push "$CTID" "${HOST_WORK}/lookup/cache/${entry}" "${CT_CACHE_DIR}/${entry}"  # the entry last
+        rm -rf -- "${HOST_WORK}/lookup"
+        CACHE_HIT="$signer"
+        INSTALL_CACHE_ARGS+=(--cache "file://${CT_CACHE_DIR}" --trusted-cache-keys-file "$CT_CACHE_KEYS")
+        log_info "Binary cache ${CACHE_URL} has a verified build of lock '${LOCK_NAME}' (${wheel_path##*/}, signed by ${signer}); pushed into CTID ${CTID}, which checks it again and installs it without compiling."
+        return 0
+    fi
+    if [ "$rc" -eq 1 ]; then
+        log_info "No verified build of lock '${LOCK_NAME}' in ${CACHE_URL}: CTID ${CTID} builds it."
+    else
+        log_warn "Binary cache lookup in ${CACHE_URL} failed ($(last_line "$out")): CTID ${CTID} builds."
+    fi
+    if [ -n "$CACHE_SIGNING" ]; then
+        if pct_exec "$CTID" -- "$TOOL_BIN" key generate --name "outbox-${CTID}" -o "$CT_OUTBOX_KEY" >/dev/null; then
+            INSTALL_CACHE_ARGS+=(--push "file://${CT_OUTBOX}" --cache-signing-key "$CT_OUTBOX_KEY")
+        else
+            log_warn "No outbox key in CTID ${CTID}: this build will not be published to ${CACHE_URL}."
+        fi
+    fi
+}
+
+# The lock's offline bundle goes in once (a stamp of its sha256 beside it) and is removed after a
+# verified install: its contents are in the container's vllm-lock cache by then.
+push_lock_bundle() {
+    local sha current target="${CT_BUNDLE_DIR}/${LOCK_NAME}.tar"
+    [ -n "$LOCK_BUNDLE" ] || return 0
+    sha=$(sha256sum <"$LOCK_BUNDLE" | cut -d' ' -f1)
+    current=$(pct exec "$CTID" -- cat "${target}.sha256" </dev/null 2>/dev/null) || current=""
+    if [ "$current" == "$sha" ] && ct_probe test -f "$target"; then
+        log_info "Offline bundle of lock '${LOCK_NAME}' already in CTID ${CTID}."
+    else
+        pct_exec "$CTID" -- mkdir -p "$CT_BUNDLE_DIR" >/dev/null
+        pct_exec "$CTID" -- rm -f -- "${target}.sha256" >/dev/null
+        run_pct_push "$CTID" "$LOCK_BUNDLE" "$target"
+        pct_exec "$CTID" -- sh -euc 'printf "%s\n" "$1" >"$2"' sh "$sha" "${target}.sha256" >/dev/null
+    fi
+    INSTALL_CACHE_ARGS+=(--from-bundle "$target")
+}
+
+remove_lock_bundle() {
+    [ -n "$LOCK_BUNDLE" ] || return 0
+    pct_exec "$CTID" -- rm -f -- "${CT_BUNDLE_DIR}/${LOCK_NAME}.tar" "${CT_BUNDLE_DIR}/${LOCK_NAME}.tar.sha256" >/dev/null
+}
+
+# After a verified build: the wheel and entry the container left in its outbox come to the host
+# (each read through `pct exec cat`, cut at its bound), are checked against the lock (identity,
+# content hash, the wheel's size and sha256), signed with the host's key and published: the wheel
+# first, the entry last. A failure is a warning: the verified install in the container stands.
+publish_build() {
+    local out entry wheel wheel_path size
+    [ -n "$CACHE_SIGNING" ] && [ -n "$CACHE_TOOL" ] && [ -z "$CACHE_HIT" ] || return 0
+    pct_exec "$CTID" -- rm -f -- "$CT_OUTBOX_KEY" >/dev/null
+    if ! ct_probe test -f "${CT_OUTBOX}/${ENTRY_NAME}"; then
+        log_warn "CTID ${CTID} left no build in ${CT_OUTBOX} (see its push line above): nothing published to ${CACHE_URL}."
+        return 0
+    fi
+    mkdir -p "${HOST_WORK}/outbox"
+    entry="${HOST_WORK}/outbox/${ENTRY_NAME}"
+    pct exec "$CTID" -- cat -- "${CT_OUTBOX}/${ENTRY_NAME}" </dev/null 2>/dev/null | head -c "$((MAX_ENTRY_BYTES + 1))" >"$entry" || true
+    if ! out=$(cache_tool entry-wheel "$entry"); then
+        log_warn "Not published: the entry CTID ${CTID} left is refused: $(last_line "$out")"
+        return 0
+    fi
+    read -r wheel_path size <<<"$(last_line "$out")"
+    if [[ ! "$wheel_path" =~ ^wheels/[0-9a-f]{64}/[A-Za-z0-9._+-]+\.whl$ || ! "$size" =~ ^[0-9]{1,12}$ ]] ||
+        [ "$size" -gt "$MAX_BUILT_WHEEL_BYTES" ]; then
+        log_warn "Not published: the entry CTID ${CTID} left names $(printf '%q' "$wheel_path") of $(printf '%q' "$size") bytes (at most ${MAX_BUILT_WHEEL_BYTES})."
+        return 0
+    fi
+    wheel="${HOST_WORK}/outbox/${wheel_path##*/}"
+    pct exec "$CTID" -- cat -- "${CT_OUTBOX}/${wheel_path}" </dev/null 2>/dev/null | head -c "$((size + 1))" >"$wheel" || true
+    if out=$(cache_tool publish "$HOST_LOCK" "$entry" "$wheel" "$CACHE_URL" "$CACHE_SIGNING_KEY"); then
+        log_success "Published the build of lock '${LOCK_NAME}' from CTID ${CTID} to ${CACHE_URL}: $(last_line "$out")."
+    else
+        log_warn "Publishing the build of lock '${LOCK_NAME}' from CTID ${CTID} to ${CACHE_URL} failed: $(last_line "$out"); the install in CTID ${CTID} stands."
+    fi
+    rm -f -- "$entry" "$wheel"
+    pct_exec "$CTID" -- rm -rf -- "$CT_OUTBOX" >/dev/null
+}
+
+# On a no-op rerun: when this host signs and its cache has no entry for the installed build (the
+# first publish failed, or the cache was emptied since), the container's installed wheel is put in
+# the outbox (`vllm-lock cache push`, throwaway key) and published as after a build.
+republish_installed_build() {
+    local out rc=0
+    [ -n "$CACHE_SIGNING" ] && [ -n "$CACHE_TOOL" ] || return 0
+    out=$(cache_tool present "$HOST_LOCK" "$CACHE_URL" "$CACHE_KEYS_FILE") || rc=$?
+    [ "$rc" -eq 1 ] || return 0
+    log_info "The binary cache ${CACHE_URL} has no build of lock '${LOCK_NAME}'; publishing the one installed in CTID ${CTID}."
+    pct_exec "$CTID" -- rm -rf -- "$CT_OUTBOX" "$CT_OUTBOX_KEY" >/dev/null
+    if ! out=$(pct exec "$CTID" -- "$TOOL_BIN" key generate --name "outbox-${CTID}" -o "$CT_OUTBOX_KEY" </dev/null 2>&1) ||
+        ! out=$(pct exec "$CTID" -- "$TOOL_BIN" cache push "$CT_LOCK" --push "file://${CT_OUTBOX}" \
+            --signing-key "$CT_OUTBOX_KEY" --venv "$VENV_DIR" --src "$SRC_DIR" </dev/null 2>&1); then
+        log_warn "Not published: CTID ${CTID} could not put its installed build in ${CT_OUTBOX}: $(last_line "$out")"
+        pct exec "$CTID" -- rm -rf -- "$CT_OUTBOX" "$CT_OUTBOX_KEY" </dev/null >/dev/null 2>&1 || true
+        return 0
+    fi
+    publish_build
+}
+
 run_install() {
-    log_info "Building vLLM from lock '${LOCK_NAME}' into ${VENV_DIR} (source ${SRC_DIR}); this can take a while..."
+    if [ -n "$CACHE_HIT" ]; then
+        log_info "Installing vLLM from lock '${LOCK_NAME}' into ${VENV_DIR} (source ${SRC_DIR}) with the cached build..."
+    else
+        log_info "Building vLLM from lock '${LOCK_NAME}' into ${VENV_DIR} (source ${SRC_DIR}); this can take a while..."
+    fi
     if ! run_streaming vllm-lock env PATH="$CT_PATH" PYTHONUNBUFFERED=1 \
-        "$TOOL_BIN" install "$CT_LOCK" --venv "$VENV_DIR" --src "$SRC_DIR" "${INSTALL_SIGNED_ARGS[@]}"; then
+        "$TOOL_BIN" install "$CT_LOCK" --venv "$VENV_DIR" --src "$SRC_DIR" "${INSTALL_SIGNED_ARGS[@]}" \
+        "${INSTALL_CACHE_ARGS[@]}"; then
         explain_tls_failure || true
         log_fatal "vllm-lock install failed in CTID ${CTID}; fix the cause and rerun the feature to resume."
+    fi
+    if [ -n "$CACHE_HIT" ]; then
+        if [ -s "${STREAM_TAIL}.substituted" ]; then
+            log_info "vLLM for lock '${LOCK_NAME}' in CTID ${CTID} substituted from ${CACHE_URL} (signed by ${CACHE_HIT}): nothing was compiled."
+        else
+            log_warn "CTID ${CTID} refused the build from ${CACHE_URL} (see its lines above) and built vLLM itself."
+        fi
     fi
 }
 
@@ -592,22 +981,30 @@ main() {
     STREAM_TAIL="${HOST_WORK}/stream-tail"
     configure_signature_checks
     choose_lock
+    read_cache_setting
+    choose_lock_bundle
     check_lock_signature
     validate_lock_on_host
+    configure_binary_cache
 
     log_info "Starting vLLM installation in CTID ${CTID} from lock '${LOCK_NAME}'."
     install_proxy_ca_certificate
     require_nvidia
     check_gpus_for_lock
     if already_installed; then
+        republish_installed_build
         log_success "vLLM from lock '${LOCK_NAME}' is already installed and verified in CTID ${CTID}; nothing to do."
         exit_script 0
     fi
     install_os_packages
     install_vllm_lock_tool
     ensure_target_python
+    prepare_container_cache
+    push_lock_bundle
     run_install
     verify_install
+    remove_lock_bundle
+    publish_build
     log_success "vLLM installed from lock '${LOCK_NAME}' in CTID ${CTID} and verified."
     exit_script 0
 }

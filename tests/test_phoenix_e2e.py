@@ -14,15 +14,18 @@ Everything else goes over loopback to the test world's index.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import select
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,7 +50,8 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def phoenix_rootfs() -> Path:
     try:
-        return rootfs.ensure_tarball()
+        tarball: Path = rootfs.ensure_tarball()
+        return tarball
     except rootfs.RootfsUnavailable as exc:
         _unavailable(str(exc))
         raise
@@ -59,7 +63,8 @@ def phoenix_bundle(phoenix_rootfs: Path) -> Path:
     it (only a missing external prerequisite, debootstrap, may skip; phoenix_rootfs decides that
     first, so a machine that cannot run the containers never gets here)."""
     try:
-        return ph.ensure_bundle(rootfs.cache_dir())
+        bundle: Path = ph.ensure_bundle(rootfs.cache_dir())
+        return bundle
     except (ph.BundleBuildFailed, subprocess.TimeoutExpired) as exc:
         failure = f"phoenix/build-vllm-lock-bundle.sh failed: {exc}"
     pytest.fail(failure, pytrace=False)
@@ -361,3 +366,164 @@ def test_signed_locks_are_checked_on_the_host_and_again_in_the_container(
     assert host.pct_calls()[calls_before:] == []
     assert container.path("/opt/vllm-lock/installed").read_text() == stamp
     assert container.exec("/opt/vllm/bin/vllm", "--version").returncode == 0
+
+
+# ---- the binary cache and offline lock bundles ---------------------------------------------------
+SECOND_CTID = "802"
+
+
+def _two_container_config(**root_keys: Any) -> dict[str, Any]:
+    """801 and 802 alike (same lock, same template); root_keys are fleet-wide defaults."""
+    config: dict[str, Any] = ph.phoenix_config(CTID)
+    config["lxc_configs"][SECOND_CTID] = copy.deepcopy(config["lxc_configs"][CTID])
+    config.update(root_keys)
+    return config
+
+
+@contextlib.contextmanager
+def _another_container(host: ph.Host, ctid: str, tarball: Path,
+                       mounts: list[tuple[Path, str]]) -> Iterator[ph.Container]:
+    ct = ph.create_container(host, ctid, tarball, bind_mounts=mounts)
+    try:
+        ct.install_nvidia_stub()
+        yield ct
+    finally:
+        ph.stop_container(ct)
+
+
+def _world_mounts(world: TestWorld) -> list[tuple[Path, str]]:
+    return [(world.repo_path, str(world.repo_path)), (world.external_root, str(world.external_root))]
+
+
+def test_second_container_substitutes_the_first_containers_build_from_the_host_cache(
+    host: ph.Host, container: ph.Container, phoenix_rootfs: Path, phoenix_lock: Path, phoenix_bundle: Path,
+    world: TestWorld,
+) -> None:
+    shutil.copy2(phoenix_lock, host.lock_dir / "stable.lock.toml")
+    shutil.copy2(phoenix_bundle, host.bundle)
+    cache = host.root / "srv" / "vllm-cache"  # a directory on the host, named fleet-wide in the config
+    host.write_config(_two_container_config(vllm_cache=str(cache)))
+    ph.make_cache_signing_key(host, "phoenix-1")
+    secret = (host.cache_keys_dir / "signing.key").read_text().split(":", 1)[1].strip()
+
+    # 801 finds nothing, builds (the compilers run), and the host signs and publishes its build
+    container.install_root_ca(world.ca_cert)
+    container.count_compiler_calls()
+    t0 = time.monotonic()
+    first = host.run(CTID, "https://172.16.100.11:9000")
+    t_build = time.monotonic() - t0
+    assert first.returncode == 0, first.stderr[-6000:]
+    assert f"No verified build of lock 'stable' in file://{cache}: CTID {CTID} builds it." in first.stderr
+    assert f"Published the build of lock 'stable' from CTID {CTID} to file://{cache}: vllm-" in first.stderr
+    assert "signed by phoenix-1" in first.stderr
+    assert len(container.compiler_calls()) > 0, "the compiler wrapper saw no compilation"
+    entries = list(cache.glob("*.entry"))
+    assert len(entries) == 1 and "\nSig: phoenix-1:" in entries[0].read_text()
+    assert "Sig: outbox-" not in entries[0].read_text()  # the container's throwaway signature is dropped
+    assert len(list(cache.glob("wheels/*/vllm-*.whl"))) == 1
+    # the host's secret key never went into the container; the throwaway key and the outbox are gone
+    assert not any("signing.key" in call for call in host.pct_calls())
+    assert all(secret not in p.read_text(errors="replace")
+               for p in container.path("/opt/vllm-lock").rglob("*") if p.is_file() and p.stat().st_size < 1 << 20)
+    assert not container.path("/opt/vllm-lock/outbox.secret").exists()
+    assert not container.path("/opt/vllm-lock/outbox").exists()
+
+    # the cache loses the entry (a failed publish, a wiped cache): the next run of the feature on
+    # 801 is a no-op that publishes the installed build again, compiling nothing
+    published = entries[0].read_text()
+    shutil.rmtree(cache)
+    calls = len(container.compiler_calls())
+    again = host.run(CTID, "https://172.16.100.11:9000")
+    assert again.returncode == 0, again.stderr[-6000:]
+    assert "nothing to do" in again.stderr
+    assert f"Published the build of lock 'stable' from CTID {CTID} to file://{cache}: vllm-" in again.stderr
+    assert len(container.compiler_calls()) == calls
+    republished = cache / entries[0].name
+    assert republished.exists() and "\nSig: phoenix-1:" in republished.read_text()
+    assert "\nWheelSha256: " in published and published.split("\nWheelSha256: ")[1][:64] in republished.read_text()
+    assert not container.path("/opt/vllm-lock/outbox.secret").exists()
+    noop = host.run(CTID, "https://172.16.100.11:9000")  # present now: nothing to publish either
+    assert noop.returncode == 0 and "nothing to do" in noop.stderr and "Published" not in noop.stderr
+
+    # 802, same lock: the host finds the signed build, the container checks and installs it;
+    # not one compiler call, and the log says where the build came from
+    with _another_container(host, SECOND_CTID, phoenix_rootfs, _world_mounts(world)) as second:
+        second.install_root_ca(world.ca_cert)
+        second.count_compiler_calls()
+        host.log_file.write_text("")
+        t0 = time.monotonic()
+        proc = host.run(SECOND_CTID, "https://172.16.100.11:9000")
+        t_substitute = time.monotonic() - t0
+        assert proc.returncode == 0, proc.stderr[-6000:]
+        assert second.compiler_calls() == [], second.compiler_calls()[:20]
+        log = host.log()
+        assert f"Binary cache file://{cache} has a verified build of lock 'stable'" in log
+        assert "[vllm-lock]     substituted from file:///opt/vllm-lock/cache: vllm-" in log
+        assert (f"vLLM for lock 'stable' in CTID {SECOND_CTID} substituted from file://{cache} "
+                "(signed by phoenix-1): nothing was compiled.") in log
+        assert "Published" not in log  # nothing was built, so nothing to publish
+        assert f"vLLM installed from lock 'stable' in CTID {SECOND_CTID} and verified." in log
+        version = second.exec("/opt/vllm/bin/vllm", "--version")
+        assert version.returncode == 0, version.stdout + version.stderr
+    if os.environ.get("PHOENIX_E2E_SHOW_LOG"):
+        print(first.stderr + "\n----- second container -----\n" + log)
+    print(f"\nphoenix cache timings: first container (build + publish) {t_build:.1f}s, "
+          f"second container (substituted) {t_substitute:.1f}s")
+
+
+def test_unreachable_cache_means_a_build_within_the_lookup_deadline(
+    host: ph.Host, container: ph.Container, phoenix_lock: Path, phoenix_bundle: Path, world: TestWorld,
+) -> None:
+    shutil.copy2(phoenix_lock, host.lock_dir / "stable.lock.toml")
+    shutil.copy2(phoenix_bundle, host.bundle)
+    container.install_root_ca(world.ca_cert)
+    container.count_compiler_calls()
+    # a server that accepts connections and never answers: the slowest way to be unreachable
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/vllm-cache"
+        config = ph.phoenix_config(CTID)
+        config["lxc_configs"][CTID]["vllm_cache"] = url
+        host.write_config(config)
+        proc = host.run(CTID, "https://172.16.100.11:9000", extra_env={"VLLM_LOCK_CACHE_DEADLINE": "3"})
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    log = host.log()
+    assert f"[cache] refused {url}:" in log
+    assert f"No verified build of lock 'stable' in {url}: CTID {CTID} builds it." in log
+    assert len(container.compiler_calls()) > 0
+    assert "vLLM installed from lock 'stable'" in log
+
+    def stamp(needle: str) -> float:
+        line = next(line for line in log.splitlines() if needle in line)
+        return time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
+
+    lookup = stamp("No verified build of lock") - stamp("Looking up the build of lock")
+    assert lookup <= 3 + 5, f"the lookup of an unresponsive cache took {lookup:.0f}s"
+
+
+def test_air_gapped_container_installs_from_the_hosts_lock_bundle(
+    host: ph.Host, phoenix_rootfs: Path, phoenix_lock: Path, phoenix_bundle: Path, world: TestWorld,
+    tmp_path: Path,
+) -> None:
+    shutil.copy2(phoenix_lock, host.lock_dir / "stable.lock.toml")
+    shutil.copy2(phoenix_bundle, host.bundle)
+    host.lock_bundles.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(SSL_CERT_FILE=str(world.ca_cert), VLLM_LOCK_CACHE=str(tmp_path / "bundle-cache"))
+    made = subprocess.run([str(Path(sys.executable).parent / "vllm-lock"), "bundle", str(phoenix_lock),
+                           "-o", str(host.lock_bundles / "stable.tar")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert made.returncode == 0, made.stderr
+
+    # no root CA (the HTTPS index is out of reach) and no bind mounts (no git repositories): all the
+    # install reads comes from the bundle
+    with _another_container(host, CTID, phoenix_rootfs, []) as ct:
+        proc = host.run(CTID, "https://172.16.100.11:9000")
+        assert proc.returncode == 0, proc.stderr[-6000:]
+        assert "TLS verification failed" not in proc.stderr
+        assert "Offline bundle for lock 'stable'" in proc.stderr
+        assert any("--from-bundle /opt/vllm-lock/bundles/stable.tar" in call for call in host.pct_calls())
+        assert "vLLM installed from lock 'stable'" in proc.stderr
+        assert not ct.path("/opt/vllm-lock/bundles/stable.tar").exists()  # removed once installed
+        assert ct.exec("/opt/vllm/bin/vllm", "--version").returncode == 0

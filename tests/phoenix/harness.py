@@ -28,6 +28,7 @@ BUNDLE_BUILDER = REPO / "phoenix" / "build-vllm-lock-bundle.sh"
 SCRIPT_NAME = FEATURE_SCRIPT.name
 
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+COMPILER_CALLS = "/root/compiler-calls"  # in the container: one line per cc1/cc1plus run
 
 NVIDIA_SMI_STUB = """#!/bin/sh
 # stand-in for the driver user space the 'nvidia' feature installs (no GPU in the test)
@@ -97,6 +98,16 @@ class Host:
         return self.phoenix / "share" / "vllm-lock" / "vllm-lock-bundle.tar"
 
     @property
+    def cache_keys_dir(self) -> Path:
+        """P/etc/vllm-cache: trusted-keys (public, name:base64) and signing.key (the host's secret)."""
+        return self.phoenix / "etc" / "vllm-cache"
+
+    @property
+    def lock_bundles(self) -> Path:
+        """P/share/vllm-lock/bundles: `<lock name>.tar` from `vllm-lock bundle`."""
+        return self.phoenix / "share" / "vllm-lock" / "bundles"
+
+    @property
     def log_file(self) -> Path:
         return self.root / "phoenix_hypervisor.log"
 
@@ -126,10 +137,11 @@ class Host:
         )
         return base
 
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = 600,
+            extra_env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run the feature script as lxc-manager.sh does: `<script> CTID bootstrap_ca_url`."""
-        return subprocess.run(["bash", str(self.script), *args], env=self.env(), capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(["bash", str(self.script), *args], env={**self.env(), **(extra_env or {})},
+                              capture_output=True, text=True, timeout=timeout)
 
     def pct(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(self.root / "bin" / "pct"), *args], env=self.env(), capture_output=True,
@@ -176,6 +188,24 @@ class Container:
         shutil.copy2(ca_cert, target)
         proc = self.exec("update-ca-certificates")
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def count_compiler_calls(self) -> None:
+        """Wrap gcc's compilers proper (cc1, cc1plus): every C/C++ compilation, whichever driver,
+        PATH or CC/CXX started it, appends a line to COMPILER_CALLS first."""
+        wrapped = []
+        for real in sorted(self.path("/usr/lib/gcc").glob("*/*/cc1*")):
+            if real.name not in ("cc1", "cc1plus"):
+                continue
+            inside = "/" + str(real.relative_to(self.rootfs))
+            real.rename(real.with_name(real.name + ".real"))
+            real.write_text(f'#!/bin/sh\necho "{inside} $*" >>{COMPILER_CALLS}\nexec {inside}.real "$@"\n')
+            real.chmod(0o755)
+            wrapped.append(real.name)
+        assert wrapped == ["cc1", "cc1plus"], wrapped
+        self.path(COMPILER_CALLS).write_text("")
+
+    def compiler_calls(self) -> list[str]:
+        return self.path(COMPILER_CALLS).read_text().splitlines()
 
     def install_nvidia_stub(self) -> None:
         stub = self.path("/usr/bin/nvidia-smi")
@@ -273,3 +303,15 @@ def ssh_sign(key: Path, lock: Path) -> Path:
     subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-n", "vllm-lock", "-f", str(key), str(lock)],
                    check=True, capture_output=True)
     return sig
+
+
+# ---- the binary cache's host side ---------------------------------------------------------------
+def make_cache_signing_key(host: Host, name: str = "phoenix-1") -> str:
+    """P/etc/vllm-cache/signing.key (mode 0600) made by `vllm-lock key generate`: the host now signs
+    and publishes builds. Returns the public key (name:base64)."""
+    key = host.cache_keys_dir / "signing.key"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    argv = [str(Path(sys.executable).parent / "vllm-lock"), "key", "generate", "--name", name, "-o", str(key)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
