@@ -173,7 +173,7 @@ def _steps(
 ) -> InstallResult:
     run = _Run(request=request, lock=lock, gen=gen, store=Store(request.cache), rep=rep, log=log, log_path=log_path)
     with rep.step("preflight"):
-        facts, jobs = preflight(run, container)
+        facts, jobs, unbuildable = preflight(run, container)
     if facts.python_found is None:
         with rep.step("python"):
             uv_shell.install_python(lock.target.python, request.cache, log, rep.line)
@@ -186,6 +186,9 @@ def _steps(
     if request.caches.caches:
         with rep.step("substitute"):
             hit = substitute.step(request.caches, lock, editable, gen.dist, rep.say)
+    if hit is None and unbuildable:
+        # preflight let a machine that cannot build through because a cache might give the build
+        raise PreflightError("no cache gave the build, and this machine cannot build it: " + "; ".join(unbuildable))
     with rep.step("source"):
         check_out_source(run)
     external_dirs: dict[str, Path] = {}
@@ -198,7 +201,13 @@ def _steps(
     compiler_cache: CompilerCacheSession | None = None
     if hit is not None:
         with rep.step("install cached build"):
-            substitute.install_wheel(hit, python=gen.python, env=env, log=log, on_line=rep.line)
+            if editable:
+                build_shell.build_vllm(
+                    python=str(gen.python), src=gen.src, env=substitute.precompiled_env(hit, env), editable=True,
+                    dist=gen.dist, log=log, on_line=build_shell.build_filter(rep.line), log_path=log_path,
+                )
+            else:
+                substitute.install_wheel(hit, python=gen.python, env=env, log=log, on_line=rep.line)
     else:
         cache_session = contextlib.nullcontext(None) if request.compiler_cache is None else sccache.running(
             sccache.find_sccache(os.environ), request.compiler_cache, basedir=gen.root, work=gen.root / "sccache",
@@ -233,14 +242,20 @@ def _steps(
     return InstallResult(generation=gen.root, state="installed", version=version, log=log_path)
 
 
-def preflight(run: _Run, container: GenerationContainer) -> tuple[plan.MachineFacts, plan.Jobs]:
-    """Every reason this machine cannot build the lock, refused at once; MAX_JOBS chosen."""
+def preflight(run: _Run, container: GenerationContainer) -> tuple[plan.MachineFacts, plan.Jobs, list[str]]:
+    """Every reason this machine cannot install the lock, refused at once; MAX_JOBS chosen. With
+    binary caches configured the build toolchain is not required yet: what it lacks is returned
+    (a warning now, the refusal once no cache gave the build; never with --substitute-only)."""
     request, lock, rep = run.request, run.lock, run.rep
     generations.check_writable_dir(request.cache, "the cache, VLLM_LOCK_CACHE")
     facts = machine_facts(lock, container.root, request.cache, check_gpus=not request.skip_gpu_check)
     for note in plan.preflight_notes(lock, facts):
         rep.say(f"    warning: {note}")
-    problems = plan.preflight_problems(lock, facts, min_free_disk=request.min_free_disk)
+    may_substitute = bool(request.caches.caches)
+    problems = plan.preflight_problems(lock, facts, min_free_disk=request.min_free_disk, build_tools=not may_substitute)
+    unbuildable = plan.build_toolchain_problems(lock, facts) if may_substitute and not request.caches.substitute_only else []
+    if unbuildable:
+        rep.say(f"    warning: this machine cannot build the lock ({'; '.join(unbuildable)}): only a cache can install it")
     if facts.python_found is None and request.allow_python_download:
         problems = [p for p in problems if not p.startswith("Python ")]
     if problems:
@@ -251,7 +266,7 @@ def preflight(run: _Run, container: GenerationContainer) -> tuple[plan.MachineFa
     if facts.gpus is not None and facts.gpus.gpus:
         gpus = ", ".join(f"{g.name} (sm_{g.capability[0]}{g.capability[1]})" for g in facts.gpus.gpus)
         rep.say(f"    GPUs: {gpus}; driver {facts.gpus.driver_version} (CUDA {_cuda(facts.gpus.driver_cuda)})")
-    return facts, jobs
+    return facts, jobs, unbuildable
 
 
 def create_environment(run: _Run, uv_env: dict[str, str]) -> None:
@@ -396,13 +411,14 @@ def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tupl
 def rust_env(lock: Lock, facts: plan.MachineFacts, gen: Generation, path: str) -> dict[str, str]:
     """The Rust part of the build environment (plan.rust_build_env), with the binaries preflight
     measured (their real files, not rustup's proxies) or, left out, ones that refuse to run."""
-    if lock.rust is not None:
-        found = {t.name: t.path for t in facts.toolchain}
-        rustc, cargo_bin = found.get("rustc"), found.get("cargo")
-        assert rustc is not None and cargo_bin is not None  # preflight refused a lock without them
+    found = {t.name: t.path for t in facts.toolchain}
+    rustc, cargo_bin = found.get("rustc"), found.get("cargo")
+    if lock.rust is not None and rustc is not None and cargo_bin is not None:
+        # (without them preflight refused the lock, unless a cache may give the build)
         tools = cargo.tool_dir(gen.rust_tools, *cargo.real_binaries(rustc, cargo_bin))
         return plan.rust_build_env(lock, path, tools=tools, cargo_home=gen.cargo_home)
-    # no frontend locked: refusing tools, and an empty CARGO_HOME in place of the caller's
+    # no frontend locked (or none to build it with where a cache gives the build): refusing tools,
+    # and an empty CARGO_HOME in place of the caller's
     gen.empty_cargo_home.mkdir(parents=True, exist_ok=True)
     return plan.rust_build_env(lock, path, tools=cargo.left_out_dir(gen.refusing_tools), cargo_home=gen.empty_cargo_home)
 

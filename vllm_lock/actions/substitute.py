@@ -7,7 +7,8 @@ signed size and sha256 (the download is cut at that size). Any refusal (no entry
 unsigned, untrusted, wrong signature, bytes that differ, a cache unreachable or slower than its
 bounds) is one line in the log, and the next cache is asked; when none gives a verified wheel the
 install builds (or, with --substitute-only, fails). The substituted wheel then goes through the
-same verification as a built one. Editable installs build as before.
+same verification as a built one. An editable install takes the compiled modules from the same
+wheel through vLLM's VLLM_USE_PRECOMPILED (precompiled_env): zero compiler calls.
 """
 
 from __future__ import annotations
@@ -133,15 +134,12 @@ def step(
     """The substitute step of install: a verified wheel in dist, or None (build instead)."""
     if not caches.caches:
         return None
-    if editable:
-        if caches.substitute_only:
-            raise SubstituteOnlyError("--substitute-only: an editable install is always built (use --no-editable)")
-        say("    editable install: the binary cache serves wheel installs only; building")
-        return None
     identity = cache_entry.wheel_build_identity(lock)
     hit = find(identity, caches, dist, say)
     if hit is not None:
         say(f"    substituted from {hit.cache}: {hit.entry.wheel} ({hit.entry.name}, signed by {hit.signer})")
+        if editable:
+            say("    editable install: its compiled modules come from that wheel (VLLM_USE_PRECOMPILED)")
         return hit
     if caches.substitute_only:
         raise SubstituteOnlyError(
@@ -213,6 +211,14 @@ def install_wheel(
 
     uv_shell.run_uv(uv_shell.install_wheel_argv(str(python), hit.wheel), env=env,
                        what="installing the substituted vLLM wheel", log=log, on_line=on_line)
+
+
+def precompiled_env(hit: Substitution, env: Mapping[str, str]) -> dict[str, str]:
+    """vLLM's own way to an editable install without compiling: its setup.py copies the compiled
+    modules out of the wheel at VLLM_PRECOMPILED_WHEEL_LOCATION (a local file: nothing fetched)
+    and builds no extension. A CUDA build's version then ends in `precompiled` (vLLM's rule): it
+    still names the commit, which is what verify checks."""
+    return {**env, "VLLM_USE_PRECOMPILED": "1", "VLLM_PRECOMPILED_WHEEL_LOCATION": str(hit.wheel.absolute())}
 
 
 # ---------------------------------------------------------------- push
