@@ -83,6 +83,11 @@ def install(request: InstallRequest, reporter: Reporter) -> InstallResult:
         from vllm_lock.actions import bundle as bundle_action
 
         bundle_action.import_bundle(request.from_bundle, lock, request.cache, reporter)
+        if (bundled := bundle_action.bundled_cache_url(lock, request.cache)) is not None:
+            # the bundle's built vLLM is asked first (no network); its signature is checked as any cache's
+            caches = request.caches
+            request = dataclasses.replace(request, caches=dataclasses.replace(
+                caches, caches=(bundled, *(url for url in caches.caches if url != bundled))))
     try:
         container.root.mkdir(parents=True, exist_ok=True)
         with generations.exclusive(container), mirroring.using(request.mirrors):
