@@ -111,6 +111,10 @@ def main() -> None:
         public = sh([str(VLLM_LOCK), "key", "generate", "--name", "bench", "-o", str(key)]).strip()
         cc_env, calls = compiler_wrappers(work / "cc")
         env = dict(os.environ, VLLM_LOCK_CACHE=str(store_root), **cc_env)
+        # as an installed vllm-lock runs: pip writes its bytecode at install time (this sandbox's
+        # PYTHONDONTWRITEBYTECODE=1 would compile ~60 modules from source on every run); the
+        # priming install below writes it
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         sh([str(VLLM_LOCK), "install", str(lock_path), "--venv", str(work / "prime/vllm"), "--src",
             str(work / "prime/vllm_repo"), "--push", f"file://{binary_cache}", "--cache-signing-key", str(key)], env=env)
         built_compiles = compiles(calls)

@@ -178,22 +178,23 @@ def _steps(
 ) -> InstallResult:
     run = _Run(request=request, lock=lock, gen=gen, store=Store(request.cache), rep=rep, log=log, log_path=log_path)
     with rep.step("preflight"):
-        facts, jobs, unbuildable = preflight(run, container)
+        facts, jobs = preflight(run, container)
     if facts.python_found is None:
         with rep.step("python"):
             uv_shell.install_python(lock.target.python, request.cache, log, rep.line)
     uv_env = uv_shell.uv_env(request.cache, offline=True)
     with rep.step("environment"):
         create_environment(run, uv_env)
-    with rep.step("packages"):
-        install_packages(run, uv_env)
     hit: substitute.Substitution | None = None
     if request.caches.caches:
         with rep.step("substitute"):
             hit = substitute.step(request.caches, lock, editable, gen.dist, rep.say)
-    if hit is None and unbuildable:
-        # preflight let a machine that cannot build through because a cache might give the build
-        raise PreflightError("no cache gave the build, and this machine cannot build it: " + "; ".join(unbuildable))
+    if request.caches.caches and (hit is None or editable):
+        with rep.step("toolchain"):  # setup.py runs: a build, or an editable install of the cached modules
+            facts = check_toolchain(run, facts, must_build=hit is None)
+    with rep.step("packages"):
+        # a substituted wheel goes in with the locked packages: one uv call
+        install_packages(run, uv_env, vllm_wheel=hit if hit is not None and not editable else None)
     with rep.step("source"):
         check_out_source(run)
     external_dirs: dict[str, Path] = {}
@@ -204,16 +205,13 @@ def _steps(
         strip_source(run)
     env = build_environment(run, facts, jobs, uv_env, external_dirs)
     compiler_cache: CompilerCacheSession | None = None
-    if hit is not None:
+    if hit is not None and editable:
         with rep.step("install cached build"):
-            if editable:
-                build_shell.build_vllm(
-                    python=str(gen.python), src=gen.src, env=substitute.precompiled_env(hit, env), editable=True,
-                    dist=gen.dist, log=log, on_line=build_shell.build_filter(rep.line), log_path=log_path,
-                )
-            else:
-                substitute.install_wheel(hit, python=gen.python, env=env, log=log, on_line=rep.line)
-    else:
+            build_shell.build_vllm(
+                python=str(gen.python), src=gen.src, env=substitute.precompiled_env(hit, env), editable=True,
+                dist=gen.dist, log=log, on_line=build_shell.build_filter(rep.line), log_path=log_path,
+            )
+    elif hit is None:
         cache_session = contextlib.nullcontext(None) if request.compiler_cache is None else sccache.running(
             sccache.find_sccache(os.environ), request.compiler_cache, basedir=gen.root, work=gen.root / "sccache",
             env=env)
@@ -226,7 +224,8 @@ def _steps(
             rep.say(f"    compiler cache: {compiler_cache.stats.describe() if compiler_cache.stats else compiler_cache.problem}")
     with rep.step("verify"):
         version, found = verify_step(run, env)
-    tools = receipt_toolchain(lock, facts.toolchain, gen.venv_bin)
+    # a substitution records the toolchain its entry says the build used
+    tools = receipt_toolchain(lock, facts.toolchain, gen.venv_bin) if hit is None else hit.toolchain()
     if hit is None and request.caches.push and not editable:
         with rep.step("push"):
             substitute.push_built(
@@ -247,31 +246,45 @@ def _steps(
     return InstallResult(generation=gen.root, state="installed", version=version, log=log_path)
 
 
-def preflight(run: _Run, container: GenerationContainer) -> tuple[plan.MachineFacts, plan.Jobs, list[str]]:
+def preflight(run: _Run, container: GenerationContainer) -> tuple[plan.MachineFacts, plan.Jobs]:
     """Every reason this machine cannot install the lock, refused at once; MAX_JOBS chosen. With
-    binary caches configured the build toolchain is not required yet: what it lacks is returned
-    (a warning now, the refusal once no cache gave the build; never with --substitute-only)."""
+    binary caches configured the build toolchain is not looked at yet: check_toolchain does, once
+    setup.py has to run (a container without compilers can substitute)."""
     request, lock, rep = run.request, run.lock, run.rep
     generations.check_writable_dir(request.cache, "the cache, VLLM_LOCK_CACHE")
-    facts = machine_facts(lock, container.root, request.cache, check_gpus=not request.skip_gpu_check)
+    may_substitute = bool(request.caches.caches)
+    facts = machine_facts(lock, container.root, request.cache, check_gpus=not request.skip_gpu_check,
+                          toolchain=not may_substitute)
     for note in plan.preflight_notes(lock, facts):
         rep.say(f"    warning: {note}")
-    may_substitute = bool(request.caches.caches)
     problems = plan.preflight_problems(lock, facts, min_free_disk=request.min_free_disk, build_tools=not may_substitute)
-    unbuildable = plan.build_toolchain_problems(lock, facts) if may_substitute and not request.caches.substitute_only else []
-    if unbuildable:
-        rep.say(f"    warning: this machine cannot build the lock ({'; '.join(unbuildable)}): only a cache can install it")
     if facts.python_found is None and request.allow_python_download:
         problems = [p for p in problems if not p.startswith("Python ")]
     if problems:
         raise PreflightError("; ".join(problems))
     jobs = plan.choose_jobs(lock.build, facts, max_jobs=request.max_jobs, nvcc_threads=request.nvcc_threads)
     rep.say(f"    MAX_JOBS={jobs.max_jobs} NVCC_THREADS={jobs.nvcc_threads} ({jobs.reason})")
-    rep.say("    toolchain: " + ", ".join(t.describe() for t in facts.toolchain))
+    if may_substitute:
+        rep.say("    toolchain: looked at only if no cache gives the build")
+    else:
+        rep.say("    toolchain: " + ", ".join(t.describe() for t in facts.toolchain))
     if facts.gpus is not None and facts.gpus.gpus:
         gpus = ", ".join(f"{g.name} (sm_{g.capability[0]}{g.capability[1]})" for g in facts.gpus.gpus)
         rep.say(f"    GPUs: {gpus}; driver {facts.gpus.driver_version} (CUDA {_cuda(facts.gpus.driver_cuda)})")
-    return facts, jobs, unbuildable
+    return facts, jobs
+
+
+def check_toolchain(run: _Run, facts: plan.MachineFacts, *, must_build: bool) -> plan.MachineFacts:
+    """The build toolchain, looked at once setup.py has to run; when no cache gave the build
+    (must_build), what preflight would have refused is refused now."""
+    lock = run.lock
+    nvcc = machine.find_nvcc(os.environ) if plan.is_cuda(lock) else None
+    facts = dataclasses.replace(facts, nvcc=nvcc, nvcc_version=machine.nvcc_version(nvcc) if nvcc else None,
+                                toolchain=plan.build_tools(lock, machine.toolchain(os.environ)))
+    run.rep.say("    toolchain: " + ", ".join(t.describe() for t in facts.toolchain))
+    if must_build and (problems := plan.build_toolchain_problems(lock, facts)):
+        raise PreflightError("no cache gave the build, and this machine cannot build it: " + "; ".join(problems))
+    return facts
 
 
 def create_environment(run: _Run, uv_env: dict[str, str]) -> None:
@@ -279,15 +292,17 @@ def create_environment(run: _Run, uv_env: dict[str, str]) -> None:
                        what="creating the venv", log=run.log, on_line=run.rep.line)
 
 
-def install_packages(run: _Run, uv_env: dict[str, str]) -> None:
+def install_packages(run: _Run, uv_env: dict[str, str], *, vllm_wheel: substitute.Substitution | None = None) -> None:
     """Every locked wheel staged from the cache and named in the generation's pylock.toml: uv
-    picks the best one for this machine."""
+    picks the best one for this machine. A substituted vLLM wheel (verified) is named there too."""
     lock, gen = run.lock, run.gen
     from vllm_lock.shell import staging  # not imported by an install that finds its generation in place
 
     staged = staging.stage_wheels(lock, run.store, gen.wheels, run.rep.say)
-    gen.pylock.write_text(pylock.to_pylock(lock, local_path=lambda _, w: str(staged[w.sha256, w.filename])),
-                          encoding="utf-8")
+    text = pylock.to_pylock(lock, local_path=lambda _, w: str(staged[w.sha256, w.filename]))
+    if vllm_wheel is not None:
+        text += vllm_wheel.pylock_package()
+    gen.pylock.write_text(text, encoding="utf-8")
     uv_shell.run_uv(uv_shell.sync_argv(gen.venv, gen.pylock), env=uv_env,
                        what="installing the locked packages", log=run.log, on_line=run.rep.line)
 
@@ -457,9 +472,10 @@ def _cuda(version: tuple[int, int] | None) -> str:
     return f"{version[0]}.{version[1]}" if version else "?"
 
 
-def machine_facts(lock: Lock, where: Path, cache: Path, *, check_gpus: bool) -> plan.MachineFacts:
-    """Everything preflight decides on, gathered from the machine (nothing decided here)."""
-    nvcc = machine.find_nvcc(os.environ) if plan.is_cuda(lock) else None
+def machine_facts(lock: Lock, where: Path, cache: Path, *, check_gpus: bool, toolchain: bool = True) -> plan.MachineFacts:
+    """Everything preflight decides on, gathered from the machine (nothing decided here);
+    toolchain=False leaves the build toolchain (nvcc included) out: not looked at."""
+    nvcc = machine.find_nvcc(os.environ) if plan.is_cuda(lock) and toolchain else None
     try:
         python_found, python_error = uv_shell.find_python(lock.target.python, cache), None
     except PreflightError as exc:
@@ -479,7 +495,7 @@ def machine_facts(lock: Lock, where: Path, cache: Path, *, check_gpus: bool) -> 
         cache=str(cache),
         cache_free_disk=machine.free_disk(cache),
         cache_missing=missing,
-        toolchain=plan.build_tools(lock, machine.toolchain(os.environ)),
+        toolchain=plan.build_tools(lock, machine.toolchain(os.environ)) if toolchain else (),
         gpus=machine.gpus(os.environ) if check_gpus and plan.is_cuda(lock) else None,
     )
 

@@ -14,12 +14,13 @@ wheel through vLLM's VLLM_USE_PRECOMPILED (precompiled_env): zero compiler calls
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from vllm_lock import cache_entry, codec
 from vllm_lock.cache_entry import CacheEntry
@@ -65,6 +66,20 @@ class Substitution:
             "cache": self.cache, "key": self.signer, "entry": self.entry.name, "wheel": self.entry.wheel,
             "wheel_sha256": self.entry.wheel_sha256, "built_in_seconds": str(self.entry.build_seconds),
         }
+
+    def toolchain(self) -> dict[str, dict[str, str | None]]:
+        """The toolchain the entry says the build used (the receipt's form; built elsewhere: no path)."""
+        return {name: {"version": version, "path": None} for name, version in self.entry.toolchain}
+
+    def pylock_package(self) -> str:
+        """A PEP 751 [[packages]] table naming the verified wheel by path and signed sha256: it goes
+        into the generation's pylock.toml, so one `uv pip sync` installs it with the locked packages."""
+        from packaging.utils import parse_wheel_filename
+
+        version = parse_wheel_filename(self.entry.wheel)[1]
+        wheel = (f"{{name = {json.dumps(self.entry.wheel)}, path = {json.dumps(str(self.wheel.absolute()))}, "
+                 f"size = {self.entry.wheel_size}, hashes = {{sha256 = {json.dumps(self.entry.wheel_sha256)}}}}}")
+        return f'\n[[packages]]\nname = "vllm"\nversion = {json.dumps(str(version))}\nwheels = [{wheel}]\n'
 
 
 def check_url(url: str, origin: str) -> str:
@@ -202,15 +217,6 @@ def fetch_verified(backend: Backend, entry: CacheEntry, wheel: Path) -> None:
 
 def _one_line(message: str) -> str:
     return " ".join(message.split())
-
-
-def install_wheel(
-    hit: Substitution, *, python: Path, env: Mapping[str, str], log: IO[str], on_line: Callable[[str], None],
-) -> None:
-    from vllm_lock.shell import uv as uv_shell
-
-    uv_shell.run_uv(uv_shell.install_wheel_argv(str(python), hit.wheel), env=env,
-                       what="installing the substituted vLLM wheel", log=log, on_line=on_line)
 
 
 def precompiled_env(hit: Substitution, env: Mapping[str, str]) -> dict[str, str]:
