@@ -109,6 +109,21 @@ def test_install_b_substitutes_with_zero_compiler_calls(loop) -> None:  # type: 
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
 
+def test_a_second_substitution_reads_the_verified_wheel_from_the_store(loop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """install B put the verified wheel into cache-b's store: the same build again there reads it
+    from the store (through the trusted entry that names its sha256), not from the cache."""
+    entry = next((loop["server"].root / "cache" / "vllm").glob("*.entry")).read_text()
+    sha256 = next(line.split()[1] for line in entry.splitlines() if line.startswith("WheelSha256: "))
+    stored = list((loop["root"] / "cache-b" / "cas" / "sha256" / sha256).glob("vllm-*.whl"))
+    assert len(stored) == 1
+    result = cli(*install_args(loop["path"], tmp_path / "opt"), "--cache", loop["url"], "--trusted-cache-key",
+                 loop["public"], cache=loop["root"] / "cache-b", env=loop["env"])
+    assert result.returncode == 0, result.stderr
+    assert f"    {stored[0].name}: in the local store" in result.stderr and "substituted from" in result.stderr
+    pylock = next((tmp_path / "opt").glob("vllm.generations/*/pylock.toml")).read_text()
+    assert f'path = "{stored[0]}"' in pylock and f'sha256 = "{sha256}"' in pylock  # one uv sync with the rest
+
+
 def _copy_of_the_cache(loop, dest: Path) -> Path:  # type: ignore[no-untyped-def]
     shutil.copytree(loop["server"].root / "cache" / "vllm", dest)
     return dest

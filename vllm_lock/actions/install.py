@@ -1,8 +1,10 @@
 """install: a lock -> a verified generation, then an atomic switch of --venv/--src to it.
 
 Steps (each logged with its duration, the whole output also in the generation's logs):
-preflight, python, environment, packages, source, external sources, strip, build, verify,
-receipt, switch; each a function of its own below. A generation without a receipt is
+preflight, python, environment, [substitute, toolchain,] packages, source, external sources,
+strip, build (or, substituted: nothing, the wheel went in with the packages; editable: install
+cached build), verify, [push,] receipt, switch; each a function of its own below (the binary
+cache's: substitute.py, docs/cache.md). A generation without a receipt is
 unfinished: rerunning resumes it (every step is idempotent). Paths: generation.py.
 """
 
@@ -12,9 +14,12 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
+import io
 import os
 import platform
 import shutil
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -188,19 +193,19 @@ def _steps(
     hit: substitute.Substitution | None = None
     if request.caches.caches:
         with rep.step("substitute"):
-            hit = substitute.step(request.caches, lock, editable, gen.dist, rep.say)
+            hit = substitute.step(request.caches, lock, editable, gen.dist, rep.say, run.store)
     if request.caches.caches and (hit is None or editable):
         with rep.step("toolchain"):  # setup.py runs: a build, or an editable install of the cached modules
             facts = check_toolchain(run, facts, must_build=hit is None)
-    with rep.step("packages"):
-        # a substituted wheel goes in with the locked packages: one uv call
-        install_packages(run, uv_env, vllm_wheel=hit if hit is not None and not editable else None)
-    with rep.step("source"):
-        check_out_source(run)
-    external_dirs: dict[str, Path] = {}
-    if lock.external_sources or lock.rust is not None:
-        with rep.step("external sources"):
-            external_dirs = stage_external_sources(run)
+    sources = _Beside(run, _source_steps)  # git and the locked wheels' uv sync at once
+    try:
+        with rep.step("packages"):
+            # a substituted wheel goes in with the locked packages: one uv call
+            install_packages(run, uv_env, vllm_wheel=hit if hit is not None and not editable else None)
+    except BaseException:
+        sources.join(rep, reraise=False)
+        raise
+    external_dirs = sources.join(rep)
     with rep.step("strip"):
         strip_source(run)
     env = build_environment(run, facts, jobs, uv_env, external_dirs)
@@ -244,6 +249,45 @@ def _steps(
         rep.say(f"    {container.venv_link} -> {gen.venv}")
         rep.say(f"    {container.src_link} -> {gen.src}")
     return InstallResult(generation=gen.root, state="installed", version=version, log=log_path)
+
+
+def _source_steps(run: _Run) -> dict[str, Path]:
+    with run.rep.step("source"):
+        check_out_source(run)
+    external_dirs: dict[str, Path] = {}
+    if run.lock.external_sources or run.lock.rust is not None:
+        with run.rep.step("external sources"):
+            external_dirs = stage_external_sources(run)
+    return external_dirs
+
+
+class _Beside:
+    """Steps run in a thread beside the main thread's (they only say things: no live output),
+    their lines held back and written after, in order, as if they had run after."""
+
+    def __init__(self, run: _Run, steps: Callable[[_Run], dict[str, Path]]) -> None:
+        self._held = io.StringIO()
+        self._rep = Reporter(log=self._held, quiet=True)
+        self._result: dict[str, Path] = {}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(dataclasses.replace(run, rep=self._rep), steps),
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, run: _Run, steps: Callable[[_Run], dict[str, Path]]) -> None:
+        try:
+            self._result = steps(run)
+        except BaseException as exc:  # handed to the main thread by join
+            self._error = exc
+
+    def join(self, rep: Reporter, *, reraise: bool = True) -> dict[str, Path]:
+        self._thread.join()
+        for line in self._held.getvalue().splitlines():
+            rep.say(line)
+        rep.timings.update(self._rep.timings)
+        if self._error is not None and reraise:
+            raise self._error
+        return self._result
 
 
 def preflight(run: _Run, container: GenerationContainer) -> tuple[plan.MachineFacts, plan.Jobs]:

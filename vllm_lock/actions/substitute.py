@@ -30,6 +30,7 @@ from vllm_lock.model import Lock
 if TYPE_CHECKING:
     from vllm_lock.cache_keys import PublicKey, SecretKey
     from vllm_lock.shell.cache_backends import Backend
+    from vllm_lock.shell.store import Store
 
 CACHES_ENV = "VLLM_LOCK_CACHES"
 PUSH_ENV = "VLLM_LOCK_PUSH"
@@ -144,13 +145,15 @@ def load_secret(path: Path) -> SecretKey:
 
 
 def step(
-    caches: CacheSettings, lock: Lock, editable: bool, dist: Path, say: Callable[[str], None]
+    caches: CacheSettings, lock: Lock, editable: bool, dist: Path, say: Callable[[str], None],
+    store: Store | None = None,
 ) -> Substitution | None:
-    """The substitute step of install: a verified wheel in dist, or None (build instead)."""
+    """The substitute step of install: a verified wheel (in the store when one is given, else in
+    dist), or None (build instead)."""
     if not caches.caches:
         return None
     identity = cache_entry.wheel_build_identity(lock)
-    hit = find(identity, caches, dist, say)
+    hit = find(identity, caches, dist, say, store)
     if hit is not None:
         say(f"    substituted from {hit.cache}: {hit.entry.wheel} ({hit.entry.name}, signed by {hit.signer})")
         if editable:
@@ -165,7 +168,13 @@ def step(
     return None
 
 
-def find(identity: str, caches: CacheSettings, dist: Path, say: Callable[[str], None]) -> Substitution | None:
+def find(
+    identity: str, caches: CacheSettings, dist: Path, say: Callable[[str], None], store: Store | None = None
+) -> Substitution | None:
+    """The first cache's verified entry and wheel. With a store, the wheel is kept there under its
+    signed sha256 (content-addressed, like the locked wheels): a later substitution of the same
+    build on this machine reads it from there (still only through a trusted entry naming that
+    sha256), and uv, which keys its unpacked wheels by path, finds it unpacked already."""
     from vllm_lock.shell import cache_backends
 
     shutil.rmtree(dist, ignore_errors=True)
@@ -180,8 +189,21 @@ def find(identity: str, caches: CacheSettings, dist: Path, say: Callable[[str], 
                 say(f"    {url}: no entry {name}")
                 continue
             entry, signer = trusted_entry(data, f"{backend.url}/{name}", identity, caches.trusted)
-            wheel = dist / entry.wheel
+            if store is not None and store.has(entry.wheel_sha256, entry.wheel):
+                say(f"    {entry.wheel}: in the local store (its sha256 checked when it entered)")
+                return Substitution(cache=url, signer=signer, entry=entry,
+                                    wheel=store.path(entry.wheel_sha256, entry.wheel))
+            # into the store's file system (a rename takes it in), else into dist
+            incoming = store.root / "incoming" if store is not None else dist
+            incoming.mkdir(parents=True, exist_ok=True)
+            wheel = incoming / f".{os.getpid()}-{entry.wheel}" if store is not None else dist / entry.wheel
             fetch_verified(backend, entry, wheel)
+            if store is not None:
+                from vllm_lock.shell.bundle_file import adopt
+
+                if not adopt(store, entry.wheel_sha256, entry.wheel, wheel):
+                    wheel.unlink(missing_ok=True)  # another install took the same bytes in meanwhile
+                wheel = store.path(entry.wheel_sha256, entry.wheel)
             return Substitution(cache=url, signer=signer, entry=entry, wheel=wheel)
         except VllmLockError as exc:
             say(f"    refused {url}: {_one_line(str(exc))}")
