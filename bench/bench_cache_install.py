@@ -4,10 +4,11 @@
              signed entry; then one substituted install of each side below (not timed: the
              verified wheel enters the store, uv's cache is warm for the same paths on both sides)
   ours       `vllm-lock install LOCK --cache file://CACHE --trusted-cache-key PUB` into a new
-             target (one process, the console script of this virtualenv): preflight, venv, locked
-             wheels from the store, the entry and wheel from the cache (signature, size, sha256),
-             checkout + strip, install of the wheel, verification, receipt, switch; compiler calls
-             counted through CC/CXX wrappers and asserted zero
+             target (one process, the console script of this virtualenv): preflight, venv, the
+             entry from the cache (signature) and its wheel from the store (sha256 checked when it
+             entered), one uv sync of the locked wheels and it with the checkout beside it, strip,
+             verification, receipt, switch; compiler calls counted through CC/CXX wrappers and
+             asserted zero
   uv         `uv venv` + one `uv pip install --offline --no-index --no-deps` of the same files: the
              locked wheels this machine installs (from the same store) plus the cached vLLM wheel
              (from the same cache directory); the same warm uv cache
@@ -15,7 +16,7 @@
 The same comparison on a real tree (--real, on by default; --no-real skips it): vLLM 0.33.0's
 `empty` lock as tests/real/test_real_corpus.py resolves it (its sdist as the repository, every
 wheel from PyPI, kept in the suite cache so none is downloaded again, the torch family from the
-local stand-in index, --no-rust), primed the same way; there uv's work dominates.
+local stand-in index, --no-rust), primed the same way; there uv's work is seconds, not tenths.
 
 One run each side (the brief's rule); both ratios printed.
 
