@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from install_support import cli, install_args, resolve_world_lock, vllm_version, write_variant
+from install_support import build_info, cli, install_args, resolve_world_lock, vllm_version, write_variant
 from test_cache_support import S3Server, free_port, http_server, s3_server
 
 from vllm_lock.model import Lock
@@ -133,6 +133,21 @@ def test_install_b_substitutes_with_zero_compiler_calls(loop: CacheLoop) -> None
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
 
+def test_a_second_substitution_reads_the_verified_wheel_from_the_store(loop: CacheLoop, tmp_path: Path) -> None:
+    """install B put the verified wheel into cache-b's store: the same build again there reads it
+    from the store (through the trusted entry that names its sha256), not from the cache."""
+    entry = next((loop.server.root / "cache" / "vllm").glob("*.entry")).read_text()
+    sha256 = next(line.split()[1] for line in entry.splitlines() if line.startswith("WheelSha256: "))
+    stored = list((loop.root / "cache-b" / "cas" / "sha256" / sha256).glob("vllm-*.whl"))
+    assert len(stored) == 1
+    result = cli(*install_args(loop.path, tmp_path / "opt"), "--cache", loop.url, "--trusted-cache-key",
+                 loop.public, cache=loop.root / "cache-b", env=loop.env)
+    assert result.returncode == 0, result.stderr
+    assert f"    {stored[0].name}: in the local store" in result.stderr and "substituted from" in result.stderr
+    pylock = next((tmp_path / "opt").glob("vllm.generations/*/pylock.toml")).read_text()
+    assert f'path = "{stored[0]}"' in pylock and f'sha256 = "{sha256}"' in pylock  # one uv sync with the rest
+
+
 def _copy_of_the_cache(loop: CacheLoop, dest: Path) -> Path:
     shutil.copytree(loop.server.root / "cache" / "vllm", dest)
     return dest
@@ -214,12 +229,69 @@ def test_bad_cache_options_are_usage_errors(loop: CacheLoop, tmp_path: Path) -> 
         assert result.stderr.startswith("error: ") and message in result.stderr and len(result.stderr.splitlines()) == 1
 
 
-def test_an_editable_install_is_built_this_round(loop: CacheLoop, tmp_path: Path) -> None:
+def test_an_editable_install_takes_the_compiled_modules_from_the_cache(loop: CacheLoop, tmp_path: Path) -> None:
+    before = compiler_calls(loop.calls)
     lock = loop.lock
     editable = write_variant(lock, tmp_path / "editable.lock.toml",
                              build=dataclasses.replace(lock.build, editable=True))
-    result = cli(*install_args(editable, tmp_path / "opt"), "--cache", loop.url, "--substitute-only",
-                 cache=tmp_path / "cache", env=loop.env)
-    assert result.returncode == 6
-    assert result.stderr.splitlines()[-1] == (
-        "error: --substitute-only: an editable install is always built (use --no-editable)")
+    opt = tmp_path / "opt"
+    result = cli(*install_args(editable, opt), "--cache", loop.url, "--trusted-cache-key", loop.public,
+                 "--substitute-only", cache=tmp_path / "cache", env=loop.env)
+    assert result.returncode == 0, result.stderr
+    assert compiler_calls(loop.calls) == before, loop.calls.read_text()[-3000:]  # not one compiler call
+    assert "==> build" not in result.stderr and "editable install: its compiled modules come from" in result.stderr
+    assert "Skipping build_ext: using precompiled extensions." in result.stderr
+    info = build_info(opt)
+    assert info["precompiled"] is True and f"g{lock.vllm.commit[:9]}" in vllm_version(opt)
+    src = Path(os.readlink(opt / "vllm_repo"))
+    assert list((src / "vllm").glob("_C*.so")), "the compiled module was not copied into the editable tree"
+    gen = src.parent
+    receipt = json.loads((gen / "receipt.json").read_text())
+    assert receipt["editable"] is True and receipt["substituted-from"]["cache"] == loop.url
+    clean = cli("verify", str(editable), "--venv", str(opt / "vllm"), cache=tmp_path / "cache")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+
+def no_compiler_path(where: Path) -> dict[str, str]:
+    """PATH: every program of this PATH but the C/C++ compilers (links in one folder); CC/CXX empty."""
+    where.mkdir(parents=True, exist_ok=True)
+    for folder in os.environ["PATH"].split(os.pathsep):
+        if not os.path.isdir(folder):
+            continue
+        for program in os.scandir(folder):
+            name = program.name
+            if name in ("cc", "c++", "cpp") or "gcc" in name or "g++" in name or name.startswith("clang"):
+                continue
+            if not os.access(program.path, os.X_OK) or (where / name).exists():
+                continue
+            (where / name).symlink_to(program.path)
+    assert shutil.which("gcc", path=str(where)) is None and shutil.which("cc", path=str(where)) is None
+    return {"PATH": str(where), "CC": "", "CXX": ""}
+
+
+def test_a_machine_without_a_compiler_substitutes(loop: CacheLoop, tmp_path: Path) -> None:
+    env = {**loop.server.env, **no_compiler_path(tmp_path / "bin")}
+    result = cli(*install_args(loop.path, tmp_path / "opt"), "--cache", loop.url, "--trusted-cache-key",
+                 loop.public, cache=tmp_path / "cache", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "toolchain: looked at only if no cache gives the build" in result.stderr
+    assert "==> toolchain" not in result.stderr  # setup.py never runs: the compilers are never looked at
+    assert f"substituted from {loop.url}" in result.stderr and "==> build" not in result.stderr
+
+
+def test_without_a_hit_a_machine_without_a_compiler_is_refused_before_the_build(
+    loop: CacheLoop, tmp_path: Path
+) -> None:
+    env = {**loop.server.env, **no_compiler_path(tmp_path / "bin")}
+    empty = tmp_path / "empty-cache"
+    empty.mkdir()
+    result = cli(*install_args(loop.path, tmp_path / "opt"), "--cache", f"file://{empty}", "--trusted-cache-key",
+                 loop.public, cache=tmp_path / "cache", env=env)
+    assert result.returncode == 7, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("error: no cache gave the build, and this machine cannot build it: ")
+    assert "gcc not found ($CC, else PATH)" in last
+    assert "==> build" not in result.stderr and "Traceback" not in result.stderr
+    plain = cli(*install_args(loop.path, tmp_path / "opt"), cache=tmp_path / "cache", env=env)
+    assert plain.returncode == 7 and "==> environment" not in plain.stderr  # no cache: refused at preflight
+    assert "gcc not found ($CC, else PATH)" in plain.stderr.splitlines()[-1], plain.stderr

@@ -6,7 +6,7 @@ A bundle is one uncompressed tar whose member names follow a fixed schema:
     wheels/<sha256>/<filename>             every locked wheel, named as the store names it
     crates/<sha256>/<name>-<version>.crate every locked Rust crate
     git/<key>.bundle                       one `git bundle` per repository (key: the cache's mirror key)
-    built/<name>                           HOOK: the cached built wheel and its entry (not written yet)
+    built/<name>                           the cached built vLLM wheel and its signed entry, when present
     manifest.json                          written last: every other member's name, sha256 and size,
                                            and what each git bundle holds
 

@@ -12,9 +12,12 @@ MAX_JOBS rule (printed by install, overridable with --max-jobs / $MAX_JOBS):
 Toolchain needed (every number comes from the lock, never from the vLLM version alone):
   cmake, ninja   the build set's own specifier (`cmake>=3.26.1`), checked against the locked wheel
                  when the lock has one (the build runs it), else against the machine's tool;
-  gcc, g++       COMPILER_FLOORS: a floor applies when the lock builds the code that needs it
-                 (a pinned external source, vLLM's CPU extension on x86_64); `empty` compiles nothing;
+  gcc, g++       found ($CC/$CXX, else PATH) when the lock compiles anything (`empty` compiles
+                 nothing); COMPILER_FLOORS: a floor applies when the lock builds the code that
+                 needs it (a pinned external source, vLLM's CPU extension on x86_64);
   nvcc           new enough for every locked arch (cuda.py).
+These are build_toolchain_problems: with binary caches configured, install checks them only once
+no cache gave the build (a container without compilers can substitute).
 GPUs (CUDA builds, unless --skip-gpu-check): every GPU covered by the locked archs and a driver
 new enough for the lock's CUDA variant (the rule in cuda.py); no GPU present is a warning.
 """
@@ -102,8 +105,12 @@ def needed_disk(lock: Lock, override: int | None = None) -> int:
     return 3 * wheels + (BUILD_DISK_CUDA if is_cuda(lock) else BUILD_DISK_OTHER)
 
 
-def preflight_problems(lock: Lock, facts: MachineFacts, *, min_free_disk: int | None = None) -> list[str]:
-    """Every reason this machine cannot build the lock, each one line; empty when fine."""
+def preflight_problems(
+    lock: Lock, facts: MachineFacts, *, min_free_disk: int | None = None, build_tools: bool = True
+) -> list[str]:
+    """Every reason this machine cannot build the lock, each one line; empty when fine.
+    build_tools=False leaves out build_toolchain_problems: an install that may substitute the
+    build from a binary cache needs no compiler until a build actually has to run."""
     problems: list[str] = []
     target = lock.target
     if facts.machine != target.machine:
@@ -121,6 +128,25 @@ def preflight_problems(lock: Lock, facts: MachineFacts, *, min_free_disk: int | 
             f"Python {target.python} is not available (install it, e.g. `uv python install {target.python}`, "
             f"or pass --allow-python-download)"
         )
+    if build_tools:
+        problems += build_toolchain_problems(lock, facts)
+    if is_cuda(lock) and facts.gpus is not None:
+        problems += cuda_rules.gpu_problems(facts.gpus, lock.build.cuda_archs, lock.torch.cuda, facts.nvcc_version)
+    need = needed_disk(lock, min_free_disk)
+    if facts.free_disk < need:
+        problems.append(f"not enough free disk: {facts.free_disk / GIB:.1f} GiB free, {need / GIB:.1f} GiB needed")
+    if facts.cache_free_disk is not None and facts.cache_free_disk < facts.cache_missing:
+        problems.append(
+            f"not enough free disk for the cache {facts.cache}: {facts.cache_free_disk / MIB:.1f} MiB free, "
+            f"{facts.cache_missing / MIB:.1f} MiB of wheels to download"
+        )
+    return problems
+
+
+def build_toolchain_problems(lock: Lock, facts: MachineFacts) -> list[str]:
+    """What only the build itself needs of this machine: nvcc able to build every locked arch, a
+    C/C++ compiler where the lock compiles anything, the lock's toolchain floors."""
+    problems: list[str] = []
     if is_cuda(lock):
         if facts.nvcc is None:
             problems.append("nvcc not found ($CUDA_HOME/bin when CUDA_HOME is set, else /usr/local/cuda/bin, PATH); "
@@ -133,17 +159,14 @@ def preflight_problems(lock: Lock, facts: MachineFacts, *, min_free_disk: int | 
                 if problem:
                     major, minor = facts.nvcc_version
                     problems.append(f"nvcc {major}.{minor} ({facts.nvcc}) cannot build arch {arch}: {problem}")
+    if lock.build.target_device != "empty":
+        # a compiler looked for and not found (a Tool without a path); a floor below names its own
+        floors = {need.tool for need in toolchain_needs(lock)}
+        for tool in facts.toolchain:
+            if tool.name in COMPILERS and tool.path is None and tool.name not in floors:
+                problems.append(f"{tool.name} not found ({COMPILERS[tool.name]}, else PATH): building vLLM's "
+                                f"{lock.build.target_device} extensions needs a C/C++ compiler")
     problems += toolchain_problems(toolchain_needs(lock), facts.toolchain)
-    if is_cuda(lock) and facts.gpus is not None:
-        problems += cuda_rules.gpu_problems(facts.gpus, lock.build.cuda_archs, lock.torch.cuda, facts.nvcc_version)
-    need = needed_disk(lock, min_free_disk)
-    if facts.free_disk < need:
-        problems.append(f"not enough free disk: {facts.free_disk / GIB:.1f} GiB free, {need / GIB:.1f} GiB needed")
-    if facts.cache_free_disk is not None and facts.cache_free_disk < facts.cache_missing:
-        problems.append(
-            f"not enough free disk for the cache {facts.cache}: {facts.cache_free_disk / MIB:.1f} MiB free, "
-            f"{facts.cache_missing / MIB:.1f} MiB of wheels to download"
-        )
     return problems
 
 
@@ -178,6 +201,7 @@ COMPILER_FLOORS: tuple[tuple[str, str, str], ...] = (
                                        "(cmake/cpu_extension.cmake: \"X86 backend requires gcc/g++ >= 12.3\")"),
 )
 BUILD_SET_TOOLS = ("cmake", "ninja")
+COMPILERS = {"gcc": "$CC", "g++": "$CXX"}  # the compilers a build that compiles anything calls
 
 
 def _floor_applies(lock: Lock, key: str) -> bool:

@@ -3,11 +3,15 @@
 `vllm-lock bundle LOCK -o FILE.tar` writes every locked wheel (from the content-addressed store,
 fetched first where missing), the vLLM source at the locked commit and every external source at
 its pinned commit (their git submodules too) as `git bundle`s of the cache's mirrors, the Rust
-crates where the lock has them, and a manifest last (bundle_manifest.py names the members).
+crates where the lock has them, the built vLLM wheel with its signed entry where a configured
+binary cache has one for the lock's build identity, and a manifest last (bundle_manifest.py names
+the members).
 
 `install LOCK --from-bundle FILE` first imports the bundle into the cache: wheels and crates into
 the store by sha256, the git bundles into the mirrors; then the normal install runs and finds
-everything there, so it needs no network. The bundle is untrusted: every member is checked
+everything there, so it needs no network; a bundled built vLLM goes into a file:// binary cache
+in the cache (bundled_cache) that the install substitutes from first, its entry's signature
+checked against the install's trusted keys. The bundle is untrusted: every member is checked
 against the manifest and every wheel and crate against the lock's sha256 before anything enters
 the cache (shell/bundle_file.py reads it)."""
 
@@ -22,15 +26,18 @@ from pathlib import Path
 
 from vllm_lock import bundle_manifest as bm
 from vllm_lock import codec
+from vllm_lock.actions.substitute import NO_CACHES, CacheSettings
 from vllm_lock.build_identity import build_identity
 from vllm_lock.errors import (
     BundleError,
+    CacheEntryError,
     IntegrityError,
     LockInvalidError,
     OutputError,
     UnknownRefError,
     UnreachableError,
     UsageError,
+    VllmLockError,
 )
 from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import Lock
@@ -50,6 +57,7 @@ class BundleRequest:
     cache: Path = field(default_factory=cache_root)
     crate_registry: str = DEFAULT_CRATE_REGISTRY
     mirrors: Mirrors = NO_MIRRORS
+    caches: CacheSettings = NO_CACHES  # binary caches: the built vLLM of the lock's identity, when one has it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,7 +100,9 @@ def bundle(request: BundleRequest, reporter: Reporter) -> BundleResult:
                     repositories.append(bm.GitRepository(url=url, path=member, commits=tuple(sorted(commits)),
                                                          shallow=shallow))
                     reporter.say(f"    {url}: {len(commits)} commit{'s' if len(commits) != 1 else ''}")
-            files.extend(built_wheel_members(lock, request.cache))
+            if request.caches.caches:
+                with reporter.step("built vLLM"):
+                    files.extend(built_wheel_members(lock, request.caches, work, reporter.say))
             for name, _ in files:  # what the import would refuse is never written
                 if problem := bm.path_problem(name):
                     raise UsageError(f"cannot bundle lock {lock.name}: {problem}")
@@ -118,18 +128,108 @@ def _manifest_maker(lock: Lock, repositories: tuple[bm.GitRepository, ...]) -> C
     return make
 
 
-def built_wheel_members(lock: Lock, cache: Path) -> list[tuple[str, Path]]:
-    """HOOK for the binary cache (issue 10 section 1): the cached built vLLM wheel and its signed
-    entry, when the cache holds one for build_identity(lock), as (`built/<file name>`,
-    file) pairs. The manifest then lists them like every other member and import_built_members
-    receives them. Empty until vllm_lock/cache_entry.py lands: the bundle carries no built wheel."""
+def built_wheel_members(
+    lock: Lock, caches: CacheSettings, work: Path, say: Callable[[str], None]
+) -> list[tuple[str, Path]]:
+    """The built vLLM wheel and its signed entry from the first configured binary cache that has
+    them for the lock's identity, as `built/<identity>.entry` and `built/<wheel file name>`; none
+    when no cache has one. The wheel is checked against the entry's signed size and sha256, the
+    entry against the trusted keys where some are configured (else it must carry a signature:
+    the install that substitutes from the bundle checks it against its own trusted keys)."""
+    from vllm_lock import cache_entry
+    from vllm_lock.actions import substitute
+    from vllm_lock.shell import cache_backends
+
+    if not caches.caches:
+        return []
+    identity = cache_entry.wheel_build_identity(lock)
+    name = cache_entry.entry_name(identity)
+    built = work / "built"
+    built.mkdir(parents=True, exist_ok=True)
+    for url in caches.caches:
+        try:
+            backend = cache_backends.open_backend(url)
+            data = backend.read(name)
+            if data is None:
+                say(f"    {url}: no entry {name}")
+                continue
+            origin = f"{backend.url}/{name}"
+            if caches.trusted:
+                entry, _ = substitute.trusted_entry(data, origin, identity, caches.trusted)
+            else:
+                entry = cache_entry.parse(data, origin=origin)
+                if entry.identity != identity:
+                    raise CacheEntryError(f"{origin}: names identity {entry.identity}, not {identity}")
+                if not entry.signatures:
+                    raise CacheEntryError(f"{origin}: unsigned")
+            wheel = built / entry.wheel
+            substitute.fetch_verified(backend, entry, wheel)
+        except VllmLockError as exc:
+            say(f"    refused {url}: {' '.join(str(exc).split())}")
+            continue
+        (built / name).write_bytes(data)
+        say(f"    built vLLM {entry.wheel} ({name}) from {url}")
+        return [(_built(name), built / name), (_built(entry.wheel), wheel)]
+    say(f"    no configured cache has a built vLLM of identity {identity}: the bundle carries none")
     return []
 
 
-def import_built_members(lock: Lock, cache: Path, unpacked: dict[str, Path]) -> None:
-    """HOOK, the import side of built_wheel_members: `built/*` members (already checked against
-    the manifest) to hand to the binary cache, which verifies the entry's signature itself."""
-    return None
+def _built(name: str) -> str:
+    return f"built/{name}"
+
+
+def bundled_cache(cache: Path) -> Path:
+    """The binary cache (a file:// layout) that install --from-bundle fills from a bundle's built
+    members and substitutes from first."""
+    return cache / "bundled-builds"
+
+
+def bundled_cache_url(lock: Lock, cache: Path) -> str | None:
+    """file:// URL of the bundled builds when they hold an entry for the lock's identity."""
+    from vllm_lock import cache_entry
+
+    where = bundled_cache(cache)
+    if not (where / cache_entry.entry_name(cache_entry.wheel_build_identity(lock))).is_file():
+        return None
+    return f"file://{where.absolute()}"
+
+
+def import_built_members(lock: Lock, cache: Path, unpacked: dict[str, Path]) -> bool:
+    """The `built/*` members (already checked against the manifest) into bundled_cache(cache),
+    the wheel first and the entry last, as a push writes them. Their shape is checked here (one
+    entry of this lock's identity, its wheel with the signed size and sha256, nothing else); the
+    signature is checked by the install's substitute step against its trusted keys."""
+    from vllm_lock import cache_entry
+    from vllm_lock.shell import cache_backends
+
+    if not unpacked:
+        return False
+    identity = cache_entry.wheel_build_identity(lock)
+    name = cache_entry.entry_name(identity)
+    entry_path = unpacked.get(_built(name))
+    if entry_path is None:
+        raise BundleError(f"the bundle's built members {sorted(unpacked)} hold no entry {name} of the lock's identity")
+    try:
+        with entry_path.open("rb") as stream:
+            data = stream.read(cache_entry.MAX_ENTRY_BYTES + 1)
+        entry = cache_entry.parse(data, origin=f"the bundle's {_built(name)}")
+    except CacheEntryError as exc:
+        raise BundleError(str(exc)) from None
+    wheel = unpacked.get(_built(entry.wheel))
+    extra = sorted(set(unpacked) - {_built(name), _built(entry.wheel)})
+    if wheel is None or extra:
+        raise BundleError(f"the bundle's built members must be {name} and the wheel it names, {entry.wheel}; "
+                          f"found {sorted(unpacked)}")
+    from vllm_lock.actions.substitute import file_sha256
+
+    sha256, size = file_sha256(wheel)
+    if (sha256, size) != (entry.wheel_sha256, entry.wheel_size):
+        raise BundleError(f"the bundle's {_built(entry.wheel)} is not the wheel its entry signs "
+                          f"({size} bytes, sha256 {sha256})")
+    backend = cache_backends.open_backend(f"file://{bundled_cache(cache).absolute()}")
+    backend.write(entry.wheel_path, wheel)
+    backend.write(name, data)
+    return True
 
 
 # ---------------------------------------------------------------- sources

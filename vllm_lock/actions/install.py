@@ -1,8 +1,10 @@
 """install: a lock -> a verified generation, then an atomic switch of --venv/--src to it.
 
 Steps (each logged with its duration, the whole output also in the generation's logs):
-preflight, python, environment, packages, source, external sources, strip, build, verify,
-receipt, switch; each a function of its own below. A generation without a receipt is
+preflight, python, environment, [substitute, toolchain,] packages, source, external sources,
+strip, build (or, substituted: nothing, the wheel went in with the packages; editable: install
+cached build), verify, [push,] receipt, switch; each a function of its own below (the binary
+cache's: substitute.py, docs/cache.md). A generation without a receipt is
 unfinished: rerunning resumes it (every step is idempotent). Paths: generation.py.
 """
 
@@ -12,9 +14,12 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
+import io
 import os
 import platform
 import shutil
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -83,6 +88,11 @@ def install(request: InstallRequest, reporter: Reporter) -> InstallResult:
         from vllm_lock.actions import bundle as bundle_action
 
         bundle_action.import_bundle(request.from_bundle, lock, request.cache, reporter)
+        if (bundled := bundle_action.bundled_cache_url(lock, request.cache)) is not None:
+            # the bundle's built vLLM is asked first (no network); its signature is checked as any cache's
+            caches = request.caches
+            request = dataclasses.replace(request, caches=dataclasses.replace(
+                caches, caches=(bundled, *(url for url in caches.caches if url != bundled))))
     try:
         container.root.mkdir(parents=True, exist_ok=True)
         with generations.exclusive(container), mirroring.using(request.mirrors):
@@ -180,26 +190,33 @@ def _steps(
     uv_env = uv_shell.uv_env(request.cache, offline=True)
     with rep.step("environment"):
         create_environment(run, uv_env)
-    with rep.step("packages"):
-        install_packages(run, uv_env)
     hit: substitute.Substitution | None = None
     if request.caches.caches:
         with rep.step("substitute"):
-            hit = substitute.step(request.caches, lock, editable, gen.dist, rep.say)
-    with rep.step("source"):
-        check_out_source(run)
-    external_dirs: dict[str, Path] = {}
-    if lock.external_sources or lock.rust is not None:
-        with rep.step("external sources"):
-            external_dirs = stage_external_sources(run)
+            hit = substitute.step(request.caches, lock, editable, gen.dist, rep.say, run.store)
+    if request.caches.caches and (hit is None or editable):
+        with rep.step("toolchain"):  # setup.py runs: a build, or an editable install of the cached modules
+            facts = check_toolchain(run, facts, must_build=hit is None)
+    sources = _Beside(run, _source_steps)  # git and the locked wheels' uv sync at once
+    try:
+        with rep.step("packages"):
+            # a substituted wheel goes in with the locked packages: one uv call
+            install_packages(run, uv_env, vllm_wheel=hit if hit is not None and not editable else None)
+    except BaseException:
+        sources.join(rep, reraise=False)
+        raise
+    external_dirs = sources.join(rep)
     with rep.step("strip"):
         strip_source(run)
     env = build_environment(run, facts, jobs, uv_env, external_dirs)
     compiler_cache: CompilerCacheSession | None = None
-    if hit is not None:
+    if hit is not None and editable:
         with rep.step("install cached build"):
-            substitute.install_wheel(hit, python=gen.python, env=env, log=log, on_line=rep.line)
-    else:
+            build_shell.build_vllm(
+                python=str(gen.python), src=gen.src, env=substitute.precompiled_env(hit, env), editable=True,
+                dist=gen.dist, log=log, on_line=build_shell.build_filter(rep.line), log_path=log_path,
+            )
+    elif hit is None:
         cache_session = contextlib.nullcontext(None) if request.compiler_cache is None else sccache.running(
             sccache.find_sccache(os.environ), request.compiler_cache, basedir=gen.root, work=gen.root / "sccache",
             env=env)
@@ -213,7 +230,8 @@ def _steps(
             rep.say(f"    compiler cache: {stats.describe() if stats else compiler_cache.problem}")
     with rep.step("verify"):
         version, found = verify_step(run, env)
-    tools = receipt_toolchain(lock, facts.toolchain, gen.venv_bin)
+    # a substitution records the toolchain its entry says the build used
+    tools = receipt_toolchain(lock, facts.toolchain, gen.venv_bin) if hit is None else hit.toolchain()
     if hit is None and request.caches.push and not editable:
         with rep.step("push"):
             substitute.push_built(
@@ -234,25 +252,84 @@ def _steps(
     return InstallResult(generation=gen.root, state="installed", version=version, log=log_path)
 
 
+def _source_steps(run: _Run) -> dict[str, Path]:
+    with run.rep.step("source"):
+        check_out_source(run)
+    external_dirs: dict[str, Path] = {}
+    if run.lock.external_sources or run.lock.rust is not None:
+        with run.rep.step("external sources"):
+            external_dirs = stage_external_sources(run)
+    return external_dirs
+
+
+class _Beside:
+    """Steps run in a thread beside the main thread's (they only say things: no live output),
+    their lines held back and written after, in order, as if they had run after."""
+
+    def __init__(self, run: _Run, steps: Callable[[_Run], dict[str, Path]]) -> None:
+        self._held = io.StringIO()
+        self._rep = Reporter(log=self._held, quiet=True)
+        self._result: dict[str, Path] = {}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(dataclasses.replace(run, rep=self._rep), steps),
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, run: _Run, steps: Callable[[_Run], dict[str, Path]]) -> None:
+        try:
+            self._result = steps(run)
+        except BaseException as exc:  # handed to the main thread by join
+            self._error = exc
+
+    def join(self, rep: Reporter, *, reraise: bool = True) -> dict[str, Path]:
+        self._thread.join()
+        for line in self._held.getvalue().splitlines():
+            rep.say(line)
+        rep.timings.update(self._rep.timings)
+        if self._error is not None and reraise:
+            raise self._error
+        return self._result
+
+
 def preflight(run: _Run, container: GenerationContainer) -> tuple[plan.MachineFacts, plan.Jobs]:
-    """Every reason this machine cannot build the lock, refused at once; MAX_JOBS chosen."""
+    """Every reason this machine cannot install the lock, refused at once; MAX_JOBS chosen. With
+    binary caches configured the build toolchain is not looked at yet: check_toolchain does, once
+    setup.py has to run (a container without compilers can substitute)."""
     request, lock, rep = run.request, run.lock, run.rep
     generations.check_writable_dir(request.cache, "the cache, VLLM_LOCK_CACHE")
-    facts = machine_facts(lock, container.root, request.cache, check_gpus=not request.skip_gpu_check)
+    may_substitute = bool(request.caches.caches)
+    facts = machine_facts(lock, container.root, request.cache, check_gpus=not request.skip_gpu_check,
+                          toolchain=not may_substitute)
     for note in plan.preflight_notes(lock, facts):
         rep.say(f"    warning: {note}")
-    problems = plan.preflight_problems(lock, facts, min_free_disk=request.min_free_disk)
+    problems = plan.preflight_problems(lock, facts, min_free_disk=request.min_free_disk, build_tools=not may_substitute)
     if facts.python_found is None and request.allow_python_download:
         problems = [p for p in problems if not p.startswith("Python ")]
     if problems:
         raise PreflightError("; ".join(problems))
     jobs = plan.choose_jobs(lock.build, facts, max_jobs=request.max_jobs, nvcc_threads=request.nvcc_threads)
     rep.say(f"    MAX_JOBS={jobs.max_jobs} NVCC_THREADS={jobs.nvcc_threads} ({jobs.reason})")
-    rep.say("    toolchain: " + ", ".join(t.describe() for t in facts.toolchain))
+    if may_substitute:
+        rep.say("    toolchain: looked at only if no cache gives the build")
+    else:
+        rep.say("    toolchain: " + ", ".join(t.describe() for t in facts.toolchain))
     if facts.gpus is not None and facts.gpus.gpus:
         gpus = ", ".join(f"{g.name} (sm_{g.capability[0]}{g.capability[1]})" for g in facts.gpus.gpus)
         rep.say(f"    GPUs: {gpus}; driver {facts.gpus.driver_version} (CUDA {_cuda(facts.gpus.driver_cuda)})")
     return facts, jobs
+
+
+def check_toolchain(run: _Run, facts: plan.MachineFacts, *, must_build: bool) -> plan.MachineFacts:
+    """The build toolchain, looked at once setup.py has to run; when no cache gave the build
+    (must_build), what preflight would have refused is refused now."""
+    lock = run.lock
+    nvcc = machine.find_nvcc(os.environ) if plan.is_cuda(lock) else None
+    facts = dataclasses.replace(facts, nvcc=nvcc, nvcc_version=machine.nvcc_version(nvcc) if nvcc else None,
+                                toolchain=plan.build_tools(lock, machine.toolchain(os.environ)))
+    run.rep.say("    toolchain: " + ", ".join(t.describe() for t in facts.toolchain))
+    if must_build and (problems := plan.build_toolchain_problems(lock, facts)):
+        raise PreflightError("no cache gave the build, and this machine cannot build it: " + "; ".join(problems))
+    return facts
 
 
 def create_environment(run: _Run, uv_env: dict[str, str]) -> None:
@@ -260,15 +337,17 @@ def create_environment(run: _Run, uv_env: dict[str, str]) -> None:
                        what="creating the venv", log=run.log, on_line=run.rep.line)
 
 
-def install_packages(run: _Run, uv_env: dict[str, str]) -> None:
+def install_packages(run: _Run, uv_env: dict[str, str], *, vllm_wheel: substitute.Substitution | None = None) -> None:
     """Every locked wheel staged from the cache and named in the generation's pylock.toml: uv
-    picks the best one for this machine."""
+    picks the best one for this machine. A substituted vLLM wheel (verified) is named there too."""
     lock, gen = run.lock, run.gen
     from vllm_lock.shell import staging  # not imported by an install that finds its generation in place
 
     staged = staging.stage_wheels(lock, run.store, gen.wheels, run.rep.say)
-    gen.pylock.write_text(pylock.to_pylock(lock, local_path=lambda _, w: str(staged[w.sha256, w.filename])),
-                          encoding="utf-8")
+    text = pylock.to_pylock(lock, local_path=lambda _, w: str(staged[w.sha256, w.filename]))
+    if vllm_wheel is not None:
+        text += vllm_wheel.pylock_package()
+    gen.pylock.write_text(text, encoding="utf-8")
     uv_shell.run_uv(uv_shell.sync_argv(gen.venv, gen.pylock), env=uv_env,
                        what="installing the locked packages", log=run.log, on_line=run.rep.line)
 
@@ -397,13 +476,14 @@ def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tupl
 def rust_env(lock: Lock, facts: plan.MachineFacts, gen: Generation, path: str) -> dict[str, str]:
     """The Rust part of the build environment (plan.rust_build_env), with the binaries preflight
     measured (their real files, not rustup's proxies) or, left out, ones that refuse to run."""
-    if lock.rust is not None:
-        found = {t.name: t.path for t in facts.toolchain}
-        rustc, cargo_bin = found.get("rustc"), found.get("cargo")
-        assert rustc is not None and cargo_bin is not None  # preflight refused a lock without them
+    found = {t.name: t.path for t in facts.toolchain}
+    rustc, cargo_bin = found.get("rustc"), found.get("cargo")
+    if lock.rust is not None and rustc is not None and cargo_bin is not None:
+        # (without them preflight refused the lock, unless a cache may give the build)
         tools = cargo.tool_dir(gen.rust_tools, *cargo.real_binaries(rustc, cargo_bin))
         return plan.rust_build_env(lock, path, tools=tools, cargo_home=gen.cargo_home)
-    # no frontend locked: refusing tools, and an empty CARGO_HOME in place of the caller's
+    # no frontend locked (or none to build it with where a cache gives the build): refusing tools,
+    # and an empty CARGO_HOME in place of the caller's
     gen.empty_cargo_home.mkdir(parents=True, exist_ok=True)
     return plan.rust_build_env(lock, path, tools=cargo.left_out_dir(gen.refusing_tools),
                                cargo_home=gen.empty_cargo_home)
@@ -438,9 +518,12 @@ def _cuda(version: tuple[int, int] | None) -> str:
     return f"{version[0]}.{version[1]}" if version else "?"
 
 
-def machine_facts(lock: Lock, where: Path, cache: Path, *, check_gpus: bool) -> plan.MachineFacts:
-    """Everything preflight decides on, gathered from the machine (nothing decided here)."""
-    nvcc = machine.find_nvcc(os.environ) if plan.is_cuda(lock) else None
+def machine_facts(
+    lock: Lock, where: Path, cache: Path, *, check_gpus: bool, toolchain: bool = True
+) -> plan.MachineFacts:
+    """Everything preflight decides on, gathered from the machine (nothing decided here);
+    toolchain=False leaves the build toolchain (nvcc included) out: not looked at."""
+    nvcc = machine.find_nvcc(os.environ) if plan.is_cuda(lock) and toolchain else None
     try:
         python_found, python_error = uv_shell.find_python(lock.target.python, cache), None
     except PreflightError as exc:
@@ -460,7 +543,7 @@ def machine_facts(lock: Lock, where: Path, cache: Path, *, check_gpus: bool) -> 
         cache=str(cache),
         cache_free_disk=machine.free_disk(cache),
         cache_missing=missing,
-        toolchain=plan.build_tools(lock, machine.toolchain(os.environ)),
+        toolchain=plan.build_tools(lock, machine.toolchain(os.environ)) if toolchain else (),
         gpus=machine.gpus(os.environ) if check_gpus and plan.is_cuda(lock) else None,
     )
 

@@ -7,18 +7,20 @@ signed size and sha256 (the download is cut at that size). Any refusal (no entry
 unsigned, untrusted, wrong signature, bytes that differ, a cache unreachable or slower than its
 bounds) is one line in the log, and the next cache is asked; when none gives a verified wheel the
 install builds (or, with --substitute-only, fails). The substituted wheel then goes through the
-same verification as a built one. Editable installs build as before.
+same verification as a built one. An editable install takes the compiled modules from the same
+wheel through vLLM's VLLM_USE_PRECOMPILED (precompiled_env): zero compiler calls.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from vllm_lock import cache_entry, codec
 from vllm_lock.cache_entry import CacheEntry
@@ -28,6 +30,7 @@ from vllm_lock.model import Lock
 if TYPE_CHECKING:
     from vllm_lock.cache_keys import PublicKey, SecretKey
     from vllm_lock.shell.cache_backends import Backend
+    from vllm_lock.shell.store import Store
 
 CACHES_ENV = "VLLM_LOCK_CACHES"
 PUSH_ENV = "VLLM_LOCK_PUSH"
@@ -64,6 +67,20 @@ class Substitution:
             "cache": self.cache, "key": self.signer, "entry": self.entry.name, "wheel": self.entry.wheel,
             "wheel_sha256": self.entry.wheel_sha256, "built_in_seconds": str(self.entry.build_seconds),
         }
+
+    def toolchain(self) -> dict[str, dict[str, str | None]]:
+        """The toolchain the entry says the build used (the receipt's form; built elsewhere: no path)."""
+        return {name: {"version": version, "path": None} for name, version in self.entry.toolchain}
+
+    def pylock_package(self) -> str:
+        """A PEP 751 [[packages]] table naming the verified wheel by path and signed sha256: it goes
+        into the generation's pylock.toml, so one `uv pip sync` installs it with the locked packages."""
+        from packaging.utils import parse_wheel_filename
+
+        version = parse_wheel_filename(self.entry.wheel)[1]
+        wheel = (f"{{name = {json.dumps(self.entry.wheel)}, path = {json.dumps(str(self.wheel.absolute()))}, "
+                 f"size = {self.entry.wheel_size}, hashes = {{sha256 = {json.dumps(self.entry.wheel_sha256)}}}}}")
+        return f'\n[[packages]]\nname = "vllm"\nversion = {json.dumps(str(version))}\nwheels = [{wheel}]\n'
 
 
 def check_url(url: str, origin: str) -> str:
@@ -129,20 +146,19 @@ def load_secret(path: Path) -> SecretKey:
 
 
 def step(
-    caches: CacheSettings, lock: Lock, editable: bool, dist: Path, say: Callable[[str], None]
+    caches: CacheSettings, lock: Lock, editable: bool, dist: Path, say: Callable[[str], None],
+    store: Store | None = None,
 ) -> Substitution | None:
-    """The substitute step of install: a verified wheel in dist, or None (build instead)."""
+    """The substitute step of install: a verified wheel (in the store when one is given, else in
+    dist), or None (build instead)."""
     if not caches.caches:
         return None
-    if editable:
-        if caches.substitute_only:
-            raise SubstituteOnlyError("--substitute-only: an editable install is always built (use --no-editable)")
-        say("    editable install: the binary cache serves wheel installs only; building")
-        return None
     identity = cache_entry.wheel_build_identity(lock)
-    hit = find(identity, caches, dist, say)
+    hit = find(identity, caches, dist, say, store)
     if hit is not None:
         say(f"    substituted from {hit.cache}: {hit.entry.wheel} ({hit.entry.name}, signed by {hit.signer})")
+        if editable:
+            say("    editable install: its compiled modules come from that wheel (VLLM_USE_PRECOMPILED)")
         return hit
     if caches.substitute_only:
         raise SubstituteOnlyError(
@@ -153,7 +169,13 @@ def step(
     return None
 
 
-def find(identity: str, caches: CacheSettings, dist: Path, say: Callable[[str], None]) -> Substitution | None:
+def find(
+    identity: str, caches: CacheSettings, dist: Path, say: Callable[[str], None], store: Store | None = None
+) -> Substitution | None:
+    """The first cache's verified entry and wheel. With a store, the wheel is kept there under its
+    signed sha256 (content-addressed, like the locked wheels): a later substitution of the same
+    build on this machine reads it from there (still only through a trusted entry naming that
+    sha256), and uv, which keys its unpacked wheels by path, finds it unpacked already."""
     from vllm_lock.shell import cache_backends
 
     shutil.rmtree(dist, ignore_errors=True)
@@ -168,8 +190,21 @@ def find(identity: str, caches: CacheSettings, dist: Path, say: Callable[[str], 
                 say(f"    {url}: no entry {name}")
                 continue
             entry, signer = trusted_entry(data, f"{backend.url}/{name}", identity, caches.trusted)
-            wheel = dist / entry.wheel
+            if store is not None and store.has(entry.wheel_sha256, entry.wheel):
+                say(f"    {entry.wheel}: in the local store (its sha256 checked when it entered)")
+                return Substitution(cache=url, signer=signer, entry=entry,
+                                    wheel=store.path(entry.wheel_sha256, entry.wheel))
+            # into the store's file system (a rename takes it in), else into dist
+            incoming = store.root / "incoming" if store is not None else dist
+            incoming.mkdir(parents=True, exist_ok=True)
+            wheel = incoming / f".{os.getpid()}-{entry.wheel}" if store is not None else dist / entry.wheel
             fetch_verified(backend, entry, wheel)
+            if store is not None:
+                from vllm_lock.shell.bundle_file import adopt
+
+                if not adopt(store, entry.wheel_sha256, entry.wheel, wheel):
+                    wheel.unlink(missing_ok=True)  # another install took the same bytes in meanwhile
+                wheel = store.path(entry.wheel_sha256, entry.wheel)
             return Substitution(cache=url, signer=signer, entry=entry, wheel=wheel)
         except VllmLockError as exc:
             say(f"    refused {url}: {_one_line(str(exc))}")
@@ -207,13 +242,12 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
-def install_wheel(
-    hit: Substitution, *, python: Path, env: Mapping[str, str], log: IO[str], on_line: Callable[[str], None],
-) -> None:
-    from vllm_lock.shell import uv as uv_shell
-
-    uv_shell.run_uv(uv_shell.install_wheel_argv(str(python), hit.wheel), env=env,
-                       what="installing the substituted vLLM wheel", log=log, on_line=on_line)
+def precompiled_env(hit: Substitution, env: Mapping[str, str]) -> dict[str, str]:
+    """vLLM's own way to an editable install without compiling: its setup.py copies the compiled
+    modules out of the wheel at VLLM_PRECOMPILED_WHEEL_LOCATION (a local file: nothing fetched)
+    and builds no extension. A CUDA build's version then ends in `precompiled` (vLLM's rule): it
+    still names the commit, which is what verify checks."""
+    return {**env, "VLLM_USE_PRECOMPILED": "1", "VLLM_PRECOMPILED_WHEEL_LOCATION": str(hit.wheel.absolute())}
 
 
 # ---------------------------------------------------------------- push

@@ -21,17 +21,25 @@ def bundle(
         help="where missing Rust crates are fetched (default: $VLLM_LOCK_CRATE_REGISTRY, else "
              "static.crates.io)")] = None,
     mirror: options.Mirror = None,
+    cache: Annotated[list[str] | None, typer.Option(
+        "--cache",
+        help="a binary cache whose built vLLM of the lock's identity is bundled too, repeatable, in order "
+             "(default: $VLLM_LOCK_CACHES)")] = None,
 ) -> None:
     """Write everything an install of the lock needs into one file: install --from-bundle needs no network."""
     from vllm_lock.actions import bundle as bundle_action
+    from vllm_lock.actions import substitute
     from vllm_lock.shell.store import cache_root
+
+    pushing = (substitute.PUSH_ENV, substitute.SIGNING_KEY_ENV)  # install's settings, not the bundle's
+    caches = substitute.settings(caches=cache or (), environ={k: v for k, v in os.environ.items() if k not in pushing})
 
     result = bundle_action.bundle(
         bundle_action.BundleRequest(
             lock=lock, output=output, cache=cache_root(),
             crate_registry=(crate_registry or os.environ.get("VLLM_LOCK_CRATE_REGISTRY")
                             or bundle_action.DEFAULT_CRATE_REGISTRY),
-            mirrors=options.mirror_settings(mirror),
+            mirrors=options.mirror_settings(mirror), caches=caches,
         ),
         Reporter.for_stderr(),
     )

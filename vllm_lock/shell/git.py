@@ -513,7 +513,8 @@ def _in_checkout(args: list[str], cwd: Path | None, what: str) -> str:
 
 
 def _to_commit(src: Path, commit: str) -> None:
-    _in_checkout(["switch", "--quiet", "--force", "--detach", "--end-of-options", commit],
+    # checkout.workers=0: files written by one worker per CPU (vLLM's ~8500 files: 2-3x faster)
+    _in_checkout(["-c", "checkout.workers=0", "switch", "--quiet", "--force", "--detach", "--end-of-options", commit],
                  src, f"checking out {commit[:9]}")
     _in_checkout(["clean", "-ffdq"], src, "cleaning the checkout")
     head = _in_checkout(["rev-parse", "--verify", "HEAD"], src, "reading HEAD").strip()

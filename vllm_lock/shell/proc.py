@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import os
 import shlex
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -113,13 +114,24 @@ def _captured(argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], 
     if stdin_data is not None and proc.stdin is not None:
         # in a thread of its own: a tool that never reads its input must still meet the timeout
         threading.Thread(target=_feed, args=(proc.stdin, stdin_data.encode()), daemon=True).start()
-    timed_out = False
-    try:
-        returncode = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
+    # a timer kills it: wait(timeout=...) polls with sleeps of up to 50 ms past the tool's exit,
+    # a cost on every one of the many short tools an install runs
+    killed = threading.Event()
+
+    def _kill() -> None:
+        killed.set()
         proc.kill()
+
+    timer = threading.Timer(timeout, _kill) if timeout else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    try:
         returncode = proc.wait()
+    finally:
+        if timer:
+            timer.cancel()
+    timed_out = killed.is_set() and returncode == -signal.SIGKILL
     for reader, capture in zip(readers, captures, strict=True):
         # a grandchild that outlives the tool can hold the pipe open: stop waiting for it
         reader.join(timeout=READER_GRACE_S)

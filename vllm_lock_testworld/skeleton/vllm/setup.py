@@ -180,6 +180,55 @@ def external_sources():
             for name, repo, tag, variable in external_pins()}
 
 
+# ---- precompiled modules, vLLM's Python-only build ----------------------------------------
+# As vLLM's setup.py and envs.py: VLLM_USE_PRECOMPILED (1/true), or VLLM_PRECOMPILED_WHEEL_LOCATION
+# set at all, means the compiled modules are copied out of a vLLM wheel into the tree and shipped
+# as package data, build_ext builds nothing, and a CUDA build's version ends in "precompiled"
+# (unless VLLM_SKIP_PRECOMPILED_VERSION_SUFFIX=1). A local wheel is read where it is; the test
+# world has no wheel index to fetch one from.
+USE_PRECOMPILED = (os.environ.get("VLLM_USE_PRECOMPILED", "").strip().lower() in ("1", "true")
+                   or bool(os.environ.get("VLLM_PRECOMPILED_WHEEL_LOCATION")))
+_COMPILED_MEMBER = re.compile(r"vllm/_C[^/]*\.so")
+
+
+def extract_precompiled():
+    """The wheel's compiled modules into the tree; {package: [file names]} for package_data."""
+    import shutil
+    import zipfile
+
+    location = os.environ.get("VLLM_PRECOMPILED_WHEEL_LOCATION")
+    if not location:
+        _fail("VLLM_USE_PRECOMPILED: the test world publishes no precompiled wheels; "
+              "set VLLM_PRECOMPILED_WHEEL_LOCATION to a local vLLM wheel")
+    if not os.path.isfile(location):
+        _fail(f"VLLM_PRECOMPILED_WHEEL_LOCATION={location}: not a local file (the test world downloads nothing)")
+    print(f"Using existing wheel at {location}")
+    patch = {}
+    with zipfile.ZipFile(location) as wheel:
+        for member in wheel.infolist():
+            if not _COMPILED_MEMBER.fullmatch(member.filename):
+                continue
+            print(f"[extract] {member.filename}")
+            target = os.path.join(ROOT, member.filename)
+            with wheel.open(member) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            mode = member.external_attr >> 16
+            if mode:
+                os.chmod(target, mode)
+            patch.setdefault(os.path.dirname(member.filename).replace("/", "."), []).append(
+                os.path.basename(member.filename))
+    if not patch:
+        _fail(f"{location} holds no compiled vLLM module (vllm/_C*.so)")
+    return patch
+
+
+class precompiled_build_ext(build_ext):
+    """Builds nothing: the compiled modules came from the precompiled wheel."""
+
+    def run(self):
+        print("Skipping build_ext: using precompiled extensions.")
+
+
 class CMakeExtension(Extension):
     """An extension built by CMake from a source directory (vLLM's setup.py has the same)."""
 
@@ -258,6 +307,14 @@ else:
     EXT_KIND = "c"
 
 VERSION = get_version()
+if (USE_PRECOMPILED and TARGET == "cuda" and not os.environ.get("VLLM_VERSION_OVERRIDE")
+        and os.environ.get("VLLM_SKIP_PRECOMPILED_VERSION_SUFFIX", "0") in ("", "0")):
+    VERSION += ("." if "+" in VERSION else "+") + "precompiled"
+PACKAGE_DATA = {"vllm": ["_build_info.json", "py.typed"]}
+if USE_PRECOMPILED and ext_modules:
+    for package, names in extract_precompiled().items():
+        PACKAGE_DATA.setdefault(package, []).extend(names)
+    cmdclass["build_ext"] = precompiled_build_ext
 BUILD_INFO = {
     "version": VERSION,
     "torch_version": torch.__version__,
@@ -270,7 +327,9 @@ BUILD_INFO = {
     "MAX_JOBS": os.environ.get("MAX_JOBS"),
     "NVCC_THREADS": os.environ.get("NVCC_THREADS"),
     "CMAKE_BUILD_TYPE": os.environ.get("CMAKE_BUILD_TYPE"),
-    "external_sources": external_sources(),
+    "precompiled": USE_PRECOMPILED,
+    # CMake does not run on a precompiled build: nothing fetches or reads the external sources
+    "external_sources": {} if USE_PRECOMPILED else external_sources(),
 }
 with open(os.path.join(ROOT, "vllm", "_build_info.json"), "w") as f:
     json.dump(BUILD_INFO, f, indent=2, sort_keys=True)
@@ -308,5 +367,5 @@ setup(
     install_requires=requirements,
     ext_modules=ext_modules,
     cmdclass=cmdclass,
-    package_data={"vllm": ["_build_info.json", "py.typed"]},
+    package_data=PACKAGE_DATA,
 )
