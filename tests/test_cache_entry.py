@@ -11,7 +11,7 @@ import pytest
 from sample_lock import make_lock
 
 from vllm_lock import cache_entry, cache_keys
-from vllm_lock.build_identity import build_identity
+from vllm_lock.build_identity import build_identity, full_build_identity
 from vllm_lock.cache_entry import CacheEntry
 from vllm_lock.errors import CacheEntryError, CacheKeyError
 
@@ -22,7 +22,7 @@ OTHER = cache_keys.secret_from_seed("phoenix-2", bytes(range(1, 33)))
 
 def entry(**changes: Any) -> CacheEntry:
     base = CacheEntry(
-        identity="0123456789abcdef",
+        identity="0123456789abcdef" * 4,
         wheel="vllm-0.11.1.dev5+gabcdef012.cpu-cp311-cp311-linux_x86_64.whl",
         wheel_sha256=SHA,
         wheel_size=12345,
@@ -40,7 +40,7 @@ def test_text_round_trips_and_is_fixed() -> None:
     signed = cache_keys.sign(cache_keys.sign(entry(), KEY), OTHER)
     text = cache_entry.render(signed)
     assert cache_entry.parse(text.encode(), origin="e") == signed
-    assert text.splitlines()[:3] == ["Format: 1", "Identity: 0123456789abcdef",
+    assert text.splitlines()[:3] == ["Format: 1", "Identity: " + "0123456789abcdef" * 4,
                                      "Wheel: vllm-0.11.1.dev5+gabcdef012.cpu-cp311-cp311-linux_x86_64.whl"]
     signers = [line.split(":")[1].strip() for line in text.splitlines() if line.startswith("Sig:")]
     assert signers == ["phoenix-1", "phoenix-2"]
@@ -49,16 +49,19 @@ def test_text_round_trips_and_is_fixed() -> None:
     assert cache_entry.parse(cache_entry.render(empty).encode(), origin="e") == empty
 
 
-def test_fingerprint_is_versioned_and_covers_identity_and_bytes() -> None:
-    assert cache_entry.fingerprint(entry()) == f"1;0123456789abcdef;{SHA};12345".encode()
+def test_fingerprint_is_versioned_and_covers_identity_wheel_name_and_bytes() -> None:
+    identity = "0123456789abcdef" * 4
+    assert cache_entry.fingerprint(entry()) == f"2;{identity};{entry().wheel};{SHA};12345".encode()
     assert entry().wheel_path == f"wheels/{SHA}/{entry().wheel}"
-    assert entry().name == "0123456789abcdef.entry"
+    assert entry().name == f"{identity}.entry"
 
 
 def test_wheel_build_identity_is_the_non_editable_locks() -> None:
     lock = make_lock()
     wheel_lock = dataclasses.replace(lock, build=dataclasses.replace(lock.build, editable=False))
-    assert cache_entry.wheel_build_identity(lock) == build_identity(wheel_lock)
+    assert cache_entry.wheel_build_identity(lock) == full_build_identity(wheel_lock)
+    assert full_build_identity(wheel_lock).startswith(build_identity(wheel_lock))
+    assert len(full_build_identity(wheel_lock)) == 64
 
 
 def _text(**replace_lines: str) -> bytes:
@@ -138,7 +141,7 @@ def test_trust_names_its_signer_or_its_reason() -> None:
     impostor = cache_keys.PublicKey(name="phoenix-1", key=OTHER.public().key)
     assert "signature by phoenix-1 does not verify" in (cache_keys.trust(signed, [impostor]).problem or "")
     # every signed field matters: another wheel's bytes or another identity break the signature
-    for change in ({"wheel_sha256": "cd" * 32}, {"wheel_size": 12346}, {"identity": "fedcba9876543210"}):
+    for change in ({"wheel_sha256": "cd" * 32}, {"wheel_size": 12346}, {"identity": "fedcba9876543210" * 4}):
         altered = dataclasses.replace(signed, **change)
         assert "does not verify" in (cache_keys.trust(altered, [KEY.public()]).problem or "")
     # fields outside the fingerprint are metadata: changing them keeps the signature

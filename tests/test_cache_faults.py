@@ -22,7 +22,7 @@ from vllm_lock.cache_entry import CacheEntry
 from vllm_lock.errors import CacheUnreachableError
 from vllm_lock.shell import cache_backends
 
-IDENTITY = "0123456789abcdef"
+IDENTITY = "0123456789abcdef" * 4
 KEY = cache_keys.secret_from_seed("phoenix-1", bytes(range(32)))
 OTHER = cache_keys.secret_from_seed("phoenix-2", bytes(range(1, 33)))
 WHEEL = "vllm-0.11.1.dev5+gabcdef012.cpu-cp311-cp311-linux_x86_64.whl"
@@ -167,11 +167,11 @@ def test_unsigned_entry(cache: Cache, tmp_path: Path) -> None:
 
 def test_an_entry_under_another_identity(cache: Cache, tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path / "built")
-    other = substitute.push(cache.url, entry_for(wheel, identity="fedcba9876543210"), wheel, KEY)
+    other = substitute.push(cache.url, entry_for(wheel, identity="fedcba9876543210" * 4), wheel, KEY)
     # a validly signed entry of another build, copied to this identity's name
     tamper(cache, cache_entry.entry_name(IDENTITY), cache_entry.render(other).encode())
     hit, said = lookup(cache.url, tmp_path)
-    assert hit is None and "names identity fedcba9876543210, not 0123456789abcdef" in refusal(said)
+    assert hit is None and f"names identity {'fedcba9876543210' * 4}, not {IDENTITY}" in refusal(said)
 
 
 def test_a_refused_cache_falls_through_to_the_next(tmp_path: Path) -> None:
@@ -282,7 +282,7 @@ def test_cache_verify_reports_each_bad_entry(tmp_path: Path) -> None:
     url = f"file://{tmp_path / 'c'}"
     publish(url, tmp_path)
     wheel = make_wheel(tmp_path / "other", b"another build " * 100)
-    bad = substitute.push(url, entry_for(wheel, identity="fedcba9876543210"), wheel, KEY)
+    bad = substitute.push(url, entry_for(wheel, identity="fedcba9876543210" * 4), wheel, KEY)
     (tmp_path / "c" / bad.wheel_path).write_bytes(b"x")
     env = dict(os.environ)
     result = subprocess.run([sys.executable, "-m", "vllm_lock.cli", "cache", "verify", url,

@@ -25,7 +25,14 @@ ChangeKind = Literal["added", "removed", "changed", "rebuilt"]
 
 def build_identity(lock: Lock) -> str:
     """What determines the built vLLM: same identity, same build. Mirrors, names, phase,
-    original refs, provenance and MAX_JOBS are deliberately left out."""
+    original refs, provenance and MAX_JOBS are deliberately left out. Its first 16 hex digits
+    name generations; a signed binary cache entry binds all 64 (full_build_identity)."""
+    return full_build_identity(lock)[:IDENTITY_LENGTH]
+
+
+def full_build_identity(lock: Lock) -> str:
+    """The whole sha256 of what determines the build (build_identity is its prefix): what a binary
+    cache entry is keyed by and signed over, so that two locks cannot be made to share an entry."""
     data = codec.to_data(lock)
     identity = {
         "commit": lock.vllm.commit,
@@ -40,7 +47,7 @@ def build_identity(lock: Lock) -> str:
         # the toolchain floor, the Cargo.lock and every crate's bytes decide the Rust artifacts
         "rust": data.get("rust"),
     }
-    return hashlib.sha256(codec.canonical_json(identity)).hexdigest()[:IDENTITY_LENGTH]
+    return hashlib.sha256(codec.canonical_json(identity)).hexdigest()
 
 
 # ---------------------------------------------------------------- generation ids

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from vllm_lock.build_identity import build_identity
+from vllm_lock.build_identity import full_build_identity
 from vllm_lock.errors import CacheEntryError
 from vllm_lock.model import Lock
 
 ENTRY_FORMAT = 1
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2
 ENTRY_SUFFIX = ".entry"
 MAX_ENTRY_BYTES = 16 << 10
 MAX_WHEEL_SIZE = 1 << 40
@@ -37,7 +37,7 @@ MAX_BUILD_SECONDS = 10_000_000
 SIGNATURE_BYTES = 64
 
 # fullmatch everywhere: `$` also matches before a trailing newline, `\d` matches non-ASCII digits
-_IDENTITY = re.compile(r"[0-9a-f]{16}")
+_IDENTITY = re.compile(r"[0-9a-f]{64}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CONTENT_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 _SIZE = re.compile(r"[1-9][0-9]{0,12}")
@@ -98,7 +98,7 @@ class CacheEntry:
 
 def entry_name(identity: str) -> str:
     if not _IDENTITY.fullmatch(identity):
-        raise CacheEntryError(f"cache entry: {identity!r} is not a build identity (16 lowercase hex digits)")
+        raise CacheEntryError(f"cache entry: {identity!r} is not a build identity (64 lowercase hex digits)")
     return identity + ENTRY_SUFFIX
 
 
@@ -106,12 +106,14 @@ def wheel_build_identity(lock: Lock) -> str:
     """The identity of the lock's wheel build: an editable lock installed with --no-editable
     builds the same wheel as the same lock made non-editable, so both share one entry."""
     wheel_lock = dataclasses.replace(lock, build=dataclasses.replace(lock.build, editable=False))
-    return build_identity(wheel_lock)
+    return full_build_identity(wheel_lock)
 
 
 def fingerprint(entry: CacheEntry) -> bytes:
-    """What a signature covers: versioned, the identity and the wheel's bytes (sha256 and size)."""
-    return f"{FINGERPRINT_VERSION};{entry.identity};{entry.wheel_sha256};{entry.wheel_size}".encode()
+    """What a signature covers: versioned, the whole build identity, the wheel's file name (its
+    version and tags) and its bytes (sha256 and size)."""
+    return (f"{FINGERPRINT_VERSION};{entry.identity};{entry.wheel};{entry.wheel_sha256};"
+            f"{entry.wheel_size}").encode()
 
 
 def entry_problem(entry: CacheEntry) -> str | None:

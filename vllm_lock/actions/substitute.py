@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,15 @@ class Substitution:
 
 
 def check_url(url: str, origin: str) -> str:
+    """The URL as given, when it is one the caches understand. One with credentials (user:pass@)
+    is refused without being echoed: cache URLs are logged and recorded in receipts."""
+    try:
+        netloc = urllib.parse.urlsplit(url).netloc
+    except ValueError:
+        raise UsageError(f"{origin}: {url[:200]!r} is not a file://, http(s):// or s3:// cache URL") from None
+    if "@" in netloc:
+        raise UsageError(f"{origin}: a cache URL must not carry credentials (user:password@); for S3 use "
+                         "AWS_* variables or ~/.aws/credentials")
     if not url.lower().startswith(_SCHEMES) or any(c.isspace() for c in url) or not url.isprintable():
         raise UsageError(f"{origin}: {url[:200]!r} is not a file://, http(s):// or s3:// cache URL")
     return url

@@ -43,7 +43,7 @@ def list_deadline() -> float:
 
 # the only object names `ls` and `verify` take for entries: anything else in a cache (a name with
 # control characters, `..`, another suffix) is not an entry and is never shown or read
-_ENTRY_NAME = re.compile(r"[0-9a-f]{16}" + re.escape(ENTRY_SUFFIX))
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}" + re.escape(ENTRY_SUFFIX))
 
 
 def _entry_names(names: Iterable[str]) -> list[str]:
