@@ -96,8 +96,11 @@ def test_stripping_script_modes(world: TestWorld, tmp_path: Path) -> None:
 
 URLS = repo_files.ExternalUrls("file:///u/cutlass", "file:///u/fa", "file:///u/mla")
 # sha256 of every file repo_files() returned, for 96 states (below), as the string literals that
-# preceded skeleton/ generated them: the skeleton plus its edits reproduce them byte for byte
-PRE_SKELETON_DIGEST = "9e9298bda53e1da2ec4a34bc5f75612ffd54b85306649713e1bbf93b72c1002e"
+# preceded skeleton/ generated them: the skeleton plus its edits reproduce them byte for byte.
+# setup.py is left out since it changed on purpose after the move (the VLLM_USE_PRECOMPILED switch
+# of the binary cache's editable substitution, tests/test_cache_install.py); every other file's
+# digest is the one the string literals gave (2,456 rows with setup.py, 2,360 without).
+PRE_SKELETON_DIGEST = "ebd121135caa8f4f91f039015a44a803446666484231dc47980326570ddcbb9e"
 
 
 def test_generated_files_are_those_of_the_string_literals_they_replaced() -> None:
@@ -108,9 +111,11 @@ def test_generated_files_are_those_of_the_string_literals_they_replaced() -> Non
         state = repo_files.RepoState(layout, "2.10.0", "0.25.0", "2.10.1", "v4.2.1", "f" * 40, URLS, mla,
                                      revision=rev, cuda_supported_archs=archs, rust=rust)
         for path, text in sorted(repo_files.repo_files(state).items()):
+            if path == "setup.py":
+                continue
             digest = hashlib.sha256(text.encode()).hexdigest()
             rows.append(f"files {layout} rust={rust} mla={bool(mla)} rev={rev} archs={archs} {path} {digest}\n")
-    assert len(rows) == 2456
+    assert len(rows) == 2360
     assert hashlib.sha256("".join(rows).encode()).hexdigest() == PRE_SKELETON_DIGEST
 
 
