@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from vllm_lock.shell import staging
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store
 from vllm_lock_testworld import TestWorld
+from vllm_lock_testworld.compilers import compiler_calls, compiler_wrappers
 
 PY = "3.11"
 VLLM_LOCK = Path(sys.executable).with_name("vllm-lock")
@@ -64,24 +64,6 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.monotonic()
     fn()
     return time.monotonic() - start
-
-
-def compiler_wrappers(where: Path) -> tuple[dict[str, str], Path]:
-    where.mkdir(parents=True, exist_ok=True)
-    calls = where / "calls.log"
-    calls.touch()
-    env = {}
-    for variable, real in (("CC", "gcc"), ("CXX", "g++")):
-        wrapper = where / f"counting-{real}"
-        wrapper.write_text(f'#!/bin/sh\necho "{real} $*" >> "{calls}"\nexec {shutil.which(real)} "$@"\n')
-        wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-        env[variable] = str(wrapper)
-    return env, calls
-
-
-def compiles(calls: Path) -> int:
-    """Compiler calls that compile or link (not preflight's `-dumpversion` probes)."""
-    return sum("-dump" not in line for line in calls.read_text().splitlines())
 
 
 def installed_wheels(lock: Lock, store: Store) -> list[Path]:
@@ -127,7 +109,7 @@ def compare(what: str, lock: Lock, lock_path: Path, store_root: Path, work: Path
     sh([str(VLLM_LOCK), "install", str(lock_path), "--venv", str(work / "prime/vllm"), "--src",
         str(work / "prime/vllm_repo"), "--push", f"file://{binary_cache}", "--cache-signing-key", str(key), *extra],
        env=env)
-    built_compiles = compiles(calls)
+    built_compiles = compiler_calls(calls)
 
     def substituted(dest: Path) -> None:
         sh([str(VLLM_LOCK), "install", str(lock_path), "--venv", str(dest / "vllm"), "--src", str(dest / "vllm_repo"),
@@ -135,7 +117,7 @@ def compare(what: str, lock: Lock, lock_path: Path, store_root: Path, work: Path
 
     substituted(work / "ours-prime")  # not timed: the verified wheel enters the store, uv's cache is warm
     ours = timed(lambda: substituted(work / "ours"))
-    ours_compiles = compiles(calls) - built_compiles
+    ours_compiles = compiler_calls(calls) - built_compiles
     receipt = json.loads((Path(os.readlink(work / "ours/vllm")).parent / "receipt.json").read_text())
     assert receipt["substituted-from"], "the second install did not substitute"
     assert ours_compiles == 0, f"the second install made {ours_compiles} compiler calls"

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 from install_support import cli, install_args, resolve_world_lock
-from test_cache_install import compiler_calls, compiler_wrappers
 from test_cache_support import free_port
 
 from vllm_lock import bundle_manifest as bm
 from vllm_lock import cache_entry
 from vllm_lock_testworld import TestWorld
+from vllm_lock_testworld.compilers import compiler_calls, compiler_wrappers
 
 pytestmark = pytest.mark.slow
 

@@ -20,27 +20,9 @@ from test_cache_support import S3Server, free_port, http_server, s3_server
 
 from vllm_lock.model import Lock
 from vllm_lock_testworld import TestWorld
+from vllm_lock_testworld.compilers import compiler_calls, compiler_wrappers
 
 pytestmark = pytest.mark.slow
-
-
-def compiler_wrappers(where: Path) -> tuple[dict[str, str], Path]:
-    """CC/CXX that log each call to a file before running the real compiler."""
-    where.mkdir(parents=True, exist_ok=True)
-    calls = where / "compiler-calls.log"
-    calls.touch()
-    env = {}
-    for variable, real in (("CC", "gcc"), ("CXX", "g++")):
-        wrapper = where / f"counting-{real}"
-        wrapper.write_text(f'#!/bin/sh\necho "{real} $*" >> "{calls}"\nexec {shutil.which(real)} "$@"\n')
-        wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-        env[variable] = str(wrapper)
-    return env, calls
-
-
-def compiler_calls(calls: Path) -> int:
-    """Calls that compile or link (preflight's version probes, `-dumpversion`, are not counted)."""
-    return sum("-dump" not in line and "--version" not in line for line in calls.read_text().splitlines())
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
