@@ -20,6 +20,7 @@ import platform
 import shutil
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -189,7 +190,7 @@ def _steps(
             uv_shell.install_python(lock.target.python, request.cache, log, rep.line)
     uv_env = uv_shell.uv_env(request.cache, offline=True)
     with rep.step("environment"):
-        create_environment(run, uv_env)
+        create_environment(run, uv_env, facts.python_found)
     hit: substitute.Substitution | None = None
     if request.caches.caches:
         with rep.step("substitute"):
@@ -332,8 +333,10 @@ def check_toolchain(run: _Run, facts: plan.MachineFacts, *, must_build: bool) ->
     return facts
 
 
-def create_environment(run: _Run, uv_env: dict[str, str]) -> None:
-    uv_shell.run_uv(uv_shell.venv_argv(run.lock.target.python, run.gen.venv), env=uv_env,
+def create_environment(run: _Run, uv_env: dict[str, str], python: str | None) -> None:
+    """The venv, from the interpreter preflight found (uv need not look for one again), or from
+    the Python uv just installed."""
+    uv_shell.run_uv(uv_shell.venv_argv(python or run.lock.target.python, run.gen.venv), env=uv_env,
                        what="creating the venv", log=run.log, on_line=run.rep.line)
 
 
@@ -449,16 +452,18 @@ def built_version(lock: Lock, venv: Path) -> tuple[bool, str]:
 def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tuple[str, set[str]]:
     """The built version consistent with the commit; the exact package set; for CUDA, every arch."""
     from vllm_lock.actions import verify as verify_action
-
-    ok, version = built_version(lock, venv)
-    if not ok:
-        raise InstallError(f"{version_check(lock)} failed in {venv}: {version}")
     from vllm_lock.shell import git as git_shell
 
-    problem = plan.version_problem(version, lock.vllm.commit, git_shell.exact_tag(src))
+    with ThreadPoolExecutor(max_workers=1) as pool:  # vLLM imported in its process while we read
+        imported = pool.submit(built_version, lock, venv)
+        tag = git_shell.exact_tag(src)
+        report = verify_action.inspect_packages(lock, venv, check_files=False)
+        ok, version = imported.result()
+    if not ok:
+        raise InstallError(f"{version_check(lock)} failed in {venv}: {version}")
+    problem = plan.version_problem(version, lock.vllm.commit, tag)
     if problem:
         raise InstallError(problem)
-    report = verify_action.inspect_packages(lock, venv, check_files=False)
     if report.drift:
         raise InstallError(f"the installed environment does not match the lock: {report.summary()}")
     if rust_problems := verify_action.rust_artifact_problems(lock, venv, src):

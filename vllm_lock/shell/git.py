@@ -492,7 +492,7 @@ def checkout(lock: Lock, cache: Path, src: Path, say: Callable[[str], None]) -> 
         shutil.rmtree(partial, ignore_errors=True)
         _in_checkout(["clone", "--quiet", "--no-checkout", "--", str(mirror), str(partial)], None, "cloning the mirror")
         _in_checkout(["remote", "set-url", "--", "origin", url], partial, "naming the origin")
-        _to_commit(partial, commit)
+        _to_commit(partial, commit, clean=False)  # a fresh clone has nothing to clean
         if src.exists() or src.is_symlink():
             shutil.rmtree(src) if src.is_dir() and not src.is_symlink() else src.unlink()
         os.rename(partial, src)
@@ -512,11 +512,12 @@ def _in_checkout(args: list[str], cwd: Path | None, what: str) -> str:
         raise InstallError(f"{cwd or 'git'}: {exc}") from None
 
 
-def _to_commit(src: Path, commit: str) -> None:
+def _to_commit(src: Path, commit: str, *, clean: bool = True) -> None:
     # checkout.workers=0: files written by one worker per CPU (vLLM's ~8500 files: 2-3x faster)
     _in_checkout(["-c", "checkout.workers=0", "switch", "--quiet", "--force", "--detach", "--end-of-options", commit],
                  src, f"checking out {commit[:9]}")
-    _in_checkout(["clean", "-ffdq"], src, "cleaning the checkout")
+    if clean:
+        _in_checkout(["clean", "-ffdq"], src, "cleaning the checkout")
     head = _in_checkout(["rev-parse", "--verify", "HEAD"], src, "reading HEAD").strip()
     if head != commit:
         raise InstallError(f"{src}: HEAD is {head}, the lock says {commit}")

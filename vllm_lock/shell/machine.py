@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vllm_lock import cuda as cuda_rules
@@ -93,20 +94,24 @@ def _which(program: str, env: Mapping[str, str]) -> str | None:
 def toolchain(env: Mapping[str, str]) -> tuple[plan.Tool, ...]:
     """gcc/g++ ($CC/$CXX first, as CMake and setuptools take them), cmake, ninja, rustc and cargo
     ($RUSTC/$CARGO first) and nvcc, each with the version it prints; a tool not found is listed
-    with path None."""
-    tools: list[plan.Tool] = []
-    for name, variable, default, version_args in _TOOLS:
+    with path None. The seven are asked at once (each is a process that mostly waits to start)."""
+    def probe(name: str, variable: str | None, default: str, version_args: tuple[str, ...]) -> plan.Tool:
         chosen = (env.get(variable) or "").split()[0] if variable and (env.get(variable) or "").strip() else default
         path = _which(chosen, env)
         version = None
         if path is not None:
             result = _run([path, *version_args], env)
             version = plan.parse_tool_version(result.output) if result is not None and result.ok else None
-        tools.append(plan.Tool(name=name, path=path, version=version))
-    nvcc = find_nvcc(env)
-    found = nvcc_version(nvcc) if nvcc else None
-    tools.append(plan.Tool(name="nvcc", path=nvcc, version=f"{found[0]}.{found[1]}" if found else None))
-    return tuple(tools)
+        return plan.Tool(name=name, path=path, version=version)
+
+    def probe_nvcc() -> plan.Tool:
+        nvcc = find_nvcc(env)
+        found = nvcc_version(nvcc) if nvcc else None
+        return plan.Tool(name="nvcc", path=nvcc, version=f"{found[0]}.{found[1]}" if found else None)
+
+    with ThreadPoolExecutor(max_workers=len(_TOOLS) + 1) as pool:
+        asked = [pool.submit(probe, *tool) for tool in _TOOLS] + [pool.submit(probe_nvcc)]
+        return tuple(answer.result() for answer in asked)
 
 
 def tool_in(venv_bin: Path, name: str) -> plan.Tool | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import uv as uv_package
 
 from vllm_lock.errors import InstallError, OutputError, PreflightError, UnreachableError
 from vllm_lock.mirrors import Mirrors
-from vllm_lock.shell import limits, mirroring, proc
+from vllm_lock.shell import files, limits, mirroring, proc
 
 
 def compile_deadline() -> float:
@@ -67,8 +68,12 @@ def compile_argv(
     platform: str,
     default_index: str,
     only_binary: bool = True,
+    interpreter: str | None = None,
 ) -> list[str]:
-    """`uv pip compile` of a synthetic project to a PEP 751 pylock for a target, not the host."""
+    """`uv pip compile` of a synthetic project to a PEP 751 pylock for a target, not the host.
+    With `interpreter`, uv runs that Python instead of discovering one for `python`: wheels only,
+    and the target is set by --python-version/--python-platform (a bare 3.12 means 3.12.0 either
+    way), so it changes nothing but the time uv spends looking (~0.5 s through pyenv's shims)."""
     argv = [
         uv_bin(),
         "pip",
@@ -91,6 +96,8 @@ def compile_argv(
     ]
     if only_binary:
         argv += ["--only-binary", ":all:"]
+    if interpreter is not None:
+        argv += ["--python", interpreter]
     return argv
 
 
@@ -159,19 +166,66 @@ def _answers(index: str) -> bool:
 
 
 def find_python(version: str, cache: Path) -> str | None:
-    """An interpreter for `version` that uv accepts (system or uv-managed), without downloading;
-    None when uv finds none. A `pythonX.Y` on PATH is one `uv venv --python X.Y` finds too, and
-    looking costs nothing; only without it is uv asked (~130 ms: its own start-up and discovery).
-    Any other failure of uv (it cannot create its cache, say) is reported as itself, not as a
-    missing Python."""
-    if on_path := shutil.which(f"python{version}"):
-        return on_path
+    """The interpreter for `version` that uv accepts (system or uv-managed), without downloading;
+    None when uv finds none. The answer is an interpreter binary, never a launcher: `uv venv` made
+    from it takes ~10 ms, from `--python X.Y` or a pyenv shim ~130-500 ms (uv runs the shim's bash
+    scripts to learn where they lead). A `pythonX.Y` on PATH that is a binary is taken as it is
+    (`uv venv --python X.Y` finds it too); a script there (a shim) is resolved by uv once, and the
+    answer kept under <cache>/python while that script and the binary it named stay as they were.
+    Only without either is uv asked each time. Any other failure of uv (it cannot create its
+    cache, say) is reported as itself, not as a missing Python."""
+    on_path = shutil.which(f"python{version}")
+    if on_path is not None and _is_binary(real := os.path.realpath(on_path)):
+        return real
+    memo = cache / "python" / f"{version}.json"
+    if on_path is not None and (known := _remembered(memo, on_path)) is not None:
+        return known
     result = proc.run([uv_bin(), "python", "find", version], env=uv_env(cache), timeout=60)
     if result.ok and result.output.strip():
-        return result.output.strip().splitlines()[-1]
+        found = result.output.strip().splitlines()[-1]
+        if on_path is not None and _is_binary(real := os.path.realpath(found)):
+            _remember(memo, on_path, real)
+            return real
+        return found
     if result.ok or "no interpreter found" in result.output.lower():
         return None
     raise PreflightError(f"`uv python find {version}` failed: {_uv_error(result.output)}")
+
+
+def _is_binary(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"\x7fELF" and os.access(path, os.X_OK)
+    except OSError:
+        return False
+
+
+def _identity(path: str) -> list[int]:
+    info = os.stat(path)
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns]
+
+
+def _remembered(memo: Path, launcher: str) -> str | None:
+    """The binary uv resolved `launcher` to, if neither has changed since (else None)."""
+    try:
+        record = json.loads(memo.read_text(encoding="utf-8"))
+        binary = record["binary"]
+        if (record["launcher"] == launcher and record["launcher-stat"] == _identity(launcher)
+                and isinstance(binary, str) and record["binary-stat"] == _identity(binary) and _is_binary(binary)):
+            return binary
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _remember(memo: Path, launcher: str, binary: str) -> None:
+    record = {"launcher": launcher, "launcher-stat": _identity(launcher), "binary": binary,
+              "binary-stat": _identity(binary)}
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        files.write_atomically(memo, json.dumps(record, indent=1) + "\n")
+    except OSError:
+        pass  # a memo not written costs the next install one `uv python find`
 
 
 def _uv_error(output: str) -> str:

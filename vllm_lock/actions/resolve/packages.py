@@ -3,6 +3,7 @@ failure classified (vllm_lock.uv_errors)."""
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ def run_compile(
             python=target.python,
             platform=target.platform,
             default_index=request.general_index,
+            interpreter=sys.executable or None,  # this process's own: nothing to discover
         )
         result = uv_shell.run_compile(argv, cwd=Path(tmp), cache=request.cache, log=reporter.log,
                                       indexes=(request.general_index, request.torch_index_url))

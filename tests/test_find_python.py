@@ -1,0 +1,88 @@
+"""uv_shell.find_python: the interpreter binary for a Python version, never a launcher, so that
+`uv venv` need not run a shim's scripts on every install. Real files, real uv."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from vllm_lock.shell import uv as uv_shell
+
+VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
+REAL = os.path.realpath(sys.executable)
+
+
+@pytest.fixture
+def on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory first on PATH, and a working directory with no .venv uv would prefer."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    return folder
+
+
+def shim(folder: Path, target: str = REAL) -> Path:
+    """A launcher as pyenv's are: a script that execs the interpreter."""
+    script = folder / f"python{VERSION}"
+    script.write_text(f'#!/bin/sh\nexec {target} "$@"\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_a_binary_on_path_is_taken_as_its_real_file(on_path: Path, tmp_path: Path) -> None:
+    (on_path / f"python{VERSION}").symlink_to(REAL)
+    assert uv_shell.find_python(VERSION, tmp_path / "cache") == REAL
+    assert not (tmp_path / "cache" / "python").exists()  # nothing to remember
+
+
+def test_a_shim_is_resolved_once_and_remembered(on_path: Path, tmp_path: Path) -> None:
+    launcher = shim(on_path)
+    cache = tmp_path / "cache"
+    found = uv_shell.find_python(VERSION, cache)
+    assert found is not None and os.path.realpath(found) == found
+    with open(found, "rb") as handle:
+        assert handle.read(4) == b"\x7fELF"
+    memo = cache / "python" / f"{VERSION}.json"
+    record = json.loads(memo.read_text())
+    assert record["launcher"] == str(launcher) and record["binary"] == found
+    # the memo is what answers next time: point it at another binary (with its stat) and that one comes back
+    other = os.path.realpath("/bin/sh")
+    record.update(binary=other, **{"binary-stat": list(_stat(other))})
+    memo.write_text(json.dumps(record))
+    assert uv_shell.find_python(VERSION, cache) == other
+
+
+def test_a_changed_launcher_is_asked_again(on_path: Path, tmp_path: Path) -> None:
+    launcher = shim(on_path)
+    cache = tmp_path / "cache"
+    found = uv_shell.find_python(VERSION, cache)
+    memo = cache / "python" / f"{VERSION}.json"
+    record = json.loads(memo.read_text())
+    other = os.path.realpath("/bin/sh")
+    record.update(binary=other, **{"binary-stat": list(_stat(other))})
+    memo.write_text(json.dumps(record))
+    launcher.write_text(launcher.read_text() + "# pyenv rewrote its shims\n")  # size and mtime change
+    assert uv_shell.find_python(VERSION, cache) == found  # uv asked again, not the memo
+    assert json.loads(memo.read_text())["binary"] == found
+
+
+@pytest.mark.parametrize("damage", ["not json", '{"launcher": 1}', "[]"])
+def test_a_damaged_memo_is_ignored_and_rewritten(on_path: Path, tmp_path: Path, damage: str) -> None:
+    shim(on_path)
+    cache = tmp_path / "cache"
+    found = uv_shell.find_python(VERSION, cache)
+    memo = cache / "python" / f"{VERSION}.json"
+    memo.write_text(damage)
+    assert uv_shell.find_python(VERSION, cache) == found
+    assert json.loads(memo.read_text())["binary"] == found
+
+
+def _stat(path: str) -> tuple[int, int, int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
