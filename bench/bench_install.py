@@ -8,6 +8,9 @@ runs it, each command its own process, every figure printed computed from what w
              script + the same build command (uv pip install --no-build-isolation -e) with the
              same external source trees (staged once, before timing) handed over through the same
              override variables and CMAKE_ARGS=-DFETCHCONTENT_FULLY_DISCONNECTED=ON
+  uv-told    uv-bare with `uv venv --python <the interpreter binary>` instead of `--python 3.x`:
+             ours makes its venv from the binary it found, so uv does not look for one (on this
+             machine uv's looking runs pyenv's shims); this takes that difference out (warm only)
   pip        the Phoenix flow: python -m venv, pip install torch torchvision torchaudio (torch
              index), git clone, stripping script, pip install -r build requirements,
              pip install --no-build-isolation -e . (PIP_CONFIG_FILE=/dev/null --isolated: only
@@ -86,11 +89,11 @@ def external_env(lock: Lock, staged: dict[str, Path]) -> dict[str, str]:
 
 
 def uv_bare(world: TestWorld, lock: Lock, pylock_path: Path, dest: Path, uv_cache: Path,
-            externals: dict[str, str]) -> None:
+            externals: dict[str, str], python: str = PY) -> None:
     env = uv_shell.uv_env(uv_cache)
     uv = uv_shell.uv_bin()
     venv = dest / "venv"
-    sh([uv, "venv", "--python", PY, str(venv)], env=env)
+    sh([uv, "venv", "--python", python, str(venv)], env=env)
     sh([uv, "pip", "sync", "--preview-features", "pylock", "--python", str(venv / "bin/python"), str(pylock_path)],
        env=env)
     clone_and_strip(world, lock, dest / "src", venv / "bin/python")
@@ -162,9 +165,12 @@ def main() -> None:
             results["pip cold"] = timed(lambda: pip_flow(world, lock, work / "p-cold", None, externals))
         # warm: caches filled by a first run into another directory; then the flows take turns
         # (one run of each per round), so that a change in the machine's load hits all of them
+        binary = uv_shell.find_python(PY, cache)
+        assert binary is not None
         flows: dict[str, Callable[[Path], None]] = {
             "ours": lambda d: ours(lock_path, d, cache),
             "uv-bare": lambda d: uv_bare(world, lock, pylock_path, d, work / "uvc", externals),
+            "uv-told": lambda d: uv_bare(world, lock, pylock_path, d, work / "uvc", externals, binary),
             "pip": lambda d: pip_flow(world, lock, d, work / "pipc", externals),
         }
         samples: dict[str, list[float]] = {name: [] for name in flows}
@@ -187,6 +193,8 @@ def main() -> None:
     for mode in ("warm",) if args.no_cold else ("warm", "cold"):
         o, u, p = results[f"ours {mode}"], results[f"uv-bare {mode}"], results[f"pip {mode}"]
         print(f"{mode}: ours / uv-bare = {o / u:.2f}x (target <= 1.2x); pip / ours = {p / o:.2f}x (target >= 3x)")
+        if f"uv-told {mode}" in results:
+            print(f"{mode}: ours / uv-told = {o / results[f'uv-told {mode}']:.2f}x (bare told the interpreter binary)")
     print(f"warm figures: median of {args.repeat} runs each; cold: one run each")
     print(f"no-op rerun: {results['ours no-op rerun']:.2f} s (target < 2 s)")
     if not args.workdir:
