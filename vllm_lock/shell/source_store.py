@@ -10,6 +10,7 @@ mtime: a collection that began before it leaves it alone."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -53,11 +54,19 @@ def ensure(cache: Path, key: str, make: Callable[[Path], None]) -> StoredSource:
             return StoredSource(path=final, made=False)
         partial = final.with_name(partial_name(key))
         # git_shell.checkout clones beside its target first: its own .partial of ours
-        leftovers = [p for p in (partial, partial.with_name(f".{partial.name}.partial")) if os.path.lexists(p)]
+        temporary = (partial, partial.with_name(f".{partial.name}.partial"))
+        leftovers = [p for p in temporary if os.path.lexists(p)]
         for leftover in leftovers:
             remove_tree(leftover)
-        make(partial)
-        freeze(partial)
+        try:
+            make(partial)
+            freeze(partial)
+        except BaseException:
+            for path in temporary:  # a refused tree (the stripping's result not the lock's) is not kept
+                if os.path.lexists(path):
+                    with contextlib.suppress(OSError):  # the next maker removes what is left
+                        remove_tree(path)
+            raise
         if os.path.lexists(final):  # not a directory: nothing a maker wrote
             final.unlink()
         os.rename(partial, final)  # same directory: no write bit of the (read-only) tree needed
