@@ -128,7 +128,7 @@ def test_a_substituted_install_links_a_read_only_store_path_and_the_next_one_reu
         assert (stored / patched.path).is_file()
     assert f"g{primed.lock.vllm.commit[:9]}" in vllm_version(tmp_path / "opt-1")
     assert "==> verify" in first.stderr
-    clean = cli("verify", str(primed.path), "--venv", str(tmp_path / "opt-1" / "vllm"), cache=cache)
+    clean = as_user("verify", str(primed.path), "--venv", str(tmp_path / "opt-1" / "vllm"), cache=cache)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
     inode, clones_then = stored.stat().st_ino, clones(primed)
@@ -140,7 +140,7 @@ def test_a_substituted_install_links_a_read_only_store_path_and_the_next_one_reu
     assert stored.stat().st_ino == inode  # not made again
     assert clones(primed) == clones_then  # no git clone
     assert Path(os.readlink(generation_src(tmp_path / "opt-2"))) == stored
-    clean = cli("verify", str(primed.path), "--venv", str(tmp_path / "opt-2" / "vllm"), cache=cache)
+    clean = as_user("verify", str(primed.path), "--venv", str(tmp_path / "opt-2" / "vllm"), cache=cache)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
 
@@ -257,7 +257,7 @@ def test_gc_keeps_a_linked_source_path_and_frees_an_unlinked_one(primed: Primed,
     assert gc.stdout.startswith(f"freed {files} files, {size} bytes "), gc.stdout
     assert "0 store entries, 0 mirrors, 1 source paths; kept " in gc.stdout and "and 1 source paths (" in gc.stdout
     assert not os.path.lexists(dead) and stored.is_dir()
-    clean = cli("verify", str(primed.path), "--venv", str(opt / "vllm"), cache=cache)
+    clean = as_user("verify", str(primed.path), "--venv", str(opt / "vllm"), cache=cache)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
     # its generation gone, nothing links to it: freed
@@ -275,7 +275,7 @@ def test_a_dangling_source_link_fails_verify_and_a_rerun_of_install_repairs_it(p
     stored = store_path(primed, cache)
     remove_by_hand(stored)
     src = generation_src(opt)
-    drift = cli("verify", str(primed.path), "--venv", str(opt / "vllm"), cache=cache)
+    drift = as_user("verify", str(primed.path), "--venv", str(opt / "vllm"), cache=cache)
     assert drift.returncode == 1, drift.stdout + drift.stderr
     assert f"source checkout {src} links to {stored}, which is gone: rerun install to make it again" in drift.stdout
 
@@ -284,7 +284,7 @@ def test_a_dangling_source_link_fails_verify_and_a_rerun_of_install_repairs_it(p
     assert f"{src} is gone: installing generation {src.parent.name} again" in again.stderr
     assert f"made the stripped source {stored}" in again.stderr
     assert stored.is_dir() and generation_src(opt) == src
-    clean = cli("verify", str(primed.path), "--venv", str(opt / "vllm"), cache=cache)
+    clean = as_user("verify", str(primed.path), "--venv", str(opt / "vllm"), cache=cache)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
 
