@@ -305,3 +305,19 @@ def test_a_build_in_a_generation_a_substitution_linked_checks_out_its_own_and_le
         assert hashlib.sha256((stored / patched.path).read_bytes()).hexdigest() == patched.sha256_after
     assert stat.S_IMODE(stored.stat().st_mode) == 0o555
     assert not list(stored.rglob("*.so"))  # nothing built into it
+
+
+def test_a_substitution_in_a_generation_a_build_checked_out_replaces_its_checkout_with_the_link(
+    primed: Primed, tmp_path: Path
+) -> None:
+    cache, opt = tmp_path / "cache", tmp_path / "opt"
+    built = as_user(*install_args(primed.path, opt), cache=cache, env=primed.env)
+    assert built.returncode == 0, built.stderr[-3000:]
+    src = generation_src(opt)
+    assert src.is_dir() and not src.is_symlink()
+    (src.parent / "venv" / "bin" / "vllm").unlink()  # damaged: the next install redoes the generation
+    result = substitute(primed, opt, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert src.is_symlink() and Path(os.readlink(src)) == store_path(primed, cache)
+    clean = as_user("verify", str(primed.path), "--venv", str(opt / "vllm"), cache=cache)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
