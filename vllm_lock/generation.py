@@ -7,6 +7,7 @@ Pure: paths only (shell/generations.py does the file system work on them).
         <generation id>/                Generation.root (build_identity.py names it)
             venv/  src/  receipt.json  logs/install-<UTC>.log  wheels/  pylock.toml  dist/
             external/<name>/  external/<name>.commit  rust/{vendor,cargo-home,bin,...}
+            (src/: a substituted non-editable install's is a link to <cache>/sources/<key>)
     <venv>  -> <venv>.generations/<id>/venv     (--venv, a symlink)
     <src>   -> <venv>.generations/<id>/src      (--src, a symlink)
 """

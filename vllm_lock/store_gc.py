@@ -1,9 +1,10 @@
 """`vllm-lock store gc`: what the cache keeps and what it may delete (pure).
 
 Roots are what live locks (the locks folder and the locks named on the command line) and
-existing generations reference: wheel and crate sha256s (store entries cas/sha256/<hex>), and
-commits and repository URLs (git mirrors). An entry is kept when a root names it; a mirror when
-a live lock names its URL or it holds a root commit. Whatever was written after the collection
+existing generations reference: wheel and crate sha256s (store entries cas/sha256/<hex>),
+commits and repository URLs (git mirrors), and the source store paths (sources/<key>) generations'
+src link to. An entry is kept when a root names it; a mirror when a live lock names its URL or it
+holds a root commit; a source path while a generation links to it. Whatever was written after the collection
 began is kept too: a fetch running beside it is never undone.
 """
 
@@ -21,10 +22,11 @@ class Roots:
     sha256s: frozenset[str] = frozenset()
     commits: frozenset[str] = frozenset()
     urls: frozenset[str] = frozenset()
+    sources: frozenset[str] = frozenset()  # keys of source store paths a generation's src links to
 
     def __or__(self, other: Roots) -> Roots:
         return Roots(sha256s=self.sha256s | other.sha256s, commits=self.commits | other.commits,
-                     urls=self.urls | other.urls)
+                     urls=self.urls | other.urls, sources=self.sources | other.sources)
 
 
 def lock_roots(lock: Lock) -> Roots:
@@ -46,7 +48,8 @@ def union(roots: Iterable[Roots]) -> Roots:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Entry:
-    """One store entry (cas/sha256/<key>) or one mirror (git/<key>.git): its files and bytes,
+    """One store entry (cas/sha256/<key>), mirror (git/<key>.git) or source store path
+    (sources/<key>): its files and bytes,
     and the newest modification time of anything in it."""
 
     key: str
@@ -66,21 +69,24 @@ class GcPlan:
     delete_entries: tuple[Entry, ...]
     keep_mirrors: tuple[Mirror, ...]
     delete_mirrors: tuple[Mirror, ...]
+    keep_sources: tuple[Entry, ...] = ()
+    delete_sources: tuple[Entry, ...] = ()
 
     @property
     def freed_files(self) -> int:
-        return sum(e.files for e in (*self.delete_entries, *self.delete_mirrors))
+        return sum(e.files for e in (*self.delete_entries, *self.delete_mirrors, *self.delete_sources))
 
     @property
     def freed_bytes(self) -> int:
-        return sum(e.size for e in (*self.delete_entries, *self.delete_mirrors))
+        return sum(e.size for e in (*self.delete_entries, *self.delete_mirrors, *self.delete_sources))
 
     @property
     def kept_bytes(self) -> int:
-        return sum(e.size for e in (*self.keep_entries, *self.keep_mirrors))
+        return sum(e.size for e in (*self.keep_entries, *self.keep_mirrors, *self.keep_sources))
 
 
-def plan(roots: Roots, entries: Iterable[Entry], mirrors: Iterable[Mirror], *, started: float) -> GcPlan:
+def plan(roots: Roots, entries: Iterable[Entry], mirrors: Iterable[Mirror], *, started: float,
+         sources: Iterable[Entry] = ()) -> GcPlan:
     named = {mirror_key(url) for url in roots.urls}
     keep_e: list[Entry] = []
     drop_e: list[Entry] = []
@@ -91,8 +97,12 @@ def plan(roots: Roots, entries: Iterable[Entry], mirrors: Iterable[Mirror], *, s
     for mirror in sorted(mirrors, key=lambda m: m.key):
         live = mirror.key in named or bool(mirror.holds & roots.commits) or mirror.newest >= started
         (keep_m if live else drop_m).append(mirror)
+    keep_s: list[Entry] = []
+    drop_s: list[Entry] = []
+    for source in sorted(sources, key=lambda e: e.key):
+        (keep_s if source.key in roots.sources or source.newest >= started else drop_s).append(source)
     return GcPlan(keep_entries=tuple(keep_e), delete_entries=tuple(drop_e), keep_mirrors=tuple(keep_m),
-                  delete_mirrors=tuple(drop_m))
+                  delete_mirrors=tuple(drop_m), keep_sources=tuple(keep_s), delete_sources=tuple(drop_s))
 
 
 def still_deletable(entry: Entry, newest_now: float | None, *, started: float) -> bool:

@@ -117,6 +117,12 @@ def _install_locked(
     """Holding the install lock: everything that decides what to do is read now, not before
     (another install may have completed or switched this generation meanwhile)."""
     done = receipts.read(gen)
+    if done is not None and not gen.src.is_dir():
+        # its source is gone (a source store path removed by hand, its link left dangling): the
+        # generation is unfinished again and resumed, which makes the source anew
+        reporter.say(f"{gen.src} is gone: installing generation {gen.id} again")
+        gen.receipt.unlink()
+        done = None
     if done is not None and generations.active(container) == gen and generations.links_point_at(container, gen):
         reporter.say(f"{container.venv_link} already holds lock {lock.name} ({done.vllm_version}); nothing to do")
         return InstallResult(generation=gen.root, state="unchanged", version=done.vllm_version, log=None)
@@ -198,7 +204,9 @@ def _steps(
     if request.caches.caches and (hit is None or editable):
         with rep.step("toolchain"):  # setup.py runs: a build, or an editable install of the cached modules
             facts = check_toolchain(run, facts, must_build=hit is None)
-    sources = _Beside(run, _source_steps)  # git and the locked wheels' uv sync at once
+    # a substituted non-editable install builds nothing from its source: a shared read-only store path
+    stored_source = hit is not None and not editable
+    sources = _Beside(run, _stored_source_steps if stored_source else _source_steps)  # beside the uv sync
     try:
         with rep.step("packages"):
             # a substituted wheel goes in with the locked packages: one uv call
@@ -207,8 +215,9 @@ def _steps(
         sources.join(rep, reraise=False)
         raise
     external_dirs = sources.join(rep)
-    with rep.step("strip"):
-        strip_source(run)
+    if not stored_source:
+        with rep.step("strip"):
+            strip_source(run)
     env = build_environment(run, facts, jobs, uv_env, external_dirs)
     compiler_cache: CompilerCacheSession | None = None
     if hit is not None and editable:
@@ -255,7 +264,19 @@ def _steps(
 
 def _source_steps(run: _Run) -> dict[str, Path]:
     with run.rep.step("source"):
+        if run.gen.src.is_symlink():  # a substituted attempt's store link: this one needs its own checkout
+            run.gen.src.unlink()
         check_out_source(run)
+    return _external_steps(run)
+
+
+def _stored_source_steps(run: _Run) -> dict[str, Path]:
+    with run.rep.step("source"):
+        use_stored_source(run)
+    return _external_steps(run)
+
+
+def _external_steps(run: _Run) -> dict[str, Path]:
     external_dirs: dict[str, Path] = {}
     if run.lock.external_sources or run.lock.rust is not None:
         with run.rep.step("external sources"):
@@ -360,6 +381,51 @@ def check_out_source(run: _Run) -> None:
 
     git_shell.checkout(run.lock, run.request.cache, run.gen.src, run.rep.say)
     check_rust_frontend(run.lock, run.gen.src)
+
+
+def use_stored_source(run: _Run) -> None:
+    """gen.src a link to the lock's stripped source tree in the source store (made there once,
+    from the mirror at the commit, stripped and checked as a checkout of its own would be), its
+    patched files checked against the lock on every use; the Rust frontend too (a lock's question)."""
+    from vllm_lock import source_store as source_rules
+    from vllm_lock.shell import source_store
+
+    lock, say = run.lock, run.rep.say
+    stored = source_store.ensure(run.request.cache, source_rules.source_key(lock),
+                                 lambda partial: make_stored_source(run, partial))
+    if stored.removed_partial:
+        say("    removed the unfinished store path an interrupted install left")
+    found = source_store.file_digests(stored.path, (f.path for f in lock.layout.patched_files))
+    if altered := source_rules.altered_patched_file(lock, found):
+        path, got, want = altered
+        raise IntegrityError(
+            f"the source store path {stored.path} was altered: {path} "
+            f"{'is missing' if got is None else f'has sha256 {got[:12]}'}, the lock says {want[:12]}; "
+            f"delete it (chmod -R u+w {stored.path} && rm -rf {stored.path}) and rerun install"
+        )
+    if not stored.made:
+        check_rust_frontend(lock, stored.path)
+    source_store.link(run.gen.src, stored.path)
+    say(f"    {'made' if stored.made else 'reused'} the stripped source {stored.path} (read-only, shared)")
+
+
+def make_stored_source(run: _Run, tree: Path) -> None:
+    """A new store path's tree: the checkout and the stripping a build's own checkout gets, the
+    script run by this interpreter (as resolve ran it: the tree belongs to no one environment)."""
+    import sys
+
+    from vllm_lock import source_layout
+    from vllm_lock.shell import git as git_shell
+    from vllm_lock.shell.stripping import run_stripping_script, snapshot
+
+    lock = run.lock
+    git_shell.checkout(lock, run.request.cache, tree, run.rep.say)
+    check_rust_frontend(lock, tree)
+    before = snapshot(tree)
+    result = run_stripping_script(tree, lock.layout.stripping_argv, python=sys.executable, log=run.log)
+    if not result.ok:
+        raise InstallError(f"{lock.layout.stripping_script} failed: {result.tail(1)}")
+    check_patched(lock, source_layout.patched_files(before, snapshot(tree)))
 
 
 def stage_external_sources(run: _Run) -> dict[str, Path]:

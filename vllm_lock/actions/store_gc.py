@@ -1,7 +1,8 @@
 """store gc: delete what no live lock and no generation references from the cache.
 
 Live locks: every *.lock.toml of the locks folder (VLLM_LOCK_LOCKS_DIR or ./locks) and each
---keep-lock; generations: those of each --venv (<venv>.generations/*). A lock that cannot be
+--keep-lock; generations: those of each --venv (<venv>.generations/*), whose src links keep the
+source store paths they point at. A lock that cannot be
 read stops the collection (what it references is unknown). The plan is vllm_lock/store_gc.py;
 deletion takes each entry's own lock (shell/gc_inventory.py)."""
 
@@ -66,11 +67,12 @@ def collect(request: GcRequest, reporter: Reporter) -> GcResult:
     gen_count = sum(1 for g in generations if g.is_dir()
                     for p in g.iterdir() if p.is_dir() and not p.name.startswith("."))
     for folder in generations:
-        roots = roots | gc_inventory.generation_roots(folder)
-    roots = store_gc.Roots(sha256s=roots.sha256s, urls=roots.urls,
+        roots = roots | gc_inventory.generation_roots(folder, request.cache)
+    roots = store_gc.Roots(sha256s=roots.sha256s, urls=roots.urls, sources=roots.sources,
                            commits=gc_inventory.submodule_commits(request.cache, roots.commits))
     plan = store_gc.plan(roots, gc_inventory.store_entries(request.cache),
-                         gc_inventory.mirrors(request.cache, roots.commits), started=started)
+                         gc_inventory.mirrors(request.cache, roots.commits), started=started,
+                         sources=gc_inventory.source_paths(request.cache))
     freed_files = freed_bytes = skipped = 0
     if request.dry_run:
         freed_files, freed_bytes = plan.freed_files, plan.freed_bytes
@@ -85,11 +87,19 @@ def collect(request: GcRequest, reporter: Reporter) -> GcResult:
                 freed_files, freed_bytes = freed_files + mirror.files, freed_bytes + mirror.size
             else:
                 skipped += 1
+        for source in plan.delete_sources:
+            if gc_inventory.delete_source(request.cache, source, started=started):
+                freed_files, freed_bytes = freed_files + source.files, freed_bytes + source.size
+            else:
+                skipped += 1
     for entry in plan.delete_entries:
         reporter.say(f"    {'would delete' if request.dry_run else 'deleted'} cas/sha256/{entry.key} ({entry.size} "
                      "bytes)")
     for mirror in plan.delete_mirrors:
         reporter.say(f"    {'would delete' if request.dry_run else 'deleted'} git/{mirror.key}.git ({mirror.size} "
+                     "bytes)")
+    for source in plan.delete_sources:
+        reporter.say(f"    {'would delete' if request.dry_run else 'deleted'} sources/{source.key} ({source.size} "
                      "bytes)")
     return GcResult(plan=plan, freed_files=freed_files, freed_bytes=freed_bytes, skipped=skipped, locks=len(locks),
                     generations=gen_count)

@@ -340,6 +340,9 @@ def verify(lock_ref: str, venv: Path) -> Report:
             got = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
             if got != patched.sha256_after:
                 report.source.append(f"{patched.path} differs from the lock's patched file")
+    elif src.is_symlink():  # a source store path removed by hand (store gc keeps what a generation links to)
+        report.source.append(f"source checkout {src} links to {os.readlink(src)}, which is gone: "
+                             "rerun install to make it again")
     else:
         report.source.append(f"source checkout {src} is missing")
     report.source += rust_artifact_problems(lock, real, src)

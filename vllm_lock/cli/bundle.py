@@ -70,7 +70,8 @@ def store_gc(
     verb = "would free" if dry_run else "freed"
     print(f"{verb} {result.freed_files} files, {result.freed_bytes} bytes "
           f"({store_gc.human_bytes(result.freed_bytes)}): "
-          f"{len(plan.delete_entries)} store entries, {len(plan.delete_mirrors)} mirrors; "
-          f"kept {len(plan.keep_entries)} entries and {len(plan.keep_mirrors)} mirrors "
+          f"{len(plan.delete_entries)} store entries, {len(plan.delete_mirrors)} mirrors, "
+          f"{len(plan.delete_sources)} source paths; kept {len(plan.keep_entries)} entries, "
+          f"{len(plan.keep_mirrors)} mirrors and {len(plan.keep_sources)} source paths "
           f"({store_gc.human_bytes(plan.kept_bytes)}) for {result.locks} locks and {result.generations} generations"
           + (f"; left {result.skipped} alone (written meanwhile)" if result.skipped else ""))

@@ -1,7 +1,8 @@
 """What `store gc` reads and deletes in the cache: store entries (cas/sha256/<hex>), git mirrors
-(git/<key>.git), and the roots existing generations hold. Deletion happens under the same fcntl
-lock the writer of that entry takes (shell/store.entry_lock, the mirror's <mirror>.lock): the
-entry is renamed away under the lock, then removed, so a fetch never sees half an entry."""
+(git/<key>.git), source store paths (sources/<key>), and the roots existing generations hold.
+Deletion happens under the same fcntl lock the writer of that entry takes (shell/store.entry_lock,
+the mirror's <mirror>.lock): the entry is renamed away under the lock, then removed, so a fetch
+never sees half an entry."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from pathlib import Path
 
 from vllm_lock import gitmodules, store_gc
 from vllm_lock import receipt as receipts
+from vllm_lock import source_store as source_rules
 from vllm_lock.generation import Generation
 from vllm_lock.shell import git as git_shell
+from vllm_lock.shell import source_store
 from vllm_lock.shell.store import entry_lock
 
 _HEX = frozenset("0123456789abcdef")
@@ -52,6 +55,21 @@ def store_entries(cache: Path) -> list[store_gc.Entry]:
     found = []
     for path in sorted(base.iterdir()) if base.is_dir() else []:
         if len(path.name) != 64 or not set(path.name) <= _HEX or not path.is_dir():
+            continue
+        try:
+            when, size, files = _newest_and_size(path)
+        except FileNotFoundError:
+            continue
+        found.append(store_gc.Entry(key=path.name, files=files, size=size, newest=when))
+    return found
+
+
+def source_paths(cache: Path) -> list[store_gc.Entry]:
+    """The source store's paths (sources/<key>; a .partial is the next maker's to remove)."""
+    base = source_store.sources_dir(cache)
+    found = []
+    for path in sorted(base.iterdir()) if base.is_dir() else []:
+        if not source_rules.is_key(path.name) or path.is_symlink() or not path.is_dir():
             continue
         try:
             when, size, files = _newest_and_size(path)
@@ -122,16 +140,19 @@ def _repo(path: Path):  # type: ignore[no-untyped-def]
     return git.Repo(path)
 
 
-def generation_roots(generations: Path) -> store_gc.Roots:
+def generation_roots(generations: Path, cache: Path | None = None) -> store_gc.Roots:
     """What every generation under generations references: the wheels of its pylock.toml, the
-    crates it vendored, the commits its receipt records (unfinished ones included: an install
-    may be running in it)."""
+    crates it vendored, the commits its receipt records, the source store path of cache its src
+    links to (unfinished ones included: an install may be running in it)."""
     sha256s: set[str] = set()
     commits: set[str] = set()
+    sources: set[str] = set()
     for folder in sorted(generations.iterdir()) if generations.is_dir() else []:
         if not folder.is_dir() or folder.name.startswith("."):
             continue
         gen = Generation(root=folder)
+        if cache is not None and (key := source_store.stored_target(gen.src, cache)) is not None:
+            sources.add(key)
         try:
             data = tomllib.loads(gen.pylock.read_text(encoding="utf-8"))
             for package in data.get("packages", []):
@@ -152,7 +173,7 @@ def generation_roots(generations: Path) -> store_gc.Roots:
                 commits.add(stamp.read_text(encoding="utf-8").strip())
             except OSError:
                 continue
-    return store_gc.Roots(sha256s=frozenset(sha256s), commits=frozenset(commits))
+    return store_gc.Roots(sha256s=frozenset(sha256s), commits=frozenset(commits), sources=frozenset(sources))
 
 
 @contextmanager
@@ -187,4 +208,17 @@ def delete_mirror(cache: Path, mirror: store_gc.Mirror, *, started: float) -> bo
         trash = path.with_name(f".gc-{mirror.key}-{os.getpid()}")
         os.rename(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+    return True
+
+
+def delete_source(cache: Path, entry: store_gc.Entry, *, started: float) -> bool:
+    """Remove sources/<key> under the lock its maker takes (shell/source_store.ensure), unless an
+    install used it since the collection began (each use touches it)."""
+    path = source_store.store_path(cache, entry.key)
+    with entry_lock(cache, source_store.lock_key(entry.key)):
+        if not store_gc.still_deletable(entry, newest(path), started=started):
+            return False
+        trash = path.with_name(f".gc-{entry.key}-{os.getpid()}")
+        os.rename(path, trash)
+    source_store.remove_tree(trash)  # its directories made writable first: rmtree needs them so
     return True
