@@ -271,9 +271,10 @@ def _source_steps(run: _Run) -> dict[str, Path]:
 
 
 def _stored_source_steps(run: _Run) -> dict[str, Path]:
+    """Nothing is built: no external source trees or Rust crates to stage either."""
     with run.rep.step("source"):
         use_stored_source(run)
-    return _external_steps(run)
+    return {}
 
 
 def _external_steps(run: _Run) -> dict[str, Path]:
