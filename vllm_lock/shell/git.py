@@ -10,8 +10,10 @@ one-line errors. Values that come from a lock (URLs, refs, commits) are checked 
 `--end-of-options`, so that git can never read one as an option. A bare mirror is used under
 an fcntl lock of its own, so that installs sharing a cache never fetch into it at once.
 
-gitpython (~70 ms to import) is imported by the functions that run git, not with this module:
-verify reads a checkout's HEAD and `diff` may need no git at all.
+git runs as a process of its own (shell/proc.output_of: killed with its process group at the
+deadline). gitpython (~70 ms to import, and a `git version` of its own) is imported only by the
+functions that read a mirror through its objects, not with this module: an install and verify
+need no gitpython at all.
 """
 
 from __future__ import annotations
@@ -34,11 +36,10 @@ from typing import TYPE_CHECKING, Literal, overload
 
 from vllm_lock.errors import InstallError, ResolutionError, UnknownRefError, UnreachableError, UsageError
 from vllm_lock.model import Lock, is_commit_sha
-from vllm_lock.shell import limits, mirroring
+from vllm_lock.shell import limits, mirroring, proc
 
 if TYPE_CHECKING:
     import git
-    from git.exc import GitCommandError
 
 RETRIES = 3
 URL_SCHEMES = ("https", "http", "ssh", "git", "file")
@@ -155,9 +156,6 @@ def run(
     UnreachableError naming the URL. Other failures raise GitError with git's own last line.
     `users_own`: cwd is the user's own work tree (promote --commit), where the user's hooks and
     settings are obeyed (a pre-commit hook that refuses stops the commit): FORCED_CONFIG is not applied."""
-    import git
-    from git.exc import GitCommandError, GitCommandNotFound
-
     # no automatic gc/repack: a reader of a shared mirror must never meet a repack under it
     forced = () if users_own else FORCED_CONFIG
     argv = ["git", *(part for setting in forced for part in ("-c", setting)), *args]
@@ -176,49 +174,40 @@ def run(
     else:
         bound, tries = local_deadline(), 1
     deadline = time.monotonic() + bound
-    command = git.Git(str(cwd) if cwd else None)
+    env = dict(os.environ, **git_env())
     last = ""
     for attempt in range(tries):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         try:
-            result = command.execute(
-                argv, env=git_env(), kill_after_timeout=remaining, with_extended_output=False,
-                stdout_as_string=not binary,
-            )
-            if binary:
-                return result if isinstance(result, bytes) else b""
-            return str(result)
-        except GitCommandError as exc:
-            stderr = _stderr(exc)
-            timed_out = stderr.startswith("Timeout:")
-            if url is None:
-                if timed_out:
-                    raise GitError(f"git {args[0]} did not finish within {bound:g} s while {what}") from None
-                raise GitError(f"git {args[0]} failed while {what}: {_last_line(stderr, exc)}") from None
-            if timed_out:
-                last = f"no answer within {bound:g} s"
-                break
-            if not any(h in stderr.lower() for h in _UNREACHABLE_HINTS):
-                raise GitError(f"git {args[0]} {url} failed while {what}: {_last_line(stderr, exc)}") from None
-            last = _last_line(stderr, exc)
-            pause = 0.5 * 2**attempt
-            if attempt + 1 < tries and deadline - time.monotonic() > pause:
-                time.sleep(pause)
-        except (OSError, GitCommandNotFound) as exc:  # git missing, cwd vanished
+            done = proc.output_of(argv, cwd=cwd, env=env, timeout=remaining)
+        except OSError as exc:  # git missing, cwd vanished
             raise GitError(f"cannot run git while {what}: {exc}") from None
+        if done.returncode == 0:
+            if binary:
+                return done.stdout
+            return done.stdout.decode("utf-8", "replace").removesuffix("\n")
+        stderr = done.stderr.decode("utf-8", "replace").strip()
+        if url is None:
+            if done.returncode is None:
+                raise GitError(f"git {args[0]} did not finish within {bound:g} s while {what}") from None
+            raise GitError(f"git {args[0]} failed while {what}: {_last_line(stderr, done.returncode)}") from None
+        if done.returncode is None:
+            last = f"no answer within {bound:g} s"
+            break
+        if not any(h in stderr.lower() for h in _UNREACHABLE_HINTS):
+            raise GitError(f"git {args[0]} {url} failed while {what}: {_last_line(stderr, done.returncode)}") from None
+        last = _last_line(stderr, done.returncode)
+        pause = 0.5 * 2**attempt
+        if attempt + 1 < tries and deadline - time.monotonic() > pause:
+            time.sleep(pause)
     raise UnreachableError(f"repository {url} unreachable while {what}: {last or f'no answer within {bound:g} s'}")
 
 
-def _stderr(exc: GitCommandError) -> str:
-    raw = exc.stderr if isinstance(exc.stderr, str) else (exc.stderr or b"").decode(errors="replace")
-    return (raw or str(exc)).strip().removeprefix("stderr: ").strip("'").strip()
-
-
-def _last_line(stderr: str, exc: Exception) -> str:
+def _last_line(stderr: str, returncode: int | None) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    return next((line for line in lines if line.startswith("fatal:")), lines[-1] if lines else str(exc))
+    return next((line for line in lines if line.startswith("fatal:")), lines[-1] if lines else f"exit {returncode}")
 
 
 # ---------------------------------------------------------------- remote refs

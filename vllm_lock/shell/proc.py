@@ -98,6 +98,42 @@ def run(
     return Completed(argv=tuple(argv), returncode=returncode, output="\n".join(kept), timed_out=timed_out.is_set())
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Output:
+    """A program's stdout and stderr, apart and as bytes; returncode None when it was killed at
+    its timeout."""
+
+    returncode: int | None
+    stdout: bytes
+    stderr: bytes
+
+
+def output_of(argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], timeout: float) -> Output:
+    """Run argv to its end, stdout and stderr kept apart and whole (git's answers: a tree
+    listing, an archive). At the timeout the program and every process it started (its own
+    process group) are killed; so they are when the caller is interrupted."""
+    child = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        stdout, stderr = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(child)
+        stdout, stderr = child.communicate()
+        return Output(returncode=None, stdout=stdout, stderr=stderr)
+    except BaseException:
+        _kill_group(child)
+        child.communicate()
+        raise
+    return Output(returncode=child.returncode, stdout=stdout, stderr=stderr)
+
+
+def _kill_group(child: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        child.kill()
+
+
 def _captured(argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], timeout: float | None,
               stdin_data: str | None) -> Completed:
     """stdout then stderr, each kept to its first and last CAPTURE_KEEP_BYTES, decoded with

@@ -1,0 +1,49 @@
+"""proc.output_of, git's runner: stdout and stderr apart and whole, and a deadline that ends the
+program and everything it started (a grandchild holding the pipe must not keep us waiting)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from vllm_lock.shell import proc
+
+
+def test_stdout_and_stderr_come_back_apart_and_whole(tmp_path: Path) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB, every byte value: nothing decoded or cut
+    script = tmp_path / "emit.py"
+    script.write_text("import sys\nsys.stdout.buffer.write(bytes(range(256)) * 4096)\n"
+                      "sys.stderr.write('fatal: told\\n')\nsys.exit(3)\n")
+    done = proc.output_of([sys.executable, str(script)], cwd=tmp_path, env=os.environ, timeout=60)
+    assert done.returncode == 3
+    assert done.stdout == payload
+    assert done.stderr == b"fatal: told\n"
+
+
+def test_the_deadline_kills_the_program_and_what_it_started(tmp_path: Path) -> None:
+    marker = tmp_path / "grandchild.pid"
+    script = tmp_path / "stall.sh"
+    # the grandchild inherits stdout and outlives its parent's exit unless its group is killed
+    script.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {marker}\nwait\n")
+    script.chmod(0o755)
+    results: list[proc.Output] = []
+    runner = threading.Thread(target=lambda: results.append(
+        proc.output_of([str(script)], cwd=tmp_path, env=os.environ, timeout=1.0)), daemon=True)
+    runner.start()
+    runner.join(timeout=20)  # the grandchild's pipe would keep a runner that killed only its child waiting
+    assert results, "output_of did not return within 20 s of a 1 s deadline"
+    assert results[0].returncode is None
+    grandchild = int(marker.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(grandchild):
+        time.sleep(0.05)
+    assert not _alive(grandchild)
+
+
+def _alive(pid: int) -> bool:
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+    return bool(state) and not state.startswith("Z")
