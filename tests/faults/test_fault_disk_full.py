@@ -61,10 +61,14 @@ def test_disk_full_at_the_wheel_copy_names_the_file_and_the_rerun_repairs(world:
     assert "Traceback" not in failed.stderr
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, failed.stderr[-3000:]
-    assert "no space left" in errors[0] and staged_name(setuptools) in errors[0], errors[0]
+    # the source checkout is written beside the staging (another thread): which copy meets the
+    # full disk first depends on how far each got, setuptools' at the latest
+    names = [staged_name(w) for p in lock.packages for w in p.wheels]
+    named = [name for name in names if name in errors[0]]
+    assert "no space left" in errors[0] and len(named) == 1, errors[0]
     assert "Errno" not in errors[0]
     wheels = next(small_disk.glob("vllm.generations/*/wheels"))
-    assert not (wheels / staged_name(setuptools)).exists()  # never a partial file under its name
+    assert not (wheels / named[0]).exists()  # never a partial file under its name
     assert not list(wheels.glob(".*.partial"))
 
     # space again, and a truncated copy under the wheel's name (what a kill used to leave)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import git
 import pytest
 from corpus import git as run_git
 from sdists import extract_sdist
@@ -21,13 +20,13 @@ from vllm_lock.shell.stripping import run_stripping_script, snapshot
 pytestmark = pytest.mark.real_corpus
 
 
-def sdist_repo(version: str, where: Path) -> tuple[git.Repo, str]:
+def sdist_repo(version: str, where: Path) -> tuple[git_shell.Mirror, str]:
     where.mkdir(parents=True)
     extract_sdist(version, where)
     run_git("init", "-q", "-b", "main", cwd=where)
     run_git("add", "-A", cwd=where)
     run_git("commit", "-q", "--no-verify", "-m", f"vLLM {version}", cwd=where)
-    return git.Repo(where), run_git("rev-parse", "HEAD", cwd=where)
+    return git_shell.Mirror(git_dir=where / ".git"), run_git("rev-parse", "HEAD", cwd=where)
 
 
 def patched(tree: Path, argv: tuple[str, ...]) -> tuple[PatchedFile, ...]:

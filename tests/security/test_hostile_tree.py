@@ -155,7 +155,7 @@ def test_a_chain_of_requirement_includes_is_bounded() -> None:
 # ---------------------------------------------------------------- the exported tree
 
 
-def _repo_with_link(tmp_path: Path, target: str) -> tuple[git.Repo, str]:
+def _repo_with_link(tmp_path: Path, target: str) -> tuple[git_shell.Mirror, str]:
     work = tmp_path / "repo"
     (work / "requirements").mkdir(parents=True)
     (work / "requirements" / "common.txt").write_text("numpy\n")
@@ -166,7 +166,7 @@ def _repo_with_link(tmp_path: Path, target: str) -> tuple[git.Repo, str]:
     for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "hostile"]):
         subprocess.run(["git", *argv], cwd=work, env=env, check=True)
     repo = git.Repo(work)
-    return repo, repo.head.commit.hexsha
+    return git_shell.Mirror(git_dir=Path(repo.git_dir)), repo.head.commit.hexsha
 
 
 @pytest.mark.parametrize("link", ["absolute", "parent"])

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal, overload
 
@@ -273,27 +274,37 @@ def mirror_lock(cache: Path, url: str) -> Iterator[Path]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _open_mirror(path: Path) -> git.Repo:
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    """A bare mirror in the cache. Most of what is asked of it is a git command run in git_dir;
+    gitpython (its import alone ~70 ms) is opened only for a commit's objects (repo())."""
+
+    git_dir: Path
+
+    def repo(self) -> git.Repo:
+        import git
+
+        return git.Repo(self.git_dir)
+
+
+def _open_mirror(path: Path) -> Mirror:
     """The bare mirror at path (the caller holds its lock): created empty the first time,
     created again when a killed process left it unreadable, stale git lock files removed."""
-    import git
-    from git.exc import InvalidGitRepositoryError, NoSuchPathError
-
     if (path / "HEAD").exists():
         try:
-            repo = git.Repo(path)
-            if repo.bare:
-                _remove_stale_git_locks(path)
-                return repo
-        except (InvalidGitRepositoryError, NoSuchPathError):
-            pass
+            bare = run([f"--git-dir={path}", "rev-parse", "--is-bare-repository"], what="opening the mirror")
+        except GitError:
+            bare = ""
+        if bare.strip() == "true":
+            _remove_stale_git_locks(path)
+            return Mirror(git_dir=path)
         shutil.rmtree(path, ignore_errors=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    git.Repo.init(partial, bare=True)
+    run(["init", "--quiet", "--bare", str(partial)], what="creating the mirror")
     os.rename(partial, path)
-    return git.Repo(path)
+    return Mirror(git_dir=path)
 
 
 def _remove_stale_git_locks(path: Path) -> None:
@@ -309,7 +320,7 @@ def _probe(url: str, what: str) -> None:
     run(["ls-remote", "--", url, "HEAD"], what=what, url=url)
 
 
-def update_mirror(cache: Path, url: str, commit: str) -> git.Repo:
+def update_mirror(cache: Path, url: str, commit: str) -> Mirror:
     """A bare mirror of url in the cache holding `commit` (fetched by SHA if no ref has it)."""
     check_url(url)
     check_commit(commit)
@@ -329,7 +340,7 @@ def update_mirror(cache: Path, url: str, commit: str) -> git.Repo:
         return repo
 
 
-def fetch_commit(cache: Path, url: str, commit: str) -> git.Repo:
+def fetch_commit(cache: Path, url: str, commit: str) -> Mirror:
     """A mirror of url holding `commit`, fetched alone at depth 1 where the server allows it (an
     external source needs one tree, not years of CUTLASS history); else the whole mirror. The
     commit gets a ref of its own so that git never prunes it."""
@@ -350,38 +361,38 @@ def fetch_commit(cache: Path, url: str, commit: str) -> git.Repo:
         return update_mirror(cache, url, commit)
 
 
-def _has_commit(repo: git.Repo, commit: str) -> bool:
+def _has_commit(repo: Mirror, commit: str) -> bool:
     try:
         run(["cat-file", "-e", "--end-of-options", f"{check_commit(commit)}^{{commit}}"],
-            cwd=Path(repo.git_dir), what="looking up a commit")
+            cwd=repo.git_dir, what="looking up a commit")
         return True
     except GitError:
         return False
 
 
-def commit_date(repo: git.Repo, commit: str) -> str:
+def commit_date(repo: Mirror, commit: str) -> str:
     """Committer date in ISO 8601 UTC (what SOURCE_DATE_EPOCH is derived from)."""
-    stamp = repo.commit(check_commit(commit)).committed_date
+    stamp = repo.repo().commit(check_commit(commit)).committed_date
     return dt.datetime.fromtimestamp(stamp, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def list_files(repo: git.Repo, commit: str) -> list[str]:
+def list_files(repo: Mirror, commit: str) -> list[str]:
     out = run(["ls-tree", "-r", "--name-only", "--end-of-options", check_commit(commit)],
-              cwd=Path(repo.git_dir), what="listing files")
+              cwd=repo.git_dir, what="listing files")
     return out.splitlines()
 
 
-def read_blob(repo: git.Repo, commit: str, path: str) -> bytes:
-    blob = repo.commit(check_commit(commit)).tree / path
+def read_blob(repo: Mirror, commit: str, path: str) -> bytes:
+    blob = repo.repo().commit(check_commit(commit)).tree / path
     return bytes(blob.data_stream.read())
 
 
-def export_tree(repo: git.Repo, commit: str, dest: Path) -> None:
+def export_tree(repo: Mirror, commit: str, dest: Path) -> None:
     """The tree of commit, written to dest (no .git): what `git archive` gives. A member that
     leaves the tree (an absolute symlink, `..`) or is a device is a ResolutionError naming it,
     raised before anything is written: every member is checked first."""
     data = run(["archive", "--format=tar", "--end-of-options", check_commit(commit)],
-               cwd=Path(repo.git_dir), what=f"exporting {commit[:9]}", binary=True)
+               cwd=repo.git_dir, what=f"exporting {commit[:9]}", binary=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = tar.getmembers()
         try:
@@ -398,13 +409,13 @@ def export_tree(repo: git.Repo, commit: str, dest: Path) -> None:
             tar.extractall(dest, members=members)
 
 
-def export_paths(repo: git.Repo, commit: str, dest: Path, pathspecs: Sequence[str]) -> None:
+def export_paths(repo: Mirror, commit: str, dest: Path, pathspecs: Sequence[str]) -> None:
     """Only the files of commit that pathspecs name, written to dest (no .git). The pathspecs are
     fixed by our code; each must match a file of the commit (git archive refuses one that does not)."""
     if not pathspecs:
         raise ValueError("export_paths needs at least one pathspec")
     data = run(["archive", "--format=tar", check_commit(commit), "--", *pathspecs],
-               cwd=Path(repo.git_dir), what=f"exporting {commit[:9]}", binary=True)
+               cwd=repo.git_dir, what=f"exporting {commit[:9]}", binary=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = tar.getmembers()
         for member in members:
@@ -429,7 +440,7 @@ def _check_member(member: tarfile.TarInfo) -> None:
         raise ValueError(f"archive member {member.name!r} is a device")
 
 
-def gitmodules_listing(repo: git.Repo, commit: str) -> tuple[str, str]:
+def gitmodules_listing(repo: Mirror, commit: str) -> tuple[str, str]:
     """(`.gitmodules` as `git config --list` lines, the commit's gitlinks as ls-tree lines);
     empty strings for a commit without submodules."""
     where = Path(repo.git_dir)
@@ -444,7 +455,7 @@ def gitmodules_listing(repo: git.Repo, commit: str) -> tuple[str, str]:
     return config, links
 
 
-def commits_between(repo: git.Repo, old: str, new: str, limit: int) -> tuple[int, list[str]]:
+def commits_between(repo: Mirror, old: str, new: str, limit: int) -> tuple[int, list[str]]:
     """How many commits lie in old..new, and the subjects of the first `limit` of them."""
     where = Path(repo.git_dir)
     span = f"{check_commit(old)}..{check_commit(new)}"
