@@ -189,14 +189,12 @@ def fetch(lock_ref: str, urls: Sequence[str], trusted: Sequence[PublicKey], outp
           say: Callable[[str], None]) -> Fetched | None:
     """The lock's build from the first cache with a trusted entry and its wheel of the signed size
     and sha256, laid out in output as a one-entry file:// cache (entry + wheels/<sha256>/<wheel>);
-    None when no cache has one. Built beside output and renamed: never half-written."""
+    None when no cache has one. Built beside output and renamed: never half-written. Without any
+    trusted key every entry is refused (each cache is still asked, and says why)."""
     from vllm_lock.shell import lockfiles
 
     for url in urls:
         substitute.check_url(url, "--cache")
-    if not trusted:
-        raise UsageError("cache fetch needs trusted keys (--trusted-cache-key, --trusted-cache-keys-file, "
-                         f"or ${substitute.TRUSTED_FILE_ENV})")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise OutputError(f"{output}: exists and is not an empty folder (the one-entry cache goes there)")
     lock = lockfiles.read(lock_ref)[0]
@@ -229,9 +227,6 @@ def has_entry(lock_ref: str, url: str, trusted: Sequence[PublicKey]) -> tuple[Ca
     from vllm_lock.shell import cache_backends, lockfiles
 
     substitute.check_url(url, "--cache")
-    if not trusted:
-        raise UsageError("cache has needs trusted keys (--trusted-cache-key, --trusted-cache-keys-file, "
-                         f"or ${substitute.TRUSTED_FILE_ENV})")
     identity = cache_entry.wheel_build_identity(lockfiles.read(lock_ref)[0])
     backend = cache_backends.open_backend(url)
     name = cache_entry.entry_name(identity)
