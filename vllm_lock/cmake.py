@@ -404,7 +404,7 @@ MAX_VALUE_LENGTH = 1 << 20  # characters of one variable's value or one expanded
 MAX_COPIED = 10_000_000  # variables copied for the branches of unknown conditions, all told
 MAX_REGEX_PATTERN = cmake_regex.MAX_PATTERN_LENGTH  # characters of one MATCHES pattern
 MAX_REGEX_SUBJECT = cmake_regex.MAX_SUBJECT_LENGTH  # characters of the string it is matched against
-MAX_REGEX_WORK = 5_000_000  # regex states visited by every MATCHES, all told (vLLM's: < 5,000)
+MAX_REGEX_WORK = 5_000_000  # regex states visited by every MATCHES, all told (vLLM 0.33.0: 68)
 # blocks inside blocks (in one file, and over the include() chain), ${} inside ${},
 # parentheses inside a condition: low enough that Python's own recursion limit is never met
 MAX_NESTING = 100
