@@ -20,9 +20,6 @@ if TYPE_CHECKING:
 KEY_HELP = "Signing keys of the binary cache (ed25519, name:base64)."
 CACHE_HELP = "The binary cache of built vLLM, keyed by build identity."
 
-TRUSTED_HELP = ("public key name:base64 whose signed cache entries are trusted, repeatable "
-                "(else $VLLM_LOCK_TRUSTED_CACHE_KEYS)")
-TRUSTED_FILE_HELP = "file of trusted public keys, one per line (else $VLLM_LOCK_TRUSTED_CACHE_KEYS_FILE)"
 
 
 def cache_settings(
@@ -122,8 +119,10 @@ def cache_keys(
     trusted_cache_keys_file: options.TrustedCacheKeysFile = None,
     cache_signing_key: options.CacheSigningKey = None,
 ) -> None:
-    """Write the public keys a consumer should trust: the signing key's public half and the trusted
-    file's keys (one name never for two keys). Prints their names."""
+    """Write the public keys a machine should trust, and print their names.
+
+    The signing key's public half first, then the trusted file's keys; one name never stands for
+    two keys."""
     from vllm_lock.actions import cache as cache_action
 
     keys = cache_action.consumer_keys(output, trusted_file=trusted_cache_keys_file, signing_key=cache_signing_key)
@@ -144,8 +143,10 @@ def cache_fetch(
     trusted_cache_key: options.TrustedCacheKey = None,
     trusted_cache_keys_file: options.TrustedCacheKeysFile = None,
 ) -> int:
-    """Fetch the lock's build (a trusted entry, its wheel of the signed size and sha256) into a
-    one-entry file:// cache. Last line `fetched ENTRY WHEEL-PATH SIGNER`; exit 1 when no cache has one."""
+    """Fetch the lock's verified build into a one-entry file:// cache.
+
+    A trusted entry and its wheel of the signed size and sha256, from the first cache that has
+    them. Last line `fetched ENTRY WHEEL-PATH SIGNER`; exit 1 when no cache has one."""
     from vllm_lock.actions import cache as cache_action
 
     got = cache_action.fetch(lock, cache, _trusted(trusted_cache_key, trusted_cache_keys_file), output,
@@ -163,8 +164,9 @@ def cache_has(
     trusted_cache_key: options.TrustedCacheKey = None,
     trusted_cache_keys_file: options.TrustedCacheKeysFile = None,
 ) -> int:
-    """Does the cache hold a trusted entry for the lock's build (its wheel not read)? Exit 0 yes,
-    1 when there is none, 8 when the one there is refused."""
+    """Check that a cache holds a trusted entry for the lock's build.
+
+    The wheel is not read. Exit 0 yes, 1 when there is none, 8 when the one there is refused."""
     from vllm_lock.actions import cache as cache_action
 
     found = cache_action.has_entry(lock, cache, _trusted(trusted_cache_key, trusted_cache_keys_file))
@@ -179,7 +181,7 @@ def cache_has(
 def cache_entry_show(
     entry: Annotated[Path, typer.Argument(help="an entry file (<identity>.entry)")],
 ) -> None:
-    """Check an entry file's form and print `WHEEL-PATH SIZE` (its signatures are not checked)."""
+    """Print an entry file's `WHEEL-PATH SIZE`, its form checked (not its signatures)."""
     from vllm_lock.actions import cache as cache_action
 
     parsed = cache_action.read_entry(entry, "entry")
@@ -193,9 +195,10 @@ def cache_publish(
     to: Annotated[str, typer.Option("--to", help="cache URL to publish to")],
     cache_signing_key: options.CacheSigningKey = None,
 ) -> None:
-    """Publish a build made elsewhere: its entry checked against the lock (identity, content hash),
-    its wheel against the entry (size, sha256), signed with the key, then the wheel pushed and the
-    entry last."""
+    """Publish a build made elsewhere, checked against the lock, signed with the key.
+
+    The entry must be the lock's (identity, content hash) and the wheel the entry's (size,
+    sha256); its own signatures are dropped. The wheel is pushed first, the entry last."""
     from vllm_lock.actions import cache as cache_action
     from vllm_lock.actions import substitute
 
