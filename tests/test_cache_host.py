@@ -103,6 +103,10 @@ def test_publish_then_has_then_fetch_hands_over_a_verified_one_entry_cache(
     text = (objects / entry_name(lock)).read_text()
     assert "\nSig: phoenix-1:" in text and "outbox-801" not in text  # re-signed by the host alone
     assert len(list(objects.glob(f"wheels/*/{WHEEL}"))) == 1
+    # with the builder's public key trusted (as `cache verify` checks its signature), published too
+    again = run("cache", "publish", lock, "--from", box, "--to", url, "--cache-signing-key", secret,
+                "--trusted-cache-key", BUILDER.public().text(), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
 
     has = run("cache", "has", lock, "--cache", url, "--trusted-cache-keys-file", trusted, cwd=tmp_path)
     assert has.returncode == 0 and f"{entry_name(lock)} signed by phoenix-1" in has.stdout, has.stderr
@@ -159,7 +163,7 @@ def test_fetch_of_a_missing_or_refused_build_is_a_miss_and_writes_nothing(
 
 
 @pytest.mark.parametrize("fault", ["other-lock", "wheel-swapped", "wheel-missing", "entry-missing", "entry-huge",
-                                   "no-key", "bad-url"])
+                                   "no-key", "bad-url", "untrusted-builder"])
 def test_publish_refuses_what_is_not_the_locks_build_and_pushes_nothing(
         fault: str, lock: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
     secret, _ = keys
@@ -171,7 +175,7 @@ def test_publish_refuses_what_is_not_the_locks_build_and_pushes_nothing(
     expected = {"other-lock": (8, "not the identity"), "wheel-swapped": (8, "is not the one its entry names"),
                 "wheel-missing": (8, "not a regular file"), "entry-missing": (8, "cannot be read"),
                 "entry-huge": (8, "larger than"), "no-key": (2, "needs a signing key"),
-                "bad-url": (2, "is not a file://")}[fault]
+                "bad-url": (2, "is not a file://"), "untrusted-builder": (8, "outbox-801")}[fault]
     if fault == "other-lock":
         # the entry of another lock (another identity), renamed to this lock's entry name
         other = tmp_path / "locks" / "after.lock.toml"
@@ -192,6 +196,8 @@ def test_publish_refuses_what_is_not_the_locks_build_and_pushes_nothing(
         key_args = []
     elif fault == "bad-url":
         to = "ftp://example.invalid/cache"
+    elif fault == "untrusted-builder":  # the builder's key must be among these, when any are given
+        key_args += ["--trusted-cache-key", HOST.public().text()]
     proc = run("cache", "publish", lock, "--from", box, "--to", to, *key_args, cwd=tmp_path)
     one_error(proc, *expected)
     assert not (tmp_path / "published").exists()

@@ -194,15 +194,19 @@ def cache_publish(
         "--from", help="folder laid out as a file:// cache holding the lock's entry and its wheel")],
     to: Annotated[str, typer.Option("--to", help="cache URL to publish to")],
     cache_signing_key: options.CacheSigningKey = None,
+    trusted_cache_key: options.TrustedCacheKey = None,
+    trusted_cache_keys_file: options.TrustedCacheKeysFile = None,
 ) -> None:
     """Publish a build made elsewhere, checked against the lock, signed with the key.
 
     The entry must be the lock's (identity, content hash) and the wheel the entry's (size,
-    sha256); its own signatures are dropped. The wheel is pushed first, the entry last."""
+    sha256); with trusted keys, it must be signed by one of them. Its own signatures are replaced.
+    The wheel is pushed first, the entry last."""
     from vllm_lock.actions import cache as cache_action
     from vllm_lock.actions import substitute
 
     settings = substitute.settings(push=to, signing_key=cache_signing_key)
     assert settings.signing_key is not None  # settings refuses a push without one
-    signed = cache_action.publish(lock, source, to, settings.signing_key)
+    trusted = _trusted(trusted_cache_key, trusted_cache_keys_file)
+    signed = cache_action.publish(lock, source, to, settings.signing_key, trusted)
     print(f"{signed.wheel} ({signed.name}, signed by {settings.signing_key.name})")
