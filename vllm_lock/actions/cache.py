@@ -246,11 +246,12 @@ def read_entry(path: Path, origin: str) -> CacheEntry:
     return cache_entry.parse(data, origin=f"{origin} {path}")
 
 
-def publish(lock_ref: str, source: Path, url: str, key: SecretKey) -> CacheEntry:
+def publish(lock_ref: str, source: Path, url: str, key: SecretKey, trusted: Sequence[PublicKey] = ()) -> CacheEntry:
     """A build made elsewhere (source: a file:// cache layout holding the lock's entry and its
     wheel), checked against the lock (identity, content hash) and its wheel against the entry
-    (name, size, sha256), signed with key and pushed: the wheel first, the entry last. The
-    entry's own signatures are not trusted (a builder's throwaway key): they are replaced."""
+    (name, size, sha256), signed with key and pushed: the wheel first, the entry last. With
+    trusted keys, the entry must also carry a good signature by one of them (as `cache verify`
+    checks); either way its own signatures are replaced by key's."""
     from vllm_lock import codec
     from vllm_lock.shell import lockfiles
 
@@ -261,6 +262,12 @@ def publish(lock_ref: str, source: Path, url: str, key: SecretKey) -> CacheEntry
     if entry.identity != identity or entry.lock_content_hash != codec.content_hash(lock):
         raise CacheEntryError(f"the entry to publish is for identity {entry.identity} (lock content "
                               f"{entry.lock_content_hash[:19]}...), not the identity {identity} of the lock")
+    if trusted:
+        from vllm_lock import cache_keys
+
+        verdict = cache_keys.trust(entry, trusted)
+        if verdict.signer is None:
+            raise CacheEntryError(f"the entry to publish: {verdict.problem}")
     wheel = source / entry.wheel_path
     if not wheel.is_file() or wheel.is_symlink():
         raise CacheEntryError(f"{wheel}: the wheel the entry names is not a regular file there")
