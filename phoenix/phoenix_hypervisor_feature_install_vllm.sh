@@ -120,127 +120,20 @@ ENTRY_NAME=""  # <identity>.entry of the lock's wheel build
 LOCK_BUNDLE=""  # P/share/vllm-lock/bundles/<name>.tar, when present
 INSTALL_CACHE_ARGS=()
 
-# Validates one lock file with the bundle's own vllm-lock, imported from its pure-Python wheels
-# (zipimport): nothing is installed on the host. argv: N wheel... LOCK
-HOST_CHECK_PY='import sys
-n = int(sys.argv[1])
-sys.path[:0] = sys.argv[2:2 + n]
-from vllm_lock.actions.verify_lock import host_check
-sys.exit(host_check(sys.argv[2 + n:]))'
-# Can the bundle's vllm-lock run here at all (import only, no lock)? Only a failure of this probe
-# falls back to bash checks; once it passes, any non-zero exit of the check refuses the lock (a
-# crash on a hostile lock must never read as "cannot run here").
-HOST_PROBE_PY='import sys
-n = int(sys.argv[1])
-sys.path[:0] = sys.argv[2:2 + n]
-from vllm_lock.actions.verify_lock import host_check
-assert callable(host_check)'
-
-# The binary cache steps on the host, with the bundle's vllm-lock unpacked into a private site
-# folder (cryptography is compiled code: no zipimport). argv: SITE COMMAND ARGS...
-#   unpack WHEEL...                        unpack the wheels into SITE; probe that signing works
-#   keys OUT TRUSTED SIGNING               the container's trusted keys (TRUSTED's + the signing
-#                                          key's public half; "" = none) to OUT
-#   identity LOCK                          the entry name of the lock's wheel build
-#   lookup LOCK URL KEYS OUT               a verified entry + wheel for the lock in URL, laid out
-#                                          as a file:// cache under OUT/cache; exit 1 on a miss
-#   present LOCK URL KEYS                  exit 0 when URL has a trusted entry for the lock, 1 when
-#                                          it has none (no wheel is read)
-#   entry-wheel ENTRY                      the wheel path and size an entry names
-#   publish LOCK ENTRY WHEEL URL SIGNING   check a container's build against the lock, sign, push
-# Prints its progress, then one `error: ...` line on a failure (exit: vllm-lock's code).
-HOST_CACHE_PY='import sys
-site, command, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-sys.path.insert(0, site)
-
-
-def run():
-    from pathlib import Path
-    if command == "unpack":
-        import zipfile
-        for wheel in args:
-            with zipfile.ZipFile(wheel) as archive:
-                archive.extractall(site)
-    from vllm_lock import cache_entry, cache_keys, codec
-    from vllm_lock.actions import substitute
-    from vllm_lock.errors import CacheEntryError, CacheKeyError
-    from vllm_lock.shell import lockfiles
-    if command == "unpack":
-        cache_keys.secret_from_seed("probe", bytes(32)).public()
-        return 0
-    if command == "keys":
-        out, trusted_file, signing_file = args
-        keys = []
-        if signing_file:
-            keys.append(substitute.load_secret(Path(signing_file)).public())
-        if trusted_file:
-            text = substitute.read_key_file(Path(trusted_file), "trusted cache keys")
-            for key in cache_keys.parse_public_keys(text, origin=trusted_file):
-                same = [k for k in keys if k.name == key.name]
-                if same and same[0].key != key.key:
-                    raise CacheKeyError(f"{trusted_file}: key name {key.name} is also the name of another key")
-                if not same:
-                    keys.append(key)
-        Path(out).write_text("".join(k.text() + "\n" for k in keys))
-        print(" ".join(k.name for k in keys) or "none")
-        return 0
-    lock = lockfiles.read(args[0])[0] if command in ("identity", "lookup", "present", "publish") else None
-    if command == "identity":
-        print(cache_entry.entry_name(cache_entry.wheel_build_identity(lock)))
-        return 0
-    if command == "lookup":
-        url, keys, out = args[1], Path(args[2]), Path(args[3])
-        identity = cache_entry.wheel_build_identity(lock)
-        settings = substitute.settings(caches=[url], trusted_keys_file=keys, environ={})
-        hit = substitute.find(identity, settings, out / "dist", lambda line: print(line.strip(), flush=True))
-        if hit is None:
-            return 1
-        wheel = out / "cache" / hit.entry.wheel_path
-        wheel.parent.mkdir(parents=True)
-        hit.wheel.rename(wheel)
-        (out / "cache" / hit.entry.name).write_text(cache_entry.render(hit.entry))
-        print(f"hit {hit.entry.name} {hit.entry.wheel_path} {hit.signer}")
-        return 0
-    if command == "present":
-        from vllm_lock.shell import cache_backends
-        url, keys = args[1], Path(args[2])
-        identity = cache_entry.wheel_build_identity(lock)
-        trusted = substitute.settings(trusted_keys_file=keys, environ={}).trusted
-        backend = cache_backends.open_backend(url)
-        data = backend.read(cache_entry.entry_name(identity))
-        if data is None:
-            print(f"{url}: no entry {cache_entry.entry_name(identity)}")
-            return 1
-        entry, signer = substitute.trusted_entry(data, url, identity, trusted)
-        print(f"{url}: {entry.name} signed by {signer}")
-        return 0
-    if command == "entry-wheel":
-        entry = cache_entry.parse(Path(args[0]).read_bytes(), origin="the entry from the container")
-        print(f"{entry.wheel_path} {entry.wheel_size}")
-        return 0
-    if command == "publish":
-        entry_file, wheel, url, signing = Path(args[1]), Path(args[2]), args[3], Path(args[4])
-        entry = cache_entry.parse(entry_file.read_bytes(), origin="the entry from the container")
-        identity = cache_entry.wheel_build_identity(lock)
-        if entry.identity != identity or entry.lock_content_hash != codec.content_hash(lock):
-            raise CacheEntryError(f"the entry from the container is for identity {entry.identity}, not the identity {identity} of the lock")
-        sha256, size = substitute.file_sha256(wheel)
-        if (wheel.name, sha256, size) != (entry.wheel, entry.wheel_sha256, entry.wheel_size):
-            raise CacheEntryError(f"the wheel from the container {wheel.name} ({size} bytes, sha256 {sha256}) is not the one its entry names")
-        key = substitute.load_secret(signing)
-        signed = substitute.push(url, entry, wheel, key)
-        print(f"{signed.wheel} ({signed.name}, signed by {key.name})")
-        return 0
-    print(f"error: unknown command {command}")
-    return 2
-
-
-try:
-    sys.exit(run())
-except Exception as exc:
-    code = getattr(getattr(exc, "exit_code", None), "value", 70)
-    print("error: " + " ".join(str(exc).split())[:500] if code != 70 else f"error: internal error: {type(exc).__name__}: {exc}")
-    sys.exit(code)'
+# The bundle's vllm-lock runs on the host through its command line only (`python3 -m vllm_lock.cli`
+# with the bundle's wheels unpacked into a private site folder: nothing is installed on the host,
+# and cryptography is compiled code, so no zipimport). argv: SITE ARGS...
+HOST_VLLM_LOCK_PY='import runpy, sys
+sys.path.insert(0, sys.argv.pop(1))
+sys.argv[0] = "vllm-lock"
+runpy.run_module("vllm_lock.cli", run_name="__main__")'
+# Unpacks wheels (zip files) into a folder. argv: SITE WHEEL...
+UNPACK_WHEELS_PY='import sys, zipfile
+for wheel in sys.argv[2:]:
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(sys.argv[1])'
+# The host check's one-line summary of `vllm-lock show LOCK --json`.
+LOCK_SUMMARY_JQ='"\(.name) (\(.phase)), vLLM \(.vllm.commit[0:9]), torch \(.torch.version), target Python \(.target.python), build \(."build-identity"[0:16])"'
 
 # =====================================================================================
 # Validation (before anything touches the container)
@@ -428,17 +321,39 @@ check_host_tool() {
     fi
 }
 
+# The bundle's wheels (all but uv's: the resolver's binary is not needed here) unpacked into
+# HOST_WORK/site, once; prints why not on a failure.
+unpack_host_tool() {
+    local wheels=() wheel
+    [ ! -f "${HOST_WORK}/site/.unpacked" ] || return 0
+    for wheel in "${HOST_WORK}"/bundle/*.whl; do
+        case "${wheel##*/}" in
+        uv-*) ;;
+        *) wheels+=("$wheel") ;;
+        esac
+    done
+    mkdir -p "${HOST_WORK}/site"
+    "$HOST_PY" -I -c "$UNPACK_WHEELS_PY" "${HOST_WORK}/site" "${wheels[@]}" 2>&1 || return 1
+    : >"${HOST_WORK}/site/.unpacked"
+}
+
+# Runs the bundle's vllm-lock (its command line) on the host: stdout and stderr together.
+host_vllm_lock() {
+    "$HOST_PY" -I -c "$HOST_VLLM_LOCK_PY" "${HOST_WORK}/site" "$@" 2>&1
+}
+
 validate_lock_on_host() {
-    local why="" py out wheels
+    local why="" out
     check_host_tool
     why="$TOOL_PROBLEM"
-    py="$HOST_PY"
     if [ -z "$why" ]; then
-        wheels=("${HOST_WORK}"/bundle/*-none-any.whl)
-        if ! out=$("$py" -I -c "$HOST_PROBE_PY" "${#wheels[@]}" "${wheels[@]}" 2>&1); then
+        # Only a failure of this probe (unpack, import, no `show`) falls back to bash checks; once it
+        # passes, any non-zero exit of the check refuses the lock (a crash on a hostile lock must
+        # never read as "cannot run here").
+        if ! out=$(unpack_host_tool) || ! out=$(host_vllm_lock show --help); then
             why="the bundle's vllm-lock cannot run on the host ($(last_line "$out"))"
-        elif out=$("$py" -I -c "$HOST_CHECK_PY" "${#wheels[@]}" "${wheels[@]}" "$HOST_LOCK" 2>&1); then
-            log_info "Lock '${LOCK_NAME}' validated on the host by the bundle's vllm-lock: ${out#ok *: }"
+        elif out=$(host_vllm_lock show "$HOST_LOCK" --json) && out=$(jq -er "$LOCK_SUMMARY_JQ" <<<"$out" 2>&1); then
+            log_info "Lock '${LOCK_NAME}' validated on the host by the bundle's vllm-lock: ${out}"
             return 0
         else
             local rc=$?
@@ -478,15 +393,11 @@ read_cache_setting() {
     CACHE_URL="$value"
 }
 
-cache_tool() {
-    "$HOST_PY" -I -c "$HOST_CACHE_PY" "${HOST_WORK}/site" "$@" 2>&1
-}
-
 # The cache steps run here with the bundle's vllm-lock (unpacked into HOST_WORK/site: it signs with
 # compiled code). Where it cannot run, the container builds: the cache saves time, it is never a
 # reason to fail. Bad key files are refused (exit 2).
 configure_binary_cache() {
-    local f out trusted="" wheels=() wheel
+    local f out key_args=()
     [ -n "$CACHE_URL" ] || return 0
     for f in "$CACHE_TRUSTED_KEYS" "$CACHE_SIGNING_KEY"; do
         if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then
@@ -507,24 +418,21 @@ configure_binary_cache() {
         CACHE_SIGNING=""
         return 0
     fi
-    for wheel in "${HOST_WORK}"/bundle/*.whl; do
-        case "${wheel##*/}" in
-        uv-*) ;;  # the resolver's binary: not needed here
-        *) wheels+=("$wheel") ;;
-        esac
-    done
-    if ! out=$(cache_tool unpack "${wheels[@]}"); then
+    rm -f -- "${HOST_WORK}/probe.secret"
+    if ! out=$(unpack_host_tool) || ! out=$(host_vllm_lock key generate --name probe -o "${HOST_WORK}/probe.secret"); then
         log_warn "Binary cache ${CACHE_URL} not used: the bundle's vllm-lock cannot check or sign on this host ($(last_line "$out")); CTID ${CTID} builds."
         CACHE_SIGNING=""
         return 0
     fi
-    [ ! -f "$CACHE_TRUSTED_KEYS" ] || trusted="$CACHE_TRUSTED_KEYS"
+    rm -f -- "${HOST_WORK}/probe.secret"
+    [ ! -f "$CACHE_TRUSTED_KEYS" ] || key_args+=(--trusted-cache-keys-file "$CACHE_TRUSTED_KEYS")
+    [ -z "$CACHE_SIGNING" ] || key_args+=(--cache-signing-key "$CACHE_SIGNING_KEY")
     CACHE_KEYS_FILE="${HOST_WORK}/cache-keys"
-    if ! out=$(cache_tool keys "$CACHE_KEYS_FILE" "$trusted" "${CACHE_SIGNING:+$CACHE_SIGNING_KEY}"); then
+    if ! out=$(host_vllm_lock cache keys -o "$CACHE_KEYS_FILE" "${key_args[@]}"); then
         log_error "Refusing: binary cache keys: $(last_line "$out")"
         exit_script 2
     fi
-    if ! ENTRY_NAME=$(cache_tool identity "$HOST_LOCK") || [[ ! "$ENTRY_NAME" =~ ^[A-Za-z0-9._-]+\.entry$ ]]; then
+    if ! ENTRY_NAME=$(host_vllm_lock cache name "$HOST_LOCK") || [[ ! "$ENTRY_NAME" =~ ^[A-Za-z0-9._-]+\.entry$ ]]; then
         log_fatal "The bundle's vllm-lock cannot name the build of lock '${LOCK_NAME}': $(last_line "$ENTRY_NAME")"
     fi
     CACHE_TOOL=1
@@ -818,19 +726,21 @@ prepare_container_cache() {
     pct_exec "$CTID" -- rm -rf -- "$CT_CACHE_DIR" "$CT_CACHE_KEYS" "$CT_OUTBOX" "$CT_OUTBOX_KEY" >/dev/null
     [ -n "$CACHE_TOOL" ] || return 0
     log_info "Looking up the build of lock '${LOCK_NAME}' in the binary cache ${CACHE_URL}..."
-    out=$(cache_tool lookup "$HOST_LOCK" "$CACHE_URL" "$CACHE_KEYS_FILE" "${HOST_WORK}/lookup") || rc=$?
+    rm -rf -- "${HOST_WORK}/lookup"
+    out=$(host_vllm_lock cache fetch "$HOST_LOCK" --cache "$CACHE_URL" --trusted-cache-keys-file "$CACHE_KEYS_FILE" \
+        -o "${HOST_WORK}/lookup") || rc=$?
     while IFS= read -r line; do
-        if [ -n "$line" ] && [[ "$line" != "hit "* ]]; then
+        if [ -n "$line" ] && [[ "$line" != "fetched "* && "$line" != "no cache has a verified build "* ]]; then
             log_info "[cache] ${line}"
         fi
     done <<<"$out"
-    hit=$(grep '^hit ' <<<"$out" | tail -n 1) || true
+    hit=$(grep '^fetched ' <<<"$out" | tail -n 1) || true
     read -r _ entry wheel_path signer <<<"$hit"
     if [ "$rc" -eq 0 ] && [[ "$entry" == "$ENTRY_NAME" && "$wheel_path" =~ ^wheels/[0-9a-f]{64}/[A-Za-z0-9._+-]+\.whl$ ]]; then
         pct_exec "$CTID" -- mkdir -p "${CT_CACHE_DIR}/${wheel_path%/*}" >/dev/null
         run_pct_push "$CTID" "$CACHE_KEYS_FILE" "$CT_CACHE_KEYS"
-        run_pct_push "$CTID" "${HOST_WORK}/lookup/cache/${wheel_path}" "${CT_CACHE_DIR}/${wheel_path}"
-        run_pct_push "$CTID" "${HOST_WORK}/lookup/cache/${entry}" "${CT_CACHE_DIR}/${entry}"  # the entry last
+        run_pct_push "$CTID" "${HOST_WORK}/lookup/${wheel_path}" "${CT_CACHE_DIR}/${wheel_path}"
+        run_pct_push "$CTID" "${HOST_WORK}/lookup/${entry}" "${CT_CACHE_DIR}/${entry}"  # the entry last
         rm -rf -- "${HOST_WORK}/lookup"
         CACHE_HIT="$signer"
         INSTALL_CACHE_ARGS+=(--cache "file://${CT_CACHE_DIR}" --trusted-cache-keys-file "$CT_CACHE_KEYS")
@@ -889,7 +799,7 @@ publish_build() {
     mkdir -p "${HOST_WORK}/outbox"
     entry="${HOST_WORK}/outbox/${ENTRY_NAME}"
     pct exec "$CTID" -- cat -- "${CT_OUTBOX}/${ENTRY_NAME}" </dev/null 2>/dev/null | head -c "$((MAX_ENTRY_BYTES + 1))" >"$entry" || true
-    if ! out=$(cache_tool entry-wheel "$entry"); then
+    if ! out=$(host_vllm_lock cache entry "$entry"); then
         log_warn "Not published: the entry CTID ${CTID} left is refused: $(last_line "$out")"
         return 0
     fi
@@ -899,14 +809,16 @@ publish_build() {
         log_warn "Not published: the entry CTID ${CTID} left names $(printf '%q' "$wheel_path") of $(printf '%q' "$size") bytes (at most ${MAX_BUILT_WHEEL_BYTES})."
         return 0
     fi
-    wheel="${HOST_WORK}/outbox/${wheel_path##*/}"
+    wheel="${HOST_WORK}/outbox/${wheel_path}"
+    mkdir -p "${wheel%/*}"
     pct exec "$CTID" -- cat -- "${CT_OUTBOX}/${wheel_path}" </dev/null 2>/dev/null | head -c "$((size + 1))" >"$wheel" || true
-    if out=$(cache_tool publish "$HOST_LOCK" "$entry" "$wheel" "$CACHE_URL" "$CACHE_SIGNING_KEY"); then
+    if out=$(host_vllm_lock cache publish "$HOST_LOCK" --from "${HOST_WORK}/outbox" --to "$CACHE_URL" \
+        --cache-signing-key "$CACHE_SIGNING_KEY"); then
         log_success "Published the build of lock '${LOCK_NAME}' from CTID ${CTID} to ${CACHE_URL}: $(last_line "$out")."
     else
         log_warn "Publishing the build of lock '${LOCK_NAME}' from CTID ${CTID} to ${CACHE_URL} failed: $(last_line "$out"); the install in CTID ${CTID} stands."
     fi
-    rm -f -- "$entry" "$wheel"
+    rm -rf -- "${HOST_WORK}/outbox"
     pct_exec "$CTID" -- rm -rf -- "$CT_OUTBOX" >/dev/null
 }
 
@@ -916,7 +828,7 @@ publish_build() {
 republish_installed_build() {
     local out rc=0
     [ -n "$CACHE_SIGNING" ] && [ -n "$CACHE_TOOL" ] || return 0
-    out=$(cache_tool present "$HOST_LOCK" "$CACHE_URL" "$CACHE_KEYS_FILE") || rc=$?
+    out=$(host_vllm_lock cache has "$HOST_LOCK" --cache "$CACHE_URL" --trusted-cache-keys-file "$CACHE_KEYS_FILE") || rc=$?
     [ "$rc" -eq 1 ] || return 0
     log_info "The binary cache ${CACHE_URL} has no build of lock '${LOCK_NAME}'; publishing the one installed in CTID ${CTID}."
     pct_exec "$CTID" -- rm -rf -- "$CT_OUTBOX" "$CT_OUTBOX_KEY" >/dev/null

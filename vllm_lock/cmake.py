@@ -16,6 +16,8 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from vllm_lock import cmake_regex
+
 SOURCE_ROOT = "/vllm-lock-source"  # stands for the tree's root in paths the evaluator builds
 BINARY_ROOT = "/vllm-lock-build"  # the build directory: empty before configure
 
@@ -400,6 +402,9 @@ MAX_COMMANDS = 200_000  # commands and conditions evaluated, over every file and
 MAX_INCLUDES = 2_000  # include() calls followed into the tree
 MAX_VALUE_LENGTH = 1 << 20  # characters of one variable's value or one expanded argument
 MAX_COPIED = 10_000_000  # variables copied for the branches of unknown conditions, all told
+MAX_REGEX_PATTERN = cmake_regex.MAX_PATTERN_LENGTH  # characters of one MATCHES pattern
+MAX_REGEX_SUBJECT = cmake_regex.MAX_SUBJECT_LENGTH  # characters of the string it is matched against
+MAX_REGEX_WORK = 5_000_000  # regex states visited by every MATCHES, all told (vLLM 0.33.0: 68)
 # blocks inside blocks (in one file, and over the include() chain), ${} inside ${},
 # parentheses inside a condition: low enough that Python's own recursion limit is never met
 MAX_NESTING = 100
@@ -462,6 +467,8 @@ class _Evaluator:
         self.includes_run = 0
         self.nesting = 0
         self.copied = 0
+        self.regex_work = 0
+        self.regexes: dict[str, cmake_regex.Regex | None] = {}
         self.where = ""  # file:line of the command being evaluated, for the bounds' errors
 
     def step(self, path: str, line: int) -> None:
@@ -471,6 +478,32 @@ class _Evaluator:
         if self.commands_run > MAX_COMMANDS:
             raise CMakeError(f"{self.where}: more than {MAX_COMMANDS} commands evaluated (include() or "
                              f"branches repeated beyond any real configure step)")
+
+    def matches(self, pattern: str, subject: str) -> bool | None:
+        """`subject MATCHES pattern`, in time linear in the subject (cmake_regex), within bounds:
+        a pattern or string over its length, or matching work over the budget, is a CMakeError
+        (its caller adds file and line). A pattern CMake would not compile is unknown."""
+        shown = pattern if len(pattern) <= 80 else pattern[:80] + "..."
+        if len(pattern) > MAX_REGEX_PATTERN:
+            raise CMakeError(f"MATCHES {shown!r}: a regular expression longer than {MAX_REGEX_PATTERN} characters")
+        if len(subject) > MAX_REGEX_SUBJECT:
+            raise CMakeError(f"MATCHES {shown!r}: the string matched is longer than {MAX_REGEX_SUBJECT} characters")
+        if pattern not in self.regexes:
+            try:
+                self.regexes[pattern] = cmake_regex.compile_pattern(pattern)
+            except cmake_regex.RegexSyntaxError:
+                self.regexes[pattern] = None
+        regex = self.regexes[pattern]
+        if regex is None:
+            return None
+
+        def spend(work: int) -> None:
+            self.regex_work += work
+            if self.regex_work > MAX_REGEX_WORK:
+                raise CMakeError(f"MATCHES {shown!r}: more than {MAX_REGEX_WORK} steps of regular-expression "
+                                 "matching (beyond any real configure step)")
+
+        return cmake_regex.search(regex, subject, spend)
 
     def bounded(self, value: str) -> str:
         if len(value) > MAX_VALUE_LENGTH:
@@ -1012,10 +1045,7 @@ class _Condition:
         if left is None or right is None:
             return None
         if operator == "MATCHES":
-            try:
-                return re.search(right, left) is not None
-            except re.error:
-                return None
+            return self.evaluator.matches(right, left)
         if operator.startswith("VERSION_"):
             return _compare(operator.removeprefix("VERSION_"), _version(left), _version(right))
         if operator.startswith("STR"):

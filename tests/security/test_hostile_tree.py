@@ -71,12 +71,24 @@ HOSTILE_CMAKE: dict[str, tuple[Callable[[], dict[str, str]], str]] = {
         lambda: {"CMakeLists.txt": "".join(f"set(V{i} {i})\n" for i in range(100_000))
                  + "".join(f"{'else' if i else ''}if(CMAKE_UNKNOWN_{i})\n" for i in range(99_000)) + "endif()\n"},
         rf"CMakeLists.txt:\d+: more than {cmake.MAX_COPIED} variables copied"),
+    "a MATCHES pattern of 1,001 characters": (
+        lambda: {"CMakeLists.txt": 'set(A "x")\nif(A MATCHES "' + "(a+)" * 250 + 'b")\nendif()\n'},
+        rf"CMakeLists.txt:2: MATCHES '\(a\+\)\(a\+\).*\.\.\.': a regular expression longer than "
+        rf"{cmake.MAX_REGEX_PATTERN} characters"),
+    "a MATCHES string of 131,072 characters": (
+        lambda: {"CMakeLists.txt": 'set(A "a")\n' + 'set(A "${A}${A}")\n' * 17 + 'if(A MATCHES "b")\nendif()\n'},
+        rf"CMakeLists.txt:19: MATCHES 'b': the string matched is longer than {cmake.MAX_REGEX_SUBJECT} characters"),
+    "MATCHES work over the budget (400 stars against 65,536 characters)": (
+        lambda: {"CMakeLists.txt": 'set(A "a")\n' + 'set(A "${A}${A}")\n' * 16 + 'if(A MATCHES "' + "a*" * 400
+                 + 'b")\nendif()\n'},
+        rf"CMakeLists.txt:18: MATCHES 'a\*a\*.*': more than {cmake.MAX_REGEX_WORK} steps of regular-expression "
+        "matching"),
 }
 
 
 @pytest.mark.parametrize("case", list(HOSTILE_CMAKE), ids=[
     "include_bomb", "doubling", "long_argument", "nested_references", "nested_ifs", "nested_parens",
-    "command_budget", "nesting_over_includes", "copies"])
+    "command_budget", "nesting_over_includes", "copies", "regex_pattern", "regex_subject", "regex_work"])
 def test_hostile_cmake_is_a_layout_error_within_bounds(case: str) -> None:
     make, message = HOSTILE_CMAKE[case]
     files = make()
@@ -101,6 +113,20 @@ def test_unbounded_forms_that_are_not_errors_are_read_without_recursion() -> Non
     big = "9" * 5000
     files = {"CMakeLists.txt": f"if(1.0 VERSION_LESS {big}.0)\n" + declare + "endif()\n"}
     assert [p.name for p in pins(files).pins] == ["dep"]
+
+
+def test_a_catastrophically_backtracking_matches_is_decided_in_linear_time() -> None:
+    """`(a+)+$` against a run of `a` and a `b`: Python's re backtracks 2^n ways (30 a's: minutes);
+    CMake's dialect has no backreferences, so one NFA pass decides it, exactly."""
+    declare = ("FetchContent_Declare(dep GIT_REPOSITORY https://example.invalid/dep.git GIT_TAG "
+               + "ab" * 20 + ")\n")
+    run = 'set(A "' + "a" * 30_000 + 'b")\n'
+    started = time.monotonic()
+    for pattern, pinned in (("(a+)+$", []), ("(a+)+b$", ["dep"]), ("^(a|aa)+$", []), ("(a|a)*c", []),
+                            ("a*a*a*a*a*a*a*a*a*a*c", []), ("^(a|aa)+b$", ["dep"])):
+        files = {"CMakeLists.txt": run + f'if(A MATCHES "{pattern}")\n' + declare + "endif()\n"}
+        assert [p.name for p in pins(files).pins] == pinned, pattern
+    assert time.monotonic() - started < SECONDS
 
 
 # ---------------------------------------------------------------- setup.py, Cargo.lock, toolchain, pyproject

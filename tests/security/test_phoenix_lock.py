@@ -238,7 +238,7 @@ def test_a_bundle_whose_vllm_lock_cannot_run_on_the_host_falls_back_to_bash_chec
     fake_bundle(host, tmp_path, {"vllm_lock/__init__.py": ""})
     proc = host.run(CTID)
     assert "checked on the host in bash only (the bundle's vllm-lock cannot run on the host" in proc.stderr
-    assert "ModuleNotFoundError" in proc.stderr
+    assert "No module named vllm_lock.cli" in proc.stderr
     got_past_the_host_checks(host, proc)
 
 
@@ -247,8 +247,10 @@ def test_a_host_check_that_crashes_on_the_lock_refuses_it_never_falls_back(host:
     a 5000-digit integer once did): that is a refusal, not "cannot run here, bash only"."""
     fake_bundle(host, tmp_path, {
         "vllm_lock/__init__.py": "",
-        "vllm_lock/actions/__init__.py": "",
-        "vllm_lock/actions/verify_lock.py": "def host_check(argv):\n    raise ValueError('crashed on ' + argv[0])\n",
+        "vllm_lock/cli/__init__.py": "",
+        # the probe (`show --help`) passes; the check of the lock itself dies
+        "vllm_lock/cli/__main__.py": ("import sys\nif sys.argv[1:] != ['show', '--help']:\n"
+                                      "    raise ValueError('crashed on ' + sys.argv[-1])\n"),
     })
     proc = host.run(CTID)
     line = refused(host, proc, LOCK_REFUSED, "the bundle's vllm-lock failed on it (exit 1)", "ValueError")

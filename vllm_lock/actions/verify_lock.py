@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_lock import codec, signing
-from vllm_lock.build_identity import build_identity
-from vllm_lock.errors import ExitCode, LockInvalidError, UsageError, VllmLockError
+from vllm_lock.errors import LockInvalidError, UsageError
 from vllm_lock.model import Lock
 from vllm_lock.shell import lockfiles, sshsig
 
@@ -78,26 +76,6 @@ def verify_lock(name_or_path: str, trusted: Path | None = None) -> VerifiedLock:
 def describe(verified: VerifiedLock) -> str:
     return (f"{verified.path}: good signature by {verified.signer.principal} ({verified.signer.key}), "
             f"trusted by {verified.trusted_keys.path}")
-
-
-def host_check(argv: Sequence[str]) -> int:
-    """Validate one lock file, without typer: the Phoenix script runs this on the hypervisor
-    straight from the offline bundle's pure-Python wheels (zipimport), before anything reaches the
-    container. Prints `ok ...` or one `error:` line; returns the exit code."""
-    if len(argv) != 1:
-        print("error: usage: host_check LOCK_FILE", file=sys.stderr)
-        return 2
-    try:
-        lock, path = lockfiles.read(argv[0])
-    except VllmLockError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return int(exc.exit_code)
-    except Exception as exc:  # the host must refuse, never crash into "cannot run here"
-        print(f"error: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
-        return int(ExitCode.INTERNAL)
-    print(f"ok {path}: {lock.name} ({lock.phase}), vLLM {lock.vllm.short_commit}, torch {lock.torch.version}, "
-          f"target Python {lock.target.python}, build {build_identity(lock)[:16]}")
-    return 0
 
 
 def require_signed(name_or_path: str, *, required: bool, trusted: Path | None) -> Lock | None:

@@ -112,6 +112,9 @@ GROUPS: tuple[tuple[str, str, tuple[tuple[str, Callable[..., Any]], ...]], ...] 
     ("key", cache_commands.KEY_HELP, (("generate", cache_commands.key_generate),)),
     ("cache", cache_commands.CACHE_HELP, (
         ("push", cache_commands.cache_push), ("ls", cache_commands.cache_ls), ("verify", cache_commands.cache_verify),
+        ("keys", cache_commands.cache_keys), ("name", cache_commands.cache_name),
+        ("fetch", cache_commands.cache_fetch), ("has", cache_commands.cache_has),
+        ("entry", cache_commands.cache_entry_show), ("publish", cache_commands.cache_publish),
     )),
     ("store", bundle_commands.STORE_HELP, (("gc", bundle_commands.store_gc),)),
 )

@@ -88,8 +88,8 @@ def install(
         "--cache",
         help="binary cache to substitute the build from (file://, http(s)://, s3://), repeatable, in order; "
              "else $VLLM_LOCK_CACHES")] = None,
-    trusted_cache_key: Annotated[list[str] | None, typer.Option(help=cache_commands.TRUSTED_HELP)] = None,
-    trusted_cache_keys_file: Annotated[Path | None, typer.Option(help=cache_commands.TRUSTED_FILE_HELP)] = None,
+    trusted_cache_key: options.TrustedCacheKey = None,
+    trusted_cache_keys_file: options.TrustedCacheKeysFile = None,
     substitute_only: Annotated[bool, typer.Option(
         "--substitute-only", help="fail instead of building when no cache has a verified build")] = False,
     push: Annotated[str | None, typer.Option(

@@ -43,6 +43,13 @@ NoEditable = Annotated[bool, typer.Option("--no-editable", help="install vLLM as
 # str, not int: a bad value is our one-line usage error, not click's usage block
 MaxJobs = Annotated[str | None, typer.Option(help="MAX_JOBS (default: from CPUs and memory, or $MAX_JOBS)")]
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+TrustedCacheKey = Annotated[list[str] | None, typer.Option(
+    help="public key name:base64 whose signed cache entries are trusted, repeatable "
+         "(else $VLLM_LOCK_TRUSTED_CACHE_KEYS)")]
+TrustedCacheKeysFile = Annotated[Path | None, typer.Option(
+    help="file of trusted public keys, one per line (else $VLLM_LOCK_TRUSTED_CACHE_KEYS_FILE)")]
+CacheSigningKey = Annotated[Path | None, typer.Option(
+    help="secret cache key file (else $VLLM_LOCK_CACHE_SIGNING_KEY)")]
 
 
 def archs(option: list[str] | None) -> tuple[str, ...]:
