@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,25 +51,21 @@ def newest(path: Path) -> float | None:
 
 
 def store_entries(cache: Path) -> list[store_gc.Entry]:
-    base = cache / "cas" / "sha256"
-    found = []
-    for path in sorted(base.iterdir()) if base.is_dir() else []:
-        if len(path.name) != 64 or not set(path.name) <= _HEX or not path.is_dir():
-            continue
-        try:
-            when, size, files = _newest_and_size(path)
-        except FileNotFoundError:
-            continue
-        found.append(store_gc.Entry(key=path.name, files=files, size=size, newest=when))
-    return found
+    return _entries(cache / "cas" / "sha256", lambda path: len(path.name) == 64 and set(path.name) <= _HEX)
 
 
 def source_paths(cache: Path) -> list[store_gc.Entry]:
     """The source store's paths (sources/<key>; a .partial is the next maker's to remove)."""
-    base = source_store.sources_dir(cache)
+    return _entries(source_store.sources_dir(cache),
+                    lambda path: source_rules.is_key(path.name) and not path.is_symlink())
+
+
+def _entries(base: Path, named: Callable[[Path], bool]) -> list[store_gc.Entry]:
+    """Each folder under base whose name says it is one of ours, with its newest time and size
+    (one that vanishes while being measured is left out)."""
     found = []
     for path in sorted(base.iterdir()) if base.is_dir() else []:
-        if not source_rules.is_key(path.name) or path.is_symlink() or not path.is_dir():
+        if not named(path) or not path.is_dir():
             continue
         try:
             when, size, files = _newest_and_size(path)
