@@ -24,6 +24,8 @@ from vllm_lock.errors import PreflightError
 from vllm_lock.shell import proc
 
 _SERVER_DEADLINE_S = 60.0
+_PRIVATE_PREFIX = "vllm-lock-sccache-"
+_RECORD = "server-socket"  # in the build's work folder: the socket of the server it runs
 # sccache reads its S3 credentials and settings from these; everything else of the caller's
 # SCCACHE_* (a user's own server, a config file) is kept away from the build's server.
 _PASSED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
@@ -63,6 +65,7 @@ def running(binary: Path, cache: CompilerCache, *, basedir: Path, work: Path,
     if cache.kind == "dir":
         Path(cache.location).mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
+    _stop_left_behind(binary, work)
     launcher_dir = work / "bin"
     launcher_dir.mkdir(exist_ok=True)
     link = launcher_dir / "sccache"
@@ -70,7 +73,9 @@ def running(binary: Path, cache: CompilerCache, *, basedir: Path, work: Path,
     link.symlink_to(binary)
     # mode 0700; /tmp when $TMPDIR is too long for a socket path (at most 107 bytes)
     short_enough = len(tempfile.gettempdir()) <= 64
-    private = Path(tempfile.mkdtemp(prefix="vllm-lock-sccache-", dir=None if short_enough else "/tmp"))
+    private = Path(tempfile.mkdtemp(prefix=_PRIVATE_PREFIX, dir=None if short_enough else "/tmp"))
+    record = work / _RECORD
+    record.write_text(str(private / "server") + "\n")  # what a rerun stops if this process is killed
     try:
         extra = sccache_env(cache, sccache=str(binary), basedirs=[str(basedir)], server_socket=str(private / "server"),
                             error_log=str(work / "sccache-server.log"))
@@ -81,6 +86,23 @@ def running(binary: Path, cache: CompilerCache, *, basedir: Path, work: Path,
         yield from _serve(binary, cache, env, extra, server_env, launcher_dir)
     finally:
         shutil.rmtree(private, ignore_errors=True)
+        record.unlink(missing_ok=True)
+
+
+def _stop_left_behind(binary: Path, work: Path) -> None:
+    """The server an earlier build in this folder started and never stopped (its process was
+    killed: SCCACHE_IDLE_TIMEOUT=0 keeps such a server up for good), stopped, its folder removed.
+    Only a socket in a folder of ours is asked: the record is ours, but it is a file on disk."""
+    record = work / _RECORD
+    try:
+        socket = Path(record.read_text().strip())
+    except (OSError, UnicodeDecodeError):
+        return
+    if socket.name == "server" and socket.parent.name.startswith(_PRIVATE_PREFIX) and socket.is_socket():
+        proc.run([str(binary), "--stop-server"], env={"SCCACHE_SERVER_UDS": str(socket), "PATH": os.defpath},
+                 timeout=_SERVER_DEADLINE_S)
+        shutil.rmtree(socket.parent, ignore_errors=True)
+    record.unlink(missing_ok=True)
 
 
 def _serve(binary: Path, cache: CompilerCache, env: Mapping[str, str], extra: dict[str, str],
