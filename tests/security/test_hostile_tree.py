@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import tarfile
 import time
@@ -18,9 +19,13 @@ import git
 import pytest
 from install_support import cli
 
+import vllm_lock_testworld
 from vllm_lock import cmake, pysource, requirements, rust, source_layout
+from vllm_lock.actions.resolve import ResolveRequest
+from vllm_lock.actions.resolve.source import Stripping, read_stripped
 from vllm_lock.errors import ExitCode, PreflightError, ResolutionError
 from vllm_lock.model import Crate
+from vllm_lock.progress import QUIET
 from vllm_lock.shell import cargo
 from vllm_lock.shell import git as git_shell
 from vllm_lock_testworld import TestWorld
@@ -261,7 +266,7 @@ def test_a_full_disk_while_unpacking_a_crate_is_exit_7_naming_the_file(tmp_path:
 # ---------------------------------------------------------------- through the CLI, on a branch of the test world
 
 
-def _hostile_branch(world: TestWorld, name: str, files: dict[str, str], *, append: bool = False) -> None:
+def _hostile_branch(world: TestWorld, name: str, files: dict[str, str | bytes], *, append: bool = False) -> None:
     """A branch off main with files written (or text appended); main is left as it was."""
     from vllm_lock_testworld.repo import git as world_git
 
@@ -270,8 +275,8 @@ def _hostile_branch(world: TestWorld, name: str, files: dict[str, str], *, appen
         for path, text in files.items():
             target = world.repo_path / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            with target.open("a" if append else "w", encoding="utf-8") as handle:
-                handle.write(text)
+            with target.open("ab" if append else "wb") as handle:
+                handle.write(text if isinstance(text, bytes) else text.encode("utf-8"))
         world_git(world.repo_path, "add", "-A")
         world_git(world.repo_path, "commit", "-q", "-m", f"test: {name}")
     finally:
@@ -283,9 +288,11 @@ def _hostile_branch(world: TestWorld, name: str, files: dict[str, str], *, appen
         f"cmake/f{i}.cmake": f"include(cmake/f{i + 1}.cmake)\n" * 2 for i in range(30)}, "cmake/f30.cmake": ""},
      "include() calls followed"),
     ("hostile-deep-setup-py", {"setup.py": "\n" + DEEP_SUM}, "setup.py: nested too deeply to parse"),
+    # the commit's own stripping script meets it first (it reads every requirements file as text)
+    ("hostile-latin-1-requirements", {"requirements/common.txt": b"# caf\xe9\n"}, "UnicodeDecodeError"),
 ])
 def test_resolve_of_a_hostile_tree_is_exit_5_in_one_line(world: TestWorld, tmp_path: Path, branch: str,
-                                                         files: dict[str, str], message: str) -> None:
+                                                         files: dict[str, str | bytes], message: str) -> None:
     _hostile_branch(world, branch, files, append=True)
     out = tmp_path / "x.lock.toml"
     started = time.monotonic()
@@ -297,3 +304,18 @@ def test_resolve_of_a_hostile_tree_is_exit_5_in_one_line(world: TestWorld, tmp_p
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert not out.exists()
+
+
+def test_a_declared_requirements_file_that_is_not_utf8_is_a_resolution_error(tmp_path: Path) -> None:
+    """Past the stripping script (which may read the file another way), the requirements files
+    are read as UTF-8 text: anything else is one clear error, not a traceback."""
+    tree = tmp_path / "tree"
+    shutil.copytree(Path(vllm_lock_testworld.__file__).parent / "skeleton" / "vllm", tree)
+    files = [str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file()]
+    detected = source_layout.detect_layout(files, lambda p: (tree / p).read_text(), target_device="cpu")
+    rules = requirements.read_rules((tree / "setup.py").read_text())
+    (tree / "requirements" / "cpu.txt").write_bytes(b"numpy # caf\xe9\n")
+    request = ResolveRequest(repo="file:///nowhere", target_device="cpu", output=tmp_path / "x.lock.toml",
+                             cache=tmp_path / "cache")
+    with pytest.raises(ResolutionError, match=r"^cannot read requirements: requirements/cpu\.txt is not UTF-8 text"):
+        read_stripped(tree, Stripping(before={}, after={}, patched=()), detected, rules, request, QUIET)

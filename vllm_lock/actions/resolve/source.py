@@ -239,7 +239,10 @@ def read_stripped(
         full = tree / path
         if not full.is_file():
             raise layout_rules.LayoutError(f"{path} is missing")
-        return full.read_text(encoding="utf-8")
+        try:
+            return full.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise layout_rules.LayoutError(f"{path} is not UTF-8 text (byte {exc.start})") from None
 
     try:
         declared = requirement_rules.declared_requirements(
