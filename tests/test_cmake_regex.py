@@ -4,8 +4,11 @@ Python's re did; a pattern CMake would not compile is a RegexSyntaxError."""
 
 from __future__ import annotations
 
+import pathlib
 import random
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -75,3 +78,28 @@ def test_the_work_is_linear_and_reported() -> None:
     regex = cmake_regex.compile_pattern("(a+)+$")
     assert not cmake_regex.search(regex, "a" * 20_000 + "b", spent.append)
     assert sum(spent) < 20 * 20_001  # a few states per character, never 2^n
+
+
+# (pattern, subject): where CMake's compiler differs from Python's re. After a range, a `-` starts
+# a range from the previous range's end (`[a-c-e]` holds d and e, not `-`); CMake matches bytes,
+# so `.` is one byte of UTF-8, never one character.
+CMAKE_ONLY = [("[a-c-e]", "d"), ("[a-c-e]", "e"), ("[a-c-e]", "-"), ("[a-c-e]", "c"), ("[a-c-c]", "c"),
+              ("^.$", "é"), ("^..$", "é"), ("^[é]$", "é"), ("^[^a]$", "é"), ("é", "é"), ("^.é$", "xé")]
+
+
+def _cmake_answers(cases: list[tuple[str, str]], tmp_path: pathlib.Path) -> list[bool]:
+    """What real CMake says of each `subject MATCHES pattern` (bracket arguments: no unescaping)."""
+    script = tmp_path / "matches.cmake"
+    script.write_text("".join(f'if([=[{subject}]=] MATCHES [=[{pattern}]=])\n message("{i} 1")\nelse()\n'
+                              f' message("{i} 0")\nendif()\n' for i, (pattern, subject) in enumerate(cases)),
+                      encoding="utf-8")
+    out = subprocess.run(["cmake", "-P", str(script)], capture_output=True, text=True, check=True)
+    answers = dict(line.split() for line in out.stderr.splitlines())
+    return [answers[str(i)] == "1" for i in range(len(cases))]
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake")
+def test_ranges_after_ranges_and_non_ascii_match_as_cmake_does(tmp_path: pathlib.Path) -> None:
+    assert [matches(p, s) for p, s in CMAKE_ONLY] == _cmake_answers(CMAKE_ONLY, tmp_path)
+    with pytest.raises(cmake_regex.RegexSyntaxError):
+        cmake_regex.compile_pattern("[a-c-b]")  # CMake: invalid range (d to b)

@@ -140,24 +140,32 @@ class _Compiler:
         return state, [(state, 2)], True
 
     def _bracket(self) -> Callable[[str], bool]:
-        negated = self.pos < len(self.pattern) and self.pattern[self.pos] == "^"
+        """CMake's class: a leading `]` or `-` is itself; a `-` before `]` is itself; any other
+        `-` spans from the character before it, plus one, to the one after (so in `[a-c-e]` the
+        second `-` adds d and e: it starts where the pattern's previous character left off)."""
+        pattern = self.pattern
+        negated = self.pos < len(pattern) and pattern[self.pos] == "^"
         self.pos += negated
         ranges: list[tuple[str, str]] = []
-        first = True
-        while self.pos < len(self.pattern) and (first or self.pattern[self.pos] != "]"):
-            low = self.pattern[self.pos]
-            if (self.pos + 2 < len(self.pattern) and self.pattern[self.pos + 1] == "-"
-                    and self.pattern[self.pos + 2] != "]"):
-                high = self.pattern[self.pos + 2]
-                if high < low:
-                    raise RegexSyntaxError("invalid [] range")
-                ranges.append((low, high))
-                self.pos += 3
-            else:
-                ranges.append((low, low))
+        if self.pos < len(pattern) and pattern[self.pos] in "]-":
+            ranges.append((pattern[self.pos], pattern[self.pos]))
+            self.pos += 1
+        while self.pos < len(pattern) and pattern[self.pos] != "]":
+            if pattern[self.pos] != "-":
+                ranges.append((pattern[self.pos], pattern[self.pos]))
                 self.pos += 1
-            first = False
-        if self.pos >= len(self.pattern):
+                continue
+            self.pos += 1
+            if self.pos >= len(pattern) or pattern[self.pos] == "]":
+                ranges.append(("-", "-"))
+                continue
+            low, high = ord(pattern[self.pos - 2]) + 1, ord(pattern[self.pos])
+            if low > high + 1:
+                raise RegexSyntaxError("invalid [] range")
+            if low <= high:
+                ranges.append((chr(low), chr(high)))
+            self.pos += 1
+        if self.pos >= len(pattern):
             raise RegexSyntaxError("unmatched []")
         self.pos += 1
         spans = tuple(ranges)
@@ -189,11 +197,16 @@ class Regex:
     start: int
 
 
+def _bytes(text: str) -> str:
+    """The text's UTF-8 bytes, one character each: CMake matches bytes (`.` is one byte of `é`)."""
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
 def compile_pattern(pattern: str) -> Regex:
     """The pattern as a program, or RegexSyntaxError."""
-    compiler = _Compiler(pattern)
+    compiler = _Compiler(_bytes(pattern))
     start, holes = compiler.alternation()
-    if compiler.pos != len(pattern):
+    if compiler.pos != len(compiler.pattern):
         raise RegexSyntaxError("unmatched ()")
     match = compiler.emit("match")
     compiler.patch(holes, match)
@@ -218,6 +231,7 @@ def search(regex: Regex, subject: str, spend: Callable[[int], None]) -> bool:
     character, a new thread started at every position. spend(n) is told the work done (states
     visited), so the caller can bound it over many searches."""
     program = regex.program
+    subject = _bytes(subject)
     end = len(subject)
 
     def closure(states: list[int], position: int) -> tuple[list[int], bool]:
