@@ -9,6 +9,7 @@ import random
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -103,3 +104,22 @@ def test_ranges_after_ranges_and_non_ascii_match_as_cmake_does(tmp_path: pathlib
     assert [matches(p, s) for p, s in CMAKE_ONLY] == _cmake_answers(CMAKE_ONLY, tmp_path)
     with pytest.raises(cmake_regex.RegexSyntaxError):
         cmake_regex.compile_pattern("[a-c-b]")  # CMake: invalid range (d to b)
+
+
+def test_a_long_class_costs_what_one_character_does() -> None:
+    """The work budget counts states, one per class: a class of 1,000 characters must cost no more
+    per character of the subject than `a` does, or a tree's MATCHES runs ~50x past its budget."""
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    long_class = cmake_regex.compile_pattern("[" + "".join(alphabet[i % 62] for i in range(998)) + "]")
+    one_character = cmake_regex.compile_pattern("a")
+    subject = "-" * cmake_regex.MAX_SUBJECT_LENGTH
+
+    def fastest(regex: cmake_regex.Regex) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            assert not cmake_regex.search(regex, subject, lambda work: None)
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    assert fastest(long_class) < 4 * fastest(one_character)

@@ -168,8 +168,9 @@ class _Compiler:
         if self.pos >= len(pattern):
             raise RegexSyntaxError("unmatched []")
         self.pos += 1
-        spans = tuple(ranges)
-        return lambda c: any(low <= c <= high for low, high in spans) != negated
+        # one set lookup per character, however long the class (the pattern is bytes: <= 256)
+        members = frozenset(chr(code) for low, high in ranges for code in range(ord(low), ord(high) + 1))
+        return (lambda c: c not in members) if negated else members.__contains__
 
     def _width(self, start: int) -> bool:
         """Can the fragment from start (compiled so far, holes unpatched) consume nothing? False
