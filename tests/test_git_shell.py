@@ -80,3 +80,26 @@ def test_gitpython_is_imported_only_when_git_runs() -> None:
              "print('git' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout == "False\n"
+
+
+def test_a_git_dir_in_the_environment_never_turns_a_fetch_onto_the_users_repository(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a git hook (GIT_DIR, GIT_INDEX_FILE set) the mirror's `fetch --force --prune`
+    went into the user's repository: its branches overwritten or pruned, the mirror left empty."""
+    upstream = tmp_path / "upstream"
+    _git(tmp_path, "init", "-q", "-b", "main", str(upstream))
+    _git(upstream, "commit", "-q", "--allow-empty", "-m", "upstream")
+    commit = _git(upstream, "rev-parse", "HEAD")
+    _git(work, "checkout", "-q", "-b", "work")
+    _git(work, "branch", "keep")
+    before = _git(work, "for-each-ref")
+    monkeypatch.setenv("GIT_DIR", str(work / ".git"))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(work / ".git" / "index"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(work))
+    mirror = git_shell.update_mirror(tmp_path / "cache", f"file://{upstream}", commit)
+    monkeypatch.delenv("GIT_DIR")
+    monkeypatch.delenv("GIT_INDEX_FILE")
+    monkeypatch.delenv("GIT_WORK_TREE")
+    assert _git(work, "for-each-ref") == before
+    assert _git(mirror.git_dir, "rev-parse", "refs/heads/main") == commit

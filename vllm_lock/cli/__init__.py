@@ -24,6 +24,7 @@ from vllm_lock.cli import install as install_commands
 from vllm_lock.cli import lifecycle as lifecycle_commands
 from vllm_lock.cli import lock as lock_commands
 from vllm_lock.errors import ExitCode, VllmLockError, exit_code_for
+from vllm_lock.shell import git as git_shell
 
 CONTEXT_INDENT = "  "
 
@@ -219,6 +220,7 @@ def main() -> NoReturn:
     argument: click's UsageError, vendored by typer or not) follow the same contract, exit 2; a
     bare `vllm-lock` prints the help. A closed stdout (the reader of a pipe went away) ends the
     command quietly with 141, as a shell reports a writer killed by SIGPIPE."""
+    git_shell.forget_callers_repository()
     try:
         code = app_for(sys.argv[1:])(standalone_mode=False)
     except typer.Abort:

@@ -92,6 +92,24 @@ FORCED_CONFIG = (
 )
 
 
+# where git finds a repository, an index, objects: set in a git hook's environment (or by the
+# user), they would turn a mirror's `fetch --force --prune` onto the caller's own repository and
+# a build's `git describe` onto the wrong tree. Every git of ours finds its repository by
+# --git-dir or its working directory instead.
+REPOSITORY_ENV = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX", "GIT_SHALLOW_FILE", "GIT_GRAFT_FILE",
+    "GIT_IMPLICIT_WORK_TREE", "GIT_QUARANTINE_PATH", "GIT_REPLACE_REF_BASE", "GIT_NO_REPLACE_OBJECTS",
+)
+
+
+def forget_callers_repository() -> None:
+    """Drop REPOSITORY_ENV from this process's environment (for gitpython's git and every
+    program a build runs, not only `run`'s)."""
+    for name in REPOSITORY_ENV:
+        os.environ.pop(name, None)
+
+
 def git_env() -> dict[str, str]:
     """Added to the caller's environment (the user's global and system git configuration stay
     in force: insteadOf, proxies, CA files); prompts off, transports limited."""
@@ -175,7 +193,7 @@ def run(
     else:
         bound, tries = local_deadline(), 1
     deadline = time.monotonic() + bound
-    env = dict(os.environ, **git_env())
+    env = {k: v for k, v in os.environ.items() if k not in REPOSITORY_ENV} | git_env()
     last = ""
     for attempt in range(tries):
         remaining = deadline - time.monotonic()
