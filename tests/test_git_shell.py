@@ -3,8 +3,12 @@ tree (promote --commit), and gitpython left unimported until git runs. Real git,
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +107,48 @@ def test_a_git_dir_in_the_environment_never_turns_a_fetch_onto_the_users_reposit
     monkeypatch.delenv("GIT_WORK_TREE")
     assert _git(work, "for-each-ref") == before
     assert _git(mirror.git_dir, "rev-parse", "refs/heads/main") == commit
+
+
+def _processes_naming(needle: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"git") and any(needle.encode() in part for part in argv):
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_terminated_command_takes_its_git_with_it(tmp_path: Path, signum: int) -> None:
+    """git runs in a session of its own (killed with its group at the deadline), so a SIGTERM or
+    SIGHUP for vllm-lock (a CI job cancelled, a terminal closed) no longer reaches it: a git://
+    ls-remote of a silent server was left running for ever. Now such a signal is an interrupt."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    url = f"git://127.0.0.1:{silent.getsockname()[1]}/vllm.git"
+    command = subprocess.Popen(
+        [sys.executable, "-m", "vllm_lock.cli", "resolve", "--repo", url, "--python", "3.11", "--torch-date",
+         "2026-01-01", "--target-device", "cpu", "-o", str(tmp_path / "x.lock.toml"),
+         "--index", "http://127.0.0.1:9/simple", "--torch-index", "http://127.0.0.1:9/whl"],
+        env=dict(os.environ, VLLM_LOCK_CACHE=str(tmp_path / "cache")), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _processes_naming(url) and time.monotonic() < deadline and command.poll() is None:
+            time.sleep(0.05)
+        assert _processes_naming(url), command.communicate()
+        command.send_signal(signum)
+        _, stderr = command.communicate(timeout=30)
+        time.sleep(0.2)
+        assert _processes_naming(url) == []
+        assert command.returncode == 130
+        assert [line for line in stderr.splitlines() if line.startswith("error:")] == ["error: interrupted"]
+    finally:
+        for pid in _processes_naming(url):
+            os.kill(pid, signal.SIGKILL)
+        command.kill()
+        silent.close()
