@@ -267,3 +267,20 @@ def test_the_phoenix_script_speaks_to_vllm_lock_through_its_command_line_only() 
     for command in ("cache keys", "cache name", "cache fetch", "cache has", "cache entry", "cache publish",
                     "show"):
         assert re.search(rf"host_vllm_lock {command}\b", text), command
+
+
+def test_keys_never_writes_through_a_link_planted_at_its_temporary_name(
+        keys: tuple[Path, Path], tmp_path: Path) -> None:
+    """`cache keys -o /tmp/keys` as root: the temporary beside the output has a predictable name
+    (.keys.<pid>.part); a link planted there must not be written through."""
+    from vllm_lock.actions import cache as cache_action
+
+    _, trusted = keys
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    out = tmp_path / "shared" / "keys"
+    out.parent.mkdir()
+    (out.parent / f".keys.{os.getpid()}.part").symlink_to(victim)
+    cache_action.consumer_keys(out, trusted_file=trusted, signing_key=None)
+    assert victim.read_text() == "precious\n"
+    assert not out.is_symlink() and out.read_text() == HOST.public().text() + "\n"

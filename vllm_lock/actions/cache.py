@@ -164,7 +164,10 @@ def consumer_keys(output: Path, *, trusted_file: Path | None, signing_key: Path 
 def _write_whole(output: Path, data: bytes) -> None:
     part = output.with_name(f".{output.name}.{os.getpid()}.part")
     try:
-        part.write_bytes(data)
+        # a fresh file, never one (or a link) someone put at this predictable name
+        part.unlink(missing_ok=True)
+        with os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb") as stream:
+            stream.write(data)
         part.replace(output)
     except OSError as exc:
         part.unlink(missing_ok=True)
