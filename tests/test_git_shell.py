@@ -152,3 +152,23 @@ def test_a_terminated_command_takes_its_git_with_it(tmp_path: Path, signum: int)
             os.kill(pid, signal.SIGKILL)
         command.kill()
         silent.close()
+
+
+@pytest.mark.parametrize("leftover", ["half-removed", "file"])
+def test_a_mirror_path_left_without_head_is_replaced(tmp_path: Path, leftover: str) -> None:
+    """A mirror whose removal was killed half-way (HEAD gone, objects/ left), or a file where the
+    mirror goes: every rerun failed renaming the new mirror onto it (a traceback); now it is replaced."""
+    upstream = tmp_path / "upstream"
+    _git(tmp_path, "init", "-q", "-b", "main", str(upstream))
+    _git(upstream, "commit", "-q", "--allow-empty", "-m", "upstream")
+    commit = _git(upstream, "rev-parse", "HEAD")
+    url = f"file://{upstream}"
+    path = git_shell.mirror_path(tmp_path / "cache", url)
+    if leftover == "file":
+        path.parent.mkdir(parents=True)
+        path.write_text("not a mirror\n")
+    else:
+        (path / "objects" / "pack").mkdir(parents=True)
+        (path / "objects" / "pack" / "junk").write_text("x")
+    mirror = git_shell.update_mirror(tmp_path / "cache", url, commit)
+    assert _git(mirror.git_dir, "rev-parse", "refs/heads/main") == commit

@@ -316,12 +316,20 @@ def _open_mirror(path: Path) -> Mirror:
         if bare.strip() == "true":
             _remove_stale_git_locks(path)
             return Mirror(git_dir=path)
+    # whatever is there is no mirror (a removal killed half-way leaves a folder without HEAD)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
         shutil.rmtree(path, ignore_errors=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     run(["init", "--quiet", "--bare", str(partial)], what="creating the mirror")
-    os.rename(partial, path)
+    try:
+        os.rename(partial, path)
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise GitError(f"cannot replace {path}, which is no mirror: {exc.strerror or exc} (remove it)") from None
     return Mirror(git_dir=path)
 
 
