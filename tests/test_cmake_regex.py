@@ -62,7 +62,8 @@ def test_random_patterns_of_the_dialect_match_as_python_re() -> None:
     assert compared > 2000
 
 
-@pytest.mark.parametrize("pattern", ["(a", "a)", "a**", "*a", "(a*)*", "(^)+", "[ab", "a\\", "[b-a]"])
+@pytest.mark.parametrize("pattern", ["(a", "a)", "a**", "*a", "(a*)*", "(^)+", "[ab", "a\\", "[b-a]",
+                                     "(a)" * 10, "(" * 10 + "a" + ")" * 10])
 def test_what_cmake_would_not_compile_is_a_syntax_error(pattern: str) -> None:
     with pytest.raises(cmake_regex.RegexSyntaxError):
         cmake_regex.compile_pattern(pattern)
@@ -84,7 +85,8 @@ def test_the_work_is_linear_and_reported() -> None:
 # (pattern, subject): where CMake's compiler differs from Python's re. After a range, a `-` starts
 # a range from the previous range's end (`[a-c-e]` holds d and e, not `-`); CMake matches bytes,
 # so `.` is one byte of UTF-8, never one character.
-CMAKE_ONLY = [("[a-c-e]", "d"), ("[a-c-e]", "e"), ("[a-c-e]", "-"), ("[a-c-e]", "c"), ("[a-c-c]", "c"),
+CMAKE_ONLY = [("(a)" * 9, "a" * 9), ("(" * 9 + "a" + ")" * 9, "a"),
+              ("[a-c-e]", "d"), ("[a-c-e]", "e"), ("[a-c-e]", "-"), ("[a-c-e]", "c"), ("[a-c-c]", "c"),
               ("^.$", "é"), ("^..$", "é"), ("^[é]$", "é"), ("^[^a]$", "é"), ("é", "é"), ("^.é$", "xé")]
 
 

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_PATTERN_LENGTH = 1_000  # characters of one pattern (vLLM's longest, every release: 45)
+# CMake's own limit (its compiler: "Too many ()"), which also keeps the recursive descent shallow
+# under an evaluator already deep in a hostile tree's nested blocks and conditions
+MAX_GROUPS = 9
 MAX_SUBJECT_LENGTH = 65_536  # characters of one string matched (vLLM's are flags and arch lists)
 
 
@@ -54,7 +57,7 @@ class _Compiler:
         self.pattern = pattern
         self.pos = 0
         self.program: list[list[Any]] = []  # mutable while compiling: [kind, *fields]
-        self.depth = 0
+        self.groups = 0
 
     def emit(self, *fields: Any) -> int:
         self.program.append(list(fields))
@@ -113,14 +116,13 @@ class _Compiler:
             state = self.emit("assert", char == "^", -1)
             return state, [(state, 2)], False
         if char == "(":
-            self.depth += 1
-            if self.depth > 100:
-                raise RegexSyntaxError("parentheses nested deeper than 100")
+            self.groups += 1
+            if self.groups > MAX_GROUPS:
+                raise RegexSyntaxError(f"more than {MAX_GROUPS} () groups")
             start, holes = self.alternation()
             if self.pos >= len(self.pattern) or self.pattern[self.pos] != ")":
                 raise RegexSyntaxError("unmatched ()")
             self.pos += 1
-            self.depth -= 1
             return start, holes, self._width(start)
         if char == ")":
             raise RegexSyntaxError("unmatched ()")
