@@ -172,3 +172,23 @@ def test_a_mirror_path_left_without_head_is_replaced(tmp_path: Path, leftover: s
         (path / "objects" / "pack" / "junk").write_text("x")
     mirror = git_shell.update_mirror(tmp_path / "cache", url, commit)
     assert _git(mirror.git_dir, "rev-parse", "refs/heads/main") == commit
+
+
+def test_an_archive_past_the_output_bound_is_one_error_not_all_of_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit's blobs compress far below what they unpack to (zeros: 1000x): `git archive` of
+    an untrusted tree was read whole into memory. Past VLLM_LOCK_GIT_OUTPUT_MAX git is killed."""
+    upstream = tmp_path / "upstream"
+    _git(tmp_path, "init", "-q", "-b", "main", str(upstream))
+    (upstream / "zeros").write_bytes(bytes(8 << 20))
+    _git(upstream, "add", "zeros")
+    _git(upstream, "commit", "-q", "-m", "zeros")
+    commit = _git(upstream, "rev-parse", "HEAD")
+    mirror = git_shell.update_mirror(tmp_path / "cache", f"file://{upstream}", commit)
+    monkeypatch.setenv("VLLM_LOCK_GIT_OUTPUT_MAX", str(1 << 20))
+    with pytest.raises(git_shell.GitError, match=r"^git archive wrote more than 1048576 bytes while exporting"):
+        git_shell.export_tree(mirror, commit, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    monkeypatch.delenv("VLLM_LOCK_GIT_OUTPUT_MAX")
+    git_shell.export_tree(mirror, commit, tmp_path / "out")
+    assert (tmp_path / "out" / "zeros").stat().st_size == 8 << 20

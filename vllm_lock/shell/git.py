@@ -82,6 +82,12 @@ def local_deadline() -> float:
     return limits.setting("VLLM_LOCK_GIT_LOCAL_DEADLINE", 900)
 
 
+def output_bound() -> int:
+    """Bytes of one git command's output held in memory (an archive of a whole tree is the largest:
+    vLLM's, ~40 MB); an untrusted commit's blobs may compress far below what they unpack to."""
+    return int(limits.setting("VLLM_LOCK_GIT_OUTPUT_MAX", 1 << 30))
+
+
 # `-c` beats every config file: whatever the user's configuration says, git runs no hook (also
 # none a template directory put into a new repository), no fsmonitor program, no auto gc.
 FORCED_CONFIG = (
@@ -200,9 +206,12 @@ def run(
         if remaining <= 0:
             break
         try:
-            done = proc.output_of(argv, cwd=cwd, env=env, timeout=remaining)
+            done = proc.output_of(argv, cwd=cwd, env=env, timeout=remaining, max_stdout=output_bound())
         except OSError as exc:  # git missing, cwd vanished
             raise GitError(f"cannot run git while {what}: {exc}") from None
+        if done.overflowed:
+            raise GitError(f"git {args[0]} wrote more than {output_bound()} bytes while {what} "
+                           "(VLLM_LOCK_GIT_OUTPUT_MAX)")
         if done.returncode == 0:
             if binary:
                 return done.stdout
