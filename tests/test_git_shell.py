@@ -121,11 +121,13 @@ def _processes_naming(needle: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_a_terminated_command_takes_its_git_with_it(tmp_path: Path, signum: int) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, "nohup"])
+def test_a_terminated_command_takes_its_git_with_it(tmp_path: Path, signum: int | str) -> None:
     """git runs in a session of its own (killed with its group at the deadline), so a SIGTERM or
     SIGHUP for vllm-lock (a CI job cancelled, a terminal closed) no longer reaches it: a git://
-    ls-remote of a silent server was left running for ever. Now such a signal is an interrupt."""
+    ls-remote of a silent server was left running for ever. Now such a signal is an interrupt,
+    unless whoever started vllm-lock ignores it (nohup: a SIGHUP changes nothing)."""
+    nohup = signum == "nohup"
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
@@ -135,12 +137,18 @@ def test_a_terminated_command_takes_its_git_with_it(tmp_path: Path, signum: int)
          "2026-01-01", "--target-device", "cpu", "-o", str(tmp_path / "x.lock.toml"),
          "--index", "http://127.0.0.1:9/simple", "--torch-index", "http://127.0.0.1:9/whl"],
         env=dict(os.environ, VLLM_LOCK_CACHE=str(tmp_path / "cache")), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        text=True, preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None)
     try:
         deadline = time.monotonic() + 60
         while not _processes_naming(url) and time.monotonic() < deadline and command.poll() is None:
             time.sleep(0.05)
         assert _processes_naming(url), command.communicate()
+        if nohup:
+            command.send_signal(signal.SIGHUP)
+            time.sleep(1)
+            assert command.poll() is None and _processes_naming(url)  # still asking the silent server
+            signum = signal.SIGTERM
+        assert isinstance(signum, int)
         command.send_signal(signum)
         _, stderr = command.communicate(timeout=30)
         time.sleep(0.2)

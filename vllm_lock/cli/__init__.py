@@ -228,9 +228,11 @@ def main() -> NoReturn:
     git_shell.forget_callers_repository()
     # git runs in a process group of its own (killed with it at its deadline), out of reach of a
     # signal sent to ours: a SIGTERM (a job cancelled) or SIGHUP (a terminal closed) is taken as
-    # Ctrl-C is, so that the runner kills it and every interrupted step cleans up
+    # Ctrl-C is, so that the runner kills it and every interrupted step cleans up; one ignored by
+    # whoever started us (nohup) stays ignored
     for ending in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(ending, _interrupted)
+        if signal.getsignal(ending) is not signal.SIG_IGN:
+            signal.signal(ending, _interrupted)
     try:
         code = app_for(sys.argv[1:])(standalone_mode=False)
     except typer.Abort:
