@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from install_support import cli, install_args, resolve_world_lock, vllm_version
 
 from vllm_lock.errors import UsageError
 from vllm_lock.shell import git as git_shell
+from vllm_lock_testworld import TestWorld
 
 
 def _git(where: Path, *args: str) -> str:
@@ -200,3 +202,20 @@ def test_an_archive_past_the_output_bound_is_one_error_not_all_of_memory(
     monkeypatch.delenv("VLLM_LOCK_GIT_OUTPUT_MAX")
     git_shell.export_tree(mirror, commit, tmp_path / "out")
     assert (tmp_path / "out" / "zeros").stat().st_size == 8 << 20
+
+
+def test_install_run_from_a_git_hook_builds_the_locked_commit_not_the_hooks_repository(
+        world: TestWorld, work: Path, tmp_path: Path) -> None:
+    """The command line forgets the caller's GIT_DIR (and the rest of git's repository variables)
+    for every program it starts: the build's setuptools-scm read the hook's repository's version."""
+    _git(work, "tag", "v9.9.9")
+    lock, path = resolve_world_lock(world, tmp_path / "dev.lock.toml", tmp_path / "cache")
+    before = _git(work, "for-each-ref")
+    opt = tmp_path / "opt"
+    result = cli(*install_args(path, opt), cache=tmp_path / "cache", timeout=900,
+                 env={"GIT_DIR": str(work / ".git"), "GIT_INDEX_FILE": str(work / ".git" / "index"),
+                      "GIT_WORK_TREE": str(work)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _git(work, "for-each-ref") == before
+    version = vllm_version(opt)
+    assert "9.9.9" not in version and lock.vllm.commit[:7] in version, version
