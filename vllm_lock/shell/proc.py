@@ -150,6 +150,11 @@ def output_of(argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], 
                         sizes[err_fd] = STDERR_KEEP_BYTES
                     if key.fd == out_fd and max_stdout is not None and sizes[out_fd] > max_stdout:
                         overflowed = True
+        if not (overflowed or timed_out):
+            try:  # both pipes closed: the program is ending (or holds on without them)
+                child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                timed_out = True
         if overflowed or timed_out:
             _kill_group(child)
         returncode = child.wait()
