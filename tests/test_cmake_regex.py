@@ -106,6 +106,7 @@ def test_ranges_after_ranges_and_non_ascii_match_as_cmake_does(tmp_path: pathlib
     assert [matches(p, s) for p, s in CMAKE_ONLY] == _cmake_answers(CMAKE_ONLY, tmp_path)
     with pytest.raises(cmake_regex.RegexSyntaxError):
         cmake_regex.compile_pattern("[a-c-b]")  # CMake: invalid range (d to b)
+    assert matches("^...$", "\ud800")  # a lone surrogate (no UTF-8 of its own) is its 3 bytes, not an error
 
 
 def test_a_long_class_costs_what_one_character_does() -> None:

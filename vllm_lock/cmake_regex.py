@@ -202,7 +202,7 @@ class Regex:
 
 def _bytes(text: str) -> str:
     """The text's UTF-8 bytes, one character each: CMake matches bytes (`.` is one byte of `é`)."""
-    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+    return text.encode("utf-8", "surrogatepass").decode("latin-1")
 
 
 def compile_pattern(pattern: str) -> Regex:
