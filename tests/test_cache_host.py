@@ -20,6 +20,7 @@ from test_cache_support import http_server
 
 from vllm_lock import cache_entry, cache_keys
 from vllm_lock.actions import substitute
+from vllm_lock.errors import OutputError
 from vllm_lock.shell import cache_backends, lockfiles
 
 CLI = [sys.executable, "-m", "vllm_lock.cli"]
@@ -267,3 +268,43 @@ def test_the_phoenix_script_speaks_to_vllm_lock_through_its_command_line_only() 
     for command in ("cache keys", "cache name", "cache fetch", "cache has", "cache entry", "cache publish",
                     "show"):
         assert re.search(rf"host_vllm_lock {command}\b", text), command
+
+
+def test_keys_never_writes_through_a_link_planted_at_its_temporary_name(
+        keys: tuple[Path, Path], tmp_path: Path) -> None:
+    """`cache keys -o /tmp/keys` as root: the temporary beside the output has a predictable name
+    (.keys.<pid>.part); a link planted there must not be written through."""
+    from vllm_lock.actions import cache as cache_action
+
+    _, trusted = keys
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    out = tmp_path / "shared" / "keys"
+    out.parent.mkdir()
+    (out.parent / f".keys.{os.getpid()}.part").symlink_to(victim)
+    cache_action.consumer_keys(out, trusted_file=trusted, signing_key=None)
+    assert victim.read_text() == "precious\n"
+    assert not out.is_symlink() and out.read_text() == HOST.public().text() + "\n"
+
+
+def test_fetch_never_builds_its_cache_inside_a_link_planted_at_its_temporary_name(
+        lock: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
+    """The one-entry cache is built in .<out>.<pid>.part beside -o: a link planted there (in a
+    shared folder) pointed the verified wheel into a folder someone else controls until the rename."""
+    from vllm_lock.actions import cache as cache_action
+
+    secret, trusted = keys
+    url = f"file://{tmp_path / 'dir-cache'}"
+    published = run("cache", "publish", lock, "--from", outbox(lock, tmp_path), "--to", url,
+                    "--cache-signing-key", secret, cwd=tmp_path)
+    assert published.returncode == 0, published.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "shared" / "lookup"
+    out.parent.mkdir()
+    (out.parent / f".lookup.{os.getpid()}.part").symlink_to(elsewhere)
+    try:
+        cache_action.fetch(str(lock), [url], [HOST.public()], out, lambda line: None)
+    except OutputError:
+        pass  # refusing is as good as not following
+    assert list(elsewhere.iterdir()) == []

@@ -4,8 +4,12 @@ Python's re did; a pattern CMake would not compile is a RegexSyntaxError."""
 
 from __future__ import annotations
 
+import pathlib
 import random
 import re
+import shutil
+import subprocess
+import time
 
 import pytest
 
@@ -58,7 +62,8 @@ def test_random_patterns_of_the_dialect_match_as_python_re() -> None:
     assert compared > 2000
 
 
-@pytest.mark.parametrize("pattern", ["(a", "a)", "a**", "*a", "(a*)*", "(^)+", "[ab", "a\\", "[b-a]"])
+@pytest.mark.parametrize("pattern", ["(a", "a)", "a**", "*a", "(a*)*", "(^)+", "[ab", "a\\", "[b-a]",
+                                     "(a)" * 10, "(" * 10 + "a" + ")" * 10])
 def test_what_cmake_would_not_compile_is_a_syntax_error(pattern: str) -> None:
     with pytest.raises(cmake_regex.RegexSyntaxError):
         cmake_regex.compile_pattern(pattern)
@@ -75,3 +80,49 @@ def test_the_work_is_linear_and_reported() -> None:
     regex = cmake_regex.compile_pattern("(a+)+$")
     assert not cmake_regex.search(regex, "a" * 20_000 + "b", spent.append)
     assert sum(spent) < 20 * 20_001  # a few states per character, never 2^n
+
+
+# (pattern, subject): where CMake's compiler differs from Python's re. After a range, a `-` starts
+# a range from the previous range's end (`[a-c-e]` holds d and e, not `-`); CMake matches bytes,
+# so `.` is one byte of UTF-8, never one character.
+CMAKE_ONLY = [("(a)" * 9, "a" * 9), ("(" * 9 + "a" + ")" * 9, "a"),
+              ("[a-c-e]", "d"), ("[a-c-e]", "e"), ("[a-c-e]", "-"), ("[a-c-e]", "c"), ("[a-c-c]", "c"),
+              ("^.$", "é"), ("^..$", "é"), ("^[é]$", "é"), ("^[^a]$", "é"), ("é", "é"), ("^.é$", "xé")]
+
+
+def _cmake_answers(cases: list[tuple[str, str]], tmp_path: pathlib.Path) -> list[bool]:
+    """What real CMake says of each `subject MATCHES pattern` (bracket arguments: no unescaping)."""
+    script = tmp_path / "matches.cmake"
+    script.write_text("".join(f'if([=[{subject}]=] MATCHES [=[{pattern}]=])\n message("{i} 1")\nelse()\n'
+                              f' message("{i} 0")\nendif()\n' for i, (pattern, subject) in enumerate(cases)),
+                      encoding="utf-8")
+    out = subprocess.run(["cmake", "-P", str(script)], capture_output=True, text=True, check=True)
+    answers = dict(line.split() for line in out.stderr.splitlines())
+    return [answers[str(i)] == "1" for i in range(len(cases))]
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake")
+def test_ranges_after_ranges_and_non_ascii_match_as_cmake_does(tmp_path: pathlib.Path) -> None:
+    assert [matches(p, s) for p, s in CMAKE_ONLY] == _cmake_answers(CMAKE_ONLY, tmp_path)
+    with pytest.raises(cmake_regex.RegexSyntaxError):
+        cmake_regex.compile_pattern("[a-c-b]")  # CMake: invalid range (d to b)
+    assert matches("^...$", "\ud800")  # a lone surrogate (no UTF-8 of its own) is its 3 bytes, not an error
+
+
+def test_a_long_class_costs_what_one_character_does() -> None:
+    """The work budget counts states, one per class: a class of 1,000 characters must cost no more
+    per character of the subject than `a` does, or a tree's MATCHES runs ~50x past its budget."""
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    long_class = cmake_regex.compile_pattern("[" + "".join(alphabet[i % 62] for i in range(998)) + "]")
+    one_character = cmake_regex.compile_pattern("a")
+    subject = "-" * cmake_regex.MAX_SUBJECT_LENGTH
+
+    def fastest(regex: cmake_regex.Regex) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            assert not cmake_regex.search(regex, subject, lambda work: None)
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    assert fastest(long_class) < 4 * fastest(one_character)

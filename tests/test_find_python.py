@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -86,3 +87,16 @@ def test_a_damaged_memo_is_ignored_and_rewritten(on_path: Path, tmp_path: Path, 
 def _stat(path: str) -> tuple[int, int, int, int]:
     info = os.stat(path)
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def test_a_fifo_named_like_the_interpreter_is_passed_over(on_path: Path, tmp_path: Path) -> None:
+    """Reading the first bytes of what PATH names (is it a binary?) must not block on a FIFO."""
+    fifo = on_path / f"python{VERSION}"
+    os.mkfifo(fifo)
+    fifo.chmod(0o755)
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from vllm_lock.shell import uv; "
+         "print(uv.find_python(sys.argv[1], Path(sys.argv[2])))", VERSION, str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() != str(fifo)

@@ -3,14 +3,20 @@ tree (promote --commit), and gitpython left unimported until git runs. Real git,
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from install_support import cli, install_args, resolve_world_lock, vllm_version
 
 from vllm_lock.errors import UsageError
 from vllm_lock.shell import git as git_shell
+from vllm_lock_testworld import TestWorld
 
 
 def _git(where: Path, *args: str) -> str:
@@ -80,3 +86,136 @@ def test_gitpython_is_imported_only_when_git_runs() -> None:
              "print('git' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout == "False\n"
+
+
+def test_a_git_dir_in_the_environment_never_turns_a_fetch_onto_the_users_repository(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a git hook (GIT_DIR, GIT_INDEX_FILE set) the mirror's `fetch --force --prune`
+    went into the user's repository: its branches overwritten or pruned, the mirror left empty."""
+    upstream = tmp_path / "upstream"
+    _git(tmp_path, "init", "-q", "-b", "main", str(upstream))
+    _git(upstream, "commit", "-q", "--allow-empty", "-m", "upstream")
+    commit = _git(upstream, "rev-parse", "HEAD")
+    _git(work, "checkout", "-q", "-b", "work")
+    _git(work, "branch", "keep")
+    before = _git(work, "for-each-ref")
+    monkeypatch.setenv("GIT_DIR", str(work / ".git"))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(work / ".git" / "index"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(work))
+    mirror = git_shell.update_mirror(tmp_path / "cache", f"file://{upstream}", commit)
+    monkeypatch.delenv("GIT_DIR")
+    monkeypatch.delenv("GIT_INDEX_FILE")
+    monkeypatch.delenv("GIT_WORK_TREE")
+    assert _git(work, "for-each-ref") == before
+    assert _git(mirror.git_dir, "rev-parse", "refs/heads/main") == commit
+
+
+def _processes_naming(needle: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"git") and any(needle.encode() in part for part in argv):
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, "nohup"])
+def test_a_terminated_command_takes_its_git_with_it(tmp_path: Path, signum: int | str) -> None:
+    """git runs in a session of its own (killed with its group at the deadline), so a SIGTERM or
+    SIGHUP for vllm-lock (a CI job cancelled, a terminal closed) no longer reaches it: a git://
+    ls-remote of a silent server was left running for ever. Now such a signal is an interrupt,
+    unless whoever started vllm-lock ignores it (nohup: a SIGHUP changes nothing)."""
+    nohup = signum == "nohup"
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    url = f"git://127.0.0.1:{silent.getsockname()[1]}/vllm.git"
+    command = subprocess.Popen(
+        [sys.executable, "-m", "vllm_lock.cli", "resolve", "--repo", url, "--python", "3.11", "--torch-date",
+         "2026-01-01", "--target-device", "cpu", "-o", str(tmp_path / "x.lock.toml"),
+         "--index", "http://127.0.0.1:9/simple", "--torch-index", "http://127.0.0.1:9/whl"],
+        env=dict(os.environ, VLLM_LOCK_CACHE=str(tmp_path / "cache")), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None)
+    try:
+        deadline = time.monotonic() + 60
+        while not _processes_naming(url) and time.monotonic() < deadline and command.poll() is None:
+            time.sleep(0.05)
+        assert _processes_naming(url), command.communicate()
+        if nohup:
+            command.send_signal(signal.SIGHUP)
+            time.sleep(1)
+            assert command.poll() is None and _processes_naming(url)  # still asking the silent server
+            signum = signal.SIGTERM
+        assert isinstance(signum, int)
+        command.send_signal(signum)
+        _, stderr = command.communicate(timeout=30)
+        time.sleep(0.2)
+        assert _processes_naming(url) == []
+        assert command.returncode == 130
+        assert [line for line in stderr.splitlines() if line.startswith("error:")] == ["error: interrupted"]
+    finally:
+        for pid in _processes_naming(url):
+            os.kill(pid, signal.SIGKILL)
+        command.kill()
+        silent.close()
+
+
+@pytest.mark.parametrize("leftover", ["half-removed", "file"])
+def test_a_mirror_path_left_without_head_is_replaced(tmp_path: Path, leftover: str) -> None:
+    """A mirror whose removal was killed half-way (HEAD gone, objects/ left), or a file where the
+    mirror goes: every rerun failed renaming the new mirror onto it (a traceback); now it is replaced."""
+    upstream = tmp_path / "upstream"
+    _git(tmp_path, "init", "-q", "-b", "main", str(upstream))
+    _git(upstream, "commit", "-q", "--allow-empty", "-m", "upstream")
+    commit = _git(upstream, "rev-parse", "HEAD")
+    url = f"file://{upstream}"
+    path = git_shell.mirror_path(tmp_path / "cache", url)
+    if leftover == "file":
+        path.parent.mkdir(parents=True)
+        path.write_text("not a mirror\n")
+    else:
+        (path / "objects" / "pack").mkdir(parents=True)
+        (path / "objects" / "pack" / "junk").write_text("x")
+    mirror = git_shell.update_mirror(tmp_path / "cache", url, commit)
+    assert _git(mirror.git_dir, "rev-parse", "refs/heads/main") == commit
+
+
+def test_an_archive_past_the_output_bound_is_one_error_not_all_of_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit's blobs compress far below what they unpack to (zeros: 1000x): `git archive` of
+    an untrusted tree was read whole into memory. Past VLLM_LOCK_GIT_OUTPUT_MAX git is killed."""
+    upstream = tmp_path / "upstream"
+    _git(tmp_path, "init", "-q", "-b", "main", str(upstream))
+    (upstream / "zeros").write_bytes(bytes(8 << 20))
+    _git(upstream, "add", "zeros")
+    _git(upstream, "commit", "-q", "-m", "zeros")
+    commit = _git(upstream, "rev-parse", "HEAD")
+    mirror = git_shell.update_mirror(tmp_path / "cache", f"file://{upstream}", commit)
+    monkeypatch.setenv("VLLM_LOCK_GIT_OUTPUT_MAX", str(1 << 20))
+    with pytest.raises(git_shell.GitError, match=r"^git archive wrote more than 1048576 bytes while exporting"):
+        git_shell.export_tree(mirror, commit, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    monkeypatch.delenv("VLLM_LOCK_GIT_OUTPUT_MAX")
+    git_shell.export_tree(mirror, commit, tmp_path / "out")
+    assert (tmp_path / "out" / "zeros").stat().st_size == 8 << 20
+
+
+def test_install_run_from_a_git_hook_builds_the_locked_commit_not_the_hooks_repository(
+        world: TestWorld, work: Path, tmp_path: Path) -> None:
+    """The command line forgets the caller's GIT_DIR (and the rest of git's repository variables)
+    for every program it starts: the build's setuptools-scm read the hook's repository's version."""
+    _git(work, "tag", "v9.9.9")
+    lock, path = resolve_world_lock(world, tmp_path / "dev.lock.toml", tmp_path / "cache")
+    before = _git(work, "for-each-ref")
+    opt = tmp_path / "opt"
+    result = cli(*install_args(path, opt), cache=tmp_path / "cache", timeout=900,
+                 env={"GIT_DIR": str(work / ".git"), "GIT_INDEX_FILE": str(work / ".git" / "index"),
+                      "GIT_WORK_TREE": str(work)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _git(work, "for-each-ref") == before
+    version = vllm_version(opt)
+    assert "9.9.9" not in version and lock.vllm.commit[:7] in version, version

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_PATTERN_LENGTH = 1_000  # characters of one pattern (vLLM's longest, every release: 45)
+# CMake's own limit (its compiler: "Too many ()"), which also keeps the recursive descent shallow
+# under an evaluator already deep in a hostile tree's nested blocks and conditions
+MAX_GROUPS = 9
 MAX_SUBJECT_LENGTH = 65_536  # characters of one string matched (vLLM's are flags and arch lists)
 
 
@@ -54,7 +57,7 @@ class _Compiler:
         self.pattern = pattern
         self.pos = 0
         self.program: list[list[Any]] = []  # mutable while compiling: [kind, *fields]
-        self.depth = 0
+        self.groups = 0
 
     def emit(self, *fields: Any) -> int:
         self.program.append(list(fields))
@@ -113,14 +116,13 @@ class _Compiler:
             state = self.emit("assert", char == "^", -1)
             return state, [(state, 2)], False
         if char == "(":
-            self.depth += 1
-            if self.depth > 100:
-                raise RegexSyntaxError("parentheses nested deeper than 100")
+            self.groups += 1
+            if self.groups > MAX_GROUPS:
+                raise RegexSyntaxError(f"more than {MAX_GROUPS} () groups")
             start, holes = self.alternation()
             if self.pos >= len(self.pattern) or self.pattern[self.pos] != ")":
                 raise RegexSyntaxError("unmatched ()")
             self.pos += 1
-            self.depth -= 1
             return start, holes, self._width(start)
         if char == ")":
             raise RegexSyntaxError("unmatched ()")
@@ -140,28 +142,37 @@ class _Compiler:
         return state, [(state, 2)], True
 
     def _bracket(self) -> Callable[[str], bool]:
-        negated = self.pos < len(self.pattern) and self.pattern[self.pos] == "^"
+        """CMake's class: a leading `]` or `-` is itself; a `-` before `]` is itself; any other
+        `-` spans from the character before it, plus one, to the one after (so in `[a-c-e]` the
+        second `-` adds d and e: it starts where the pattern's previous character left off)."""
+        pattern = self.pattern
+        negated = self.pos < len(pattern) and pattern[self.pos] == "^"
         self.pos += negated
         ranges: list[tuple[str, str]] = []
-        first = True
-        while self.pos < len(self.pattern) and (first or self.pattern[self.pos] != "]"):
-            low = self.pattern[self.pos]
-            if (self.pos + 2 < len(self.pattern) and self.pattern[self.pos + 1] == "-"
-                    and self.pattern[self.pos + 2] != "]"):
-                high = self.pattern[self.pos + 2]
-                if high < low:
-                    raise RegexSyntaxError("invalid [] range")
-                ranges.append((low, high))
-                self.pos += 3
-            else:
-                ranges.append((low, low))
+        if self.pos < len(pattern) and pattern[self.pos] in "]-":
+            ranges.append((pattern[self.pos], pattern[self.pos]))
+            self.pos += 1
+        while self.pos < len(pattern) and pattern[self.pos] != "]":
+            if pattern[self.pos] != "-":
+                ranges.append((pattern[self.pos], pattern[self.pos]))
                 self.pos += 1
-            first = False
-        if self.pos >= len(self.pattern):
+                continue
+            self.pos += 1
+            if self.pos >= len(pattern) or pattern[self.pos] == "]":
+                ranges.append(("-", "-"))
+                continue
+            low, high = ord(pattern[self.pos - 2]) + 1, ord(pattern[self.pos])
+            if low > high + 1:
+                raise RegexSyntaxError("invalid [] range")
+            if low <= high:
+                ranges.append((chr(low), chr(high)))
+            self.pos += 1
+        if self.pos >= len(pattern):
             raise RegexSyntaxError("unmatched []")
         self.pos += 1
-        spans = tuple(ranges)
-        return lambda c: any(low <= c <= high for low, high in spans) != negated
+        # one set lookup per character, however long the class (the pattern is bytes: <= 256)
+        members = frozenset(chr(code) for low, high in ranges for code in range(ord(low), ord(high) + 1))
+        return (lambda c: c not in members) if negated else members.__contains__
 
     def _width(self, start: int) -> bool:
         """Can the fragment from start (compiled so far, holes unpatched) consume nothing? False
@@ -189,11 +200,16 @@ class Regex:
     start: int
 
 
+def _bytes(text: str) -> str:
+    """The text's UTF-8 bytes, one character each: CMake matches bytes (`.` is one byte of `é`)."""
+    return text.encode("utf-8", "surrogatepass").decode("latin-1")
+
+
 def compile_pattern(pattern: str) -> Regex:
     """The pattern as a program, or RegexSyntaxError."""
-    compiler = _Compiler(pattern)
+    compiler = _Compiler(_bytes(pattern))
     start, holes = compiler.alternation()
-    if compiler.pos != len(pattern):
+    if compiler.pos != len(compiler.pattern):
         raise RegexSyntaxError("unmatched ()")
     match = compiler.emit("match")
     compiler.patch(holes, match)
@@ -218,6 +234,7 @@ def search(regex: Regex, subject: str, spend: Callable[[int], None]) -> bool:
     character, a new thread started at every position. spend(n) is told the work done (states
     visited), so the caller can bound it over many searches."""
     program = regex.program
+    subject = _bytes(subject)
     end = len(subject)
 
     def closure(states: list[int], position: int) -> tuple[list[int], bool]:

@@ -120,6 +120,22 @@ def test_unbounded_forms_that_are_not_errors_are_read_without_recursion() -> Non
     assert [p.name for p in pins(files).pins] == ["dep"]
 
 
+def test_the_deepest_blocks_conditions_and_regex_groups_together_stay_within_the_stack() -> None:
+    """Blocks and parentheses each at their bound and a MATCHES pattern of nested groups at the
+    innermost: a RecursionError (an internal error, not the tree's) before the regex compiler took
+    CMake's own limit of 9 groups (it allowed 100 nested, 4 frames each)."""
+    depth = cmake.MAX_NESTING - 2
+    groups = "(" * 100 + "a" + ")" * 100
+    condition = "(" * (cmake.MAX_NESTING - 1) + f'A MATCHES "{groups}"' + ")" * (cmake.MAX_NESTING - 1)
+    files = {"CMakeLists.txt": "set(A a)\n" + "if(1)\n" * depth + f"if({condition})\nset(X 1)\nendif()\n"
+             + "endif()\n" * depth}
+
+    def below(frames: int) -> object:  # the CLI's own frames above the evaluator
+        return below(frames - 1) if frames else pins(files)
+
+    assert below(60).pins == ()
+
+
 def test_a_catastrophically_backtracking_matches_is_decided_in_linear_time() -> None:
     """`(a+)+$` against a run of `a` and a `b`: Python's re backtracks 2^n ways (30 a's: minutes);
     CMake's dialect has no backreferences, so one NFA pass decides it, exactly."""

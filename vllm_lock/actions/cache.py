@@ -164,7 +164,10 @@ def consumer_keys(output: Path, *, trusted_file: Path | None, signing_key: Path 
 def _write_whole(output: Path, data: bytes) -> None:
     part = output.with_name(f".{output.name}.{os.getpid()}.part")
     try:
-        part.write_bytes(data)
+        # a fresh file, never one (or a link) someone put at this predictable name
+        part.unlink(missing_ok=True)
+        with os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb") as stream:
+            stream.write(data)
         part.replace(output)
     except OSError as exc:
         part.unlink(missing_ok=True)
@@ -200,8 +203,12 @@ def fetch(lock_ref: str, urls: Sequence[str], trusted: Sequence[PublicKey], outp
     lock = lockfiles.read(lock_ref)[0]
     identity = cache_entry.wheel_build_identity(lock)
     part = output.with_name(f".{output.name}.{os.getpid()}.part")
-    shutil.rmtree(part, ignore_errors=True)
     try:
+        # made afresh here (a link someone planted at this predictable name is removed, not followed)
+        if part.is_symlink() or part.is_file():
+            part.unlink()
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(mode=0o700)
         settings = substitute.CacheSettings(caches=tuple(urls), trusted=tuple(trusted), substitute_only=False,
                                             push=None, signing_key=None)
         hit = substitute.find(identity, settings, part / "dist", say)
@@ -218,7 +225,8 @@ def fetch(lock_ref: str, urls: Sequence[str], trusted: Sequence[PublicKey], outp
     except OSError as exc:
         raise OutputError(f"cannot write {output}: {exc.strerror or exc}") from None
     finally:
-        shutil.rmtree(part, ignore_errors=True)
+        if not part.is_symlink():
+            shutil.rmtree(part, ignore_errors=True)
 
 
 def has_entry(lock_ref: str, url: str, trusted: Sequence[PublicKey]) -> tuple[CacheEntry, str] | None:

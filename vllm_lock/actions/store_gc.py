@@ -77,6 +77,8 @@ def collect(request: GcRequest, reporter: Reporter) -> GcResult:
     if request.dry_run:
         freed_files, freed_bytes = plan.freed_files, plan.freed_bytes
     else:
+        if left := gc_inventory.remove_left_trash(request.cache):
+            reporter.say(f"    removed {left} folder(s) an interrupted collection left")
         for entry in plan.delete_entries:
             if gc_inventory.delete_entry(request.cache, entry, started=started):
                 freed_files, freed_bytes = freed_files + entry.files, freed_bytes + entry.size

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import select
+import signal
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, NoReturn
@@ -24,6 +25,7 @@ from vllm_lock.cli import install as install_commands
 from vllm_lock.cli import lifecycle as lifecycle_commands
 from vllm_lock.cli import lock as lock_commands
 from vllm_lock.errors import ExitCode, VllmLockError, exit_code_for
+from vllm_lock.shell import git as git_shell
 
 CONTEXT_INDENT = "  "
 
@@ -214,11 +216,23 @@ def _exit(code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> NoReturn:
     """The app as the console script runs it. Command-line errors (unknown option, missing or bad
     argument: click's UsageError, vendored by typer or not) follow the same contract, exit 2; a
     bare `vllm-lock` prints the help. A closed stdout (the reader of a pipe went away) ends the
     command quietly with 141, as a shell reports a writer killed by SIGPIPE."""
+    git_shell.forget_callers_repository()
+    # git runs in a process group of its own (killed with it at its deadline), out of reach of a
+    # signal sent to ours: a SIGTERM (a job cancelled) or SIGHUP (a terminal closed) is taken as
+    # Ctrl-C is, so that the runner kills it and every interrupted step cleans up; one ignored by
+    # whoever started us (nohup) stays ignored
+    for ending in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(ending) is not signal.SIG_IGN:
+            signal.signal(ending, _interrupted)
     try:
         code = app_for(sys.argv[1:])(standalone_mode=False)
     except typer.Abort:

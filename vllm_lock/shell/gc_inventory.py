@@ -207,6 +207,27 @@ def delete_mirror(cache: Path, mirror: store_gc.Mirror, *, started: float) -> bo
     return True
 
 
+def remove_left_trash(cache: Path) -> int:
+    """The .gc-<key>-<pid> folders a collection killed while removing left (in cas, git and
+    sources), each once its process is gone; how many were removed."""
+    removed = 0
+    for base in (cache / "cas" / "sha256", cache / "git", source_store.sources_dir(cache)):
+        for trash in sorted(base.glob(".gc-*-*")) if base.is_dir() else []:
+            pid = trash.name.rpartition("-")[2]
+            if not pid.isdigit() or trash.is_symlink():
+                continue
+            try:
+                os.kill(int(pid), 0)
+                continue  # its collection is still removing it
+            except ProcessLookupError:
+                pass
+            except (PermissionError, OverflowError):
+                continue
+            source_store.remove_tree(trash)
+            removed += 1
+    return removed
+
+
 def delete_source(cache: Path, entry: store_gc.Entry, *, started: float) -> bool:
     """Remove sources/<key> under the lock its maker takes (shell/source_store.ensure), unless an
     install used it since the collection began (each use touches it)."""

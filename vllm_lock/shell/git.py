@@ -82,6 +82,12 @@ def local_deadline() -> float:
     return limits.setting("VLLM_LOCK_GIT_LOCAL_DEADLINE", 900)
 
 
+def output_bound() -> int:
+    """Bytes of one git command's output held in memory (an archive of a whole tree is the largest:
+    vLLM's, ~40 MB); an untrusted commit's blobs may compress far below what they unpack to."""
+    return int(limits.setting("VLLM_LOCK_GIT_OUTPUT_MAX", 1 << 30))
+
+
 # `-c` beats every config file: whatever the user's configuration says, git runs no hook (also
 # none a template directory put into a new repository), no fsmonitor program, no auto gc.
 FORCED_CONFIG = (
@@ -90,6 +96,24 @@ FORCED_CONFIG = (
     "gc.auto=0",
     "maintenance.auto=false",
 )
+
+
+# where git finds a repository, an index, objects: set in a git hook's environment (or by the
+# user), they would turn a mirror's `fetch --force --prune` onto the caller's own repository and
+# a build's `git describe` onto the wrong tree. Every git of ours finds its repository by
+# --git-dir or its working directory instead.
+REPOSITORY_ENV = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX", "GIT_SHALLOW_FILE", "GIT_GRAFT_FILE",
+    "GIT_IMPLICIT_WORK_TREE", "GIT_QUARANTINE_PATH", "GIT_REPLACE_REF_BASE", "GIT_NO_REPLACE_OBJECTS",
+)
+
+
+def forget_callers_repository() -> None:
+    """Drop REPOSITORY_ENV from this process's environment (for gitpython's git and every
+    program a build runs, not only `run`'s)."""
+    for name in REPOSITORY_ENV:
+        os.environ.pop(name, None)
 
 
 def git_env() -> dict[str, str]:
@@ -175,16 +199,19 @@ def run(
     else:
         bound, tries = local_deadline(), 1
     deadline = time.monotonic() + bound
-    env = dict(os.environ, **git_env())
+    env = {k: v for k, v in os.environ.items() if k not in REPOSITORY_ENV} | git_env()
     last = ""
     for attempt in range(tries):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         try:
-            done = proc.output_of(argv, cwd=cwd, env=env, timeout=remaining)
+            done = proc.output_of(argv, cwd=cwd, env=env, timeout=remaining, max_stdout=output_bound())
         except OSError as exc:  # git missing, cwd vanished
             raise GitError(f"cannot run git while {what}: {exc}") from None
+        if done.overflowed:
+            raise GitError(f"git {args[0]} wrote more than {output_bound()} bytes while {what} "
+                           "(VLLM_LOCK_GIT_OUTPUT_MAX)")
         if done.returncode == 0:
             if binary:
                 return done.stdout
@@ -298,12 +325,20 @@ def _open_mirror(path: Path) -> Mirror:
         if bare.strip() == "true":
             _remove_stale_git_locks(path)
             return Mirror(git_dir=path)
+    # whatever is there is no mirror (a removal killed half-way leaves a folder without HEAD)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
         shutil.rmtree(path, ignore_errors=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     run(["init", "--quiet", "--bare", str(partial)], what="creating the mirror")
-    os.rename(partial, path)
+    try:
+        os.rename(partial, path)
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise GitError(f"cannot replace {path}, which is no mirror: {exc.strerror or exc} (remove it)") from None
     return Mirror(git_dir=path)
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import collections
 import os
+import selectors
 import shlex
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,30 +103,72 @@ def run(
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Output:
     """A program's stdout and stderr, apart and as bytes; returncode None when it was killed at
-    its timeout."""
+    its timeout or for writing more than its bound (overflowed)."""
 
     returncode: int | None
     stdout: bytes
     stderr: bytes
+    overflowed: bool = False
 
 
-def output_of(argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], timeout: float) -> Output:
+STDERR_KEEP_BYTES = 1 << 20  # of a program's stderr: its last MiB (the error is at the end)
+
+
+def output_of(argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], timeout: float,
+              max_stdout: int | None = None) -> Output:
     """Run argv to its end, stdout and stderr kept apart and whole (git's answers: a tree
-    listing, an archive). At the timeout the program and every process it started (its own
-    process group) are killed; so they are when the caller is interrupted."""
+    listing, an archive), stdout up to max_stdout bytes (past it the program is killed: a tree
+    of an untrusted commit may unpack to more than memory holds). At the timeout the program
+    and every process it started (its own process group) are killed; so they are when the
+    caller is interrupted."""
     child = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, start_new_session=True)
+    assert child.stdout is not None and child.stderr is not None
+    deadline = time.monotonic() + timeout
+    chunks: dict[int, list[bytes]] = {child.stdout.fileno(): [], child.stderr.fileno(): []}
+    sizes = dict.fromkeys(chunks, 0)
+    out_fd, err_fd = child.stdout.fileno(), child.stderr.fileno()
+    overflowed = timed_out = False
     try:
-        stdout, stderr = child.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(child)
-        stdout, stderr = child.communicate()
-        return Output(returncode=None, stdout=stdout, stderr=stderr)
+        with selectors.DefaultSelector() as selector:
+            for fd in chunks:
+                selector.register(fd, selectors.EVENT_READ)
+            while selector.get_map() and not (overflowed or timed_out):
+                remaining = deadline - time.monotonic()
+                ready = selector.select(remaining) if remaining > 0 else []
+                if not ready:
+                    timed_out = True
+                for key, _ in ready:
+                    data = os.read(key.fd, 1 << 16)
+                    if not data:
+                        selector.unregister(key.fd)
+                        continue
+                    chunks[key.fd].append(data)
+                    sizes[key.fd] += len(data)
+                    if key.fd == err_fd and sizes[err_fd] > 2 * STDERR_KEEP_BYTES:
+                        chunks[err_fd] = [b"".join(chunks[err_fd])[-STDERR_KEEP_BYTES:]]
+                        sizes[err_fd] = STDERR_KEEP_BYTES
+                    if key.fd == out_fd and max_stdout is not None and sizes[out_fd] > max_stdout:
+                        overflowed = True
+        if not (overflowed or timed_out):
+            try:  # both pipes closed: the program is ending (or holds on without them)
+                child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+        if overflowed or timed_out:
+            _kill_group(child)
+        returncode = child.wait()
     except BaseException:
         _kill_group(child)
-        child.communicate()
+        child.wait()
         raise
-    return Output(returncode=child.returncode, stdout=stdout, stderr=stderr)
+    finally:
+        child.stdout.close()
+        child.stderr.close()
+    stdout, stderr = b"".join(chunks[out_fd]), b"".join(chunks[err_fd])
+    if overflowed or timed_out:
+        return Output(returncode=None, stdout=stdout, stderr=stderr, overflowed=overflowed)
+    return Output(returncode=returncode, stdout=stdout, stderr=stderr)
 
 
 def _kill_group(child: subprocess.Popen[bytes]) -> None:

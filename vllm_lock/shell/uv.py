@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -194,6 +195,8 @@ def find_python(version: str, cache: Path) -> str | None:
 
 def _is_binary(path: str) -> bool:
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False  # a FIFO's open would wait for a writer
         with open(path, "rb") as handle:
             return handle.read(4) == b"\x7fELF" and os.access(path, os.X_OK)
     except OSError:
