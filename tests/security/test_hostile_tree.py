@@ -130,7 +130,7 @@ def test_the_deepest_blocks_conditions_and_regex_groups_together_stay_within_the
     files = {"CMakeLists.txt": "set(A a)\n" + "if(1)\n" * depth + f"if({condition})\nset(X 1)\nendif()\n"
              + "endif()\n" * depth}
 
-    def below(frames: int) -> object:  # the CLI's own frames above the evaluator
+    def below(frames: int) -> source_layout.ExternalPinsReading:  # the CLI's own frames above the evaluator
         return below(frames - 1) if frames else pins(files)
 
     assert below(60).pins == ()
