@@ -79,6 +79,7 @@ CACHE_URL_RE='^((file://)?(/[A-Za-z0-9_][A-Za-z0-9._-]{0,63})+/?|https?://([A-Za
 MAX_CACHE_URL=1024
 MAX_ENTRY_BYTES=16384  # vllm-lock's own bound on an entry
 MAX_BUILT_WHEEL_BYTES=$((8 * 1024 * 1024 * 1024))  # a container's wheel the host will take (vLLM's are < 1 GiB)
+OUTBOX_READ_SECONDS=900  # reading a container's entry or wheel: a FIFO or a drip stops here (8 GiB at 10 MB/s)
 
 # --- Container side ------------------------------------------------------------------------
 VENV_DIR="/opt/vllm"
@@ -798,7 +799,9 @@ publish_build() {
     fi
     mkdir -p "${HOST_WORK}/outbox"
     entry="${HOST_WORK}/outbox/${ENTRY_NAME}"
-    pct exec "$CTID" -- cat -- "${CT_OUTBOX}/${ENTRY_NAME}" </dev/null 2>/dev/null | head -c "$((MAX_ENTRY_BYTES + 1))" >"$entry" || true
+    # bounded in bytes and in time: a container that leaves a FIFO or drips its bytes cannot hold the host
+    timeout "$OUTBOX_READ_SECONDS" pct exec "$CTID" -- cat -- "${CT_OUTBOX}/${ENTRY_NAME}" </dev/null 2>/dev/null |
+        head -c "$((MAX_ENTRY_BYTES + 1))" >"$entry" || true
     if ! out=$(host_vllm_lock cache entry "$entry"); then
         log_warn "Not published: the entry CTID ${CTID} left is refused: $(last_line "$out")"
         return 0
@@ -809,9 +812,14 @@ publish_build() {
         log_warn "Not published: the entry CTID ${CTID} left names $(printf '%q' "$wheel_path") of $(printf '%q' "$size") bytes (at most ${MAX_BUILT_WHEEL_BYTES})."
         return 0
     fi
+    if ! ct_probe test -f "${CT_OUTBOX}/${wheel_path}"; then
+        log_warn "Not published: CTID ${CTID} left no regular file at ${CT_OUTBOX}/${wheel_path}."
+        return 0
+    fi
     wheel="${HOST_WORK}/outbox/${wheel_path}"
     mkdir -p "${wheel%/*}"
-    pct exec "$CTID" -- cat -- "${CT_OUTBOX}/${wheel_path}" </dev/null 2>/dev/null | head -c "$((size + 1))" >"$wheel" || true
+    timeout "$OUTBOX_READ_SECONDS" pct exec "$CTID" -- cat -- "${CT_OUTBOX}/${wheel_path}" </dev/null 2>/dev/null |
+        head -c "$((size + 1))" >"$wheel" || true
     if out=$(host_vllm_lock cache publish "$HOST_LOCK" --from "${HOST_WORK}/outbox" --to "$CACHE_URL" \
         --cache-signing-key "$CACHE_SIGNING_KEY"); then
         log_success "Published the build of lock '${LOCK_NAME}' from CTID ${CTID} to ${CACHE_URL}: $(last_line "$out")."

@@ -342,3 +342,25 @@ def test_a_duplicate_vllm_cache_key_is_refused(host: ph.Host) -> None:
     lines = _refusal_lines(host)
     assert len(lines) == 1 and "more than one 'vllm_cache' value at lxc_configs.801.vllm_cache" in lines[0], lines
     assert host.pct_calls() == []
+
+
+def test_every_read_of_a_containers_file_is_bounded_in_bytes_and_time(tmp_path: Path) -> None:
+    """The host reads a container's outbox (entry, wheel) with `pct exec cat`: a hostile container
+    can leave a FIFO there or drip its bytes. Each such read is cut at its size (head -c) and
+    stopped at OUTBOX_READ_SECONDS (timeout), and the wheel must be a regular file first."""
+    text = ph.FEATURE_SCRIPT.read_text()
+    reads = [m.start() for m in re.finditer(r"pct exec \"\$CTID\" -- cat -- ", text)]
+    assert len(reads) == 2
+    for at in reads:
+        line_start = text.rfind("\n", 0, at) + 1
+        assert text[line_start:at].strip() == 'timeout "$OUTBOX_READ_SECONDS"', text[line_start:at + 60]
+        statement = text[at:text.index("|| true", at)]
+        assert "head -c" in statement
+    assert re.search(r"^OUTBOX_READ_SECONDS=[0-9]+ ", text, re.M)
+    assert 'ct_probe test -f "${CT_OUTBOX}/${wheel_path}"' in text
+    fifo = tmp_path / "wheel.whl"
+    os.mkfifo(fifo)
+    timed = subprocess.run(["bash", "-c", 'timeout 1 cat "$1" | head -c 10 >/dev/null || true', "bash", str(fifo)],
+                           capture_output=True, timeout=30)
+    assert timed.returncode == 0  # the same pipeline over a FIFO nobody writes ends at the timeout
+
