@@ -25,7 +25,7 @@ from vllm_lock.cli import install as install_commands
 from vllm_lock.cli import lifecycle as lifecycle_commands
 from vllm_lock.cli import lock as lock_commands
 from vllm_lock.errors import ExitCode, VllmLockError, exit_code_for
-from vllm_lock.shell import git as git_shell
+from vllm_lock.shell import git_environment
 
 CONTEXT_INDENT = "  "
 
@@ -225,7 +225,7 @@ def main() -> NoReturn:
     argument: click's UsageError, vendored by typer or not) follow the same contract, exit 2; a
     bare `vllm-lock` prints the help. A closed stdout (the reader of a pipe went away) ends the
     command quietly with 141, as a shell reports a writer killed by SIGPIPE."""
-    git_shell.forget_callers_repository()
+    git_environment.forget_callers_repository()
     # git runs in a process group of its own (killed with it at its deadline), out of reach of a
     # signal sent to ours: a SIGTERM (a job cancelled) or SIGHUP (a terminal closed) is taken as
     # Ctrl-C is, so that the runner kills it and every interrupted step cleans up; one ignored by

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Literal, overload
 from vllm_lock.errors import InstallError, ResolutionError, UnknownRefError, UnreachableError, UsageError
 from vllm_lock.model import Lock, is_commit_sha
 from vllm_lock.shell import limits, mirroring, proc
+from vllm_lock.shell.git_environment import REPOSITORY_ENV
 
 if TYPE_CHECKING:
     import git
@@ -96,24 +97,6 @@ FORCED_CONFIG = (
     "gc.auto=0",
     "maintenance.auto=false",
 )
-
-
-# where git finds a repository, an index, objects: set in a git hook's environment (or by the
-# user), they would turn a mirror's `fetch --force --prune` onto the caller's own repository and
-# a build's `git describe` onto the wrong tree. Every git of ours finds its repository by
-# --git-dir or its working directory instead.
-REPOSITORY_ENV = (
-    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX", "GIT_SHALLOW_FILE", "GIT_GRAFT_FILE",
-    "GIT_IMPLICIT_WORK_TREE", "GIT_QUARANTINE_PATH", "GIT_REPLACE_REF_BASE", "GIT_NO_REPLACE_OBJECTS",
-)
-
-
-def forget_callers_repository() -> None:
-    """Drop REPOSITORY_ENV from this process's environment (for gitpython's git and every
-    program a build runs, not only `run`'s)."""
-    for name in REPOSITORY_ENV:
-        os.environ.pop(name, None)
 
 
 def git_env() -> dict[str, str]:
