@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from install_support import cli, install_args, resolve_world_lock
 
 from vllm_lock.shell import uv as uv_shell
+from vllm_lock_testworld import TestWorld
 
 VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 REAL = os.path.realpath(sys.executable)
@@ -100,3 +104,45 @@ def test_a_fifo_named_like_the_interpreter_is_passed_over(on_path: Path, tmp_pat
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() != str(fifo)
+
+
+def _another_python() -> str:
+    """A CPython binary of another minor version than the lock's 3.11 (this machine has pyenv's)."""
+    candidates = [*glob.glob("/root/.pyenv/versions/3.*/bin/python3.*"), *glob.glob("/usr/bin/python3.*"),
+                  *glob.glob("/usr/local/bin/python3.*")]
+    for path in sorted(candidates):
+        if re.fullmatch(r"python3\.[0-9]+", os.path.basename(path)) and not path.endswith("python3.11"):
+            real = os.path.realpath(path)
+            with open(real, "rb") as handle:
+                if handle.read(4) == b"\x7fELF":
+                    return real
+    pytest.skip("no CPython other than 3.11 on this machine")
+
+
+def test_a_remembered_interpreter_of_another_version_is_refused_forgotten_and_a_rerun_repairs(
+    world: TestWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = _another_python()
+    cache = tmp_path / "cache"
+    _, path = resolve_world_lock(world, tmp_path / "dev.lock.toml", cache)
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    launcher = folder / "python3.11"  # a shim, as pyenv's: the memo is what names its binary
+    launcher.write_text(f'#!/bin/sh\nexec {os.path.realpath(sys.executable)} "$@"\n')
+    launcher.chmod(0o755)
+    memo = cache / "python" / "3.11.json"
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(json.dumps({"launcher": str(launcher), "launcher-stat": list(_stat(str(launcher))),
+                                "binary": other, "binary-stat": list(_stat(other))}))
+    env = {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+
+    refused = cli(*install_args(path, tmp_path / "opt"), cache=cache, env=env)
+    assert refused.returncode == 7, refused.stderr[-3000:]
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "the lock is for Python 3.11" in errors[0], refused.stderr[-3000:]
+    assert not memo.exists()  # forgotten
+    assert not (tmp_path / "opt" / "vllm").exists()  # nothing switched
+
+    again = cli(*install_args(path, tmp_path / "opt"), cache=cache, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(memo.read_text())["binary"] != other

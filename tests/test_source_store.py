@@ -20,6 +20,7 @@ import pytest
 from install_support import CLI, cli, install_args, resolve_world_lock, vllm_version, write_variant
 
 from vllm_lock import source_store as source_rules
+from vllm_lock.generation import Generation
 from vllm_lock.model import Lock
 from vllm_lock_testworld import TestWorld
 
@@ -321,4 +322,30 @@ def test_a_substitution_in_a_generation_a_build_checked_out_replaces_its_checkou
     assert result.returncode == 0, result.stderr[-3000:]
     assert src.is_symlink() and Path(os.readlink(src)) == store_path(primed, cache)
     clean = as_user("verify", str(primed.path), "--venv", str(opt / "vllm"), cache=cache)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+
+def test_a_built_generation_with_a_linked_source_still_has_its_external_sources_checked(primed: Primed) -> None:
+    """Only a non-editable substitution (its receipt says so) is spared the external sources'
+    stamps; a built generation whose src someone made a link keeps that check."""
+    src = generation_src(primed.root / "opt-a")
+    generation = Generation(root=src.parent)
+    assert primed.lock.external_sources
+    source = primed.lock.external_sources[0]
+    stamp = generation.external_stamp(source.name)
+    moved, hidden = src.with_name("src-moved"), stamp.with_name(stamp.name + ".hidden")
+    os.rename(src, moved)
+    src.symlink_to(moved)
+    os.rename(stamp, hidden)
+    try:
+        drift = cli("verify", str(primed.path), "--venv", str(primed.root / "opt-a" / "vllm"),
+                    cache=primed.root / "cache-a")
+        assert drift.returncode == 1, drift.stdout + drift.stderr
+        assert f"external source {source.name}: staged nothing" in drift.stdout
+    finally:
+        os.rename(hidden, stamp)
+        src.unlink()
+        os.rename(moved, src)
+    clean = cli("verify", str(primed.path), "--venv", str(primed.root / "opt-a" / "vllm"),
+                cache=primed.root / "cache-a")
     assert clean.returncode == 0, clean.stdout + clean.stderr

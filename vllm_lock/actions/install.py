@@ -360,6 +360,13 @@ def create_environment(run: _Run, uv_env: dict[str, str], python: str | None) ->
     the Python uv just installed."""
     uv_shell.run_uv(uv_shell.venv_argv(python or run.lock.target.python, run.gen.venv), env=uv_env,
                        what="creating the venv", log=run.log, on_line=run.rep.line)
+    wanted = run.lock.target.python
+    made = uv_shell.venv_python_version(run.gen.venv)
+    if made is None or (made != wanted and not made.startswith(f"{wanted}.")):
+        # a remembered interpreter that is another Python now (its memo rewritten by hand, say)
+        uv_shell.forget_python(wanted, run.request.cache)
+        raise PreflightError(f"{python or wanted} made a Python {made or '(unknown)'} environment, the lock is for "
+                             f"Python {wanted}; the remembered interpreter is forgotten: rerun to look again")
 
 
 def install_packages(run: _Run, uv_env: dict[str, str], *, vllm_wheel: substitute.Substitution | None = None) -> None:

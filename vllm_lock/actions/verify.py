@@ -346,8 +346,9 @@ def verify(lock_ref: str, venv: Path) -> Report:
     else:
         report.source.append(f"source checkout {src} is missing")
     report.source += rust_artifact_problems(lock, real, src)
-    # a source that is a store link: a substitution, which built nothing and staged no external source
-    for source in () if src.is_symlink() else lock.external_sources:
+    # a non-editable substitution built nothing: it staged no external source (its src is a store link)
+    built_nothing = done is not None and bool(done.substituted_from) and not done.editable
+    for source in () if built_nothing else lock.external_sources:
         stamp = generation.external_stamp(source.name)
         staged = stamp.read_text().strip() if stamp.is_file() else None
         if staged != source.commit:

@@ -193,6 +193,24 @@ def find_python(version: str, cache: Path) -> str | None:
     raise PreflightError(f"`uv python find {version}` failed: {_uv_error(result.output)}")
 
 
+def forget_python(version: str, cache: Path) -> None:
+    """The remembered interpreter for `version` dropped: the next lookup asks uv again."""
+    (cache / "python" / f"{version}.json").unlink(missing_ok=True)
+
+
+def venv_python_version(venv: Path) -> str | None:
+    """The Python version a venv was made with, as uv wrote it in pyvenv.cfg (`version_info`)."""
+    try:
+        lines = (venv / "pyvenv.cfg").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "version_info":
+            return value.strip()
+    return None
+
+
 def _is_binary(path: str) -> bool:
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
