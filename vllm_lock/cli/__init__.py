@@ -217,6 +217,9 @@ def _exit(code: int) -> NoReturn:
 
 
 def _interrupted(signum: int, frame: object) -> None:
+    from vllm_lock.shell import proc
+
+    proc.kill_own_sessions()  # git in a session of its own: the signal did not reach it
     raise KeyboardInterrupt
 
 

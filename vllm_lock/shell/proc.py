@@ -171,6 +171,27 @@ def output_of(argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], 
     return Output(returncode=returncode, stdout=stdout, stderr=stderr)
 
 
+def kill_own_sessions() -> None:
+    """Kill every child of this process that leads a session of its own (output_of's programs),
+    with its group: what an interrupt must not leave running, including a child started in the
+    instant before its runner could hold it (the interrupt came while Popen was returning)."""
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # after the command name: state, ppid, pgrp, session
+        if len(fields) > 3 and int(fields[1]) == me and int(fields[3]) == int(entry):
+            try:
+                os.killpg(int(entry), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def _kill_group(child: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(child.pid, signal.SIGKILL)
