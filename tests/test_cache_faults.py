@@ -5,10 +5,14 @@ not verified is returned, and every request is bounded."""
 from __future__ import annotations
 
 import hashlib
+import http.client
+import http.server
 import os
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,6 +280,75 @@ def test_two_concurrent_pushes_of_one_identity_end_with_one_valid_entry(tmp_path
         assert hit is not None, said
         winner = int(hit.signer.removeprefix("host-"))
         assert hit.wheel.read_bytes() == wheels[winner - 1].read_bytes()
+
+
+class _FirstPutFails(http.server.BaseHTTPRequestHandler):
+    """In front of the real S3 server: answers the first PUT of a key ending in `fail_suffix` with
+    S3's 500 InternalError (what rclone answers two PUTs of one key at the same instant), forwards
+    every other request unchanged (its signed Host header included)."""
+
+    upstream: tuple[str, int] = ("127.0.0.1", 0)
+    fail_suffix = ".entry"
+    failures_left = 1
+    puts: list[str] = []
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.command == "PUT":
+            type(self).puts.append(self.path)
+            if self.path.split("?")[0].endswith(type(self).fail_suffix) and type(self).failures_left > 0:
+                type(self).failures_left -= 1
+                error = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
+                self.send_response(500)
+                self.send_header("content-length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+                return
+        conn = http.client.HTTPConnection(*type(self).upstream, timeout=30)
+        conn.request(self.command, self.path, body=body or None, headers=dict(self.headers.items()))
+        answer = conn.getresponse()
+        data = answer.read()
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                self.send_header(name, value)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        conn.close()
+
+    do_GET = do_PUT = do_HEAD = _forward
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("failures, pushed", [(1, True), (99, False)])
+def test_an_s3_put_answered_500_is_sent_again_then_given_up(tmp_path: Path, s3: S3Server, failures: int,
+                                                            pushed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.env["AWS_ACCESS_KEY_ID"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env["AWS_SECRET_ACCESS_KEY"])
+    endpoint = urllib.parse.urlsplit(s3.endpoint)
+    handler = type("Handler", (_FirstPutFails,), {"upstream": (endpoint.hostname, endpoint.port),
+                                                  "failures_left": failures, "puts": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    s3.url(prefix="retried")  # makes the bucket
+    url = f"s3://cache/retried{failures}?endpoint=http://127.0.0.1:{server.server_address[1]}"
+    try:
+        if pushed:
+            publish(url, tmp_path)
+            hit, said = lookup(url, tmp_path)
+            assert hit is not None, said
+        else:
+            with pytest.raises(CacheUnreachableError,
+                               match=r"\.entry: PUT answered HTTP 500: InternalError \(after 3 tries\)$"):
+                publish(url, tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    entry_puts = [put for put in handler.puts if put.split("?")[0].endswith(".entry")]
+    assert len(entry_puts) == (2 if pushed else 3), handler.puts
 
 
 def test_cache_verify_reports_each_bad_entry(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import hmac
 import http.client
 import os
 import re
+import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -176,43 +177,67 @@ class Client:
         return http_shell._GuardedHTTPConnection(self.location.host, self.location.port)
 
     def _request(
-        self, guard: object, method: str, key: str | None, *, query: Mapping[str, str] | None = None,
-        body: IO[bytes] | bytes | None = None, size: int = 0, payload_sha256: str = EMPTY_SHA256,
+        self, guard: http_shell._Deadline, method: str, key: str | None, *,
+        query: Mapping[str, str] | None = None, body: IO[bytes] | bytes | None = None, size: int = 0,
+        payload_sha256: str = EMPTY_SHA256,
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """One request, sent again (a fresh signature, the body from its start) after a network error
+        or a 5xx answer, as S3 asks of its clients, while the guard's deadline allows: S3-compatible
+        servers answer 500 to two PUTs of one key at the same instant."""
+        label = f"s3://{self.location.bucket}/{key or ''}"
+        start = body.tell() if body is not None and not isinstance(body, bytes) else None
+        last = ""
+        for attempt in range(http_shell.RETRIES):
+            if guard.expired.is_set():
+                break
+            if start is not None:
+                body.seek(start)  # type: ignore[union-attr]
+            conn = self._connection()
+            try:
+                target, headers = self._signed(method, key, query, body is not None, size, payload_sha256)
+                conn.request(method, target, body=body, headers=headers)
+                response = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status < 300:
+                    return conn, response
+                detail = _s3_error(response.read(4096))
+                conn.close()
+                if response.status == 404:
+                    raise NotFound(label)
+                if response.status < 500:
+                    hint = " (check the AWS credentials)" if response.status == 403 else ""
+                    raise CacheUnreachableError(f"{label}: {method} answered HTTP {response.status}{detail}{hint}")
+                last = f"{method} answered HTTP {response.status}{detail}"
+            pause = 0.3 * 2**attempt
+            if attempt + 1 < http_shell.RETRIES and guard.remaining() > pause:
+                time.sleep(pause)
+        raise CacheUnreachableError(self._failure(label, guard, f"{last} (after {http_shell.RETRIES} tries)"))
+
+    def _signed(
+        self, method: str, key: str | None, query: Mapping[str, str] | None, has_body: bool, size: int,
+        payload_sha256: str,
+    ) -> tuple[str, dict[str, str]]:
+        """The request target and its headers, signed now (a retry signs again: the date moves)."""
         path = f"/{self.location.bucket}" + (f"/{key}" if key is not None else "")
         query = dict(query or {})
         headers = signed_headers(
             method=method, host=self._host(), path=path, query=query, payload_sha256=payload_sha256,
             creds=self._creds, region=self.location.region, now=dt.datetime.now(dt.UTC),
         )
-        if body is not None:
+        if has_body:
             headers["content-length"] = str(size)
         target = _uri_encode(path, keep_slash=True)
         if query:
             target += "?" + "&".join(f"{_uri_encode(k, keep_slash=False)}={_uri_encode(v, keep_slash=False)}"
                                      for k, v in sorted(query.items()))
-        conn = self._connection()
-        label = f"s3://{self.location.bucket}/{key or ''}"
-        try:
-            conn.request(method, target, body=body, headers=headers)
-            response = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise CacheUnreachableError(self._failure(label, guard, f"{type(exc).__name__}: {exc}")) from None
-        if response.status == 404:
-            conn.close()
-            raise NotFound(label)
-        if response.status >= 300:
-            detail = _s3_error(response.read(4096))
-            conn.close()
-            hint = " (check the AWS credentials)" if response.status == 403 else ""
-            raise CacheUnreachableError(f"{label}: {method} answered HTTP {response.status}{detail}{hint}")
-        return conn, response
+        return target, headers
 
-    def _failure(self, label: str, guard: object, detail: str) -> str:
-        deadline = getattr(guard, "seconds", None)
-        if getattr(guard, "expired", None) is not None and guard.expired.is_set():  # type: ignore[attr-defined]
-            return f"{label} did not answer within {deadline:g} s (VLLM_LOCK_CACHE_DEADLINE)"
+    def _failure(self, label: str, guard: http_shell._Deadline, detail: str) -> str:
+        if guard.expired.is_set():
+            return f"{label} did not answer within {guard.seconds:g} s (VLLM_LOCK_CACHE_DEADLINE)"
         return f"{label}: {detail}"
 
     def get(self, key: str, *, limit: int, deadline: float) -> bytes:
