@@ -329,8 +329,11 @@ def test_an_s3_put_answered_500_is_sent_again_then_given_up(tmp_path: Path, s3: 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.env["AWS_ACCESS_KEY_ID"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env["AWS_SECRET_ACCESS_KEY"])
     endpoint = urllib.parse.urlsplit(s3.endpoint)
-    handler = type("Handler", (_FirstPutFails,), {"upstream": (endpoint.hostname, endpoint.port),
-                                                  "failures_left": failures, "puts": []})
+    class Handler(_FirstPutFails):
+        upstream = (endpoint.hostname or "127.0.0.1", endpoint.port or 80)
+        failures_left = failures
+        puts: list[str] = []
+    handler = Handler
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     s3.url(prefix="retried")  # makes the bucket
