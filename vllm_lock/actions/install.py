@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import vllm_lock
 from vllm_lock import clock, codec, plan, pylock
@@ -43,6 +43,9 @@ from vllm_lock.shell import build as build_shell
 from vllm_lock.shell import cargo, cuda_tools, generations, lockfiles, machine, mirroring, sccache
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
+
+if TYPE_CHECKING:  # imported where verify runs: an install that finds its generation never does
+    from vllm_lock.actions import verify as verify_action
 
 DEFAULT_CRATE_REGISTRY = "https://static.crates.io/crates"
 MAX_RUST_SOURCE = 64 << 20  # bytes of one file the Rust frontend's detection reads from the checkout
@@ -489,11 +492,11 @@ def verify_step(run: _Run, env: dict[str, str]) -> tuple[str, set[str]]:
     from vllm_lock.actions import verify as verify_action
 
     lock, gen, rep = run.lock, run.gen, run.rep
-    version, found = verify_built(lock, gen.venv, gen.src, env)
+    version, found, report = verify_built(lock, gen.venv, gen.src, env)
     rep.say(f"    {version_check(lock)}: {version}")
     if found:
         rep.say(f"    cubins: {', '.join(sorted(found))}")
-    for note in verify_action.require_built_requirements(lock, gen.venv):
+    for note in verify_action.require_built_requirements(report):
         rep.say(f"    {note}")
     return version, found
 
@@ -523,8 +526,12 @@ def built_version(lock: Lock, venv: Path) -> tuple[bool, str]:
     return build_shell.vllm_version(venv / "bin")
 
 
-def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tuple[str, set[str]]:
-    """The built version consistent with the commit; the exact package set; for CUDA, every arch."""
+def verify_built(
+    lock: Lock, venv: Path, src: Path, env: dict[str, str]
+) -> tuple[str, set[str], verify_action.Report]:
+    """The built version consistent with the commit; the exact package set; for CUDA, every arch.
+    The report also holds the built vLLM's own requirements checked against the environment: the
+    caller decides what an unmet one means."""
     from vllm_lock.actions import verify as verify_action
     from vllm_lock.shell import git as git_shell
 
@@ -538,8 +545,9 @@ def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tupl
     problem = plan.version_problem(version, lock.vllm.commit, tag)
     if problem:
         raise InstallError(problem)
-    if report.drift:
-        raise InstallError(f"the installed environment does not match the lock: {report.summary()}")
+    if report.missing or report.extra or report.different:
+        mismatch = dataclasses.replace(report, unmet=[], notes=[])
+        raise InstallError(f"the installed environment does not match the lock: {mismatch.summary()}")
     if rust_problems := verify_action.rust_artifact_problems(lock, venv, src):
         raise InstallError("; ".join(rust_problems))
     found: set[str] = set()
@@ -549,7 +557,7 @@ def verify_built(lock: Lock, venv: Path, src: Path, env: dict[str, str]) -> tupl
         missing = plan.missing_archs(lock.build.cuda_archs, found)
         if missing:
             raise InstallError(f"the built libraries lack code for {', '.join(missing)} (found: {sorted(found)})")
-    return version, found
+    return version, found, report
 
 
 def rust_env(lock: Lock, facts: plan.MachineFacts, gen: Generation, path: str) -> dict[str, str]:

@@ -100,6 +100,7 @@ def stage_wheels(
     hard-linked or copied into dest and read there. A copy or link is made through a temporary
     name; one staged earlier is reused only with the lock's size and sha256."""
     dest.mkdir(parents=True, exist_ok=True)
+    dest_device = dest.stat().st_dev
     staged: dict[tuple[str, str], Path] = {}
     downloaded = total = 0
     for package in lock.packages:
@@ -109,11 +110,13 @@ def stage_wheels(
             plain = source.name == name
             # dest / name is inside dest; inside() would resolve our own link to the store and refuse it
             target = dest / name if plain else inside(dest, name)
-            _, _, fetched = store.fetch(wheel.url, wheel.filename, expected_sha256=wheel.sha256,
-                                        expected_size=wheel.size)
-            downloaded += fetched
+            # a store file is only ever renamed into place whole: present means complete
+            if not source.is_file():
+                _, _, fetched = store.fetch(wheel.url, wheel.filename, expected_sha256=wheel.sha256,
+                                            expected_size=wheel.size)
+                downloaded += fetched
             total += 1
-            if plain and source.stat().st_dev == dest.stat().st_dev:
+            if plain and source.stat().st_dev == dest_device:
                 if not (target.is_symlink() and os.readlink(target) == str(source)):
                     _link_one(source, target)
             elif not _staged_intact(target, source, wheel):
