@@ -255,3 +255,28 @@ def test_the_trees_frontend_is_compared_with_the_locks_field_by_field() -> None:
                            ("rust.artifacts", {"artifacts": ()}), ("rust.crates", {"crates": ()})):
         problem = plan.rust_frontend_problem(lock, dataclasses.replace(tree, **changed))
         assert (problem or "").startswith(field + ":"), (field, problem)
+
+
+@pytest.mark.parametrize("facts", [
+    None,
+    rust.RustFacts(toolchain_file="rust-toolchain.toml", channel="1.95", cargo_lock="rust/Cargo.lock",
+                   cargo_lock_sha256=SHA, git_sources=("git+https://example.org/x#abc",),
+                   crates=(rust.CrateRecord(name="tw-answer", version="0.1.0", checksum="b" * 64),),
+                   artifacts=(rust.ArtifactRecord(target="vllm._rust_hello", kind="extension"),
+                              rust.ArtifactRecord(target="vllm.vllm-rs", kind="executable"))),
+])
+def test_the_facts_a_source_store_path_keeps_read_back_equal(facts: rust.RustFacts | None) -> None:
+    assert rust.facts_from_json(rust.facts_to_json(facts)) == facts
+
+
+@pytest.mark.parametrize("text", [
+    "", "[]", '{"format": "vllm-lock rust facts 0", "facts": null}', '{"format": "vllm-lock rust facts 1"}',
+    '{"format": "vllm-lock rust facts 1", "facts": {"channel": "1.95"}}',
+    '{"format": "vllm-lock rust facts 1", "facts": {"toolchain-file": 1, "channel": "1", "cargo-lock": "C",'
+    ' "cargo-lock-sha256": "s", "git-sources": [], "crates": [], "artifacts": []}}',
+    '{"format": "vllm-lock rust facts 1", "facts": {"toolchain-file": "t", "channel": "1", "cargo-lock": "C",'
+    ' "cargo-lock-sha256": "s", "git-sources": [], "crates": [["a", "b"]], "artifacts": []}}',
+])
+def test_kept_facts_that_do_not_read_are_refused(text: str) -> None:
+    with pytest.raises(rust.RustError, match="unreadable rust facts|not vllm-lock rust facts 1"):
+        rust.facts_from_json(text)

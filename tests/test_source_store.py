@@ -349,3 +349,34 @@ def test_a_built_generation_with_a_linked_source_still_has_its_external_sources_
     clean = cli("verify", str(primed.path), "--venv", str(primed.root / "opt-a" / "vllm"),
                 cache=primed.root / "cache-a")
     assert clean.returncode == 0, clean.stdout + clean.stderr
+
+
+def test_a_reused_path_checks_each_lock_against_the_rust_facts_kept_when_it_was_made(
+    primed: Primed, tmp_path: Path
+) -> None:
+    """Reading the tree's Rust frontend again costs ~0.1 s on vLLM: a reuse checks the lock against
+    the facts detect found when the path was made (kept in its .git). A memo that claims another
+    frontend is what the lock is then checked against; one that does not read is passed over."""
+    from vllm_lock import rust as rust_rules
+    from vllm_lock.shell import source_store as source_shell
+
+    cache = tmp_path / "cache"
+    assert substitute(primed, tmp_path / "opt-1", cache).returncode == 0
+    stored = store_path(primed, cache)
+    memo = stored / source_shell.RUST_FACTS
+    kept = source_shell.read_rust_facts(stored)
+    assert kept is not None and stat.S_IMODE(memo.stat().st_mode) == 0o444
+    claimed = rust_rules.RustFacts(toolchain_file="rust-toolchain.toml", channel="1.1", cargo_lock="Cargo.lock",
+                                   cargo_lock_sha256="0" * 64, crates=(), git_sources=(), artifacts=())
+    memo.parent.chmod(0o755)
+    memo.chmod(0o644)
+    memo.write_text(rust_rules.facts_to_json(claimed))
+    refused = substitute(primed, tmp_path / "opt-2", cache)
+    assert refused.returncode == 8, refused.stderr[-3000:]
+    assert refused.stderr.splitlines()[-1].startswith("error: rust: ")
+    assert not os.path.lexists(tmp_path / "opt-2" / "vllm")
+
+    memo.write_text("{not json")  # unreadable: the tree is read again, as for a path made before memos
+    again = substitute(primed, tmp_path / "opt-2", cache)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert Path(os.readlink(generation_src(tmp_path / "opt-2"))) == stored

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import re
 import tomllib
 from collections.abc import Callable
@@ -196,6 +197,44 @@ def detect(files: frozenset[str] | set[str], read: Callable[[str], str]) -> Rust
         git_sources=git,
         artifacts=rust_extension_targets(modules),
     )
+
+
+FACTS_FORMAT = "vllm-lock rust facts 1"
+
+
+def facts_to_json(facts: RustFacts | None) -> str:
+    """What detect found in a tree, as the source store keeps it beside the tree it read."""
+    data = None if facts is None else {
+        "toolchain-file": facts.toolchain_file, "channel": facts.channel, "cargo-lock": facts.cargo_lock,
+        "cargo-lock-sha256": facts.cargo_lock_sha256, "git-sources": list(facts.git_sources),
+        "crates": [[c.name, c.version, c.checksum] for c in facts.crates],
+        "artifacts": [[a.target, a.kind] for a in facts.artifacts],
+    }
+    return json.dumps({"format": FACTS_FORMAT, "facts": data}, sort_keys=True)
+
+
+def facts_from_json(text: str) -> RustFacts | None:
+    """facts_to_json's text back; RustError for anything else (the caller detects again)."""
+    try:
+        raw = json.loads(text)
+        if raw["format"] != FACTS_FORMAT:
+            raise RustError(f"not {FACTS_FORMAT}")
+        data = raw["facts"]
+        if data is None:
+            return None
+        strings = [data["toolchain-file"], data["channel"], data["cargo-lock"], data["cargo-lock-sha256"],
+                   *data["git-sources"], *(x for c in data["crates"] for x in c),
+                   *(x for a in data["artifacts"] for x in a)]
+        if not all(isinstance(x, str) for x in strings):
+            raise RustError("a value that is not a string")
+        return RustFacts(
+            toolchain_file=data["toolchain-file"], channel=data["channel"], cargo_lock=data["cargo-lock"],
+            cargo_lock_sha256=data["cargo-lock-sha256"], git_sources=tuple(data["git-sources"]),
+            crates=tuple(CrateRecord(name=n, version=v, checksum=c) for n, v, c in data["crates"]),
+            artifacts=tuple(ArtifactRecord(target=t, kind=k) for t, k in data["artifacts"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RustError(f"unreadable rust facts: {exc}") from None
 
 
 def crate_filename(name: str, version: str) -> str:

@@ -5,6 +5,8 @@ The key names what the tree's bytes are a function of: the repository (its origi
 vLLM's version reads come from that mirror), the commit, the stripping script's argv and the
 result the lock says it gives (patched_files: path and sha256 after). The Rust frontend is
 checked against each lock on each use, not keyed: it is a question about the lock, not the tree.
+What the tree's frontend is (rust.detect's facts) is read once, when the path is made, and kept
+in its .git (rust.facts_to_json), read back on each reuse.
 """
 
 from __future__ import annotations

@@ -414,8 +414,9 @@ def use_stored_source(run: _Run) -> None:
             f"{'is missing' if got is None else f'has sha256 {got[:12]}'}, the lock says {want[:12]}; "
             f"delete it (chmod -R u+w {stored.path} && rm -rf {stored.path}) and rerun install"
         )
-    if not stored.made:
-        check_rust_frontend(lock, stored.path)
+    if not stored.made:  # the tree's Rust facts as read when it was made (~0.1 s to read again on vLLM)
+        kept = source_store.read_rust_facts(stored.path)
+        require_rust_frontend(lock, rust_facts(stored.path) if kept is None else kept.facts)
     source_store.link(run.gen.src, stored.path)
     say(f"    {'made' if stored.made else 'reused'} the stripped source {stored.path} (read-only, shared)")
 
@@ -427,11 +428,14 @@ def make_stored_source(run: _Run, tree: Path) -> None:
 
     from vllm_lock import source_layout
     from vllm_lock.shell import git as git_shell
+    from vllm_lock.shell import source_store
     from vllm_lock.shell.stripping import run_stripping_script, snapshot
 
     lock = run.lock
     git_shell.checkout(lock, run.request.cache, tree, run.rep.say)
-    check_rust_frontend(lock, tree)
+    facts = rust_facts(tree)
+    require_rust_frontend(lock, facts)
+    source_store.write_rust_facts(tree, facts)
     before = snapshot(tree)
     result = run_stripping_script(tree, lock.layout.stripping_argv, python=sys.executable, log=run.log)
     if not result.ok:
@@ -579,6 +583,15 @@ def rust_env(lock: Lock, facts: plan.MachineFacts, gen: Generation, path: str) -
 def check_rust_frontend(lock: Lock, src: Path) -> None:
     """The checked-out tree's Rust frontend (detected as resolve detects it) must be the lock's:
     presence, toolchain, Cargo.lock path and sha256, artifacts, crates. Before any build."""
+    require_rust_frontend(lock, rust_facts(src))
+
+
+def require_rust_frontend(lock: Lock, tree: rust_rules.RustFacts | None) -> None:
+    if problem := plan.rust_frontend_problem(lock, tree):
+        raise IntegrityError(problem)
+
+
+def rust_facts(src: Path) -> rust_rules.RustFacts | None:
     from vllm_lock.shell import git as git_shell
 
     files = frozenset(git_shell.tracked_files(src))
@@ -594,11 +607,9 @@ def check_rust_frontend(lock: Lock, src: Path) -> None:
         return data.decode("utf-8", errors="replace")
 
     try:
-        tree = rust_rules.detect(files, read)
+        return rust_rules.detect(files, read)
     except (rust_rules.RustError, OSError) as exc:
         raise IntegrityError(f"rust: the checked-out commit's Rust frontend cannot be read: {exc}") from None
-    if problem := plan.rust_frontend_problem(lock, tree):
-        raise IntegrityError(problem)
 
 
 def _cuda(version: tuple[int, int] | None) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vllm_lock import rust as rust_rules
 from vllm_lock.shell.store import entry_lock
 from vllm_lock.source_store import SOURCES_DIR, partial_name
 
@@ -123,6 +124,32 @@ def file_digests(tree: Path, paths: Iterable[str]) -> dict[str, str | None]:
         file = tree / rel
         found[rel] = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
     return found
+
+
+# inside the tree's .git: no file of the worktree, removed with the tree, read-only with it
+RUST_FACTS = ".git/vllm-lock-rust-facts.json"
+MAX_RUST_FACTS = 4 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeptRustFacts:
+    facts: rust_rules.RustFacts | None  # None: the tree has no Rust frontend
+
+
+def write_rust_facts(tree: Path, facts: rust_rules.RustFacts | None) -> None:
+    (tree / RUST_FACTS).write_text(rust_rules.facts_to_json(facts), encoding="utf-8")
+
+
+def read_rust_facts(tree: Path) -> KeptRustFacts | None:
+    """The Rust facts kept when the tree was made; None for a tree made before they were kept
+    or a memo that does not read (the caller reads the tree again)."""
+    memo = tree / RUST_FACTS
+    try:
+        if memo.is_symlink() or memo.stat().st_size > MAX_RUST_FACTS:
+            return None
+        return KeptRustFacts(facts=rust_rules.facts_from_json(memo.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, rust_rules.RustError):
+        return None
 
 
 def link(src: Path, target: Path) -> None:
