@@ -27,6 +27,7 @@ LOCK_VERSION = 3
 
 # fullmatch everywhere: `$` also matches before a trailing newline, `\d` matches non-ASCII digits
 _SHA1 = re.compile(r"[0-9a-f]{40}")
+_WHITESPACE = re.compile(r"\s")  # str.isspace's characters (re's \s in str patterns)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _ARCH = re.compile(r"[0-9]{1,2}\.[0-9][af]?")
 _PLATFORM = re.compile(r"(x86_64|aarch64)-manylinux_([0-9]{1,2})_([0-9]{1,3})")
@@ -149,7 +150,7 @@ def git_url_problem(url: str) -> str | None:
         return "is empty"
     if url.startswith("-"):
         return f"{show(url)} starts with '-'"
-    if any(c.isspace() or not c.isprintable() for c in url):
+    if not url.isprintable() or _WHITESPACE.search(url):
         return f"{show(url)} contains whitespace or control characters"
     if _TRANSPORT.match(url):
         return f"{show(url)} uses git's '<transport>::<address>' syntax"
@@ -188,7 +189,7 @@ def index_url_problem(url: str) -> str | None:
 
 
 def _http_parts(url: str) -> SplitResult | str:
-    if any(c.isspace() or not c.isprintable() for c in url):
+    if not url.isprintable() or _WHITESPACE.search(url):
         return f"{show(url)} contains whitespace or control characters"
     scheme = _SCHEME.match(url)
     if scheme is None or scheme.group(1) not in INDEX_URL_SCHEMES:
