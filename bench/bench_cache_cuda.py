@@ -22,26 +22,20 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from vllm_lock.actions.demo import host_platform
 from vllm_lock_testworld import TestWorld
 
-VLLM_LOCK = Path(sys.executable).with_name("vllm-lock")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.common, as mypy names it
+
+from bench.common import VLLM_LOCK, environment, install_argv, ratio, receipt, sh, signing_key, timed  # noqa: E402
+
 ARCHS = ("9.0", "12.0")
-
-
-def sh(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
-    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(argv)}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
-    return result.stdout
 
 
 def counting_cuda_home(real: Path, where: Path) -> tuple[Path, Path]:
@@ -75,12 +69,6 @@ def resolve(world: TestWorld, repo_url: str, out: Path, env: dict[str, str]) -> 
     return out
 
 
-def host_platform() -> str:
-    libc = os.confstr("CS_GNU_LIBC_VERSION") or "glibc 2.28"
-    major, minor = libc.split()[1].split(".")[:2]
-    return f"x86_64-manylinux_{major}_{minor}"
-
-
 def python_only_change(world: TestWorld, where: Path) -> str:
     sh(["git", "clone", "-q", world.repo_url, str(where)])
     (where / "vllm" / "bench_probe.py").write_text('"""Changed by bench_cache_cuda."""\n')
@@ -91,14 +79,7 @@ def python_only_change(world: TestWorld, where: Path) -> str:
 
 
 def install(lock: Path, target: Path, env: dict[str, str], *extra: str) -> float:
-    start = time.monotonic()
-    sh([str(VLLM_LOCK), "install", str(lock), "--venv", str(target / "vllm"), "--src", str(target / "vllm_repo"),
-        "--skip-gpu-check", *extra], env=env)
-    return time.monotonic() - start
-
-
-def receipt(target: Path) -> dict[str, object]:
-    return dict(json.loads((Path(os.readlink(target / "vllm")).parent / "receipt.json").read_text()))
+    return timed(lambda: sh(install_argv(lock, target, "--skip-gpu-check", *extra), env=env))
 
 
 def find_cuobjdump(cuda_home: Path) -> Path:
@@ -127,15 +108,14 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     cuda_home, calls = counting_cuda_home(args.cuda_home, work / "cuda")
     store = work / "store"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
     cuobjdump = find_cuobjdump(args.cuda_home)
-    env |= {"VLLM_LOCK_CACHE": str(store), "CUDA_HOME": str(cuda_home),
-            "PATH": f"{cuobjdump.parent}:{env.get('PATH', '')}"}  # install's verify lists cubins with it
+    env = environment(without=("UV_", "PIP_"), VLLM_LOCK_CACHE=str(store), CUDA_HOME=str(cuda_home),
+                      PATH=f"{cuobjdump.parent}:{os.environ.get('PATH', '')}")  # install's verify lists cubins with it
     with TestWorld.create(work / "world") as world:
         lock = resolve(world, world.repo_url, work / "cuda.lock.toml", env)
         changed = resolve(world, python_only_change(world, work / "changed-repo"), work / "changed.lock.toml", env)
         key = work / "bench.secret"
-        public = sh([str(VLLM_LOCK), "key", "generate", "--name", "bench", "-o", str(key)]).strip()
+        public = signing_key(key)
         binary_cache, objects = f"file://{work / 'binary-cache'}", str(work / "sccache-objects")
 
         build = install(lock, work / "build", env)
@@ -162,7 +142,7 @@ def main() -> None:
     print(f"substitute  {substitute:7.2f} s  nvcc calls {substitute_calls}  from {substituted}")
     print(f"rebuild     {rebuild:7.2f} s  nvcc calls {rebuild_calls}  sccache: {warm['hits']} hits, "
           f"{warm['misses']} misses; cubins equal to the build's: {same}")
-    print(f"substitute / build = {substitute / build:.2f}x; rebuild / build = {rebuild / build:.2f}x; "
+    print(f"substitute / build = {ratio(substitute, build)}; rebuild / build = {ratio(rebuild, build)}; "
           f"one run each")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)

@@ -28,14 +28,10 @@ One run each side (the brief's rule); both ratios printed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,21 +47,24 @@ from vllm_lock.shell.store import Store
 from vllm_lock_testworld import TestWorld
 from vllm_lock_testworld.compilers import compiler_calls, compiler_wrappers
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.common, as mypy names it
+
+from bench.common import (  # noqa: E402
+    environment,
+    install_argv,
+    interpreter_binary,
+    kept_uv_cache,
+    kept_wheels,
+    local_torch_index,
+    ratio,
+    real_corpus_on_path,
+    receipt,
+    sh,
+    signing_key,
+    timed,
+)
+
 PY = "3.11"
-VLLM_LOCK = Path(sys.executable).with_name("vllm-lock")
-
-
-def sh(argv: list[str], *, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(argv, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(argv)}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-    return result.stdout
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.monotonic()
-    fn()
-    return time.monotonic() - start
 
 
 def installed_wheels(lock: Lock, store: Store) -> list[Path]:
@@ -102,27 +101,26 @@ def compare(what: str, lock: Lock, lock_path: Path, store_root: Path, work: Path
     """Prime (build + push, not timed), then one timed substituted install and one timed baseline."""
     binary_cache = work / "binary-cache"
     key = work / "bench.secret"
-    public = sh([str(VLLM_LOCK), "key", "generate", "--name", "bench", "-o", str(key)], env=env).strip()
+    public = signing_key(key, env)
     cc_env, calls = compiler_wrappers(work / "cc")
     env = dict(env, VLLM_LOCK_CACHE=str(store_root), **cc_env)
     # as an installed vllm-lock runs: pip writes its bytecode at install time (this sandbox's
     # PYTHONDONTWRITEBYTECODE=1 would compile ~60 modules from source on every run); the
     # priming install below writes it
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    sh([str(VLLM_LOCK), "install", str(lock_path), "--venv", str(work / "prime/vllm"), "--src",
-        str(work / "prime/vllm_repo"), "--push", f"file://{binary_cache}", "--cache-signing-key", str(key), *extra],
-       env=env)
+    sh(install_argv(lock_path, work / "prime", "--push", f"file://{binary_cache}", "--cache-signing-key", str(key),
+                    *extra), env=env)
     built_compiles = compiler_calls(calls)
 
     def substituted(dest: Path) -> None:
-        sh([str(VLLM_LOCK), "install", str(lock_path), "--venv", str(dest / "vllm"), "--src", str(dest / "vllm_repo"),
-            "--cache", f"file://{binary_cache}", "--trusted-cache-key", public, *extra], env=env)
+        sh(install_argv(lock_path, dest, "--cache", f"file://{binary_cache}", "--trusted-cache-key", public, *extra),
+           env=env)
 
     substituted(work / "ours-prime")  # not timed: the verified wheel enters the store, uv's cache is warm
     ours = timed(lambda: substituted(work / "ours"))
     ours_compiles = compiler_calls(calls) - built_compiles
-    receipt = json.loads((Path(os.readlink(work / "ours/vllm")).parent / "receipt.json").read_text())
-    assert receipt["substituted-from"], "the second install did not substitute"
+    ours_receipt = receipt(work / "ours")
+    assert ours_receipt["substituted-from"], "the second install did not substitute"
     assert ours_compiles == 0, f"the second install made {ours_compiles} compiler calls"
 
     vllm_wheel = next(binary_cache.glob("wheels/*/vllm-*.whl"))
@@ -131,8 +129,7 @@ def compare(what: str, lock: Lock, lock_path: Path, store_root: Path, work: Path
     uv = uv_shell.uv_bin()
     venv = work / "uv" / "venv"
 
-    binary = uv_shell.find_python(PY, store_root)
-    assert binary is not None
+    binary = interpreter_binary(PY, store_root)
 
     def bare(venv: Path, python: str = PY) -> None:
         sh([uv, "venv", "--python", python, str(venv)], env=uv_env)
@@ -143,7 +140,7 @@ def compare(what: str, lock: Lock, lock_path: Path, store_root: Path, work: Path
     baseline = timed(lambda: bare(venv))
     told = timed(lambda: bare(work / "uv-told" / "venv", binary))
     return Compared(what=what, built_compiles=built_compiles, ours=ours, ours_compiles=ours_compiles,
-                    baseline=baseline, told=told, wheels=len(files), steps=dict(receipt["timings"]))
+                    baseline=baseline, told=told, wheels=len(files), steps=dict(ours_receipt["timings"]))
 
 
 def world_lock(world: TestWorld, work: Path, store_root: Path) -> tuple[Lock, Path]:
@@ -159,43 +156,27 @@ def world_lock(world: TestWorld, work: Path, store_root: Path) -> tuple[Lock, Pa
 
 def real_compare(work: Path, version: str = "0.33.0") -> Compared:
     """The real tree, resolved and primed as tests/real and bench_install_real.py do."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "real"))
-    # tests/real/test_real_cmake.py (the pins the harness's stand-in repositories need) still
-    # imports vllm_lock.layout, since renamed source_layout: the same module under its old name
-    import vllm_lock
-    from vllm_lock import source_layout
-
-    sys.modules.setdefault("vllm_lock.layout", source_layout)
-    vllm_lock.layout = source_layout  # type: ignore[attr-defined]
-    from corpus import link_files, make_vllm_repo, serve_torch_index
-    from sdists import cache_dir
+    real_corpus_on_path()
+    from corpus import make_vllm_repo
     from test_real_cmake import EXPECTED
 
     from vllm_lock.mirrors import parse
 
-    listener, torch_index = serve_torch_index()
-    kept = cache_dir().parent / "real-corpus-wheels"
     store_root = work / "cache"
-    try:
+    with local_torch_index() as torch_index:
         repo = make_vllm_repo(version, work / "github", EXPECTED[(version, "cuda", "x86_64")])
         resolve_cache = work / "resolve-cache"
-        resolve_cache.mkdir()
-        (cache_dir().parent / "real-corpus-uv").mkdir(parents=True, exist_ok=True)
-        os.symlink(cache_dir().parent / "real-corpus-uv", resolve_cache / "uv")
+        kept_uv_cache(resolve_cache)
         lock, lock_path, _ = resolve(ResolveRequest(
             repo=repo.url, ref="main", torch_channel="release", torch_version="2.14.0", cuda="cu128",
             torch_index=torch_index, general_index="https://pypi.org/simple", python=PY,
             platform="x86_64-manylinux_2_36", target_device="empty", editable=False,
             output=work / "empty.lock.toml", cache=resolve_cache, mirrors=parse([repo.mirror], None),
             without_rust=True), QUIET)
-        link_files(kept, store_root / "cas")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VLLM_LOCK_"))}
-        return compare(f"vLLM {version} `empty` lock ({len(lock.packages)} packages, real PyPI wheels)", lock,
-                       lock_path, store_root, work, ["--skip-gpu-check", "--mirror", repo.mirror], env)
-    finally:
-        listener.close()
-        if (store_root / "cas").is_dir():
-            link_files(store_root / "cas", kept)
+        with kept_wheels(store_root):
+            return compare(f"vLLM {version} `empty` lock ({len(lock.packages)} packages, real PyPI wheels)", lock,
+                           lock_path, store_root, work, ["--skip-gpu-check", "--mirror", repo.mirror],
+                           environment(without=("UV_", "VLLM_LOCK_")))
 
 
 def report(result: Compared) -> None:
@@ -207,8 +188,8 @@ def report(result: Compared) -> None:
           f"{result.baseline:7.2f} s")
     print(f"   uv-told: the same, uv venv --python <binary>                              {result.told:7.2f} s")
     print("   ours' steps (s): " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.steps.items()))
-    print(f"   ours / uv = {result.ours:.2f} / {result.baseline:.2f} = {result.ours / result.baseline:.2f}x "
-          f"(target <= 1.2x); ours / uv-told = {result.ours / result.told:.2f}x; one run each")
+    print(f"   ours / uv = {result.ours:.2f} / {result.baseline:.2f} = {ratio(result.ours, result.baseline)} "
+          f"(target <= 1.2x); ours / uv-told = {ratio(result.ours, result.told)}; one run each")
 
 
 def main() -> None:

@@ -30,10 +30,8 @@ import functools
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,20 +45,19 @@ from vllm_lock.shell import staging
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock_testworld import TestWorld
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.common, as mypy names it
+
+from bench.common import (  # noqa: E402
+    byte_compile_vllm_lock,
+    environment,
+    install_argv,
+    interpreter_binary,
+    ratio,
+    sh,
+    timed,
+)
+
 PY = "3.11"
-VLLM_LOCK = Path(sys.executable).with_name("vllm-lock")
-
-
-def sh(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(argv)}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.monotonic()
-    fn()
-    return time.monotonic() - start
 
 
 def median_of(repeat: int, fn: Callable[[int], object]) -> float:
@@ -69,9 +66,7 @@ def median_of(repeat: int, fn: Callable[[int], object]) -> float:
 
 
 def ours(lock: Path, opt: Path, cache: Path) -> None:
-    env = dict(os.environ, VLLM_LOCK_CACHE=str(cache))
-    sh([str(VLLM_LOCK), "install", str(lock), "--venv", str(opt / "vllm"),
-        "--src", str(opt / "vllm_repo")], env=env)
+    sh(install_argv(lock, opt), env=dict(os.environ, VLLM_LOCK_CACHE=str(cache)))
 
 
 def clone_and_strip(world: TestWorld, lock: Lock, src: Path, python: Path) -> None:
@@ -104,9 +99,8 @@ def uv_bare(world: TestWorld, lock: Lock, pylock_path: Path, dest: Path, uv_cach
 
 def pip_flow(world: TestWorld, lock: Lock, dest: Path, pip_cache: Path | None,
              externals: dict[str, str]) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1",
-               VLLM_TARGET_DEVICE=lock.build.target_device, MAX_JOBS="2", **externals)
+    env = environment(without=("PIP_", "UV_"), PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1",
+                      PIP_NO_INPUT="1", VLLM_TARGET_DEVICE=lock.build.target_device, MAX_JOBS="2", **externals)
     cache = ["--cache-dir", str(pip_cache)] if pip_cache else ["--no-cache-dir"]
     venv = dest / "venv"
     sh([f"python{PY}", "-m", "venv", str(venv)], env=env)
@@ -121,16 +115,6 @@ def pip_flow(world: TestWorld, lock: Lock, dest: Path, pip_cache: Path | None,
        env=env, cwd=dest / "src")
     sh([*pip, "install", "--no-build-isolation", "-e", ".", "--index-url", world.general_index],
        env=env, cwd=dest / "src")
-
-
-def byte_compile_vllm_lock() -> None:
-    """What pip does when it installs vllm-lock: its modules byte-compiled once, so a run does not
-    compile them again (an editable install under PYTHONDONTWRITEBYTECODE=1 would, every time)."""
-    import compileall
-
-    import vllm_lock
-
-    compileall.compile_dir(str(Path(vllm_lock.__file__).parent), quiet=1)
 
 
 def main() -> None:
@@ -165,8 +149,7 @@ def main() -> None:
             results["pip cold"] = timed(lambda: pip_flow(world, lock, work / "p-cold", None, externals))
         # warm: caches filled by a first run into another directory; then the flows take turns
         # (one run of each per round), so that a change in the machine's load hits all of them
-        binary = uv_shell.find_python(PY, cache)
-        assert binary is not None
+        binary = interpreter_binary(PY, cache)
         flows: dict[str, Callable[[Path], None]] = {
             "ours": lambda d: ours(lock_path, d, cache),
             "uv-bare": lambda d: uv_bare(world, lock, pylock_path, d, work / "uvc", externals),
@@ -192,9 +175,9 @@ def main() -> None:
     print("pip: the Phoenix flow with the same staged external sources")
     for mode in ("warm",) if args.no_cold else ("warm", "cold"):
         o, u, p = results[f"ours {mode}"], results[f"uv-bare {mode}"], results[f"pip {mode}"]
-        print(f"{mode}: ours / uv-bare = {o / u:.2f}x (target <= 1.2x); pip / ours = {p / o:.2f}x (target >= 3x)")
+        print(f"{mode}: ours / uv-bare = {ratio(o, u)} (target <= 1.2x); pip / ours = {ratio(p, o)} (target >= 3x)")
         if f"uv-told {mode}" in results:
-            print(f"{mode}: ours / uv-told = {o / results[f'uv-told {mode}']:.2f}x (bare told the interpreter binary)")
+            print(f"{mode}: ours / uv-told = {ratio(o, results[f'uv-told {mode}'])} (bare told the interpreter binary)")
     print(f"warm figures: median of {args.repeat} runs each; cold: one run each")
     print(f"no-op rerun: {results['ours no-op rerun']:.2f} s (target < 2 s)")
     if not args.workdir:

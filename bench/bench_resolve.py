@@ -22,9 +22,7 @@ computed from what this script measured.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,8 +34,19 @@ from vllm_lock.shell import lockfiles
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock_testworld import TestWorld
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.common, as mypy names it
+
+from bench.common import (  # noqa: E402
+    VLLM_LOCK,
+    byte_compile_vllm_lock,
+    environment,
+    ratio,
+    sh,
+    timed,
+    told_interpreter,
+)
+
 PY, PLATFORM = "3.12", "x86_64-manylinux_2_28"
-VLLM_LOCK = Path(sys.executable).with_name("vllm-lock")
 
 
 def nightly_page(versions: int = 60, files_per_version: int = 30) -> str:
@@ -67,12 +76,7 @@ def time_page_parse(repeats: int = 20) -> float:
 
 
 def timed_run(argv: list[str], env: dict[str, str], cwd: Path) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"failed ({result.returncode}): {' '.join(argv)}\n{result.stderr[-3000:]}")
-    return elapsed
+    return timed(lambda: sh(argv, env=env, cwd=cwd))
 
 
 def baseline_project(world: TestWorld, lock_path: Path, where: Path) -> Path:
@@ -89,16 +93,6 @@ def baseline_project(world: TestWorld, lock_path: Path, where: Path) -> Path:
     return project
 
 
-def byte_compile_vllm_lock() -> None:
-    """What pip does when it installs vllm-lock: its modules byte-compiled once, so a run does not
-    compile them again (an editable install under PYTHONDONTWRITEBYTECODE=1 would, every time)."""
-    import compileall
-
-    import vllm_lock
-
-    compileall.compile_dir(str(Path(vllm_lock.__file__).parent), quiet=1)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
@@ -107,8 +101,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, TestWorld.create(Path(tmp) / "world") as world:
         root = Path(tmp)
         cache = root / "cache"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VLLM_LOCK_"))}
-        env.update(VLLM_LOCK_CACHE=str(cache), HOME=str(root / "home"))
+        env = environment(without=("UV_", "VLLM_LOCK_"), VLLM_LOCK_CACHE=str(cache), HOME=str(root / "home"))
         lock_path = root / "dev.lock.toml"
         ours_argv = [
             str(VLLM_LOCK), "resolve", "--repo", world.repo_url, "--torch-index", world.torch_nightly_index,
@@ -120,7 +113,7 @@ def main() -> int:
         bare_argv = uv_shell.compile_argv(project=project, output=project.parent / "pylock.toml", python=PY,
                                           platform=PLATFORM, default_index=world.general_index)
         bare_env = uv_shell.uv_env(cache)  # the same uv cache and settings ours gives uv
-        told_argv = [*bare_argv, "--python", sys.executable]
+        told_argv = told_interpreter(bare_argv, sys.executable)
         timed_run(bare_argv, bare_env, project.parent)  # warm-up
         timed_run(told_argv, bare_env, project.parent)
         ours, bare, told = [], [], []
@@ -143,8 +136,8 @@ def main() -> int:
           f"{max(bare) * 1000:.1f})")
     print(f"uv pip compile (--python)  median {told_m * 1000:5.1f} ms  (min {min(told) * 1000:.1f}, max "
           f"{max(told) * 1000:.1f})")
-    print(f"ratio ours/bare as typed        {ours_m / bare_m:7.2f}x   (target <= 1.5x)")
-    print(f"ratio ours/bare told --python   {ours_m / told_m:7.2f}x   (uv's looking left out of both sides)")
+    print(f"ratio ours/bare as typed        {ratio(ours_m, bare_m, 7)}   (target <= 1.5x)")
+    print(f"ratio ours/bare told --python   {ratio(ours_m, told_m, 7)}   (uv's looking left out of both sides)")
     print(f"nightly page parse 60x30 median {parse * 1000:7.1f} ms   (in-process, target <= 50 ms)")
     return 0
 

@@ -22,19 +22,34 @@ revalidates its cached pages): the spread is printed with the medians.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "real"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.common, as mypy names it
 
-from corpus import make_vllm_repo, serve_torch_index  # noqa: E402
+from bench.common import (  # noqa: E402
+    VLLM_LOCK,
+    add_ours_options,
+    environment,
+    kept_uv_cache,
+    local_torch_index,
+    phases,
+    profiled,
+    ratio,
+    real_corpus_on_path,
+    sh,
+    spread,
+    timed_result,
+    told_interpreter,
+)
+
+real_corpus_on_path()
+
+from corpus import make_vllm_repo  # noqa: E402
 from test_real_cmake import EXPECTED  # noqa: E402
 
 from vllm_lock import resolution  # noqa: E402
@@ -43,18 +58,13 @@ from vllm_lock.shell import uv as uv_shell  # noqa: E402
 
 PY, PLATFORM, PYPI = "3.12", "x86_64-manylinux_2_39", "https://pypi.org/simple"
 TORCH = {"0.8.5.post1": "2.6.0", "0.11.2": "2.9.0", "0.20.2": "2.11.0", "0.30.0": "2.13.0", "0.33.0": "2.14.0"}
-VLLM_LOCK = Path(sys.executable).with_name("vllm-lock")
 _HASHES = re.compile(r"^\s*hashes: ([0-9.]+)s", re.MULTILINE)
-_PHASE = re.compile(r"^    ([A-Za-z][A-Za-z ]*): ([0-9.]+)s$", re.MULTILINE)
 
 
 def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
-    start = time.perf_counter()
-    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"failed ({result.returncode}): {' '.join(argv)}\n{result.stderr[-3000:]}")
-    return elapsed, result.stderr
+    """The seconds argv took, and its progress output (stderr)."""
+    seconds, result = timed_result(lambda: sh(argv, env=env, cwd=cwd))
+    return seconds, result.stderr
 
 
 def bare_project(lock_path: Path, torch_index: str, where: Path) -> Path:
@@ -76,22 +86,15 @@ def main() -> int:
     parser.add_argument("--version", default="0.33.0")
     parser.add_argument("--device", default="cuda", choices=("cuda", "empty"))
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--ours-log", type=Path, help="write ours' progress output (last run) here")
-    parser.add_argument("--profile", type=Path, help="after the timed runs, one more run of ours under "
-                        "pyinstrument (`pip install pyinstrument`), its text report written here")
+    add_ours_options(parser)
     args = parser.parse_args()
-    suite = Path(os.environ.get("VLLM_LOCK_TEST_CACHE") or Path.home() / ".cache" / "vllm-lock-tests")
-    listener, torch_index = serve_torch_index()
-    try:
+    with local_torch_index() as torch_index:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             repo = make_vllm_repo(args.version, root / "github", EXPECTED[(args.version, "cuda", "x86_64")])
             cache = root / "cache"
-            cache.mkdir()
-            (suite / "real-corpus-uv").mkdir(parents=True, exist_ok=True)
-            os.symlink(suite / "real-corpus-uv", cache / "uv")
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VLLM_LOCK_"))}
-            env.update(VLLM_LOCK_CACHE=str(cache))
+            kept_uv_cache(cache)
+            env = environment(without=("UV_", "VLLM_LOCK_"), VLLM_LOCK_CACHE=str(cache))
             lock_path = root / "real.lock.toml"
             ours_argv = [
                 str(VLLM_LOCK), "resolve", "--repo", repo.url, "--ref", "main", "--torch-channel", "release",
@@ -104,7 +107,7 @@ def main() -> int:
             bare_argv = uv_shell.compile_argv(project=project, output=project.parent / "pylock.toml", python=PY,
                                               platform=PLATFORM, default_index=PYPI)
             bare_env = uv_shell.uv_env(cache)
-            told_argv = [*bare_argv, "--python", sys.executable]  # as ours tells uv: nothing to look for
+            told_argv = told_interpreter(bare_argv, sys.executable)  # as ours tells uv: nothing to look for
             timed(bare_argv, bare_env, project.parent)  # warm-up
             ours_runs, bare_runs, told_runs, hashing_runs, stderr = [], [], [], [], ""
             for _ in range(args.runs):
@@ -123,22 +126,18 @@ def main() -> int:
                 args.ours_log.write_text(stderr + "\n" + (Path(full.group(1)).read_text() if full else ""))
                 shutil.copy(project, args.ours_log.with_suffix(".bare-pyproject.toml"))
             if args.profile:
-                timed([sys.executable, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(args.profile),
-                       str(VLLM_LOCK), *ours_argv[1:]], env, root)
+                timed([*profiled(args.profile), *ours_argv[1:]], env, root)
             packages = len(lockfiles.read(str(lock_path))[0].packages)
-    finally:
-        listener.close()
     ours, bare, told, hashing = (statistics.median(r) for r in (ours_runs, bare_runs, told_runs, hashing_runs))
     print(f"vLLM {args.version}, target {args.device} (--arch 12.0), {packages} packages, general index {PYPI}")
     print(f"one warm-up each, then {args.runs} runs each, alternating; medians (min-max)")
-    print(f"resolve (ours)           {ours:7.2f} s   ({min(ours_runs):.2f}-{max(ours_runs):.2f})   "
-          f"of which hashing {hashing:.2f} s")
-    print(f"uv pip compile (bare)    {bare:7.2f} s   ({min(bare_runs):.2f}-{max(bare_runs):.2f})")
-    print(f"uv pip compile (--python) {told:6.2f} s   ({min(told_runs):.2f}-{max(told_runs):.2f})   "
+    print(f"resolve (ours)           {ours:7.2f} s   {spread(ours_runs)}   of which hashing {hashing:.2f} s")
+    print(f"uv pip compile (bare)    {bare:7.2f} s   {spread(bare_runs)}")
+    print(f"uv pip compile (--python) {told:6.2f} s   {spread(told_runs)}   "
           "the same told which interpreter to run, as ours does")
-    print(f"ratio ours/bare          {ours / bare:7.2f}x  (target <= 1.1x); without hashing "
-          f"{(ours - hashing) / bare:.2f}x; ours/bare told --python {ours / told:.2f}x")
-    print("ours' phases: " + ", ".join(f"{name} {seconds}s" for name, seconds in _PHASE.findall(stderr)))
+    print(f"ratio ours/bare          {ratio(ours, bare, 7)}  (target <= 1.1x); without hashing "
+          f"{ratio(ours - hashing, bare)}; ours/bare told --python {ratio(ours, told)}")
+    print("ours' phases: " + phases(stderr))
     return 0
 
 
