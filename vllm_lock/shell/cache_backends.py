@@ -1,5 +1,6 @@
 """Where binary cache entries and wheels are kept: a directory (`file:///path`), a static HTTP(S)
-server (GET; push with PUT) or S3 (`s3://bucket/prefix?endpoint=...`, shell/s3.py).
+server (GET; push with PUT; shell/cache_http.py) or S3 (`s3://bucket/prefix?endpoint=...`,
+shell/cache_s3.py over shell/s3.py).
 
 Every request is bounded: an entry by VLLM_LOCK_CACHE_DEADLINE seconds (default 20: a slow cache
 means building instead, not waiting) and MAX_ENTRY_BYTES; a wheel by http.py's download deadline
@@ -13,23 +14,19 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import http.client
 import os
 import re
 import shutil
 import stat
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
 from vllm_lock.cache_entry import ENTRY_SUFFIX, MAX_ENTRY_BYTES
-from vllm_lock.errors import CacheUnreachableError, IntegrityError, UnreachableError, UsageError
-from vllm_lock.shell import http as http_shell
-from vllm_lock.shell import limits, s3
+from vllm_lock.errors import CacheUnreachableError, UsageError
+from vllm_lock.shell import limits
 
 
 def entry_deadline() -> float:
@@ -46,7 +43,7 @@ def list_deadline() -> float:
 _ENTRY_NAME = re.compile(r"[0-9a-f]{64}" + re.escape(ENTRY_SUFFIX))
 
 
-def _entry_names(names: Iterable[str]) -> list[str]:
+def entry_names(names: Iterable[str]) -> list[str]:
     return sorted(name for name in names if _ENTRY_NAME.fullmatch(name))
 
 
@@ -76,14 +73,19 @@ def open_backend(url: str) -> Backend:
     scheme = url.split(":", 1)[0].lower()
     if scheme == "file":
         return FileBackend(url)
+    # imported here: a file:// cache (the common case on a host) loads no HTTP, TLS or S3 code
     if scheme in ("http", "https"):
+        from vllm_lock.shell.cache_http import HttpBackend
+
         return HttpBackend(url)
     if scheme == "s3":
+        from vllm_lock.shell.cache_s3 import S3Backend
+
         return S3Backend(url)
     raise UsageError(f"cache {url[:200]!r}: not a file://, http(s):// or s3:// URL")
 
 
-def _hash_of(source: Path | bytes) -> tuple[str, int]:
+def hash_of(source: Path | bytes) -> tuple[str, int]:
     if isinstance(source, bytes):
         return hashlib.sha256(source).hexdigest(), len(source)
     digest, size = hashlib.sha256(), 0
@@ -175,116 +177,8 @@ class FileBackend:
 
     def entries(self) -> list[str]:
         try:
-            return _entry_names(p.name for p in self.root.iterdir() if p.is_file())
+            return entry_names(p.name for p in self.root.iterdir() if p.is_file())
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise CacheUnreachableError(f"{self.url}: cannot list: {exc.strerror or exc}") from None
-
-
-# ---------------------------------------------------------------- http(s)://
-
-
-class HttpBackend:
-    def __init__(self, url: str) -> None:
-        netloc = url.split("://", 1)[-1].split("/", 1)[0]
-        if "@" in netloc:
-            # every message and the receipt show the cache's URL: never with what looks like a secret
-            scheme = url.split(":", 1)[0]
-            raise UsageError(f"cache {scheme}://…@{netloc.rsplit('@', 1)[1][:100]}: credentials in a cache URL "
-                             f"would be logged (and urllib does not send them): refusing it")
-        self.url = url.rstrip("/")
-
-    def read(self, name: str) -> bytes | None:
-        url = f"{self.url}/{name}"
-        try:
-            # http.py's machinery: total deadline, retries of 5xx and network errors, size cap
-            with http_shell._deadline(entry_deadline()) as guard, http_shell._open(url, guard) as response:
-                return b"".join(http_shell._read_body(url, response, guard, MAX_ENTRY_BYTES + 1))
-        except http_shell.NotFound:
-            return None
-        except http_shell._TooLong:
-            raise CacheUnreachableError(f"{url}: larger than {MAX_ENTRY_BYTES} bytes: not a cache entry") from None
-        except UnreachableError as exc:
-            raise CacheUnreachableError(_deadline_named(str(exc))) from None
-
-    def fetch(self, name: str, dest: Path, *, size: int) -> Fetched:
-        url = f"{self.url}/{name}"
-        try:
-            got = http_shell.download(url, dest, expected_size=size, name=name.rsplit("/", 1)[-1])
-        except http_shell.NotFound:
-            raise CacheUnreachableError(f"{url}: the entry's wheel is missing") from None
-        except (UnreachableError, IntegrityError) as exc:
-            # http.py words its refusals for a lock's wheels; here the size is the signed entry's
-            message = str(exc).replace("the lock's size", "the entry's size").replace("the lock says", "the entry says")
-            raise CacheUnreachableError(message) from None
-        return Fetched(sha256=got.sha256, size=got.size)
-
-    def write(self, name: str, source: Path | bytes) -> None:
-        url = f"{self.url}/{name}"
-        _, size = _hash_of(source)
-        body = source if isinstance(source, bytes) else source.open("rb")
-        request = urllib.request.Request(
-            url, data=body, method="PUT",
-            headers={"User-Agent": http_shell.USER_AGENT, "Content-Length": str(size),
-                     "Content-Type": "application/octet-stream"},
-        )
-        try:
-            with http_shell._deadline(http_shell.bounds().download_deadline(size)) as guard:
-                try:
-                    with http_shell._opener().open(request, timeout=http_shell._read_timeout()) as response:
-                        response.read(4096)
-                except urllib.error.HTTPError as exc:
-                    raise CacheUnreachableError(f"{url}: PUT answered HTTP {exc.code} {exc.reason}") from None
-                except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                    if guard.expired.is_set():
-                        raise CacheUnreachableError(f"{url}: PUT did not finish within {guard.seconds:g} s") from None
-                    reason = getattr(exc, "reason", exc)
-                    raise CacheUnreachableError(f"{url}: PUT failed: {reason}") from None
-        finally:
-            if not isinstance(body, bytes):
-                body.close()
-
-    def entries(self) -> list[str]:
-        raise UsageError(f"{self.url}: a static HTTP cache cannot be listed (ls and verify read file:// and s3:// "
-                         "caches)")
-
-
-def _deadline_named(message: str) -> str:
-    return message.replace("(the request's total deadline)", "(VLLM_LOCK_CACHE_DEADLINE)")
-
-
-# ---------------------------------------------------------------- s3://
-
-
-class S3Backend:
-    def __init__(self, url: str) -> None:
-        self.client = s3.client(url)
-        self.url = self.client.location.label.rstrip("/")
-
-    def read(self, name: str) -> bytes | None:
-        try:
-            return self.client.get(name, limit=MAX_ENTRY_BYTES, deadline=entry_deadline())
-        except s3.NotFound:
-            return None
-
-    def fetch(self, name: str, dest: Path, *, size: int) -> Fetched:
-        try:
-            sha256, written = self.client.download(name, dest, size=size)
-        except s3.NotFound:
-            raise CacheUnreachableError(f"{self.url}/{name}: the entry's wheel is missing") from None
-        return Fetched(sha256=sha256, size=written)
-
-    def write(self, name: str, source: Path | bytes) -> None:
-        sha256, size = _hash_of(source)
-        if isinstance(source, bytes):
-            self.client.put(name, source, size=size, sha256=sha256)
-            return
-        with source.open("rb") as body:
-            self.client.put(name, body, size=size, sha256=sha256)
-
-    def entries(self) -> list[str]:
-        try:
-            return _entry_names(self.client.list_keys(deadline=list_deadline()))
-        except s3.NotFound:
-            return []
