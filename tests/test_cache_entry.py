@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from vllm_lock import cache_entry, cache_keys
 from vllm_lock.build_identity import build_identity, full_build_identity
 from vllm_lock.cache_entry import CacheEntry
 from vllm_lock.errors import CacheEntryError, CacheKeyError
+from vllm_lock.model import ModelError, Promotion
 
 SHA = "ab" * 32
 KEY = cache_keys.secret_from_seed("phoenix-1", bytes(range(32)))
@@ -73,6 +75,40 @@ def _text(**replace_lines: str) -> bytes:
     return ("\n".join(line for line in out if line != "-") + "\n").encode()
 
 
+def _refused(make: Callable[[], object], error: type[Exception]) -> bool:
+    try:
+        make()
+    except error:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("value", ["ab" * 32, "AB" * 32, "ab" * 31, "ab" * 32 + "\n", "g" * 64, "ab" * 33])
+def test_an_entry_takes_a_sha256_as_a_lock_does(value: str) -> None:
+    wheel = make_lock().packages[0].wheels[0]
+    in_lock = _refused(lambda: dataclasses.replace(wheel, sha256=value), ModelError)
+    assert _refused(lambda: entry(wheel_sha256=value), CacheEntryError) == in_lock
+    assert _refused(lambda: entry(identity=value), CacheEntryError) == in_lock
+    assert in_lock == (value != "ab" * 32)
+
+
+@pytest.mark.parametrize("value", ["sha256:" + "ab" * 32, "ab" * 32, "sha256:" + "AB" * 32, "sha256:" + "ab" * 31,
+                                   "sha256:" + "ab" * 32 + "\n", "sha512:" + "ab" * 32, "sha256:"])
+def test_an_entry_takes_a_content_hash_as_a_lock_does(value: str) -> None:
+    in_lock = _refused(lambda: Promotion(from_name="dev", from_content_hash=value, promoted_at="2026-01-02T03:04:05Z",
+                                         forced=False, test_receipts=()), ModelError)
+    assert _refused(lambda: entry(lock_content_hash=value), CacheEntryError) == in_lock
+    assert in_lock == (value != "sha256:" + "ab" * 32)
+
+
+@pytest.mark.parametrize("value", ["12.0", "9.0a", "10.0f", "12", "sm_90", "9.0b", "123.0", "9.0\n"])
+def test_an_entry_takes_a_cuda_arch_as_a_lock_does(value: str) -> None:
+    build = make_lock().build
+    in_lock = _refused(lambda: dataclasses.replace(build, cuda_archs=(value,)), ModelError)
+    assert _refused(lambda: entry(archs=(value,)), CacheEntryError) == in_lock
+    assert in_lock == (value not in ("12.0", "9.0a", "10.0f"))
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -87,6 +123,9 @@ def _text(**replace_lines: str) -> bytes:
         (_text(Wheel="Wheel: vllm-0.2-cp311-cp311-linux_x86_64.whl"),
          "VllmVersion: 0.11.1.dev5+gabcdef012.cpu is not the wheel's version 0.2"),
         (_text(Archs="Archs: 9.0 9.0"), "Archs: invalid value"),
+        (_text(Archs="Archs: sm_90"), "Archs: invalid value"),
+        (_text(LockContentHash="LockContentHash: " + "cd" * 32), "LockContentHash: invalid value"),
+        (_text(LockContentHash="LockContentHash: sha256:" + "CD" * 32), "LockContentHash: invalid value"),
         (_text(Cubins="Cubins: compute_90"), "Cubins: invalid value"),
         (_text(Toolchain="Toolchain: gcc"), "Toolchain: invalid value"),
         (_text(BuildSeconds="BuildSeconds: nan"), "BuildSeconds: 'nan' is not a plain decimal number"),

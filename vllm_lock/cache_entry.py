@@ -25,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from vllm_lock.build_identity import full_build_identity
 from vllm_lock.errors import CacheEntryError
-from vllm_lock.model import Lock
+from vllm_lock.model import Lock, is_content_hash, is_cuda_arch, is_sha256
 
 ENTRY_FORMAT = 1
 FINGERPRINT_VERSION = 2
@@ -37,13 +37,9 @@ MAX_BUILD_SECONDS = 10_000_000
 SIGNATURE_BYTES = 64
 
 # fullmatch everywhere: `$` also matches before a trailing newline, `\d` matches non-ASCII digits
-_IDENTITY = re.compile(r"[0-9a-f]{64}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_CONTENT_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 _SIZE = re.compile(r"[1-9][0-9]{0,12}")
 _SECONDS = re.compile(r"(0|[1-9][0-9]{0,7})(\.[0-9]{1,3})?")
 _WHEEL = re.compile(r"vllm-[A-Za-z0-9._+!-]{1,200}\.whl")
-_ARCH = re.compile(r"[0-9]{1,2}\.[0-9][af]?")
 _CUBIN = re.compile(r"sm_[0-9]{2,3}[af]?")
 _TOOL = re.compile(r"[a-z0-9][a-z0-9+_-]{0,31}=[0-9A-Za-z?][0-9A-Za-z.+_-]{0,63}")
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -97,7 +93,7 @@ class CacheEntry:
 
 
 def entry_name(identity: str) -> str:
-    if not _IDENTITY.fullmatch(identity):
+    if not is_sha256(identity):  # a build identity is a sha256
         raise CacheEntryError(f"cache entry: {identity!r} is not a build identity (64 lowercase hex digits)")
     return identity + ENTRY_SUFFIX
 
@@ -119,11 +115,11 @@ def fingerprint(entry: CacheEntry) -> bytes:
 def entry_problem(entry: CacheEntry) -> str | None:
     """The first rule the entry breaks (with its key), or None."""
     checks: tuple[tuple[str, bool], ...] = (
-        ("Identity", bool(_IDENTITY.fullmatch(entry.identity))),
-        ("WheelSha256", bool(_SHA256.fullmatch(entry.wheel_sha256))),
+        ("Identity", is_sha256(entry.identity)),
+        ("WheelSha256", is_sha256(entry.wheel_sha256)),
         ("WheelSize", 0 < entry.wheel_size <= MAX_WHEEL_SIZE),
-        ("LockContentHash", bool(_CONTENT_HASH.fullmatch(entry.lock_content_hash))),
-        ("Archs", all(_ARCH.fullmatch(a) for a in entry.archs) and len(set(entry.archs)) == len(entry.archs)),
+        ("LockContentHash", is_content_hash(entry.lock_content_hash)),
+        ("Archs", all(is_cuda_arch(a) for a in entry.archs) and len(set(entry.archs)) == len(entry.archs)),
         ("Cubins", all(_CUBIN.fullmatch(c) for c in entry.cubins) and len(set(entry.cubins)) == len(entry.cubins)),
         ("Toolchain", all(_TOOL.fullmatch(f"{t}={v}") for t, v in entry.toolchain)
          and [t for t, _ in entry.toolchain] == sorted({t for t, _ in entry.toolchain})),

@@ -125,6 +125,21 @@ def is_commit_sha(value: str) -> bool:
     return bool(_SHA1.fullmatch(value))
 
 
+def is_sha256(value: str) -> bool:
+    """64 lowercase hex digits: how a lock (and a binary cache entry) writes a sha256."""
+    return bool(_SHA256.fullmatch(value))
+
+
+def is_content_hash(value: str) -> bool:
+    """sha256:<64 lowercase hex>: a lock's content hash (codec.content_hash)."""
+    return value.startswith("sha256:") and is_sha256(value.removeprefix("sha256:"))
+
+
+def is_cuda_arch(value: str) -> bool:
+    """A CUDA architecture as build.cuda-archs names it (12.0, 9.0a, 10.0f)."""
+    return bool(_ARCH.fullmatch(value))
+
+
 def is_valid_lock_name(value: str) -> bool:
     return bool(_LOCK_NAME.fullmatch(value))
 
@@ -482,7 +497,7 @@ class BuildRecipe:
         _require(bool(self.cuda_archs), "build.cuda-archs", "is empty")
         _require(len(self.cuda_archs) <= MAX_ARCHS, "build.cuda-archs", f"has more than {MAX_ARCHS} entries")
         for i, arch in enumerate(self.cuda_archs):
-            _require(bool(_ARCH.fullmatch(arch)), f"build.cuda-archs[{i}]", f"{show(arch)} is not like 12.0")
+            _require(is_cuda_arch(arch), f"build.cuda-archs[{i}]", f"{show(arch)} is not like 12.0")
         _unique("build.cuda-archs", "", list(self.cuda_archs))
         _require(bool(re.fullmatch(r"[1-9]", self.flash_attn_version)), "build.flash-attn-version",
                  f"{show(self.flash_attn_version)} is not a single digit like 2")
@@ -509,9 +524,9 @@ class PatchedFile:
 
     def __post_init__(self) -> None:
         _check("path", relative_path_problem(self.path))
-        _require(bool(_SHA256.fullmatch(self.sha256_before)), "sha256-before",
+        _require(is_sha256(self.sha256_before), "sha256-before",
                  f"{show(self.sha256_before)} is not a sha256")
-        _require(bool(_SHA256.fullmatch(self.sha256_after)), "sha256-after",
+        _require(is_sha256(self.sha256_after), "sha256-after",
                  f"{show(self.sha256_after)} is not a sha256")
 
 
@@ -610,7 +625,7 @@ class Wheel:
     hash_origin: HashOrigin
 
     def __post_init__(self) -> None:
-        _require(bool(_SHA256.fullmatch(self.sha256)), "sha256", f"{show(self.sha256)} is not a sha256")
+        _require(is_sha256(self.sha256), "sha256", f"{show(self.sha256)} is not a sha256")
         _require(0 < self.size <= MAX_PACKAGE_SIZE, "size",
                  f"{show(self.size)} is not between 1 and {MAX_PACKAGE_SIZE}")
         _require(self.hash_origin in ("index", "downloaded"), "hash-origin",
@@ -662,7 +677,7 @@ class Crate:
         _require(bool(_CRATE_NAME.fullmatch(self.name)), "name", f"{show(self.name)} is not a crate name")
         _require(bool(_CRATE_VERSION.fullmatch(self.version)), "version",
                  f"{show(self.version)} is not a crate version like 1.2.3")
-        _require(bool(_SHA256.fullmatch(self.checksum)), "checksum", f"{show(self.checksum)} is not a sha256")
+        _require(is_sha256(self.checksum), "checksum", f"{show(self.checksum)} is not a sha256")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -699,7 +714,7 @@ class RustFrontend:
         _check("rust.cargo-lock", relative_path_problem(self.cargo_lock))
         _require(self.cargo_lock == "Cargo.lock" or self.cargo_lock.endswith("/Cargo.lock"), "rust.cargo-lock",
                  f"{show(self.cargo_lock)} is not a Cargo.lock")
-        _require(bool(_SHA256.fullmatch(self.cargo_lock_sha256)), "rust.cargo-lock-sha256",
+        _require(is_sha256(self.cargo_lock_sha256), "rust.cargo-lock-sha256",
                  f"{show(self.cargo_lock_sha256)} is not a sha256")
         _require(len(self.crates) <= MAX_CRATES, "rust.crates", f"has more than {MAX_CRATES} entries")
         keys = [(c.name, c.version) for c in self.crates]
@@ -727,7 +742,7 @@ class Promotion:
     def __post_init__(self) -> None:
         key = "provenance.promotion"
         _require(is_valid_lock_name(self.from_name), f"{key}.from-name", f"{show(self.from_name)} is not a lock name")
-        _require(self.from_content_hash.startswith("sha256:") and bool(_SHA256.fullmatch(self.from_content_hash[7:])),
+        _require(is_content_hash(self.from_content_hash),
                  f"{key}.from-content-hash", f"{show(self.from_content_hash)} is not sha256:<64 hex>")
         _check(f"{key}.promoted-at", timestamp_problem(self.promoted_at))
         _require(len(self.test_receipts) <= 100, f"{key}.test-receipts", "has more than 100 entries")

@@ -37,7 +37,6 @@ from vllm_lock.errors import (
     UnknownRefError,
     UnreachableError,
     UsageError,
-    VllmLockError,
 )
 from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import Lock
@@ -138,40 +137,31 @@ def built_wheel_members(
     the install that substitutes from the bundle checks it against its own trusted keys)."""
     from vllm_lock import cache_entry
     from vllm_lock.actions import substitute
-    from vllm_lock.shell import cache_backends
 
     if not caches.caches:
         return []
     identity = cache_entry.wheel_build_identity(lock)
-    name = cache_entry.entry_name(identity)
     built = work / "built"
     built.mkdir(parents=True, exist_ok=True)
-    for url in caches.caches:
-        try:
-            backend = cache_backends.open_backend(url)
-            data = backend.read(name)
-            if data is None:
-                say(f"    {url}: no entry {name}")
-                continue
-            origin = f"{backend.url}/{name}"
-            if caches.trusted:
-                entry, _ = substitute.trusted_entry(data, origin, identity, caches.trusted)
-            else:
-                entry = cache_entry.parse(data, origin=origin)
-                if entry.identity != identity:
-                    raise CacheEntryError(f"{origin}: names identity {entry.identity}, not {identity}")
-                if not entry.signatures:
-                    raise CacheEntryError(f"{origin}: unsigned")
-            wheel = built / entry.wheel
-            substitute.fetch_verified(backend, entry, wheel)
-        except VllmLockError as exc:
-            say(f"    refused {url}: {' '.join(str(exc).split())}")
-            continue
-        (built / name).write_bytes(data)
-        say(f"    built vLLM {entry.wheel} ({name}) from {url}")
-        return [(_built(name), built / name), (_built(entry.wheel), wheel)]
-    say(f"    no configured cache has a built vLLM of identity {identity}: the bundle carries none")
-    return []
+
+    def fetched(offer: substitute.Offer) -> tuple[substitute.Offer, Path]:
+        if caches.trusted:
+            substitute.trusted_signer(offer.entry, offer.origin, caches.trusted)
+        elif not offer.entry.signatures:
+            raise CacheEntryError(f"{offer.origin}: unsigned")
+        wheel = built / offer.entry.wheel
+        substitute.fetch_verified(offer.backend, offer.entry, wheel)
+        return offer, wheel
+
+    hit = substitute.first_taken(caches.caches, identity, say, fetched)
+    if hit is None:
+        say(f"    no configured cache has a built vLLM of identity {identity}: the bundle carries none")
+        return []
+    offer, wheel = hit
+    name = offer.entry.name
+    (built / name).write_bytes(offer.data)
+    say(f"    built vLLM {offer.entry.wheel} ({name}) from {offer.url}")
+    return [(_built(name), built / name), (_built(offer.entry.wheel), wheel)]
 
 
 def _built(name: str) -> str:

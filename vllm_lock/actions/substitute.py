@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from vllm_lock import cache_entry, codec
 from vllm_lock.cache_entry import CacheEntry
@@ -41,6 +41,8 @@ TRUSTED_FILE_ENV = "VLLM_LOCK_TRUSTED_CACHE_KEYS_FILE"
 SIGNING_KEY_ENV = "VLLM_LOCK_CACHE_SIGNING_KEY"
 _SCHEMES = ("file://", "http://", "https://", "s3://")
 MAX_KEY_FILE = 64 << 10
+
+Taken = TypeVar("Taken")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,53 +188,91 @@ def find(
     signed sha256 (content-addressed, like the locked wheels): a later substitution of the same
     build on this machine reads it from there (still only through a trusted entry naming that
     sha256), and uv, which keys its unpacked wheels by path, finds it unpacked already."""
-    from vllm_lock.shell import cache_backends
-
     shutil.rmtree(dist, ignore_errors=True)
     dist.mkdir(parents=True)
-    name = cache_entry.entry_name(identity)
-    for url in caches.caches:
-        wheel: Path | None = None
+
+    def substitution(offer: Offer) -> Substitution:
+        entry = offer.entry
+        signer = trusted_signer(entry, offer.origin, caches.trusted)
+        if store is not None and store.has(entry.wheel_sha256, entry.wheel):
+            say(f"    {entry.wheel}: in the local store (its sha256 checked when it entered)")
+            return Substitution(cache=offer.url, signer=signer, entry=entry,
+                                wheel=store.path(entry.wheel_sha256, entry.wheel))
+        # into the store's file system (a rename takes it in), else into dist
+        incoming = store.root / "incoming" if store is not None else dist
+        incoming.mkdir(parents=True, exist_ok=True)
+        wheel = incoming / f".{os.getpid()}-{entry.wheel}" if store is not None else dist / entry.wheel
         try:
-            backend = cache_backends.open_backend(url)
-            data = backend.read(name)
-            if data is None:
-                say(f"    {url}: no entry {name}")
-                continue
-            entry, signer = trusted_entry(data, f"{backend.url}/{name}", identity, caches.trusted)
-            if store is not None and store.has(entry.wheel_sha256, entry.wheel):
-                say(f"    {entry.wheel}: in the local store (its sha256 checked when it entered)")
-                return Substitution(cache=url, signer=signer, entry=entry,
-                                    wheel=store.path(entry.wheel_sha256, entry.wheel))
-            # into the store's file system (a rename takes it in), else into dist
-            incoming = store.root / "incoming" if store is not None else dist
-            incoming.mkdir(parents=True, exist_ok=True)
-            wheel = incoming / f".{os.getpid()}-{entry.wheel}" if store is not None else dist / entry.wheel
-            fetch_verified(backend, entry, wheel)
+            fetch_verified(offer.backend, entry, wheel)
             if store is not None:
                 from vllm_lock.shell.bundle_file import adopt
 
                 if not adopt(store, entry.wheel_sha256, entry.wheel, wheel):
                     wheel.unlink(missing_ok=True)  # another install took the same bytes in meanwhile
                 wheel = store.path(entry.wheel_sha256, entry.wheel)
-            return Substitution(cache=url, signer=signer, entry=entry, wheel=wheel)
+        except VllmLockError:
+            wheel.unlink(missing_ok=True)
+            raise
+        return Substitution(cache=offer.url, signer=signer, entry=entry, wheel=wheel)
+
+    return first_taken(caches.caches, identity, say, substitution)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Offer:
+    """A cache's entry of the asked identity, parsed (its signature not yet checked)."""
+    url: str  # the cache, as configured
+    backend: Backend
+    origin: str  # where the entry was read, for messages
+    data: bytes  # the entry as the cache holds it
+    entry: CacheEntry
+
+
+def first_taken(
+    caches: Sequence[str], identity: str, say: Callable[[str], None], take: Callable[[Offer], Taken]
+) -> Taken | None:
+    """take's result for the first cache, in order, whose entry of identity take accepts; None
+    when there is none. Each cache passed over is one line: it has no entry, or it was refused
+    and why (unreachable, a malformed entry or one of another identity, or whatever take raised)."""
+    from vllm_lock.shell import cache_backends
+
+    name = cache_entry.entry_name(identity)
+    for url in caches:
+        try:
+            backend = cache_backends.open_backend(url)
+            data = backend.read(name)
+            if data is None:
+                say(f"    {url}: no entry {name}")
+                continue
+            origin = f"{backend.url}/{name}"
+            entry = identified_entry(data, origin, identity)
+            return take(Offer(url=url, backend=backend, origin=origin, data=data, entry=entry))
         except VllmLockError as exc:
             say(f"    refused {url}: {_one_line(str(exc))}")
-            if wheel is not None:
-                wheel.unlink(missing_ok=True)
     return None
 
 
-def trusted_entry(data: bytes, origin: str, identity: str, trusted: Sequence[PublicKey]) -> tuple[CacheEntry, str]:
-    from vllm_lock import cache_keys
-
+def identified_entry(data: bytes, origin: str, identity: str) -> CacheEntry:
+    """The entry in data, when it is one of identity."""
     entry = cache_entry.parse(data, origin=origin)
     if entry.identity != identity:
         raise CacheEntryError(f"{origin}: names identity {entry.identity}, not {identity}")
+    return entry
+
+
+def trusted_signer(entry: CacheEntry, origin: str, trusted: Sequence[PublicKey]) -> str:
+    """The trusted key whose signature the entry carries."""
+    from vllm_lock import cache_keys
+
     verdict = cache_keys.trust(entry, trusted)
     if verdict.signer is None:
         raise CacheEntryError(f"{origin}: {verdict.problem}")
-    return entry, verdict.signer
+    return verdict.signer
+
+
+def trusted_entry(data: bytes, origin: str, identity: str, trusted: Sequence[PublicKey]) -> tuple[CacheEntry, str]:
+    entry = identified_entry(data, origin, identity)
+    return entry, trusted_signer(entry, origin, trusted)
 
 
 def fetch_verified(backend: Backend, entry: CacheEntry, wheel: Path) -> None:
