@@ -210,9 +210,9 @@ def import_built_members(lock: Lock, cache: Path, unpacked: dict[str, Path]) -> 
     if wheel is None or extra:
         raise BundleError(f"the bundle's built members must be {name} and the wheel it names, {entry.wheel}; "
                           f"found {sorted(unpacked)}")
-    from vllm_lock.actions.substitute import file_sha256
+    from vllm_lock.shell.files import sha256_and_size
 
-    sha256, size = file_sha256(wheel)
+    sha256, size = sha256_and_size(wheel)
     if (sha256, size) != (entry.wheel_sha256, entry.wheel_size):
         raise BundleError(f"the bundle's {_built(entry.wheel)} is not the wheel its entry signs "
                           f"({size} bytes, sha256 {sha256})")

@@ -17,6 +17,7 @@ from vllm_lock import receipt as receipts
 from vllm_lock.actions import substitute
 from vllm_lock.cache_entry import CacheEntry
 from vllm_lock.errors import CacheEntryError, OutputError, UsageError, VllmLockError
+from vllm_lock.shell import files
 
 if TYPE_CHECKING:
     from vllm_lock.cache_keys import PublicKey, SecretKey
@@ -279,7 +280,7 @@ def publish(lock_ref: str, source: Path, url: str, key: SecretKey, trusted: Sequ
     wheel = source / entry.wheel_path
     if not wheel.is_file() or wheel.is_symlink():
         raise CacheEntryError(f"{wheel}: the wheel the entry names is not a regular file there")
-    sha256, size = substitute.file_sha256(wheel)
+    sha256, size = files.sha256_and_size(wheel)
     if (sha256, size) != (entry.wheel_sha256, entry.wheel_size):
         raise CacheEntryError(f"the wheel to publish {wheel.name} ({size} bytes, sha256 {sha256}) is not the one "
                               f"its entry names ({entry.wheel_size} bytes, sha256 {entry.wheel_sha256})")

@@ -13,7 +13,6 @@ wheel through vLLM's VLLM_USE_PRECOMPILED (precompiled_env): zero compiler calls
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from vllm_lock import cache_entry, codec
 from vllm_lock.cache_entry import CacheEntry
 from vllm_lock.errors import CacheEntryError, CacheKeyError, SubstituteOnlyError, UsageError, VllmLockError
 from vllm_lock.model import Lock
+from vllm_lock.shell import files
 
 if TYPE_CHECKING:
     from vllm_lock.cache_keys import PublicKey, SecretKey
@@ -303,15 +303,6 @@ def precompiled_env(hit: Substitution, env: Mapping[str, str]) -> dict[str, str]
 # ---------------------------------------------------------------- push
 
 
-def file_sha256(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def built_wheel(dist: Path) -> Path:
     wheels = sorted(dist.glob("vllm-*.whl"))
     if len(wheels) != 1:
@@ -329,7 +320,7 @@ def make_entry(
     lock: Lock, wheel: Path, *, version: str, cubins: Sequence[str], toolchain: Mapping[str, str | None],
     build_seconds: float,
 ) -> CacheEntry:
-    sha256, size = file_sha256(wheel)
+    sha256, size = files.sha256_and_size(wheel)
     return CacheEntry(
         identity=cache_entry.wheel_build_identity(lock),
         wheel=wheel.name,

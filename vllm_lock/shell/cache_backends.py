@@ -26,7 +26,7 @@ from typing import IO, Protocol
 
 from vllm_lock.cache_entry import ENTRY_SUFFIX, MAX_ENTRY_BYTES
 from vllm_lock.errors import CacheUnreachableError, UsageError
-from vllm_lock.shell import limits
+from vllm_lock.shell import files, limits
 
 
 def entry_deadline() -> float:
@@ -88,12 +88,7 @@ def open_backend(url: str) -> Backend:
 def hash_of(source: Path | bytes) -> tuple[str, int]:
     if isinstance(source, bytes):
         return hashlib.sha256(source).hexdigest(), len(source)
-    digest, size = hashlib.sha256(), 0
-    with source.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+    return files.sha256_and_size(source)
 
 
 # ---------------------------------------------------------------- file://

@@ -1,14 +1,25 @@
 """Files written whole or not at all: the one atomic writer (locks, signatures, pylock exports,
-test and install receipts, a generation's profile, the store's ETag memos)."""
+test and install receipts, a generation's profile, the store's ETag memos); a file's sha256."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 
 from vllm_lock.errors import OutputError
+
+
+def sha256_and_size(path: Path) -> tuple[str, int]:
+    """The file's sha256 (hex) and its size, read once in 1 MiB chunks."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def check_writable(path: Path) -> None:
