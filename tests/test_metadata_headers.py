@@ -41,6 +41,19 @@ def test_every_installed_distribution_reads_as_email_reads_it() -> None:
     assert with_requirements >= 5
 
 
+def test_every_installed_wheel_file_reads_as_email_reads_it() -> None:
+    """The WHEEL files (Tag, Build: the same format) that verify reads to tell which locked wheel
+    was installed."""
+    wheel_files = sorted({m.with_name("WHEEL") for m in _installed_metadata() if m.with_name("WHEEL").is_file()})
+    assert len(wheel_files) >= 20
+    for wheel_file in wheel_files:
+        text = wheel_file.read_text(encoding="utf-8", errors="replace")
+        message = HeaderParser().parsestr(text)
+        ours = metadata_headers(text)
+        for field in ("Wheel-Version", "Tag", "Build", "Root-Is-Purelib"):
+            assert ours.get(field.lower(), []) == [v.rstrip() for v in message.get_all(field) or []], wheel_file
+
+
 @pytest.mark.parametrize("text", [
     "Metadata-Version: 2.1\nName: folded\nVersion: 1.0\nRequires-Dist: a>=1;\n extra == 'x'\nRequires-Dist: b\n"
     "\nbody\n",

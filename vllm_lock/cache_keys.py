@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from vllm_lock.cache_entry import KEY_NAME, CacheEntry, Signature, fingerprint
@@ -41,9 +40,7 @@ class SecretKey:
     seed: bytes = dataclasses.field(repr=False)  # never in a repr, a log or a message
 
     def public(self) -> PublicKey:
-        raw = Ed25519PrivateKey.from_private_bytes(self.seed).public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        raw = Ed25519PrivateKey.from_private_bytes(self.seed).public_key().public_bytes_raw()
         return PublicKey(name=self.name, key=raw)
 
     def text(self) -> str:

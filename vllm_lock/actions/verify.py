@@ -180,13 +180,13 @@ def changed_files(site: Path, dist: Dist) -> list[str]:
 
 
 def _wheel_tags(dist: Dist) -> tuple[frozenset[str], str]:
-    """The tags and build tag the installed distribution's WHEEL file records."""
-    from email.parser import HeaderParser
+    """The tags and build tag the installed distribution's WHEEL file records (its format is
+    METADATA's)."""
     try:
-        meta = HeaderParser().parsestr((dist.dist_info / "WHEEL").read_text(encoding="utf-8", errors="replace"))
+        meta = metadata_headers((dist.dist_info / "WHEEL").read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return frozenset(), ""
-    return frozenset(meta.get_all("Tag") or ()), (meta.get("Build") or "").strip()
+    return frozenset(meta.get("tag", ())), (meta.get("build", [""])[0]).strip()
 
 
 def _filename_tags(wheel: Wheel) -> tuple[frozenset[str], str]:
