@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +210,8 @@ def _record_rows(text: str) -> set[tuple[str, str]]:
 
 def _record_matches(dist: Dist, wheel_file: Path) -> bool:
     """Whether every file the wheel's own RECORD lists is installed with that hash."""
+    import zipfile  # here: only a wheel whose WHEEL file disagrees with its name is opened
+
     try:
         with zipfile.ZipFile(wheel_file) as archive:
             name = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD"))

@@ -26,7 +26,6 @@ import os
 import posixpath
 import re
 import shutil
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +40,8 @@ from vllm_lock.shell import limits, mirroring, proc
 from vllm_lock.shell.git_environment import REPOSITORY_ENV
 
 if TYPE_CHECKING:
+    import tarfile
+
     import git
 
 RETRIES = 3
@@ -409,6 +410,8 @@ def export_tree(repo: Mirror, commit: str, dest: Path) -> None:
     """The tree of commit, written to dest (no .git): what `git archive` gives. A member that
     leaves the tree (an absolute symlink, `..`) or is a device is a ResolutionError naming it,
     raised before anything is written: every member is checked first."""
+    import tarfile  # here: an install that only reads git's answers never unpacks a tree
+
     data = run(["archive", "--format=tar", "--end-of-options", check_commit(commit)],
                cwd=repo.git_dir, what=f"exporting {commit[:9]}", binary=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -432,6 +435,8 @@ def export_paths(repo: Mirror, commit: str, dest: Path, pathspecs: Sequence[str]
     fixed by our code; each must match a file of the commit (git archive refuses one that does not)."""
     if not pathspecs:
         raise ValueError("export_paths needs at least one pathspec")
+    import tarfile
+
     data = run(["archive", "--format=tar", check_commit(commit), "--", *pathspecs],
                cwd=repo.git_dir, what=f"exporting {commit[:9]}", binary=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
