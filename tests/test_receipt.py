@@ -106,3 +106,20 @@ def test_a_malformed_test_receipt_for_this_content_is_refused(tmp_path: Path) ->
     (folder / "x.json").write_text(json.dumps(data))
     with pytest.raises(UsageError, match="is malformed \\('host' is not a short printable string"):
         receipts.find_test_receipts(lock_path, data["lock"]["content-hash"])
+
+
+@pytest.mark.parametrize("changes, source", [
+    ({}, "checkout"),  # built: a checkout of its own
+    ({"substituted-from": {"cache": "file:///c"}}, "store"),  # written before receipts said where src came from
+    ({"substituted-from": {"cache": "file:///c"}, "editable": True}, "checkout"),
+    ({"source": "checkout", "substituted-from": {"cache": "file:///c"}}, "checkout"),  # what it says wins
+    ({"source": "store"}, "store"),
+    ({"source": "elsewhere"}, None),  # not a source this version knows: not a receipt it reads
+    ({"source": 1}, None),
+])
+def test_an_install_receipt_says_where_its_source_came_from(changes: dict[str, Any], source: str | None) -> None:
+    data = json.loads((DATA / "install-receipt.json").read_text())
+    data.pop("editable")
+    data.update({"editable": False, **changes})
+    done = receipts.InstallReceipt.from_data(data)
+    assert (done.source if done is not None else None) == source

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -130,6 +131,7 @@ def test_a_substituted_install_links_a_read_only_store_path_and_the_next_one_reu
         assert (stored / patched.path).is_file()
     assert f"g{primed.lock.vllm.commit[:9]}" in vllm_version(tmp_path / "opt-1")
     assert "==> verify" in first.stderr
+    assert json.loads((src.parent / "receipt.json").read_text())["source"] == "store"
     clean = as_user("verify", str(primed.path), "--venv", str(tmp_path / "opt-1" / "vllm"), cache=cache)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
@@ -151,6 +153,7 @@ def test_a_build_and_an_editable_substitution_keep_a_writable_checkout_of_their_
 ) -> None:
     built = generation_src(primed.root / "opt-a")
     assert built.is_dir() and not built.is_symlink()
+    assert json.loads((built.parent / "receipt.json").read_text())["source"] == "checkout"
     assert os.stat(built / "setup.py").st_mode & stat.S_IWUSR
     editable = write_variant(primed.lock, tmp_path / "editable.lock.toml",
                              build=dataclasses.replace(primed.lock.build, editable=True))
@@ -160,6 +163,7 @@ def test_a_build_and_an_editable_substitution_keep_a_writable_checkout_of_their_
     assert src.is_dir() and not src.is_symlink()
     assert "==> strip" in result.stderr and "stripped source" not in result.stderr
     assert list((src / "vllm").glob("_C*.so"))  # the compiled modules written into its own tree
+    assert json.loads((src.parent / "receipt.json").read_text())["source"] == "checkout"
     assert not (tmp_path / "cache" / "sources").exists()
 
 

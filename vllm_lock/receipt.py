@@ -42,6 +42,8 @@ def _kebab(name: str) -> str:
 
 # ---------------------------------------------------------------- the install receipt
 
+SOURCES = ("store", "checkout")
+
 
 @dataclass(frozen=True, kw_only=True)
 class InstallReceipt:
@@ -73,6 +75,9 @@ class InstallReceipt:
     gpus: dict[str, Any] = field(default_factory=dict)  # what preflight saw; empty when not looked at
     compiler_cache: dict[str, Any] = field(default_factory=dict)  # sccache's version, cache and counts; empty: none
     substituted_from: dict[str, str] = field(default_factory=dict)  # the binary cache's origin; empty when built
+    # "store": src links to the source store's shared tree (a non-editable substitution built
+    # nothing: no external sources were staged); "checkout": a checkout of the generation's own
+    source: str = "checkout"
     receipt_version: int = RECEIPT_VERSION
 
     def to_data(self) -> dict[str, Any]:
@@ -93,6 +98,10 @@ class InstallReceipt:
                 return None  # an unknown key, or one given in both styles
             values[name] = value
         if values.get("receipt_version") != RECEIPT_VERSION:
+            return None
+        if "source" not in values:  # written before receipts said: a non-editable substitution used the store
+            values["source"] = "store" if values.get("substituted_from") and not values.get("editable") else "checkout"
+        if values["source"] not in SOURCES:
             return None
         try:
             return cls(**values)

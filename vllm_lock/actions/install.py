@@ -257,6 +257,8 @@ def _steps(
                                toolchain=tools, gpus=facts.gpus, compiler_cache=compiler_cache)
         if hit is not None:
             receipt = dataclasses.replace(receipt, substituted_from=hit.origin())
+        if stored_source:
+            receipt = dataclasses.replace(receipt, source="store")
         receipts.write(gen, receipt)
     with rep.step("switch"):
         generations.switch(container, gen)

@@ -363,7 +363,7 @@ def verify(lock_ref: str, venv: Path) -> Report:
         report.source.append(f"source checkout {src} is missing")
     report.source += rust_artifact_problems(lock, real, src)
     # a non-editable substitution built nothing: it staged no external source (its src is a store link)
-    built_nothing = done is not None and bool(done.substituted_from) and not done.editable
+    built_nothing = done is not None and done.source == "store"
     for source in () if built_nothing else lock.external_sources:
         stamp = generation.external_stamp(source.name)
         staged = stamp.read_text().strip() if stamp.is_file() else None
