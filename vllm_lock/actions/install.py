@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Generic, TypeVar
 
 import vllm_lock
 from vllm_lock import clock, codec, plan, pylock
@@ -43,6 +43,8 @@ from vllm_lock.shell import build as build_shell
 from vllm_lock.shell import cargo, cuda_tools, generations, lockfiles, machine, mirroring, sccache
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # imported where verify runs: an install that finds its generation never does
     from vllm_lock.actions import verify as verify_action
@@ -198,12 +200,18 @@ def _steps(
         with rep.step("python"):
             uv_shell.install_python(lock.target.python, request.cache, log, rep.line)
     uv_env = uv_shell.uv_env(request.cache, offline=True)
-    with rep.step("environment"):
-        create_environment(run, uv_env, facts.python_found)
     hit: substitute.Substitution | None = None
-    if request.caches.caches:
-        with rep.step("substitute"):
-            hit = substitute.step(request.caches, lock, editable, gen.dist, rep.say, run.store)
+    if request.caches.caches:  # the venv is made beside the cache lookup, whose lines stay live
+        environment = _Beside(run, lambda beside: _environment_step(beside, uv_env, facts.python_found))
+        try:
+            with rep.step("substitute"):
+                hit = substitute.step(request.caches, lock, editable, gen.dist, rep.say, run.store)
+        except BaseException:
+            environment.join(rep, reraise=False)
+            raise
+        environment.join(rep)
+    else:
+        _environment_step(run, uv_env, facts.python_found)
     if request.caches.caches and (hit is None or editable):
         with rep.step("toolchain"):  # setup.py runs: a build, or an editable install of the cached modules
             facts = check_toolchain(run, facts, must_build=hit is None)
@@ -267,6 +275,11 @@ def _steps(
     return InstallResult(generation=gen.root, state="installed", version=version, log=log_path)
 
 
+def _environment_step(run: _Run, uv_env: dict[str, str], python: str | None) -> None:
+    with run.rep.step("environment"):
+        create_environment(run, uv_env, python)
+
+
 def _source_steps(run: _Run) -> dict[str, Path]:
     with run.rep.step("source"):
         if run.gen.src.is_symlink():  # a substituted attempt's store link: this one needs its own checkout
@@ -290,33 +303,33 @@ def _external_steps(run: _Run) -> dict[str, Path]:
     return external_dirs
 
 
-class _Beside:
+class _Beside(Generic[T]):
     """Steps run in a thread beside the main thread's (they only say things: no live output),
     their lines held back and written after, in order, as if they had run after."""
 
-    def __init__(self, run: _Run, steps: Callable[[_Run], dict[str, Path]]) -> None:
+    def __init__(self, run: _Run, steps: Callable[[_Run], T]) -> None:
         self._held = io.StringIO()
         self._rep = Reporter(log=self._held, quiet=True)
-        self._result: dict[str, Path] = {}
+        self._result: T | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(dataclasses.replace(run, rep=self._rep), steps),
                                         daemon=True)
         self._thread.start()
 
-    def _run(self, run: _Run, steps: Callable[[_Run], dict[str, Path]]) -> None:
+    def _run(self, run: _Run, steps: Callable[[_Run], T]) -> None:
         try:
             self._result = steps(run)
         except BaseException as exc:  # handed to the main thread by join
             self._error = exc
 
-    def join(self, rep: Reporter, *, reraise: bool = True) -> dict[str, Path]:
+    def join(self, rep: Reporter, *, reraise: bool = True) -> T:
         self._thread.join()
         for line in self._held.getvalue().splitlines():
             rep.say(line)
         rep.timings.update(self._rep.timings)
         if self._error is not None and reraise:
             raise self._error
-        return self._result
+        return self._result  # type: ignore[return-value]  # set when the steps returned
 
 
 def preflight(run: _Run, container: GenerationContainer) -> tuple[plan.MachineFacts, plan.Jobs]:
