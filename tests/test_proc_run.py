@@ -19,15 +19,14 @@ from vllm_lock.shell import proc
 MODES = ["captured", "streamed"]
 
 
-def _holder(tmp_path: Path, end: str) -> tuple[list[str], Path]:
-    """A tool that starts a grandchild holding its stdout and stderr (its pid in the marker file),
-    then ends as `end` says (`wait`: waits for it; `exit 3`: leaves it behind)."""
-    marker = tmp_path / "grandchild.pid"
-    script = tmp_path / "tool.sh"
+def _holder(marker: Path, end: str) -> list[str]:
+    """A tool that starts a grandchild holding its stdout and stderr (its pid in `marker`), then
+    ends as `end` says (`wait`: waits for it; `exit 3`: leaves it behind)."""
+    script = marker.with_name("tool.sh")
     script.write_text(f"#!/bin/sh\necho started\nsleep 300 &\n"
                       f"echo $! > {marker}.part\nmv {marker}.part {marker}\n{end}\n")
     script.chmod(0o755)
-    return [str(script)], marker
+    return [str(script)]
 
 
 def _run(mode: str, argv: list[str], **kwargs: object) -> proc.Completed:
@@ -75,13 +74,13 @@ def _ends_within(pid: int, seconds: float) -> bool:
 
 
 @pytest.fixture
-def leftovers() -> Iterator[list[int]]:
-    """pids a test may leave running when it fails: killed afterwards."""
-    pids: list[int] = []
-    yield pids
-    for pid in pids:
+def grandchild(tmp_path: Path) -> Iterator[Path]:
+    """The marker file of _holder's grandchild, killed after the test whatever its outcome."""
+    marker = tmp_path / "grandchild.pid"
+    yield marker
+    if marker.exists():
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(int(marker.read_text()), signal.SIGKILL)
         except ProcessLookupError:
             pass
 
@@ -95,37 +94,30 @@ def test_captured_output_is_stdout_then_stderr_and_streamed_output_is_in_order()
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_tool_past_its_deadline_is_killed_with_what_it_started(tmp_path: Path, mode: str,
-                                                                 leftovers: list[int]) -> None:
+def test_a_tool_past_its_deadline_is_killed_with_what_it_started(grandchild: Path, mode: str) -> None:
     """The grandchild holds the pipe: killing only the tool left a captured run waiting
     READER_GRACE_S twice and a streamed one until the grandchild ended, and left it running."""
-    argv, marker = _holder(tmp_path, "wait")
-    done, took = _in_thread(mode, argv, 20, timeout=1)
-    leftovers.append(_pid_in(marker))
+    done, took = _in_thread(mode, _holder(grandchild, "wait"), 20, timeout=1)
     assert done.timed_out and not done.ok and "started" in done.output
     assert took < 3, took
-    assert _ends_within(leftovers[0], 5), "the grandchild outlived the deadline"
+    assert _ends_within(_pid_in(grandchild), 5), "the grandchild outlived the deadline"
 
 
-def test_a_captured_tool_that_leaves_a_daemon_on_its_pipes_is_answered_at_its_exit(
-        tmp_path: Path, leftovers: list[int]) -> None:
+def test_a_captured_tool_that_leaves_a_daemon_on_its_pipes_is_answered_at_its_exit(grandchild: Path) -> None:
     """Its exit status and output come back READER_GRACE_S after its exit, not at the deadline,
     and the daemon it started is left alone (sccache --start-server's server must outlive it)."""
-    argv, marker = _holder(tmp_path, "exit 3")
-    done, took = _in_thread("captured", argv, 60, timeout=30)
-    leftovers.append(_pid_in(marker))
+    done, took = _in_thread("captured", _holder(grandchild, "exit 3"), 60, timeout=30)
     assert (done.returncode, done.timed_out, done.output) == (3, False, "started\n")
     assert proc.READER_GRACE_S <= took < proc.READER_GRACE_S + 2, took
-    assert not _ends_within(leftovers[0], 0.3), "the daemon was killed"
+    assert not _ends_within(_pid_in(grandchild), 0.3), "the daemon was killed"
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_an_interrupted_caller_takes_the_tool_and_what_it_started_with_it(tmp_path: Path, mode: str,
-                                                                         leftovers: list[int]) -> None:
-    argv, marker = _holder(tmp_path, "wait")
+def test_an_interrupted_caller_takes_the_tool_and_what_it_started_with_it(grandchild: Path, mode: str) -> None:
+    argv = _holder(grandchild, "wait")
 
     def _interrupt() -> None:
-        leftovers.append(_pid_in(marker))
+        _pid_in(grandchild)
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=_interrupt, daemon=True).start()
@@ -133,19 +125,17 @@ def test_an_interrupted_caller_takes_the_tool_and_what_it_started_with_it(tmp_pa
     with pytest.raises(KeyboardInterrupt):
         _run(mode, argv, timeout=60)
     assert time.monotonic() - started < 10
-    assert _ends_within(leftovers[0], 5), "the grandchild outlived the interrupt"
+    assert _ends_within(_pid_in(grandchild), 5), "the grandchild outlived the interrupt"
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_kill_own_sessions_reaches_every_tool(tmp_path: Path, mode: str, leftovers: list[int]) -> None:
+def test_kill_own_sessions_reaches_every_tool(grandchild: Path, mode: str) -> None:
     """What the CLI's SIGTERM/SIGHUP handler calls: a tool (not only git) and its grandchild
     are killed, and its runner returns at once."""
-    argv, marker = _holder(tmp_path, "wait")
-    threading.Thread(target=lambda: (leftovers.append(_pid_in(marker)), proc.kill_own_sessions()),
-                     daemon=True).start()
-    done, took = _in_thread(mode, argv, 20, timeout=60)
+    threading.Thread(target=lambda: (_pid_in(grandchild), proc.kill_own_sessions()), daemon=True).start()
+    done, took = _in_thread(mode, _holder(grandchild, "wait"), 20, timeout=60)
     assert done.returncode == -signal.SIGKILL and not done.ok and took < 10
-    assert _ends_within(leftovers[0], 5)
+    assert _ends_within(_pid_in(grandchild), 5)
 
 
 @pytest.mark.parametrize("mode", MODES)
