@@ -30,7 +30,6 @@ MAX_LINE_CHARS = 1 << 16
 # after a captured tool's exit, how long its pipes are still read: a grandchild that outlives it
 # (a daemon it started) can hold them open for ever
 READER_GRACE_S = 5.0
-_EXIT_POLL_S = 0.1  # how often a quiet captured tool is looked at for its exit
 STDERR_KEEP_BYTES = 1 << 20  # of a program's stderr: its last MiB (the error is at the end)
 
 
@@ -207,41 +206,59 @@ class _Ended:
 
 def _pump(child: subprocess.Popen[bytes], kept: Mapping[IO[bytes], _Kept], *, deadline: float | None,
           exit_grace: float | None) -> _Ended:
-    """Read child's pipes into `kept` until they close, then wait for its end. Its group is
-    killed when the deadline passes first, or when a pipe overflows its _Kept. exit_grace: after
-    the child exits, how long its pipes (which a grandchild may hold) are still read; None: to
-    their end, within the deadline."""
+    """Read child's pipes into `kept` until they close and it ends. Its group is killed when the
+    deadline passes first, or when a pipe overflows its _Kept. exit_grace: after the child ends,
+    how long its pipes (which a grandchild may hold) are still read; None: to their end, within
+    the deadline."""
     until = deadline
     exited = overflowed = False
-    with selectors.DefaultSelector() as selector:
-        for pipe, keep in kept.items():
-            selector.register(pipe, selectors.EVENT_READ, keep)
-        while selector.get_map() and not overflowed:
-            if exit_grace is not None and not exited and child.poll() is not None:
-                exited, until = True, time.monotonic() + exit_grace
-            wait = None if until is None else until - time.monotonic()
-            if wait is not None and wait <= 0:
-                break
-            if exit_grace is not None and not exited:
-                wait = _EXIT_POLL_S if wait is None else min(wait, _EXIT_POLL_S)
-            for key, _ in selector.select(wait):
-                data = os.read(key.fd, 1 << 16)
-                if not data:
-                    selector.unregister(key.fileobj)
-                elif not key.data.keep(data):
-                    overflowed = True
-        pipes_closed = not selector.get_map()
-    if exited and not overflowed:
-        return _Ended(returncode=child.returncode)
-    if pipes_closed and not overflowed:
-        try:  # the program is ending (or holds on without its pipes)
-            left = None if deadline is None else max(deadline - time.monotonic(), 0.1)
-            return _Ended(returncode=child.wait(timeout=left))
-        except subprocess.TimeoutExpired:
-            pass
-    _kill_group(child)
-    child.wait()
-    return _Ended(returncode=None, overflowed=overflowed)
+    ended = _end_of(child.pid)
+    try:
+        with selectors.DefaultSelector() as selector:
+            for pipe, keep in kept.items():
+                selector.register(pipe, selectors.EVENT_READ, keep)
+            selector.register(ended, selectors.EVENT_READ)
+            while selector.get_map() and not overflowed:
+                wait = None if until is None else until - time.monotonic()
+                if wait is not None and wait <= 0:
+                    break
+                for key, _ in selector.select(wait):
+                    data = os.read(key.fd, 1 << 16)
+                    if key.fd == ended:
+                        selector.unregister(ended)
+                        exited = True
+                        if exit_grace is not None:
+                            until = time.monotonic() + exit_grace
+                    elif not data:
+                        selector.unregister(key.fileobj)
+                    elif not key.data.keep(data):
+                        overflowed = True
+            pipes_closed = len(selector.get_map()) == (0 if exited else 1)
+    finally:
+        os.close(ended)
+    answered = exited and (pipes_closed or exit_grace is not None) and not overflowed
+    if not answered:
+        _kill_group(child)
+    returncode = child.wait()
+    return _Ended(returncode=returncode if answered else None, overflowed=overflowed)
+
+
+def _end_of(pid: int) -> int:
+    """The read end of a pipe that reaches its end once child pid has ended: a thread waits for
+    it (Popen.wait with a timeout polls, with sleeps, a cost on every short tool). The child is
+    not reaped: its pid, and so its group's, stays its own until Popen waits for it."""
+    read_end, write_end = os.pipe()
+
+    def _wait() -> None:
+        try:
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass  # already reaped by Popen (an interrupted caller)
+        finally:
+            os.close(write_end)
+
+    threading.Thread(target=_wait, daemon=True).start()
+    return read_end
 
 
 class _Kept:
@@ -252,16 +269,19 @@ class _Kept:
         self.head_bytes = head
         self.tail_bytes = tail
         self.overflow_kills = overflow_kills
-        self.head = bytearray()
+        self.head: list[bytes] = []  # chunks as read: joined once, at the end
+        self.head_size = 0
         self.tail = bytearray()
         self.dropped = 0
 
     def keep(self, chunk: bytes) -> bool:
         """Keep what the bounds allow of chunk; False when the program must be killed."""
-        room = len(chunk) if self.head_bytes is None else self.head_bytes - len(self.head)
+        room = len(chunk) if self.head_bytes is None else self.head_bytes - self.head_size
         if room > 0:
-            self.head += chunk[:room]
-            chunk = chunk[room:]
+            part = chunk if room >= len(chunk) else chunk[:room]
+            self.head.append(part)
+            self.head_size += len(part)
+            chunk = chunk[len(part):]
         if chunk:
             self.tail += chunk
             if len(self.tail) > self.tail_bytes:
@@ -271,14 +291,14 @@ class _Kept:
         return not (self.overflow_kills and self.dropped)
 
     def joined(self) -> bytes:
-        return bytes(self.head + self.tail)
+        return b"".join([*self.head, self.tail])
 
     def text(self) -> str:
         if not self.dropped:
             text = self.joined().decode("utf-8", "replace")
         else:
             marker = f"\n[... {self.dropped} bytes of output left out ...]\n"
-            text = self.head.decode("utf-8", "replace") + marker + self.tail.decode("utf-8", "replace")
+            text = b"".join(self.head).decode("utf-8", "replace") + marker + self.tail.decode("utf-8", "replace")
         return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as text=True reads
 
 
