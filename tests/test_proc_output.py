@@ -4,6 +4,7 @@ program and everything it started (a grandchild holding the pipe must not keep u
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -42,6 +43,36 @@ def test_the_deadline_kills_the_program_and_what_it_started(tmp_path: Path) -> N
     while time.monotonic() < deadline and _alive(grandchild):
         time.sleep(0.05)
     assert not _alive(grandchild)
+
+
+def test_a_program_that_exits_leaving_its_pipe_held_past_the_deadline_has_no_answer(tmp_path: Path) -> None:
+    """Unlike a captured tool (answered READER_GRACE_S after its exit), git's answer must be whole:
+    its exit with a grandchild still holding the pipe is no answer, and the grandchild is killed."""
+    marker = tmp_path / "grandchild.pid"
+    script = tmp_path / "leave.sh"
+    script.write_text(f"#!/bin/sh\necho early\n(sleep 0.3; echo late; exec sleep 300) &\necho $! > {marker}\n")
+    script.chmod(0o755)
+    try:
+        started = time.monotonic()
+        done = proc.output_of([str(script)], cwd=tmp_path, env=os.environ, timeout=2.0)
+        assert time.monotonic() - started < 4
+        assert (done.returncode, done.stdout) == (None, b"early\nlate\n")
+        grandchild = int(marker.read_text())
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _alive(grandchild):
+            time.sleep(0.05)
+        assert not _alive(grandchild)
+    finally:
+        if marker.exists() and _alive(int(marker.read_text())):
+            os.kill(int(marker.read_text()), signal.SIGKILL)
+
+
+def test_stderr_is_kept_to_its_last_part(tmp_path: Path) -> None:
+    script = tmp_path / "loud.py"
+    script.write_text("import sys\nsys.stderr.write('x' * (3 << 20) + 'fatal: the last line\\n')\n")
+    done = proc.output_of([sys.executable, str(script)], cwd=tmp_path, env=os.environ, timeout=60)
+    assert done.returncode == 0 and len(done.stderr) == proc.STDERR_KEEP_BYTES
+    assert done.stderr.endswith(b"xxfatal: the last line\n")
 
 
 def _alive(pid: int) -> bool:

@@ -161,9 +161,10 @@ def _captured(argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], 
         assert child.stdout is not None and child.stderr is not None
         ended = _pump(child, {child.stdout: stdout, child.stderr: stderr},
                       deadline=time.monotonic() + timeout if timeout else None, exit_grace=READER_GRACE_S)
-    timed_out = ended.returncode is None
-    return Completed(argv=tuple(argv), returncode=-signal.SIGKILL if ended.returncode is None else ended.returncode,
-                     output=stdout.text() + stderr.text(), timed_out=timed_out)
+    if ended.returncode is None:  # killed at the deadline
+        return Completed(argv=tuple(argv), returncode=-signal.SIGKILL, output=stdout.text() + stderr.text(),
+                         timed_out=True)
+    return Completed(argv=tuple(argv), returncode=ended.returncode, output=stdout.text() + stderr.text())
 
 
 @contextmanager
@@ -212,31 +213,30 @@ def _pump(child: subprocess.Popen[bytes], kept: Mapping[IO[bytes], _Kept], *, de
     the deadline."""
     until = deadline
     exited = overflowed = False
-    ended = _end_of(child.pid)
+    exit_pipe = _end_of(child.pid)
     try:
         with selectors.DefaultSelector() as selector:
             for pipe, keep in kept.items():
                 selector.register(pipe, selectors.EVENT_READ, keep)
-            selector.register(ended, selectors.EVENT_READ)
+            selector.register(exit_pipe, selectors.EVENT_READ)
             while selector.get_map() and not overflowed:
                 wait = None if until is None else until - time.monotonic()
                 if wait is not None and wait <= 0:
                     break
                 for key, _ in selector.select(wait):
-                    data = os.read(key.fd, 1 << 16)
-                    if key.fd == ended:
-                        selector.unregister(ended)
+                    if key.fd == exit_pipe:
+                        selector.unregister(exit_pipe)
                         exited = True
                         if exit_grace is not None:
                             until = time.monotonic() + exit_grace
-                    elif not data:
+                    elif data := os.read(key.fd, 1 << 16):
+                        overflowed = overflowed or not key.data.keep(data)
+                    else:
                         selector.unregister(key.fileobj)
-                    elif not key.data.keep(data):
-                        overflowed = True
-            pipes_closed = len(selector.get_map()) == (0 if exited else 1)
+            pipes_open = any(key.fd != exit_pipe for key in selector.get_map().values())
     finally:
-        os.close(ended)
-    answered = exited and (pipes_closed or exit_grace is not None) and not overflowed
+        os.close(exit_pipe)
+    answered = exited and not overflowed and (exit_grace is not None or not pipes_open)
     if not answered:
         _kill_group(child)
     returncode = child.wait()
