@@ -2,7 +2,8 @@
 
 Every program runs leading a session of its own (`_session`), so that it and everything it
 started (its process group) are killed as one: at its deadline, when the caller is interrupted,
-and by kill_own_sessions when a signal ends vllm-lock. Captured output (`output_of`, and `run`
+and by kill_own_sessions when a signal ends vllm-lock (a signal sent to vllm-lock's process
+group, a terminal's Ctrl-C or Ctrl-Z, no longer reaches them itself). Captured output (`output_of`, and `run`
 without a log or on_line) is read by one selector loop (`_pump`) into bounded buffers (`_Kept`)."""
 
 from __future__ import annotations
