@@ -132,7 +132,11 @@ def test_an_interrupted_caller_takes_the_tool_and_what_it_started_with_it(grandc
 def test_kill_own_sessions_reaches_every_tool(grandchild: Path, mode: str) -> None:
     """What the CLI's SIGTERM/SIGHUP handler calls: a tool (not only git) and its grandchild
     are killed, and its runner returns at once."""
-    threading.Thread(target=lambda: (_pid_in(grandchild), proc.kill_own_sessions()), daemon=True).start()
+    def interrupt() -> None:
+        _pid_in(grandchild)  # the tool has started its grandchild
+        proc.kill_own_sessions()
+
+    threading.Thread(target=interrupt, daemon=True).start()
     done, took = _in_thread(mode, _holder(grandchild, "wait"), 20, timeout=60)
     assert done.returncode == -signal.SIGKILL and not done.ok and took < 10
     assert _ends_within(_pid_in(grandchild), 5)
