@@ -113,23 +113,28 @@ def site_packages(venv: Path) -> Path:
 
 def metadata_headers(text: str) -> dict[str, list[str]]:
     """The header block of a METADATA file (email header format, as the core metadata spec
-    writes it): lower-cased field name -> its values in order, a folded value unfolded. Read by
-    hand: email's parser costs ~0.2 ms a file, an environment has hundreds, and only the header
-    block before the first empty line matters here."""
+    writes it): lower-cased field name -> its values in order (a folded one keeps its line
+    breaks, as email's). Read by hand: email's parser costs ~0.2 ms a file, an environment has
+    hundreds, and only the header block before the first empty line matters here. Its grammar is
+    email's, line for line, since importlib.metadata (and pip through it) reads the file with
+    email's parser: a hostile file must not show verify other names, versions or requirements
+    than those tools see (a line of blanks, a `From ` line, a field name with a blank)."""
     fields: dict[str, list[str]] = {}
     last: list[str] | None = None
     for line in _LINE_BREAK.split(text):  # the breaks email's parser knows, not str.splitlines' many
-        if not line.strip():
-            break
-        if line[0] in " \t":
+        if line[:1] in (" ", "\t"):  # a continuation, a line of blanks included
             if last is not None:
                 last[-1] += "\n" + line
             continue
+        if line.startswith("From "):  # an envelope line (a defect past the first): no field, the block goes on
+            last = None
+            continue
         name, colon, value = line.partition(":")
-        if not colon:
-            break  # not a header: the body starts here, as email's parser has it
-        last = fields.setdefault(name.strip().lower(), [])
-        last.append(value.strip())
+        if not colon or not (name.isascii() and name.isprintable()) or " " in name:
+            break  # the empty line, or what email's parser takes for the body's first line (its field
+            # names are printable ASCII without a blank)
+        last = fields.setdefault(name.lower(), [])  # "" (no name): read by no one, as email skips it
+        last.append(value.lstrip(" \t"))  # email's value: only these blanks go
     return fields
 
 
