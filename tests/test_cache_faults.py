@@ -354,6 +354,44 @@ def test_an_s3_put_answered_500_is_sent_again_then_given_up(tmp_path: Path, s3: 
     assert len(entry_puts) == (2 if pushed else 3), handler.puts
 
 
+def test_an_s3_put_of_a_file_answered_500_is_sent_again_from_the_files_start(
+    tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wheel goes up as a file body (the entry as bytes): its second PUT must send it from its
+    first byte again, not from where the first PUT left the file (its end: an empty body under
+    the wheel's Content-Length, which the server waits on until the deadline)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.env["AWS_ACCESS_KEY_ID"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env["AWS_SECRET_ACCESS_KEY"])
+    monkeypatch.setenv("VLLM_LOCK_DOWNLOAD_BASE_S", "8")  # a PUT that waits for its body fails in seconds
+    monkeypatch.setenv("VLLM_LOCK_HTTP_READ_TIMEOUT", "4")
+    endpoint = urllib.parse.urlsplit(s3.endpoint)
+
+    class Handler(_FirstPutFails):
+        upstream = (endpoint.hostname or "127.0.0.1", endpoint.port or 80)
+        fail_suffix = ".whl"
+        failures_left = 1
+        puts: list[str] = []
+
+        def setup(self) -> None:
+            super().setup()
+            self.connection.settimeout(4)  # a body that never comes ends the request, not the test
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    s3.url(prefix="retried-file")  # makes the bucket
+    url = f"s3://cache/retried-file?endpoint=http://127.0.0.1:{server.server_address[1]}"
+    try:
+        publish(url, tmp_path)
+        hit, said = lookup(url, tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hit is not None, said
+    assert hit.wheel.read_bytes() == (tmp_path / "built" / WHEEL).read_bytes()
+    wheel_puts = [put for put in Handler.puts if put.split("?")[0].endswith(".whl")]
+    assert len(wheel_puts) == 2, Handler.puts
+
+
 def test_cache_verify_reports_each_bad_entry(tmp_path: Path) -> None:
     url = f"file://{tmp_path / 'c'}"
     publish(url, tmp_path)
