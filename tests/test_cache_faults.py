@@ -392,6 +392,50 @@ def test_an_s3_put_of_a_file_answered_500_is_sent_again_from_the_files_start(
     assert len(wheel_puts) == 2, Handler.puts
 
 
+def test_an_s3_endpoint_whose_tls_certificate_is_not_trusted_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A certificate no trusted CA signed is no passing fault: one handshake, then the same words
+    http.py has for it (not three tries, a second of pauses, and ssl's own text)."""
+    import socket
+    import ssl
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    handshakes: list[str] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            handshakes.append("accepted")
+            try:
+                context.wrap_socket(conn, server_side=True).close()
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    url = f"s3://cache/p?endpoint=https://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with pytest.raises(CacheUnreachableError) as refused:
+            cache_backends.open_backend(url).read("x.entry")
+    finally:
+        listener.close()
+    message = str(refused.value)
+    assert "TLS certificate not trusted" in message and "\n" not in message, message
+    assert "not-a-real-secret" not in message
+    assert handshakes == ["accepted"]
+
+
 def test_cache_verify_reports_each_bad_entry(tmp_path: Path) -> None:
     url = f"file://{tmp_path / 'c'}"
     publish(url, tmp_path)

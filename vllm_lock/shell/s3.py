@@ -17,6 +17,7 @@ import hmac
 import http.client
 import os
 import re
+import ssl
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping
@@ -197,6 +198,9 @@ class Client:
                 target, headers = self._signed(method, key, query, body is not None, size, payload_sha256)
                 conn.request(method, target, body=body, headers=headers)
                 response = conn.getresponse()
+            except ssl.SSLCertVerificationError as exc:  # no passing fault: sent again, it fails again
+                conn.close()
+                raise CacheUnreachableError(f"{label}: TLS certificate not trusted ({exc.verify_message})") from None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 last = f"{type(exc).__name__}: {exc}"
