@@ -436,6 +436,45 @@ def test_an_s3_endpoint_whose_tls_certificate_is_not_trusted_is_refused_at_once(
     assert handshakes == ["accepted"]
 
 
+def test_an_s3_put_past_its_deadline_names_the_settings_that_bound_it(
+    tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wheel's PUT is bounded by the download deadline (VLLM_LOCK_DOWNLOAD_BASE_S + bytes /
+    VLLM_LOCK_DOWNLOAD_FLOOR_RATE), not the entry's VLLM_LOCK_CACHE_DEADLINE: the message names
+    what to raise."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.env["AWS_ACCESS_KEY_ID"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env["AWS_SECRET_ACCESS_KEY"])
+    monkeypatch.setenv("VLLM_LOCK_DOWNLOAD_BASE_S", "2")
+    endpoint = urllib.parse.urlsplit(s3.endpoint)
+    stalled = threading.Event()
+
+    class Handler(_FirstPutFails):
+        upstream = (endpoint.hostname or "127.0.0.1", endpoint.port or 80)
+        fail_suffix = ".none"
+        puts: list[str] = []
+
+        def do_PUT(self) -> None:
+            if self.path.split("?")[0].endswith(".whl"):
+                stalled.wait(10)  # never answers within the PUT's deadline
+                return
+            self._forward()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    s3.url(prefix="stalled")  # makes the bucket
+    url = f"s3://cache/stalled?endpoint=http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(CacheUnreachableError) as late:
+            publish(url, tmp_path)
+    finally:
+        stalled.set()
+        server.shutdown()
+        server.server_close()
+    message = str(late.value)
+    assert message.endswith("(VLLM_LOCK_DOWNLOAD_BASE_S + its bytes / VLLM_LOCK_DOWNLOAD_FLOOR_RATE)"), message
+    assert ".whl did not answer within 2." in message
+
+
 def test_cache_verify_reports_each_bad_entry(tmp_path: Path) -> None:
     url = f"file://{tmp_path / 'c'}"
     publish(url, tmp_path)
