@@ -127,6 +127,22 @@ def test_fifos_in_the_venv_are_drift_not_a_hang(installed: InstalledLock) -> Non
     assert _verify(installed).returncode == 0
 
 
+def test_a_second_dist_info_of_an_installed_name_is_drift(installed: InstalledLock) -> None:
+    """Two *.dist-info of one distribution (a copy planted beside it, or what a half uninstall
+    left) are drift, whichever the directory listing gives first: reading one would hide the other."""
+    site: Path = installed.site
+    filelock = next(site.glob("filelock-*.dist-info"))
+    planted = filelock.with_name("filelock-0.0.0.dist-info")
+    shutil.copytree(filelock, planted)
+    try:
+        result = _verify(installed)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "filelock" in "".join(line for line in result.stdout.splitlines() if line.startswith("  extra "))
+    finally:
+        shutil.rmtree(planted)
+    assert _verify(installed).returncode == 0
+
+
 def test_source_drift(installed: InstalledLock) -> None:
     src = installed.opt / "vllm_repo"
     patched = installed.lock.layout.patched_files[0].path

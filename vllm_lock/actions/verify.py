@@ -172,15 +172,19 @@ def _file_digest(path: Path) -> str:
 
 def installed(site: Path) -> dict[str, Dist]:
     """Each *.dist-info's distribution; one whose METADATA does not read (gone, not a file) is
-    named by its directory, version "?": drift, never passed over."""
+    named by its directory, version "?": drift, never passed over. A second *.dist-info of one
+    name is kept as `NAME (DIR)`, a name no lock has: drift too (which one an importer reads
+    depends on the directory listing)."""
     dists: dict[str, Dist] = {}
-    for info in site.glob("*.dist-info"):
+    for info in sorted(site.glob("*.dist-info")):
         try:
             text = _plain_file(info / "METADATA", MAX_HEADER_FILE).decode("utf-8", errors="replace")
         except OSError:
             text = ""
         meta = metadata_headers(text)
-        name = canonicalize_name(meta.get("name", [info.name.split("-")[0]])[0])
+        name: str = canonicalize_name(meta.get("name", [info.name.split("-")[0]])[0])
+        if name in dists:
+            name = f"{name} ({info.name})"
         dists[name] = Dist(name=name, version=meta.get("version", ["?"])[0], dist_info=info,
                            requires_dist=tuple(meta.get("requires-dist", ())))
     return dists
