@@ -354,6 +354,127 @@ def test_an_s3_put_answered_500_is_sent_again_then_given_up(tmp_path: Path, s3: 
     assert len(entry_puts) == (2 if pushed else 3), handler.puts
 
 
+def test_an_s3_put_of_a_file_answered_500_is_sent_again_from_the_files_start(
+    tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wheel goes up as a file body (the entry as bytes): its second PUT must send it from its
+    first byte again, not from where the first PUT left the file (its end: an empty body under
+    the wheel's Content-Length, which the server waits on until the deadline)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.env["AWS_ACCESS_KEY_ID"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env["AWS_SECRET_ACCESS_KEY"])
+    monkeypatch.setenv("VLLM_LOCK_DOWNLOAD_BASE_S", "8")  # a PUT that waits for its body fails in seconds
+    monkeypatch.setenv("VLLM_LOCK_HTTP_READ_TIMEOUT", "4")
+    endpoint = urllib.parse.urlsplit(s3.endpoint)
+
+    class Handler(_FirstPutFails):
+        upstream = (endpoint.hostname or "127.0.0.1", endpoint.port or 80)
+        fail_suffix = ".whl"
+        failures_left = 1
+        puts: list[str] = []
+
+        def setup(self) -> None:
+            super().setup()
+            self.connection.settimeout(4)  # a body that never comes ends the request, not the test
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    s3.url(prefix="retried-file")  # makes the bucket
+    url = f"s3://cache/retried-file?endpoint=http://127.0.0.1:{server.server_address[1]}"
+    try:
+        publish(url, tmp_path)
+        hit, said = lookup(url, tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hit is not None, said
+    assert hit.wheel.read_bytes() == (tmp_path / "built" / WHEEL).read_bytes()
+    wheel_puts = [put for put in Handler.puts if put.split("?")[0].endswith(".whl")]
+    assert len(wheel_puts) == 2, Handler.puts
+
+
+def test_an_s3_endpoint_whose_tls_certificate_is_not_trusted_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A certificate no trusted CA signed is no passing fault: one handshake, then the same words
+    http.py has for it (not three tries, a second of pauses, and ssl's own text)."""
+    import socket
+    import ssl
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    handshakes: list[str] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            handshakes.append("accepted")
+            try:
+                context.wrap_socket(conn, server_side=True).close()
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    url = f"s3://cache/p?endpoint=https://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with pytest.raises(CacheUnreachableError) as refused:
+            cache_backends.open_backend(url).read("x.entry")
+    finally:
+        listener.close()
+    message = str(refused.value)
+    assert "TLS certificate not trusted" in message and "\n" not in message, message
+    assert "not-a-real-secret" not in message
+    assert handshakes == ["accepted"]
+
+
+def test_an_s3_put_past_its_deadline_names_the_settings_that_bound_it(
+    tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wheel's PUT is bounded by the download deadline (VLLM_LOCK_DOWNLOAD_BASE_S + bytes /
+    VLLM_LOCK_DOWNLOAD_FLOOR_RATE), not the entry's VLLM_LOCK_CACHE_DEADLINE: the message names
+    what to raise."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.env["AWS_ACCESS_KEY_ID"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env["AWS_SECRET_ACCESS_KEY"])
+    monkeypatch.setenv("VLLM_LOCK_DOWNLOAD_BASE_S", "2")
+    endpoint = urllib.parse.urlsplit(s3.endpoint)
+    stalled = threading.Event()
+
+    class Handler(_FirstPutFails):
+        upstream = (endpoint.hostname or "127.0.0.1", endpoint.port or 80)
+        fail_suffix = ".none"
+        puts: list[str] = []
+
+        def do_PUT(self) -> None:
+            if self.path.split("?")[0].endswith(".whl"):
+                stalled.wait(10)  # never answers within the PUT's deadline
+                return
+            self._forward()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    s3.url(prefix="stalled")  # makes the bucket
+    url = f"s3://cache/stalled?endpoint=http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(CacheUnreachableError) as late:
+            publish(url, tmp_path)
+    finally:
+        stalled.set()
+        server.shutdown()
+        server.server_close()
+    message = str(late.value)
+    assert message.endswith("(VLLM_LOCK_DOWNLOAD_BASE_S + its bytes / VLLM_LOCK_DOWNLOAD_FLOOR_RATE)"), message
+    assert ".whl did not answer within 2." in message
+
+
 def test_cache_verify_reports_each_bad_entry(tmp_path: Path) -> None:
     url = f"file://{tmp_path / 'c'}"
     publish(url, tmp_path)

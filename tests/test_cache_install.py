@@ -277,3 +277,21 @@ def test_without_a_hit_a_machine_without_a_compiler_is_refused_before_the_build(
     plain = cli(*install_args(loop.path, tmp_path / "opt"), cache=tmp_path / "cache", env=env)
     assert plain.returncode == 7 and "==> environment" not in plain.stderr  # no cache: refused at preflight
     assert "gcc not found ($CC, else PATH)" in plain.stderr.splitlines()[-1], plain.stderr
+
+
+def test_the_venv_made_beside_the_cache_lookup_shows_uv_s_lines_in_its_step(loop: CacheLoop, tmp_path: Path) -> None:
+    """With a cache to look in, the environment step runs beside the substitute step, its lines
+    held and written after: uv's own output (shown live in a step of the main thread) is shown
+    too, inside its step, not dropped; the log holds every line once."""
+    directory = _copy_of_the_cache(loop, tmp_path / "dir-cache")
+    result = cli(*install_args(loop.path, tmp_path / "opt"), "--cache", f"file://{directory}", cache=tmp_path / "cache",
+                 env={**loop.env, "VLLM_LOCK_TRUSTED_CACHE_KEYS": loop.public})
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    start = lines.index("==> environment")
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("    environment: "))
+    shown = lines[start + 1:end]
+    assert any(line.startswith("    | Creating virtual environment at: ") for line in shown), lines[start - 3:end + 3]
+    assert lines.index("==> substitute") < start  # the lookup's lines stay live: the environment's come after
+    log = next((tmp_path / "opt").glob("vllm.generations/*/logs/install-*.log")).read_text()
+    assert log.count("Creating virtual environment at: ") == 1 and log.count("==> environment") == 1

@@ -5,11 +5,14 @@ headers)."""
 
 from __future__ import annotations
 
+import re
 import sys
 from email.parser import HeaderParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vllm_lock.actions.verify import metadata_headers
 
@@ -18,7 +21,7 @@ FIELDS = ("Name", "Version", "Requires-Dist")
 
 def _by_email(text: str) -> dict[str, list[str]]:
     message = HeaderParser().parsestr(text)
-    return {f.lower(): [v.rstrip() for v in message.get_all(f) or []] for f in FIELDS}
+    return {f.lower(): list(message.get_all(f) or []) for f in FIELDS}
 
 
 def _by_us(text: str) -> dict[str, list[str]]:
@@ -51,7 +54,7 @@ def test_every_installed_wheel_file_reads_as_email_reads_it() -> None:
         message = HeaderParser().parsestr(text)
         ours = metadata_headers(text)
         for field in ("Wheel-Version", "Tag", "Build", "Root-Is-Purelib"):
-            assert ours.get(field.lower(), []) == [v.rstrip() for v in message.get_all(field) or []], wheel_file
+            assert ours.get(field.lower(), []) == list(message.get_all(field) or []), wheel_file
 
 
 @pytest.mark.parametrize("text", [
@@ -68,3 +71,57 @@ def test_every_installed_wheel_file_reads_as_email_reads_it() -> None:
 def test_header_shapes_read_as_email_reads_them(text: str) -> None:
     assert _by_us(text) == _by_email(text)
     assert _by_us(text)["name"]
+
+
+# Shapes a hostile METADATA can take to make a reader see other headers than importlib.metadata
+# (email's parser) sees: each must read as importlib.metadata reads the same file on disk, or an
+# unmet requirement pip check reports (or a name, a version) is one verify never sees.
+HOSTILE = [
+    # a line of blanks is a continuation to email, not the end of the header block
+    "Metadata-Version: 2.1\nName: blank-line\nVersion: 1.0\nRequires-Dist: a\n  \nRequires-Dist: hidden\n",
+    "Metadata-Version: 2.1\nName: tab-line\nVersion: 1.0\nRequires-Dist: a\n\t\nRequires-Dist: hidden\n",
+    # a `From ` line inside the block is an envelope defect to email: skipped, the block goes on
+    "Metadata-Version: 2.1\nName: from-line\nVersion: 1.0\nFrom nobody\nRequires-Dist: hidden\n",
+    "From nobody Sat Jan  1 00:00:00 2000\nMetadata-Version: 2.1\nName: unix-from\nVersion: 1.0\n"
+    "Requires-Dist: x\n",
+    # a field name with a blank, a control or a non-ASCII character ends email's block there
+    "Metadata-Version: 2.1\nName: spaced\nVersion : 9.9\nRequires-Dist : hidden\n",
+    "Metadata-Version: 2.1\nName: vertical-tab\n\x0bVersion: 9.9\n",
+    "Metadata-Version: 2.1\nName: control\nRequires-Dist\x1c: hidden\nVersion: 9.9\n",
+    "Metadata-Version: 2.1\nName: non-ascii\nVérsion: 1\nVersion: 9.9\n",
+    "\ufeffMetadata-Version: 2.1\nName: bom\nVersion: 9.9\n",
+    # an empty field name is skipped, and so are the lines folded under it
+    "Metadata-Version: 2.1\nName: empty-name\n: x\n Version: 9.9\nVersion: 1.0\n",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_shapes_read_as_importlib_metadata_reads_them(text: str, tmp_path: Path) -> None:
+    from importlib.metadata import PathDistribution
+
+    info = tmp_path / "hostile-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(text, encoding="utf-8")
+    distribution = PathDistribution(info)
+    theirs = {
+        "name": list(distribution.metadata.get_all("Name") or []),
+        "version": list(distribution.metadata.get_all("Version") or []),
+        "requires-dist": [" ".join(r.split()) for r in distribution.requires or []],
+    }
+    ours = _by_us((info / "METADATA").read_text(encoding="utf-8", errors="replace"))
+    ours["requires-dist"] = [" ".join(r.split()) for r in ours["requires-dist"]]
+    assert ours == theirs
+    assert _by_us(text) == _by_email(text)
+
+
+_PIECES = ["Name", "Version", "Requires-Dist", "From ", ":", ": ", " ", "\t", "\n", "\r\n", "\r", "\x0b", "\x1c",
+           "\x85", "\xa0", "\ufeff", "é", "x", "1.0", ";", "\u2028"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=40))
+def test_any_text_of_header_pieces_reads_as_email_reads_it(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    # a folded value keeps its line break: email the one it read, ours "\n" (what read_text gives)
+    theirs = {name: [re.sub(r"\r\n?", "\n", v) for v in values] for name, values in _by_email(text).items()}
+    assert _by_us(text) == theirs

@@ -90,6 +90,59 @@ def test_drift_is_reported_then_repaired_state_is_clean(installed: InstalledLock
     assert _verify(installed).returncode == 0
 
 
+def test_fifos_in_the_venv_are_drift_not_a_hang(installed: InstalledLock) -> None:
+    """Whoever can write into the venv must not be able to stall verify (which then never reports
+    the drift) by planting a FIFO where it reads: an extra distribution's METADATA, an installed
+    file its RECORD lists."""
+    site: Path = installed.site
+    extra = site / "stalling-1.0.dist-info"
+    extra.mkdir()
+    os.mkfifo(extra / "METADATA")
+    # fed and held open by a writer: read to its end, it would never end; read, it names another
+    feeder = os.open(extra / "METADATA", os.O_RDWR)
+    os.write(feeder, b"Metadata-Version: 2.1\nName: fed\nVersion: 1.0\n\n")
+    unfed = site / "waiting-1.0.dist-info"
+    unfed.mkdir()
+    os.mkfifo(unfed / "METADATA")  # no writer: opening it to read waits for one
+    module = site / "typing_extensions.py"
+    original = module.read_bytes()
+    module.unlink()
+    os.mkfifo(module)
+    try:
+        try:
+            result = cli("verify", str(installed.path), "--venv", str(installed.opt / "vllm"), cache=installed.cache,
+                         timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("verify blocked on a FIFO planted in the venv")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "extra      stalling==?" in result.stdout and "fed" not in result.stdout
+        assert "extra      waiting==?" in result.stdout
+        assert "changed    typing_extensions.py" in result.stdout
+    finally:
+        os.close(feeder)
+        shutil.rmtree(extra)
+        shutil.rmtree(unfed)
+        module.unlink()
+        module.write_bytes(original)
+    assert _verify(installed).returncode == 0
+
+
+def test_a_second_dist_info_of_an_installed_name_is_drift(installed: InstalledLock) -> None:
+    """Two *.dist-info of one distribution (a copy planted beside it, or what a half uninstall
+    left) are drift, whichever the directory listing gives first: reading one would hide the other."""
+    site: Path = installed.site
+    filelock = next(site.glob("filelock-*.dist-info"))
+    planted = filelock.with_name("filelock-0.0.0.dist-info")
+    shutil.copytree(filelock, planted)
+    try:
+        result = _verify(installed)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "filelock" in "".join(line for line in result.stdout.splitlines() if line.startswith("  extra "))
+    finally:
+        shutil.rmtree(planted)
+    assert _verify(installed).returncode == 0
+
+
 def test_source_drift(installed: InstalledLock) -> None:
     src = installed.opt / "vllm_repo"
     patched = installed.lock.layout.patched_files[0].path

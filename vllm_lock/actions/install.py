@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
-import io
 import os
 import platform
 import shutil
@@ -303,13 +302,26 @@ def _external_steps(run: _Run) -> dict[str, Path]:
     return external_dirs
 
 
+@dataclass
+class _Held(Reporter):
+    """A reporter whose output waits: what is said and each line of a subprocess's output (which
+    the subprocess runner has logged already), in order."""
+
+    held: list[tuple[bool, str]] = field(default_factory=list)  # (a subprocess's line?, text)
+
+    def say(self, message: str) -> None:
+        self.held.append((False, message))
+
+    def line(self, text: str) -> None:
+        self.held.append((True, text))
+
+
 class _Beside(Generic[T]):
-    """Steps run in a thread beside the main thread's (they only say things: no live output),
-    their lines held back and written after, in order, as if they had run after."""
+    """Steps run in a thread beside the main thread's, their lines (what they say, a subprocess's
+    output) held back and written after, in order, as if they had run after."""
 
     def __init__(self, run: _Run, steps: Callable[[_Run], T]) -> None:
-        self._held = io.StringIO()
-        self._rep = Reporter(log=self._held, quiet=True)
+        self._rep = _Held(quiet=True)
         self._result: T | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(dataclasses.replace(run, rep=self._rep), steps),
@@ -324,8 +336,8 @@ class _Beside(Generic[T]):
 
     def join(self, rep: Reporter, *, reraise: bool = True) -> T:
         self._thread.join()
-        for line in self._held.getvalue().splitlines():
-            rep.say(line)
+        for is_output, text in self._rep.held:
+            (rep.line if is_output else rep.say)(text)
         rep.timings.update(self._rep.timings)
         if self._error is not None and reraise:
             raise self._error

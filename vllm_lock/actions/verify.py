@@ -9,7 +9,11 @@ import hashlib
 import json
 import os
 import re
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from io import BufferedReader
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,8 @@ from vllm_lock.shell import git as git_shell
 
 OWN = "vllm"  # built from source: present, any version, not in the lock's package list
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+MAX_HEADER_FILE = 16 << 20  # bytes of a METADATA or WHEEL file read: its header block comes first
+MAX_RECORD = 256 << 20
 
 
 @dataclass
@@ -113,34 +119,72 @@ def site_packages(venv: Path) -> Path:
 
 def metadata_headers(text: str) -> dict[str, list[str]]:
     """The header block of a METADATA file (email header format, as the core metadata spec
-    writes it): lower-cased field name -> its values in order, a folded value unfolded. Read by
-    hand: email's parser costs ~0.2 ms a file, an environment has hundreds, and only the header
-    block before the first empty line matters here."""
+    writes it): lower-cased field name -> its values in order (a folded one keeps its line
+    breaks, as email's). Read by hand: email's parser costs ~0.2 ms a file, an environment has
+    hundreds, and only the header block before the first empty line matters here. Its grammar is
+    email's, line for line, since importlib.metadata (and pip through it) reads the file with
+    email's parser: a hostile file must not show verify other names, versions or requirements
+    than those tools see (a line of blanks, a `From ` line, a field name with a blank)."""
     fields: dict[str, list[str]] = {}
     last: list[str] | None = None
     for line in _LINE_BREAK.split(text):  # the breaks email's parser knows, not str.splitlines' many
-        if not line.strip():
-            break
-        if line[0] in " \t":
+        if line[:1] in (" ", "\t"):  # a continuation, a line of blanks included
             if last is not None:
                 last[-1] += "\n" + line
             continue
+        if line.startswith("From "):  # an envelope line (a defect past the first): no field, the block goes on
+            last = None
+            continue
         name, colon, value = line.partition(":")
-        if not colon:
-            break  # not a header: the body starts here, as email's parser has it
-        last = fields.setdefault(name.strip().lower(), [])
-        last.append(value.strip())
+        if not colon or not (name.isascii() and name.isprintable()) or " " in name:
+            break  # the empty line, or what email's parser takes for the body's first line (its field
+            # names are printable ASCII without a blank)
+        last = fields.setdefault(name.lower(), [])  # "" (no name): read by no one, as email skips it
+        last.append(value.lstrip(" \t"))  # email's value: only these blanks go
     return fields
 
 
+@contextmanager
+def _plain(path: Path) -> Iterator[BufferedReader]:
+    """path opened to read; OSError unless it is a plain file (a FIFO planted in the venv is not
+    waited on, O_NONBLOCK: verify must report the drift, not stall on it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path}: not a plain file")
+        with open(fd, "rb", closefd=False) as stream:
+            yield stream
+    finally:
+        os.close(fd)
+
+
+def _plain_file(path: Path, limit: int) -> bytes:
+    with _plain(path) as stream:
+        return stream.read(limit)
+
+
+def _file_digest(path: Path) -> str:
+    """The plain file's sha256 as RECORD writes it (read in chunks, not whole into memory)."""
+    with _plain(path) as stream:
+        digest = hashlib.file_digest(stream, "sha256").digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 def installed(site: Path) -> dict[str, Dist]:
+    """Each *.dist-info's distribution; one whose METADATA does not read (gone, not a file) is
+    named by its directory, version "?": drift, never passed over. A second *.dist-info of one
+    name is kept as `NAME (DIR)`, a name no lock has: drift too (which one an importer reads
+    depends on the directory listing)."""
     dists: dict[str, Dist] = {}
-    for info in site.glob("*.dist-info"):
+    for info in sorted(site.glob("*.dist-info")):
         try:
-            meta = metadata_headers((info / "METADATA").read_text(encoding="utf-8", errors="replace"))
+            text = _plain_file(info / "METADATA", MAX_HEADER_FILE).decode("utf-8", errors="replace")
         except OSError:
-            continue
-        name = canonicalize_name(meta.get("name", [info.name.split("-")[0]])[0])
+            text = ""
+        meta = metadata_headers(text)
+        name: str = canonicalize_name(meta.get("name", [info.name.split("-")[0]])[0])
+        if name in dists:
+            name = f"{name} ({info.name})"
         dists[name] = Dist(name=name, version=meta.get("version", ["?"])[0], dist_info=info,
                            requires_dist=tuple(meta.get("requires-dist", ())))
     return dists
@@ -158,8 +202,11 @@ def changed_files(site: Path, dist: Dist) -> list[str]:
     record = dist.dist_info / "RECORD"
     out = []
     try:
-        rows = record.read_text(encoding="utf-8").splitlines()
-    except OSError:
+        data = _plain_file(record, MAX_RECORD + 1)
+        if len(data) > MAX_RECORD:
+            return [f"{dist.dist_info.name}/RECORD (larger than {MAX_RECORD} bytes)"]
+        rows = data.decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
         return [f"{dist.dist_info.name}/RECORD (missing)"]
     for row in rows:
         parts = row.rsplit(",", 2)
@@ -168,11 +215,13 @@ def changed_files(site: Path, dist: Dist) -> list[str]:
         rel, digest = parts[0].strip('"'), parts[1].removeprefix("sha256=")
         path = site / rel
         try:
-            data = path.read_bytes()
-        except OSError:
+            got = _file_digest(path)
+        except FileNotFoundError:
             out.append(f"{rel} (deleted)")
             continue
-        got = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        except OSError:
+            out.append(f"{rel} (not a plain file, or unreadable)")
+            continue
         if got != digest:
             out.append(rel)
     return out
@@ -182,9 +231,10 @@ def _wheel_tags(dist: Dist) -> tuple[frozenset[str], str]:
     """The tags and build tag the installed distribution's WHEEL file records (its format is
     METADATA's)."""
     try:
-        meta = metadata_headers((dist.dist_info / "WHEEL").read_text(encoding="utf-8", errors="replace"))
+        text = _plain_file(dist.dist_info / "WHEEL", MAX_HEADER_FILE).decode("utf-8", errors="replace")
     except OSError:
         return frozenset(), ""
+    meta = metadata_headers(text)
     return frozenset(meta.get("tag", ())), (meta.get("build", [""])[0]).strip()
 
 

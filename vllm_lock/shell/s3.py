@@ -17,6 +17,7 @@ import hmac
 import http.client
 import os
 import re
+import ssl
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping
@@ -34,6 +35,8 @@ MAX_LISTED_KEYS = 1_000_000  # kept in memory: a server sending millions of tiny
 _REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+# what bounds a wheel's GET or PUT (http.py's download deadline), as messages name it
+_TRANSFER_BOUND = "VLLM_LOCK_DOWNLOAD_BASE_S + its bytes / VLLM_LOCK_DOWNLOAD_FLOOR_RATE"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -179,7 +182,7 @@ class Client:
     def _request(
         self, guard: http_shell._Deadline, method: str, key: str | None, *,
         query: Mapping[str, str] | None = None, body: IO[bytes] | bytes | None = None, size: int = 0,
-        payload_sha256: str = EMPTY_SHA256,
+        payload_sha256: str = EMPTY_SHA256, bound: str = "VLLM_LOCK_CACHE_DEADLINE",
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         """One request, sent again (a fresh signature, the body from its start) after a network error
         or a 5xx answer, as S3 asks of its clients, while the guard's deadline allows: S3-compatible
@@ -197,6 +200,9 @@ class Client:
                 target, headers = self._signed(method, key, query, body is not None, size, payload_sha256)
                 conn.request(method, target, body=body, headers=headers)
                 response = conn.getresponse()
+            except ssl.SSLCertVerificationError as exc:  # no passing fault: sent again, it fails again
+                conn.close()
+                raise CacheUnreachableError(f"{label}: TLS certificate not trusted ({exc.verify_message})") from None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 last = f"{type(exc).__name__}: {exc}"
@@ -214,7 +220,7 @@ class Client:
             pause = 0.3 * 2**attempt
             if attempt + 1 < http_shell.RETRIES and guard.remaining() > pause:
                 time.sleep(pause)
-        raise CacheUnreachableError(self._failure(label, guard, f"{last} (after {http_shell.RETRIES} tries)"))
+        raise CacheUnreachableError(self._failure(label, guard, f"{last} (after {http_shell.RETRIES} tries)", bound))
 
     def _signed(
         self, method: str, key: str | None, query: Mapping[str, str] | None, has_body: bool, size: int,
@@ -235,9 +241,11 @@ class Client:
                                      for k, v in sorted(query.items()))
         return target, headers
 
-    def _failure(self, label: str, guard: http_shell._Deadline, detail: str) -> str:
+    def _failure(self, label: str, guard: http_shell._Deadline, detail: str,
+                 bound: str = "VLLM_LOCK_CACHE_DEADLINE") -> str:
+        """bound: the setting that gave the deadline, which the message names."""
         if guard.expired.is_set():
-            return f"{label} did not answer within {guard.seconds:g} s (VLLM_LOCK_CACHE_DEADLINE)"
+            return f"{label} did not answer within {guard.seconds:g} s ({bound})"
         return f"{label}: {detail}"
 
     def get(self, key: str, *, limit: int, deadline: float) -> bytes:
@@ -255,7 +263,7 @@ class Client:
         label = self.location.label + key
         digest, written = hashlib.sha256(), 0
         with http_shell._deadline(http_shell.bounds().download_deadline(size)) as guard:
-            conn, response = self._request(guard, "GET", self.location.prefix + key)
+            conn, response = self._request(guard, "GET", self.location.prefix + key, bound=_TRANSFER_BOUND)
             try:
                 with dest.open("wb") as out:
                     for chunk in _chunks(label, response, guard, size):
@@ -269,7 +277,7 @@ class Client:
     def put(self, key: str, body: IO[bytes] | bytes, *, size: int, sha256: str) -> None:
         with http_shell._deadline(http_shell.bounds().download_deadline(size)) as guard:
             conn, response = self._request(guard, "PUT", self.location.prefix + key, body=body, size=size,
-                                           payload_sha256=sha256)
+                                           payload_sha256=sha256, bound=_TRANSFER_BOUND)
             response.read(4096)
             conn.close()
 

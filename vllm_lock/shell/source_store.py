@@ -143,13 +143,23 @@ def write_rust_facts(tree: Path, facts: rust_rules.RustFacts | None) -> None:
 def read_rust_facts(tree: Path) -> KeptRustFacts | None:
     """The Rust facts kept when the tree was made; None for a tree made before they were kept
     or a memo that does not read (the caller reads the tree again)."""
-    memo = tree / RUST_FACTS
     try:
-        if memo.is_symlink() or memo.stat().st_size > MAX_RUST_FACTS:
+        # no link followed, no FIFO waited on (O_NONBLOCK): only a plain file of bounded size is read
+        fd = os.open(tree / RUST_FACTS, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        return KeptRustFacts(facts=rust_rules.facts_from_json(memo.read_text(encoding="utf-8")))
+        with open(fd, "rb", closefd=False) as memo:
+            data = memo.read(MAX_RUST_FACTS + 1)
+        if len(data) > MAX_RUST_FACTS:
+            return None
+        return KeptRustFacts(facts=rust_rules.facts_from_json(data.decode("utf-8")))
     except (OSError, UnicodeDecodeError, rust_rules.RustError):
         return None
+    finally:
+        os.close(fd)
 
 
 def link(src: Path, target: Path) -> None:
