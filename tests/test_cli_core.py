@@ -197,8 +197,9 @@ COSTLY = ("git", "tomlkit", "http.client", "ssl", "email.parser", "tarfile", "ri
         (("show", "before.lock.toml", "--json"), {"vllm_lock.codec"}),
         # an install that finds its generation in place: the build's modules stay unloaded
         (("--import", "vllm_lock.actions.install"), {"vllm_lock.codec"}),
-        # the shell's modules load their system's library where they call it
-        (("--import", "vllm_lock.shell.git"), {"vllm_lock.shell.git", "tarfile"}),
+        # the shell's modules load their system's library where they call it (git's tree export
+        # its tarfile: an install that only asks git questions never unpacks a tree)
+        (("--import", "vllm_lock.shell.git"), {"vllm_lock.shell.git"}),
         (("--import", "vllm_lock.shell.uv"), set()),
         (("--import", "vllm_lock.shell.store"), set()),
     ],

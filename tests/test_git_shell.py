@@ -139,7 +139,9 @@ def test_a_terminated_command_takes_its_git_with_it(tmp_path: Path, signum: int 
          "2026-01-01", "--target-device", "cpu", "-o", str(tmp_path / "x.lock.toml"),
          "--index", "http://127.0.0.1:9/simple", "--torch-index", "http://127.0.0.1:9/whl"],
         env=dict(os.environ, VLLM_LOCK_CACHE=str(tmp_path / "cache")), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None)
+        # SIGHUP's disposition set either way: a suite started under nohup must not make the
+        # signal case a nohup case
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN if nohup else signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not _processes_naming(url) and time.monotonic() < deadline and command.poll() is None:
