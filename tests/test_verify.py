@@ -90,6 +90,34 @@ def test_drift_is_reported_then_repaired_state_is_clean(installed: InstalledLock
     assert _verify(installed).returncode == 0
 
 
+def test_a_file_no_package_installed_is_drift(installed: InstalledLock, tmp_path: Path) -> None:
+    """A `.pth` planted in site-packages runs at every start of the environment; no distribution's
+    RECORD lists it, so verify names it (and a linked directory, which no wheel can install);
+    the bytecode Python writes into __pycache__ is not drift."""
+    site: Path = installed.site
+    planted = site / "zz-planted.pth"
+    planted.write_text("import os\n")
+    link = site / "linked_pkg"
+    link.symlink_to(tmp_path)
+    cache_dir = site / "filelock" / "__pycache__"
+    cache_dir.mkdir(exist_ok=True)
+    bytecode = cache_dir / "planted_probe.cpython-311.pyc"
+    bytecode.write_bytes(b"not checked: Python writes these")
+    try:
+        result = _verify(installed)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "  unowned    zz-planted.pth" in result.stdout.splitlines()
+        assert "  unowned    linked_pkg/ (a link)" in result.stdout.splitlines()
+        assert "planted_probe" not in result.stdout
+        data = json.loads(_verify(installed, "--json").stdout)
+        assert data["drift"] and data["unowned"] == ["linked_pkg/ (a link)", "zz-planted.pth"]
+    finally:
+        planted.unlink()
+        link.unlink()
+        bytecode.unlink()
+    assert _verify(installed).returncode == 0
+
+
 def test_fifos_in_the_venv_are_drift_not_a_hang(installed: InstalledLock) -> None:
     """Whoever can write into the venv must not be able to stall verify (which then never reports
     the drift) by planting a FIFO where it reads: an extra distribution's METADATA, an installed

@@ -45,6 +45,9 @@ class Report:
     extra: list[str] = field(default_factory=list)
     different: list[dict[str, str]] = field(default_factory=list)
     modified_files: list[str] = field(default_factory=list)
+    # files (and linked directories) in site-packages that no installed distribution's RECORD
+    # lists: a planted `.pth` or `sitecustomize.py` runs at every start of the environment
+    unowned: list[str] = field(default_factory=list)
     source: list[str] = field(default_factory=list)
     receipt: list[str] = field(default_factory=list)
     vllm_version: str | None = None
@@ -57,8 +60,8 @@ class Report:
 
     @property
     def drift(self) -> bool:
-        return bool(self.missing or self.extra or self.different or self.modified_files or self.source or self.receipt
-                    or self.unmet)
+        return bool(self.missing or self.extra or self.different or self.modified_files or self.unowned or self.source
+                    or self.receipt or self.unmet)
 
     def summary(self) -> str:
         parts = []
@@ -71,6 +74,8 @@ class Report:
                                                   for d in self.different))
         if self.modified_files:
             parts.append(f"{len(self.modified_files)} files changed since install ({self.modified_files[0]}, ...)")
+        if self.unowned:
+            parts.append(f"{len(self.unowned)} files no package installed ({self.unowned[0]}, ...)")
         parts += self.source + self.receipt + self.unmet
         return "; ".join(parts) or "clean"
 
@@ -91,6 +96,8 @@ class Report:
             lines.append(f"  different  {d['name']}: installed {d['installed']}, lock {d['locked']}")
         for path in self.modified_files:
             lines.append(f"  changed    {path}")
+        for path in self.unowned:
+            lines.append(f"  unowned    {path}")
         for line in self.source:
             lines.append(f"  source     {line}")
         for line in self.receipt:
@@ -227,6 +234,36 @@ def changed_files(site: Path, dist: Dist) -> list[str]:
     return out
 
 
+def unowned_files(site: Path) -> list[str]:
+    """Every file of site-packages that no *.dist-info's RECORD lists (relative, sorted), outside
+    the *.dist-info directories themselves and the bytecode Python writes into __pycache__; and
+    every linked directory (a wheel cannot install one)."""
+    owned: set[str] = set()
+    for info in site.glob("*.dist-info"):
+        try:
+            data = _plain_file(info / "RECORD", MAX_RECORD + 1)
+        except OSError:
+            continue  # reported by changed_files
+        for row in data.decode("utf-8", errors="replace").splitlines():
+            path = row.rsplit(",", 2)[0].strip('"')
+            if path:
+                owned.add(os.path.normpath(path))
+    found: list[str] = []
+    for root, dirs, names in os.walk(site):
+        rel_root = os.path.relpath(root, site)
+        if rel_root == ".":
+            dirs[:] = [d for d in dirs if not d.endswith(".dist-info") or os.path.islink(os.path.join(root, d))]
+        bytecode = os.path.basename(root) == "__pycache__"
+        for name in dirs:
+            if os.path.islink(os.path.join(root, name)):
+                found.append(os.path.normpath(os.path.join(rel_root, name)) + "/ (a link)")
+        for name in names:
+            rel = os.path.normpath(os.path.join(rel_root, name))
+            if rel not in owned and not (bytecode and name.endswith(".pyc")):
+                found.append(rel)
+    return sorted(found)
+
+
 def _wheel_tags(dist: Dist) -> tuple[frozenset[str], str]:
     """The tags and build tag the installed distribution's WHEEL file records (its format is
     METADATA's)."""
@@ -290,8 +327,8 @@ def installed_wheel(package: Package, dist: Dist, staged: Path | None) -> Wheel 
 
 def inspect_packages(lock: Lock, venv: Path, *, check_files: bool = True) -> Report:
     """The installed set against the lock, and the built vLLM's own requirements against it; with
-    check_files, every installed file against its RECORD hash too (install skips that: uv has just
-    written them from sha256-checked wheels)."""
+    check_files, every installed file against its RECORD hash too, and every file in site-packages
+    against the RECORDs (install skips both: uv has just written them from sha256-checked wheels)."""
     site = site_packages(venv)
     dists = installed(site)
     report = Report(lock=lock.name, venv=str(venv))
@@ -320,8 +357,10 @@ def inspect_packages(lock: Lock, venv: Path, *, check_files: bool = True) -> Rep
         report.missing.append(OWN)
     else:
         report.vllm_version = dists[OWN].version
-    for name in sorted(dists) if check_files else ():
-        report.modified_files += changed_files(site, dists[name])
+    if check_files:
+        for name in sorted(dists):
+            report.modified_files += changed_files(site, dists[name])
+        report.unowned = unowned_files(site)
     check_requires_dist(lock, dists, report)
     return report
 
