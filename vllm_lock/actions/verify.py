@@ -10,7 +10,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from io import BufferedReader
@@ -204,50 +204,60 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
-def changed_files(site: Path, dist: Dist) -> list[str]:
-    """Files of a distribution whose bytes differ from its RECORD (or that are gone)."""
-    record = dist.dist_info / "RECORD"
-    out = []
+@dataclass(frozen=True)
+class _Unreadable:
+    problem: str  # "missing", "larger than N bytes"
+
+
+def installed_record(dist: Dist) -> str | _Unreadable:
+    """The text of the distribution's RECORD, read once (a plain file, at most MAX_RECORD bytes)."""
     try:
-        data = _plain_file(record, MAX_RECORD + 1)
+        data = _plain_file(dist.dist_info / "RECORD", MAX_RECORD + 1)
         if len(data) > MAX_RECORD:
-            return [f"{dist.dist_info.name}/RECORD (larger than {MAX_RECORD} bytes)"]
-        rows = data.decode("utf-8").splitlines()
+            return _Unreadable(f"larger than {MAX_RECORD} bytes")
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError):
-        return [f"{dist.dist_info.name}/RECORD (missing)"]
-    for row in rows:
+        return _Unreadable("missing")
+
+
+def _record_entries(text: str) -> list[tuple[str, str]]:
+    """Each RECORD row's (path, hash field: `sha256=...` or empty)."""
+    entries = []
+    for row in text.splitlines():
         parts = row.rsplit(",", 2)
-        if len(parts) != 3 or not parts[1].startswith("sha256="):
+        if len(parts) == 3:
+            entries.append((parts[0].strip('"'), parts[1]))
+    return entries
+
+
+def changed_files(site: Path, dist: Dist, record: str | _Unreadable) -> list[str]:
+    """Files of a distribution whose bytes differ from its RECORD (or that are gone)."""
+    if isinstance(record, _Unreadable):
+        return [f"{dist.dist_info.name}/RECORD ({record.problem})"]
+    out = []
+    for rel, hashed in _record_entries(record):
+        if not hashed.startswith("sha256="):
             continue
-        rel, digest = parts[0].strip('"'), parts[1].removeprefix("sha256=")
-        path = site / rel
         try:
-            got = _file_digest(path)
+            got = _file_digest(site / rel)
         except FileNotFoundError:
             out.append(f"{rel} (deleted)")
             continue
         except OSError:
             out.append(f"{rel} (not a plain file, or unreadable)")
             continue
-        if got != digest:
+        if got != hashed.removeprefix("sha256="):
             out.append(rel)
     return out
 
 
-def unowned_files(site: Path) -> list[str]:
+def unowned_files(site: Path, records: Iterable[str | _Unreadable]) -> list[str]:
     """Every file of site-packages that no *.dist-info's RECORD lists (relative, sorted), outside
     the *.dist-info directories themselves and the bytecode Python writes into __pycache__; and
-    every linked directory (a wheel cannot install one)."""
-    owned: set[str] = set()
-    for info in site.glob("*.dist-info"):
-        try:
-            data = _plain_file(info / "RECORD", MAX_RECORD + 1)
-        except OSError:
-            continue  # reported by changed_files
-        for row in data.decode("utf-8", errors="replace").splitlines():
-            path = row.rsplit(",", 2)[0].strip('"')
-            if path:
-                owned.add(os.path.normpath(path))
+    every linked directory (a wheel cannot install one). An unreadable RECORD owns nothing
+    (changed_files reports it)."""
+    owned = {os.path.normpath(path) for record in records if isinstance(record, str)
+             for path, _ in _record_entries(record) if path}
     found: list[str] = []
     for root, dirs, names in os.walk(site):
         rel_root = os.path.relpath(root, site)
@@ -283,16 +293,8 @@ def _filename_tags(wheel: Wheel) -> tuple[frozenset[str], str]:
 def _record_rows(text: str) -> set[tuple[str, str]]:
     """(path, hash) of a RECORD's hashed files outside *.dist-info and *.data (an installer moves
     .data files and writes its own dist-info files)."""
-    rows = set()
-    for row in text.splitlines():
-        parts = row.rsplit(",", 2)
-        if len(parts) != 3 or not parts[1].startswith("sha256="):
-            continue
-        path = parts[0].strip('"')
-        top = path.split("/", 1)[0]
-        if not top.endswith((".dist-info", ".data")):
-            rows.add((path, parts[1]))
-    return rows
+    return {(path, hashed) for path, hashed in _record_entries(text)
+            if hashed.startswith("sha256=") and not path.split("/", 1)[0].endswith((".dist-info", ".data"))}
 
 
 def _record_matches(dist: Dist, wheel_file: Path) -> bool:
@@ -303,10 +305,10 @@ def _record_matches(dist: Dist, wheel_file: Path) -> bool:
         with zipfile.ZipFile(wheel_file) as archive:
             name = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD"))
             wanted = _record_rows(archive.read(name).decode("utf-8", errors="replace"))
-        have = _record_rows((dist.dist_info / "RECORD").read_text(encoding="utf-8", errors="replace"))
     except (OSError, StopIteration, zipfile.BadZipFile, KeyError):
         return False
-    return bool(wanted) and wanted <= have
+    installed = installed_record(dist)  # the installed one as verify reads it: never waits on a FIFO
+    return bool(wanted) and isinstance(installed, str) and wanted <= _record_rows(installed)
 
 
 def installed_wheel(package: Package, dist: Dist, staged: Path | None) -> Wheel | None:
@@ -358,9 +360,10 @@ def inspect_packages(lock: Lock, venv: Path, *, check_files: bool = True) -> Rep
     else:
         report.vllm_version = dists[OWN].version
     if check_files:
+        records = {name: installed_record(dist) for name, dist in dists.items()}
         for name in sorted(dists):
-            report.modified_files += changed_files(site, dists[name])
-        report.unowned = unowned_files(site)
+            report.modified_files += changed_files(site, dists[name], records[name])
+        report.unowned = unowned_files(site, records.values())
     check_requires_dist(lock, dists, report)
     return report
 
