@@ -11,6 +11,7 @@ Conversion to and from TOML lives in codec.py.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -348,19 +349,25 @@ def package_url_problem(url: str, filename: str, index: str) -> str | None:
         return f"{show(url)} has a query"
     if parts.fragment or "#" in url:
         return f"{show(url)} has a fragment"
-    index_scheme = urlsplit(index).scheme.lower()
+    index_scheme, index_host, index_netloc = _index_location(index)
     if parts.scheme.lower() != index_scheme:
         return f"{show(url)} is {parts.scheme}, but its index is {index_scheme}"
     last = parts.path.rsplit("/", 1)[-1]
     if unquote(last) != unquote(filename):
         return f"{show(url)} does not end in the filename {filename!r}"
-    index_parts = urlsplit(index)
     host = (parts.hostname or "", parts.port)
-    if host == (index_parts.hostname, index_parts.port):
+    if host == index_host:
         return None
-    if parts.port is None and host[0] in INDEX_FILE_HOSTS.get(index_parts.hostname or "", ()):
+    if host[1] is None and host[0] in INDEX_FILE_HOSTS.get(index_host[0] or "", ()):
         return None
-    return f"{show(url)} is not on the index's host {index_parts.netloc} (nor a file host of it)"
+    return f"{show(url)} is not on the index's host {index_netloc} (nor a file host of it)"
+
+
+@functools.lru_cache(maxsize=64)
+def _index_location(index: str) -> tuple[str, tuple[str | None, int | None], str]:
+    """(scheme, (host, port), netloc) of an index URL, read once for its every wheel."""
+    parts = urlsplit(index)
+    return parts.scheme.lower(), (parts.hostname, parts.port), parts.netloc
 
 
 # ---------------------------------------------------------------- the lock
