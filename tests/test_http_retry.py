@@ -70,11 +70,11 @@ def test_no_try_follows_a_pause_that_the_deadline_cannot_hold() -> None:
 
 
 def test_no_try_starts_once_the_deadline_has_passed(long_guard: http._Deadline) -> None:
-    attempt = _Tries(failures=0)
+    attempt, pauses = _Tries(failures=0), list[float]()
     long_guard.expired.set()
     with pytest.raises(http._Spent) as spent:
-        http._retried(attempt, long_guard, pause=pytest.fail)
-    assert attempt.calls == 0 and spent.value.tries == 0
+        http._retried(attempt, long_guard, pause=pauses.append)
+    assert attempt.calls == 0 and pauses == [] and spent.value.tries == 0
 
 
 @pytest.fixture()
