@@ -1,7 +1,7 @@
 """The one retry policy of http.py and s3.py (http._retried): at most 3 tries, pauses of 0.3 s then
 0.6 s, final errors at once, and no try that the deadline could not wait for (no burst of tries
-just before it). The policy's tests record the pauses instead of sleeping; the last test counts
-what a real loopback server saw."""
+just before it). The policy's tests record the pauses instead of sleeping; the last two count
+what a real loopback server saw, through each client."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from faults.faultservers import FaultHTTPServer
 
-from vllm_lock.errors import UnreachableError
-from vllm_lock.shell import http
+from vllm_lock.errors import CacheUnreachableError, UnreachableError
+from vllm_lock.shell import http, s3
 
 
 class _Tries:
@@ -101,3 +101,15 @@ def test_an_index_answering_500_is_tried_only_while_the_deadline_can_hold_the_pa
         http.get_text(url)
     assert str(refused.value) == f"{url} unreachable after {tries}: HTTP 500"
     assert answers_500.faulty_requests == ["/simple/torch/"] * requests
+
+
+@pytest.mark.parametrize(("deadline", "requests", "tries"), [(60.0, 3, "3 tries"), (0.29, 1, "1 try")])
+def test_an_s3_endpoint_answering_500_is_tried_by_the_same_policy(
+    answers_500: FaultHTTPServer, deadline: float, requests: int, tries: str
+) -> None:
+    location = s3.parse_url(f"s3://cache/p?endpoint={answers_500.base_url}", {})
+    client = s3.Client(location, s3.Credentials(access_key="AKIDEXAMPLE", secret_key="not-a-real-secret"))
+    with pytest.raises(CacheUnreachableError) as refused:
+        client.get("x.entry", limit=1024, deadline=deadline)
+    assert str(refused.value) == f"s3://cache/p/x.entry: GET answered HTTP 500 (after {tries})"
+    assert answers_500.faulty_requests == ["/cache/p/x.entry"] * requests
