@@ -2,9 +2,9 @@
 
 FaultHTTPServer proxies the test world, except for paths given a fault: "drip" answers one byte
 (status line, headers, body) every `interval` seconds; "endless" sends a body without a length
-that never ends; "redirect:<url>" redirects there. SilentListener accepts TCP connections and never
-says a word (a git:// server that hangs). Each records what reached it as events, so that tests wait
-on events, not sleeps."""
+that never ends; "redirect:<url>" redirects there; "status:<code>" answers that code with an empty
+body. SilentListener accepts TCP connections and never says a word (a git:// server that hangs).
+Each records what reached it as events, so that tests wait on events, not sleeps."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class FaultHTTPServer:
     def __init__(self, upstream: str, interval: float = 1.0) -> None:
         self.upstream = urllib.parse.urlsplit(upstream)
         self.interval = interval
-        self.faults: dict[str, str] = {}  # path (unquoted) or "*" -> "drip" | "endless"
+        self.faults: dict[str, str] = {}  # path (unquoted) or "*" -> "drip" | "endless" | ...
         self.hit = threading.Event()  # a faulty path was requested
         self.faulty_requests: list[str] = []
         self.stop = threading.Event()
@@ -61,6 +61,11 @@ class FaultHTTPServer:
             return
         self.faulty_requests.append(handler.path)
         self.hit.set()
+        if fault.startswith("status:"):
+            handler.send_response(int(fault.removeprefix("status:")))
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
         if fault.startswith("redirect:"):
             handler.send_response(302)
             handler.send_header("Location", fault.removeprefix("redirect:"))

@@ -31,15 +31,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vllm_lock.errors import IntegrityError, PreflightError, UnreachableError
 from vllm_lock.shell import limits, mirroring
 
 RETRIES = 3
+FIRST_PAUSE_S = 0.3  # doubled before each later try
 CHUNK = 1 << 20
 USER_AGENT = "vllm-lock"
-
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -181,6 +182,51 @@ def _deadline(seconds: float) -> Iterator[_Deadline]:
         guard.cancel()
 
 
+# ---------------------------------------------------------------- the retry policy (http.py's and s3.py's)
+
+
+class _Passing(Exception):
+    """A try's failure that may pass (a 5xx answer, a network error): worth another try."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class _Spent(Exception):
+    """No try succeeded: the last passing failure, and how many tries were sent."""
+
+    def __init__(self, last: str, tries: int) -> None:
+        super().__init__(last)
+        self.last = last
+        self.tries = tries
+
+    @property
+    def tries_text(self) -> str:
+        return "1 try" if self.tries == 1 else f"{self.tries} tries"
+
+
+def _retried(once: Callable[[], T], guard: _Deadline, *, pause: Callable[[float], None] = time.sleep) -> T:
+    """once()'s result, tried at most RETRIES times with pauses of 0.3 s, then 0.6 s, between tries.
+    Any error but _Passing is final and propagates at once; after the last _Passing, _Spent. No try
+    starts once the guard has expired, nor after a pause the deadline could not hold: the tries
+    stop there rather than come in a burst just before the deadline."""
+    last, tries = "", 0
+    for attempt in range(RETRIES):
+        if guard.expired.is_set():
+            break
+        tries += 1
+        try:
+            return once()
+        except _Passing as failure:
+            last = failure.detail
+        wait = FIRST_PAUSE_S * 2**attempt
+        if attempt + 1 == RETRIES or guard.remaining() <= wait:
+            break
+        pause(wait)
+    raise _Spent(last, tries)
+
+
 # ---------------------------------------------------------------- requests
 
 
@@ -210,10 +256,8 @@ def _open(url: str, guard: _Deadline, accept: str | None = None, method: str = "
         headers["Accept"] = accept
     request = urllib.request.Request(url, headers=headers, method=method)
     opener = _opener()
-    last = ""
-    for attempt in range(RETRIES):
-        if guard.expired.is_set():
-            break
+
+    def once() -> Any:
         try:
             return opener.open(request, timeout=_read_timeout())
         except urllib.error.HTTPError as exc:
@@ -221,20 +265,21 @@ def _open(url: str, guard: _Deadline, accept: str | None = None, method: str = "
                 raise NotFound(label) from None
             if exc.code < 500:
                 raise UnreachableError(f"{label}: HTTP {exc.code} {exc.reason}") from None
-            last = f"HTTP {exc.code}"
+            raise _Passing(f"HTTP {exc.code}") from None
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, str) and reason.startswith("unknown url type"):
                 raise UnreachableError(f"{label}: redirected to a non-http(s) URL ({reason}): refusing it") from None
             if isinstance(reason, ssl.SSLCertVerificationError):
                 raise UnreachableError(f"{label}: TLS certificate not trusted ({reason.verify_message})") from None
-            last = str(reason)
+            raise _Passing(str(reason)) from None
         except (TimeoutError, ConnectionError, OSError, http.client.HTTPException) as exc:
-            last = str(exc) or type(exc).__name__
-        pause = 0.3 * 2**attempt
-        if attempt + 1 < RETRIES and guard.remaining() > pause:
-            time.sleep(pause)
-    raise _unreachable(label, guard, f"unreachable after {RETRIES} tries: {last}")
+            raise _Passing(str(exc) or type(exc).__name__) from None
+
+    try:
+        return _retried(once, guard)
+    except _Spent as spent:
+        raise _unreachable(label, guard, f"unreachable after {spent.tries_text}: {spent.last}") from None
 
 
 def _unreachable(url: str, guard: _Deadline, detail: str) -> UnreachableError:

@@ -18,7 +18,6 @@ import http.client
 import os
 import re
 import ssl
-import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -188,13 +187,12 @@ class Client:
         or a 5xx answer, as S3 asks of its clients, while the guard's deadline allows: S3-compatible
         servers answer 500 to two PUTs of one key at the same instant."""
         label = f"s3://{self.location.bucket}/{key or ''}"
-        start = body.tell() if body is not None and not isinstance(body, bytes) else None
-        last = ""
-        for attempt in range(http_shell.RETRIES):
-            if guard.expired.is_set():
-                break
-            if start is not None:
-                body.seek(start)  # type: ignore[union-attr]
+        file = body if body is not None and not isinstance(body, bytes) else None
+        start = file.tell() if file is not None else 0
+
+        def once() -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+            if file is not None:
+                file.seek(start)
             conn = self._connection()
             try:
                 target, headers = self._signed(method, key, query, body is not None, size, payload_sha256)
@@ -205,22 +203,23 @@ class Client:
                 raise CacheUnreachableError(f"{label}: TLS certificate not trusted ({exc.verify_message})") from None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status < 300:
-                    return conn, response
-                detail = _s3_error(response.read(4096))
-                conn.close()
-                if response.status == 404:
-                    raise NotFound(label)
-                if response.status < 500:
-                    hint = " (check the AWS credentials)" if response.status == 403 else ""
-                    raise CacheUnreachableError(f"{label}: {method} answered HTTP {response.status}{detail}{hint}")
-                last = f"{method} answered HTTP {response.status}{detail}"
-            pause = 0.3 * 2**attempt
-            if attempt + 1 < http_shell.RETRIES and guard.remaining() > pause:
-                time.sleep(pause)
-        raise CacheUnreachableError(self._failure(label, guard, f"{last} (after {http_shell.RETRIES} tries)", bound))
+                raise http_shell._Passing(f"{type(exc).__name__}: {exc}") from None
+            if response.status < 300:
+                return conn, response
+            detail = _s3_error(response.read(4096))
+            conn.close()
+            if response.status == 404:
+                raise NotFound(label)
+            if response.status < 500:
+                hint = " (check the AWS credentials)" if response.status == 403 else ""
+                raise CacheUnreachableError(f"{label}: {method} answered HTTP {response.status}{detail}{hint}")
+            raise http_shell._Passing(f"{method} answered HTTP {response.status}{detail}")
+
+        try:
+            return http_shell._retried(once, guard)
+        except http_shell._Spent as spent:
+            raise CacheUnreachableError(
+                self._failure(label, guard, f"{spent.last} (after {spent.tries_text})", bound)) from None
 
     def _signed(
         self, method: str, key: str | None, query: Mapping[str, str] | None, has_body: bool, size: int,
