@@ -221,3 +221,43 @@ def test_install_run_from_a_git_hook_builds_the_locked_commit_not_the_hooks_repo
     assert _git(work, "for-each-ref") == before
     version = vllm_version(opt)
     assert "9.9.9" not in version and lock.vllm.commit[:7] in version, version
+
+
+def _counting_listener() -> tuple[socket.socket, list[int]]:
+    """A loopback listener that takes each connection and closes it unanswered (git: "Empty reply
+    from server", a failure that looks like the network), counting them."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen = [0]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            seen[0] += 1
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, seen
+
+
+@pytest.mark.parametrize(("deadline", "tries"), [("60", 3), ("0.4", 1)])
+def test_a_remote_that_never_answers_is_tried_within_the_deadline_and_never_in_a_burst(
+    monkeypatch: pytest.MonkeyPatch, deadline: str, tries: int
+) -> None:
+    """Three tries, 0.5 s then 1 s apart, while the deadline holds the pause; with less left than
+    the next pause, no further try (before: sent at once, three tries in a burst at the deadline)."""
+    from vllm_lock.errors import UnreachableError
+
+    listener, seen = _counting_listener()
+    monkeypatch.setenv("VLLM_LOCK_GIT_PROBE_DEADLINE", deadline)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/vllm.git"
+    try:
+        with pytest.raises(UnreachableError, match=f"repository {url} unreachable while resolving 'main'"):
+            git_shell.resolve_ref(url, "main")
+    finally:
+        listener.close()
+    assert seen[0] == tries

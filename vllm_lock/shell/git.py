@@ -212,8 +212,9 @@ def run(
             raise GitError(f"git {args[0]} {url} failed while {what}: {_last_line(stderr, done.returncode)}") from None
         last = _last_line(stderr, done.returncode)
         pause = 0.5 * 2**attempt
-        if attempt + 1 < tries and deadline - time.monotonic() > pause:
-            time.sleep(pause)
+        if attempt + 1 == tries or deadline - time.monotonic() <= pause:
+            break  # no try after a pause the deadline cannot hold: no burst of tries at the deadline
+        time.sleep(pause)
     raise UnreachableError(f"repository {url} unreachable while {what}: {last or f'no answer within {bound:g} s'}")
 
 
