@@ -237,6 +237,33 @@ def test_s3_credentials_from_the_shared_credentials_file(tmp_path: Path, s3: S3S
     assert hit is not None, said
 
 
+def test_a_static_http_cache_s_5xx_to_a_put_is_sent_again_with_the_whole_body(tmp_path: Path) -> None:
+    """A PUT answered 500 goes again (the file body from its first byte), as a GET would; the
+    cache then holds the whole, verifiable build."""
+    with http_server(tmp_path / "http") as server:
+        server.faults.answer_put_of = "/wheels/"
+        published = publish(server.url, tmp_path)
+        assert [put for put in server.faults.puts if "/wheels/" in put] == [f"/cache/{published.wheel_path}"] * 2
+        hit, said = lookup(server.url, tmp_path)
+    assert hit is not None, said
+
+
+@pytest.mark.parametrize(("code", "times", "message", "puts"), [
+    (500, 9, r"/wheels/.*: PUT failed: HTTP 500 .* \(after 3 tries\)$", 3),
+    (403, 9, r"/wheels/.*: PUT answered HTTP 403 ", 1),
+])
+def test_a_static_http_cache_s_put_gives_up_after_three_tries_or_at_a_4xx(
+    tmp_path: Path, code: int, times: int, message: str, puts: int
+) -> None:
+    with http_server(tmp_path / "http") as server:
+        server.faults.answer_put_of, server.faults.answer_put_with, server.faults.answer_put_times = (
+            "/wheels/", code, times)
+        with pytest.raises(CacheUnreachableError, match=message):
+            publish(server.url, tmp_path)
+        assert sum("/wheels/" in put for put in server.faults.puts) == puts
+        assert not any(put.endswith(".entry") for put in server.faults.puts)  # the entry is written last
+
+
 def test_push_failing_halfway_leaves_no_entry(tmp_path: Path) -> None:
     with http_server(tmp_path / "http") as server:
         server.faults.break_put_of = "/wheels/"

@@ -87,6 +87,9 @@ class HttpFaults:
 
     slow_seconds: float = 0.0  # sleep before answering any GET
     break_put_of: str = ""  # a PUT whose path contains this reads half its body, then drops the connection
+    answer_put_of: str = ""  # a PUT whose path contains this reads its body and gets answer_put_with
+    answer_put_with: int = 500
+    answer_put_times: int = 1  # ... this many times (the later ones are stored)
     puts: list[str] = field(default_factory=list)
 
 
@@ -139,6 +142,10 @@ def http_server(root: Path) -> Iterator[HttpServer]:
                 self.close_connection = True
                 return
             data = self.rfile.read(length)
+            answered = sum(faults.answer_put_of in put for put in faults.puts[:-1])
+            if faults.answer_put_of and faults.answer_put_of in self.path and answered < faults.answer_put_times:
+                self.send_error(faults.answer_put_with)
+                return
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent)
             with os.fdopen(fd, "wb") as out:

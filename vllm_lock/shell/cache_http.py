@@ -50,26 +50,36 @@ class HttpBackend:
         return Fetched(sha256=got.sha256, size=got.size)
 
     def write(self, name: str, source: Path | bytes) -> None:
+        """PUT, sent again (the body from its start) after a 5xx answer or a network error within the
+        upload's deadline, as http.py retries a GET; any other answer ends it at once."""
         url = f"{self.url}/{name}"
         _, size = hash_of(source)
         body = source if isinstance(source, bytes) else source.open("rb")
-        request = urllib.request.Request(
-            url, data=body, method="PUT",
-            headers={"User-Agent": http_shell.USER_AGENT, "Content-Length": str(size),
-                     "Content-Type": "application/octet-stream"},
-        )
+        headers = {"User-Agent": http_shell.USER_AGENT, "Content-Length": str(size),
+                   "Content-Type": "application/octet-stream"}
+
+        def once() -> None:
+            if not isinstance(body, bytes):
+                body.seek(0)
+            request = urllib.request.Request(url, data=body, method="PUT", headers=headers)
+            try:
+                with http_shell._opener().open(request, timeout=http_shell._read_timeout()) as response:
+                    response.read(4096)
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500:
+                    raise CacheUnreachableError(f"{url}: PUT answered HTTP {exc.code} {exc.reason}") from None
+                raise http_shell._Passing(f"HTTP {exc.code} {exc.reason}") from None
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                raise http_shell._Passing(str(getattr(exc, "reason", exc))) from None
+
         try:
             with http_shell._deadline(http_shell.bounds().download_deadline(size)) as guard:
                 try:
-                    with http_shell._opener().open(request, timeout=http_shell._read_timeout()) as response:
-                        response.read(4096)
-                except urllib.error.HTTPError as exc:
-                    raise CacheUnreachableError(f"{url}: PUT answered HTTP {exc.code} {exc.reason}") from None
-                except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                    http_shell._retried(once, guard)
+                except http_shell._Spent as spent:
                     if guard.expired.is_set():
                         raise CacheUnreachableError(f"{url}: PUT did not finish within {guard.seconds:g} s") from None
-                    reason = getattr(exc, "reason", exc)
-                    raise CacheUnreachableError(f"{url}: PUT failed: {reason}") from None
+                    raise CacheUnreachableError(f"{url}: PUT failed: {spent.last} (after {spent.tries_text})") from None
         finally:
             if not isinstance(body, bytes):
                 body.close()
