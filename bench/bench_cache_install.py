@@ -17,6 +17,10 @@
   uv+check   uv, then the check ours runs on every new environment, built or substituted
              (`vllm --version`; for an `empty` build `import vllm`, which is what it prints), as
              Phoenix's own flow checks `vllm --version` after its pip install: the same work
+  told+check uv-told, then the same check: the same work with no search for a Python on either side
+
+With --lock LOCK (and no test world or real tree) the same comparison on any lock, e.g. a CUDA lock
+on a machine that can fetch its wheels and build it once: the priming build is the real one.
 
 The same comparison on a real tree (--real, on by default; --no-real skips it): vLLM 0.33.0's
 `empty` lock as tests/real/test_real_corpus.py resolves it (its sdist as the repository, every
@@ -49,7 +53,7 @@ from vllm_lock.actions.install import built_version, version_check
 from vllm_lock.actions.resolve import ResolveRequest, resolve
 from vllm_lock.model import Lock
 from vllm_lock.progress import QUIET
-from vllm_lock.shell import staging
+from vllm_lock.shell import lockfiles, staging
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store
 from vllm_lock_testworld import TestWorld
@@ -102,6 +106,7 @@ class Compared:
     baseline_runs: list[float]
     told_runs: list[float]
     checked_runs: list[float]
+    told_checked_runs: list[float]
     wheels: int
     steps: dict[str, float]
 
@@ -120,6 +125,10 @@ class Compared:
     @property
     def checked(self) -> float:
         return statistics.median(self.checked_runs)
+
+    @property
+    def told_checked(self) -> float:
+        return statistics.median(self.told_checked_runs)
 
 
 def compare(what: str, lock: Lock, lock_path: Path, store_root: Path, work: Path, extra: list[str],
@@ -155,25 +164,27 @@ def compare(what: str, lock: Lock, lock_path: Path, store_root: Path, work: Path
         sh([uv, "pip", "install", "--python", str(venv / "bin/python"), "--offline", "--no-index", "--no-deps",
             *map(str, files)], env=uv_env)
 
-    def checked(venv: Path) -> None:
-        bare(venv)
+    def checked(venv: Path, python: str = PY) -> None:
+        bare(venv, python)
         ok, version = built_version(lock, venv)
         assert ok, version
 
     bare(work / "uv-prime" / "venv")  # not timed: uv's cache warm for these paths, as ours' is
-    ours_runs, baseline_runs, told_runs, checked_runs = [], [], [], []
+    ours_runs, baseline_runs, told_runs, checked_runs, told_checked_runs = [], [], [], [], []
     for run in range(runs):  # in turns: a slow moment of the machine falls on every side alike
         ours_runs.append(timed(functools.partial(substituted, work / f"ours-{run}")))
         baseline_runs.append(timed(functools.partial(bare, work / f"uv-{run}" / "venv")))
         told_runs.append(timed(functools.partial(bare, work / f"uv-told-{run}" / "venv", binary)))
         checked_runs.append(timed(functools.partial(checked, work / f"uv-checked-{run}" / "venv")))
+        told_checked_runs.append(timed(functools.partial(checked, work / f"told-checked-{run}" / "venv", binary)))
     ours_compiles = compiler_calls(calls) - built_compiles
     ours_receipt = receipt(work / "ours-0")
     assert ours_receipt["substituted-from"], "the second install did not substitute"
     assert ours_compiles == 0, f"the second installs made {ours_compiles} compiler calls"
     return Compared(what=what, lock=lock, built_compiles=built_compiles, ours_runs=ours_runs,
                     ours_compiles=ours_compiles, baseline_runs=baseline_runs, told_runs=told_runs,
-                    checked_runs=checked_runs, wheels=len(files), steps=dict(ours_receipt["timings"]))
+                    checked_runs=checked_runs, told_checked_runs=told_checked_runs, wheels=len(files),
+                    steps=dict(ours_receipt["timings"]))
 
 
 def world_lock(world: TestWorld, work: Path, store_root: Path) -> tuple[Lock, Path]:
@@ -229,10 +240,14 @@ def report(result: Compared) -> None:
           f"{runs(result.told_runs)}")
     print(f"   uv+check: uv, then the check ours runs ({version_check(result.lock)})      {result.checked:7.2f} s"
           f"{runs(result.checked_runs)}")
+    print(f"   told+check: uv-told, then the same check                                  {result.told_checked:7.2f} s"
+          f"{runs(result.told_checked_runs)}")
     print("   ours' steps (s): " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.steps.items()))
     print(f"   ours / uv = {result.ours:.2f} / {result.baseline:.2f} = {ratio(result.ours, result.baseline)} "
           f"(target <= 1.2x); ours / uv-told = {ratio(result.ours, result.told)}; "
-          f"ours / uv+check = {ratio(result.ours, result.checked)} (the same work); {each}")
+          f"ours / uv+check = {ratio(result.ours, result.checked)}, ours / told+check = "
+          f"{ratio(result.ours, result.told_checked)} (the same work); uv+check / uv = "
+          f"{ratio(result.checked, result.baseline)} (the check alone); {each}")
 
 
 def main() -> None:
@@ -240,11 +255,19 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--runs", type=int, default=1, help="timed runs of each side, in turns (medians printed)")
+    parser.add_argument("--lock", type=Path, default=None,
+                        help="compare on this lock only (its wheels fetched, its vLLM built once to prime)")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-cache-install-"))
     work.mkdir(parents=True, exist_ok=True)
     results = []
     try:
+        if args.lock is not None:
+            lock_path = args.lock.resolve()
+            (work / "lock-run").mkdir()
+            results.append(compare(f"the lock {lock_path}", lockfiles.read(str(lock_path))[0], lock_path,
+                                   work / "lock-run" / "cache", work / "lock-run", [], dict(os.environ), args.runs))
+            return
         with TestWorld.create(work / "world") as world:
             store_root = work / "world-run" / "cache"
             lock, lock_path = world_lock(world, work, store_root)
