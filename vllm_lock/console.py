@@ -39,7 +39,8 @@ def exit_status(code: object) -> int:
         return 0
     if isinstance(code, int):
         return code
-    print(code, file=sys.stderr)
+    if sys.stderr is not None:  # print(file=None) would write it on stdout
+        print(code, file=sys.stderr)
     return 1
 
 
@@ -52,8 +53,9 @@ def flushed(code: int) -> int:
         sys.stdout.flush()
     except (BrokenPipeError, ValueError):  # ValueError: cli.main closed it after a broken pipe
         code = code or ExitCode.STDOUT_CLOSED
-    try:
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass  # nobody left to tell
+    if sys.stderr is not None:  # None: started with it closed (2>&-), which is no failure of ours
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # nobody left to tell
     return code
