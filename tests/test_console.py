@@ -91,3 +91,10 @@ def _with_closed(fd: int, entry: str, *args: str) -> subprocess.CompletedProcess
 def test_a_closed_stderr_keeps_the_exit_code(entry: str) -> None:
     ran = _with_closed(2, entry, "--version")
     assert ran.returncode == 0 and ran.stdout.startswith("vllm-lock "), (ran.returncode, ran.stdout)
+
+
+@pytest.mark.parametrize("entry", ["console", "cli"])
+def test_a_closed_stdout_descriptor_is_no_traceback(entry: str) -> None:
+    shown = str(Path(__file__).parent / "golden" / "before.lock.toml")
+    ran = _with_closed(1, entry, "show", shown)
+    assert ran.returncode == 0 and ran.stderr == "", (ran.returncode, ran.stderr)

@@ -50,7 +50,8 @@ def flushed(code: int) -> int:
     from vllm_lock.errors import ExitCode
 
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None: started with it closed (>&-), as cli.main reads it
+            sys.stdout.flush()
     except (BrokenPipeError, ValueError):  # ValueError: cli.main closed it after a broken pipe
         code = code or ExitCode.STDOUT_CLOSED
     if sys.stderr is not None:  # None: started with it closed (2>&-), which is no failure of ours
