@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import pty
+import re
 import signal
 import subprocess
 import time
@@ -299,6 +300,25 @@ def test_real_directory_at_venv_is_refused(base: InstalledBase, tmp_path: Path) 
     result = cli(*install_args(base.path, opt), cache=base.cache)
     assert result.returncode == 7 and "real directory" in result.stderr
     assert (opt / "vllm" / "bin" / "vllm").read_text() == "old"
+
+
+def test_each_step_s_commands_are_logged_inside_its_step(base: InstalledBase) -> None:
+    """A step run beside another (the venv beside the wheels, the source beside the uv sync) is
+    logged as one block with its commands and their output, not scattered under the other's."""
+    log = Path(re.findall(r"^full log: (.+)$", base.first.stderr, re.MULTILINE)[0])
+    step: str | None = None
+    commands: list[tuple[str | None, str]] = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        if line.startswith("==> "):
+            assert step is None, f"{line!r} inside step {step!r}"
+            step = line[4:]
+        elif step is not None and re.fullmatch(rf"    {re.escape(step)}: [0-9.]+s", line):
+            step = None
+        elif line.startswith("$ "):
+            commands.append((step, line))
+    venvs = [s for s, command in commands if " venv --clear " in command]
+    syncs = [s for s, command in commands if " pip sync " in command]
+    assert venvs == ["environment"] and syncs == ["packages"], commands
 
 
 STEPS = ["preflight", "environment", "packages", "source", "external sources", "strip", "build", "verify",

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
+import io
 import os
 import platform
 import shutil
@@ -319,16 +320,33 @@ def _external_steps(run: _Run) -> dict[str, Path]:
 
 @dataclass
 class _Held(Reporter):
-    """A reporter whose output waits: what is said and each line of a subprocess's output (which
-    the subprocess runner has logged already), in order."""
+    """A reporter whose output waits: what is said, each line of a subprocess's output, and what
+    the subprocess runner writes to the log (log_writer), in order."""
 
-    held: list[tuple[bool, str]] = field(default_factory=list)  # (a subprocess's line?, text)
+    held: list[tuple[str, str]] = field(default_factory=list)  # ("say" | "line" | "log", text)
 
     def say(self, message: str) -> None:
-        self.held.append((False, message))
+        self.held.append(("say", message))
 
     def line(self, text: str) -> None:
-        self.held.append((True, text))
+        self.held.append(("line", text))
+
+    def log_writer(self) -> IO[str]:
+        return _HeldLog(self.held)
+
+
+class _HeldLog(io.StringIO):
+    """The log as a beside-thread's steps see it: what they write waits with their other output,
+    so that the log shows them as one block once they are joined, not scattered under the steps
+    the main thread ran meanwhile."""
+
+    def __init__(self, held: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self._held = held
+
+    def write(self, text: str) -> int:
+        self._held.append(("log", text))
+        return len(text)
 
 
 class _Beside(Generic[T]):
@@ -337,10 +355,11 @@ class _Beside(Generic[T]):
 
     def __init__(self, run: _Run, steps: Callable[[_Run], T]) -> None:
         self._rep = _Held(quiet=True)
+        self._log = run.log
         self._result: T | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(dataclasses.replace(run, rep=self._rep), steps),
-                                        daemon=True)
+        beside = dataclasses.replace(run, rep=self._rep, log=self._rep.log_writer())
+        self._thread = threading.Thread(target=self._run, args=(beside, steps), daemon=True)
         self._thread.start()
 
     def _run(self, run: _Run, steps: Callable[[_Run], T]) -> None:
@@ -351,8 +370,12 @@ class _Beside(Generic[T]):
 
     def join(self, rep: Reporter, *, reraise: bool = True) -> T:
         self._thread.join()
-        for is_output, text in self._rep.held:
-            (rep.line if is_output else rep.say)(text)
+        for kind, text in self._rep.held:
+            if kind == "log":
+                self._log.write(text)
+            else:
+                (rep.line if kind == "line" else rep.say)(text)
+        self._log.flush()
         rep.timings.update(self._rep.timings)
         if self._error is not None and reraise:
             raise self._error
