@@ -321,7 +321,7 @@ def test_each_step_s_commands_are_logged_inside_its_step(base: InstalledBase) ->
     assert venvs == ["environment"] and syncs == ["packages"], commands
 
 
-STEPS = ["preflight", "environment", "packages", "source", "external sources", "strip", "build", "verify",
+STEPS = ["preflight", "wheels", "environment", "packages", "source", "external sources", "strip", "build", "verify",
          "receipt", "switch"]
 
 
