@@ -40,7 +40,7 @@ from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import BuildRecipe, Lock, PatchedFile, index_url_problem
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
-from vllm_lock.shell import cargo, cuda_tools, generations, lockfiles, machine, mirroring, sccache
+from vllm_lock.shell import cargo, cuda_tools, generations, lockfiles, machine, mirroring, proc, sccache
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 
@@ -210,8 +210,8 @@ def _steps(
         with rep.step("wheels"):
             # a substituted wheel goes in with the locked packages: one uv call
             stage_packages(run, vllm_wheel=hit if hit is not None and not editable else None)
-    except BaseException:
-        environment.join(rep, reraise=False)
+    except BaseException as failure:
+        environment.join(rep, reraise=False, cancel=isinstance(failure, KeyboardInterrupt))
         raise
     environment.join(rep)
     if request.caches.caches and (hit is None or editable):
@@ -223,8 +223,8 @@ def _steps(
     try:
         with rep.step("packages"):
             install_packages(run, uv_env)
-    except BaseException:
-        sources.join(rep, reraise=False)
+    except BaseException as failure:
+        sources.join(rep, reraise=False, cancel=isinstance(failure, KeyboardInterrupt))
         raise
     external_dirs = sources.join(rep)
     if not stored_source:
@@ -358,6 +358,7 @@ class _Beside(Generic[T]):
         self._log = run.log
         self._result: T | None = None
         self._error: BaseException | None = None
+        self._ended = threading.Event()
         beside = dataclasses.replace(run, rep=self._rep, log=self._rep.log_writer())
         self._thread = threading.Thread(target=self._run, args=(beside, steps), daemon=True)
         self._thread.start()
@@ -367,9 +368,22 @@ class _Beside(Generic[T]):
             self._result = steps(run)
         except BaseException as exc:  # handed to the main thread by join
             self._error = exc
+        finally:
+            self._ended.set()
 
-    def join(self, rep: Reporter, *, reraise: bool = True) -> T:
-        self._thread.join()
+    def join(self, rep: Reporter, *, reraise: bool = True, cancel: bool = False) -> T:
+        """The steps' result once they end; cancel (the main thread was interrupted): their programs
+        killed first. So are they when this wait is interrupted: each program leads a session of its
+        own, which Ctrl-C does not reach, and none may go on writing into the generation after us."""
+        interrupted: BaseException | None = None
+        try:
+            if cancel:
+                self._cancel()
+            # not Thread.join: interrupted, it takes the thread for ended (Python 3.11's bpo-45274 mend)
+            self._ended.wait()
+        except BaseException as exc:
+            self._cancel()
+            interrupted = exc
         for kind, text in self._rep.held:
             if kind == "log":
                 self._log.write(text)
@@ -377,9 +391,19 @@ class _Beside(Generic[T]):
                 (rep.line if kind == "line" else rep.say)(text)
         self._log.flush()
         rep.timings.update(self._rep.timings)
+        if interrupted is not None:
+            raise interrupted
         if self._error is not None and reraise:
             raise self._error
         return self._result  # type: ignore[return-value]  # set when the steps returned
+
+    def _cancel(self) -> None:
+        """Every program of this process killed until the steps end (one may start the next, or
+        try again, when the one before is killed)."""
+        while True:
+            proc.kill_own_sessions()
+            if self._ended.wait(0.05):
+                return
 
 
 def preflight(run: _Run, container: GenerationContainer) -> tuple[plan.MachineFacts, plan.Jobs]:
