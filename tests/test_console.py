@@ -76,3 +76,25 @@ def test_exit_status_reads_sys_exit_as_the_interpreter_does(code: object, status
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert console.exit_status(code) == status
     assert capsys.readouterr().err == printed
+
+
+def _with_closed(fd: int, entry: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The entry point run with file descriptor fd closed (`2>&-`, `>&-`: a daemon's or cron's
+    start): Python then has None for that stream."""
+    argv = [sys.executable, "-m", "vllm_lock.cli"] if entry == "console" else \
+        [sys.executable, "-c", "from vllm_lock.cli import main; main()"]
+    return subprocess.run(["bash", "-c", f'exec "$@" {fd}>&-', "bash", *argv, *args], capture_output=fd != 1,
+                          stderr=subprocess.PIPE if fd == 1 else None, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("entry", ["console", "cli"])
+def test_a_closed_stderr_keeps_the_exit_code(entry: str) -> None:
+    ran = _with_closed(2, entry, "--version")
+    assert ran.returncode == 0 and ran.stdout.startswith("vllm-lock "), (ran.returncode, ran.stdout)
+
+
+@pytest.mark.parametrize("entry", ["console", "cli"])
+def test_a_closed_stdout_descriptor_is_no_traceback(entry: str) -> None:
+    shown = str(Path(__file__).parent / "golden" / "before.lock.toml")
+    ran = _with_closed(1, entry, "show", shown)
+    assert ran.returncode == 0 and ran.stderr == "", (ran.returncode, ran.stderr)

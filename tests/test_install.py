@@ -6,8 +6,10 @@ import dataclasses
 import json
 import os
 import pty
+import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -301,7 +303,101 @@ def test_real_directory_at_venv_is_refused(base: InstalledBase, tmp_path: Path) 
     assert (opt / "vllm" / "bin" / "vllm").read_text() == "old"
 
 
-STEPS = ["preflight", "environment", "packages", "source", "external sources", "strip", "build", "verify",
+def test_each_step_s_commands_are_logged_inside_its_step(base: InstalledBase) -> None:
+    """A step run beside another (the venv beside the wheels, the source beside the uv sync) is
+    logged as one block with its commands and their output, not scattered under the other's."""
+    log = Path(re.findall(r"^full log: (.+)$", base.first.stderr, re.MULTILINE)[0])
+    step: str | None = None
+    commands: list[tuple[str | None, str]] = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        if line.startswith("==> "):
+            assert step is None, f"{line!r} inside step {step!r}"
+            step = line[4:]
+        elif step is not None and re.fullmatch(rf"    {re.escape(step)}: [0-9.]+s", line):
+            step = None
+        elif line.startswith("$ "):
+            commands.append((step, line))
+    venvs = [s for s, command in commands if " venv --clear " in command]
+    syncs = [s for s, command in commands if " pip sync " in command]
+    assert venvs == ["environment"] and syncs == ["packages"], commands
+
+
+# A python3.11 (a binary, as preflight wants one on PATH) that, while SLOW exists, writes its pid
+# and sleeps when uv runs it (uv venv asks the interpreter about itself), then is the real one.
+_SLOW_PYTHON = r"""
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char path[64], comm[64] = {0};
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)getppid());
+    FILE *parent = fopen(path, "r");
+    if (parent) { fgets(comm, sizeof comm, parent); fclose(parent); }
+    if (strncmp(comm, "uv", 2) == 0 && access(SLOW, F_OK) == 0) {
+        FILE *pid = fopen(PIDS, "a");
+        fprintf(pid, "%d\n", (int)getpid());
+        fclose(pid);
+        sleep(120);
+    }
+    (void)argc;
+    execv(REAL, argv);
+    return 127;
+}
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ctrl_c_while_a_beside_step_runs_leaves_no_program_of_it_behind(base: InstalledBase, tmp_path: Path) -> None:
+    """Ctrl-C reaches vllm-lock alone (each program leads a session of its own): the programs of a
+    step running beside the main thread's (here the venv's uv) are killed with it, at once, not left
+    to finish into the generation after vllm-lock has gone (where a rerun would meet them)."""
+    folder, slow, pids = tmp_path / "bin", tmp_path / "slow", tmp_path / "pids"
+    folder.mkdir()
+    (tmp_path / "python.c").write_text(_SLOW_PYTHON)
+    real = os.path.realpath(sys.executable)
+    subprocess.run(["gcc", "-O1", "-o", str(folder / "python3.11"), f'-DSLOW="{slow}"', f'-DPIDS="{pids}"',
+                    f'-DREAL="{real}"', str(tmp_path / "python.c")], check=True)
+    slow.touch()
+    opt = tmp_path / "opt"
+    env = dict(os.environ, VLLM_LOCK_CACHE=str(base.cache), PYTHONUNBUFFERED="1",
+               PATH=f"{folder}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.Popen([*CLI, *install_args(base.path, opt)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("    wheels: "):
+            deadline = time.monotonic() + 30
+            while not pids.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            break
+    seen.extend(proc.stdout)
+    started = time.monotonic()
+    assert proc.wait(timeout=60) == 130, "".join(seen)
+    assert time.monotonic() - started < 30, "".join(seen)  # it did not wait for the sleeping program
+    assert [line for line in seen if line.startswith("error:")] == ["error: interrupted\n"], "".join(seen)
+    sleeper = int(pids.read_text().split()[0])
+    deadline = time.monotonic() + 5
+    while _running(sleeper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _running(sleeper):
+        os.killpg(os.getpgid(sleeper), signal.SIGKILL)  # not left sleeping in the suite
+        pytest.fail("the venv's program outlived vllm-lock")
+    slow.unlink()
+    again = subprocess.run([*CLI, *install_args(base.path, opt)], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming an unfinished generation" in again.stderr
+
+
+STEPS = ["preflight", "wheels", "environment", "packages", "source", "external sources", "strip", "build", "verify",
          "receipt", "switch"]
 
 

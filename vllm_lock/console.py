@@ -39,7 +39,8 @@ def exit_status(code: object) -> int:
         return 0
     if isinstance(code, int):
         return code
-    print(code, file=sys.stderr)
+    if sys.stderr is not None:  # print(file=None) would write it on stdout
+        print(code, file=sys.stderr)
     return 1
 
 
@@ -49,11 +50,13 @@ def flushed(code: int) -> int:
     from vllm_lock.errors import ExitCode
 
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None: started with it closed (>&-), as cli.main reads it
+            sys.stdout.flush()
     except (BrokenPipeError, ValueError):  # ValueError: cli.main closed it after a broken pipe
         code = code or ExitCode.STDOUT_CLOSED
-    try:
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass  # nobody left to tell
+    if sys.stderr is not None:  # None: started with it closed (2>&-), which is no failure of ours
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # nobody left to tell
     return code

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
+import io
 import os
 import platform
 import shutil
@@ -39,7 +40,7 @@ from vllm_lock.mirrors import NO_MIRRORS, Mirrors
 from vllm_lock.model import BuildRecipe, Lock, PatchedFile, index_url_problem
 from vllm_lock.progress import Reporter
 from vllm_lock.shell import build as build_shell
-from vllm_lock.shell import cargo, cuda_tools, generations, lockfiles, machine, mirroring, sccache
+from vllm_lock.shell import cargo, cuda_tools, generations, lockfiles, machine, mirroring, proc, sccache
 from vllm_lock.shell import uv as uv_shell
 from vllm_lock.shell.store import Store, cache_root
 
@@ -209,8 +210,8 @@ def _steps(
         with rep.step("wheels"):
             # a substituted wheel goes in with the locked packages: one uv call
             stage_packages(run, vllm_wheel=hit if hit is not None and not editable else None)
-    except BaseException:
-        environment.join(rep, reraise=False)
+    except BaseException as failure:
+        environment.join(rep, reraise=False, cancel=isinstance(failure, KeyboardInterrupt))
         raise
     environment.join(rep)
     if request.caches.caches and (hit is None or editable):
@@ -222,8 +223,8 @@ def _steps(
     try:
         with rep.step("packages"):
             install_packages(run, uv_env)
-    except BaseException:
-        sources.join(rep, reraise=False)
+    except BaseException as failure:
+        sources.join(rep, reraise=False, cancel=isinstance(failure, KeyboardInterrupt))
         raise
     external_dirs = sources.join(rep)
     if not stored_source:
@@ -319,16 +320,33 @@ def _external_steps(run: _Run) -> dict[str, Path]:
 
 @dataclass
 class _Held(Reporter):
-    """A reporter whose output waits: what is said and each line of a subprocess's output (which
-    the subprocess runner has logged already), in order."""
+    """A reporter whose output waits: what is said, each line of a subprocess's output, and what
+    the subprocess runner writes to the log (log_writer), in order."""
 
-    held: list[tuple[bool, str]] = field(default_factory=list)  # (a subprocess's line?, text)
+    held: list[tuple[str, str]] = field(default_factory=list)  # ("say" | "line" | "log", text)
 
     def say(self, message: str) -> None:
-        self.held.append((False, message))
+        self.held.append(("say", message))
 
     def line(self, text: str) -> None:
-        self.held.append((True, text))
+        self.held.append(("line", text))
+
+    def log_writer(self) -> IO[str]:
+        return _HeldLog(self.held)
+
+
+class _HeldLog(io.StringIO):
+    """The log as a beside-thread's steps see it: what they write waits with their other output,
+    so that the log shows them as one block once they are joined, not scattered under the steps
+    the main thread ran meanwhile."""
+
+    def __init__(self, held: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self._held = held
+
+    def write(self, text: str) -> int:
+        self._held.append(("log", text))
+        return len(text)
 
 
 class _Beside(Generic[T]):
@@ -337,10 +355,12 @@ class _Beside(Generic[T]):
 
     def __init__(self, run: _Run, steps: Callable[[_Run], T]) -> None:
         self._rep = _Held(quiet=True)
+        self._log = run.log
         self._result: T | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(dataclasses.replace(run, rep=self._rep), steps),
-                                        daemon=True)
+        self._ended = threading.Event()
+        beside = dataclasses.replace(run, rep=self._rep, log=self._rep.log_writer())
+        self._thread = threading.Thread(target=self._run, args=(beside, steps), daemon=True)
         self._thread.start()
 
     def _run(self, run: _Run, steps: Callable[[_Run], T]) -> None:
@@ -348,15 +368,42 @@ class _Beside(Generic[T]):
             self._result = steps(run)
         except BaseException as exc:  # handed to the main thread by join
             self._error = exc
+        finally:
+            self._ended.set()
 
-    def join(self, rep: Reporter, *, reraise: bool = True) -> T:
-        self._thread.join()
-        for is_output, text in self._rep.held:
-            (rep.line if is_output else rep.say)(text)
+    def join(self, rep: Reporter, *, reraise: bool = True, cancel: bool = False) -> T:
+        """The steps' result once they end; cancel (the main thread was interrupted): their programs
+        killed first. So are they when this wait is interrupted: each program leads a session of its
+        own, which Ctrl-C does not reach, and none may go on writing into the generation after us."""
+        interrupted: BaseException | None = None
+        try:
+            if cancel:
+                self._cancel()
+            # not Thread.join: interrupted, it takes the thread for ended (Python 3.11's bpo-45274 mend)
+            self._ended.wait()
+        except BaseException as exc:
+            self._cancel()
+            interrupted = exc
+        for kind, text in self._rep.held:
+            if kind == "log":
+                self._log.write(text)
+            else:
+                (rep.line if kind == "line" else rep.say)(text)
+        self._log.flush()
         rep.timings.update(self._rep.timings)
+        if interrupted is not None:
+            raise interrupted
         if self._error is not None and reraise:
             raise self._error
         return self._result  # type: ignore[return-value]  # set when the steps returned
+
+    def _cancel(self) -> None:
+        """Every program of this process killed until the steps end (one may start the next, or
+        try again, when the one before is killed)."""
+        while True:
+            proc.kill_own_sessions()
+            if self._ended.wait(0.05):
+                return
 
 
 def preflight(run: _Run, container: GenerationContainer) -> tuple[plan.MachineFacts, plan.Jobs]:

@@ -207,9 +207,11 @@ def _silence_stdout() -> None:
 
 
 def _exit(code: int) -> NoReturn:
-    """sys.exit after flushing stdout here, where a closed one exits quietly with 141."""
+    """sys.exit after flushing stdout here, where a closed one exits quietly with 141 (one closed
+    before we started, `>&-`, is None: what was printed went nowhere, as the caller chose)."""
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(ExitCode.STDOUT_CLOSED)
