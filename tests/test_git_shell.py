@@ -123,7 +123,14 @@ def _processes_naming(needle: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, "nohup"])
+def _signals_as_given(nohup: bool) -> None:
+    """SIGHUP's and SIGINT's dispositions set either way in the child: a suite started under nohup
+    or as a background job (SIGINT ignored) must not make the signal cases nohup cases."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN if nohup else signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, "nohup"])
 def test_a_terminated_command_takes_its_git_with_it(tmp_path: Path, signum: int | str) -> None:
     """git runs in a session of its own (killed with its group at the deadline), so a SIGTERM or
     SIGHUP for vllm-lock (a CI job cancelled, a terminal closed) no longer reaches it: a git://
@@ -139,9 +146,7 @@ def test_a_terminated_command_takes_its_git_with_it(tmp_path: Path, signum: int 
          "2026-01-01", "--target-device", "cpu", "-o", str(tmp_path / "x.lock.toml"),
          "--index", "http://127.0.0.1:9/simple", "--torch-index", "http://127.0.0.1:9/whl"],
         env=dict(os.environ, VLLM_LOCK_CACHE=str(tmp_path / "cache")), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        # SIGHUP's disposition set either way: a suite started under nohup must not make the
-        # signal case a nohup case
-        text=True, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN if nohup else signal.SIG_DFL))
+        text=True, preexec_fn=lambda: _signals_as_given(nohup))
     try:
         deadline = time.monotonic() + 60
         while not _processes_naming(url) and time.monotonic() < deadline and command.poll() is None:
