@@ -247,3 +247,23 @@ def test_left_out_members_are_notes_not_drift(installed: InstalledLock, world: T
     verified = cli("verify", str(path), "--venv", str(opt / "vllm"), cache=installed.cache)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert f"note       {note}" in verified.stdout
+
+
+def test_install_s_own_verification_names_the_package_drift_alone(installed: InstalledLock) -> None:
+    """install.verify_built (what install runs after a build or a substitution) refuses a package
+    set that differs from the lock, naming only its differences."""
+    from vllm_lock.actions.install import verify_built
+    from vllm_lock.errors import InstallError
+
+    venv, src = installed.opt / "vllm", installed.opt / "vllm_repo"
+    version, _, report = verify_built(installed.lock, venv, src, {})
+    assert f"g{installed.lock.vllm.commit[:9]}" in version and report.package_drift is None
+    extra = installed.site / "intruder-1.0.dist-info"
+    extra.mkdir()
+    (extra / "METADATA").write_text("Metadata-Version: 2.1\nName: intruder\nVersion: 1.0\n")
+    try:
+        with pytest.raises(InstallError) as refused:
+            verify_built(installed.lock, venv, src, {})
+    finally:
+        shutil.rmtree(extra)
+    assert str(refused.value) == "the installed environment does not match the lock: extra intruder==1.0"

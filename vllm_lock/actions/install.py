@@ -642,9 +642,8 @@ def verify_built(
     problem = plan.version_problem(version, lock.vllm.commit, tag)
     if problem:
         raise InstallError(problem)
-    if report.missing or report.extra or report.different:
-        mismatch = dataclasses.replace(report, unmet=[], notes=[])
-        raise InstallError(f"the installed environment does not match the lock: {mismatch.summary()}")
+    if drift := report.package_drift:
+        raise InstallError(f"the installed environment does not match the lock: {drift}")
     if rust_problems := verify_action.rust_artifact_problems(lock, venv, src):
         raise InstallError("; ".join(rust_problems))
     found: set[str] = set()

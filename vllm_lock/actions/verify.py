@@ -60,10 +60,15 @@ class Report:
 
     @property
     def drift(self) -> bool:
-        return bool(self.missing or self.extra or self.different or self.modified_files or self.unowned or self.source
-                    or self.receipt or self.unmet)
+        return bool(self.package_drift or self.modified_files or self.unowned or self.source or self.receipt
+                    or self.unmet)
 
-    def summary(self) -> str:
+    @property
+    def package_drift(self) -> str | None:
+        """The package set's differences from the lock (missing, extra, different) in one line, or None."""
+        return "; ".join(parts) if (parts := self._package_parts()) else None
+
+    def _package_parts(self) -> list[str]:
         parts = []
         if self.missing:
             parts.append("missing " + ", ".join(self.missing))
@@ -72,6 +77,10 @@ class Report:
         if self.different:
             parts.append("different " + ", ".join(f"{d['name']} {d['installed']} (lock {d['locked']})"
                                                   for d in self.different))
+        return parts
+
+    def summary(self) -> str:
+        parts = self._package_parts()
         if self.modified_files:
             parts.append(f"{len(self.modified_files)} files changed since install ({self.modified_files[0]}, ...)")
         if self.unowned:
