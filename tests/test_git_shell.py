@@ -266,3 +266,46 @@ def test_a_remote_that_never_answers_is_tried_within_the_deadline_and_never_in_a
     finally:
         listener.close()
     assert seen[0] == tries
+
+
+def test_ctrl_c_while_a_helper_thread_s_git_waits_on_a_silent_server_ends_at_once(
+    world: TestWorld, tmp_path: Path
+) -> None:
+    """resolve asks for the external sources (git ls-remote) in a pool thread beside uv's compile;
+    here a mirror sends those to a server that never answers. git leads a session of its own,
+    which Ctrl-C does not reach: before, the interrupted resolve waited for that git until its
+    deadline (and a second Ctrl-C left it running). Now Ctrl-C is taken as SIGTERM is: every tool
+    of the process killed, the command ends with 130 at once, no git left."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    externals = world.external_url("cutlass").split("/nvidia/")[0] + "/"
+    command = subprocess.Popen(
+        [sys.executable, "-m", "vllm_lock.cli", "resolve", "--repo", world.repo_url, "--torch-index",
+         world.torch_nightly_index, "--index", world.general_index, "--python", "3.11", "--target-device", "cpu",
+         "--platform", "x86_64-manylinux_2_28", "--torch-date", world.latest_consistent_date.isoformat(),
+         "--mirror", f"{externals}=http://127.0.0.1:{port}/", "-o", str(tmp_path / "x.lock.toml")],
+        env=dict(os.environ, VLLM_LOCK_CACHE=str(tmp_path / "cache"), VLLM_LOCK_GIT_PROBE_DEADLINE="120"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: _signals_as_given(False))
+    needle = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _processes_naming(needle) and time.monotonic() < deadline and command.poll() is None:
+            time.sleep(0.05)
+        assert _processes_naming(needle), command.communicate()
+        time.sleep(0.5)  # the main thread past uv's compile, waiting on the pool thread
+        command.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        _, stderr = command.communicate(timeout=60)
+        took = time.monotonic() - started
+        time.sleep(0.2)
+        assert _processes_naming(needle) == []
+        assert command.returncode == 130, stderr
+        assert took < 10, f"the interrupted resolve took {took:.1f} s to end"
+        assert [line for line in stderr.splitlines() if line.startswith("error:")] == ["error: interrupted"]
+    finally:
+        for pid in _processes_naming(needle):
+            os.kill(pid, signal.SIGKILL)
+        command.kill()
+        silent.close()

@@ -231,11 +231,12 @@ def main() -> NoReturn:
     bare `vllm-lock` prints the help. A closed stdout (the reader of a pipe went away) ends the
     command quietly with 141, as a shell reports a writer killed by SIGPIPE."""
     git_environment.forget_callers_repository()
-    # git runs in a process group of its own (killed with it at its deadline), out of reach of a
-    # signal sent to ours: a SIGTERM (a job cancelled) or SIGHUP (a terminal closed) is taken as
-    # Ctrl-C is, so that the runner kills it and every interrupted step cleans up; one ignored by
-    # whoever started us (nohup) stays ignored
-    for ending in (signal.SIGTERM, signal.SIGHUP):
+    # every tool runs in a session of its own (killed with it at its deadline), out of reach of a
+    # signal sent to ours: Ctrl-C, a SIGTERM (a job cancelled) or a SIGHUP (a terminal closed) kills
+    # every tool of this process, a helper thread's too, then interrupts the main thread, so that
+    # every interrupted step cleans up and none waits on a tool; one ignored by whoever started us
+    # (nohup, a background job's SIGINT) stays ignored
+    for ending in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(ending) is not signal.SIG_IGN:
             signal.signal(ending, _interrupted)
     try:
