@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from faults.faultservers import SilentListener
 from test_cache_support import S3Server, free_port, http_server, s3_server
 
 from vllm_lock import cache_entry, cache_keys
@@ -432,26 +433,20 @@ def test_an_s3_endpoint_whose_tls_certificate_is_not_trusted_is_refused_at_once(
                    check=True, capture_output=True)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    listener = socket.create_server(("127.0.0.1", 0))
     handshakes: list[str] = []
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            handshakes.append("accepted")
-            try:
-                context.wrap_socket(conn, server_side=True).close()
-            except (OSError, ssl.SSLError):
-                conn.close()
+    def handshake(conn: socket.socket) -> None:
+        handshakes.append("accepted")
+        try:
+            context.wrap_socket(conn, server_side=True).close()
+        except (OSError, ssl.SSLError):
+            conn.close()
 
-    threading.Thread(target=serve, daemon=True).start()
+    listener = SilentListener(answer=handshake)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    url = f"s3://cache/p?endpoint=https://127.0.0.1:{listener.getsockname()[1]}"
+    url = f"s3://cache/p?endpoint=https://127.0.0.1:{listener.port}"
     try:
         with pytest.raises(CacheUnreachableError) as refused:
             cache_backends.open_backend(url).read("x.entry")

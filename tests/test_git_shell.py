@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from faults.faultservers import SilentListener
 from install_support import cli, install_args, resolve_world_lock, vllm_version
 
 from vllm_lock.errors import UsageError
@@ -137,10 +137,8 @@ def test_a_terminated_command_takes_its_git_with_it(tmp_path: Path, signum: int 
     ls-remote of a silent server was left running for ever. Now such a signal is an interrupt,
     unless whoever started vllm-lock ignores it (nohup: a SIGHUP changes nothing)."""
     nohup = signum == "nohup"
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
-    url = f"git://127.0.0.1:{silent.getsockname()[1]}/vllm.git"
+    silent = SilentListener()
+    url = f"git://127.0.0.1:{silent.port}/vllm.git"
     command = subprocess.Popen(
         [sys.executable, "-m", "vllm_lock.cli", "resolve", "--repo", url, "--python", "3.11", "--torch-date",
          "2026-01-01", "--target-device", "cpu", "-o", str(tmp_path / "x.lock.toml"),
@@ -228,27 +226,6 @@ def test_install_run_from_a_git_hook_builds_the_locked_commit_not_the_hooks_repo
     assert "9.9.9" not in version and lock.vllm.commit[:7] in version, version
 
 
-def _counting_listener() -> tuple[socket.socket, list[int]]:
-    """A loopback listener that takes each connection and closes it unanswered (git: "Empty reply
-    from server", a failure that looks like the network), counting them."""
-    import threading
-
-    listener = socket.create_server(("127.0.0.1", 0))
-    seen = [0]
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            seen[0] += 1
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return listener, seen
-
-
 @pytest.mark.parametrize(("deadline", "tries"), [("60", 3), ("0.4", 1)])
 def test_a_remote_that_never_answers_is_tried_within_the_deadline_and_never_in_a_burst(
     monkeypatch: pytest.MonkeyPatch, deadline: str, tries: int
@@ -257,15 +234,16 @@ def test_a_remote_that_never_answers_is_tried_within_the_deadline_and_never_in_a
     the next pause, no further try (before: sent at once, three tries in a burst at the deadline)."""
     from vllm_lock.errors import UnreachableError
 
-    listener, seen = _counting_listener()
+    # each connection closed unanswered: git's "Empty reply from server", a failure like the network's
+    listener = SilentListener(answer=lambda conn: conn.close())
     monkeypatch.setenv("VLLM_LOCK_GIT_PROBE_DEADLINE", deadline)
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}/vllm.git"
+    url = f"http://127.0.0.1:{listener.port}/vllm.git"
     try:
         with pytest.raises(UnreachableError, match=f"repository {url} unreachable while resolving 'main'"):
             git_shell.resolve_ref(url, "main")
     finally:
         listener.close()
-    assert seen[0] == tries
+    assert listener.connections == tries
 
 
 def test_ctrl_c_while_a_helper_thread_s_git_waits_on_a_silent_server_ends_at_once(
@@ -276,10 +254,8 @@ def test_ctrl_c_while_a_helper_thread_s_git_waits_on_a_silent_server_ends_at_onc
     which Ctrl-C does not reach: before, the interrupted resolve waited for that git until its
     deadline (and a second Ctrl-C left it running). Now Ctrl-C is taken as SIGTERM is: every tool
     of the process killed, the command ends with 130 at once, no git left."""
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
-    port = silent.getsockname()[1]
+    silent = SilentListener()
+    port = silent.port
     externals = world.external_url("cutlass").split("/nvidia/")[0] + "/"
     command = subprocess.Popen(
         [sys.executable, "-m", "vllm_lock.cli", "resolve", "--repo", world.repo_url, "--torch-index",

@@ -11,7 +11,7 @@ import pytest
 from faults.faultservers import FaultHTTPServer
 
 from vllm_lock.errors import CacheUnreachableError, UnreachableError
-from vllm_lock.shell import http, s3
+from vllm_lock.shell import http, limits, s3
 
 
 class _Tries:
@@ -113,3 +113,13 @@ def test_an_s3_endpoint_answering_500_is_tried_by_the_same_policy(
         client.get("x.entry", limit=1024, deadline=deadline)
     assert str(refused.value) == f"s3://cache/p/x.entry: GET answered HTTP 500 (after {tries})"
     assert answers_500.faulty_requests == ["/cache/p/x.entry"] * requests
+
+
+@pytest.mark.parametrize(("attempt", "tries", "remaining", "first", "pause"), [
+    (0, 3, 60.0, 0.3, 0.3), (1, 3, 60.0, 0.3, 0.6), (2, 3, 60.0, 0.3, None),  # the last try made
+    (0, 3, 0.3, 0.3, None), (1, 3, 0.59, 0.3, None),  # the deadline cannot hold the pause
+    (0, 3, 60.0, 0.5, 0.5), (1, 3, 60.0, 0.5, 1.0), (0, 1, 60.0, 0.5, None),  # git's pauses; a local call
+])
+def test_retry_pause_is_the_one_rule_http_s3_and_git_follow(attempt: int, tries: int, remaining: float, first: float,
+                                                              pause: float | None) -> None:
+    assert limits.retry_pause(attempt, tries, remaining, first) == pause

@@ -3,7 +3,8 @@
 FaultHTTPServer proxies the test world, except for paths given a fault: "drip" answers one byte
 (status line, headers, body) every `interval` seconds; "endless" sends a body without a length
 that never ends; "redirect:<url>" redirects there; "status:<code>" answers that code with an empty
-body. SilentListener accepts TCP connections and never says a word (a git:// server that hangs).
+body. SilentListener accepts TCP connections and never says a word (a git:// server that hangs), or
+hands each to a given answer.
 Each records what reached it as events, so that tests wait on events, not sleeps."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import http.client
 import socket
 import threading
 import urllib.parse
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -112,13 +114,16 @@ class FaultHTTPServer:
 
 
 class SilentListener:
-    """A TCP listener that accepts and then says nothing, ever."""
+    """A TCP listener that accepts and then says nothing, ever; or, given answer, hands each
+    connection to it (close it unanswered, fail a TLS handshake...). `connections` counts them."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Callable[[socket.socket], None] | None = None) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(16)
         self.accepted = threading.Event()
+        self.connections = 0
+        self._answer = answer
         self._held: list[socket.socket] = []
         self._closed = False
         self._thread = threading.Thread(target=self._accept, daemon=True)
@@ -134,7 +139,11 @@ class SilentListener:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
-            self._held.append(conn)
+            self.connections += 1
+            if self._answer is None:
+                self._held.append(conn)
+            else:
+                self._answer(conn)
             self.accepted.set()
 
     def close(self) -> None:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import git
 
 RETRIES = 3
+FIRST_PAUSE_S = 0.5  # then 1 s: git's own pauses between tries of a network call
 URL_SCHEMES = ("https", "http", "ssh", "git", "file")
 _UNREACHABLE_HINTS = (
     "does not appear to be a git repository",
@@ -211,9 +212,9 @@ def run(
         if not any(h in stderr.lower() for h in _UNREACHABLE_HINTS):
             raise GitError(f"git {args[0]} {url} failed while {what}: {_last_line(stderr, done.returncode)}") from None
         last = _last_line(stderr, done.returncode)
-        pause = 0.5 * 2**attempt
-        if attempt + 1 == tries or deadline - time.monotonic() <= pause:
-            break  # no try after a pause the deadline cannot hold: no burst of tries at the deadline
+        pause = limits.retry_pause(attempt, tries, deadline - time.monotonic(), FIRST_PAUSE_S)
+        if pause is None:
+            break
         time.sleep(pause)
     raise UnreachableError(f"repository {url} unreachable while {what}: {last or f'no answer within {bound:g} s'}")
 

@@ -220,8 +220,8 @@ def _retried(once: Callable[[], T], guard: _Deadline, *, pause: Callable[[float]
             return once()
         except _Passing as failure:
             last = failure.detail
-        wait = FIRST_PAUSE_S * 2**attempt
-        if attempt + 1 == RETRIES or guard.remaining() <= wait:
+        wait = limits.retry_pause(attempt, RETRIES, guard.remaining(), FIRST_PAUSE_S)
+        if wait is None:
             break
         pause(wait)
     raise _Spent(last, tries)
