@@ -43,6 +43,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,34 +102,13 @@ class Compared:
     what: str
     lock: Lock
     built_compiles: int
-    ours_runs: list[float]
+    runs: dict[str, list[float]]  # side ("ours", "uv", "uv-told", "uv+check", "told+check") -> seconds
     ours_compiles: int
-    baseline_runs: list[float]
-    told_runs: list[float]
-    checked_runs: list[float]
-    told_checked_runs: list[float]
     wheels: int
     steps: dict[str, float]
 
-    @property
-    def ours(self) -> float:
-        return statistics.median(self.ours_runs)
-
-    @property
-    def baseline(self) -> float:
-        return statistics.median(self.baseline_runs)
-
-    @property
-    def told(self) -> float:
-        return statistics.median(self.told_runs)
-
-    @property
-    def checked(self) -> float:
-        return statistics.median(self.checked_runs)
-
-    @property
-    def told_checked(self) -> float:
-        return statistics.median(self.told_checked_runs)
+    def median(self, side: str) -> float:
+        return statistics.median(self.runs[side])
 
 
 def compare(what: str, lock: Lock, lock_path: Path, store_root: Path, work: Path, extra: list[str],
@@ -170,21 +150,20 @@ def compare(what: str, lock: Lock, lock_path: Path, store_root: Path, work: Path
         assert ok, version
 
     bare(work / "uv-prime" / "venv")  # not timed: uv's cache warm for these paths, as ours' is
-    ours_runs, baseline_runs, told_runs, checked_runs, told_checked_runs = [], [], [], [], []
+    sides: dict[str, Callable[[Path], None]] = {
+        "ours": substituted, "uv": bare, "uv-told": functools.partial(bare, python=binary),
+        "uv+check": checked, "told+check": functools.partial(checked, python=binary),
+    }
+    timings: dict[str, list[float]] = {side: [] for side in sides}
     for run in range(runs):  # in turns: a slow moment of the machine falls on every side alike
-        ours_runs.append(timed(functools.partial(substituted, work / f"ours-{run}")))
-        baseline_runs.append(timed(functools.partial(bare, work / f"uv-{run}" / "venv")))
-        told_runs.append(timed(functools.partial(bare, work / f"uv-told-{run}" / "venv", binary)))
-        checked_runs.append(timed(functools.partial(checked, work / f"uv-checked-{run}" / "venv")))
-        told_checked_runs.append(timed(functools.partial(checked, work / f"told-checked-{run}" / "venv", binary)))
+        for side, install in sides.items():
+            timings[side].append(timed(functools.partial(install, work / f"{side}-{run}" / "venv")))
     ours_compiles = compiler_calls(calls) - built_compiles
-    ours_receipt = receipt(work / "ours-0")
+    ours_receipt = receipt(work / "ours-0" / "venv")
     assert ours_receipt["substituted-from"], "the second install did not substitute"
     assert ours_compiles == 0, f"the second installs made {ours_compiles} compiler calls"
-    return Compared(what=what, lock=lock, built_compiles=built_compiles, ours_runs=ours_runs,
-                    ours_compiles=ours_compiles, baseline_runs=baseline_runs, told_runs=told_runs,
-                    checked_runs=checked_runs, told_checked_runs=told_checked_runs, wheels=len(files),
-                    steps=dict(ours_receipt["timings"]))
+    return Compared(what=what, lock=lock, built_compiles=built_compiles, runs=timings, ours_compiles=ours_compiles,
+                    wheels=len(files), steps=dict(ours_receipt["timings"]))
 
 
 def world_lock(world: TestWorld, work: Path, store_root: Path) -> tuple[Lock, Path]:
@@ -224,30 +203,30 @@ def real_compare(work: Path, runs: int, version: str = "0.33.0") -> Compared:
 
 
 def report(result: Compared) -> None:
-    many = len(result.ours_runs) > 1
-    each = f"median of {len(result.ours_runs)} runs" if many else "one run"
+    many = len(result.runs["ours"]) > 1
+    each = f"median of {len(result.runs['ours'])} runs" if many else "one run"
+    ours, uv, told, checked, told_checked = map(result.median, ("ours", "uv", "uv-told", "uv+check", "told+check"))
 
-    def runs(values: list[float]) -> str:
-        return f"   runs: {' '.join(f'{v:.2f}' for v in values)}" if many else ""
+    def runs(side: str) -> str:
+        return f"   runs: {' '.join(f'{v:.2f}' for v in result.runs[side])}" if many else ""
 
     print(f"== {result.what}")
     print(f"   priming build: {result.built_compiles} compiler calls")
-    print(f"   ours: vllm-lock install LOCK --cache file://CACHE (substituted) {result.ours:7.2f} s   "
-          f"compiler calls: {result.ours_compiles}{runs(result.ours_runs)}")
+    print(f"   ours: vllm-lock install LOCK --cache file://CACHE (substituted) {ours:7.2f} s   "
+          f"compiler calls: {result.ours_compiles}{runs('ours')}")
     print(f"   uv:   uv venv + uv pip install --offline --no-deps of the same {result.wheels} wheel files "
-          f"{result.baseline:7.2f} s{runs(result.baseline_runs)}")
-    print(f"   uv-told: the same, uv venv --python <binary>                              {result.told:7.2f} s"
-          f"{runs(result.told_runs)}")
-    print(f"   uv+check: uv, then the check ours runs ({version_check(result.lock)})      {result.checked:7.2f} s"
-          f"{runs(result.checked_runs)}")
-    print(f"   told+check: uv-told, then the same check                                  {result.told_checked:7.2f} s"
-          f"{runs(result.told_checked_runs)}")
+          f"{uv:7.2f} s{runs('uv')}")
+    print(f"   uv-told: the same, uv venv --python <binary>                              {told:7.2f} s"
+          f"{runs('uv-told')}")
+    print(f"   uv+check: uv, then the check ours runs ({version_check(result.lock)})      {checked:7.2f} s"
+          f"{runs('uv+check')}")
+    print(f"   told+check: uv-told, then the same check                                  {told_checked:7.2f} s"
+          f"{runs('told+check')}")
     print("   ours' steps (s): " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.steps.items()))
-    print(f"   ours / uv = {result.ours:.2f} / {result.baseline:.2f} = {ratio(result.ours, result.baseline)} "
-          f"(target <= 1.2x); ours / uv-told = {ratio(result.ours, result.told)}; "
-          f"ours / uv+check = {ratio(result.ours, result.checked)}, ours / told+check = "
-          f"{ratio(result.ours, result.told_checked)} (the same work); uv+check / uv = "
-          f"{ratio(result.checked, result.baseline)} (the check alone); {each}")
+    print(f"   ours / uv = {ours:.2f} / {uv:.2f} = {ratio(ours, uv)} (target <= 1.2x); ours / uv-told = "
+          f"{ratio(ours, told)}; ours / uv+check = {ratio(ours, checked)}, ours / told+check = "
+          f"{ratio(ours, told_checked)} (the same work); uv+check / uv = {ratio(checked, uv)} (the check alone); "
+          f"{each}")
 
 
 def main() -> None:
