@@ -19,7 +19,7 @@ import os
 import platform
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,16 +203,13 @@ def _steps(
     hit: substitute.Substitution | None = None
     # the venv is made beside the cache lookup and the staging of the wheels, whose lines stay live
     environment = _Beside(run, lambda beside: _environment_step(beside, uv_env, facts.python_found))
-    try:
+    with environment.joined_on_failure(rep):
         if request.caches.caches:
             with rep.step("substitute"):
                 hit = substitute.step(request.caches, lock, editable, gen.dist, rep.say, run.store)
         with rep.step("wheels"):
             # a substituted wheel goes in with the locked packages: one uv call
             stage_packages(run, vllm_wheel=hit if hit is not None and not editable else None)
-    except BaseException as failure:
-        environment.join(rep, reraise=False, cancel=isinstance(failure, KeyboardInterrupt))
-        raise
     environment.join(rep)
     if request.caches.caches and (hit is None or editable):
         with rep.step("toolchain"):  # setup.py runs: a build, or an editable install of the cached modules
@@ -220,12 +217,8 @@ def _steps(
     # a substituted non-editable install builds nothing from its source: a shared read-only store path
     stored_source = hit is not None and not editable
     sources = _Beside(run, _then_verify_imported(_stored_source_steps if stored_source else _source_steps))
-    try:
-        with rep.step("packages"):
-            install_packages(run, uv_env)
-    except BaseException as failure:
-        sources.join(rep, reraise=False, cancel=isinstance(failure, KeyboardInterrupt))
-        raise
+    with sources.joined_on_failure(rep), rep.step("packages"):
+        install_packages(run, uv_env)
     external_dirs = sources.join(rep)
     if not stored_source:
         with rep.step("strip"):
@@ -396,6 +389,16 @@ class _Beside(Generic[T]):
         if self._error is not None and reraise:
             raise self._error
         return self._result  # type: ignore[return-value]  # set when the steps returned
+
+    @contextlib.contextmanager
+    def joined_on_failure(self, rep: Reporter) -> Iterator[None]:
+        """The main thread's steps beside these: when they fail, these are joined (their programs
+        killed first on an interrupt) before the failure goes on; when they succeed, join is the caller's."""
+        try:
+            yield
+        except BaseException as failure:
+            self.join(rep, reraise=False, cancel=isinstance(failure, KeyboardInterrupt))
+            raise
 
     def _cancel(self) -> None:
         """Every program of this process killed until the steps end (one may start the next, or
